@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package eventpipe needs to build, run and test.
+# Idempotent: only missing packages are installed, with apt-get, as root.
+set -euo pipefail
+
+PKGS=(
+    build-essential cmake pkg-config clang libclang-rt-14-dev
+    libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev
+    libprotobuf-c-dev protobuf-c-compiler
+    python3 curl wrk
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "setup: missing packages (${missing[*]}) and not root; run as root" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,36 @@
+#ifndef EP_BUF_H
+#define EP_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * A growable byte buffer, caller-allocated (init/close). Always NUL-terminated
+ * after any append, so b->data can be used as a C string when it holds text.
+ */
+typedef struct ep_buf_s {
+    char *data;
+    size_t len;
+    size_t cap;
+} ep_buf_t;
+
+#define EP_BUF_INIT {NULL, 0, 0}
+
+void ep_buf_init(ep_buf_t *b);
+void ep_buf_close(ep_buf_t *b);          /* frees the storage */
+void ep_buf_reset(ep_buf_t *b);          /* len = 0, keeps the storage */
+void ep_buf_reserve(ep_buf_t *b, size_t extra);
+void ep_buf_append(ep_buf_t *b, const void *p, size_t n);
+void ep_buf_puts(ep_buf_t *b, const char *s);
+void ep_buf_putc(ep_buf_t *b, char c);
+void ep_buf_printf(ep_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ep_buf_vprintf(ep_buf_t *b, const char *fmt, va_list ap);
+void ep_buf_put_i64(ep_buf_t *b, int64_t v);
+void ep_buf_put_u64(ep_buf_t *b, uint64_t v);
+/** Appends s (n bytes) as a JSON string literal, quotes included, escaping as needed. */
+void ep_buf_put_json_str(ep_buf_t *b, const char *s, size_t n);
+/** Detaches the storage: returns it (caller frees with ep_free) and re-inits b. */
+char *ep_buf_steal(ep_buf_t *b, size_t *len);
+
+#endif /* EP_BUF_H */

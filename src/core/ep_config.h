@@ -1,0 +1,70 @@
+#ifndef EP_CONFIG_H
+#define EP_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * Configuration: the seeds' environment variables with their defaults, a
+ * command-line flag for each (--queue-size 2000 or --queue-size=2000), flags
+ * winning over the environment. The table in ep_config.c is the single source
+ * of truth (names, defaults, help text, validation).
+ */
+
+typedef struct ep_config_s {
+    /* ports and addresses */
+    char bind_addr[64];     /* BIND_ADDR (0.0.0.0) */
+    int api_port;           /* API_PORT (8080) */
+    int ingest_port;        /* INGEST_PORT (8081) */
+    int processor_port;     /* PROCESSOR_PORT (8082) */
+    int analytics_port;     /* ANALYTICS_PORT (8083) */
+    char ingest_url[256];   /* INGEST_URL (http://localhost:8081) */
+    char processor_url[256];/* PROCESSOR_URL (http://localhost:8082) */
+    char analytics_url[256];/* ANALYTICS_URL (http://localhost:8083) */
+    /* queue */
+    char queue_type[32];    /* QUEUE_TYPE (memory) */
+    int64_t queue_size;     /* QUEUE_SIZE (1000) */
+    char nats_url[256];     /* NATS_URL */
+    char kafka_brokers[256];/* KAFKA_BROKERS */
+    char kafka_topic[128];  /* KAFKA_TOPIC */
+    char kafka_group[128];  /* KAFKA_CONSUMER_GROUP */
+    char composite_providers[128]; /* COMPOSITE_PROVIDERS */
+    char composite_strategy[32];   /* COMPOSITE_STRATEGY */
+    /* processing */
+    int workers;            /* PROCESSOR_WORKERS (4) */
+    int batch_size;         /* PROCESSOR_BATCH (64) */
+    char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
+    /* http */
+    int http_threads;       /* HTTP_THREADS (2) */
+    int64_t max_body;       /* HTTP_MAX_BODY bytes (1 MiB) */
+    int max_header;         /* HTTP_MAX_HEADER bytes (8 KiB) */
+    int idle_timeout_s;     /* HTTP_IDLE_TIMEOUT seconds (30) */
+    int max_connections;    /* HTTP_MAX_CONNECTIONS (4096) */
+    int upstream_timeout_ms;/* UPSTREAM_TIMEOUT_MS (3000) */
+    int status_timeout_ms;  /* STATUS_TIMEOUT_MS (1000) */
+    int retry_after_s;      /* RETRY_AFTER (1) */
+    /* events */
+    int max_meta_keys;      /* EVENT_MAX_KEYS (64) */
+    int max_data_len;       /* EVENT_MAX_DATA (262144) */
+    /* lifecycle and logs */
+    int shutdown_timeout_s; /* SHUTDOWN_TIMEOUT (10) */
+    char log_level[16];     /* LOG_LEVEL (info) */
+    char log_format[16];    /* LOG_FORMAT (text) */
+    int stats_interval_s;   /* STATS_INTERVAL seconds between summary log lines (60; 0 = off) */
+} ep_config_t;
+
+/** Fills cfg with every default. */
+void ep_config_defaults(ep_config_t *cfg);
+
+/**
+ * Loads the environment, then argv flags (argv[0] is skipped; parsing stops at
+ * the first non-flag). On an invalid value or unknown flag returns EP_ECONFIG
+ * and writes "NAME: why" into err. --help is reported as EP_ENOENT (caller
+ * prints ep_config_usage and exits 0).
+ */
+int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/** Prints every option (flag, variable, default, description) to f. */
+void ep_config_usage(FILE *f);
+
+#endif /* EP_CONFIG_H */

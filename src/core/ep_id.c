@@ -1,0 +1,86 @@
+#include "ep_id.h"
+#include "ep_time.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* xoshiro256** per thread, seeded from getrandom(). */
+static _Thread_local uint64_t rng_s[4];
+static _Thread_local int rng_seeded;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void)
+{
+    uint64_t r, t;
+
+    if (!rng_seeded) {
+        if (getrandom(rng_s, sizeof(rng_s), 0) != (ssize_t)sizeof(rng_s)) {
+            uint64_t seed = (uint64_t)ep_time_mono_ns() ^ (uint64_t)(uintptr_t)&rng_s;
+            for (int i = 0; i < 4; i++) {
+                seed += 0x9e3779b97f4a7c15ULL;
+                uint64_t z = seed;
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+                rng_s[i] = z ^ (z >> 31);
+            }
+        }
+        rng_seeded = 1;
+    }
+    r = rotl(rng_s[1] * 5, 7) * 9;
+    t = rng_s[1] << 17;
+    rng_s[2] ^= rng_s[0];
+    rng_s[3] ^= rng_s[1];
+    rng_s[1] ^= rng_s[2];
+    rng_s[0] ^= rng_s[3];
+    rng_s[2] ^= t;
+    rng_s[3] = rotl(rng_s[3], 45);
+    return r;
+}
+
+static void format(const uint8_t b[16], char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    int o = 0;
+
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[o++] = '-';
+        }
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+void ep_id_uuid7(char *out)
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)ep_time_now_ms();
+    uint64_t r1 = rng_next(), r2 = rng_next();
+
+    for (int i = 0; i < 6; i++) {
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    }
+    memcpy(b + 6, &r1, 2);
+    memcpy(b + 8, &r2, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    format(b, out);
+}
+
+void ep_id_uuid4(char *out)
+{
+    uint8_t b[16];
+    uint64_t r1 = rng_next(), r2 = rng_next();
+
+    memcpy(b, &r1, 8);
+    memcpy(b + 8, &r2, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    format(b, out);
+}

@@ -1,0 +1,76 @@
+#include "ep_mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void default_oom(size_t size)
+{
+    fprintf(stderr, "eventpipe: out of memory allocating %zu bytes\n", size);
+    abort();
+}
+
+static ep_oom_handler_cb oom_handler = default_oom;
+
+void ep_mem_set_oom_handler(ep_oom_handler_cb cb)
+{
+    oom_handler = cb ? cb : default_oom;
+}
+
+void *ep_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+
+    if (p == NULL) {
+        oom_handler(size);
+        abort();
+    }
+    return p;
+}
+
+void *ep_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+
+    if (p == NULL) {
+        oom_handler(n * size);
+        abort();
+    }
+    return p;
+}
+
+void *ep_realloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+
+    if (q == NULL) {
+        oom_handler(size);
+        abort();
+    }
+    return q;
+}
+
+char *ep_strndup(const char *s, size_t n)
+{
+    char *d = ep_malloc(n + 1);
+
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *ep_strdup(const char *s)
+{
+    return ep_strndup(s, strlen(s));
+}
+
+void ep_free(void *p)
+{
+    free(p);
+}
+
+void ep__assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "eventpipe: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}

@@ -1,0 +1,33 @@
+#ifndef EP_MEM_H
+#define EP_MEM_H
+
+#include <stddef.h>
+
+/*
+ * Allocation wrappers. They never return NULL: on out-of-memory they call the
+ * OOM handler, which by default logs and aborts.
+ */
+
+typedef void (*ep_oom_handler_cb)(size_t size);
+
+/** Replaces the OOM handler (NULL restores the default). Not thread-safe: call at start-up. */
+void ep_mem_set_oom_handler(ep_oom_handler_cb cb);
+
+void *ep_malloc(size_t size);
+void *ep_calloc(size_t n, size_t size);
+void *ep_realloc(void *p, size_t size);
+char *ep_strdup(const char *s);
+char *ep_strndup(const char *s, size_t n);
+void ep_free(void *p);
+
+/* Broken invariant: prints file:line and aborts. */
+#define ep_assert(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            ep__assert_fail(#cond, __FILE__, __LINE__);                                            \
+        }                                                                                          \
+    } while (0)
+
+_Noreturn void ep__assert_fail(const char *expr, const char *file, int line);
+
+#endif /* EP_MEM_H */

@@ -1,0 +1,58 @@
+#ifndef EP_HTTP_CLIENT_H
+#define EP_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+/*
+ * Asynchronous HTTP client on libcurl's multi interface: one thread drives all
+ * requests, connections are kept alive and reused per host. Used for the
+ * gateway -> ingest -> processor hops and the /api/v1/status aggregate.
+ */
+typedef struct ep_http_client_s ep_http_client_t;
+
+typedef struct ep_http_response_s {
+    int status;               /* HTTP status; 0 when no response arrived */
+    int err;                  /* 0, or EP_ETIMEDOUT / EP_ECONNREFUSED / EP_EUNAVAIL */
+    const char *error;        /* human-readable transport error ("" when none) */
+    const char *body;         /* response body (NUL-terminated), borrowed */
+    size_t body_len;
+    const char *content_type; /* borrowed; "" when absent */
+    const char *retry_after;  /* value of Retry-After; "" when absent */
+} ep_http_response_t;
+
+/**
+ * Completion callback, called exactly once per accepted request on the client's
+ * thread. res and everything it points to are borrowed until the callback returns.
+ * It must not block; it may start new requests.
+ */
+typedef void (*ep_http_done_cb)(void *arg, const ep_http_response_t *res);
+
+/** Creates a client and starts its thread. max_per_host bounds connections per host. */
+int ep_http_client_create(int max_per_host, ep_http_client_t **out);
+
+/**
+ * Starts a request. method "GET"/"POST"; body may be NULL. The body is copied.
+ * content_type may be NULL. timeout_ms bounds the whole request (connect
+ * included). Returns 0 (cb will be called once) or EP_ECLOSED after destroy began
+ * (cb never called). Thread-safe.
+ */
+int ep_http_client_request(ep_http_client_t *c, const char *method, const char *url,
+                           const char *content_type, const void *body, size_t body_len,
+                           int timeout_ms, ep_http_done_cb cb, void *arg);
+
+/**
+ * Blocking convenience for tools and tests: runs one request and waits. On return
+ * *status holds the HTTP status (0 on transport error) and *body a new
+ * NUL-terminated string (caller frees with ep_free), or NULL. Returns 0 or EP_E*.
+ */
+int ep_http_client_request_sync(ep_http_client_t *c, const char *method, const char *url,
+                                const char *content_type, const void *body, size_t body_len,
+                                int timeout_ms, int *status, char **body_out);
+
+/**
+ * Stops the thread. Requests still in flight complete with err EP_ECLOSED (their
+ * callbacks run before destroy returns). Accepts NULL.
+ */
+void ep_http_client_destroy(ep_http_client_t *c);
+
+#endif /* EP_HTTP_CLIENT_H */

@@ -1,0 +1,80 @@
+#include "ep_queue.h"
+#include "ep_error.h"
+#include "ep_mem.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Compiled-in providers; each broker adds itself here behind its EP_WITH_* option. */
+extern const ep_queue_provider_t ep_queue_memory_provider;
+
+static const ep_queue_provider_t *const builtin_providers[] = {
+    &ep_queue_memory_provider,
+    NULL,
+};
+
+const ep_queue_provider_t *ep_queue_provider_find(const char *name)
+{
+    for (size_t i = 0; builtin_providers[i]; i++) {
+        if (strcmp(builtin_providers[i]->name, name) == 0) {
+            return builtin_providers[i];
+        }
+    }
+    return NULL;
+}
+
+void ep_queue_provider_names(char *out, size_t len)
+{
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; builtin_providers[i] && off < len; i++) {
+        int n = snprintf(out + off, len - off, "%s%s", i ? ", " : "", builtin_providers[i]->name);
+        if (n < 0) {
+            break;
+        }
+        off += (size_t)n;
+    }
+}
+
+int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                         ep_queue_t **out, char *err, size_t errlen)
+{
+    ep_queue_t *q;
+    int rc;
+
+    *out = NULL;
+    q = ep_calloc(1, sizeof(*q));
+    q->provider = provider;
+    rc = provider->init(cfg, &q->ctx, err, errlen);
+    if (rc != 0) {
+        ep_free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, char *err,
+                    size_t errlen)
+{
+    const ep_queue_provider_t *p = ep_queue_provider_find(type);
+
+    *out = NULL;
+    if (p == NULL) {
+        char names[256];
+        ep_queue_provider_names(names, sizeof(names));
+        snprintf(err, errlen, "unsupported queue type '%s' (available: %s)", type, names);
+        return EP_EINVAL;
+    }
+    return ep_queue_create_with(p, cfg, out, err, errlen);
+}
+
+void ep_queue_destroy(ep_queue_t *q)
+{
+    if (q == NULL) {
+        return;
+    }
+    q->provider->destroy(q->ctx);
+    ep_free(q);
+}

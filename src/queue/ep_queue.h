@@ -1,0 +1,163 @@
+#ifndef EP_QUEUE_H
+#define EP_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ep_buf.h"
+#include "ep_config.h"
+#include "ep_event.h"
+
+/*
+ * The queue provider interface. Every queue (memory, disk, nats, kafka,
+ * composite, the HTTP forwarder to a remote processor) is one const
+ * ep_queue_provider_t; the core only calls the ep_queue_* wrappers below and
+ * never looks at which provider it has.
+ *
+ * Ownership: ep_queue_publish() takes the events on success (the caller's
+ * array slots are set to NULL); on an error return the caller still owns them
+ * and the callback is never invoked. ep_queue_consume() hands events to the
+ * caller, who must give each back exactly once through ep_queue_ack() (done,
+ * the provider frees it) or ep_queue_nack() (redeliver later).
+ */
+
+#define EP_QUEUE_API_V1 1
+
+#define EP_QUEUE_F_LOCAL 0x1 /* the queue lives in this process only (memory) */
+
+typedef struct ep_queue_s ep_queue_t;
+
+typedef struct ep_queue_stats_s {
+    uint64_t enqueued;      /* events accepted by publish */
+    uint64_t dequeued;      /* events handed out by consume (redeliveries included) */
+    uint64_t acked;         /* events acknowledged */
+    uint64_t nacked;        /* events given back for redelivery */
+    uint64_t rejected_full; /* publishes refused because the queue was full */
+    int64_t size;           /* events waiting now; -1 when unknown */
+    int64_t capacity;       /* bound; -1 when unbounded or unknown */
+    int64_t in_flight;      /* consumed, not yet acked */
+} ep_queue_stats_t;
+
+/**
+ * Publish completion: status[i] is 0 or a negative EP_E* for evs[i] of the
+ * publish call, in order. Called exactly once per successful publish call,
+ * possibly before ep_queue_publish() returns, from any thread. The status
+ * array is borrowed for the duration of the call.
+ */
+typedef void (*ep_publish_cb)(void *arg, size_t n, const int *status);
+
+typedef struct ep_queue_provider_s {
+    int api_version;  /* EP_QUEUE_API_V1; fields are only appended */
+    const char *name; /* "memory" */
+    unsigned flags;   /* EP_QUEUE_F_* */
+    /** Creates the instance from cfg into *ctx. Returns 0 or EP_E*, message in err. */
+    int (*init)(const ep_config_t *cfg, void **ctx, char *err, size_t errlen);
+    /**
+     * Publishes evs[0..n). Returns 0 (ownership taken, cb will be called once) or
+     * EP_EFULL / EP_ECLOSED / EP_EUNAVAIL / ... (nothing taken, cb never called).
+     */
+    int (*publish)(void *ctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg);
+    /**
+     * Takes up to max events into out, waiting up to timeout_ms for the first
+     * one (blocking wait, never spinning). Returns the count (0 on timeout), or
+     * EP_ECLOSED once closed and drained.
+     */
+    int (*consume)(void *ctx, ep_event_t **out, size_t max, int timeout_ms);
+    /** Acknowledges processed events; the provider frees them. Returns 0 or EP_E*. */
+    int (*ack)(void *ctx, ep_event_t **evs, size_t n);
+    /** Gives events back for redelivery after delay_ms. Returns 0 or EP_E*. */
+    int (*nack)(void *ctx, ep_event_t **evs, size_t n, int delay_ms);
+    /** Fills the counters. Thread-safe, lock-free where possible. */
+    void (*stats)(void *ctx, ep_queue_stats_t *st);
+    /** Appends provider-specific JSON members (",\"k\":v..." with a leading comma) or nothing. May be NULL. */
+    void (*stats_json)(void *ctx, ep_buf_t *out);
+    /** Returns 1 when usable; otherwise 0 and a reason in reason. */
+    int (*ready)(void *ctx, char *reason, size_t len);
+    /** Waits until published events are handed off (brokers). May be NULL. */
+    int (*flush)(void *ctx, int timeout_ms);
+    /** Stops accepting publishes (EP_ECLOSED); consumers drain what is left, then get EP_ECLOSED. */
+    void (*close)(void *ctx);
+    /** Frees the instance and any events still inside. Accepts NULL. */
+    void (*destroy)(void *ctx);
+} ep_queue_provider_t;
+
+struct ep_queue_s {
+    const ep_queue_provider_t *provider;
+    void *ctx;
+    char last_error[256];
+};
+
+/** Finds a compiled-in provider by name ("memory"). NULL when unknown. */
+const ep_queue_provider_t *ep_queue_provider_find(const char *name);
+
+/** Lists compiled-in provider names, comma-separated, into out. */
+void ep_queue_provider_names(char *out, size_t len);
+
+/**
+ * Creates a queue of the named type from cfg. Returns 0 and *out, or EP_EINVAL
+ * (unknown type) / the provider's error, with a message in err.
+ */
+int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, char *err,
+                    size_t errlen);
+
+/** Creates a queue from an explicit provider (tests, forwarders). Same contract. */
+int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                         ep_queue_t **out, char *err, size_t errlen);
+
+/** Destroys the queue and its provider instance. Accepts NULL. */
+void ep_queue_destroy(ep_queue_t *q);
+
+static inline int ep_queue_publish(ep_queue_t *q, ep_event_t **evs, size_t n, ep_publish_cb cb,
+                                   void *arg)
+{
+    return q->provider->publish(q->ctx, evs, n, cb, arg);
+}
+
+static inline int ep_queue_consume(ep_queue_t *q, ep_event_t **out, size_t max, int timeout_ms)
+{
+    return q->provider->consume(q->ctx, out, max, timeout_ms);
+}
+
+static inline int ep_queue_ack(ep_queue_t *q, ep_event_t **evs, size_t n)
+{
+    return q->provider->ack(q->ctx, evs, n);
+}
+
+static inline int ep_queue_nack(ep_queue_t *q, ep_event_t **evs, size_t n, int delay_ms)
+{
+    return q->provider->nack(q->ctx, evs, n, delay_ms);
+}
+
+static inline void ep_queue_stats(ep_queue_t *q, ep_queue_stats_t *st)
+{
+    q->provider->stats(q->ctx, st);
+}
+
+static inline void ep_queue_stats_json(ep_queue_t *q, ep_buf_t *out)
+{
+    if (q->provider->stats_json) {
+        q->provider->stats_json(q->ctx, out);
+    }
+}
+
+static inline int ep_queue_ready(ep_queue_t *q, char *reason, size_t len)
+{
+    return q->provider->ready(q->ctx, reason, len);
+}
+
+static inline int ep_queue_flush(ep_queue_t *q, int timeout_ms)
+{
+    return q->provider->flush ? q->provider->flush(q->ctx, timeout_ms) : 0;
+}
+
+static inline void ep_queue_close(ep_queue_t *q)
+{
+    q->provider->close(q->ctx);
+}
+
+static inline int ep_queue_is_local(const ep_queue_t *q)
+{
+    return (q->provider->flags & EP_QUEUE_F_LOCAL) != 0;
+}
+
+#endif /* EP_QUEUE_H */
