@@ -6,8 +6,9 @@
  *
  *   static void test_something(void) { EP_ASSERT_EQ(1 + 1, 2); }
  *   EP_TEST_LIST = { EP_TEST(test_something), EP_TEST_END };
+ *   EP_TEST_MAIN()
  *
- * The file's main() is generated: with no argument every test runs (each in a
+ * EP_TEST_MAIN() generates main(): with no argument every test runs (each in a
  * fork()ed child, so a crash fails only that test); "./test_x name" runs one.
  * The last line is "N passed, M failed".
  */
@@ -97,13 +98,11 @@ static int ep__run_one(const ep_test_t *t)
     return WEXITSTATUS(st) != 0;
 }
 
-static const ep_test_t ep_test_list[];
-
-int main(int argc, char **argv)
+static int ep__main(const ep_test_t *list, int argc, char **argv)
 {
     int passed = 0, failed = 0;
 
-    for (const ep_test_t *t = ep_test_list; t->name; t++) {
+    for (const ep_test_t *t = list; t->name; t++) {
         int rc;
         if (argc > 1 && strcmp(argv[1], t->name) != 0) {
             continue;
@@ -115,5 +114,11 @@ int main(int argc, char **argv)
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : (passed ? 0 : 1);
 }
+
+#define EP_TEST_MAIN()                                                                             \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return ep__main(ep_test_list, argc, argv);                                                 \
+    }
 
 #endif /* EP_TEST_H */
