@@ -1,0 +1,305 @@
+/*
+ * Configuration table: one row per option, with its environment variable, its
+ * flag, its default and its bounds. Environment first, then flags.
+ */
+#include "ep_config.h"
+#include "ep_error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_INT, OPT_I64, OPT_STR, OPT_PORT, OPT_URL, OPT_ENUM, OPT_SIZE } opt_type_t;
+
+typedef struct {
+    opt_type_t type;
+    const char *env;
+    const char *flag;
+    const char *def;
+    size_t off;
+    size_t cap; /* string capacity */
+    int64_t min, max;
+    const char *choices; /* OPT_ENUM: "a|b|c" */
+    const char *desc;
+} opt_t;
+
+#define S(f) offsetof(ep_config_t, f), sizeof(((ep_config_t *)0)->f)
+#define N(f) offsetof(ep_config_t, f), 0
+
+static const opt_t options[] = {
+    {OPT_STR, "BIND_ADDR", "bind", "0.0.0.0", S(bind_addr), 0, 0, NULL,
+     "address every role listens on"},
+    {OPT_PORT, "API_PORT", "api-port", "8080", N(api_port), 0, 65535, NULL, "gateway port"},
+    {OPT_PORT, "INGEST_PORT", "ingest-port", "8081", N(ingest_port), 0, 65535, NULL, "ingest port"},
+    {OPT_PORT, "PROCESSOR_PORT", "processor-port", "8082", N(processor_port), 0, 65535, NULL,
+     "processor port"},
+    {OPT_PORT, "ANALYTICS_PORT", "analytics-port", "8083", N(analytics_port), 0, 65535, NULL,
+     "analytics port"},
+    {OPT_URL, "INGEST_URL", "ingest-url", "http://localhost:8081", S(ingest_url), 0, 0, NULL,
+     "where the gateway finds ingest"},
+    {OPT_URL, "PROCESSOR_URL", "processor-url", "http://localhost:8082", S(processor_url), 0, 0,
+     NULL, "where ingest and the gateway find the processor"},
+    {OPT_URL, "ANALYTICS_URL", "analytics-url", "http://localhost:8083", S(analytics_url), 0, 0,
+     NULL, "where the gateway finds analytics"},
+    {OPT_ENUM, "QUEUE_TYPE", "queue", "memory", S(queue_type), 0, 0,
+     "memory|disk|nats|kafka|composite", "queue provider"},
+    {OPT_I64, "QUEUE_SIZE", "queue-size", "1000", N(queue_size), 1, 100000000, NULL,
+     "capacity of the memory queue (events)"},
+    {OPT_URL, "NATS_URL", "nats-url", "nats://localhost:4222", S(nats_url), 0, 0, NULL,
+     "NATS server"},
+    {OPT_STR, "KAFKA_BROKERS", "kafka-brokers", "localhost:9092", S(kafka_brokers), 0, 0, NULL,
+     "Kafka bootstrap servers, comma-separated"},
+    {OPT_STR, "KAFKA_TOPIC", "kafka-topic", "diplom-messages", S(kafka_topic), 0, 0, NULL,
+     "Kafka topic"},
+    {OPT_STR, "KAFKA_CONSUMER_GROUP", "kafka-group", "processor-group", S(kafka_group), 0, 0, NULL,
+     "Kafka consumer group"},
+    {OPT_STR, "COMPOSITE_PROVIDERS", "composite-providers", "nats,kafka", S(composite_providers), 0,
+     0, NULL, "providers of the composite queue"},
+    {OPT_ENUM, "COMPOSITE_STRATEGY", "composite-strategy", "fail-fast", S(composite_strategy), 0, 0,
+     "fail-fast|best-effort", "composite write strategy"},
+    {OPT_INT, "PROCESSOR_WORKERS", "workers", "4", N(workers), 1, 1024, NULL,
+     "worker threads in the processor"},
+    {OPT_INT, "PROCESSOR_BATCH", "batch", "64", N(batch_size), 1, 65536, NULL,
+     "events a worker takes from the queue at once"},
+    {OPT_STR, "PROCESSOR_SINK", "sink", "none", S(sink), 0, 0, NULL,
+     "output for processed events: none, stdout or file:PATH (NDJSON)"},
+    {OPT_INT, "HTTP_THREADS", "http-threads", "2", N(http_threads), 1, 256, NULL,
+     "HTTP server threads per port"},
+    {OPT_SIZE, "HTTP_MAX_BODY", "max-body", "1048576", N(max_body), 1024, 1073741824, NULL,
+     "largest accepted request body in bytes (larger: 413)"},
+    {OPT_INT, "HTTP_MAX_HEADER", "max-header", "8192", N(max_header), 1024, 1048576, NULL,
+     "largest accepted request header block in bytes (larger: 431)"},
+    {OPT_INT, "HTTP_IDLE_TIMEOUT", "idle-timeout", "30", N(idle_timeout_s), 1, 86400, NULL,
+     "seconds before an idle or stalled connection is closed"},
+    {OPT_INT, "HTTP_MAX_CONNECTIONS", "max-connections", "4096", N(max_connections), 1, 1000000,
+     NULL, "concurrent connections per port"},
+    {OPT_INT, "UPSTREAM_TIMEOUT_MS", "upstream-timeout", "3000", N(upstream_timeout_ms), 10, 600000,
+     NULL, "timeout of a hop to another role (ms)"},
+    {OPT_INT, "STATUS_TIMEOUT_MS", "status-timeout", "1000", N(status_timeout_ms), 10, 60000, NULL,
+     "how long /api/v1/status waits for a role (ms)"},
+    {OPT_INT, "RETRY_AFTER", "retry-after", "1", N(retry_after_s), 0, 3600, NULL,
+     "Retry-After seconds sent with 503 and 429"},
+    {OPT_INT, "EVENT_MAX_KEYS", "max-keys", "64", N(max_meta_keys), 1, 100000, NULL,
+     "metadata/properties entries per event"},
+    {OPT_INT, "EVENT_MAX_DATA", "max-data", "262144", N(max_data_len), 1, 1073741824, NULL,
+     "bytes of an event's data"},
+    {OPT_INT, "SHUTDOWN_TIMEOUT", "shutdown-timeout", "10", N(shutdown_timeout_s), 0, 3600, NULL,
+     "seconds to finish requests and drain the queue on SIGTERM"},
+    {OPT_ENUM, "LOG_LEVEL", "log-level", "info", S(log_level), 0, 0, "debug|info|warn|error",
+     "log level"},
+    {OPT_ENUM, "LOG_FORMAT", "log-format", "text", S(log_format), 0, 0, "text|json", "log format"},
+    {OPT_INT, "STATS_INTERVAL", "stats-interval", "60", N(stats_interval_s), 0, 86400, NULL,
+     "seconds between summary log lines (0: none)"},
+};
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static int parse_int(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    if (*s == '\0') {
+        return -1;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s) {
+        return -1;
+    }
+    while (isspace((unsigned char)*end)) {
+        end++;
+    }
+    if (*end != '\0') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "1048576", "512k", "1m", "1g" (binary units). */
+static int parse_size(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+    int64_t mul = 1;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0) {
+        return -1;
+    }
+    switch (tolower((unsigned char)*end)) {
+    case '\0':
+        break;
+    case 'k':
+        mul = 1024;
+        end++;
+        break;
+    case 'm':
+        mul = 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+        mul = 1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        return -1;
+    }
+    if (*end == 'b' || *end == 'B') {
+        end++;
+    }
+    if (*end != '\0' || v > INT64_MAX / mul) {
+        return -1;
+    }
+    *out = v * mul;
+    return 0;
+}
+
+static int set_opt(ep_config_t *cfg, const opt_t *o, const char *val, char *err, size_t errlen)
+{
+    char *base = (char *)cfg;
+    int64_t v = 0;
+
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_I64:
+    case OPT_PORT:
+    case OPT_SIZE:
+        if ((o->type == OPT_SIZE ? parse_size(val, &v) : parse_int(val, &v)) != 0) {
+            snprintf(err, errlen, "%s: '%s' is not a%s number", o->env, val,
+                     o->type == OPT_SIZE ? " size" : "n integer");
+            return EP_ECONFIG;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s: %lld is out of range [%lld, %lld]", o->env, (long long)v,
+                     (long long)o->min, (long long)o->max);
+            return EP_ECONFIG;
+        }
+        if (o->type == OPT_I64 || o->type == OPT_SIZE) {
+            *(int64_t *)(base + o->off) = v;
+        } else {
+            *(int *)(base + o->off) = (int)v;
+        }
+        return 0;
+    case OPT_ENUM: {
+        const char *c = o->choices;
+        size_t n = strlen(val);
+        while (*c) {
+            const char *bar = strchr(c, '|');
+            size_t len = bar ? (size_t)(bar - c) : strlen(c);
+            if (len == n && strncasecmp(c, val, n) == 0) {
+                snprintf(base + o->off, o->cap, "%.*s", (int)len, c);
+                return 0;
+            }
+            c += len + (bar ? 1 : 0);
+        }
+        snprintf(err, errlen, "%s: '%s' is not one of %s", o->env, val, o->choices);
+        return EP_ECONFIG;
+    }
+    case OPT_URL:
+        if (strstr(val, "://") == NULL || strlen(val) < 8) {
+            snprintf(err, errlen, "%s: '%s' is not a URL (expected scheme://host:port)", o->env,
+                     val);
+            return EP_ECONFIG;
+        }
+        /* fall through */
+    case OPT_STR:
+        if (strlen(val) >= o->cap) {
+            snprintf(err, errlen, "%s: value is longer than %zu bytes", o->env, o->cap - 1);
+            return EP_ECONFIG;
+        }
+        snprintf(base + o->off, o->cap, "%s", val);
+        /* A trailing slash on a URL would double up in "URL/path". */
+        if (o->type == OPT_URL) {
+            size_t len = strlen(base + o->off);
+            while (len > 0 && (base + o->off)[len - 1] == '/') {
+                (base + o->off)[--len] = '\0';
+            }
+        }
+        return 0;
+    }
+    return EP_ECONFIG;
+}
+
+void ep_config_defaults(ep_config_t *cfg)
+{
+    char err[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        int rc = set_opt(cfg, &options[i], options[i].def, err, sizeof(err));
+        (void)rc;
+    }
+}
+
+static const opt_t *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0) {
+            return &options[i];
+        }
+    }
+    return NULL;
+}
+
+int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    int rc;
+
+    ep_config_defaults(cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v = getenv(options[i].env);
+        /* An empty variable counts as unset, as in the seed. */
+        if (v && *v && (rc = set_opt(cfg, &options[i], v, err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *name, *eq, *val;
+        const opt_t *o;
+
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            return EP_ENOENT;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return EP_ECONFIG;
+        }
+        name = a + 2;
+        eq = strchr(name, '=');
+        o = find_flag(name, eq ? (size_t)(eq - name) : strlen(name));
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", a);
+            return EP_ECONFIG;
+        }
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            snprintf(err, errlen, "option '--%s' needs a value (%s)", o->flag, o->env);
+            return EP_ECONFIG;
+        }
+        if ((rc = set_opt(cfg, o, val, err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void ep_config_usage(FILE *f)
+{
+    fprintf(f, "Options (flag, environment variable, default):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt_t *o = &options[i];
+        fprintf(f, "  --%-22s %-22s %-24s %s\n", o->flag, o->env, o->def, o->desc);
+    }
+}
