@@ -1,0 +1,109 @@
+#ifndef EP_HTTP_SERVER_H
+#define EP_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ep_buf.h"
+
+/*
+ * HTTP/1.1 server on libmicrohttpd (epoll, a small thread pool): keep-alive,
+ * pipelining, chunked request bodies, bounded headers and bodies, idle
+ * timeouts, and JSON errors for everything it refuses.
+ *
+ * A handler runs on a server thread with the whole body in memory. It either
+ * answers before returning (ep_http_respond*) or returns without answering, in
+ * which case the connection is suspended until some thread answers; the
+ * request object stays valid until then. Exactly one answer per request.
+ */
+
+#define EP_HTTP_GET     0x1
+#define EP_HTTP_POST    0x2
+#define EP_HTTP_HEAD    0x4 /* implied by GET */
+#define EP_HTTP_PUT     0x8
+#define EP_HTTP_DELETE  0x10
+#define EP_HTTP_OPTIONS 0x20
+
+typedef struct ep_http_server_s ep_http_server_t;
+typedef struct ep_http_req_s ep_http_req_t;
+
+typedef void (*ep_http_handler_cb)(void *arg, ep_http_req_t *req);
+
+typedef struct ep_http_server_opts_s {
+    const char *name;      /* role name for logs ("gateway") */
+    const char *bind_addr; /* "0.0.0.0" */
+    int port;              /* 0 = any free port (see ep_http_server_port) */
+    int threads;           /* MHD thread pool size (>= 2 recommended) */
+    size_t max_body;       /* larger bodies: 413 */
+    size_t max_header;     /* larger header blocks: 431 */
+    int idle_timeout_s;    /* idle / stalled connections are closed */
+    int max_connections;
+    int retry_after_s; /* used by ep_http_respond_error for 429 / 503 */
+} ep_http_server_opts_t;
+
+typedef struct ep_http_server_stats_s {
+    uint64_t requests;
+    uint64_t status_2xx, status_4xx, status_5xx;
+    int64_t in_flight;
+} ep_http_server_stats_t;
+
+/** Creates a server (not listening yet). Returns 0 or EP_E*. opts is copied. */
+int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **out);
+
+/**
+ * Adds a route: exact path match, methods a mask of EP_HTTP_*. A path with
+ * other methods answers 405 with Allow; an unknown path 404. Before start only.
+ */
+void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *path,
+                          ep_http_handler_cb handler, void *arg);
+
+/** Binds and starts the threads. Returns 0, or EP_EIO with a message in err. */
+int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen);
+
+/** The bound port (after start). */
+int ep_http_server_port(const ep_http_server_t *s);
+
+/**
+ * Stops accepting new connections; requests on open connections are still
+ * served but answered with "Connection: close", so keep-alive clients leave.
+ */
+void ep_http_server_quiesce(ep_http_server_t *s);
+
+/** Counters. Thread-safe. */
+void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st);
+
+/** Stops the threads and closes every connection; frees the server. Accepts NULL. */
+void ep_http_server_destroy(ep_http_server_t *s);
+
+/* ---- request accessors (valid until the request is answered and completed) ---- */
+
+const char *ep_http_req_method(const ep_http_req_t *r);
+const char *ep_http_req_path(const ep_http_req_t *r);
+/** Request header value (case-insensitive name), or NULL. */
+const char *ep_http_req_header(ep_http_req_t *r, const char *name);
+/** Query argument value, or NULL. */
+const char *ep_http_req_query(ep_http_req_t *r, const char *name);
+const char *ep_http_req_body(const ep_http_req_t *r);
+size_t ep_http_req_body_len(const ep_http_req_t *r);
+/** Monotonic ns when the request's headers arrived. */
+int64_t ep_http_req_start_ns(const ep_http_req_t *r);
+
+/* ---- answering (exactly once per request, from any thread) ---- */
+
+/** Adds a response header to the coming answer (before ep_http_respond*). */
+void ep_http_req_add_header(ep_http_req_t *r, const char *name, const char *value);
+
+/** Answers with a copy of body. content_type NULL = application/json. */
+void ep_http_respond(ep_http_req_t *r, int status, const char *content_type, const char *body,
+                     size_t len);
+
+/** Answers with the contents of b (taken; b is re-initialised). JSON. */
+void ep_http_respond_buf(ep_http_req_t *r, int status, ep_buf_t *b);
+
+/**
+ * Answers {"error":msg,"field":field} (field omitted when NULL). Adds
+ * Retry-After for 429 and 503.
+ */
+void ep_http_respond_error(ep_http_req_t *r, int status, const char *msg, const char *field);
+
+#endif /* EP_HTTP_SERVER_H */
