@@ -4,6 +4,7 @@
 #include "ep_time.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>

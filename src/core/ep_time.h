@@ -1,6 +1,7 @@
 #ifndef EP_TIME_H
 #define EP_TIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /** Wall-clock time, microseconds since the Unix epoch. Thread-safe. */

@@ -1,0 +1,122 @@
+/*
+ * eventpipe: one binary, a subcommand per role.
+ */
+#include "ep_app.h"
+#include "ep_config.h"
+#include "ep_error.h"
+#include "ep_log.h"
+#include "ep_time.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct command_s {
+    const char *name;
+    unsigned roles;
+    const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {"run", EP_ROLE_ALL, "all roles in one process: gateway :8080, ingest :8081, processor :8082"},
+    {"gateway", EP_ROLE_GATEWAY, "public API on API_PORT (8080), proxies to INGEST_URL"},
+    {"ingest", EP_ROLE_INGEST, "validates events on INGEST_PORT (8081) and queues them"},
+    {"processor", EP_ROLE_PROCESSOR, "queue and worker pool on PROCESSOR_PORT (8082)"},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "eventpipe %s: real-time event ingestion, queueing and processing\n\n", EP_VERSION);
+    fprintf(f, "Usage: eventpipe <command> [options]\n\nCommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(f, "\n  eventpipe <command> --help   options of a command\n");
+    fprintf(f, "  eventpipe --version\n");
+}
+
+static int serve(const command_t *cmd, int argc, char **argv)
+{
+    ep_config_t cfg;
+    ep_app_t *app = NULL;
+    ep_log_level_t level;
+    char err[512];
+    sigset_t set;
+    int64_t next_summary;
+    int rc, sig;
+
+    rc = ep_config_load(&cfg, argc, argv, err, sizeof(err));
+    if (rc == EP_ENOENT) {
+        printf("Usage: eventpipe %s [options]\n%s\n\n", cmd->name, cmd->summary);
+        ep_config_usage(stdout);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "eventpipe %s: %s\n", cmd->name, err);
+        return 2;
+    }
+    ep_log_level_parse(cfg.log_level, &level);
+    ep_log_configure(level, strcmp(cfg.log_format, "json") == 0);
+
+    /* Signals are taken by this thread only: every thread started later inherits the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = ep_app_create(&cfg, cmd->roles, &app, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "eventpipe %s: %s\n", cmd->name, err);
+        return rc == EP_ECONFIG || rc == EP_EINVAL ? 2 : 1;
+    }
+    rc = ep_app_start(app, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "eventpipe %s: %s\n", cmd->name, err);
+        ep_app_stop(app);
+        ep_app_destroy(app);
+        return 1;
+    }
+    next_summary = ep_time_mono_ms() + (int64_t)cfg.stats_interval_s * 1000;
+    for (;;) {
+        struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+        sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            ep_log_info("app", "received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            break;
+        }
+        if (cfg.stats_interval_s > 0 && ep_time_mono_ms() >= next_summary) {
+            ep_app_log_summary(app);
+            next_summary += (int64_t)cfg.stats_interval_s * 1000;
+        }
+    }
+    rc = ep_app_stop(app);
+    ep_app_destroy(app);
+    ep_log_info("app", "stopped%s", rc == 0 ? "" : " (shutdown deadline reached)");
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("eventpipe %s\n", EP_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return serve(&commands[i], argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "eventpipe: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

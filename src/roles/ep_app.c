@@ -1,0 +1,283 @@
+/*
+ * Process lifecycle: build the queue, pool and servers for the chosen roles,
+ * start them, and stop them in the order that loses nothing: stop accepting,
+ * finish requests, drain the queue through the workers, flush the sink.
+ */
+#include "ep_app.h"
+#include "ep_error.h"
+#include "ep_log.h"
+#include "ep_mem.h"
+#include "ep_time.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern const ep_queue_provider_t ep_queue_forward_provider;
+
+typedef struct ready_ctx_s {
+    ep_app_t *app;
+    int (*ready)(ep_app_t *, char *, size_t);
+} ready_ctx_t;
+
+static ready_ctx_t ready_ctxs[3];
+static int n_ready_ctxs;
+
+static void on_health(void *arg, ep_http_req_t *req)
+{
+    ep_http_respond(req, 200, NULL, "{\"healthy\":true}\n", 17);
+}
+
+static void on_ready(void *arg, ep_http_req_t *req)
+{
+    ready_ctx_t *rc = arg;
+    char reason[200] = "";
+
+    if (rc->ready(rc->app, reason, sizeof(reason))) {
+        ep_http_respond(req, 200, NULL, "{\"ready\":true}\n", 15);
+    } else {
+        ep_http_respond_error(req, 503, reason[0] ? reason : "not ready", NULL);
+    }
+}
+
+void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
+                       int (*ready)(ep_app_t *, char *, size_t))
+{
+    ep_http_server_route(srv, EP_HTTP_GET, "/health", on_health, app);
+    if (ready) {
+        ep_assert(n_ready_ctxs < 3);
+        ready_ctxs[n_ready_ctxs].app = app;
+        ready_ctxs[n_ready_ctxs].ready = ready;
+        ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_ready, &ready_ctxs[n_ready_ctxs++]);
+    }
+}
+
+static ep_http_server_t *new_server(ep_app_t *app, const char *name, int port)
+{
+    ep_http_server_opts_t o = {
+        .name = name,
+        .bind_addr = app->cfg.bind_addr,
+        .port = port,
+        .threads = app->cfg.http_threads,
+        .max_body = (size_t)app->cfg.max_body,
+        .max_header = (size_t)app->cfg.max_header,
+        .idle_timeout_s = app->cfg.idle_timeout_s,
+        .max_connections = app->cfg.max_connections,
+        .retry_after_s = app->cfg.retry_after_s,
+    };
+    ep_http_server_t *s;
+
+    ep_http_server_create(&o, &s);
+    return s;
+}
+
+int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *err, size_t errlen)
+{
+    ep_app_t *app = ep_calloc(1, sizeof(*app));
+    const ep_queue_provider_t *qp;
+    int rc;
+
+    *out = NULL;
+    app->cfg = *cfg;
+    app->roles = roles;
+    app->started_ms = ep_time_now_ms();
+    n_ready_ctxs = 0;
+
+    qp = ep_queue_provider_find(cfg->queue_type);
+    if (qp == NULL) {
+        char names[200];
+        ep_queue_provider_names(names, sizeof(names));
+        snprintf(err, errlen, "QUEUE_TYPE: '%s' is not available in this build (available: %s)",
+                 cfg->queue_type, names);
+        rc = EP_ECONFIG;
+        goto err;
+    }
+    rc = ep_http_client_create(64, &app->client);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot create the HTTP client: %s", ep_strerror(rc));
+        goto err;
+    }
+    if (roles & EP_ROLE_PROCESSOR) {
+        if ((rc = ep_queue_create_with(qp, cfg, &app->queue, err, errlen)) != 0) {
+            goto err;
+        }
+        if ((rc = ep_sink_create(cfg->sink, &app->sink, err, errlen)) != 0) {
+            goto err;
+        }
+        rc =
+            ep_worker_pool_create(app->queue, app->sink, cfg->workers, cfg->batch_size, &app->pool);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot create the worker pool: %s", ep_strerror(rc));
+            goto err;
+        }
+    }
+    if (roles & EP_ROLE_INGEST) {
+        if (app->queue) {
+            app->ingest.queue = app->queue;
+        } else if (qp->flags & EP_QUEUE_F_LOCAL) {
+            /* The queue lives in the processor: hand events over its /enqueue. */
+            rc = ep_queue_create_with(&ep_queue_forward_provider, cfg, &app->forward, err, errlen);
+            if (rc != 0) {
+                goto err;
+            }
+            app->ingest.queue = app->forward;
+        } else {
+            if ((rc = ep_queue_create_with(qp, cfg, &app->queue, err, errlen)) != 0) {
+                goto err;
+            }
+            app->ingest.queue = app->queue;
+        }
+    }
+    if (roles & EP_ROLE_GATEWAY) {
+        app->gateway_srv = new_server(app, "gateway", cfg->api_port);
+        ep__gateway_routes(app, app->gateway_srv);
+    }
+    if (roles & EP_ROLE_INGEST) {
+        app->ingest_srv = new_server(app, "ingest", cfg->ingest_port);
+        ep__ingest_routes(app, app->ingest_srv, 0);
+        ep__common_routes(app, app->ingest_srv, ep__ingest_ready);
+    }
+    if (roles & EP_ROLE_PROCESSOR) {
+        app->processor_srv = new_server(app, "processor", cfg->processor_port);
+        ep__processor_routes(app, app->processor_srv);
+        ep__common_routes(app, app->processor_srv, ep__processor_ready);
+    }
+    *out = app;
+    return 0;
+err:
+    ep_app_destroy(app);
+    return rc;
+}
+
+int ep_app_start(ep_app_t *app, char *err, size_t errlen)
+{
+    ep_http_server_t *srvs[3] = {app->processor_srv, app->ingest_srv, app->gateway_srv};
+    int rc;
+
+    if (app->pool && (rc = ep_worker_pool_start(app->pool)) != 0) {
+        snprintf(err, errlen, "cannot start workers: %s", ep_strerror(rc));
+        return rc;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (srvs[i] == NULL) {
+            continue;
+        }
+        if ((rc = ep_http_server_start(srvs[i], err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    ep_log_info("app", "listening:%s%.0d%s%.0d%s%.0d; queue %s; %d workers",
+                app->gateway_srv ? " gateway :" : "",
+                app->gateway_srv ? ep_http_server_port(app->gateway_srv) : 0,
+                app->ingest_srv ? " ingest :" : "",
+                app->ingest_srv ? ep_http_server_port(app->ingest_srv) : 0,
+                app->processor_srv ? " processor :" : "",
+                app->processor_srv ? ep_http_server_port(app->processor_srv) : 0,
+                app->ingest.queue ? app->ingest.queue->provider->name : app->cfg.queue_type,
+                app->pool ? app->cfg.workers : 0);
+    return 0;
+}
+
+static int64_t servers_in_flight(ep_app_t *app)
+{
+    ep_http_server_t *srvs[3] = {app->gateway_srv, app->ingest_srv, app->processor_srv};
+    ep_http_server_stats_t st;
+    int64_t n = 0;
+
+    for (int i = 0; i < 3; i++) {
+        if (srvs[i]) {
+            ep_http_server_stats(srvs[i], &st);
+            n += st.in_flight;
+        }
+    }
+    return n;
+}
+
+int ep_app_stop(ep_app_t *app)
+{
+    int64_t deadline = ep_time_mono_ms() + (int64_t)app->cfg.shutdown_timeout_s * 1000;
+    ep_http_server_t *srvs[3] = {app->gateway_srv, app->ingest_srv, app->processor_srv};
+    int result = 0;
+
+    ep_log_info("app", "shutting down: finishing requests, draining the queue");
+    /* 1. No new connections; open ones are told to close after their next answer. */
+    for (int i = 0; i < 3; i++) {
+        if (srvs[i]) {
+            ep_http_server_quiesce(srvs[i]);
+        }
+    }
+    /* 2. Let the requests being handled finish (their events reach the queue). */
+    while (servers_in_flight(app) > 0 && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(10);
+    }
+    if (servers_in_flight(app) > 0) {
+        ep_log_warn("app", "%lld requests still in flight at the shutdown deadline",
+                    (long long)servers_in_flight(app));
+        result = EP_ETIMEDOUT;
+    }
+    /* 3. Close every connection. */
+    ep_http_server_destroy(app->gateway_srv);
+    ep_http_server_destroy(app->ingest_srv);
+    ep_http_server_destroy(app->processor_srv);
+    app->gateway_srv = app->ingest_srv = app->processor_srv = NULL;
+    /* 4. Hand over what ingest still holds. */
+    if (app->forward) {
+        int64_t left = deadline - ep_time_mono_ms();
+        ep_queue_flush(app->forward, left > 0 ? (int)left : 0);
+        ep_queue_close(app->forward);
+    }
+    /* 5. Drain the queue through the workers, then flush the output. */
+    if (app->queue) {
+        ep_queue_flush(app->queue, 1000);
+        ep_queue_close(app->queue);
+    }
+    if (app->pool) {
+        int64_t left = deadline - ep_time_mono_ms();
+        if (ep_worker_pool_stop(app->pool, left > 0 ? (int)left : 0) != 0) {
+            ep_log_warn("app", "the queue was not drained before the shutdown deadline");
+            result = EP_ETIMEDOUT;
+        }
+    }
+    if (app->sink) {
+        ep_sink_flush(app->sink, 1);
+    }
+    ep_app_log_summary(app);
+    return result;
+}
+
+void ep_app_log_summary(ep_app_t *app)
+{
+    ep_worker_pool_stats_t ps = {0};
+    ep_queue_stats_t qs = {0};
+
+    if (app->pool) {
+        ep_worker_pool_stats(app->pool, &ps);
+    }
+    if (app->queue) {
+        ep_queue_stats(app->queue, &qs);
+    }
+    ep_log_info("stats",
+                "received=%llu sent=%llu failed=%llu rejected=%llu queue_size=%lld "
+                "processed=%llu errors=%llu uptime_s=%lld",
+                (unsigned long long)atomic_load(&app->ingest.received),
+                (unsigned long long)atomic_load(&app->ingest.sent),
+                (unsigned long long)atomic_load(&app->ingest.failed),
+                (unsigned long long)atomic_load(&app->ingest.rejected), (long long)qs.size,
+                (unsigned long long)ps.processed, (unsigned long long)ps.errors,
+                (long long)((ep_time_now_ms() - app->started_ms) / 1000));
+}
+
+void ep_app_destroy(ep_app_t *app)
+{
+    if (app == NULL) {
+        return;
+    }
+    ep_http_server_destroy(app->gateway_srv);
+    ep_http_server_destroy(app->ingest_srv);
+    ep_http_server_destroy(app->processor_srv);
+    ep_worker_pool_destroy(app->pool);
+    ep_queue_destroy(app->forward);
+    ep_queue_destroy(app->queue);
+    ep_sink_destroy(app->sink);
+    ep_http_client_destroy(app->client);
+    ep_free(app);
+}

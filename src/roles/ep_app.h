@@ -1,0 +1,80 @@
+#ifndef EP_APP_H
+#define EP_APP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ep_config.h"
+#include "ep_http_client.h"
+#include "ep_http_server.h"
+#include "ep_queue.h"
+#include "ep_sink.h"
+#include "ep_worker_pool.h"
+
+/*
+ * One eventpipe process: the roles it runs (all of them for `eventpipe run`),
+ * their HTTP servers, the queue, the worker pool and the client for hops to
+ * roles running elsewhere. Inside one process the roles call each other
+ * directly; a role that runs elsewhere is reached over HTTP.
+ */
+
+#define EP_ROLE_GATEWAY   0x1
+#define EP_ROLE_INGEST    0x2
+#define EP_ROLE_PROCESSOR 0x4
+#define EP_ROLE_ALL       (EP_ROLE_GATEWAY | EP_ROLE_INGEST | EP_ROLE_PROCESSOR)
+
+typedef struct ep_app_s ep_app_t;
+
+typedef struct ep_ingest_s {
+    ep_app_t *app;
+    ep_queue_t *queue; /* where accepted events go: the local queue, a broker, or the forwarder */
+    atomic_uint_fast64_t received, sent, failed, rejected;
+} ep_ingest_t;
+
+struct ep_app_s {
+    ep_config_t cfg;
+    unsigned roles;
+    int64_t started_ms;
+    ep_queue_t *queue;   /* the processor's queue (or a broker shared with ingest) */
+    ep_queue_t *forward; /* ingest -> remote processor, when the queue is process-local */
+    ep_sink_t *sink;
+    ep_worker_pool_t *pool;
+    ep_http_client_t *client;
+    ep_ingest_t ingest;
+    ep_http_server_t *gateway_srv, *ingest_srv, *processor_srv;
+};
+
+/** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
+int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *err, size_t errlen);
+
+/** Starts workers and listeners. Returns 0, or EP_E* with err filled. */
+int ep_app_start(ep_app_t *app, char *err, size_t errlen);
+
+/**
+ * Graceful stop: stop accepting, finish in-flight requests, drain the queue
+ * through the workers, flush the sink; bounded by cfg.shutdown_timeout_s.
+ * Returns 0, or EP_ETIMEDOUT when something was left undone.
+ */
+int ep_app_stop(ep_app_t *app);
+
+/** Frees everything. Accepts NULL. */
+void ep_app_destroy(ep_app_t *app);
+
+/** Writes one summary log line (throughput so far). */
+void ep_app_log_summary(ep_app_t *app);
+
+/* Role wiring (ep_ingest.c, ep_processor.c, ep_gateway.c). */
+void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway);
+void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out);
+int ep__ingest_ready(ep_app_t *app, char *reason, size_t len);
+void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv);
+void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out);
+int ep__processor_ready(ep_app_t *app, char *reason, size_t len);
+void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv);
+/** Routes every port serves: /health, /ready (with the given readiness function). */
+void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
+                       int (*ready)(ep_app_t *, char *, size_t));
+/** Maps a publish error to an HTTP answer (503 with Retry-After, 400, ...). */
+void ep__respond_publish_error(ep_http_req_t *req, int err);
+
+#endif /* EP_APP_H */

@@ -1,0 +1,231 @@
+/*
+ * The gateway role: the public API. POST /api/v1/ingest (also /ingest and
+ * /api/ingest) goes to ingest (a function call inside `eventpipe run`, an HTTP
+ * hop otherwise); GET /api/v1/status (also /status) gathers every role's
+ * health and stats, each within STATUS_TIMEOUT_MS, so a role that is down
+ * shows up as unhealthy instead of hanging the call.
+ */
+#include "ep_app.h"
+#include "ep_error.h"
+#include "ep_mem.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ proxy */
+
+static void on_proxy_done(void *arg, const ep_http_response_t *res)
+{
+    ep_http_req_t *req = arg;
+    char msg[256];
+
+    if (res->status == 0) {
+        snprintf(msg, sizeof(msg), "ingest unavailable: %s", res->error);
+        ep_http_respond_error(req, 503, msg, NULL);
+        return;
+    }
+    if (res->retry_after && *res->retry_after) {
+        ep_http_req_add_header(req, "Retry-After", res->retry_after);
+    }
+    /* A failing downstream is the client's 503, never a 500 of ours. */
+    ep_http_respond(req, res->status >= 500 ? 503 : res->status,
+                    res->content_type && *res->content_type ? res->content_type
+                                                            : "application/json",
+                    res->body, res->body_len);
+}
+
+static void on_proxy_ingest(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    char url[300];
+    int rc;
+
+    snprintf(url, sizeof(url), "%s/ingest", app->cfg.ingest_url);
+    rc = ep_http_client_request(app->client, "POST", url, ep_http_req_header(req, "Content-Type"),
+                                ep_http_req_body(req), ep_http_req_body_len(req),
+                                app->cfg.upstream_timeout_ms, on_proxy_done, req);
+    if (rc != 0) {
+        ep_http_respond_error(req, 503, "shutting down", NULL);
+    }
+}
+
+/* ----------------------------------------------------------------- status */
+
+#define MAX_PROBES 4
+
+typedef struct agg_s agg_t;
+
+typedef struct probe_s {
+    agg_t *agg;
+    int idx;
+    int is_stats; /* 0: the /health call, 1: the /stats call */
+} probe_t;
+
+typedef struct role_result_s {
+    const char *name;
+    int healthy;
+    char *stats; /* JSON text or NULL */
+    char error[200];
+} role_result_t;
+
+struct agg_s {
+    ep_http_req_t *req;
+    atomic_int pending;
+    int n;
+    role_result_t r[MAX_PROBES];
+    probe_t probes[MAX_PROBES * 2];
+};
+
+static void agg_finish(agg_t *a)
+{
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_buf_putc(&b, '{');
+    for (int i = 0; i < a->n; i++) {
+        role_result_t *r = &a->r[i];
+        ep_buf_printf(&b, "%s\"%s\":{\"healthy\":%s,\"stats\":", i ? "," : "", r->name,
+                      r->healthy ? "true" : "false");
+        ep_buf_puts(&b, r->stats ? r->stats : "null");
+        if (!r->healthy || r->error[0]) {
+            ep_buf_puts(&b, ",\"error\":");
+            ep_buf_put_json_str(&b, r->error[0] ? r->error : "unhealthy",
+                                strlen(r->error[0] ? r->error : "unhealthy"));
+        }
+        ep_buf_putc(&b, '}');
+        ep_free(r->stats);
+    }
+    ep_buf_puts(&b, "}\n");
+    ep_http_respond_buf(a->req, 200, &b);
+    ep_free(a);
+}
+
+static void on_probe_done(void *arg, const ep_http_response_t *res)
+{
+    probe_t *p = arg;
+    role_result_t *r = &p->agg->r[p->idx];
+
+    if (p->is_stats) {
+        if (res->status == 200 && res->body_len > 0 && res->body[0] == '{') {
+            size_t n = res->body_len;
+            while (n > 0 && (res->body[n - 1] == '\n' || res->body[n - 1] == '\r')) {
+                n--;
+            }
+            r->stats = ep_strndup(res->body, n);
+        }
+    } else {
+        r->healthy = res->status == 200;
+        if (res->status == 0) {
+            snprintf(r->error, sizeof(r->error), "%s", res->error);
+        } else if (res->status != 200) {
+            snprintf(r->error, sizeof(r->error), "/health answered %d", res->status);
+        }
+    }
+    if (atomic_fetch_sub_explicit(&p->agg->pending, 1, memory_order_acq_rel) == 1) {
+        agg_finish(p->agg);
+    }
+}
+
+static void probe_remote(ep_app_t *app, agg_t *a, int idx, const char *base)
+{
+    char url[300];
+
+    for (int k = 0; k < 2; k++) {
+        probe_t *p = &a->probes[idx * 2 + k];
+        p->agg = a;
+        p->idx = idx;
+        p->is_stats = k;
+        snprintf(url, sizeof(url), "%s/%s", base, k ? "stats" : "health");
+        if (ep_http_client_request(app->client, "GET", url, NULL, NULL, 0,
+                                   app->cfg.status_timeout_ms, on_probe_done, p) != 0) {
+            ep_http_response_t res = {.status = 0,
+                                      .err = EP_ECLOSED,
+                                      .error = "shutting down",
+                                      .body = "",
+                                      .content_type = "",
+                                      .retry_after = ""};
+            on_probe_done(p, &res);
+        }
+    }
+}
+
+static void probe_local(agg_t *a, int idx, ep_app_t *app, void (*stats)(ep_app_t *, ep_buf_t *))
+{
+    ep_buf_t b = EP_BUF_INIT;
+
+    stats(app, &b);
+    a->r[idx].healthy = 1;
+    a->r[idx].stats = ep_buf_steal(&b, NULL);
+}
+
+static void on_status(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    agg_t *a = ep_calloc(1, sizeof(*a));
+    int remote = 0;
+
+    a->req = req;
+    a->r[0].name = "ingest";
+    a->r[1].name = "processor";
+    a->n = 2;
+    remote += !(app->roles & EP_ROLE_INGEST);
+    remote += !(app->roles & EP_ROLE_PROCESSOR);
+    /* One extra count keeps the aggregate alive until every probe is started. */
+    atomic_store(&a->pending, remote * 2 + 1);
+    if (app->roles & EP_ROLE_INGEST) {
+        probe_local(a, 0, app, ep__ingest_stats_json);
+    } else {
+        probe_remote(app, a, 0, app->cfg.ingest_url);
+    }
+    if (app->roles & EP_ROLE_PROCESSOR) {
+        probe_local(a, 1, app, ep__processor_stats_json);
+    } else {
+        probe_remote(app, a, 1, app->cfg.processor_url);
+    }
+    if (atomic_fetch_sub_explicit(&a->pending, 1, memory_order_acq_rel) == 1) {
+        agg_finish(a);
+    }
+}
+
+/* ------------------------------------------------------------ readiness */
+
+static void on_ready_done(void *arg, const ep_http_response_t *res)
+{
+    ep_http_req_t *req = arg;
+    char msg[256];
+
+    if (res->status == 200) {
+        ep_http_respond(req, 200, NULL, "{\"ready\":true}\n", 15);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "ingest not ready: %s",
+             res->status == 0 ? res->error : (res->body_len ? res->body : "503"));
+    ep_http_respond_error(req, 503, msg, NULL);
+}
+
+static void on_gateway_ready(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    char url[300];
+
+    snprintf(url, sizeof(url), "%s/ready", app->cfg.ingest_url);
+    if (ep_http_client_request(app->client, "GET", url, NULL, NULL, 0, app->cfg.status_timeout_ms,
+                               on_ready_done, req) != 0) {
+        ep_http_respond_error(req, 503, "shutting down", NULL);
+    }
+}
+
+void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
+{
+    if (app->roles & EP_ROLE_INGEST) {
+        ep__ingest_routes(app, srv, 1);
+        ep__common_routes(app, srv, ep__ingest_ready);
+    } else {
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_proxy_ingest, app);
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_proxy_ingest, app);
+        ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_proxy_ingest, app);
+        ep__common_routes(app, srv, NULL);
+        ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_gateway_ready, app);
+    }
+    ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/status", on_status, app);
+    ep_http_server_route(srv, EP_HTTP_GET, "/status", on_status, app);
+}

@@ -1,0 +1,138 @@
+/*
+ * The processor role: POST /enqueue puts events on the local queue (one JSON
+ * event or DataMessage, or a protobuf DataBatch from a remote ingest); the
+ * worker pool consumes it. GET /stats shows the queue and the pool.
+ */
+#include "ep_app.h"
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct enq_s {
+    ep_http_req_t *req;
+    size_t n;
+} enq_t;
+
+static void on_enqueued(void *arg, size_t n, const int *status)
+{
+    enq_t *e = arg;
+    size_t ok = 0;
+    ep_buf_t b = EP_BUF_INIT;
+
+    for (size_t i = 0; i < n; i++) {
+        ok += status[i] == 0;
+    }
+    if (ok == n) {
+        ep_buf_printf(&b, "{\"accepted\":%zu}\n", n);
+        ep_http_respond_buf(e->req, 202, &b);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (status[i] != 0) {
+                ep__respond_publish_error(e->req, status[i]);
+                break;
+            }
+        }
+    }
+    ep_free(e);
+}
+
+static void on_enqueue(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    const char *ct = ep_http_req_header(req, "Content-Type");
+    ep_event_t **evs = NULL, *one = NULL;
+    size_t n = 0;
+    enq_t *e;
+    int rc;
+
+    if (ct && strncasecmp(ct, "application/x-protobuf", 22) == 0) {
+        rc = ep_event_batch_decode_pb(ep_http_req_body(req), ep_http_req_body_len(req), &evs, &n);
+        if (rc != 0) {
+            ep_http_respond_error(req, 400, "malformed protobuf DataBatch", NULL);
+            return;
+        }
+        if (n == 0) {
+            ep_free(evs);
+            ep_http_respond(req, 202, NULL, "{\"accepted\":0}\n", 15);
+            return;
+        }
+    } else {
+        ep_parse_err_t perr;
+        rc = ep_event_parse_json(ep_http_req_body(req), ep_http_req_body_len(req), NULL, &one,
+                                 &perr);
+        if (rc != 0) {
+            ep_http_respond_error(req, 400, perr.msg, perr.field);
+            return;
+        }
+        evs = &one;
+        n = 1;
+    }
+    e = ep_malloc(sizeof(*e));
+    e->req = req;
+    e->n = n;
+    rc = ep_queue_publish(app->queue, evs, n, on_enqueued, e);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
+            ep_event_destroy(evs[i]);
+        }
+        ep_free(e);
+        ep__respond_publish_error(req, rc);
+    }
+    if (evs != &one) {
+        ep_free(evs);
+    }
+}
+
+void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
+{
+    ep_queue_stats_t qs;
+    ep_worker_pool_stats_t ps;
+
+    ep_queue_stats(app->queue, &qs);
+    ep_worker_pool_stats(app->pool, &ps);
+    ep_buf_printf(out,
+                  "{\"queue\":{\"type\":\"%s\",\"size\":%lld,\"capacity\":%lld,"
+                  "\"enqueued\":%llu,\"dequeued\":%llu,\"acked\":%llu,\"nacked\":%llu,"
+                  "\"rejected_full\":%llu,\"in_flight\":%lld,"
+                  "\"TotalEnqueued\":%llu,\"TotalDequeued\":%llu,\"CurrentSize\":%lld",
+                  app->queue->provider->name, (long long)qs.size, (long long)qs.capacity,
+                  (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
+                  (unsigned long long)qs.acked, (unsigned long long)qs.nacked,
+                  (unsigned long long)qs.rejected_full, (long long)qs.in_flight,
+                  (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
+                  (long long)qs.size);
+    ep_queue_stats_json(app->queue, out);
+    ep_buf_printf(out,
+                  "},\"pool\":{\"processed\":%llu,\"errors\":%llu,\"workers\":%d,\"active\":%d,"
+                  "\"batches\":%llu,\"avg_latency_us\":%llu,"
+                  "\"ProcessedCount\":%llu,\"ErrorCount\":%llu}}",
+                  (unsigned long long)ps.processed, (unsigned long long)ps.errors, ps.workers,
+                  ps.active, (unsigned long long)ps.batches,
+                  (unsigned long long)(ps.processed ? ps.latency_us_sum / ps.processed : 0),
+                  (unsigned long long)ps.processed, (unsigned long long)ps.errors);
+}
+
+static void on_stats(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep__processor_stats_json(app, &b);
+    ep_buf_putc(&b, '\n');
+    ep_http_respond_buf(req, 200, &b);
+}
+
+int ep__processor_ready(ep_app_t *app, char *reason, size_t len)
+{
+    return ep_queue_ready(app->queue, reason, len);
+}
+
+void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv)
+{
+    ep_http_server_route(srv, EP_HTTP_POST, "/enqueue", on_enqueue, app);
+    ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
+}
