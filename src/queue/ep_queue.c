@@ -7,9 +7,11 @@
 
 /* Compiled-in providers; each broker adds itself here behind its EP_WITH_* option. */
 extern const ep_queue_provider_t ep_queue_memory_provider;
+extern const ep_queue_provider_t ep_queue_forward_provider;
 
 static const ep_queue_provider_t *const builtin_providers[] = {
     &ep_queue_memory_provider,
+    &ep_queue_forward_provider,
     NULL,
 };
 
