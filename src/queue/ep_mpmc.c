@@ -1,0 +1,343 @@
+/*
+ * Bounded MPMC queue: a ring of cells with per-cell sequence numbers (after
+ * Dmitry Vyukov's bounded queue), an exact-capacity reservation counter, and
+ * a futex for consumers that have nothing to pop.
+ *
+ * Cell protocol, for a ring of R cells (R a power of two): cell i starts with
+ * seq = i. A producer owning position p waits until cell (p mod R) has
+ * seq == p, stores the item and publishes seq = p + 1. A consumer owning
+ * position p reads the item once seq == p + 1 and releases the cell for the
+ * next lap with seq = p + R.
+ *
+ * Producers first reserve room in `count` (never above `capacity`), then claim
+ * n consecutive positions with one fetch_add. Consumers claim runs of already
+ * published cells with a compare-and-swap on dequeue_pos and give the room
+ * back in `count` only after releasing the cells. Because count >= the number
+ * of claimed but unreleased positions, and count <= capacity <= R, a producer
+ * that claimed position p knows position p - R has already been claimed by a
+ * consumer; at worst it waits for that consumer to finish two stores.
+ *
+ * Sleeping: a consumer registers in `waiters`, re-checks, and sleeps on the
+ * futex word `gen`. A producer that published issues a full fence and looks
+ * at `waiters`; only when it is non-zero does it bump `gen` and call
+ * FUTEX_WAKE. The two fences guarantee that either the producer sees the
+ * waiter or the waiter's re-check sees the item.
+ */
+#include "ep_mpmc.h"
+#include "ep_error.h"
+#include "ep_mem.h"
+#include "ep_time.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CACHE_LINE 64
+
+typedef struct cell_s {
+    _Atomic size_t seq;
+    void *data;
+} cell_t;
+
+/* Hot fields written by different sides are kept 64 bytes apart. */
+struct ep_mpmc_s {
+    cell_t *cells;
+    size_t mask;
+    size_t capacity;
+    char pad0[CACHE_LINE];
+    _Atomic size_t enqueue_pos; /* next position a producer claims */
+    char pad1[CACHE_LINE - sizeof(size_t)];
+    _Atomic size_t dequeue_pos; /* next position a consumer claims */
+    char pad2[CACHE_LINE - sizeof(size_t)];
+    _Atomic size_t count; /* reserved by producers, not yet released by consumers */
+    char pad3[CACHE_LINE - sizeof(size_t)];
+    _Atomic uint32_t gen;     /* futex word: bumped on every wake-up */
+    _Atomic uint32_t waiters; /* consumers between "register" and "woke up" */
+    _Atomic int closed;
+    char pad4[CACHE_LINE];
+};
+
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "futex word must be 32 bits");
+
+static size_t round_pow2(size_t n)
+{
+    size_t r = 1;
+
+    while (r < n) {
+        r <<= 1;
+    }
+    return r;
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel)
+{
+    /* EINTR, EAGAIN (word changed) and ETIMEDOUT all just send the caller back to re-check. */
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, rel, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word, int n)
+{
+    (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* Bumps the generation and wakes up to n sleepers. */
+static void wake(ep_mpmc_t *q, int n)
+{
+    atomic_fetch_add_explicit(&q->gen, 1, memory_order_seq_cst);
+    futex_wake(&q->gen, n);
+}
+
+/* Called after publishing items: wakes sleepers, but only if there are any. */
+static void notify(ep_mpmc_t *q, size_t n)
+{
+    /* Pairs with the fence in ep_mpmc_pop_batch after a consumer registers. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&q->waiters, memory_order_relaxed) != 0) {
+        wake(q, n > INT_MAX ? INT_MAX : (int)n);
+    }
+}
+
+static int closed_and_empty(ep_mpmc_t *q)
+{
+    return atomic_load(&q->closed) && atomic_load(&q->count) == 0;
+}
+
+/*
+ * Releases room for k popped items. When that empties a closed queue, wakes
+ * the consumers still asleep waiting for in-progress pushes or pops, so that
+ * they can return EP_ECLOSED.
+ */
+static void release_room(ep_mpmc_t *q, size_t k)
+{
+    size_t prev = atomic_fetch_sub(&q->count, k);
+
+    if (prev == k && atomic_load(&q->closed)) {
+        wake(q, INT_MAX);
+    }
+}
+
+/* Takes up to max published items without waiting. Returns how many. */
+static size_t try_pop(ep_mpmc_t *q, void **out, size_t max)
+{
+    size_t pos = atomic_load_explicit(&q->dequeue_pos, memory_order_relaxed);
+    size_t k, seq = 0;
+    cell_t *c;
+
+    for (;;) {
+        for (k = 0; k < max; k++) {
+            c = &q->cells[(pos + k) & q->mask];
+            seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+            if (seq != pos + k + 1) {
+                break;
+            }
+        }
+        if (k == 0) {
+            if ((intptr_t)(seq - (pos + 1)) < 0) {
+                return 0; /* empty, or the producer of pos has not published yet */
+            }
+            /* Another consumer took pos; start again from where they left off. */
+            pos = atomic_load_explicit(&q->dequeue_pos, memory_order_relaxed);
+            continue;
+        }
+        /* On success nobody claimed pos.. yet, so the k cells scanned are still ours to take. */
+        if (atomic_compare_exchange_weak_explicit(&q->dequeue_pos, &pos, pos + k,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            break;
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        c = &q->cells[(pos + i) & q->mask];
+        out[i] = c->data;
+        atomic_store_explicit(&c->seq, pos + i + q->mask + 1, memory_order_release);
+    }
+    release_room(q, k);
+    return k;
+}
+
+/*
+ * Creates a queue of the given exact capacity. Returns 0 and *out, or EP_EINVAL.
+ * The caller owns the queue. Thread-safe (touches no shared state).
+ */
+int ep_mpmc_create(size_t capacity, ep_mpmc_t **out)
+{
+    ep_mpmc_t *q;
+    size_t ring;
+
+    *out = NULL;
+    if (capacity < 1 || capacity > EP_MPMC_MAX_CAPACITY) {
+        return EP_EINVAL;
+    }
+    ring = round_pow2(capacity);
+    q = ep_calloc(1, sizeof(*q));
+    q->cells = ep_malloc(ring * sizeof(cell_t));
+    for (size_t i = 0; i < ring; i++) {
+        atomic_init(&q->cells[i].seq, i);
+        q->cells[i].data = NULL;
+    }
+    q->mask = ring - 1;
+    q->capacity = capacity;
+    atomic_init(&q->enqueue_pos, 0);
+    atomic_init(&q->dequeue_pos, 0);
+    atomic_init(&q->count, 0);
+    atomic_init(&q->gen, 0);
+    atomic_init(&q->waiters, 0);
+    atomic_init(&q->closed, 0);
+    *out = q;
+    return 0;
+}
+
+/*
+ * Pushes all n items or none. Returns 0, EP_EFULL or EP_ECLOSED; on an error
+ * nothing was enqueued. The items stay the caller's business. Thread-safe.
+ */
+int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
+{
+    size_t c, pos;
+
+    if (atomic_load_explicit(&q->closed, memory_order_relaxed)) {
+        return EP_ECLOSED;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    if (n > q->capacity) {
+        return EP_EFULL;
+    }
+    c = atomic_load_explicit(&q->count, memory_order_relaxed);
+    do {
+        if (c + n > q->capacity) {
+            return EP_EFULL;
+        }
+    } while (!atomic_compare_exchange_weak(&q->count, &c, c + n));
+
+    /*
+     * Re-check after reserving. With both sides sequentially consistent, a
+     * consumer that saw closed && count == 0 cannot miss a push that got
+     * past this point, so items are never stranded in a closed queue.
+     */
+    if (atomic_load(&q->closed)) {
+        release_room(q, n);
+        return EP_ECLOSED;
+    }
+
+    pos = atomic_fetch_add_explicit(&q->enqueue_pos, n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        cell_t *cell = &q->cells[(pos + i) & q->mask];
+
+        /*
+         * The reservation guarantees a consumer already owns the previous lap
+         * of this cell; it only has to finish its stores. This is the one
+         * wait in a push, normally zero iterations.
+         */
+        while (atomic_load_explicit(&cell->seq, memory_order_acquire) != pos + i) {
+            sched_yield();
+        }
+        cell->data = items[i];
+        atomic_store_explicit(&cell->seq, pos + i + 1, memory_order_release);
+    }
+    notify(q, n);
+    return 0;
+}
+
+/*
+ * Pops up to max items, waiting up to timeout_ms on a futex when empty.
+ * Returns the count, 0 on timeout, or EP_ECLOSED when closed and drained.
+ * Thread-safe.
+ */
+int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
+{
+    int64_t deadline = 0;
+    struct timespec rel;
+    size_t k;
+
+    if (max == 0) {
+        return 0;
+    }
+    if (max > INT_MAX) {
+        max = INT_MAX;
+    }
+    if (timeout_ms > 0) {
+        deadline = ep_time_mono_ns() + (int64_t)timeout_ms * 1000000;
+    }
+    for (;;) {
+        uint32_t g;
+
+        k = try_pop(q, out, max);
+        if (k > 0) {
+            return (int)k;
+        }
+        if (closed_and_empty(q)) {
+            return EP_ECLOSED;
+        }
+        if (timeout_ms == 0) {
+            return 0;
+        }
+        if (timeout_ms > 0) {
+            int64_t left = deadline - ep_time_mono_ns();
+            if (left <= 0) {
+                return 0;
+            }
+            rel.tv_sec = (time_t)(left / 1000000000);
+            rel.tv_nsec = (long)(left % 1000000000);
+        }
+
+        /* Register, then re-check: a producer either sees us or we see its item. */
+        atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        g = atomic_load_explicit(&q->gen, memory_order_acquire);
+        k = try_pop(q, out, max);
+        if (k == 0 && !closed_and_empty(q)) {
+            futex_wait(&q->gen, g, timeout_ms > 0 ? &rel : NULL);
+        }
+        atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
+        if (k > 0) {
+            return (int)k;
+        }
+    }
+}
+
+/* Current item count (a snapshot). Thread-safe. */
+size_t ep_mpmc_size(const ep_mpmc_t *q)
+{
+    return atomic_load_explicit(&((ep_mpmc_t *)q)->count, memory_order_relaxed);
+}
+
+/* The exact capacity. Thread-safe. */
+size_t ep_mpmc_capacity(const ep_mpmc_t *q)
+{
+    return q->capacity;
+}
+
+/* Wakes all sleeping consumers if there are any. Thread-safe. */
+void ep_mpmc_wake_all(ep_mpmc_t *q)
+{
+    notify(q, INT_MAX);
+}
+
+/* Closes the queue and wakes every sleeping consumer. Idempotent; thread-safe. */
+void ep_mpmc_close(ep_mpmc_t *q)
+{
+    atomic_store(&q->closed, 1);
+    wake(q, INT_MAX);
+}
+
+/* Returns 1 when closed. Thread-safe. */
+int ep_mpmc_is_closed(const ep_mpmc_t *q)
+{
+    return atomic_load(&((ep_mpmc_t *)q)->closed);
+}
+
+/* Frees the ring and the queue; items inside are not touched. Accepts NULL. */
+void ep_mpmc_destroy(ep_mpmc_t *q)
+{
+    if (q == NULL) {
+        return;
+    }
+    ep_free(q->cells);
+    ep_free(q);
+}
