@@ -1,0 +1,78 @@
+# eventpipe: the two commands are `make run` and `make test`. Both install any
+# missing Debian package first (scripts/setup.sh, apt-get only).
+
+BUILD   ?= build
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+RUN_ARGS ?=
+
+.PHONY: all deps build run test test-unit test-e2e test-asan test-tsan fuzz bench \
+        integration-test format format-check clean
+
+all: build
+
+deps:
+	@bash scripts/setup.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# Starts every role in one process with the memory queue (Ctrl-C stops it gracefully).
+run: build
+	./$(BUILD)/eventpipe run $(RUN_ARGS)
+
+# Every test: the normal build (unit, fuzz corpus, end-to-end), then the whole
+# suite again under AddressSanitizer + UBSan, then the concurrent code under
+# ThreadSanitizer.
+test: build format-check
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit
+
+test-e2e: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L e2e
+
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEP_SANITIZE=address >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j$(JOBS)
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEP_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --output-on-failure -j$(JOBS) -L concurrency
+
+# libFuzzer runs of every fuzz target (FUZZ_SECONDS each); new inputs are merged
+# into tests/fuzz/corpus/<target>/.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEP_FUZZ=ON \
+		-DEP_SANITIZE=address >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	@for t in build-fuzz/fuzz_*; do \
+		case $$t in *_corpus) continue;; esac; \
+		name=$$(basename $$t | sed 's/^fuzz_//'); \
+		mkdir -p build-fuzz/new-$$name; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/new-$$name \
+			tests/fuzz/corpus/$$name || exit 1; \
+		$$t -merge=1 tests/fuzz/corpus/$$name build-fuzz/new-$$name; \
+	done
+
+bench: build
+	@bash bench/http_bench.sh $(BUILD)/eventpipe
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -1,0 +1,245 @@
+"""Helpers for end-to-end tests: start the real eventpipe binary on free
+ports, talk HTTP to it, and run test_* functions with a closing summary line.
+Only the Python standard library is used."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+EP_BIN = os.environ.get("EP_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "eventpipe")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:200])
+
+
+def request(port, method, path, body=None, headers=None, timeout=10, conn=None):
+    """One HTTP request; body may be bytes, str or a JSON-able object."""
+    hdrs = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        hdrs.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode()
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, r.getheaders(), data)
+    finally:
+        if own:
+            conn.close()
+
+
+def get_json(port, path, timeout=10):
+    r = request(port, "GET", path, timeout=timeout)
+    assert r.status == 200, (path, r)
+    return r.json()
+
+
+def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - the server may not be up yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class Eventpipe:
+    """A running `eventpipe <cmd>` on free ports, with its log in a temp dir."""
+
+    def __init__(self, cmd="run", env=None, args=None, ports=None, wait=True):
+        self.dir = tempfile.mkdtemp(prefix="ep-e2e-")
+        self.ports = ports or {"api": free_port(), "ingest": free_port(),
+                               "processor": free_port()}
+        self.env = dict(os.environ)
+        self.env.update({
+            "API_PORT": str(self.ports["api"]),
+            "INGEST_PORT": str(self.ports["ingest"]),
+            "PROCESSOR_PORT": str(self.ports["processor"]),
+            "BIND_ADDR": "127.0.0.1",
+            "INGEST_URL": "http://127.0.0.1:%d" % self.ports["ingest"],
+            "PROCESSOR_URL": "http://127.0.0.1:%d" % self.ports["processor"],
+            "LOG_LEVEL": "info",
+        })
+        self.env.update(env or {})
+        self.cmd = cmd
+        self.log_path = os.path.join(self.dir, "%s.log" % cmd)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([EP_BIN, cmd] + list(args or []), env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_healthy()
+
+    def own_ports(self):
+        if self.cmd == "run":
+            return [self.ports["api"], self.ports["ingest"], self.ports["processor"]]
+        key = {"gateway": "api"}.get(self.cmd, self.cmd)
+        return [self.ports[key]]
+
+    def wait_healthy(self, timeout=15):
+        for p in self.own_ports():
+            wait_for(lambda: self.proc.poll() is None and
+                     request(p, "GET", "/health", timeout=1).status == 200,
+                     timeout=timeout, what="%s /health on %d" % (self.cmd, p))
+
+    @property
+    def api(self):
+        return self.ports["api"]
+
+    @property
+    def ingest(self):
+        return self.ports["ingest"]
+
+    @property
+    def processor(self):
+        return self.ports["processor"]
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError("%s did not exit within %ss of signal %s" %
+                                 (self.cmd, timeout, sig))
+        finally:
+            self.log.close()
+        return rc
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+        if exc[0] is not None:
+            sys.stderr.write("---- %s log ----\n%s\n" % (self.cmd, self.log_text()[-4000:]))
+        return False
+
+
+def read_sink(path):
+    """Lines of an NDJSON sink file, parsed."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines() if line.strip()]
+
+
+def seed_event(i=0, source="sensor-01"):
+    return {"source": source, "data": "temperature:%d" % i,
+            "metadata": {"location": "warehouse-A", "seq": str(i)}}
+
+
+def main(module_globals):
+    """Runs every test_* function of the calling module (or those named in argv)."""
+    names = [n for n in sorted(module_globals) if n.startswith("test_")
+             and callable(module_globals[n])]
+    if len(sys.argv) > 1:
+        names = [n for n in names if n in sys.argv[1:]]
+    passed = failed = 0
+    for n in names:
+        t0 = time.time()
+        try:
+            module_globals[n]()
+            passed += 1
+            print("ok   %s (%.1fs)" % (n, time.time() - t0), flush=True)
+        except Exception:  # noqa: BLE001 - report and continue
+            failed += 1
+            print("FAIL %s (%.1fs)" % (n, time.time() - t0), flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed or not passed else 0)
+
+
+class Load:
+    """Background senders: `threads` keep-alive connections posting events
+    until stopped; records the ids of every 2xx answer and the other statuses."""
+
+    def __init__(self, port, path="/api/v1/ingest", threads=4, prefix="load"):
+        self.port, self.path, self.prefix = port, path, prefix
+        self.ok_ids = []
+        self.statuses = {}
+        self.errors = 0
+        self.stop_flag = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
+                        for k in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, k):
+        conn = None
+        i = 0
+        while not self.stop_flag.is_set():
+            eid = "%s-%d-%d" % (self.prefix, k, i)
+            i += 1
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                r = request(self.port, "POST", self.path,
+                            {"id": eid, "source": "load", "data": "x"}, conn=conn)
+                with self.lock:
+                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                    if 200 <= r.status < 300:
+                        self.ok_ids.append(eid)
+                if r.headers.get("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except Exception:  # noqa: BLE001 - the server may be going away
+                with self.lock:
+                    self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout=10)

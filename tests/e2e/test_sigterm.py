@@ -1,0 +1,46 @@
+"""SIGTERM during load: every event that got a 2xx is processed before the
+process exits, and it exits 0."""
+
+import os
+import signal
+import tempfile
+import time
+
+from eptest import Eventpipe, Load, free_port, main, read_sink
+
+
+def run_case(cmd_env, port_key):
+    sink = os.path.join(tempfile.mkdtemp(prefix="ep-sig-"), "out.ndjson")
+    env = {"PROCESSOR_SINK": "file:" + sink, "SHUTDOWN_TIMEOUT": "20"}
+    env.update(cmd_env)
+    with Eventpipe("run", env=env) as ep:
+        load = Load(ep.ports[port_key], path="/api/v1/ingest" if port_key == "api" else "/ingest",
+                    threads=6).start()
+        time.sleep(1.5)
+        t0 = time.time()
+        rc = ep.stop(signal.SIGTERM)
+        took = time.time() - t0
+        load.stop()
+        assert rc == 0, ep.log_text()[-2000:]
+        assert took < 20, took
+        assert len(load.ok_ids) > 100, load.statuses
+        got = [l["id"] for l in read_sink(sink)]
+        assert len(got) == len(set(got)), "duplicates"
+        missing = set(load.ok_ids) - set(got)
+        assert not missing, "%d acknowledged events were not processed" % len(missing)
+        # Nothing is processed that was not acknowledged (4xx/5xx keep nothing).
+        assert set(got) <= set(load.ok_ids) | set(), len(set(got) - set(load.ok_ids))
+        assert "shutting down" in ep.log_text()
+
+
+def test_sigterm_during_load_gateway():
+    run_case({}, "api")
+
+
+def test_sigterm_during_load_with_slow_workers():
+    # A small queue and one worker: the queue is full when the signal comes.
+    run_case({"QUEUE_SIZE": "200", "PROCESSOR_WORKERS": "1", "PROCESSOR_BATCH": "1"}, "ingest")
+
+
+if __name__ == "__main__":
+    main(globals())
