@@ -1,0 +1,389 @@
+/*
+ * The "memory" queue provider: a bounded in-process queue (QUEUE_SIZE events)
+ * on top of ep_mpmc.
+ *
+ * Publishes are all-or-nothing per batch. Consumed events are the consumer's
+ * until ack (freed here) or nack. Nacked events go back into the ring when
+ * they are due at once and fit; otherwise they wait on a small mutex-protected
+ * redelivery list that consume looks at first. That list is the rare path: it
+ * exists so a nack never loses an event, even with the ring full or closed,
+ * and so a delay can be honoured (an event on it is not handed out before its
+ * not-before time, kept in ev->qseq as monotonic milliseconds).
+ *
+ * Counters are relaxed atomics bumped once per batch, never per event.
+ */
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_mpmc.h"
+#include "ep_queue.h"
+#include "ep_time.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CACHE_LINE 64
+
+/* Publish statuses handed to the callback: all zero. Bigger batches allocate. */
+#define ZERO_STATUS_N 4096
+static const int zero_status[ZERO_STATUS_N];
+
+typedef struct mem_ctx_s {
+    ep_mpmc_t *ring;
+    int64_t capacity;
+    /* Redelivery list (nack), FIFO through ev->next; ev->qseq = not-before, monotonic ms. */
+    pthread_mutex_t lock;
+    ep_event_t *redeliver_head;
+    ep_event_t *redeliver_tail;
+    _Atomic size_t redeliver_n; /* lets consume skip the lock when the list is empty */
+    char pad0[CACHE_LINE];
+    _Atomic uint64_t enqueued; /* publisher side */
+    _Atomic uint64_t rejected_full;
+    char pad1[CACHE_LINE - 2 * sizeof(uint64_t)];
+    _Atomic uint64_t dequeued; /* consumer side */
+    _Atomic uint64_t acked;
+    _Atomic uint64_t nacked;
+    char pad2[CACHE_LINE];
+} mem_ctx_t;
+
+static void counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t counter_get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/*
+ * Moves up to max due events from the redelivery list into out. Sets
+ * *next_due to the earliest not-before time still on the list (INT64_MAX when
+ * none is left waiting). Returns how many were taken.
+ */
+static size_t take_due(mem_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
+{
+    int64_t now = ep_time_mono_ms();
+    ep_event_t *prev = NULL, *ev, *next;
+    size_t got = 0;
+
+    pthread_mutex_lock(&ctx->lock);
+    for (ev = ctx->redeliver_head; ev != NULL; ev = next) {
+        next = ev->next;
+        if (got == max) {
+            break;
+        }
+        if ((int64_t)ev->qseq > now) {
+            if ((int64_t)ev->qseq < *next_due) {
+                *next_due = (int64_t)ev->qseq;
+            }
+            prev = ev;
+            continue;
+        }
+        if (prev) {
+            prev->next = next;
+        } else {
+            ctx->redeliver_head = next;
+        }
+        if (ctx->redeliver_tail == ev) {
+            ctx->redeliver_tail = prev;
+        }
+        ev->next = NULL;
+        out[got++] = ev;
+    }
+    if (got) {
+        atomic_fetch_sub_explicit(&ctx->redeliver_n, got, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return got;
+}
+
+/* Appends evs to the redelivery list, not to be handed out before not_before (mono ms). */
+static void redeliver_later(mem_ctx_t *ctx, ep_event_t **evs, size_t n, int64_t not_before)
+{
+    pthread_mutex_lock(&ctx->lock);
+    for (size_t i = 0; i < n; i++) {
+        ep_event_t *ev = evs[i];
+
+        ev->next = NULL;
+        ev->qseq = (uint64_t)not_before;
+        if (ctx->redeliver_tail) {
+            ctx->redeliver_tail->next = ev;
+        } else {
+            ctx->redeliver_head = ev;
+        }
+        ctx->redeliver_tail = ev;
+    }
+    atomic_fetch_add_explicit(&ctx->redeliver_n, n, memory_order_relaxed);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* Bookkeeping for events handed to a consumer. Returns n. */
+static int handed_out(mem_ctx_t *ctx, ep_event_t **out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i]->attempts++;
+    }
+    counter_add(&ctx->dequeued, n);
+    return (int)n;
+}
+
+static int mem_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    mem_ctx_t *ctx;
+    int rc;
+
+    *out = NULL;
+    if (cfg->queue_size < 1) {
+        snprintf(err, errlen, "QUEUE_SIZE must be at least 1 (got %lld)",
+                 (long long)cfg->queue_size);
+        return EP_ECONFIG;
+    }
+    if ((uint64_t)cfg->queue_size > EP_MPMC_MAX_CAPACITY) {
+        snprintf(err, errlen, "QUEUE_SIZE must be at most %zu (got %lld)", EP_MPMC_MAX_CAPACITY,
+                 (long long)cfg->queue_size);
+        return EP_ECONFIG;
+    }
+    ctx = ep_calloc(1, sizeof(*ctx));
+    rc = ep_mpmc_create((size_t)cfg->queue_size, &ctx->ring);
+    if (rc != 0) {
+        snprintf(err, errlen, "memory queue: %s", ep_strerror(rc));
+        goto err;
+    }
+    pthread_mutex_init(&ctx->lock, NULL);
+    ctx->capacity = cfg->queue_size;
+    atomic_init(&ctx->redeliver_n, 0);
+    atomic_init(&ctx->enqueued, 0);
+    atomic_init(&ctx->rejected_full, 0);
+    atomic_init(&ctx->dequeued, 0);
+    atomic_init(&ctx->acked, 0);
+    atomic_init(&ctx->nacked, 0);
+    *out = ctx;
+    return 0;
+
+err:
+    ep_free(ctx);
+    return rc;
+}
+
+static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
+{
+    mem_ctx_t *ctx = vctx;
+    int *status = NULL;
+    int rc;
+
+    /* ep_event_t * and void * share a representation; the ring only copies the pointers. */
+    rc = ep_mpmc_push_batch(ctx->ring, (void *const *)evs, n);
+    if (rc != 0) {
+        if (rc == EP_EFULL) {
+            /* Counted in events, like enqueued. */
+            counter_add(&ctx->rejected_full, n);
+        }
+        return rc;
+    }
+    /* From here on a consumer may already own (and free) the events: only clear our slots. */
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = NULL;
+    }
+    counter_add(&ctx->enqueued, n);
+    if (cb) {
+        if (n > ZERO_STATUS_N) {
+            status = ep_calloc(n, sizeof(int));
+        }
+        cb(arg, n, status ? status : zero_status);
+        ep_free(status);
+    }
+    return 0;
+}
+
+static int mem_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    mem_ctx_t *ctx = vctx;
+    int64_t deadline = timeout_ms > 0 ? ep_time_mono_ms() + timeout_ms : 0;
+    int rc;
+
+    if (max == 0) {
+        return 0;
+    }
+    if (max > INT_MAX) {
+        max = INT_MAX;
+    }
+    for (;;) {
+        int64_t next_due = INT64_MAX, wait = -1;
+        int drained = 0;
+        size_t got = 0;
+
+        /* Redeliveries first, then whatever the ring has, without waiting. */
+        if (atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed) > 0) {
+            got = take_due(ctx, out, max, &next_due);
+        }
+        if (got < max) {
+            rc = ep_mpmc_pop_batch(ctx->ring, (void **)(out + got), max - got, 0);
+            if (rc > 0) {
+                got += (size_t)rc;
+            } else if (rc == EP_ECLOSED) {
+                drained = 1;
+            }
+        }
+        if (got > 0) {
+            return handed_out(ctx, out, got);
+        }
+        if (drained && atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed) == 0) {
+            return EP_ECLOSED;
+        }
+        if (timeout_ms == 0) {
+            return 0;
+        }
+        if (timeout_ms > 0) {
+            wait = deadline - ep_time_mono_ms();
+            if (wait <= 0) {
+                return 0;
+            }
+        }
+        /* Wake up in time for the first delayed redelivery. */
+        if (next_due != INT64_MAX) {
+            int64_t until = next_due - ep_time_mono_ms();
+            if (until < 1) {
+                until = 1;
+            }
+            if (wait < 0 || until < wait) {
+                wait = until;
+            }
+        }
+        if (drained) {
+            /* Closed ring: only delayed redeliveries are left, nothing to block on. */
+            ep_time_sleep_ms(next_due == INT64_MAX || wait < 0 ? 1 : wait);
+            continue;
+        }
+        rc = ep_mpmc_pop_batch(ctx->ring, (void **)out, max, wait > INT_MAX ? INT_MAX : (int)wait);
+        if (rc > 0) {
+            return handed_out(ctx, out, (size_t)rc);
+        }
+        /* Timeout, a redelivery falling due, or closed: look at both sources again. */
+    }
+}
+
+static int mem_ack(void *vctx, ep_event_t **evs, size_t n)
+{
+    mem_ctx_t *ctx = vctx;
+
+    for (size_t i = 0; i < n; i++) {
+        ep_event_destroy(evs[i]);
+    }
+    counter_add(&ctx->acked, n);
+    return 0;
+}
+
+static int mem_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
+{
+    mem_ctx_t *ctx = vctx;
+
+    if (n == 0) {
+        return 0;
+    }
+    counter_add(&ctx->nacked, n);
+    /* Due now and room in the ring: the normal path, which also wakes consumers. */
+    if (delay_ms <= 0 && ep_mpmc_push_batch(ctx->ring, (void *const *)evs, n) == 0) {
+        return 0;
+    }
+    redeliver_later(ctx, evs, n, ep_time_mono_ms() + (delay_ms > 0 ? delay_ms : 0));
+    /*
+     * Nudge sleeping consumers so they notice the list (and recompute their
+     * wake-up time for a delay). A consumer that was just about to sleep may
+     * miss this and wait out its own timeout; the nacking consumer sees the
+     * list on its next consume anyway.
+     */
+    ep_mpmc_wake_all(ctx->ring);
+    return 0;
+}
+
+static void mem_stats(void *vctx, ep_queue_stats_t *st)
+{
+    mem_ctx_t *ctx = vctx;
+    int64_t in_flight;
+
+    memset(st, 0, sizeof(*st));
+    /* Read the later-stage counters first so in_flight errs on the high side, not negative. */
+    st->acked = counter_get(&ctx->acked);
+    st->nacked = counter_get(&ctx->nacked);
+    st->dequeued = counter_get(&ctx->dequeued);
+    st->enqueued = counter_get(&ctx->enqueued);
+    st->rejected_full = counter_get(&ctx->rejected_full);
+    st->size = (int64_t)ep_mpmc_size(ctx->ring) +
+               (int64_t)atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed);
+    st->capacity = ctx->capacity;
+    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+    st->in_flight = in_flight > 0 ? in_flight : 0;
+}
+
+static void mem_stats_json(void *vctx, ep_buf_t *out)
+{
+    mem_ctx_t *ctx = vctx;
+
+    ep_buf_puts(out, ",\"redelivery_pending\":");
+    ep_buf_put_u64(out, atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed));
+}
+
+static int mem_ready(void *vctx, char *reason, size_t len)
+{
+    mem_ctx_t *ctx = vctx;
+
+    /* A full queue is backpressure, not unreadiness. */
+    if (ep_mpmc_is_closed(ctx->ring)) {
+        if (reason && len) {
+            snprintf(reason, len, "queue closed");
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static void mem_close(void *vctx)
+{
+    mem_ctx_t *ctx = vctx;
+
+    ep_mpmc_close(ctx->ring);
+}
+
+static void mem_destroy(void *vctx)
+{
+    mem_ctx_t *ctx = vctx;
+    ep_event_t *batch[64], *ev, *next;
+    int n;
+
+    if (ctx == NULL) {
+        return;
+    }
+    while ((n = ep_mpmc_pop_batch(ctx->ring, (void **)batch, 64, 0)) > 0) {
+        for (int i = 0; i < n; i++) {
+            ep_event_destroy(batch[i]);
+        }
+    }
+    for (ev = ctx->redeliver_head; ev != NULL; ev = next) {
+        next = ev->next;
+        ep_event_destroy(ev);
+    }
+    ep_mpmc_destroy(ctx->ring);
+    pthread_mutex_destroy(&ctx->lock);
+    ep_free(ctx);
+}
+
+const ep_queue_provider_t ep_queue_memory_provider = {
+    .api_version = EP_QUEUE_API_V1,
+    .name = "memory",
+    .flags = EP_QUEUE_F_LOCAL,
+    .init = mem_init,
+    .publish = mem_publish,
+    .consume = mem_consume,
+    .ack = mem_ack,
+    .nack = mem_nack,
+    .stats = mem_stats,
+    .stats_json = mem_stats_json,
+    .ready = mem_ready,
+    .flush = NULL,
+    .close = mem_close,
+    .destroy = mem_destroy,
+};
