@@ -151,4 +151,10 @@ int ep_event_batch_encode_pb(ep_event_t *const *evs, size_t n, ep_buf_t *out);
  */
 int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count);
 
+/*
+ * Internal (ep_event_json.c, ep_event_pb.c): 1 when s[0..n) is well-formed UTF-8
+ * (no overlong forms, no surrogates, nothing above U+10FFFF), else 0. Thread-safe.
+ */
+int ep__event_utf8_valid(const char *s, size_t n);
+
 #endif /* EP_EVENT_H */

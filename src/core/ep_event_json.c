@@ -1,0 +1,948 @@
+/*
+ * JSON -> event. yajl 2 in callback (SAX) mode fills a per-parser draft; the
+ * only heap allocation per successful parse is the event block itself:
+ *   - yajl's own handle, lexer and stacks come from a per-parser arena that is
+ *     reset (not freed) between parses;
+ *   - string values are copied into one reusable buffer and referred to by
+ *     offset until the event is built.
+ *
+ * Decisions the contract in ep_event.h leaves open:
+ *   - null as a value means "absent": a null known field is ignored (so a null
+ *     "source" is reported as missing), a null metadata/properties value or a
+ *     null unknown top-level field is skipped;
+ *   - a known top-level key given twice is rejected ("appears more than once");
+ *   - metadata keys are one namespace shared by "metadata", "properties" and
+ *     unknown top-level scalars; a key seen twice is rejected, empty keys too;
+ *   - NUL characters (\u0000) are rejected in id, source, event_type, user_id
+ *     and in metadata keys and values (they travel as C strings); "data" keeps
+ *     them;
+ *   - "data" and "payload" together are rejected; at least one of "data",
+ *     "payload" or "event_type" must be non-empty;
+ *   - a timestamp of 0 means "absent" (the receive time is used);
+ *   - a syntax error (EP_EPARSE) wins over a validation error found earlier in
+ *     the document, so the parse continues after the first validation error,
+ *     only tracking depth; exceeding max_depth stops it at once.
+ */
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_time.h"
+
+#include <yajl/yajl_parse.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ arena */
+
+/*
+ * yajl allocates a handle, a lexer, a decode buffer and two stacks per parse.
+ * They come from this arena: one block reused across parses, with overflow
+ * blocks from the heap that are freed at the next reset (and make the block
+ * grow, up to ARENA_KEEP_MAX, so the steady state allocates nothing).
+ */
+#define ARENA_MIN      (16 * 1024)
+#define ARENA_KEEP_MAX (1024 * 1024)
+
+typedef union ahdr_u {
+    size_t size;
+    max_align_t align_;
+} ahdr_t;
+
+typedef struct arena_s {
+    char *base;
+    size_t cap;
+    size_t used;
+    void **big; /* overflow blocks, freed at reset */
+    size_t n_big;
+    size_t cap_big;
+    size_t big_bytes;
+} arena_t;
+
+static size_t arena_round(size_t n)
+{
+    return (n + sizeof(ahdr_t) - 1) / sizeof(ahdr_t) * sizeof(ahdr_t);
+}
+
+static void arena_reset(arena_t *a)
+{
+    size_t want = a->cap;
+
+    for (size_t i = 0; i < a->n_big; i++) {
+        ep_free(a->big[i]);
+    }
+    if (a->big_bytes) {
+        want = a->cap + a->big_bytes;
+        want = want > ARENA_KEEP_MAX ? ARENA_KEEP_MAX : want;
+    }
+    if (want < ARENA_MIN) {
+        want = ARENA_MIN;
+    }
+    if (want != a->cap) {
+        ep_free(a->base);
+        a->base = ep_malloc(want);
+        a->cap = want;
+    }
+    a->n_big = 0;
+    a->big_bytes = 0;
+    a->used = 0;
+}
+
+static void arena_close(arena_t *a)
+{
+    for (size_t i = 0; i < a->n_big; i++) {
+        ep_free(a->big[i]);
+    }
+    ep_free(a->big);
+    ep_free(a->base);
+    memset(a, 0, sizeof(*a));
+}
+
+static bool arena_owns(const arena_t *a, const void *p)
+{
+    uintptr_t u = (uintptr_t)p, b = (uintptr_t)a->base;
+
+    return u >= b && u < b + a->cap;
+}
+
+static void *arena_alloc(void *ctx, size_t n)
+{
+    arena_t *a = ctx;
+    size_t need = sizeof(ahdr_t) + arena_round(n);
+    ahdr_t *h;
+
+    if (need <= a->cap - a->used) {
+        h = (ahdr_t *)(a->base + a->used);
+        a->used += need;
+    } else {
+        if (a->n_big == a->cap_big) {
+            a->cap_big = a->cap_big ? a->cap_big * 2 : 16;
+            a->big = ep_realloc(a->big, a->cap_big * sizeof(*a->big));
+        }
+        h = ep_malloc(need);
+        a->big[a->n_big++] = h;
+        a->big_bytes += need;
+    }
+    h->size = n;
+    return h + 1;
+}
+
+static void arena_free(void *ctx, void *p)
+{
+    arena_t *a = ctx;
+    ahdr_t *h;
+
+    if (p == NULL || !arena_owns(a, p)) {
+        return; /* heap overflow blocks live until the next reset */
+    }
+    h = (ahdr_t *)p - 1;
+    if ((char *)p + arena_round(h->size) == a->base + a->used) {
+        a->used = (size_t)((char *)h - a->base);
+    }
+}
+
+static void *arena_realloc(void *ctx, void *p, size_t n)
+{
+    arena_t *a = ctx;
+    ahdr_t *h;
+    void *q;
+
+    if (p == NULL) {
+        return arena_alloc(ctx, n);
+    }
+    h = (ahdr_t *)p - 1;
+    /* The last block of the arena grows in place when there is room. */
+    if (arena_owns(a, p) && (char *)p + arena_round(h->size) == a->base + a->used &&
+        arena_round(n) <= a->cap - (size_t)((char *)p - a->base)) {
+        a->used = (size_t)((char *)p - a->base) + arena_round(n);
+        h->size = n;
+        return p;
+    }
+    q = arena_alloc(ctx, n);
+    memcpy(q, p, h->size < n ? h->size : n);
+    arena_free(ctx, p);
+    return q;
+}
+
+/* ------------------------------------------------------------------ UTF-8 */
+
+int ep__event_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+    while (p < end) {
+        unsigned c = *p;
+        unsigned lo = 0x80, hi = 0xBF;
+        size_t k;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            k = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
+            hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            lo = c == 0xF0 ? 0x90 : 0x80;
+            hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - p) <= k || p[1] < lo || p[1] > hi) {
+            return 0;
+        }
+        for (size_t i = 2; i <= k; i++) {
+            if ((p[i] & 0xC0) != 0x80) {
+                return 0;
+            }
+        }
+        p += k + 1;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ draft */
+
+typedef enum {
+    F_ID,
+    F_SOURCE,
+    F_DATA,
+    F_PAYLOAD,
+    F_EVENT_TYPE,
+    F_USER_ID,
+    F_TIMESTAMP,
+    F_METADATA,
+    F_PROPERTIES,
+    F_OTHER,
+    F_COUNT_
+} field_t;
+
+static const char *const field_names[F_COUNT_] = {
+    "id",      "source",    "data",     "payload",    "event_type",
+    "user_id", "timestamp", "metadata", "properties", "",
+};
+
+typedef struct span_s {
+    uint32_t off; /* into p->strs */
+    uint32_t len;
+} span_t;
+
+typedef struct draft_kv_s {
+    span_t key;
+    span_t val;
+    uint8_t type;
+} draft_kv_t;
+
+struct ep_event_parser_s {
+    ep_event_limits_t lim;
+    arena_t arena;
+    ep_buf_t strs;   /* every copied string, each NUL-terminated */
+    draft_kv_t *kv;  /* metadata draft, capacity lim.max_meta_keys */
+    ep_kv_t *meta;   /* the same, as pointers, for ep_event_create */
+    uint32_t kv_cap; /* entries allocated in kv and meta */
+    ep_parse_err_t *err;
+
+    /* Per-parse state, cleared by reset_draft(). */
+    int code;         /* first error (EP_EPARSE beats EP_EVALIDATE) */
+    uint32_t depth;   /* containers open; inside the root object = 1 */
+    bool root_seen;   /* the root value has started */
+    field_t cur;      /* top-level field whose value comes next */
+    field_t section;  /* F_METADATA / F_PROPERTIES while inside one, else F_OTHER */
+    span_t key;       /* current metadata key, or unknown top-level key */
+    uint32_t seen;    /* bit per known field: key seen */
+    uint32_t present; /* bit per known field: non-null value */
+    span_t val[F_COUNT_];
+    int64_t ts_ms;
+    uint32_t n_kv;
+};
+
+static void reset_draft(ep_event_parser_t *p)
+{
+    p->code = 0;
+    p->depth = 0;
+    p->root_seen = false;
+    p->cur = F_OTHER;
+    p->section = F_OTHER;
+    p->key.off = p->key.len = 0;
+    p->seen = 0;
+    p->present = 0;
+    memset(p->val, 0, sizeof(p->val));
+    p->ts_ms = 0;
+    p->n_kv = 0;
+}
+
+/* Copies at most n bytes of s into dst (cap bytes) without splitting a UTF-8 sequence. */
+static size_t copy_trunc(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+            n--;
+        }
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return n;
+}
+
+/*
+ * Records an error unless a stronger one is already there. prefix + "." + key
+ * (or only one of them) becomes the field path. Returns the value for a yajl
+ * callback: 0 (stop) for parse errors, 1 (go on, in skip mode) for validation.
+ */
+static int fail(ep_event_parser_t *p, int code, const char *prefix, const char *key, size_t klen,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int fail(ep_event_parser_t *p, int code, const char *prefix, const char *key, size_t klen,
+                const char *fmt, ...)
+{
+    ep_parse_err_t *e = p->err;
+    size_t n = 0;
+    va_list ap;
+
+    if (p->code == 0 || (p->code == EP_EVALIDATE && code == EP_EPARSE)) {
+        p->code = code;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+        va_end(ap);
+        e->field[0] = '\0';
+        if (prefix && prefix[0]) {
+            n = copy_trunc(e->field, sizeof(e->field), prefix, strlen(prefix));
+            if (key && n + 2 < sizeof(e->field)) {
+                e->field[n++] = '.';
+            }
+        }
+        if (key && n + 1 < sizeof(e->field)) {
+            copy_trunc(e->field + n, sizeof(e->field) - n, key, klen);
+        }
+    }
+    return code == EP_EPARSE ? 0 : 1;
+}
+
+static const char *str_at(const ep_event_parser_t *p, span_t s)
+{
+    return p->strs.data + s.off;
+}
+
+/* Appends a copy of s (plus NUL) to the string buffer. */
+static span_t keep(ep_event_parser_t *p, const void *s, size_t n)
+{
+    span_t sp;
+
+    sp.off = (uint32_t)p->strs.len;
+    sp.len = (uint32_t)n;
+    ep_buf_append(&p->strs, s, n);
+    ep_buf_putc(&p->strs, '\0');
+    return sp;
+}
+
+/* The JSON path prefix of the value being handled, for error messages. */
+static const char *cur_prefix(const ep_event_parser_t *p)
+{
+    return p->section != F_OTHER ? field_names[p->section] : NULL;
+}
+
+/* The last path element: a metadata key, an unknown top-level key or a known field. */
+static void cur_key(const ep_event_parser_t *p, const char **key, size_t *klen)
+{
+    if (p->section != F_OTHER || p->cur == F_OTHER) {
+        *key = str_at(p, p->key);
+        *klen = p->key.len;
+    } else {
+        *key = field_names[p->cur];
+        *klen = strlen(*key);
+    }
+}
+
+static int fail_here(ep_event_parser_t *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_here(ep_event_parser_t *p, int code, const char *fmt, ...)
+{
+    char msg[sizeof(p->err->msg)];
+    const char *key;
+    size_t klen;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cur_key(p, &key, &klen);
+    return fail(p, code, cur_prefix(p), key, klen, "%s", msg);
+}
+
+/* ------------------------------------------------------------------ values */
+
+typedef enum { V_NULL, V_BOOL, V_NUMBER, V_STRING } vkind_t;
+
+static const char *kind_name(vkind_t k)
+{
+    switch (k) {
+    case V_NULL:
+        return "null";
+    case V_BOOL:
+        return "a boolean";
+    case V_NUMBER:
+        return "a number";
+    default:
+        return "a string";
+    }
+}
+
+/* Checks a decoded string: valid UTF-8 (else EP_EPARSE) and, when no_nul, no NUL bytes. */
+static int check_text(ep_event_parser_t *p, const char *s, size_t n, bool no_nul)
+{
+    if (!ep__event_utf8_valid(s, n)) {
+        fail_here(p, EP_EPARSE, "invalid UTF-8 in string (or an unpaired \\u surrogate escape)");
+        return -1;
+    }
+    if (no_nul && memchr(s, '\0', n) != NULL) {
+        fail_here(p, EP_EVALIDATE, "must not contain NUL characters");
+        return -1;
+    }
+    return 0;
+}
+
+/* Decodes base64 (standard or URL-safe alphabet, padding optional) into the string buffer. */
+static int decode_base64(ep_event_parser_t *p, const char *s, size_t n, span_t *out)
+{
+    uint32_t acc = 0;
+    size_t bits = 0, pad = 0, start;
+
+    while (pad < 2 && n > 0 && s[n - 1] == '=') {
+        n--;
+        pad++;
+    }
+    if ((pad && (n + pad) % 4 != 0) || n % 4 == 1) {
+        return -1;
+    }
+    if (n / 4 * 3 > p->lim.max_data_len) {
+        return -2; /* decodes to at least n / 4 * 3 bytes */
+    }
+    start = p->strs.len;
+    ep_buf_reserve(&p->strs, n / 4 * 3 + 3);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int v;
+
+        if (c >= 'A' && c <= 'Z') {
+            v = c - 'A';
+        } else if (c >= 'a' && c <= 'z') {
+            v = c - 'a' + 26;
+        } else if (c >= '0' && c <= '9') {
+            v = c - '0' + 52;
+        } else if (c == '+' || c == '-') {
+            v = 62;
+        } else if (c == '/' || c == '_') {
+            v = 63;
+        } else {
+            p->strs.len = start;
+            p->strs.data[start] = '\0';
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            p->strs.data[p->strs.len++] = (char)((acc >> bits) & 0xFF);
+        }
+    }
+    out->off = (uint32_t)start;
+    out->len = (uint32_t)(p->strs.len - start);
+    p->strs.data[p->strs.len++] = '\0';
+    if (out->len > p->lim.max_data_len) {
+        p->strs.len = start;
+        p->strs.data[start] = '\0';
+        return -2;
+    }
+    return 0;
+}
+
+/* Parses a non-negative JSON integer text exactly. Returns 0, or -1 on overflow. */
+static int parse_u63(const char *s, size_t n, int64_t *out)
+{
+    int64_t v = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int d = s[i] - '0';
+        if (v > (INT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+#define TS_MAX_MS  INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+#define TS_SECONDS 1e11                     /* below: seconds, from here on: milliseconds */
+
+static int set_timestamp(ep_event_parser_t *p, vkind_t k, const char *s, size_t n)
+{
+    static const char bad[] = "must be unix seconds, unix milliseconds or an RFC 3339 string";
+    int64_t ms = 0;
+
+    if (k == V_STRING) {
+        if (ep_time_parse_rfc3339(s, n, &ms) != 0) {
+            return fail_here(p, EP_EVALIDATE, "%s", bad);
+        }
+    } else if (k == V_NUMBER) {
+        bool integral =
+            memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL;
+        if (s[0] == '-') {
+            return fail_here(p, EP_EVALIDATE, "must not be negative");
+        }
+        if (integral) {
+            if (parse_u63(s, n, &ms) != 0 || ms > TS_MAX_MS) {
+                return fail_here(p, EP_EVALIDATE, "is out of range");
+            }
+            if (ms < (int64_t)TS_SECONDS) {
+                ms *= 1000;
+            }
+        } else {
+            char tmp[64];
+            double d;
+
+            if (n >= sizeof(tmp)) {
+                return fail_here(p, EP_EVALIDATE, "%s", bad);
+            }
+            memcpy(tmp, s, n);
+            tmp[n] = '\0';
+            d = strtod(tmp, NULL);
+            if (d < TS_SECONDS) {
+                d *= 1000.0; /* seconds with a fraction */
+            }
+            if (!(d >= 0.0 && d <= (double)TS_MAX_MS)) {
+                return fail_here(p, EP_EVALIDATE, "is out of range");
+            }
+            ms = (int64_t)(d + 0.5);
+        }
+    } else {
+        return fail_here(p, EP_EVALIDATE, "%s", bad);
+    }
+    if (ms < 0 || ms > TS_MAX_MS) {
+        return fail_here(p, EP_EVALIDATE, "is out of range");
+    }
+    p->ts_ms = ms;
+    return 1;
+}
+
+/* Adds a metadata entry under the current key. */
+static int add_kv(ep_event_parser_t *p, vkind_t k, const char *s, size_t n)
+{
+    const char *key = str_at(p, p->key);
+    draft_kv_t *kv;
+
+    if (k == V_NULL) {
+        return 1; /* null values are skipped */
+    }
+    if (p->n_kv >= p->lim.max_meta_keys) {
+        return fail_here(p, EP_EVALIDATE, "too many metadata entries (at most %u)",
+                         p->lim.max_meta_keys);
+    }
+    if (n > p->lim.max_value_len) {
+        return fail_here(p, EP_EVALIDATE, "is longer than %u bytes", p->lim.max_value_len);
+    }
+    if (k == V_STRING && check_text(p, s, n, true) != 0) {
+        return p->code == EP_EPARSE ? 0 : 1;
+    }
+    for (uint32_t i = 0; i < p->n_kv; i++) {
+        if (p->kv[i].key.len == p->key.len &&
+            memcmp(str_at(p, p->kv[i].key), key, p->key.len) == 0) {
+            return fail_here(p, EP_EVALIDATE, "duplicate metadata key");
+        }
+    }
+    if (p->n_kv == p->kv_cap) {
+        p->kv_cap = p->kv_cap ? p->kv_cap * 2 : 16;
+        p->kv = ep_realloc(p->kv, p->kv_cap * sizeof(*p->kv));
+        p->meta = ep_realloc(p->meta, p->kv_cap * sizeof(*p->meta));
+    }
+    kv = &p->kv[p->n_kv++];
+    kv->key = p->key;
+    kv->val = keep(p, s, n);
+    kv->type = k == V_STRING ? EP_VAL_STRING : k == V_NUMBER ? EP_VAL_NUMBER : EP_VAL_BOOL;
+    return 1;
+}
+
+/* A string field of at most max bytes. */
+static int set_str(ep_event_parser_t *p, vkind_t k, const char *s, size_t n, uint32_t max,
+                   bool no_nul)
+{
+    if (k != V_STRING) {
+        return fail_here(p, EP_EVALIDATE, "must be a string, not %s", kind_name(k));
+    }
+    if (n > max) {
+        return fail_here(p, EP_EVALIDATE, "is longer than %u bytes", max);
+    }
+    if (check_text(p, s, n, no_nul) != 0) {
+        return p->code == EP_EPARSE ? 0 : 1;
+    }
+    p->val[p->cur] = keep(p, s, n);
+    p->present |= 1u << p->cur;
+    return 1;
+}
+
+/* Every scalar goes through here. */
+static int on_value(ep_event_parser_t *p, vkind_t k, const char *s, size_t n)
+{
+    if (p->code) {
+        return 1; /* skip mode: only syntax and depth still matter */
+    }
+    if (p->depth == 0) {
+        p->root_seen = true;
+        return fail(p, EP_EVALIDATE, NULL, NULL, 0, "expected a JSON object, not %s", kind_name(k));
+    }
+    if (p->depth >= 2) {
+        return add_kv(p, k, s, n);
+    }
+    if (k == V_NULL && p->cur != F_OTHER) {
+        return 1; /* null known field = absent */
+    }
+    switch (p->cur) {
+    case F_ID:
+        return set_str(p, k, s, n, p->lim.max_id_len, true);
+    case F_SOURCE:
+    case F_EVENT_TYPE:
+        return set_str(p, k, s, n, p->lim.max_value_len, true);
+    case F_USER_ID:
+        if (k == V_NUMBER) {
+            k = V_STRING; /* keep the number's text */
+        }
+        return set_str(p, k, s, n, p->lim.max_value_len, true);
+    case F_DATA:
+        if (p->present & (1u << F_PAYLOAD)) {
+            return fail_here(p, EP_EVALIDATE, "cannot be combined with payload");
+        }
+        return set_str(p, k, s, n, p->lim.max_data_len, false);
+    case F_PAYLOAD: {
+        int rc;
+        if (k != V_STRING) {
+            return fail_here(p, EP_EVALIDATE, "must be a base64 string, not %s", kind_name(k));
+        }
+        if (p->present & (1u << F_DATA)) {
+            return fail_here(p, EP_EVALIDATE, "cannot be combined with data");
+        }
+        rc = decode_base64(p, s, n, &p->val[F_PAYLOAD]);
+        if (rc == -1) {
+            return fail_here(p, EP_EVALIDATE, "must be valid base64");
+        }
+        if (rc == -2) {
+            return fail_here(p, EP_EVALIDATE, "decodes to more than %u bytes", p->lim.max_data_len);
+        }
+        p->present |= 1u << F_PAYLOAD;
+        return 1;
+    }
+    case F_TIMESTAMP:
+        if (set_timestamp(p, k, s, n) && p->code == 0) {
+            p->present |= 1u << F_TIMESTAMP;
+        }
+        return 1;
+    case F_METADATA:
+    case F_PROPERTIES:
+        return fail_here(p, EP_EVALIDATE, "must be an object, not %s", kind_name(k));
+    default:
+        return add_kv(p, k, s, n);
+    }
+}
+
+/* ------------------------------------------------------------------ yajl callbacks */
+
+static int on_null(void *ctx)
+{
+    return on_value(ctx, V_NULL, "", 0);
+}
+
+static int on_bool(void *ctx, int b)
+{
+    return b ? on_value(ctx, V_BOOL, "true", 4) : on_value(ctx, V_BOOL, "false", 5);
+}
+
+static int on_number(void *ctx, const char *s, size_t n)
+{
+    return on_value(ctx, V_NUMBER, s, n);
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t n)
+{
+    return on_value(ctx, V_STRING, (const char *)s, n);
+}
+
+static int on_open(ep_event_parser_t *p, bool is_map)
+{
+    const char *what = is_map ? "an object" : "an array";
+
+    p->depth++;
+    if (p->depth > p->lim.max_depth) {
+        fail_here(p, EP_EVALIDATE, "is nested deeper than %u levels", p->lim.max_depth);
+        return 0; /* stop: bounds the work on hostile input */
+    }
+    if (p->code) {
+        return 1;
+    }
+    if (p->depth == 1) {
+        p->root_seen = true;
+        if (!is_map) {
+            return fail(p, EP_EVALIDATE, NULL, NULL, 0, "expected a JSON object, not an array");
+        }
+        return 1;
+    }
+    if (p->depth == 2) {
+        if ((p->cur == F_METADATA || p->cur == F_PROPERTIES) && is_map) {
+            p->section = p->cur;
+            p->present |= 1u << p->cur;
+            return 1;
+        }
+        if (p->cur == F_METADATA || p->cur == F_PROPERTIES) {
+            return fail_here(p, EP_EVALIDATE, "must be an object, not an array");
+        }
+        if (p->cur == F_OTHER) {
+            return fail_here(p, EP_EVALIDATE,
+                             "must be a string, number or boolean (objects and arrays are only "
+                             "allowed in metadata and properties)");
+        }
+        if (p->cur == F_TIMESTAMP || p->cur == F_USER_ID) {
+            return fail_here(p, EP_EVALIDATE, "must be a string or number, not %s", what);
+        }
+        return fail_here(p, EP_EVALIDATE, "must be a string, not %s", what);
+    }
+    return fail_here(p, EP_EVALIDATE, "must be a string, number or boolean, not %s", what);
+}
+
+static int on_start_map(void *ctx)
+{
+    return on_open(ctx, true);
+}
+
+static int on_start_array(void *ctx)
+{
+    return on_open(ctx, false);
+}
+
+static int on_close(void *ctx)
+{
+    ep_event_parser_t *p = ctx;
+
+    p->depth--;
+    if (p->depth <= 1) {
+        p->section = F_OTHER;
+    }
+    return 1;
+}
+
+static int on_key(void *ctx, const unsigned char *s, size_t n)
+{
+    ep_event_parser_t *p = ctx;
+    const char *k = (const char *)s;
+    const char *prefix = cur_prefix(p);
+
+    if (p->code) {
+        return 1;
+    }
+    if (p->depth == 1) {
+        p->cur = F_OTHER;
+        for (int f = 0; f < F_OTHER; f++) {
+            if (strlen(field_names[f]) == n && memcmp(field_names[f], k, n) == 0) {
+                p->cur = (field_t)f;
+                break;
+            }
+        }
+        if (p->cur != F_OTHER) {
+            if (p->seen & (1u << p->cur)) {
+                return fail(p, EP_EVALIDATE, NULL, k, n, "appears more than once");
+            }
+            p->seen |= 1u << p->cur;
+            return 1;
+        }
+    }
+    if (!ep__event_utf8_valid(k, n)) {
+        return fail(p, EP_EPARSE, prefix, NULL, 0,
+                    "invalid UTF-8 in key (or an unpaired \\u surrogate escape)");
+    }
+    if (n == 0) {
+        return fail(p, EP_EVALIDATE, prefix, "", 0, "keys must not be empty");
+    }
+    if (n > p->lim.max_key_len) {
+        return fail(p, EP_EVALIDATE, prefix, k, n, "key is longer than %u bytes",
+                    p->lim.max_key_len);
+    }
+    if (memchr(k, '\0', n) != NULL) {
+        return fail(p, EP_EVALIDATE, prefix, k, n, "key must not contain NUL characters");
+    }
+    p->key = keep(p, k, n);
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_bool,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_key,
+    .yajl_end_map = on_close,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_close,
+};
+
+/* ------------------------------------------------------------------ driver */
+
+/* Formats yajl's error as "malformed JSON at byte N: <reason>". */
+static void syntax_error(ep_event_parser_t *p, yajl_handle h, const char *json, size_t len,
+                         size_t offset)
+{
+    unsigned char *ye = yajl_get_error(h, 0, (const unsigned char *)json, len);
+    const char *why = ye ? (const char *)ye : "invalid JSON";
+    const char *colon = strstr(why, "error: ");
+    size_t n;
+
+    if (colon) {
+        why = colon + strlen("error: ");
+    }
+    n = strcspn(why, "\r\n");
+    while (n > 0 && (why[n - 1] == ' ' || why[n - 1] == '.')) {
+        n--;
+    }
+    p->code = 0; /* a syntax error replaces any validation error */
+    fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: %.*s", offset, (int)n, why);
+    if (ye) {
+        yajl_free_error(h, ye);
+    }
+}
+
+/* Checks the requirements that need the whole object and builds the event. */
+static int finish(ep_event_parser_t *p, ep_event_t **out)
+{
+    const span_t *v = p->val;
+    const char *data = NULL;
+    size_t data_len = 0;
+
+    if (!(p->present & (1u << F_SOURCE))) {
+        return fail(p, EP_EVALIDATE, NULL, "source", 6, "is required");
+    }
+    if (v[F_SOURCE].len == 0) {
+        return fail(p, EP_EVALIDATE, NULL, "source", 6, "must not be empty");
+    }
+    if (p->present & (1u << F_DATA)) {
+        data = str_at(p, v[F_DATA]);
+        data_len = v[F_DATA].len;
+    } else if (p->present & (1u << F_PAYLOAD)) {
+        data = str_at(p, v[F_PAYLOAD]);
+        data_len = v[F_PAYLOAD].len;
+    }
+    if (data_len == 0 && v[F_EVENT_TYPE].len == 0) {
+        return fail(p, EP_EVALIDATE, NULL, "data", 4,
+                    "is required: one of data, payload or event_type must be non-empty");
+    }
+    for (uint32_t i = 0; i < p->n_kv; i++) {
+        p->meta[i].key.p = str_at(p, p->kv[i].key);
+        p->meta[i].key.len = p->kv[i].key.len;
+        p->meta[i].val.p = str_at(p, p->kv[i].val);
+        p->meta[i].val.len = p->kv[i].val.len;
+        p->meta[i].type = p->kv[i].type;
+    }
+#define OPT(f) ((p->present & (1u << (f))) ? str_at(p, v[f]) : NULL)
+    *out = ep_event_create(OPT(F_ID), str_at(p, v[F_SOURCE]), OPT(F_EVENT_TYPE), OPT(F_USER_ID),
+                           data, data_len, p->meta, p->n_kv, p->ts_ms);
+#undef OPT
+    return 0;
+}
+
+ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
+{
+    static const ep_event_limits_t defaults = EP_EVENT_LIMITS_DEFAULT;
+    ep_event_parser_t *p = ep_calloc(1, sizeof(*p));
+
+    p->lim = lim ? *lim : defaults;
+    ep_buf_init(&p->strs);
+    arena_reset(&p->arena);
+    return p;
+}
+
+int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
+                          ep_parse_err_t *err)
+{
+    yajl_alloc_funcs af = {arena_alloc, arena_realloc, arena_free, &p->arena};
+    ep_parse_err_t scratch;
+    yajl_handle h;
+    yajl_status st;
+    int rc;
+
+    *out = NULL;
+    p->err = err ? err : &scratch;
+    memset(p->err, 0, sizeof(*p->err));
+    reset_draft(p);
+    arena_reset(&p->arena);
+    /* A body of one huge string is not kept around for the next parse. */
+    if (p->strs.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
+        ep_buf_close(&p->strs);
+    }
+    ep_buf_reset(&p->strs);
+    ep_buf_putc(&p->strs, '\0'); /* offset 0 is the empty string */
+    if (len == 0) {
+        fail(p, EP_EPARSE, NULL, NULL, 0, "empty body");
+        return EP_EPARSE;
+    }
+    if (len > UINT32_MAX / 2) {
+        fail(p, EP_EVALIDATE, NULL, NULL, 0, "body is larger than 2 GiB");
+        return EP_EVALIDATE;
+    }
+
+    h = yajl_alloc(&callbacks, &af, p);
+    yajl_config(h, yajl_allow_comments, 0);
+    yajl_config(h, yajl_dont_validate_strings, 0);
+    yajl_config(h, yajl_allow_trailing_garbage, 0);
+    yajl_config(h, yajl_allow_multiple_values, 0);
+    yajl_config(h, yajl_allow_partial_values, 0);
+
+    st = yajl_parse(h, (const unsigned char *)json, len);
+    if (st == yajl_status_error) {
+        syntax_error(p, h, json, len, yajl_get_bytes_consumed(h));
+    } else if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+        if (st == yajl_status_error) {
+            syntax_error(p, h, json, len, len);
+        }
+    }
+    /* yajl_status_client_canceled: one of the callbacks recorded the error. */
+    yajl_free(h);
+
+    if (p->code == 0 && !p->root_seen) {
+        fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: no value", len);
+    }
+    if (p->code == 0) {
+        finish(p, out);
+    }
+    rc = p->code;
+    p->err = NULL;
+    return rc;
+}
+
+void ep_event_parser_destroy(ep_event_parser_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    arena_close(&p->arena);
+    ep_buf_close(&p->strs);
+    ep_free(p->kv);
+    ep_free(p->meta);
+    ep_free(p);
+}
+
+int ep_event_parse_json(const char *json, size_t len, const ep_event_limits_t *lim,
+                        ep_event_t **out, ep_parse_err_t *err)
+{
+    ep_event_parser_t *p = ep_event_parser_create(lim);
+    int rc = ep_event_parser_parse(p, json, len, out, err);
+
+    ep_event_parser_destroy(p);
+    return rc;
+}

@@ -1,0 +1,617 @@
+/*
+ * Tests for src/core/ep_event_json.c: accepted shapes, rejected inputs with
+ * their error code and field, limits, and parser reuse.
+ */
+#include "ep_buf.h"
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_test.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+static ep_event_t *parse_ok(const char *json)
+{
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    int rc = ep_event_parse_json(json, strlen(json), NULL, &ev, &err);
+
+    if (rc != 0) {
+        fprintf(stderr, "parse failed: %s (%s) field=%s\n  input: %s\n", ep_err_name(rc), err.msg,
+                err.field, json);
+    }
+    EP_ASSERT_EQ(rc, 0);
+    EP_ASSERT(ev != NULL);
+    return ev;
+}
+
+static const ep_kv_t *find_meta(const ep_event_t *ev, const char *key)
+{
+    for (uint32_t i = 0; i < ev->n_meta; i++) {
+        if (strcmp(ev->meta[i].key.p, key) == 0) {
+            return &ev->meta[i];
+        }
+    }
+    return NULL;
+}
+
+static void assert_meta(const ep_event_t *ev, const char *key, const char *val, int type)
+{
+    const ep_kv_t *kv = find_meta(ev, key);
+
+    if (kv == NULL) {
+        EP__FAIL("metadata key \"%s\" missing", key);
+    }
+    EP_ASSERT_STR_EQ(kv->val.p, val);
+    EP_ASSERT_EQ(kv->type, type);
+}
+
+/* ------------------------------------------------------------------ accepted shapes */
+
+static void test_seed_000_shape(void)
+{
+    ep_event_t *ev = parse_ok("{\"source\":\"sensor-01\",\"data\":\"temperature:23.5\","
+                              "\"metadata\":{\"location\":\"A\"}}");
+
+    EP_ASSERT_STR_EQ(ev->source.p, "sensor-01");
+    EP_ASSERT_STR_EQ(ev->data.p, "temperature:23.5");
+    EP_ASSERT_EQ(ev->data.len, 16);
+    EP_ASSERT_EQ(ev->n_meta, 1);
+    assert_meta(ev, "location", "A", EP_VAL_STRING);
+    EP_ASSERT_EQ(ev->event_type.len, 0);
+    EP_ASSERT_STR_EQ(ev->user_id.p, "");
+    EP_ASSERT(ev->flags & EP_EVENT_F_ID_GENERATED);
+    EP_ASSERT(ev->flags & EP_EVENT_F_TS_GENERATED);
+    EP_ASSERT(ev->received_us > 0);
+    ep_event_destroy(ev);
+}
+
+static void test_generated_id_is_uuid(void)
+{
+    ep_event_t *ev = parse_ok("{\"source\":\"s\",\"data\":\"x\"}");
+
+    EP_ASSERT_EQ(ev->id.len, 36);
+    EP_ASSERT_EQ(strlen(ev->id.p), 36);
+    for (int i = 0; i < 36; i++) {
+        char c = ev->id.p[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            EP_ASSERT_EQ(c, '-');
+        } else {
+            EP_ASSERT((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+        }
+    }
+    EP_ASSERT_EQ(ev->id.p[14], '7'); /* UUID version 7 */
+    EP_ASSERT(ev->flags & EP_EVENT_F_ID_GENERATED);
+    ep_event_destroy(ev);
+
+    ev = parse_ok("{\"id\":\"abc\",\"source\":\"s\",\"data\":\"x\"}");
+    EP_ASSERT_STR_EQ(ev->id.p, "abc");
+    EP_ASSERT(!(ev->flags & EP_EVENT_F_ID_GENERATED));
+    ep_event_destroy(ev);
+}
+
+static void test_seed_004_shape(void)
+{
+    static const struct {
+        const char *json;
+        int64_t ts_ms;
+    } cases[] = {
+        {"{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+         "\"properties\":{\"page\":\"/"
+         "dashboard\"},\"timestamp\":1640995200,\"source\":\"web-app\"}",
+         INT64_C(1640995200000)},
+        {"{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+         "\"properties\":{\"page\":\"/dashboard\"},\"timestamp\":1640995200123,"
+         "\"source\":\"web-app\"}",
+         INT64_C(1640995200123)},
+        {"{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+         "\"properties\":{\"page\":\"/dashboard\"},\"timestamp\":1640995200.25,"
+         "\"source\":\"web-app\"}",
+         INT64_C(1640995200250)},
+        {"{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+         "\"properties\":{\"page\":\"/dashboard\"},\"timestamp\":\"2022-01-01T00:00:00Z\","
+         "\"source\":\"web-app\"}",
+         INT64_C(1640995200000)},
+        {"{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+         "\"properties\":{\"page\":\"/dashboard\"},"
+         "\"timestamp\":\"2022-01-01T02:00:00.500+02:00\",\"source\":\"web-app\"}",
+         INT64_C(1640995200500)},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ep_event_t *ev = parse_ok(cases[i].json);
+
+        EP_ASSERT_STR_EQ(ev->id.p, "event_123");
+        EP_ASSERT_STR_EQ(ev->user_id.p, "user_456");
+        EP_ASSERT_STR_EQ(ev->event_type.p, "page_view");
+        EP_ASSERT_STR_EQ(ev->source.p, "web-app");
+        EP_ASSERT_EQ(ev->data.len, 0);
+        EP_ASSERT_EQ(ev->timestamp_ms, cases[i].ts_ms);
+        EP_ASSERT(!(ev->flags & EP_EVENT_F_TS_GENERATED));
+        EP_ASSERT(!(ev->flags & EP_EVENT_F_ID_GENERATED));
+        EP_ASSERT_EQ(ev->n_meta, 1);
+        assert_meta(ev, "page", "/dashboard", EP_VAL_STRING);
+        ep_event_destroy(ev);
+    }
+}
+
+static void test_data_message_payload(void)
+{
+    /* "aGVsbG8gd29ybGQ=" is base64 for "hello world"; "AAEC/w==" is 00 01 02 ff. */
+    ep_event_t *ev = parse_ok("{\"id\":\"m-1\",\"timestamp\":1700000000,\"source\":\"svc\","
+                              "\"payload\":\"aGVsbG8gd29ybGQ=\",\"metadata\":{\"k\":\"v\"}}");
+
+    EP_ASSERT_STR_EQ(ev->data.p, "hello world");
+    EP_ASSERT_EQ(ev->data.len, 11);
+    EP_ASSERT_EQ(ev->timestamp_ms, INT64_C(1700000000000));
+    assert_meta(ev, "k", "v", EP_VAL_STRING);
+    ep_event_destroy(ev);
+
+    ev = parse_ok("{\"source\":\"svc\",\"payload\":\"AAEC/w==\"}");
+    EP_ASSERT_EQ(ev->data.len, 4);
+    EP_ASSERT_STRN_EQ(ev->data.p, "\x00\x01\x02\xff", 4);
+    ep_event_destroy(ev);
+
+    /* Unpadded and URL-safe forms are accepted too. */
+    ev = parse_ok("{\"source\":\"svc\",\"payload\":\"AAEC_w\"}");
+    EP_ASSERT_EQ(ev->data.len, 4);
+    EP_ASSERT_STRN_EQ(ev->data.p, "\x00\x01\x02\xff", 4);
+    ep_event_destroy(ev);
+}
+
+static void test_metadata_types(void)
+{
+    ep_event_t *ev =
+        parse_ok("{\"source\":\"s\",\"data\":\"d\",\"metadata\":{\"temp\":23.5,\"count\":"
+                 "12345678901234567890,"
+                 "\"neg\":-1e-7,\"ok\":true,\"bad\":false,\"name\":\"x\",\"gone\":null},"
+                 "\"properties\":{\"page\":\"/p\",\"n\":0}}");
+
+    EP_ASSERT_EQ(ev->n_meta, 8);
+    assert_meta(ev, "temp", "23.5", EP_VAL_NUMBER);
+    assert_meta(ev, "count", "12345678901234567890", EP_VAL_NUMBER);
+    assert_meta(ev, "neg", "-1e-7", EP_VAL_NUMBER);
+    assert_meta(ev, "ok", "true", EP_VAL_BOOL);
+    assert_meta(ev, "bad", "false", EP_VAL_BOOL);
+    assert_meta(ev, "name", "x", EP_VAL_STRING);
+    assert_meta(ev, "page", "/p", EP_VAL_STRING);
+    assert_meta(ev, "n", "0", EP_VAL_NUMBER);
+    EP_ASSERT(find_meta(ev, "gone") == NULL); /* null values are skipped */
+    /* Input order is kept. */
+    EP_ASSERT_STR_EQ(ev->meta[0].key.p, "temp");
+    EP_ASSERT_STR_EQ(ev->meta[7].key.p, "n");
+    ep_event_destroy(ev);
+}
+
+static void test_unknown_scalars_kept(void)
+{
+    ep_event_t *ev = parse_ok("{\"source\":\"s\",\"event_type\":\"click\",\"region\":\"eu\","
+                              "\"score\":9.75,\"vip\":false,\"nothing\":null,\"user_id\":42}");
+
+    EP_ASSERT_EQ(ev->n_meta, 3);
+    assert_meta(ev, "region", "eu", EP_VAL_STRING);
+    assert_meta(ev, "score", "9.75", EP_VAL_NUMBER);
+    assert_meta(ev, "vip", "false", EP_VAL_BOOL);
+    EP_ASSERT_STR_EQ(ev->user_id.p, "42"); /* a numeric user_id keeps its text */
+    ep_event_destroy(ev);
+}
+
+static void test_unicode_and_escapes(void)
+{
+    ep_event_t *ev =
+        parse_ok("{\"source\":\"\\u0441\\u0435\\u043d\\u0441\\u043e\\u0440\","
+                 "\"data\":\"a\\u0000b\\n\\ud83d\\ude00\",\"metadata\":{\"\xc3\xa9t\xc3\xa9\":"
+                 "\"\xe6\x97\xa5\"}}");
+
+    EP_ASSERT_STR_EQ(ev->source.p, "\xd1\x81\xd0\xb5\xd0\xbd\xd1\x81\xd0\xbe\xd1\x80");
+    EP_ASSERT_EQ(ev->data.len, 8); /* NUL is kept in data */
+    EP_ASSERT_STRN_EQ(ev->data.p, "a\0b\n\xf0\x9f\x98\x80", 8);
+    assert_meta(ev, "\xc3\xa9t\xc3\xa9", "\xe6\x97\xa5", EP_VAL_STRING);
+    ep_event_destroy(ev);
+}
+
+static void test_nulls_are_absent(void)
+{
+    ep_event_t *ev = parse_ok("{\"id\":null,\"source\":\"s\",\"data\":\"x\",\"timestamp\":null,"
+                              "\"metadata\":null,\"event_type\":null}");
+
+    EP_ASSERT(ev->flags & EP_EVENT_F_ID_GENERATED);
+    EP_ASSERT(ev->flags & EP_EVENT_F_TS_GENERATED);
+    EP_ASSERT_EQ(ev->n_meta, 0);
+    ep_event_destroy(ev);
+}
+
+static void test_whitespace_around(void)
+{
+    ep_event_t *ev = parse_ok(" \r\n\t{ \"source\" : \"s\" , \"data\" : \"x\" } \n");
+
+    EP_ASSERT_STR_EQ(ev->data.p, "x");
+    ep_event_destroy(ev);
+}
+
+/* ------------------------------------------------------------------ rejected inputs */
+
+typedef struct reject_s {
+    const char *name;
+    const char *json;
+    size_t len; /* 0 = strlen(json) */
+    int code;
+    const char *field;
+    const char *msg_part; /* a substring the message must contain, or NULL */
+} reject_t;
+
+#define OK_PREFIX "{\"source\":\"s\",\"data\":\"x\","
+
+static const reject_t rejects[] = {
+    {"empty body", "", 0, EP_EPARSE, "", "empty body"},
+    {"whitespace only", "  \n\t ", 0, EP_EPARSE, "", "malformed JSON"},
+    {"truncated", "{\"source\":\"s\",\"data\":\"x", 0, EP_EPARSE, "", "malformed JSON at byte"},
+    {"truncated after colon", "{\"source\":", 0, EP_EPARSE, "", "malformed JSON"},
+    {"bad key", "{source:\"s\"}", 0, EP_EPARSE, "", "invalid char"},
+    {"array", "[]", 0, EP_EVALIDATE, "", "expected a JSON object"},
+    {"array of objects", "[{\"source\":\"s\",\"data\":\"x\"}]", 0, EP_EVALIDATE, "",
+     "expected a JSON object"},
+    {"null", "null", 0, EP_EVALIDATE, "", "expected a JSON object"},
+    {"string", "\"str\"", 0, EP_EVALIDATE, "", "expected a JSON object"},
+    {"number", "42", 0, EP_EVALIDATE, "", "expected a JSON object"},
+    {"trailing garbage", "{\"source\":\"s\",\"data\":\"x\"} x", 0, EP_EPARSE, "", "malformed JSON"},
+    {"two objects", "{\"source\":\"s\",\"data\":\"x\"}{\"source\":\"s\",\"data\":\"x\"}", 0,
+     EP_EPARSE, "", "malformed JSON"},
+    {"line comment", "{\"source\":\"s\", // c\n\"data\":\"x\"}", 0, EP_EPARSE, "",
+     "malformed JSON"},
+    {"block comment", "/* c */{\"source\":\"s\",\"data\":\"x\"}", 0, EP_EPARSE, "",
+     "malformed JSON"},
+    {"trailing comma", "{\"source\":\"s\",\"data\":\"x\",}", 0, EP_EPARSE, "", "malformed JSON"},
+    {"syntax beats validation", "{\"source\":1,\"data\":\"x\"", 0, EP_EPARSE, "", NULL},
+    {"source missing", "{\"data\":\"x\"}", 0, EP_EVALIDATE, "source", "is required"},
+    {"source null", "{\"source\":null,\"data\":\"x\"}", 0, EP_EVALIDATE, "source", "is required"},
+    {"source empty", "{\"source\":\"\",\"data\":\"x\"}", 0, EP_EVALIDATE, "source",
+     "must not be empty"},
+    {"source number", "{\"source\":7,\"data\":\"x\"}", 0, EP_EVALIDATE, "source",
+     "must be a string"},
+    {"source object", "{\"source\":{},\"data\":\"x\"}", 0, EP_EVALIDATE, "source",
+     "must be a string"},
+    {"no data", "{\"source\":\"s\"}", 0, EP_EVALIDATE, "data", "is required"},
+    {"empty data", "{\"source\":\"s\",\"data\":\"\"}", 0, EP_EVALIDATE, "data", "is required"},
+    {"data number", "{\"source\":\"s\",\"data\":1}", 0, EP_EVALIDATE, "data", "must be a string"},
+    {"data object", "{\"source\":\"s\",\"data\":{\"a\":1}}", 0, EP_EVALIDATE, "data",
+     "must be a string"},
+    {"data and payload", "{\"source\":\"s\",\"data\":\"x\",\"payload\":\"eA==\"}", 0, EP_EVALIDATE,
+     "payload", "cannot be combined"},
+    {"duplicate key", "{\"source\":\"s\",\"data\":\"x\",\"source\":\"t\"}", 0, EP_EVALIDATE,
+     "source", "more than once"},
+    {"metadata string", OK_PREFIX "\"metadata\":\"a=b\"}", 0, EP_EVALIDATE, "metadata",
+     "must be an object"},
+    {"metadata array", OK_PREFIX "\"metadata\":[1]}", 0, EP_EVALIDATE, "metadata",
+     "must be an object"},
+    {"metadata nested object", OK_PREFIX "\"metadata\":{\"location\":{\"x\":1}}}", 0, EP_EVALIDATE,
+     "metadata.location", "must be a string, number or boolean"},
+    {"properties nested array", OK_PREFIX "\"properties\":{\"tags\":[\"a\"]}}", 0, EP_EVALIDATE,
+     "properties.tags", "must be a string, number or boolean"},
+    {"metadata duplicate key", OK_PREFIX "\"metadata\":{\"a\":1},\"properties\":{\"a\":2}}", 0,
+     EP_EVALIDATE, "properties.a", "duplicate"},
+    {"metadata empty key", OK_PREFIX "\"metadata\":{\"\":1}}", 0, EP_EVALIDATE, "metadata.",
+     "must not be empty"},
+    {"unknown top-level object", OK_PREFIX "\"extra\":{\"a\":1}}", 0, EP_EVALIDATE, "extra",
+     "must be a string, number or boolean"},
+    {"unknown top-level array", OK_PREFIX "\"tags\":[]}", 0, EP_EVALIDATE, "tags", NULL},
+    {"invalid UTF-8 in value", "{\"source\":\"s\xff\",\"data\":\"x\"}", 0, EP_EPARSE, "", NULL},
+    {"invalid UTF-8 in key", OK_PREFIX "\"k\xc3\":1}", 0, EP_EPARSE, "", NULL},
+    {"overlong UTF-8", "{\"source\":\"\xc0\xaf\",\"data\":\"x\"}", 0, EP_EPARSE, "source", "UTF-8"},
+    {"lone surrogate escape", "{\"source\":\"\\udc00\",\"data\":\"x\"}", 0, EP_EPARSE, "source",
+     "UTF-8"},
+    {"NUL in source", "{\"source\":\"a\\u0000b\",\"data\":\"x\"}", 0, EP_EVALIDATE, "source",
+     "NUL"},
+    {"NUL in metadata key", OK_PREFIX "\"metadata\":{\"a\\u0000\":1}}", 0, EP_EVALIDATE,
+     "metadata.a", "NUL"},
+    {"bad base64", "{\"source\":\"s\",\"payload\":\"not base64!\"}", 0, EP_EVALIDATE, "payload",
+     "base64"},
+    {"bad base64 length", "{\"source\":\"s\",\"payload\":\"abcde\"}", 0, EP_EVALIDATE, "payload",
+     "base64"},
+    {"base64 number", "{\"source\":\"s\",\"payload\":12}", 0, EP_EVALIDATE, "payload", "base64"},
+    {"timestamp negative", OK_PREFIX "\"timestamp\":-5}", 0, EP_EVALIDATE, "timestamp", "negative"},
+    {"timestamp garbage string", OK_PREFIX "\"timestamp\":\"yesterday\"}", 0, EP_EVALIDATE,
+     "timestamp", "RFC 3339"},
+    {"timestamp bool", OK_PREFIX "\"timestamp\":true}", 0, EP_EVALIDATE, "timestamp", NULL},
+    {"timestamp huge", OK_PREFIX "\"timestamp\":99999999999999999999999}", 0, EP_EVALIDATE,
+     "timestamp", "out of range"},
+    {"timestamp float huge", OK_PREFIX "\"timestamp\":1e300}", 0, EP_EVALIDATE, "timestamp",
+     "out of range"},
+    {"timestamp object", OK_PREFIX "\"timestamp\":{}}", 0, EP_EVALIDATE, "timestamp", NULL},
+    {"user_id bool", OK_PREFIX "\"user_id\":true}", 0, EP_EVALIDATE, "user_id", "must be a string"},
+    {"id number", "{\"id\":5,\"source\":\"s\",\"data\":\"x\"}", 0, EP_EVALIDATE, "id",
+     "must be a string"},
+};
+
+static void check_reject(const reject_t *r, const char *json, size_t len)
+{
+    ep_event_t *ev = (ep_event_t *)1;
+    ep_parse_err_t err;
+    int rc = ep_event_parse_json(json, len, NULL, &ev, &err);
+
+    if (rc != r->code || strcmp(err.field, r->field) != 0 ||
+        (r->msg_part && strstr(err.msg, r->msg_part) == NULL)) {
+        EP__FAIL("case \"%s\": got %s field=\"%s\" msg=\"%s\"; want %s field=\"%s\" msg~\"%s\"",
+                 r->name, ep_err_name(rc), err.field, err.msg, ep_err_name(r->code), r->field,
+                 r->msg_part ? r->msg_part : "");
+    }
+    EP_ASSERT(ev == NULL);
+    EP_ASSERT(err.msg[0] != '\0');
+    EP_ASSERT(strchr(err.msg, '\n') == NULL);
+}
+
+static void test_rejects(void)
+{
+    for (size_t i = 0; i < sizeof(rejects) / sizeof(rejects[0]); i++) {
+        const reject_t *r = &rejects[i];
+        check_reject(r, r->json, r->len ? r->len : strlen(r->json));
+    }
+}
+
+static void test_parse_error_message(void)
+{
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    const char *json = "{\"source\":\"s\",]";
+
+    EP_ASSERT_EQ(ep_event_parse_json(json, strlen(json), NULL, &ev, &err), EP_EPARSE);
+    /* yajl's reason, one line, with the byte offset. */
+    EP_ASSERT(strncmp(err.msg, "malformed JSON at byte ", 23) == 0);
+    EP_ASSERT(strstr(err.msg, "error") == NULL);
+    EP_ASSERT(strlen(err.msg) > 30);
+}
+
+/* Builds {"source":"s","data":"x","metadata":{"a":[[[...]]]}} with depth nested arrays. */
+static void test_too_deep(void)
+{
+    reject_t r = {"deep", NULL, 0, EP_EVALIDATE, "metadata.a", NULL};
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_buf_puts(&b, OK_PREFIX "\"metadata\":{\"a\":");
+    for (int i = 0; i < 100; i++) {
+        ep_buf_putc(&b, '[');
+    }
+    for (int i = 0; i < 100; i++) {
+        ep_buf_putc(&b, ']');
+    }
+    ep_buf_puts(&b, "}}");
+    check_reject(&r, b.data, b.len);
+
+    /* Deep nesting under an unknown key stops at max_depth too, even unterminated. */
+    ep_buf_reset(&b);
+    ep_buf_puts(&b, OK_PREFIX "\"z\":");
+    for (int i = 0; i < 100000; i++) {
+        ep_buf_putc(&b, '[');
+    }
+    r.field = "z";
+    check_reject(&r, b.data, b.len);
+    ep_buf_close(&b);
+}
+
+static void test_custom_depth_limit(void)
+{
+    ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    const char *json = OK_PREFIX "\"metadata\":{\"a\":1}}";
+
+    lim.max_depth = 1;
+    EP_ASSERT_EQ(ep_event_parse_json(json, strlen(json), &lim, &ev, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "metadata");
+    EP_ASSERT(strstr(err.msg, "deeper than 1") != NULL);
+}
+
+static void test_limits(void)
+{
+    ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    ep_event_parser_t *p;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    ep_buf_t b = EP_BUF_INIT;
+
+    lim.max_meta_keys = 4;
+    lim.max_data_len = 16;
+    lim.max_id_len = 8;
+    lim.max_key_len = 5;
+    lim.max_value_len = 6;
+    p = ep_event_parser_create(&lim);
+
+#define REJECT(json, fld, part)                                                                    \
+    do {                                                                                           \
+        ep_buf_reset(&b);                                                                          \
+        ep_buf_puts(&b, json);                                                                     \
+        EP_ASSERT_EQ(ep_event_parser_parse(p, b.data, b.len, &ev, &err), EP_EVALIDATE);            \
+        EP_ASSERT(ev == NULL);                                                                     \
+        EP_ASSERT_STR_EQ(err.field, fld);                                                          \
+        if (strstr(err.msg, part) == NULL) {                                                       \
+            EP__FAIL("message \"%s\" lacks \"%s\"", err.msg, part);                                \
+        }                                                                                          \
+    } while (0)
+
+    REJECT("{\"id\":\"123456789\",\"source\":\"s\",\"data\":\"x\"}", "id",
+           "is longer than 8 bytes");
+    REJECT("{\"source\":\"s\",\"data\":\"0123456789abcdefg\"}", "data", "is longer than 16 bytes");
+    REJECT("{\"source\":\"s\",\"payload\":\"MDEyMzQ1Njc4OWFiY2RlZmc=\"}", "payload",
+           "more than 16 bytes");
+    REJECT("{\"source\":\"1234567\",\"data\":\"x\"}", "source", "is longer than 6 bytes");
+    REJECT(OK_PREFIX "\"metadata\":{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5}}", "metadata.e",
+           "too many metadata entries");
+    REJECT(OK_PREFIX "\"metadata\":{\"a\":1,\"b\":2,\"c\":3},\"x\":1,\"y\":2}", "y",
+           "too many metadata entries");
+    REJECT(OK_PREFIX "\"metadata\":{\"abcdef\":1}}", "metadata.abcdef", "longer than 5 bytes");
+    REJECT(OK_PREFIX "\"metadata\":{\"a\":\"1234567\"}}", "metadata.a", "longer than 6 bytes");
+    REJECT(OK_PREFIX "\"metadata\":{\"a\":1234567}}", "metadata.a", "longer than 6 bytes");
+#undef REJECT
+
+    /* Exactly at the limits is fine. */
+    ep_buf_reset(&b);
+    ep_buf_puts(&b, "{\"id\":\"12345678\",\"source\":\"123456\",\"data\":\"0123456789abcdef\","
+                    "\"metadata\":{\"abcde\":\"123456\",\"b\":2,\"c\":3},\"d\":4}");
+    EP_ASSERT_EQ(ep_event_parser_parse(p, b.data, b.len, &ev, &err), 0);
+    EP_ASSERT_EQ(ev->n_meta, 4);
+    EP_ASSERT_EQ(ev->data.len, 16);
+    ep_event_destroy(ev);
+    ep_buf_close(&b);
+    ep_event_parser_destroy(p);
+}
+
+static void test_large_data_default_limit(void)
+{
+    ep_buf_t b = EP_BUF_INIT;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+
+    ep_buf_puts(&b, "{\"source\":\"s\",\"data\":\"");
+    for (int i = 0; i < 256 * 1024; i++) {
+        ep_buf_putc(&b, 'a' + i % 26);
+    }
+    ep_buf_puts(&b, "\"}");
+    EP_ASSERT_EQ(ep_event_parse_json(b.data, b.len, NULL, &ev, &err), 0);
+    EP_ASSERT_EQ(ev->data.len, 256 * 1024);
+    ep_event_destroy(ev);
+
+    /* One byte over, and escapes count after decoding. */
+    ep_buf_reset(&b);
+    ep_buf_puts(&b, "{\"source\":\"s\",\"data\":\"");
+    for (int i = 0; i < 256 * 1024 + 1; i++) {
+        ep_buf_puts(&b, "\\n");
+    }
+    ep_buf_puts(&b, "\"}");
+    EP_ASSERT_EQ(ep_event_parse_json(b.data, b.len, NULL, &ev, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "data");
+    EP_ASSERT_STR_EQ(err.msg, "is longer than 262144 bytes");
+    ep_buf_close(&b);
+}
+
+static void test_overlong_key_field_is_truncated_safely(void)
+{
+    ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    ep_buf_t b = EP_BUF_INIT;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+
+    lim.max_key_len = 4096;
+    ep_buf_puts(&b, OK_PREFIX "\"metadata\":{\"");
+    for (int i = 0; i < 200; i++) {
+        ep_buf_puts(&b, "\xc3\xa9"); /* two-byte characters: truncation must not split them */
+    }
+    ep_buf_puts(&b, "\":{}}}");
+    EP_ASSERT_EQ(ep_event_parse_json(b.data, b.len, &lim, &ev, &err), EP_EVALIDATE);
+    EP_ASSERT(strncmp(err.field, "metadata.\xc3\xa9", 11) == 0);
+    EP_ASSERT(strlen(err.field) < sizeof(err.field));
+    EP_ASSERT(ep__event_utf8_valid(err.field, strlen(err.field)));
+    ep_buf_close(&b);
+}
+
+static void test_parser_reuse(void)
+{
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+    ep_buf_t b = EP_BUF_INIT;
+
+    for (int i = 0; i < 2000; i++) {
+        ep_event_t *ev = NULL;
+        ep_parse_err_t err;
+        int rc;
+
+        ep_buf_reset(&b);
+        switch (i % 5) {
+        case 0:
+            ep_buf_printf(&b,
+                          "{\"id\":\"e%d\",\"source\":\"s\",\"data\":\"%d\","
+                          "\"metadata\":{\"i\":%d,\"b\":true}}",
+                          i, i * 7, i);
+            break;
+        case 1:
+            ep_buf_printf(&b, "{\"source\":\"s\",\"data\":\"x\",\"metadata\":{\"a\":[[[[[[");
+            break;
+        case 2:
+            ep_buf_printf(&b, "{\"source\":\"s\",\"payload\":\"aGVsbG8=\",\"k%d\":\"v\"}", i);
+            break;
+        case 3:
+            ep_buf_printf(&b, "{\"source\":\"s\",\"data\":\"\\u00e9\\n\\t\"} junk");
+            break;
+        default:
+            /* A big escaped string makes yajl's arena overflow into the heap. */
+            ep_buf_puts(&b, "{\"source\":\"s\",\"data\":\"");
+            for (int j = 0; j < 50000; j++) {
+                ep_buf_puts(&b, "\\\"");
+            }
+            ep_buf_puts(&b, "\"}");
+            break;
+        }
+        rc = ep_event_parser_parse(p, b.data, b.len, &ev, &err);
+        switch (i % 5) {
+        case 0:
+            EP_ASSERT_EQ(rc, 0);
+            EP_ASSERT_EQ(ev->n_meta, 2);
+            EP_ASSERT_EQ(atoi(ev->data.p), i * 7);
+            EP_ASSERT_EQ(atoi(ev->id.p + 1), i);
+            break;
+        case 1:
+            EP_ASSERT_EQ(rc, EP_EVALIDATE);
+            break;
+        case 2:
+            EP_ASSERT_EQ(rc, 0);
+            EP_ASSERT_STR_EQ(ev->data.p, "hello");
+            break;
+        case 3:
+            EP_ASSERT_EQ(rc, EP_EPARSE);
+            break;
+        default:
+            EP_ASSERT_EQ(rc, 0);
+            EP_ASSERT_EQ(ev->data.len, 50000);
+            break;
+        }
+        ep_event_destroy(ev);
+    }
+    ep_buf_close(&b);
+    ep_event_parser_destroy(p);
+    ep_event_parser_destroy(NULL);
+}
+
+static void test_to_json_round_trip(void)
+{
+    ep_event_t *ev =
+        parse_ok("{\"id\":\"r1\",\"source\":\"s\",\"event_type\":\"t\",\"user_id\":\"u\","
+                 "\"data\":\"q\\\"\\\\\",\"timestamp\":1640995200123,"
+                 "\"metadata\":{\"n\":1.5e3,\"b\":false,\"s\":\"\\u00e9\"}}");
+    ep_buf_t b = EP_BUF_INIT;
+    ep_event_t *ev2;
+
+    ep_event_to_json(ev, &b);
+    ev2 = parse_ok(b.data);
+    EP_ASSERT_STR_EQ(ev2->id.p, "r1");
+    EP_ASSERT_STR_EQ(ev2->data.p, "q\"\\");
+    EP_ASSERT_EQ(ev2->timestamp_ms, ev->timestamp_ms);
+    EP_ASSERT_EQ(ev2->n_meta, 3);
+    assert_meta(ev2, "n", "1.5e3", EP_VAL_NUMBER);
+    assert_meta(ev2, "b", "false", EP_VAL_BOOL);
+    assert_meta(ev2, "s", "\xc3\xa9", EP_VAL_STRING);
+    ep_event_destroy(ev);
+    ep_event_destroy(ev2);
+    ep_buf_close(&b);
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_seed_000_shape),
+    EP_TEST(test_generated_id_is_uuid),
+    EP_TEST(test_seed_004_shape),
+    EP_TEST(test_data_message_payload),
+    EP_TEST(test_metadata_types),
+    EP_TEST(test_unknown_scalars_kept),
+    EP_TEST(test_unicode_and_escapes),
+    EP_TEST(test_nulls_are_absent),
+    EP_TEST(test_whitespace_around),
+    EP_TEST(test_rejects),
+    EP_TEST(test_parse_error_message),
+    EP_TEST(test_too_deep),
+    EP_TEST(test_custom_depth_limit),
+    EP_TEST(test_limits),
+    EP_TEST(test_large_data_default_limit),
+    EP_TEST(test_overlong_key_field_is_truncated_safely),
+    EP_TEST(test_parser_reuse),
+    EP_TEST(test_to_json_round_trip),
+    EP_TEST_END,
+};
+
+EP_TEST_MAIN()
