@@ -440,8 +440,12 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
         c->sub_head = r;
     }
     c->sub_tail = r;
-    pthread_mutex_unlock(&c->mu);
+    /*
+     * Wake the thread while still holding mu: once destroy has set closing under
+     * mu it may free the multi handle, so nobody may touch it after that.
+     */
     curl_multi_wakeup(c->multi);
+    pthread_mutex_unlock(&c->mu);
     return 0;
 }
 
@@ -526,8 +530,8 @@ void ep_http_client_destroy(ep_http_client_t *c)
     }
     pthread_mutex_lock(&c->mu);
     c->closing = 1;
-    pthread_mutex_unlock(&c->mu);
     curl_multi_wakeup(c->multi);
+    pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
     while (c->n_free > 0) {
         curl_easy_cleanup(c->free_easy[--c->n_free]);
