@@ -1,0 +1,369 @@
+/*
+ * Tests for src/core/ep_event_pb.c: round trips, seed compatibility, and
+ * rejection of malformed input.
+ */
+#include "ep_buf.h"
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_test.h"
+
+#include "eventpipe.pb-c.h"
+
+static ep_event_t *sample(int with_many_meta)
+{
+    ep_kv_t meta[40];
+    char keys[40][8], vals[40][8];
+    uint32_t n = 3;
+    ep_event_t *ev;
+
+    meta[0] = (ep_kv_t){{"temp", 4}, {"23.5", 4}, EP_VAL_NUMBER};
+    meta[1] = (ep_kv_t){{"ok", 2}, {"true", 4}, EP_VAL_BOOL};
+    meta[2] =
+        (ep_kv_t){{"\xc3\xa9t\xc3\xa9", 6}, {"\xe6\x97\xa5\xf0\x9f\x98\x80", 7}, EP_VAL_STRING};
+    if (with_many_meta) {
+        for (uint32_t i = 3; i < 40; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "k%u", i);
+            snprintf(vals[i], sizeof(vals[i]), "%u", i * 3);
+            meta[i] = (ep_kv_t){{keys[i], (uint32_t)strlen(keys[i])},
+                                {vals[i], (uint32_t)strlen(vals[i])},
+                                (uint8_t)(i % 3)};
+            if (meta[i].type == EP_VAL_BOOL) {
+                meta[i].val = (ep_str_t){"false", 5};
+            }
+        }
+        n = 40;
+    }
+    ev = ep_event_create("id-\xe2\x82\xac", "sensor-01", "reading", "user-1", "a\0b\xff", 4, meta,
+                         n, INT64_C(1640995200123));
+    ev->attempts = 3;
+    ev->received_us = INT64_C(1640995200456789);
+    return ev;
+}
+
+static void assert_same(const ep_event_t *a, const ep_event_t *b)
+{
+    EP_ASSERT_STR_EQ(a->id.p, b->id.p);
+    EP_ASSERT_STR_EQ(a->source.p, b->source.p);
+    EP_ASSERT_STR_EQ(a->event_type.p, b->event_type.p);
+    EP_ASSERT_STR_EQ(a->user_id.p, b->user_id.p);
+    EP_ASSERT_EQ(a->data.len, b->data.len);
+    EP_ASSERT_STRN_EQ(a->data.p, b->data.p, a->data.len);
+    EP_ASSERT_EQ(a->timestamp_ms, b->timestamp_ms);
+    EP_ASSERT_EQ(a->received_us, b->received_us);
+    EP_ASSERT_EQ(a->attempts, b->attempts);
+    EP_ASSERT_EQ(a->n_meta, b->n_meta);
+    for (uint32_t i = 0; i < a->n_meta; i++) {
+        EP_ASSERT_STR_EQ(a->meta[i].key.p, b->meta[i].key.p);
+        EP_ASSERT_STR_EQ(a->meta[i].val.p, b->meta[i].val.p);
+        EP_ASSERT_EQ(a->meta[i].val.len, b->meta[i].val.len);
+        EP_ASSERT_EQ(a->meta[i].type, b->meta[i].type);
+    }
+}
+
+static void test_round_trip_single(void)
+{
+    for (int many = 0; many <= 1; many++) {
+        ep_event_t *ev = sample(many), *back = NULL;
+        ep_buf_t b = EP_BUF_INIT;
+
+        ep_buf_puts(&b, "prefix"); /* encode appends */
+        EP_ASSERT_EQ(ep_event_encode_pb(ev, &b), 0);
+        EP_ASSERT_EQ(ep_event_decode_pb(b.data + 6, b.len - 6, &back), 0);
+        assert_same(ev, back);
+        EP_ASSERT(!(back->flags & EP_EVENT_F_ID_GENERATED));
+        ep_event_destroy(back);
+        ep_event_destroy(ev);
+        ep_buf_close(&b);
+    }
+}
+
+static void test_round_trip_batch(void)
+{
+    ep_event_t *evs[5], **back = NULL;
+    ep_buf_t b = EP_BUF_INIT;
+    size_t n = 0;
+
+    for (int i = 0; i < 5; i++) {
+        evs[i] = sample(i % 2);
+    }
+    EP_ASSERT_EQ(ep_event_batch_encode_pb(evs, 5, &b), 0);
+    EP_ASSERT_EQ(ep_event_batch_decode_pb(b.data, b.len, &back, &n), 0);
+    EP_ASSERT_EQ(n, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_same(evs[i], back[i]);
+        ep_event_destroy(back[i]);
+        ep_event_destroy(evs[i]);
+    }
+    ep_free(back);
+
+    /* An empty batch. */
+    ep_buf_reset(&b);
+    EP_ASSERT_EQ(ep_event_batch_encode_pb(NULL, 0, &b), 0);
+    EP_ASSERT_EQ(b.len, 0);
+    EP_ASSERT_EQ(ep_event_batch_decode_pb(b.data, b.len, &back, &n), 0);
+    EP_ASSERT_EQ(n, 0);
+    ep_free(back);
+    ep_buf_close(&b);
+}
+
+/* A message as the seed's Go service writes it: only fields 1-5. */
+static void test_seed_compatible_decode(void)
+{
+    Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+    Diplom__V1__DataMessage__MetadataEntry e = DIPLOM__V1__DATA_MESSAGE__METADATA_ENTRY__INIT;
+    Diplom__V1__DataMessage__MetadataEntry *ep[1] = {&e};
+    uint8_t buf[256];
+    ep_event_t *ev = NULL;
+    size_t len;
+
+    m.id = "seed-1";
+    m.timestamp = 1640995200;
+    m.source = "sensor-01";
+    m.payload.data = (uint8_t *)"temperature:23.5";
+    m.payload.len = 16;
+    e.key = "location";
+    e.value = "A";
+    m.n_metadata = 1;
+    m.metadata = ep;
+    len = diplom__v1__data_message__pack(&m, buf);
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, len, &ev), 0);
+    EP_ASSERT_STR_EQ(ev->id.p, "seed-1");
+    EP_ASSERT_EQ(ev->timestamp_ms, INT64_C(1640995200000));
+    EP_ASSERT_STR_EQ(ev->source.p, "sensor-01");
+    EP_ASSERT_STR_EQ(ev->data.p, "temperature:23.5");
+    EP_ASSERT_EQ(ev->n_meta, 1);
+    EP_ASSERT_STR_EQ(ev->meta[0].key.p, "location");
+    EP_ASSERT_STR_EQ(ev->meta[0].val.p, "A");
+    EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_STRING);
+    EP_ASSERT_EQ(ev->attempts, 0);
+    EP_ASSERT(ev->received_us > 0);
+    ep_event_destroy(ev);
+
+    /* No id and no timestamp: generated. */
+    m.id = "";
+    m.timestamp = 0;
+    len = diplom__v1__data_message__pack(&m, buf);
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, len, &ev), 0);
+    EP_ASSERT_EQ(ev->id.len, 36);
+    EP_ASSERT(ev->flags & EP_EVENT_F_ID_GENERATED);
+    EP_ASSERT(ev->flags & EP_EVENT_F_TS_GENERATED);
+    ep_event_destroy(ev);
+}
+
+static void test_seed_fields_written(void)
+{
+    ep_event_t *ev = sample(0);
+    Diplom__V1__DataMessage *m;
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_event_encode_pb(ev, &b);
+    m = diplom__v1__data_message__unpack(NULL, b.len, (const uint8_t *)b.data);
+    EP_ASSERT(m != NULL);
+    EP_ASSERT_EQ(m->timestamp, 1640995200); /* seconds for the seed */
+    EP_ASSERT_EQ(m->timestamp_ms, INT64_C(1640995200123));
+    EP_ASSERT_EQ(m->n_number_keys, 1);
+    EP_ASSERT_STR_EQ(m->number_keys[0], "temp");
+    EP_ASSERT_EQ(m->n_bool_keys, 1);
+    EP_ASSERT_STR_EQ(m->bool_keys[0], "ok");
+    diplom__v1__data_message__free_unpacked(m, NULL);
+    ep_event_destroy(ev);
+    ep_buf_close(&b);
+}
+
+static void test_garbage(void)
+{
+    static const char *const inputs[] = {
+        "\xff\xff\xff\xff", /* wire type 7 */
+        "\x0a\x10"
+        "abc",                      /* id longer than the input */
+        "\x0a",                     /* tag without a length */
+        "\x22\xff\xff\xff\xff\x0f", /* payload length beyond the input */
+    };
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        ep_event_t *ev = (ep_event_t *)1, **evs = (ep_event_t **)1;
+        size_t n = 99;
+
+        EP_ASSERT_EQ(ep_event_decode_pb(inputs[i], strlen(inputs[i]), &ev), EP_EPARSE);
+        EP_ASSERT(ev == NULL);
+        EP_ASSERT_EQ(ep_event_batch_decode_pb(inputs[i], strlen(inputs[i]), &evs, &n), EP_EPARSE);
+        EP_ASSERT(evs == NULL);
+        EP_ASSERT_EQ(n, 0);
+    }
+}
+
+static void test_invalid_utf8(void)
+{
+    Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+    Diplom__V1__DataMessage__MetadataEntry e = DIPLOM__V1__DATA_MESSAGE__METADATA_ENTRY__INIT;
+    Diplom__V1__DataMessage__MetadataEntry *ep[1] = {&e};
+    char *bad[] = {"\xff", "a\xc3", "\xed\xa0\x80", "\xc0\x80", "\xf4\x90\x80\x80"};
+    uint8_t buf[256];
+    ep_event_t *ev = NULL;
+
+    m.source = "s";
+    m.n_metadata = 1;
+    m.metadata = ep;
+    e.key = "k";
+    e.value = "v";
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (int where = 0; where < 5; where++) {
+            size_t len;
+            m.id = where == 0 ? bad[i] : "id";
+            m.source = where == 1 ? bad[i] : "s";
+            m.user_id = where == 2 ? bad[i] : "";
+            e.key = where == 3 ? bad[i] : "k";
+            e.value = where == 4 ? bad[i] : "v";
+            len = diplom__v1__data_message__pack(&m, buf);
+            EP_ASSERT_EQ(ep_event_decode_pb(buf, len, &ev), EP_EPARSE);
+            EP_ASSERT(ev == NULL);
+        }
+    }
+    /* Payload is bytes: anything goes. */
+    m.id = "id";
+    m.source = "s";
+    m.user_id = "";
+    e.key = "k";
+    e.value = "v";
+    m.payload.data = (uint8_t *)"\xff\xfe";
+    m.payload.len = 2;
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
+    ep_event_destroy(ev);
+}
+
+static void test_typed_value_mismatch(void)
+{
+    Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+    Diplom__V1__DataMessage__MetadataEntry e = DIPLOM__V1__DATA_MESSAGE__METADATA_ENTRY__INIT;
+    Diplom__V1__DataMessage__MetadataEntry *ep[1] = {&e};
+    char *key[1] = {"k"};
+    uint8_t buf[256];
+    ep_event_t *ev = NULL;
+
+    m.source = "s";
+    m.n_metadata = 1;
+    m.metadata = ep;
+    e.key = "k";
+    /* A "number" that would be written into JSON unquoted must be a JSON number. */
+    e.value = "1}{";
+    m.n_number_keys = 1;
+    m.number_keys = key;
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+    e.value = "-1.5e+3";
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
+    EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_NUMBER);
+    ep_event_destroy(ev);
+    m.n_number_keys = 0;
+    m.n_bool_keys = 1;
+    m.bool_keys = key;
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+    e.value = "true";
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
+    EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_BOOL);
+    ep_event_destroy(ev);
+    /* A typed key naming no entry is ignored. */
+    key[0] = "other";
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
+    EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_STRING);
+    ep_event_destroy(ev);
+}
+
+static void test_timestamp_fallback(void)
+{
+    Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+    uint8_t buf[64];
+    ep_event_t *ev = NULL;
+
+    m.source = "s";
+    m.timestamp = 1700000000;
+    m.timestamp_ms = 1700000000999;
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
+    EP_ASSERT_EQ(ev->timestamp_ms, INT64_C(1700000000999));
+    ep_event_destroy(ev);
+    m.timestamp_ms = 0;
+    m.timestamp = INT64_MAX / 100; /* would overflow in milliseconds */
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+}
+
+/* The last message of a batch is bad or cut off: nothing is returned, nothing leaks (ASan). */
+static void test_truncated_batch(void)
+{
+    ep_event_t *evs[4], **back = NULL;
+    ep_buf_t b = EP_BUF_INIT;
+    size_t n = 0;
+
+    for (int i = 0; i < 4; i++) {
+        evs[i] = sample(i == 3);
+    }
+    ep_event_batch_encode_pb(evs, 4, &b);
+    for (size_t cut = 1; cut < b.len; cut += 7) {
+        int rc = ep_event_batch_decode_pb(b.data, b.len - cut, &back, &n);
+        if (rc == 0) {
+            /* Cutting exactly at a message boundary leaves a valid, shorter batch. */
+            EP_ASSERT(n < 4);
+            for (size_t i = 0; i < n; i++) {
+                ep_event_destroy(back[i]);
+            }
+            ep_free(back);
+            continue;
+        }
+        EP_ASSERT_EQ(rc, EP_EPARSE);
+        EP_ASSERT(back == NULL);
+        EP_ASSERT_EQ(n, 0);
+    }
+    /* Three good messages, then one with invalid UTF-8 in its source. */
+    {
+        Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+        uint8_t buf[64];
+        size_t len;
+
+        m.source = "\xfe";
+        len = diplom__v1__data_message__pack(&m, buf);
+        ep_buf_reset(&b);
+        ep_event_batch_encode_pb(evs, 3, &b);
+        ep_buf_putc(&b, 0x0a);
+        ep_buf_putc(&b, (char)len);
+        ep_buf_append(&b, buf, len);
+        EP_ASSERT_EQ(ep_event_batch_decode_pb(b.data, b.len, &back, &n), EP_EPARSE);
+        EP_ASSERT(back == NULL);
+    }
+    for (int i = 0; i < 4; i++) {
+        ep_event_destroy(evs[i]);
+    }
+    ep_buf_close(&b);
+}
+
+static void test_json_to_pb(void)
+{
+    const char *json =
+        "{\"source\":\"s\",\"event_type\":\"t\",\"metadata\":{\"n\":12345678901234567890,"
+        "\"b\":false,\"s\":\"x\"},\"extra\":2.5}";
+    ep_event_t *ev = NULL, *back = NULL;
+    ep_parse_err_t err;
+    ep_buf_t b = EP_BUF_INIT;
+
+    EP_ASSERT_EQ(ep_event_parse_json(json, strlen(json), NULL, &ev, &err), 0);
+    ep_event_encode_pb(ev, &b);
+    EP_ASSERT_EQ(ep_event_decode_pb(b.data, b.len, &back), 0);
+    assert_same(ev, back);
+    EP_ASSERT_EQ(back->meta[3].type, EP_VAL_NUMBER);
+    ep_event_destroy(ev);
+    ep_event_destroy(back);
+    ep_buf_close(&b);
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_round_trip_single),
+    EP_TEST(test_round_trip_batch),
+    EP_TEST(test_seed_compatible_decode),
+    EP_TEST(test_seed_fields_written),
+    EP_TEST(test_garbage),
+    EP_TEST(test_invalid_utf8),
+    EP_TEST(test_typed_value_mismatch),
+    EP_TEST(test_timestamp_fallback),
+    EP_TEST(test_truncated_batch),
+    EP_TEST(test_json_to_pb),
+    EP_TEST_END,
+};
+
+EP_TEST_MAIN()
