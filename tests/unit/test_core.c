@@ -1,0 +1,94 @@
+/* Unit tests of the small core modules: ep_error, ep_buf, ep_time, ep_id. */
+#include "ep_buf.h"
+#include "ep_error.h"
+#include "ep_id.h"
+#include "ep_mem.h"
+#include "ep_test.h"
+#include "ep_time.h"
+
+static void test_error_names(void)
+{
+    EP_ASSERT_STR_EQ(ep_err_name(EP_EFULL), "EP_EFULL");
+    EP_ASSERT_STR_EQ(ep_strerror(EP_EFULL), "queue is full");
+    EP_ASSERT_STR_EQ(ep_strerror(0), "success");
+    EP_ASSERT(ep_strerror(-99999) != NULL);
+    EP_ASSERT_EQ(EP_EINVAL, -EINVAL);
+}
+
+static void test_buf_append_and_json(void)
+{
+    ep_buf_t b = EP_BUF_INIT;
+    char *p;
+    size_t len;
+
+    ep_buf_puts(&b, "a");
+    ep_buf_printf(&b, "%d-%s", 42, "x");
+    ep_buf_put_i64(&b, -9223372036854775807LL - 1);
+    EP_ASSERT_STR_EQ(b.data, "a42-x-9223372036854775808");
+    ep_buf_reset(&b);
+    ep_buf_put_json_str(&b, "q\"\\\n\x01\xc3\xa9", 7);
+    EP_ASSERT_STR_EQ(b.data, "\"q\\\"\\\\\\n\\u0001\xc3\xa9\"");
+    ep_buf_reset(&b);
+    for (int i = 0; i < 10000; i++) {
+        ep_buf_putc(&b, 'z');
+    }
+    EP_ASSERT_EQ(b.len, 10000);
+    p = ep_buf_steal(&b, &len);
+    EP_ASSERT_EQ(len, 10000);
+    EP_ASSERT(b.data == NULL && b.len == 0);
+    ep_free(p);
+    ep_buf_close(&b);
+}
+
+static void test_rfc3339(void)
+{
+    int64_t ms;
+    char out[40];
+
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-01-15T10:30:00Z", 20, &ms), 0);
+    EP_ASSERT_EQ(ms, 1705314600000LL);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-01-15T10:30:00.123+02:00", 29, &ms), 0);
+    EP_ASSERT_EQ(ms, 1705314600123LL - 7200000LL);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("1970-01-01T00:00:00Z", 20, &ms), 0);
+    EP_ASSERT_EQ(ms, 0);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-13-15T10:30:00Z", 20, &ms), EP_EPARSE);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-01-15 10:30", 16, &ms), EP_EPARSE);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-01-15T10:30:00", 19, &ms), EP_EPARSE);
+    EP_ASSERT_EQ(ep_time_parse_rfc3339("2024-01-15T10:30:00Zjunk", 24, &ms), EP_EPARSE);
+    ep_time_format_rfc3339(1705314600123LL, out, sizeof(out));
+    EP_ASSERT_STR_EQ(out, "2024-01-15T10:30:00.123Z");
+}
+
+static void test_clocks_advance(void)
+{
+    int64_t a = ep_time_mono_ns();
+    ep_time_sleep_ms(5);
+    EP_ASSERT(ep_time_mono_ns() - a >= 5000000);
+    EP_ASSERT(ep_time_now_ms() > 1700000000000LL);
+}
+
+static void test_uuid_format_and_order(void)
+{
+    char a[EP_UUID_STR_LEN + 1], b[EP_UUID_STR_LEN + 1];
+
+    ep_id_uuid7(a);
+    EP_ASSERT_EQ(strlen(a), 36);
+    EP_ASSERT(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
+    EP_ASSERT_EQ(a[14], '7');
+    EP_ASSERT(strchr("89ab", a[19]) != NULL);
+    ep_time_sleep_ms(2);
+    ep_id_uuid7(b);
+    EP_ASSERT(strcmp(a, b) < 0); /* time-ordered */
+    ep_id_uuid4(a);
+    EP_ASSERT_EQ(a[14], '4');
+    for (int i = 0; i < 1000; i++) {
+        ep_id_uuid4(b);
+        EP_ASSERT(strcmp(a, b) != 0);
+    }
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_error_names),    EP_TEST(test_buf_append_and_json),   EP_TEST(test_rfc3339),
+    EP_TEST(test_clocks_advance), EP_TEST(test_uuid_format_and_order), EP_TEST_END,
+};
+EP_TEST_MAIN()

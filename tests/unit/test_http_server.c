@@ -1,0 +1,209 @@
+/* Unit tests of ep_http_server: routing, limits, JSON errors, answers from another thread. */
+#include "ep_http_server.h"
+#include "ep_test.h"
+#include "ep_time.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+
+typedef struct {
+    long status;
+    ep_buf_t body;
+    char allow[128];
+    char ctype[128];
+    char retry[32];
+} resp_t;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    ep_buf_append(&((resp_t *)arg)->body, p, sz * n);
+    return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    resp_t *r = arg;
+    size_t len = sz * n;
+
+    if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0) {
+        snprintf(r->allow, sizeof(r->allow), "%.*s", (int)(len - 9), p + 7);
+    } else if (len > 14 && strncasecmp(p, "Content-Type: ", 14) == 0) {
+        snprintf(r->ctype, sizeof(r->ctype), "%.*s", (int)(len - 16), p + 14);
+    } else if (len > 13 && strncasecmp(p, "Retry-After: ", 13) == 0) {
+        snprintf(r->retry, sizeof(r->retry), "%.*s", (int)(len - 15), p + 13);
+    }
+    return len;
+}
+
+static void do_req(int port, const char *method, const char *path, const char *body,
+                   struct curl_slist *hdrs, resp_t *r)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+
+    memset(r, 0, sizeof(*r));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    if (hdrs) {
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    EP_ASSERT_EQ(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_cleanup(c);
+    ep_buf_putc(&r->body, '\0');
+}
+
+static void on_echo(void *arg, ep_http_req_t *req)
+{
+    ep_http_respond(req, 200, "text/plain", ep_http_req_body(req), ep_http_req_body_len(req));
+}
+
+static void on_unavailable(void *arg, ep_http_req_t *req)
+{
+    ep_http_respond_error(req, 503, "try later", "x.y");
+}
+
+static void *answer_later(void *arg)
+{
+    ep_time_sleep_ms(50);
+    ep_http_respond((ep_http_req_t *)arg, 202, NULL, "{\"later\":true}", 14);
+    return NULL;
+}
+
+static void on_async(void *arg, ep_http_req_t *req)
+{
+    pthread_t t;
+
+    pthread_create(&t, NULL, answer_later, req);
+    pthread_detach(t);
+}
+
+static ep_http_server_t *start(void)
+{
+    ep_http_server_opts_t o = {.name = "test",
+                               .bind_addr = "127.0.0.1",
+                               .port = 0,
+                               .threads = 2,
+                               .max_body = 1024,
+                               .max_header = 2048,
+                               .idle_timeout_s = 5,
+                               .retry_after_s = 7};
+    ep_http_server_t *s;
+    char err[256];
+
+    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+    ep_http_server_route(s, EP_HTTP_POST, "/echo", on_echo, NULL);
+    ep_http_server_route(s, EP_HTTP_GET, "/busy", on_unavailable, NULL);
+    ep_http_server_route(s, EP_HTTP_POST | EP_HTTP_GET, "/async", on_async, NULL);
+    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+    EP_ASSERT(ep_http_server_port(s) > 0);
+    return s;
+}
+
+static void test_routes_and_errors(void)
+{
+    ep_http_server_t *s = start();
+    int port = ep_http_server_port(s);
+    resp_t r;
+
+    do_req(port, "POST", "/echo", "hello", NULL, &r);
+    EP_ASSERT_EQ(r.status, 200);
+    EP_ASSERT_STR_EQ(r.body.data, "hello");
+    EP_ASSERT_STR_EQ(r.ctype, "text/plain");
+
+    do_req(port, "GET", "/missing", NULL, NULL, &r);
+    EP_ASSERT_EQ(r.status, 404);
+    EP_ASSERT_STR_EQ(r.ctype, "application/json");
+    EP_ASSERT(strstr(r.body.data, "\"error\"") != NULL);
+
+    do_req(port, "GET", "/echo", NULL, NULL, &r);
+    EP_ASSERT_EQ(r.status, 405);
+    EP_ASSERT_STR_EQ(r.allow, "POST");
+
+    do_req(port, "GET", "/busy", NULL, NULL, &r);
+    EP_ASSERT_EQ(r.status, 503);
+    EP_ASSERT_STR_EQ(r.retry, "7");
+    EP_ASSERT_STR_EQ(r.body.data, "{\"error\":\"try later\",\"field\":\"x.y\"}\n");
+    ep_buf_close(&r.body);
+    ep_http_server_destroy(s);
+}
+
+static void test_limits(void)
+{
+    ep_http_server_t *s = start();
+    int port = ep_http_server_port(s);
+    char big[2048], hdr[4096];
+    struct curl_slist *h = NULL;
+    ep_http_server_stats_t st;
+    resp_t r;
+
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    do_req(port, "POST", "/echo", big, NULL, &r);
+    EP_ASSERT_EQ(r.status, 413);
+    EP_ASSERT(strstr(r.body.data, "larger than 1024") != NULL);
+
+    snprintf(hdr, sizeof(hdr), "X-Big: %.*s", 3000, big);
+    memset(hdr + 7, 'b', 3000);
+    hdr[3007] = '\0';
+    h = curl_slist_append(h, hdr);
+    do_req(port, "POST", "/echo", "x", h, &r);
+    curl_slist_free_all(h);
+    EP_ASSERT_EQ(r.status, 431);
+    EP_ASSERT_STR_EQ(r.ctype, "application/json");
+
+    ep_http_server_stats(s, &st);
+    EP_ASSERT(st.requests >= 2 && st.status_4xx >= 2);
+    ep_buf_close(&r.body);
+    ep_http_server_destroy(s);
+}
+
+static void test_answer_from_another_thread(void)
+{
+    ep_http_server_t *s = start();
+    int port = ep_http_server_port(s);
+    resp_t r;
+
+    for (int i = 0; i < 20; i++) {
+        do_req(port, i % 2 ? "GET" : "POST", "/async", "x", NULL, &r);
+        EP_ASSERT_EQ(r.status, 202);
+        EP_ASSERT_STR_EQ(r.body.data, "{\"later\":true}");
+        ep_buf_close(&r.body);
+    }
+    ep_http_server_destroy(s);
+}
+
+static void test_quiesce_refuses_new_connections(void)
+{
+    ep_http_server_t *s = start();
+    int port = ep_http_server_port(s);
+    CURL *c;
+    char url[128];
+
+    ep_http_server_quiesce(s);
+    c = curl_easy_init();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/busy", port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+    EP_ASSERT_NE(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    ep_http_server_destroy(s);
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_routes_and_errors),
+    EP_TEST(test_limits),
+    EP_TEST(test_answer_from_another_thread),
+    EP_TEST(test_quiesce_refuses_new_connections),
+    EP_TEST_END,
+};
+EP_TEST_MAIN()
