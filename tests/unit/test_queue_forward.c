@@ -204,7 +204,7 @@ static void on_published(void *arg, size_t n, const int *status)
         }
     }
     atomic_store(&c->n, (int)n);
-    atomic_store(&c->first_status, status[0]);
+    atomic_store(&c->first_status, n > 0 ? status[0] : 0);
     atomic_store(&c->all_same, same);
     atomic_fetch_add(&c->calls, 1);
     atomic_fetch_add(&total_calls, 1);
@@ -444,6 +444,7 @@ static void test_publish_only(void)
     ep_event_t *ev;
     ep_buf_t js = EP_BUF_INIT;
     char reason[128];
+    call_t call;
 
     srv_start(MODE_OK, 0);
     q = open_forward(srv.port, 1000);
@@ -455,6 +456,17 @@ static void test_publish_only(void)
     EP_ASSERT(js.data != NULL && strstr(js.data, "\"processor_url\"") != NULL);
     EP_ASSERT(js.data[0] == ',');
     ep_buf_close(&js);
+
+    /* An empty publish completes at once; a NULL callback is allowed. */
+    memset(&call, 0, sizeof(call));
+    EP_ASSERT_EQ(ep_queue_publish(q, out, 0, on_published, &call), 0);
+    EP_ASSERT_EQ(atomic_load(&call.calls), 1);
+    EP_ASSERT_EQ(atomic_load(&call.n), 0);
+    ev = make_event(7);
+    EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, NULL, NULL), 0);
+    EP_ASSERT(ev == NULL);
+    EP_ASSERT_EQ(ep_queue_flush(q, 2000), 0);
+    EP_ASSERT_EQ(atomic_load(&srv.seen[7]), 1);
 
     ep_queue_close(q);
     ev = make_event(1);
