@@ -174,9 +174,8 @@ static void test_seed_fields_written(void)
 static void test_garbage(void)
 {
     static const char *const inputs[] = {
-        "\xff\xff\xff\xff", /* wire type 7 */
-        "\x0a\x10"
-        "abc",                      /* id longer than the input */
+        "\xff\xff\xff\xff",         /* wire type 7 */
+        "\x0a\x10\x61\x62\x63",     /* id longer than the input */
         "\x0a",                     /* tag without a length */
         "\x22\xff\xff\xff\xff\x0f", /* payload length beyond the input */
     };
