@@ -20,7 +20,7 @@
 #endif
 
 #ifdef EP_TEST_TSAN
-#define STRESS_ITEMS 200000
+#define STRESS_ITEMS 500000
 #else
 #define STRESS_ITEMS 2000000
 #endif
