@@ -15,11 +15,14 @@ typedef struct ep_buf_s {
     size_t cap;
 } ep_buf_t;
 
-#define EP_BUF_INIT {NULL, 0, 0}
+#define EP_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void ep_buf_init(ep_buf_t *b);
-void ep_buf_close(ep_buf_t *b);          /* frees the storage */
-void ep_buf_reset(ep_buf_t *b);          /* len = 0, keeps the storage */
+void ep_buf_close(ep_buf_t *b); /* frees the storage */
+void ep_buf_reset(ep_buf_t *b); /* len = 0, keeps the storage */
 void ep_buf_reserve(ep_buf_t *b, size_t extra);
 void ep_buf_append(ep_buf_t *b, const void *p, size_t n);
 void ep_buf_puts(ep_buf_t *b, const char *s);

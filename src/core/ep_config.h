@@ -13,39 +13,39 @@
 
 typedef struct ep_config_s {
     /* ports and addresses */
-    char bind_addr[64];     /* BIND_ADDR (0.0.0.0) */
-    int api_port;           /* API_PORT (8080) */
-    int ingest_port;        /* INGEST_PORT (8081) */
-    int processor_port;     /* PROCESSOR_PORT (8082) */
-    int analytics_port;     /* ANALYTICS_PORT (8083) */
-    char ingest_url[256];   /* INGEST_URL (http://localhost:8081) */
-    char processor_url[256];/* PROCESSOR_URL (http://localhost:8082) */
-    char analytics_url[256];/* ANALYTICS_URL (http://localhost:8083) */
+    char bind_addr[64];      /* BIND_ADDR (0.0.0.0) */
+    int api_port;            /* API_PORT (8080) */
+    int ingest_port;         /* INGEST_PORT (8081) */
+    int processor_port;      /* PROCESSOR_PORT (8082) */
+    int analytics_port;      /* ANALYTICS_PORT (8083) */
+    char ingest_url[256];    /* INGEST_URL (http://localhost:8081) */
+    char processor_url[256]; /* PROCESSOR_URL (http://localhost:8082) */
+    char analytics_url[256]; /* ANALYTICS_URL (http://localhost:8083) */
     /* queue */
-    char queue_type[32];    /* QUEUE_TYPE (memory) */
-    int64_t queue_size;     /* QUEUE_SIZE (1000) */
-    char nats_url[256];     /* NATS_URL */
-    char kafka_brokers[256];/* KAFKA_BROKERS */
-    char kafka_topic[128];  /* KAFKA_TOPIC */
-    char kafka_group[128];  /* KAFKA_CONSUMER_GROUP */
+    char queue_type[32];           /* QUEUE_TYPE (memory) */
+    int64_t queue_size;            /* QUEUE_SIZE (1000) */
+    char nats_url[256];            /* NATS_URL */
+    char kafka_brokers[256];       /* KAFKA_BROKERS */
+    char kafka_topic[128];         /* KAFKA_TOPIC */
+    char kafka_group[128];         /* KAFKA_CONSUMER_GROUP */
     char composite_providers[128]; /* COMPOSITE_PROVIDERS */
     char composite_strategy[32];   /* COMPOSITE_STRATEGY */
     /* processing */
-    int workers;            /* PROCESSOR_WORKERS (4) */
-    int batch_size;         /* PROCESSOR_BATCH (64) */
-    char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
+    int workers;    /* PROCESSOR_WORKERS (4) */
+    int batch_size; /* PROCESSOR_BATCH (64) */
+    char sink[512]; /* PROCESSOR_SINK (none | stdout | file:PATH) */
     /* http */
-    int http_threads;       /* HTTP_THREADS (2) */
-    int64_t max_body;       /* HTTP_MAX_BODY bytes (1 MiB) */
-    int max_header;         /* HTTP_MAX_HEADER bytes (8 KiB) */
-    int idle_timeout_s;     /* HTTP_IDLE_TIMEOUT seconds (30) */
-    int max_connections;    /* HTTP_MAX_CONNECTIONS (4096) */
-    int upstream_timeout_ms;/* UPSTREAM_TIMEOUT_MS (3000) */
-    int status_timeout_ms;  /* STATUS_TIMEOUT_MS (1000) */
-    int retry_after_s;      /* RETRY_AFTER (1) */
+    int http_threads;        /* HTTP_THREADS (2) */
+    int64_t max_body;        /* HTTP_MAX_BODY bytes (1 MiB) */
+    int max_header;          /* HTTP_MAX_HEADER bytes (8 KiB) */
+    int idle_timeout_s;      /* HTTP_IDLE_TIMEOUT seconds (30) */
+    int max_connections;     /* HTTP_MAX_CONNECTIONS (4096) */
+    int upstream_timeout_ms; /* UPSTREAM_TIMEOUT_MS (3000) */
+    int status_timeout_ms;   /* STATUS_TIMEOUT_MS (1000) */
+    int retry_after_s;       /* RETRY_AFTER (1) */
     /* events */
-    int max_meta_keys;      /* EVENT_MAX_KEYS (64) */
-    int max_data_len;       /* EVENT_MAX_DATA (262144) */
+    int max_meta_keys; /* EVENT_MAX_KEYS (64) */
+    int max_data_len;  /* EVENT_MAX_DATA (262144) */
     /* lifecycle and logs */
     int shutdown_timeout_s; /* SHUTDOWN_TIMEOUT (10) */
     char log_level[16];     /* LOG_LEVEL (info) */

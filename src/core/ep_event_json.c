@@ -170,6 +170,10 @@ static void *arena_realloc(void *ctx, void *p, size_t n)
 
 /* ------------------------------------------------------------------ UTF-8 */
 
+/*
+ * Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), else 0. Pure; thread-safe.
+ */
 int ep__event_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -855,45 +859,12 @@ static int finish(ep_event_parser_t *p, ep_event_t **out)
     return 0;
 }
 
-ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
-{
-    static const ep_event_limits_t defaults = EP_EVENT_LIMITS_DEFAULT;
-    ep_event_parser_t *p = ep_calloc(1, sizeof(*p));
-
-    p->lim = lim ? *lim : defaults;
-    ep_buf_init(&p->strs);
-    arena_reset(&p->arena);
-    return p;
-}
-
-int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
-                          ep_parse_err_t *err)
+/* Runs yajl over the whole input; errors land in p->code and *p->err. */
+static void run_yajl(ep_event_parser_t *p, const char *json, size_t len)
 {
     yajl_alloc_funcs af = {arena_alloc, arena_realloc, arena_free, &p->arena};
-    ep_parse_err_t scratch;
     yajl_handle h;
     yajl_status st;
-    int rc;
-
-    *out = NULL;
-    p->err = err ? err : &scratch;
-    memset(p->err, 0, sizeof(*p->err));
-    reset_draft(p);
-    arena_reset(&p->arena);
-    /* A body of one huge string is not kept around for the next parse. */
-    if (p->strs.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
-        ep_buf_close(&p->strs);
-    }
-    ep_buf_reset(&p->strs);
-    ep_buf_putc(&p->strs, '\0'); /* offset 0 is the empty string */
-    if (len == 0) {
-        fail(p, EP_EPARSE, NULL, NULL, 0, "empty body");
-        return EP_EPARSE;
-    }
-    if (len > UINT32_MAX / 2) {
-        fail(p, EP_EVALIDATE, NULL, NULL, 0, "body is larger than 2 GiB");
-        return EP_EVALIDATE;
-    }
 
     h = yajl_alloc(&callbacks, &af, p);
     yajl_config(h, yajl_allow_comments, 0);
@@ -913,7 +884,49 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
     }
     /* yajl_status_client_canceled: one of the callbacks recorded the error. */
     yajl_free(h);
+}
 
+/* Creates a parser (NULL lim = defaults); OOM aborts. The caller owns it; one thread at a time. */
+ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
+{
+    static const ep_event_limits_t defaults = EP_EVENT_LIMITS_DEFAULT;
+    ep_event_parser_t *p = ep_calloc(1, sizeof(*p));
+
+    p->lim = lim ? *lim : defaults;
+    ep_buf_init(&p->strs);
+    arena_reset(&p->arena);
+    return p;
+}
+
+/*
+ * Parses one JSON object into a new event (see ep_event.h for the rules). Returns
+ * 0 and a caller-owned *out, or EP_EPARSE / EP_EVALIDATE with *err filled (err
+ * may be NULL) and *out NULL. Reuses p's buffers; not thread-safe per parser.
+ */
+int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
+                          ep_parse_err_t *err)
+{
+    ep_parse_err_t scratch;
+    int rc;
+
+    *out = NULL;
+    p->err = err ? err : &scratch;
+    memset(p->err, 0, sizeof(*p->err));
+    reset_draft(p);
+    arena_reset(&p->arena);
+    /* A body of one huge string is not kept around for the next parse. */
+    if (p->strs.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
+        ep_buf_close(&p->strs);
+    }
+    ep_buf_reset(&p->strs);
+    ep_buf_putc(&p->strs, '\0'); /* offset 0 is the empty string */
+    if (len == 0) {
+        fail(p, EP_EPARSE, NULL, NULL, 0, "empty body");
+    } else if (len > UINT32_MAX / 2) {
+        fail(p, EP_EVALIDATE, NULL, NULL, 0, "body is larger than 2 GiB");
+    } else {
+        run_yajl(p, json, len);
+    }
     if (p->code == 0 && !p->root_seen) {
         fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: no value", len);
     }
@@ -925,6 +938,7 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
     return rc;
 }
 
+/* Frees the parser and its buffers. Accepts NULL. */
 void ep_event_parser_destroy(ep_event_parser_t *p)
 {
     if (p == NULL) {
@@ -937,6 +951,7 @@ void ep_event_parser_destroy(ep_event_parser_t *p)
     ep_free(p);
 }
 
+/* ep_event_parser_parse with a temporary parser; same results. Thread-safe. */
 int ep_event_parse_json(const char *json, size_t len, const ep_event_limits_t *lim,
                         ep_event_t **out, ep_parse_err_t *err)
 {

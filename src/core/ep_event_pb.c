@@ -91,6 +91,7 @@ static void fill_msg(const ep_event_t *ev, msg_t *msg, const slots_t *s)
     msg->bool_keys = n_bool ? s->typed_keys + ev->n_meta - n_bool : NULL;
 }
 
+/* Appends ev as a DataMessage to out. Returns 0; OOM aborts. Thread-safe per out. */
 int ep_event_encode_pb(const ep_event_t *ev, ep_buf_t *out)
 {
     union {
@@ -115,6 +116,7 @@ int ep_event_encode_pb(const ep_event_t *ev, ep_buf_t *out)
     return 0;
 }
 
+/* Appends evs[0..n) as one DataBatch to out. Returns 0; OOM aborts. Thread-safe per out. */
 int ep_event_batch_encode_pb(ep_event_t *const *evs, size_t n, ep_buf_t *out)
 {
     Diplom__V1__DataBatch batch = DIPLOM__V1__DATA_BATCH__INIT;
@@ -319,6 +321,10 @@ static ep_event_t *build_event(const msg_t *m)
     return ev;
 }
 
+/*
+ * Decodes one DataMessage. Returns 0 and a caller-owned event in *out, or
+ * EP_EPARSE (not protobuf, bad UTF-8, bad typed value) with *out NULL. Thread-safe.
+ */
 int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
 {
     msg_t *m = diplom__v1__data_message__unpack(NULL, len, buf);
@@ -336,6 +342,11 @@ int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
     return rc;
 }
 
+/*
+ * Decodes a DataBatch, all or nothing. Returns 0 with a caller-owned array
+ * (ep_free) of *count caller-owned events, or EP_EPARSE with *out NULL, *count 0
+ * and nothing allocated. Thread-safe.
+ */
 int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count)
 {
     Diplom__V1__DataBatch *b = diplom__v1__data_batch__unpack(NULL, len, buf);

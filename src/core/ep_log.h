@@ -11,7 +11,13 @@
  * json: {"ts":"...","level":"info","component":"http","msg":"listening on 0.0.0.0:8080"}
  */
 
-typedef enum { EP_LOG_DEBUG = 0, EP_LOG_INFO, EP_LOG_WARN, EP_LOG_ERROR, EP_LOG_OFF } ep_log_level_t;
+typedef enum {
+    EP_LOG_DEBUG = 0,
+    EP_LOG_INFO,
+    EP_LOG_WARN,
+    EP_LOG_ERROR,
+    EP_LOG_OFF
+} ep_log_level_t;
 
 /** Sets the level and format. Call at start-up. json != 0 selects JSON lines. */
 void ep_log_configure(ep_log_level_t level, int json);

@@ -77,8 +77,8 @@ int ep_time_parse_rfc3339(const char *s, size_t n, int64_t *out_ms)
     int64_t ms = 0, frac_scale = 100, t;
     size_t i = 19;
 
-    if (n < 20 || digits(s, n, 0, 4, &Y) || s[4] != '-' || digits(s, n, 5, 2, &M) ||
-        s[7] != '-' || digits(s, n, 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+    if (n < 20 || digits(s, n, 0, 4, &Y) || s[4] != '-' || digits(s, n, 5, 2, &M) || s[7] != '-' ||
+        digits(s, n, 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
         digits(s, n, 11, 2, &h) || s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' ||
         digits(s, n, 17, 2, &sec)) {
         return EP_EPARSE;
@@ -129,6 +129,6 @@ void ep_time_format_rfc3339(int64_t ms, char *out, size_t outlen)
     struct tm tm;
 
     gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milli);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milli);
 }

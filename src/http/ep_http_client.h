@@ -11,10 +11,10 @@
 typedef struct ep_http_client_s ep_http_client_t;
 
 typedef struct ep_http_response_s {
-    int status;               /* HTTP status; 0 when no response arrived */
-    int err;                  /* 0, or EP_ETIMEDOUT / EP_ECONNREFUSED / EP_EUNAVAIL */
-    const char *error;        /* human-readable transport error ("" when none) */
-    const char *body;         /* response body (NUL-terminated), borrowed */
+    int status;        /* HTTP status; 0 when no response arrived */
+    int err;           /* 0, or EP_ETIMEDOUT / EP_ECONNREFUSED / EP_EUNAVAIL */
+    const char *error; /* human-readable transport error ("" when none) */
+    const char *body;  /* response body (NUL-terminated), borrowed */
     size_t body_len;
     const char *content_type; /* borrowed; "" when absent */
     const char *retry_after;  /* value of Retry-After; "" when absent */

@@ -21,12 +21,12 @@ typedef struct ep_worker_pool_s ep_worker_pool_t;
 typedef void (*ep_worker_batch_cb)(void *arg, ep_event_t *const *evs, size_t n);
 
 typedef struct ep_worker_pool_stats_s {
-    uint64_t processed;   /* events processed and acked */
-    uint64_t errors;      /* events that failed processing (each failure counted) */
-    uint64_t batches;     /* batches taken from the queue */
+    uint64_t processed;      /* events processed and acked */
+    uint64_t errors;         /* events that failed processing (each failure counted) */
+    uint64_t batches;        /* batches taken from the queue */
     uint64_t latency_us_sum; /* sum over processed events of processed_us - received_us */
-    int workers;          /* configured threads */
-    int active;           /* threads busy with a batch right now */
+    int workers;             /* configured threads */
+    int active;              /* threads busy with a batch right now */
 } ep_worker_pool_stats_t;
 
 /**

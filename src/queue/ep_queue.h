@@ -69,13 +69,15 @@ typedef struct ep_queue_provider_s {
     int (*nack)(void *ctx, ep_event_t **evs, size_t n, int delay_ms);
     /** Fills the counters. Thread-safe, lock-free where possible. */
     void (*stats)(void *ctx, ep_queue_stats_t *st);
-    /** Appends provider-specific JSON members (",\"k\":v..." with a leading comma) or nothing. May be NULL. */
+    /** Appends provider-specific JSON members (",\"k\":v..." with a leading comma) or nothing. May
+     * be NULL. */
     void (*stats_json)(void *ctx, ep_buf_t *out);
     /** Returns 1 when usable; otherwise 0 and a reason in reason. */
     int (*ready)(void *ctx, char *reason, size_t len);
     /** Waits until published events are handed off (brokers). May be NULL. */
     int (*flush)(void *ctx, int timeout_ms);
-    /** Stops accepting publishes (EP_ECLOSED); consumers drain what is left, then get EP_ECLOSED. */
+    /** Stops accepting publishes (EP_ECLOSED); consumers drain what is left, then get EP_ECLOSED.
+     */
     void (*close)(void *ctx);
     /** Frees the instance and any events still inside. Accepts NULL. */
     void (*destroy)(void *ctx);

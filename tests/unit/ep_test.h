@@ -25,8 +25,14 @@ typedef struct {
     void (*fn)(void);
 } ep_test_t;
 
-#define EP_TEST(fn)  {#fn, fn}
-#define EP_TEST_END  {NULL, NULL}
+#define EP_TEST(fn)                                                                                \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
+#define EP_TEST_END                                                                                \
+    {                                                                                              \
+        NULL, NULL                                                                                 \
+    }
 #define EP_TEST_LIST static const ep_test_t ep_test_list[]
 
 #define EP__FAIL(...)                                                                              \
@@ -64,7 +70,7 @@ typedef struct {
     do {                                                                                           \
         const char *ep__a = (a), *ep__b = (b);                                                     \
         if (ep__a == NULL || ep__b == NULL || strcmp(ep__a, ep__b) != 0) {                         \
-            EP__FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, ep__a ? ep__a : "(null)",             \
+            EP__FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, ep__a ? ep__a : "(null)",               \
                      ep__b ? ep__b : "(null)");                                                    \
         }                                                                                          \
     } while (0)
