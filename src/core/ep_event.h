@@ -16,7 +16,8 @@
  *   seed 000: {"source":"sensor-01","data":"temperature:23.5","metadata":{"location":"A"}}
  *   seed 004: {"id":"event_123","user_id":"user_456","event_type":"page_view",
  *              "properties":{"page":"/dashboard"},"timestamp":1640995200,"source":"web-app"}
- *   seed DataMessage (processor /enqueue): {"id","timestamp","source","payload":"<base64>","metadata"}
+ *   seed DataMessage (processor /enqueue):
+ * {"id","timestamp","source","payload":"<base64>","metadata"}
  */
 
 typedef struct ep_str_s {
@@ -53,10 +54,10 @@ struct ep_event_s {
     ep_str_t source;
     ep_str_t event_type;
     ep_str_t user_id;
-    ep_str_t data;        /* seed 000 "data" / DataMessage "payload" bytes */
-    ep_kv_t *meta;        /* metadata and properties, in input order */
+    ep_str_t data; /* seed 000 "data" / DataMessage "payload" bytes */
+    ep_kv_t *meta; /* metadata and properties, in input order */
     uint32_t n_meta;
-    uint32_t size;        /* bytes of the whole block */
+    uint32_t size; /* bytes of the whole block */
 };
 
 /* Bounds applied while parsing; exceeding one is a validation error naming the field. */
@@ -69,7 +70,10 @@ typedef struct ep_event_limits_s {
     uint32_t max_id_len;    /* bytes of a client-given id (default 128) */
 } ep_event_limits_t;
 
-#define EP_EVENT_LIMITS_DEFAULT {4, 64, 128, 1024, 256 * 1024, 128}
+#define EP_EVENT_LIMITS_DEFAULT                                                                    \
+    {                                                                                              \
+        4, 64, 128, 1024, 256 * 1024, 128                                                          \
+    }
 
 /* What was wrong with a rejected input, for the 400 body. */
 typedef struct ep_parse_err_s {
