@@ -41,6 +41,7 @@ static void do_req(int port, const char *method, const char *path, const char *b
     CURL *c = curl_easy_init();
     char url[256];
 
+    ep_buf_close(&r->body);
     memset(r, 0, sizeof(*r));
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -113,7 +114,7 @@ static void test_routes_and_errors(void)
 {
     ep_http_server_t *s = start();
     int port = ep_http_server_port(s);
-    resp_t r;
+    resp_t r = {0};
 
     do_req(port, "POST", "/echo", "hello", NULL, &r);
     EP_ASSERT_EQ(r.status, 200);
@@ -144,7 +145,7 @@ static void test_limits(void)
     char big[2048], hdr[4096];
     struct curl_slist *h = NULL;
     ep_http_server_stats_t st;
-    resp_t r;
+    resp_t r = {0};
 
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -171,7 +172,7 @@ static void test_answer_from_another_thread(void)
 {
     ep_http_server_t *s = start();
     int port = ep_http_server_port(s);
-    resp_t r;
+    resp_t r = {0};
 
     for (int i = 0; i < 20; i++) {
         do_req(port, i % 2 ? "GET" : "POST", "/async", "x", NULL, &r);
