@@ -161,6 +161,7 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
                          size_t len)
 {
     struct MHD_Response *resp;
+    struct MHD_Connection *conn;
 
     resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
     ep_assert(resp != NULL);
@@ -178,11 +179,17 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
     ep_assert(r->resp == NULL);
     r->resp = resp;
     r->status = status;
-    if (r->suspended) {
-        r->suspended = 0;
-        MHD_resume_connection(r->conn);
-    }
+    conn = r->suspended ? r->conn : NULL;
+    r->suspended = 0;
     pthread_mutex_unlock(&r->mu);
+    /*
+     * After the unlock r belongs to the server thread again and may be freed as
+     * soon as the connection runs: resume through the saved pointer only. A
+     * suspended connection stays valid until it is resumed.
+     */
+    if (conn) {
+        MHD_resume_connection(conn);
+    }
 }
 
 void ep_http_respond(ep_http_req_t *r, int status, const char *content_type, const char *body,
