@@ -23,8 +23,7 @@ run: build
 	./$(BUILD)/eventpipe run $(RUN_ARGS)
 
 # Every test: the normal build (unit, fuzz corpus, end-to-end), then the whole
-# suite again under AddressSanitizer + UBSan, then the concurrent code under
-# ThreadSanitizer.
+# suite again under AddressSanitizer + UBSan, and again under ThreadSanitizer.
 test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	@$(MAKE) --no-print-directory test-asan
@@ -47,7 +46,7 @@ test-tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEP_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-		ctest --output-on-failure -j$(JOBS) -L concurrency
+		ctest --output-on-failure -j$(JOBS)
 
 # libFuzzer runs of every fuzz target (FUZZ_SECONDS each); new inputs are merged
 # into tests/fuzz/corpus/<target>/.
