@@ -7,6 +7,7 @@ PKGS=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev
     libprotobuf-c-dev protobuf-c-compiler
+    libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format
 )
 

@@ -8,6 +8,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +61,43 @@ static const opt_t options[] = {
      0, NULL, "providers of the composite queue"},
     {OPT_ENUM, "COMPOSITE_STRATEGY", "composite-strategy", "fail-fast", S(composite_strategy), 0, 0,
      "fail-fast|best-effort", "composite write strategy"},
+    {OPT_STR, "QUEUE_DIR", "queue-dir", "./eventpipe-data/queue", S(queue_dir), 0, 0, NULL,
+     "directory of the disk queue"},
+    {OPT_STR, "QUEUE_FSYNC", "queue-fsync", "always", S(queue_fsync), 0, 0, NULL,
+     "disk queue fsync policy: always, never or an interval in ms"},
+    {OPT_SIZE, "QUEUE_SEGMENT_SIZE", "queue-segment-size", "67108864", N(queue_segment_bytes), 4096,
+     4294967295LL, NULL, "bytes per disk queue segment file"},
+    {OPT_SIZE, "QUEUE_RETENTION_BYTES", "queue-retention-bytes", "1073741824",
+     N(queue_retention_bytes), 0, INT64_MAX, NULL,
+     "consumed disk queue data kept at most (0: no size bound)"},
+    {OPT_I64, "QUEUE_RETENTION_AGE", "queue-retention-age", "604800", N(queue_retention_age_s), 0,
+     INT64_MAX, NULL, "seconds consumed disk queue data is kept at most (0: no age bound)"},
+    {OPT_STR, "NATS_STREAM", "nats-stream", "DIPLOM_STREAM", S(nats_stream), 0, 0, NULL,
+     "JetStream stream (subjects diplom.*)"},
+    {OPT_STR, "NATS_SUBJECT", "nats-subject", "diplom.messages", S(nats_subject), 0, 0, NULL,
+     "subject events are published to"},
+    {OPT_STR, "NATS_DURABLE", "nats-durable", "processor", S(nats_durable), 0, 0, NULL,
+     "durable pull consumer shared by processors"},
+    {OPT_STR, "NATS_DLQ_SUBJECT", "nats-dlq-subject", "diplom.dlq", S(nats_dlq_subject), 0, 0, NULL,
+     "subject of dead-lettered events"},
+    {OPT_ENUM, "KAFKA_COMPRESSION", "kafka-compression", "snappy", S(kafka_compression), 0, 0,
+     "none|gzip|snappy|lz4|zstd", "Kafka producer compression"},
+    {OPT_INT, "KAFKA_PARTITIONS", "kafka-partitions", "6", N(kafka_partitions), 1, 100000, NULL,
+     "partitions of a topic eventpipe creates"},
+    {OPT_INT, "KAFKA_MAX_RETRIES", "kafka-max-retries", "3", N(kafka_max_retries), 0, 1000, NULL,
+     "publish retries (exponential backoff)"},
+    {OPT_INT, "KAFKA_BATCH_SIZE", "kafka-batch-size", "100", N(kafka_batch_size), 1, 1000000, NULL,
+     "events per producer batch"},
+    {OPT_INT, "KAFKA_LINGER_MS", "kafka-linger", "5", N(kafka_linger_ms), 0, 60000, NULL,
+     "ms the producer waits to fill a batch"},
+    {OPT_STR, "KAFKA_CLIENT_ID", "kafka-client-id", "eventpipe", S(kafka_client_id), 0, 0, NULL,
+     "Kafka client.id"},
+    {OPT_STR, "KAFKA_DLQ_TOPIC", "kafka-dlq-topic", "diplom-messages-dlq", S(kafka_dlq_topic), 0, 0,
+     NULL, "topic of dead-lettered events"},
+    {OPT_INT, "PROCESSOR_MAX_ATTEMPTS", "max-attempts", "5", N(max_attempts), 1, 1000, NULL,
+     "processing attempts before an event is dead-lettered"},
+    {OPT_INT, "DEDUP_WINDOW", "dedup-window", "300", N(dedup_window_s), 0, 86400 * 7, NULL,
+     "seconds a client-given event id is remembered for idempotency (0: off)"},
     {OPT_INT, "PROCESSOR_WORKERS", "workers", "4", N(workers), 1, 1024, NULL,
      "worker threads in the processor"},
     {OPT_INT, "PROCESSOR_BATCH", "batch", "64", N(batch_size), 1, 65536, NULL,
@@ -254,6 +293,10 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
     int rc;
 
     ep_config_defaults(cfg);
+    /* Seed 003 spells the broker list KAFKA_BROKER_LIST; KAFKA_BROKERS wins when both are set. */
+    if (getenv("KAFKA_BROKER_LIST") && *getenv("KAFKA_BROKER_LIST") && !getenv("KAFKA_BROKERS")) {
+        snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "%s", getenv("KAFKA_BROKER_LIST"));
+    }
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
         /* An empty variable counts as unset, as in the seed. */

@@ -30,10 +30,32 @@ typedef struct ep_config_s {
     char kafka_group[128];         /* KAFKA_CONSUMER_GROUP */
     char composite_providers[128]; /* COMPOSITE_PROVIDERS */
     char composite_strategy[32];   /* COMPOSITE_STRATEGY */
+    /* disk queue */
+    char queue_dir[512];           /* QUEUE_DIR (./eventpipe-data/queue) */
+    char queue_fsync[32];          /* QUEUE_FSYNC: always | never | <interval ms> (always) */
+    int64_t queue_segment_bytes;   /* QUEUE_SEGMENT_SIZE (64 MiB) */
+    int64_t queue_retention_bytes; /* QUEUE_RETENTION_BYTES (1 GiB; 0 = no size bound) */
+    int64_t queue_retention_age_s; /* QUEUE_RETENTION_AGE seconds (604800; 0 = no age bound) */
+    /* NATS JetStream */
+    char nats_stream[64];       /* NATS_STREAM (DIPLOM_STREAM) */
+    char nats_subject[128];     /* NATS_SUBJECT (diplom.messages) */
+    char nats_durable[64];      /* NATS_DURABLE (processor) */
+    char nats_dlq_subject[128]; /* NATS_DLQ_SUBJECT (diplom.dlq) */
+    /* Kafka (other KAFKA_* variables pass through to librdkafka: KAFKA_SASL_MECHANISM=x
+     * sets sasl.mechanism=x) */
+    char kafka_compression[16]; /* KAFKA_COMPRESSION (snappy) */
+    int kafka_partitions;       /* KAFKA_PARTITIONS for a topic created here (6) */
+    int kafka_max_retries;      /* KAFKA_MAX_RETRIES (3) */
+    int kafka_batch_size;       /* KAFKA_BATCH_SIZE (100; 10000 max per librdkafka batch) */
+    int kafka_linger_ms;        /* KAFKA_LINGER_MS (5) */
+    char kafka_client_id[64];   /* KAFKA_CLIENT_ID (eventpipe) */
+    char kafka_dlq_topic[128];  /* KAFKA_DLQ_TOPIC (diplom-messages-dlq) */
     /* processing */
-    int workers;    /* PROCESSOR_WORKERS (4) */
-    int batch_size; /* PROCESSOR_BATCH (64) */
-    char sink[512]; /* PROCESSOR_SINK (none | stdout | file:PATH) */
+    int max_attempts;   /* PROCESSOR_MAX_ATTEMPTS before dead-lettering (5) */
+    int dedup_window_s; /* DEDUP_WINDOW seconds a client id is remembered (300) */
+    int workers;        /* PROCESSOR_WORKERS (4) */
+    int batch_size;     /* PROCESSOR_BATCH (64) */
+    char sink[512];     /* PROCESSOR_SINK (none | stdout | file:PATH) */
     /* http */
     int http_threads;        /* HTTP_THREADS (2) */
     int64_t max_body;        /* HTTP_MAX_BODY bytes (1 MiB) */

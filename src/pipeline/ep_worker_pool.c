@@ -53,6 +53,8 @@ struct ep_worker_pool_s {
     ep_worker_batch_cb hook;
     void *hook_arg;
     worker_t *workers;
+    int max_attempts; /* deliveries before an event is dead-lettered */
+    _Atomic uint64_t dead_lettered;
     _Atomic int stop; /* exit after the current batch */
     int running;
     pthread_mutex_t lock; /* guards n_exited */
@@ -84,6 +86,21 @@ static int backoff_ms(ep_event_t *const *evs, size_t n)
     return (int)(delay < NACK_BACKOFF_MAX_MS ? delay : NACK_BACKOFF_MAX_MS);
 }
 
+/* Hands failed-for-good events to the queue's dead-letter store, or acks them. */
+static void dead_letter(ep_worker_pool_t *p, ep_event_t **evs, size_t n, const char *reason)
+{
+    int rc = ep_queue_dead_letter(p->q, evs, n, reason);
+
+    atomic_fetch_add_explicit(&p->dead_lettered, n, memory_order_relaxed);
+    if (rc != 0) {
+        if (rc != EP_ENOTSUP) {
+            ep_log_warn("pool", "dead-lettering %zu events failed (%s); dropping them: %s", n,
+                        ep_strerror(rc), reason);
+        }
+        ep_queue_ack(p->q, evs, n);
+    }
+}
+
 /* Processes one batch of n events taken from the queue. */
 static void process_batch(worker_t *w, size_t n)
 {
@@ -106,18 +123,34 @@ static void process_batch(worker_t *w, size_t n)
     }
     if (bad > 0) {
         counter_add(&w->errors, bad);
-        ep_queue_ack(p->q, w->poison, bad);
+        dead_letter(p, w->poison, bad, "invalid event: empty id");
     }
     if (good == 0) {
         return;
     }
+    if (ep_sink_write(p->sink, w->batch, good, &w->scratch) != 0) {
+        size_t retry = 0, dead = 0;
+
+        counter_add(&w->errors, good);
+        /* Events out of attempts go to the dead-letter store; the others come back later. */
+        for (size_t i = 0; i < good; i++) {
+            if (w->batch[i]->attempts >= (uint32_t)p->max_attempts) {
+                w->poison[dead++] = w->batch[i];
+            } else {
+                w->batch[retry++] = w->batch[i];
+            }
+        }
+        if (dead > 0) {
+            dead_letter(p, w->poison, dead, "output failed on every attempt");
+        }
+        if (retry > 0) {
+            ep_queue_nack(p->q, w->batch, retry, backoff_ms(w->batch, retry));
+        }
+        return;
+    }
+    /* The analytics hook sees an event once it is in the output, right before its ack. */
     if (p->hook) {
         p->hook(p->hook_arg, w->batch, good);
-    }
-    if (ep_sink_write(p->sink, w->batch, good, &w->scratch) != 0) {
-        counter_add(&w->errors, good);
-        ep_queue_nack(p->q, w->batch, good, backoff_ms(w->batch, good));
-        return;
     }
     ep_queue_ack(p->q, w->batch, good);
     counter_add(&w->processed, good);
@@ -188,6 +221,7 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
     p->sink = sink;
     p->n_workers = workers;
     p->batch_size = batch_size;
+    p->max_attempts = 5;
     p->workers = ep_calloc((size_t)workers, sizeof(worker_t));
     for (int i = 0; i < workers; i++) {
         worker_t *w = &p->workers[i];
@@ -208,6 +242,11 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
 }
 
 /* Sets the batch hook. Call before ep_worker_pool_start; not thread-safe. */
+void ep_worker_pool_set_max_attempts(ep_worker_pool_t *p, int max_attempts)
+{
+    p->max_attempts = max_attempts > 0 ? max_attempts : 1;
+}
+
 void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *arg)
 {
     p->hook = cb;
@@ -295,6 +334,7 @@ void ep_worker_pool_stats(ep_worker_pool_t *p, ep_worker_pool_stats_t *st)
     st->batches = 0;
     st->latency_us_sum = 0;
     st->workers = p->n_workers;
+    st->dead_lettered = atomic_load_explicit(&p->dead_lettered, memory_order_relaxed);
     st->active = 0;
     for (int i = 0; i < p->n_workers; i++) {
         worker_t *w = &p->workers[i];

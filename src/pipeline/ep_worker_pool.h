@@ -15,7 +15,7 @@
 typedef struct ep_worker_pool_s ep_worker_pool_t;
 
 /**
- * Optional per-batch hook run after validation and before the sink (analytics).
+ * Optional per-batch hook run once a batch is in the output, before its ack (analytics).
  * Must not keep the event pointers. Called from worker threads concurrently.
  */
 typedef void (*ep_worker_batch_cb)(void *arg, ep_event_t *const *evs, size_t n);
@@ -25,6 +25,7 @@ typedef struct ep_worker_pool_stats_s {
     uint64_t errors;         /* events that failed processing (each failure counted) */
     uint64_t batches;        /* batches taken from the queue */
     uint64_t latency_us_sum; /* sum over processed events of processed_us - received_us */
+    uint64_t dead_lettered;  /* events handed to the dead-letter store (or dropped without one) */
     int workers;             /* configured threads */
     int active;              /* threads busy with a batch right now */
 } ep_worker_pool_stats_t;
@@ -36,6 +37,12 @@ typedef struct ep_worker_pool_stats_s {
  */
 int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch_size,
                           ep_worker_pool_t **out);
+
+/**
+ * Sets how many deliveries an event gets before a failure dead-letters it
+ * (PROCESSOR_MAX_ATTEMPTS; default 5). Before start.
+ */
+void ep_worker_pool_set_max_attempts(ep_worker_pool_t *p, int max_attempts);
 
 /** Sets the batch hook (before start). */
 void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *arg);

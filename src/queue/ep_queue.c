@@ -5,14 +5,40 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Compiled-in providers; each broker adds itself here behind its EP_WITH_* option. */
+/*
+ * Compiled-in providers. Each broker is built behind its CMake option
+ * (EP_WITH_NATS, EP_WITH_KAFKA), which defines the macro used here.
+ */
 extern const ep_queue_provider_t ep_queue_memory_provider;
 extern const ep_queue_provider_t ep_queue_forward_provider;
+#ifdef EP_WITH_DISK
+extern const ep_queue_provider_t ep_queue_disk_provider;
+#endif
+#ifdef EP_WITH_NATS
+extern const ep_queue_provider_t ep_queue_nats_provider;
+#endif
+#ifdef EP_WITH_KAFKA
+extern const ep_queue_provider_t ep_queue_kafka_provider;
+#endif
+#ifdef EP_WITH_COMPOSITE
+extern const ep_queue_provider_t ep_queue_composite_provider;
+#endif
 
 static const ep_queue_provider_t *const builtin_providers[] = {
     &ep_queue_memory_provider,
-    &ep_queue_forward_provider,
-    NULL,
+#ifdef EP_WITH_DISK
+    &ep_queue_disk_provider,
+#endif
+#ifdef EP_WITH_NATS
+    &ep_queue_nats_provider,
+#endif
+#ifdef EP_WITH_KAFKA
+    &ep_queue_kafka_provider,
+#endif
+#ifdef EP_WITH_COMPOSITE
+    &ep_queue_composite_provider,
+#endif
+    &ep_queue_forward_provider,   NULL,
 };
 
 const ep_queue_provider_t *ep_queue_provider_find(const char *name)

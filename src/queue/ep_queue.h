@@ -6,6 +6,7 @@
 
 #include "ep_buf.h"
 #include "ep_config.h"
+#include "ep_error.h"
 #include "ep_event.h"
 
 /*
@@ -81,6 +82,18 @@ typedef struct ep_queue_provider_s {
     void (*close)(void *ctx);
     /** Frees the instance and any events still inside. Accepts NULL. */
     void (*destroy)(void *ctx);
+    /**
+     * Moves consumed events that failed for good to the dead-letter store (a
+     * subject, a topic, a list) and acknowledges the originals; takes the events.
+     * reason is borrowed. Returns 0 or EP_E* (then the caller still owns them).
+     * May be NULL: the caller then logs, counts and acks them.
+     */
+    int (*dead_letter)(void *ctx, ep_event_t **evs, size_t n, const char *reason);
+    /**
+     * Appends the consumer lag as one JSON object ({"total":n,"partitions":[...]} for
+     * Kafka, {"total":n,"pending":n,...} for NATS). May be NULL (no lag to report).
+     */
+    void (*lag_json)(void *ctx, ep_buf_t *out);
 } ep_queue_provider_t;
 
 struct ep_queue_s {
@@ -155,6 +168,23 @@ static inline int ep_queue_flush(ep_queue_t *q, int timeout_ms)
 static inline void ep_queue_close(ep_queue_t *q)
 {
     q->provider->close(q->ctx);
+}
+
+/** Dead-letters consumed events (see the provider field). EP_ENOTSUP when the provider has none. */
+static inline int ep_queue_dead_letter(ep_queue_t *q, ep_event_t **evs, size_t n,
+                                       const char *reason)
+{
+    return q->provider->dead_letter ? q->provider->dead_letter(q->ctx, evs, n, reason) : EP_ENOTSUP;
+}
+
+/** Appends the lag object, or "null" when the provider reports none. */
+static inline void ep_queue_lag_json(ep_queue_t *q, ep_buf_t *out)
+{
+    if (q->provider->lag_json) {
+        q->provider->lag_json(q->ctx, out);
+    } else {
+        ep_buf_puts(out, "null");
+    }
 }
 
 static inline int ep_queue_is_local(const ep_queue_t *q)

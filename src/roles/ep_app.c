@@ -109,6 +109,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
             snprintf(err, errlen, "cannot create the worker pool: %s", ep_strerror(rc));
             goto err;
         }
+        ep_worker_pool_set_max_attempts(app->pool, cfg->max_attempts);
     }
     if (roles & EP_ROLE_INGEST) {
         if (app->queue) {

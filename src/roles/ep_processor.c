@@ -108,10 +108,10 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
     ep_queue_stats_json(app->queue, out);
     ep_buf_printf(out,
                   "},\"pool\":{\"processed\":%llu,\"errors\":%llu,\"workers\":%d,\"active\":%d,"
-                  "\"batches\":%llu,\"avg_latency_us\":%llu,"
+                  "\"batches\":%llu,\"dead_lettered\":%llu,\"avg_latency_us\":%llu,"
                   "\"ProcessedCount\":%llu,\"ErrorCount\":%llu}}",
                   (unsigned long long)ps.processed, (unsigned long long)ps.errors, ps.workers,
-                  ps.active, (unsigned long long)ps.batches,
+                  ps.active, (unsigned long long)ps.batches, (unsigned long long)ps.dead_lettered,
                   (unsigned long long)(ps.processed ? ps.latency_us_sum / ps.processed : 0),
                   (unsigned long long)ps.processed, (unsigned long long)ps.errors);
 }
