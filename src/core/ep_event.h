@@ -102,6 +102,17 @@ ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim);
 int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
                           ep_parse_err_t *err);
 
+/* Per-route parsing options (seed 003's typed routes). */
+typedef struct ep_event_parse_opts_s {
+    const char *default_source; /* used when "source" is absent (NULL: source required) */
+    const char *event_type;     /* forced type; a different "event_type" in the body is an error */
+} ep_event_parse_opts_t;
+
+/** ep_event_parser_parse with options (NULL opts = none). Same contract otherwise. */
+int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t len,
+                               const ep_event_parse_opts_t *opts, ep_event_t **out,
+                               ep_parse_err_t *err);
+
 /** Destroys a parser. Accepts NULL. */
 void ep_event_parser_destroy(ep_event_parser_t *p);
 

@@ -822,18 +822,29 @@ static void syntax_error(ep_event_parser_t *p, yajl_handle h, const char *json, 
 }
 
 /* Checks the requirements that need the whole object and builds the event. */
-static int finish(ep_event_parser_t *p, ep_event_t **out)
+static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_event_t **out)
 {
     const span_t *v = p->val;
-    const char *data = NULL;
+    const char *data = NULL, *source, *event_type;
     size_t data_len = 0;
+    int has_type;
 
-    if (!(p->present & (1u << F_SOURCE))) {
+    if (!(p->present & (1u << F_SOURCE)) && !(opts && opts->default_source)) {
         return fail(p, EP_EVALIDATE, NULL, "source", 6, "is required");
     }
-    if (v[F_SOURCE].len == 0) {
+    if ((p->present & (1u << F_SOURCE)) && v[F_SOURCE].len == 0) {
         return fail(p, EP_EVALIDATE, NULL, "source", 6, "must not be empty");
     }
+    if (opts && opts->event_type && (p->present & (1u << F_EVENT_TYPE)) &&
+        strcmp(str_at(p, v[F_EVENT_TYPE]), opts->event_type) != 0) {
+        return fail(p, EP_EVALIDATE, NULL, "event_type", 10,
+                    "is set by this route; leave it out or use the route's type");
+    }
+    source = (p->present & (1u << F_SOURCE)) ? str_at(p, v[F_SOURCE]) : opts->default_source;
+    event_type = (opts && opts->event_type)
+                     ? opts->event_type
+                     : ((p->present & (1u << F_EVENT_TYPE)) ? str_at(p, v[F_EVENT_TYPE]) : NULL);
+    has_type = event_type != NULL && event_type[0] != '\0';
     if (p->present & (1u << F_DATA)) {
         data = str_at(p, v[F_DATA]);
         data_len = v[F_DATA].len;
@@ -841,7 +852,7 @@ static int finish(ep_event_parser_t *p, ep_event_t **out)
         data = str_at(p, v[F_PAYLOAD]);
         data_len = v[F_PAYLOAD].len;
     }
-    if (data_len == 0 && v[F_EVENT_TYPE].len == 0) {
+    if (data_len == 0 && !has_type) {
         return fail(p, EP_EVALIDATE, NULL, "data", 4,
                     "is required: one of data, payload or event_type must be non-empty");
     }
@@ -853,8 +864,8 @@ static int finish(ep_event_parser_t *p, ep_event_t **out)
         p->meta[i].type = p->kv[i].type;
     }
 #define OPT(f) ((p->present & (1u << (f))) ? str_at(p, v[f]) : NULL)
-    *out = ep_event_create(OPT(F_ID), str_at(p, v[F_SOURCE]), OPT(F_EVENT_TYPE), OPT(F_USER_ID),
-                           data, data_len, p->meta, p->n_kv, p->ts_ms);
+    *out = ep_event_create(OPT(F_ID), source, event_type, OPT(F_USER_ID), data, data_len, p->meta,
+                           p->n_kv, p->ts_ms);
 #undef OPT
     return 0;
 }
@@ -906,6 +917,14 @@ ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
 int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
                           ep_parse_err_t *err)
 {
+    return ep_event_parser_parse_opts(p, json, len, NULL, out, err);
+}
+
+/* ep_event_parser_parse with route defaults (see ep_event.h). */
+int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t len,
+                               const ep_event_parse_opts_t *opts, ep_event_t **out,
+                               ep_parse_err_t *err)
+{
     ep_parse_err_t scratch;
     int rc;
 
@@ -931,7 +950,7 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
         fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: no value", len);
     }
     if (p->code == 0) {
-        finish(p, out);
+        finish(p, opts, out);
     }
     rc = p->code;
     p->err = NULL;
