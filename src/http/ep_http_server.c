@@ -29,6 +29,7 @@ typedef struct route_s {
     char *path;
     ep_http_handler_cb handler;
     void *arg;
+    size_t max_body;
 } route_t;
 
 struct ep_http_server_s {
@@ -309,8 +310,8 @@ static int check_headers(ep_http_server_t *s, ep_http_req_t *r)
         return 1;
     }
     cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > s->opts.max_body) {
-        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", s->opts.max_body);
+    if (cl && strtoull(cl, NULL, 10) > r->route->max_body) {
+        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
         ep_http_respond_error(r, 413, msg, NULL);
         return 1;
     }
@@ -339,10 +340,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             *upload_data_size = 0;
             return MHD_YES;
         }
-        if (r->body.len + *upload_data_size > s->opts.max_body) {
+        if (r->body.len + *upload_data_size > r->route->max_body) {
             /* A chunked body over the limit: 0.9.75 cannot answer mid-upload. */
             ep_log_debug("http", "%s: chunked body over %zu bytes, closing", s->name,
-                         s->opts.max_body);
+                         r->route->max_body);
             return MHD_NO;
         }
         ep_buf_append(&r->body, upload_data, *upload_data_size);
@@ -415,6 +416,12 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
 void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *path,
                           ep_http_handler_cb handler, void *arg)
 {
+    ep_http_server_route_ex(s, methods, path, handler, arg, 0);
+}
+
+void ep_http_server_route_ex(ep_http_server_t *s, unsigned methods, const char *path,
+                             ep_http_handler_cb handler, void *arg, size_t max_body)
+{
     route_t *r;
 
     ep_assert(s->n_routes < MAX_ROUTES && s->daemon == NULL);
@@ -426,6 +433,7 @@ void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *pat
     r->path = ep_strdup(path);
     r->handler = handler;
     r->arg = arg;
+    r->max_body = max_body ? max_body : s->opts.max_body;
 }
 
 int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)

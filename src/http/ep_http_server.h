@@ -57,6 +57,10 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
 void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *path,
                           ep_http_handler_cb handler, void *arg);
 
+/** Like ep_http_server_route, with its own body limit (0 = the server's max_body). */
+void ep_http_server_route_ex(ep_http_server_t *s, unsigned methods, const char *path,
+                             ep_http_handler_cb handler, void *arg, size_t max_body);
+
 /** Binds and starts the threads. Returns 0, or EP_EIO with a message in err. */
 int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen);
 
