@@ -35,6 +35,7 @@ struct req_s {
     char *body; /* copy of the request body, NULL when none */
     size_t body_len;
     char *content_type;
+    char *extra_header; /* one "Name: value" line or NULL */
     int timeout_ms;
     ep_http_done_cb cb;
     void *arg;
@@ -77,6 +78,7 @@ static void req_free(req_t *r)
     ep_free(r->url);
     ep_free(r->body);
     ep_free(r->content_type);
+    ep_free(r->extra_header);
     ep_free(r);
 }
 
@@ -213,6 +215,9 @@ static void req_start(ep_http_client_t *c, req_t *r)
     } else if (r->body) {
         /* Without this libcurl would label a POST body as a form. */
         r->headers = curl_slist_append(r->headers, "Content-Type:");
+    }
+    if (r->extra_header) {
+        r->headers = curl_slist_append(r->headers, r->extra_header);
     }
 
     curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -409,6 +414,15 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
                            const char *content_type, const void *body, size_t body_len,
                            int timeout_ms, ep_http_done_cb cb, void *arg)
 {
+    return ep_http_client_request_ex(c, method, url, content_type, NULL, body, body_len, timeout_ms,
+                                     cb, arg);
+}
+
+/* ep_http_client_request with one extra request header line ("Name: value", or NULL). */
+int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const char *url,
+                              const char *content_type, const char *extra_header, const void *body,
+                              size_t body_len, int timeout_ms, ep_http_done_cb cb, void *arg)
+{
     req_t *r;
 
     if (c == NULL || method == NULL || url == NULL || cb == NULL) {
@@ -418,6 +432,7 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
     r->method = ep_strdup(method);
     r->url = ep_strdup(url);
     r->content_type = content_type ? ep_strdup(content_type) : NULL;
+    r->extra_header = extra_header ? ep_strdup(extra_header) : NULL;
     if (body) {
         r->body = ep_malloc(body_len ? body_len : 1);
         memcpy(r->body, body, body_len);

@@ -40,6 +40,11 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
                            const char *content_type, const void *body, size_t body_len,
                            int timeout_ms, ep_http_done_cb cb, void *arg);
 
+/** Same as ep_http_client_request with one extra header line ("Content-Encoding: gzip"). */
+int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const char *url,
+                              const char *content_type, const char *extra_header, const void *body,
+                              size_t body_len, int timeout_ms, ep_http_done_cb cb, void *arg);
+
 /**
  * Blocking convenience for tools and tests: runs one request and waits. On return
  * *status holds the HTTP status (0 on transport error) and *body a new
