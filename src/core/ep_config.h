@@ -51,11 +51,14 @@ typedef struct ep_config_s {
     char kafka_client_id[64];   /* KAFKA_CLIENT_ID (eventpipe) */
     char kafka_dlq_topic[128];  /* KAFKA_DLQ_TOPIC (diplom-messages-dlq) */
     /* processing */
-    int max_attempts;   /* PROCESSOR_MAX_ATTEMPTS before dead-lettering (5) */
-    int dedup_window_s; /* DEDUP_WINDOW seconds a client id is remembered (300) */
-    int workers;        /* PROCESSOR_WORKERS (4) */
-    int batch_size;     /* PROCESSOR_BATCH (64) */
-    char sink[512];     /* PROCESSOR_SINK (none | stdout | file:PATH) */
+    int max_attempts;       /* PROCESSOR_MAX_ATTEMPTS before dead-lettering (5) */
+    int dedup_window_s;     /* DEDUP_WINDOW seconds a client id is remembered (300) */
+    int64_t dedup_capacity; /* DEDUP_CAPACITY ids remembered at most (1000000) */
+    int64_t max_batch_body; /* HTTP_MAX_BATCH_BODY bytes of a batch request (32 MiB) */
+    int batch_max_events;   /* BATCH_MAX_EVENTS per batch request (100000) */
+    int workers;            /* PROCESSOR_WORKERS (4) */
+    int batch_size;         /* PROCESSOR_BATCH (64) */
+    char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
     /* http */
     int http_threads;        /* HTTP_THREADS (2) */
     int64_t max_body;        /* HTTP_MAX_BODY bytes (1 MiB) */
