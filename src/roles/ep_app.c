@@ -276,6 +276,7 @@ void ep_app_destroy(ep_app_t *app)
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
     ep_worker_pool_destroy(app->pool);
+    ep__ingest_close(app);
     ep_queue_destroy(app->forward);
     ep_queue_destroy(app->queue);
     ep_sink_destroy(app->sink);

@@ -28,7 +28,11 @@ typedef struct ep_app_s ep_app_t;
 typedef struct ep_ingest_s {
     ep_app_t *app;
     ep_queue_t *queue; /* where accepted events go: the local queue, a broker, or the forwarder */
+    struct ep_dedup_s *dedup; /* client-id idempotency window; NULL when DEDUP_WINDOW=0 */
     atomic_uint_fast64_t received, sent, failed, rejected;
+    atomic_uint_fast64_t duplicates, batches, async_accepted;
+    atomic_uint_fast64_t publish_us_sum, publish_count; /* request start -> queue ack */
+    atomic_uint_fast64_t typed[3];                      /* user, order, payment */
 } ep_ingest_t;
 
 struct ep_app_s {
@@ -65,6 +69,8 @@ void ep_app_log_summary(ep_app_t *app);
 
 /* Role wiring (ep_ingest.c, ep_processor.c, ep_gateway.c). */
 void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway);
+/** Frees what the ingest role allocated (the idempotency window). */
+void ep__ingest_close(ep_app_t *app);
 void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out);
 int ep__ingest_ready(ep_app_t *app, char *reason, size_t len);
 void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv);

@@ -1,24 +1,43 @@
 /*
- * The ingest role: POST /ingest validates one event and hands it to the
- * queue; the answer (202 with the messageId) is given only once the queue
- * accepted it.
+ * The ingest role: validates events and hands them to the queue.
+ *
+ *   POST /ingest, /events                   one event; 202 once the queue acknowledged it
+ *   POST /events/async                      one event; 202 once it is handed to the queue
+ *   POST /events/batch                      a JSON array or NDJSON (gzip allowed); per-event
+ * results POST /api/v1/events/{user,order,payment} seed 003 typed events GET  /stats,
+ * /api/v1/events/stats       counters
+ *
+ * Client-given ids are idempotent within DEDUP_WINDOW: a repeat is acknowledged
+ * again (with "duplicate":true) and not enqueued twice.
  */
 #include "ep_app.h"
+#include "ep_dedup.h"
 #include "ep_error.h"
 #include "ep_event.h"
-#include "ep_id.h"
 #include "ep_mem.h"
+#include "ep_time.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <zlib.h>
 
-typedef struct pending_s {
+#define PUBLISH_CHUNK 256 /* events per publish call of a batch */
+
+/* ------------------------------------------------------------ shared bits */
+
+typedef enum { MODE_SYNC, MODE_ASYNC } mode_t_;
+
+typedef struct route_s {
     ep_ingest_t *ig;
-    ep_http_req_t *req;
-    char id[132];
-} pending_t;
+    mode_t_ mode;
+    ep_event_parse_opts_t opts; /* typed routes: default source, forced type */
+    int typed_index;            /* -1, or 0..2 for user/order/payment */
+} route_t;
+
+static const char *const typed_names[3] = {"user", "order", "payment"};
+static const char *const typed_types[3] = {"user_created", "order_created", "payment_created"};
 
 static pthread_key_t parser_key;
 static pthread_once_t parser_once = PTHREAD_ONCE_INIT;
@@ -50,6 +69,16 @@ static ep_event_parser_t *thread_parser(const ep_config_t *cfg)
     return p;
 }
 
+static int64_t now_s(void)
+{
+    return ep_time_mono_ms() / 1000;
+}
+
+static void inc(atomic_uint_fast64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
 void ep__respond_publish_error(ep_http_req_t *req, int err)
 {
     char msg[160];
@@ -72,22 +101,19 @@ void ep__respond_publish_error(ep_http_req_t *req, int err)
     }
 }
 
-static void on_published(void *arg, size_t n, const int *status)
+static const char *publish_error_text(int err)
 {
-    pending_t *p = arg;
-    ep_buf_t b = EP_BUF_INIT;
-
-    if (status[0] == 0) {
-        atomic_fetch_add_explicit(&p->ig->sent, 1, memory_order_relaxed);
-        ep_buf_puts(&b, "{\"messageId\":");
-        ep_buf_put_json_str(&b, p->id, strlen(p->id));
-        ep_buf_puts(&b, ",\"status\":\"accepted\"}\n");
-        ep_http_respond_buf(p->req, 202, &b);
-    } else {
-        atomic_fetch_add_explicit(&p->ig->failed, 1, memory_order_relaxed);
-        ep__respond_publish_error(p->req, status[0]);
+    switch (err) {
+    case EP_EFULL:
+        return "queue is full, retry later";
+    case EP_ECLOSED:
+        return "shutting down, retry later";
+    case EP_EINVAL:
+    case EP_EVALIDATE:
+        return "the queue rejected the event as invalid";
+    default:
+        return "queue unavailable, retry later";
     }
-    ep_free(p);
 }
 
 /* JSON, NDJSON, text and curl's default form type are read as JSON; others are refused. */
@@ -99,43 +125,706 @@ static int content_type_ok(ep_http_req_t *req)
         return 1;
     }
     return strncasecmp(ct, "application/json", 16) == 0 || strcasestr(ct, "+json") != NULL ||
+           strncasecmp(ct, "application/x-ndjson", 20) == 0 ||
+           strncasecmp(ct, "application/ndjson", 18) == 0 ||
            strncasecmp(ct, "text/plain", 10) == 0 ||
            strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
 }
 
-static void on_ingest(void *arg, ep_http_req_t *req)
+static int has_client_id(const ep_event_t *ev)
 {
-    ep_ingest_t *ig = arg;
+    return (ev->flags & EP_EVENT_F_ID_GENERATED) == 0;
+}
+
+static void put_accepted(ep_buf_t *b, const char *id, size_t len, const char *status, int dup)
+{
+    ep_buf_puts(b, "{\"messageId\":");
+    ep_buf_put_json_str(b, id, len);
+    ep_buf_puts(b, ",\"status\":\"");
+    ep_buf_puts(b, status);
+    ep_buf_puts(b, dup ? "\",\"duplicate\":true}" : "\"}");
+}
+
+/* ------------------------------------------------------------ one event */
+
+typedef struct single_s {
+    ep_ingest_t *ig;
+    ep_http_req_t *req; /* NULL once answered (async mode) */
+    int dedup;          /* the id was reserved in the window */
+    int typed_index;
+    int64_t start_ns;
+    size_t id_len;
+    char id[132];
+} single_t;
+
+static void on_single_published(void *arg, size_t n, const int *status)
+{
+    single_t *p = arg;
+    ep_ingest_t *ig = p->ig;
+    ep_buf_t b = EP_BUF_INIT;
+
+    if (status[0] == 0) {
+        inc(&ig->sent, 1);
+        inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
+        inc(&ig->publish_count, 1);
+        if (p->typed_index >= 0) {
+            inc(&ig->typed[p->typed_index], 1);
+        }
+        if (p->dedup) {
+            ep_dedup_commit(ig->dedup, p->id, p->id_len, now_s());
+        }
+        if (p->req) {
+            put_accepted(&b, p->id, p->id_len, "accepted", 0);
+            ep_buf_putc(&b, '\n');
+            ep_http_respond_buf(p->req, 202, &b);
+        }
+    } else {
+        inc(&ig->failed, 1);
+        if (p->dedup) {
+            ep_dedup_release(ig->dedup, p->id, p->id_len);
+        }
+        if (p->req) {
+            ep__respond_publish_error(p->req, status[0]);
+        }
+    }
+    ep_free(p);
+}
+
+static void on_single(void *arg, ep_http_req_t *req)
+{
+    route_t *rt = arg;
+    ep_ingest_t *ig = rt->ig;
     ep_event_t *ev = NULL;
     ep_parse_err_t perr;
-    pending_t *p;
+    single_t *p;
     int rc;
 
     if (!content_type_ok(req)) {
-        atomic_fetch_add_explicit(&ig->rejected, 1, memory_order_relaxed);
+        inc(&ig->rejected, 1);
         ep_http_respond_error(req, 415, "unsupported Content-Type; send application/json",
                               "Content-Type");
         return;
     }
-    rc = ep_event_parser_parse(thread_parser(&ig->app->cfg), ep_http_req_body(req),
-                               ep_http_req_body_len(req), &ev, &perr);
+    rc = ep_event_parser_parse_opts(
+        thread_parser(&ig->app->cfg), ep_http_req_body(req), ep_http_req_body_len(req),
+        rt->opts.event_type || rt->opts.default_source ? &rt->opts : NULL, &ev, &perr);
     if (rc != 0) {
-        atomic_fetch_add_explicit(&ig->rejected, 1, memory_order_relaxed);
+        inc(&ig->rejected, 1);
         ep_http_respond_error(req, 400, perr.msg, perr.field);
         return;
     }
-    atomic_fetch_add_explicit(&ig->received, 1, memory_order_relaxed);
+    inc(&ig->received, 1);
     p = ep_malloc(sizeof(*p));
     p->ig = ig;
     p->req = req;
-    snprintf(p->id, sizeof(p->id), "%s", ev->id.p);
-    rc = ep_queue_publish(ig->queue, &ev, 1, on_published, p);
+    p->dedup = 0;
+    p->typed_index = rt->typed_index;
+    p->start_ns = ep_http_req_start_ns(req);
+    p->id_len = (size_t)snprintf(p->id, sizeof(p->id), "%s", ev->id.p);
+
+    if (ig->dedup && has_client_id(ev)) {
+        ep_buf_t b = EP_BUF_INIT;
+        switch (ep_dedup_reserve(ig->dedup, p->id, p->id_len, now_s())) {
+        case EP_DEDUP_DONE:
+            inc(&ig->duplicates, 1);
+            put_accepted(&b, p->id, p->id_len, "accepted", 1);
+            ep_buf_putc(&b, '\n');
+            ep_http_respond_buf(req, 202, &b);
+            ep_event_destroy(ev);
+            ep_free(p);
+            return;
+        case EP_DEDUP_PENDING:
+            ep_http_respond_error(req, 409, "an event with this id is still being stored; retry",
+                                  "id");
+            ep_event_destroy(ev);
+            ep_free(p);
+            return;
+        case EP_DEDUP_NEW:
+            p->dedup = 1;
+            break;
+        }
+    }
+    if (rt->mode == MODE_ASYNC) {
+        /* Answer once buffered: the callback only counts. */
+        ep_buf_t b = EP_BUF_INIT;
+        char id[132];
+        size_t id_len = p->id_len;
+
+        memcpy(id, p->id, id_len + 1);
+        p->req = NULL;
+        rc = ep_queue_publish(ig->queue, &ev, 1, on_single_published, p);
+        if (rc != 0) {
+            if (p->dedup) {
+                ep_dedup_release(ig->dedup, id, id_len);
+            }
+            ep_event_destroy(ev);
+            ep_free(p);
+            inc(&ig->failed, 1);
+            ep__respond_publish_error(req, rc);
+            return;
+        }
+        inc(&ig->async_accepted, 1);
+        put_accepted(&b, id, id_len, "buffered", 0);
+        ep_buf_putc(&b, '\n');
+        ep_http_respond_buf(req, 202, &b);
+        return;
+    }
+    rc = ep_queue_publish(ig->queue, &ev, 1, on_single_published, p);
     if (rc != 0) {
+        if (p->dedup) {
+            ep_dedup_release(ig->dedup, p->id, p->id_len);
+        }
         ep_event_destroy(ev);
         ep_free(p);
-        atomic_fetch_add_explicit(&ig->failed, 1, memory_order_relaxed);
+        inc(&ig->failed, 1);
         ep__respond_publish_error(req, rc);
     }
+}
+
+/* ------------------------------------------------------------ batches */
+
+#define ITEM_PENDING  0
+#define ITEM_ACCEPTED 1
+#define ITEM_DUP      2
+#define ITEM_INVALID  3
+#define ITEM_FAILED   4
+
+typedef struct item_s {
+    uint8_t state;
+    uint8_t dedup;   /* id reserved in the window */
+    uint32_t line;   /* 1-based line (NDJSON) or 0 */
+    uint32_t id_off; /* into batch->strs */
+    uint32_t id_len;
+    uint32_t err_off; /* message, then field, NUL-separated */
+    int err;          /* publish error */
+} item_t;
+
+typedef struct batch_s {
+    ep_ingest_t *ig;
+    ep_http_req_t *req;
+    int64_t start_ns;
+    size_t n;
+    item_t *items;
+    ep_buf_t strs;
+    atomic_int pending; /* publish callbacks outstanding, +1 while publishing */
+} batch_t;
+
+typedef struct chunk_s {
+    batch_t *b;
+    size_t n;
+    uint32_t idx[PUBLISH_CHUNK];    /* item index of each published event */
+    ep_event_t *evs[PUBLISH_CHUNK]; /* the events; the queue takes them */
+} chunk_t;
+
+static uint32_t keep_str(batch_t *b, const char *s, size_t n)
+{
+    uint32_t off = (uint32_t)b->strs.len;
+
+    ep_buf_append(&b->strs, s, n);
+    ep_buf_putc(&b->strs, '\0');
+    return off;
+}
+
+static void batch_finish(batch_t *b)
+{
+    ep_ingest_t *ig = b->ig;
+    size_t accepted = 0, dups = 0, invalid = 0, failed = 0;
+    int first_err = 0;
+    ep_buf_t out = EP_BUF_INIT;
+    int status;
+
+    for (size_t i = 0; i < b->n; i++) {
+        item_t *it = &b->items[i];
+        const char *id = b->strs.data + it->id_off;
+        switch (it->state) {
+        case ITEM_ACCEPTED:
+            accepted++;
+            if (it->dedup) {
+                ep_dedup_commit(ig->dedup, id, it->id_len, now_s());
+            }
+            break;
+        case ITEM_DUP:
+            dups++;
+            break;
+        case ITEM_INVALID:
+            invalid++;
+            break;
+        default:
+            failed++;
+            first_err = first_err ? first_err : it->err;
+            if (it->dedup) {
+                ep_dedup_release(ig->dedup, id, it->id_len);
+            }
+            break;
+        }
+    }
+    inc(&ig->sent, accepted);
+    inc(&ig->failed, failed);
+    inc(&ig->duplicates, dups);
+    if (accepted) {
+        inc(&ig->publish_us_sum,
+            (uint64_t)((ep_time_mono_ns() - b->start_ns) / 1000) * (uint64_t)accepted);
+        inc(&ig->publish_count, accepted);
+    }
+
+    ep_buf_reserve(&out, 64 + b->n * 64);
+    ep_buf_printf(&out,
+                  "{\"accepted\":%zu,\"rejected\":%zu,\"duplicates\":%zu,\"failed\":%zu,"
+                  "\"results\":[",
+                  accepted, invalid, dups, failed);
+    for (size_t i = 0; i < b->n; i++) {
+        item_t *it = &b->items[i];
+        if (i) {
+            ep_buf_putc(&out, ',');
+        }
+        ep_buf_printf(&out, "{\"index\":%zu,", i);
+        if (it->line) {
+            ep_buf_printf(&out, "\"line\":%u,", it->line);
+        }
+        if (it->state == ITEM_ACCEPTED || it->state == ITEM_DUP) {
+            ep_buf_puts(&out, "\"messageId\":");
+            ep_buf_put_json_str(&out, b->strs.data + it->id_off, it->id_len);
+            ep_buf_puts(&out, it->state == ITEM_DUP ? ",\"duplicate\":true}" : "}");
+        } else if (it->state == ITEM_INVALID) {
+            const char *msg = b->strs.data + it->err_off;
+            const char *field = msg + strlen(msg) + 1;
+            ep_buf_puts(&out, "\"error\":");
+            ep_buf_put_json_str(&out, msg, strlen(msg));
+            if (*field) {
+                ep_buf_puts(&out, ",\"field\":");
+                ep_buf_put_json_str(&out, field, strlen(field));
+            }
+            ep_buf_putc(&out, '}');
+        } else {
+            const char *msg = publish_error_text(it->err);
+            if (it->id_len) {
+                ep_buf_puts(&out, "\"id\":");
+                ep_buf_put_json_str(&out, b->strs.data + it->id_off, it->id_len);
+                ep_buf_putc(&out, ',');
+            }
+            ep_buf_puts(&out, "\"error\":");
+            ep_buf_put_json_str(&out, msg, strlen(msg));
+            ep_buf_puts(&out, ",\"retry\":true}");
+        }
+    }
+    ep_buf_puts(&out, "]}\n");
+
+    /*
+     * 202 when something was kept (per-event results say exactly what); 503 when
+     * nothing could be stored for queue reasons; 400 when nothing was valid.
+     */
+    if (accepted + dups > 0) {
+        status = 202;
+    } else if (failed > 0) {
+        status = first_err == EP_EINVAL ? 400 : 503;
+    } else {
+        status = 400;
+    }
+    if (status == 503) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", ig->app->cfg.retry_after_s);
+        ep_http_req_add_header(b->req, "Retry-After", v);
+    }
+    ep_http_respond_buf(b->req, status, &out);
+    ep_buf_close(&b->strs);
+    ep_free(b->items);
+    ep_free(b);
+}
+
+static void batch_release(batch_t *b)
+{
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) {
+        batch_finish(b);
+    }
+}
+
+static void on_chunk_published(void *arg, size_t n, const int *status)
+{
+    chunk_t *c = arg;
+    batch_t *b = c->b;
+
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &b->items[c->idx[i]];
+        if (status[i] == 0) {
+            it->state = ITEM_ACCEPTED;
+        } else {
+            it->state = ITEM_FAILED;
+            it->err = status[i];
+        }
+    }
+    ep_free(c);
+    batch_release(b);
+}
+
+/*
+ * Publishes a chunk of a batch. On success the chunk belongs to its callback
+ * (which may already have run); on failure its items are marked failed and the
+ * error is returned so the rest of the batch is answered without trying.
+ */
+static int flush_chunk(batch_t *b, chunk_t **cp)
+{
+    chunk_t *c = *cp;
+    size_t cn = c->n;
+    int rc;
+
+    *cp = NULL;
+    atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
+    rc = ep_queue_publish(b->ig->queue, c->evs, cn, on_chunk_published, c);
+    if (rc == 0) {
+        return 0;
+    }
+    atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
+    for (size_t k = 0; k < cn; k++) {
+        item_t *it = &b->items[c->idx[k]];
+        it->state = ITEM_FAILED;
+        it->err = rc;
+        ep_event_destroy(c->evs[k]);
+    }
+    ep_free(c);
+    return rc;
+}
+
+/* Inflates a gzip (or zlib) body into out, at most max bytes. Returns 0, EP_E2BIG or EP_EPARSE. */
+static int gunzip(const char *in, size_t len, size_t max, ep_buf_t *out)
+{
+    z_stream z;
+    int zr;
+
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, 15 + 32) != Z_OK) {
+        return EP_ENOMEM;
+    }
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)len;
+    do {
+        ep_buf_reserve(out, 64 * 1024);
+        z.next_out = (Bytef *)out->data + out->len;
+        z.avail_out = (uInt)(out->cap - out->len - 1);
+        zr = inflate(&z, Z_NO_FLUSH);
+        out->len = (size_t)((char *)z.next_out - out->data);
+        out->data[out->len] = '\0';
+        if (out->len > max) {
+            inflateEnd(&z);
+            return EP_E2BIG;
+        }
+    } while (zr == Z_OK);
+    inflateEnd(&z);
+    return zr == Z_STREAM_END && z.avail_in == 0 ? 0 : EP_EPARSE;
+}
+
+/*
+ * Splits a JSON array into its element slices without parsing them (strings and
+ * nesting are tracked so commas inside values do not split). Returns 0, or
+ * EP_EPARSE with *bad_at set when the array itself is malformed.
+ */
+typedef struct slice_s {
+    const char *p;
+    size_t len;
+    uint32_t line;
+} slice_t;
+
+static int split_array(const char *s, size_t n, slice_t **out, size_t *count, size_t max_items,
+                       size_t *bad_at)
+{
+    size_t i = 0, cap = 64, k = 0, start = 0;
+    int depth = 0, in_str = 0, esc = 0, have = 0;
+    slice_t *v;
+
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
+        i++;
+    }
+    if (i >= n || s[i] != '[') {
+        *bad_at = i;
+        return EP_EPARSE;
+    }
+    v = ep_malloc(cap * sizeof(*v));
+    for (i++; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (esc) {
+                esc = 0;
+            } else if (c == '\\') {
+                esc = 1;
+            } else if (c == '"') {
+                in_str = 0;
+            }
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            continue;
+        }
+        if (!have && depth == 0 && c != ',' && c != ']') {
+            have = 1;
+            start = i;
+        }
+        if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        } else if (depth == 0 && (c == ',' || c == ']')) {
+            if (!have) {
+                if (c == ']' && k == 0) {
+                    break; /* [] */
+                }
+                *bad_at = i;
+                ep_free(v);
+                return EP_EPARSE;
+            }
+            if (k == cap) {
+                cap *= 2;
+                v = ep_realloc(v, cap * sizeof(*v));
+            }
+            {
+                size_t end = i;
+                while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\n' ||
+                                       s[end - 1] == '\r' || s[end - 1] == '\t')) {
+                    end--;
+                }
+                v[k].p = s + start;
+                v[k].len = end - start;
+                v[k].line = 0;
+                k++;
+            }
+            have = 0;
+            if (k > max_items) {
+                break;
+            }
+            if (c == ']') {
+                break;
+            }
+        }
+    }
+    if (i >= n) {
+        *bad_at = n;
+        ep_free(v);
+        return EP_EPARSE;
+    }
+    for (i++; i < n; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
+            *bad_at = i;
+            ep_free(v);
+            return EP_EPARSE;
+        }
+    }
+    *out = v;
+    *count = k;
+    return 0;
+}
+
+/* Splits NDJSON into non-blank lines (1-based line numbers kept). */
+static void split_lines(const char *s, size_t n, slice_t **out, size_t *count, size_t max_items)
+{
+    size_t cap = 64, k = 0, start = 0;
+    uint32_t line = 1;
+    slice_t *v = ep_malloc(cap * sizeof(*v));
+
+    for (size_t i = 0; i <= n && k <= max_items; i++) {
+        if (i == n || s[i] == '\n') {
+            size_t a = start, b = i;
+            while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r')) {
+                a++;
+            }
+            while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r')) {
+                b--;
+            }
+            if (b > a) {
+                if (k == cap) {
+                    cap *= 2;
+                    v = ep_realloc(v, cap * sizeof(*v));
+                }
+                v[k].p = s + a;
+                v[k].len = b - a;
+                v[k].line = line;
+                k++;
+            }
+            start = i + 1;
+            line++;
+        }
+    }
+    *out = v;
+    *count = k;
+}
+
+static void on_batch(void *arg, ep_http_req_t *req)
+{
+    route_t *rt = arg;
+    ep_ingest_t *ig = rt->ig;
+    const ep_config_t *cfg = &ig->app->cfg;
+    const char *body = ep_http_req_body(req);
+    size_t len = ep_http_req_body_len(req), n = 0, max_items = (size_t)cfg->batch_max_events;
+    const char *enc = ep_http_req_header(req, "Content-Encoding");
+    ep_event_parser_t *parser = thread_parser(cfg);
+    ep_buf_t inflated = EP_BUF_INIT;
+    slice_t *sl = NULL;
+    batch_t *b;
+    chunk_t *chunk = NULL;
+    size_t i = 0;
+    char msg[160];
+    int queue_err = 0;
+
+    if (!content_type_ok(req)) {
+        ep_http_respond_error(req, 415,
+                              "unsupported Content-Type; send application/json (an array) or "
+                              "application/x-ndjson",
+                              "Content-Type");
+        return;
+    }
+    if (enc && *enc && strcasecmp(enc, "identity") != 0) {
+        int rc;
+        if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "x-gzip") != 0) {
+            ep_http_respond_error(req, 415, "unsupported Content-Encoding; use gzip",
+                                  "Content-Encoding");
+            return;
+        }
+        rc = gunzip(body, len, (size_t)cfg->max_batch_body, &inflated);
+        if (rc != 0) {
+            ep_buf_close(&inflated);
+            if (rc == EP_E2BIG) {
+                snprintf(msg, sizeof(msg), "decompressed body is larger than %lld bytes",
+                         (long long)cfg->max_batch_body);
+                ep_http_respond_error(req, 413, msg, NULL);
+            } else {
+                ep_http_respond_error(req, 400, "body is not valid gzip", NULL);
+            }
+            return;
+        }
+        body = inflated.data ? inflated.data : "";
+        len = inflated.len;
+    }
+    {
+        size_t j = 0;
+        while (j < len &&
+               (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n')) {
+            j++;
+        }
+        if (j == len) {
+            ep_buf_close(&inflated);
+            ep_http_respond_error(req, 400, "empty batch", NULL);
+            return;
+        }
+        if (body[j] == '[') {
+            size_t bad_at = 0;
+            if (split_array(body, len, &sl, &n, max_items, &bad_at) != 0) {
+                ep_buf_close(&inflated);
+                snprintf(msg, sizeof(msg), "malformed JSON array at byte %zu", bad_at);
+                ep_http_respond_error(req, 400, msg, NULL);
+                return;
+            }
+        } else {
+            split_lines(body, len, &sl, &n, max_items);
+        }
+    }
+    if (n > max_items) {
+        ep_free(sl);
+        ep_buf_close(&inflated);
+        snprintf(msg, sizeof(msg), "more than %zu events in one batch (BATCH_MAX_EVENTS)",
+                 max_items);
+        ep_http_respond_error(req, 413, msg, NULL);
+        return;
+    }
+    if (n == 0) {
+        ep_free(sl);
+        ep_buf_close(&inflated);
+        ep_http_respond_error(req, 400, "empty batch", NULL);
+        return;
+    }
+
+    inc(&ig->batches, 1);
+    b = ep_calloc(1, sizeof(*b));
+    b->ig = ig;
+    b->req = req;
+    b->start_ns = ep_http_req_start_ns(req);
+    b->n = n;
+    b->items = ep_calloc(n, sizeof(item_t));
+    ep_buf_init(&b->strs);
+    ep_buf_putc(&b->strs, '\0');
+    atomic_store(&b->pending, 1);
+
+    for (i = 0; i < n; i++) {
+        item_t *it = &b->items[i];
+        ep_event_t *ev = NULL;
+        ep_parse_err_t perr;
+        int rc;
+
+        it->line = sl[i].line;
+        rc = ep_event_parser_parse(parser, sl[i].p, sl[i].len, &ev, &perr);
+        if (rc != 0) {
+            it->state = ITEM_INVALID;
+            it->err_off = keep_str(b, perr.msg, strlen(perr.msg));
+            keep_str(b, perr.field, strlen(perr.field));
+            inc(&ig->rejected, 1);
+            continue;
+        }
+        inc(&ig->received, 1);
+        it->id_off = keep_str(b, ev->id.p, ev->id.len);
+        it->id_len = ev->id.len;
+        if (ig->dedup && has_client_id(ev)) {
+            ep_dedup_result_t d = ep_dedup_reserve(ig->dedup, ev->id.p, ev->id.len, now_s());
+            if (d == EP_DEDUP_DONE) {
+                it->state = ITEM_DUP;
+                ep_event_destroy(ev);
+                continue;
+            }
+            if (d == EP_DEDUP_PENDING) {
+                it->state = ITEM_FAILED;
+                it->err = EP_EAGAIN;
+                ep_event_destroy(ev);
+                continue;
+            }
+            it->dedup = 1;
+        }
+        if (queue_err) {
+            it->state = ITEM_FAILED;
+            it->err = queue_err;
+            ep_event_destroy(ev);
+            continue;
+        }
+        if (chunk == NULL) {
+            chunk = ep_malloc(sizeof(*chunk));
+            chunk->b = b;
+            chunk->n = 0;
+        }
+        chunk->idx[chunk->n] = (uint32_t)i;
+        chunk->evs[chunk->n++] = ev;
+        if (chunk->n == PUBLISH_CHUNK) {
+            queue_err = flush_chunk(b, &chunk);
+        }
+    }
+    if (chunk != NULL) {
+        flush_chunk(b, &chunk);
+    }
+    ep_free(sl);
+    ep_buf_close(&inflated);
+    batch_release(b);
+}
+
+/* ------------------------------------------------------------ stats */
+
+void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
+{
+    ep_ingest_t *ig = &app->ingest;
+    ep_queue_stats_t qs;
+    uint64_t pc = atomic_load(&ig->publish_count);
+    double uptime = (double)(ep_time_now_ms() - app->started_ms) / 1000.0;
+
+    ep_queue_stats(ig->queue, &qs);
+    ep_buf_printf(out,
+                  "{\"TotalReceived\":%llu,\"TotalSent\":%llu,\"TotalFailed\":%llu,"
+                  "\"TotalRejected\":%llu,\"duplicates\":%llu,\"batches\":%llu,"
+                  "\"async_accepted\":%llu,\"avg_publish_latency_ms\":%.3f,"
+                  "\"events_per_second\":%.1f,\"queue\":\"%s\",\"pending\":%lld}",
+                  (unsigned long long)atomic_load(&ig->received),
+                  (unsigned long long)atomic_load(&ig->sent),
+                  (unsigned long long)atomic_load(&ig->failed),
+                  (unsigned long long)atomic_load(&ig->rejected),
+                  (unsigned long long)atomic_load(&ig->duplicates),
+                  (unsigned long long)atomic_load(&ig->batches),
+                  (unsigned long long)atomic_load(&ig->async_accepted),
+                  pc ? (double)atomic_load(&ig->publish_us_sum) / (double)pc / 1000.0 : 0.0,
+                  uptime > 0 ? (double)atomic_load(&ig->sent) / uptime : 0.0,
+                  ig->queue->provider->name, (long long)(qs.size < 0 ? 0 : qs.size));
 }
 
 static void on_stats(void *arg, ep_http_req_t *req)
@@ -148,20 +837,25 @@ static void on_stats(void *arg, ep_http_req_t *req)
     ep_http_respond_buf(req, 200, &b);
 }
 
-void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
+static void on_events_stats(void *arg, ep_http_req_t *req)
 {
-    ep_ingest_t *ig = &app->ingest;
-    ep_queue_stats_t qs;
+    ep_ingest_t *ig = arg;
+    ep_buf_t b = EP_BUF_INIT;
+    uint64_t total = 0;
 
-    ep_queue_stats(ig->queue, &qs);
-    ep_buf_printf(out,
-                  "{\"TotalReceived\":%llu,\"TotalSent\":%llu,\"TotalFailed\":%llu,"
-                  "\"TotalRejected\":%llu,\"queue\":\"%s\",\"pending\":%lld}",
-                  (unsigned long long)atomic_load(&ig->received),
-                  (unsigned long long)atomic_load(&ig->sent),
+    ep_buf_puts(&b, "{\"events_by_type\":{");
+    for (int i = 0; i < 3; i++) {
+        uint64_t v = atomic_load(&ig->typed[i]);
+        total += v;
+        ep_buf_printf(&b, "%s\"%s\":%llu", i ? "," : "", typed_types[i], (unsigned long long)v);
+    }
+    ep_buf_printf(&b,
+                  "},\"total_typed\":%llu,\"total_published\":%llu,\"total_failed\":%llu,"
+                  "\"total_rejected\":%llu}\n",
+                  (unsigned long long)total, (unsigned long long)atomic_load(&ig->sent),
                   (unsigned long long)atomic_load(&ig->failed),
-                  (unsigned long long)atomic_load(&ig->rejected), ig->queue->provider->name,
-                  (long long)(qs.size < 0 ? 0 : qs.size));
+                  (unsigned long long)atomic_load(&ig->rejected));
+    ep_http_respond_buf(req, 200, &b);
 }
 
 int ep__ingest_ready(ep_app_t *app, char *reason, size_t len)
@@ -169,15 +863,54 @@ int ep__ingest_ready(ep_app_t *app, char *reason, size_t len)
     return ep_queue_ready(app->ingest.queue, reason, len);
 }
 
+/* ------------------------------------------------------------ wiring */
+
+/* Route contexts live as long as the process; one set per app (one app per process). */
+static route_t r_sync, r_async, r_batch, r_typed[3];
+
 void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
 {
-    app->ingest.app = app;
-    if (as_gateway) {
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_ingest, &app->ingest);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_ingest, &app->ingest);
+    ep_ingest_t *ig = &app->ingest;
+    size_t batch_body = (size_t)app->cfg.max_batch_body;
+    char path[64];
+
+    ig->app = app;
+    if (ig->dedup == NULL && app->cfg.dedup_window_s > 0) {
+        ig->dedup = ep_dedup_create(app->cfg.dedup_window_s, (size_t)app->cfg.dedup_capacity);
     }
-    ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_ingest, &app->ingest);
-    if (!as_gateway) {
+    r_sync = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+    r_async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
+    r_batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+    for (int i = 0; i < 3; i++) {
+        r_typed[i] = (route_t){.ig = ig,
+                               .mode = MODE_SYNC,
+                               .opts = {.default_source = "api", .event_type = typed_types[i]},
+                               .typed_index = i};
+    }
+
+    if (as_gateway) {
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
+        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
+        ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
+                                batch_body);
+    } else {
         ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
     }
+    ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events/async", on_single, &r_async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/events/batch", on_batch, &r_batch, batch_body);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/api/v1/events/%s", typed_names[i]);
+        ep_http_server_route(srv, EP_HTTP_POST, path, on_single, &r_typed[i]);
+    }
+    ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/events/stats", on_events_stats, ig);
+}
+
+void ep__ingest_close(ep_app_t *app)
+{
+    ep_dedup_destroy(app->ingest.dedup);
+    app->ingest.dedup = NULL;
 }
