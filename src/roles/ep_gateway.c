@@ -34,19 +34,59 @@ static void on_proxy_done(void *arg, const ep_http_response_t *res)
                     res->body, res->body_len);
 }
 
+/* A public path and where it goes on ingest. */
+typedef struct proxy_route_s {
+    ep_app_t *app;
+    const char *target;
+} proxy_route_t;
+
+static proxy_route_t proxy_routes[16];
+static int n_proxy_routes;
+
 static void on_proxy_ingest(void *arg, ep_http_req_t *req)
 {
-    ep_app_t *app = arg;
-    char url[300];
+    proxy_route_t *pr = arg;
+    ep_app_t *app = pr->app;
+    const char *enc = ep_http_req_header(req, "Content-Encoding");
+    char url[300], hdr[96];
     int rc;
 
-    snprintf(url, sizeof(url), "%s/ingest", app->cfg.ingest_url);
-    rc = ep_http_client_request(app->client, "POST", url, ep_http_req_header(req, "Content-Type"),
-                                ep_http_req_body(req), ep_http_req_body_len(req),
-                                app->cfg.upstream_timeout_ms, on_proxy_done, req);
+    snprintf(url, sizeof(url), "%s%s", app->cfg.ingest_url, pr->target);
+    if (enc && *enc) {
+        snprintf(hdr, sizeof(hdr), "Content-Encoding: %.60s", enc);
+    }
+    rc = ep_http_client_request_ex(
+        app->client, "POST", url, ep_http_req_header(req, "Content-Type"), enc && *enc ? hdr : NULL,
+        ep_http_req_body(req), ep_http_req_body_len(req), app->cfg.upstream_timeout_ms,
+        on_proxy_done, req);
     if (rc != 0) {
         ep_http_respond_error(req, 503, "shutting down", NULL);
     }
+}
+
+static void on_proxy_get(void *arg, ep_http_req_t *req)
+{
+    proxy_route_t *pr = arg;
+    char url[300];
+
+    snprintf(url, sizeof(url), "%s%s", pr->app->cfg.ingest_url, pr->target);
+    if (ep_http_client_request(pr->app->client, "GET", url, NULL, NULL, 0,
+                               pr->app->cfg.upstream_timeout_ms, on_proxy_done, req) != 0) {
+        ep_http_respond_error(req, 503, "shutting down", NULL);
+    }
+}
+
+static void proxy(ep_app_t *app, ep_http_server_t *srv, unsigned method, const char *path,
+                  const char *target, size_t max_body)
+{
+    proxy_route_t *pr;
+
+    ep_assert(n_proxy_routes < (int)(sizeof(proxy_routes) / sizeof(proxy_routes[0])));
+    pr = &proxy_routes[n_proxy_routes++];
+    pr->app = app;
+    pr->target = target;
+    ep_http_server_route_ex(srv, method, path,
+                            method == EP_HTTP_GET ? on_proxy_get : on_proxy_ingest, pr, max_body);
 }
 
 /* ----------------------------------------------------------------- status */
@@ -220,9 +260,19 @@ void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
         ep__ingest_routes(app, srv, 1);
         ep__common_routes(app, srv, ep__ingest_ready);
     } else {
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_proxy_ingest, app);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_proxy_ingest, app);
-        ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_proxy_ingest, app);
+        size_t batch = (size_t)app->cfg.max_batch_body;
+
+        n_proxy_routes = 0;
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/ingest", "/ingest", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/ingest", "/ingest", 0);
+        proxy(app, srv, EP_HTTP_POST, "/ingest", "/ingest", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events", "/events", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events/async", "/events/async", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events/batch", "/events/batch", batch);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events/user", "/api/v1/events/user", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events/order", "/api/v1/events/order", 0);
+        proxy(app, srv, EP_HTTP_POST, "/api/v1/events/payment", "/api/v1/events/payment", 0);
+        proxy(app, srv, EP_HTTP_GET, "/api/v1/events/stats", "/api/v1/events/stats", 0);
         ep__common_routes(app, srv, NULL);
         ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_gateway_ready, app);
     }

@@ -34,6 +34,19 @@ def test_three_processes_flow_and_processor_down():
         assert status["processor"]["stats"]["pool"]["processed"] == before + 10, status
         assert status["processor"]["stats"]["queue"]["capacity"] == 1000
 
+        # Seed 003/004 routes through the gateway's proxy (batch gzip included).
+        import gzip
+        r = request(p["api"], "POST", "/api/v1/events/user", {"data": "u"})
+        assert r.status == 202, r
+        body = gzip.compress(b'{"source":"b","data":"1"}\n{"source":"b","data":"2"}\n{"x":')
+        r = request(p["api"], "POST", "/api/v1/events/batch", body,
+                    headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+        assert r.status == 202 and r.json()["accepted"] == 2 and r.json()["rejected"] == 1, r
+        assert get_json(p["api"], "/api/v1/events/stats")["events_by_type"]["user_created"] == 1
+        wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == before + 13,
+                 what="13 processed")
+        before += 3
+
         # A client's bad input is its own 4xx, passed through the gateway.
         r = request(p["api"], "POST", "/api/v1/ingest", '{"source":')
         assert r.status == 400 and "error" in r.json(), r
