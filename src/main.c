@@ -6,6 +6,7 @@
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_time.h"
+#include "tools/ep_tools.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < N_COMMANDS; i++) {
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     }
+    fprintf(f, "  %-10s %s\n", "send", "sends synthetic or given events (generate-data)");
+    fprintf(f, "  %-10s %s\n", "status", "every role's health and stats as a table");
     fprintf(f, "\n  eventpipe <command> --help   options of a command\n");
     fprintf(f, "  eventpipe --version\n");
 }
@@ -110,6 +113,12 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
         printf("eventpipe %s\n", EP_VERSION);
         return 0;
+    }
+    if (strcmp(argv[1], "send") == 0) {
+        return ep_tool_send(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "status") == 0) {
+        return ep_tool_status(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {
