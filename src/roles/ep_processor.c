@@ -126,6 +126,17 @@ static void on_stats(void *arg, ep_http_req_t *req)
     ep_http_respond_buf(req, 200, &b);
 }
 
+/* GET /lag: the consumer lag as the queue reports it (null for queues without one). */
+static void on_lag(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_queue_lag_json(app->queue, &b);
+    ep_buf_putc(&b, '\n');
+    ep_http_respond_buf(req, 200, &b);
+}
+
 int ep__processor_ready(ep_app_t *app, char *reason, size_t len)
 {
     return ep_queue_ready(app->queue, reason, len);
@@ -135,4 +146,5 @@ void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv)
 {
     ep_http_server_route(srv, EP_HTTP_POST, "/enqueue", on_enqueue, app);
     ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
+    ep_http_server_route(srv, EP_HTTP_GET, "/lag", on_lag, app);
 }
