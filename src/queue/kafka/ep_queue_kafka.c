@@ -1,0 +1,1453 @@
+/*
+ * The "kafka" queue provider (QUEUE_TYPE=kafka) on librdkafka.
+ *
+ * Producer. One idempotent producer (acks=all) per instance; records are keyed
+ * by user_id, else by id, the value is the protobuf DataMessage, and the
+ * headers carry source, message_id and event_type. A publish produces every
+ * event of the call and completes (its callback runs once) when the last
+ * delivery report of the call arrived: a 0 status means the broker
+ * acknowledged the record on every in-sync replica. A dedicated thread polls
+ * the producer for delivery reports and statistics.
+ *
+ * Consumer. Created on the first consume only, so an ingest-only process
+ * never joins the group (KAFKA_CONSUMER_GROUP). Offsets are committed only
+ * after processing: for every assigned partition the offsets handed out are
+ * kept in order with an "acked" flag, and only the contiguous acked prefix is
+ * committed (a commit of X says everything below X is done), because acks of
+ * one partition come back out of order from several workers. Commits are
+ * asynchronous and batched (at most every COMMIT_INTERVAL_MS) and synchronous
+ * on revocation and destroy.
+ *
+ * Nack. A nacked event goes to a local redelivery list that consume serves
+ * first once its delay has passed (attempts incremented). Its offset stays
+ * un-acked, so the commit point does not pass it: after a crash Kafka
+ * redelivers it. Seeking the partition back was rejected: it would redeliver
+ * every later record of the partition that other workers are processing.
+ *
+ * Poison records (values that are not a DataMessage) are copied raw to the
+ * dead-letter topic (KAFKA_DLQ_TOPIC), the copy's delivery is awaited, and the
+ * offset counts as done. dead_letter() does the same with an event.
+ *
+ * Rebalance. On revocation the contiguous prefix is committed synchronously
+ * and the partitions' local state (offset logs, redelivery entries) is
+ * dropped; events of those partitions still in flight are redelivered to the
+ * new owner (at-least-once). Both eager and cooperative protocols work.
+ *
+ * Nothing here knows about test brokers: it talks to KAFKA_BROKERS.
+ */
+#include "ep_queue_kafka_int.h"
+
+#include "ep_error.h"
+#include "ep_log.h"
+#include "ep_mem.h"
+#include "ep_time.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_tree.h>
+
+#define LOG                   "kafka"
+#define POLL_INTERVAL_MS      50   /* producer poll: delivery reports, statistics */
+#define COMMIT_INTERVAL_MS    100  /* at most one asynchronous commit this often */
+#define MONITOR_INTERVAL_MS   1000 /* topic check and lag refresh */
+#define CONSUME_SLICE_MS      100  /* longest single consumer poll under cons_lock */
+#define INIT_TOPIC_TIMEOUT_MS 3000 /* bound for the first topic check at init */
+#define COMMIT_SYNC_TIMEOUT   1    /* marker: commit synchronously */
+#define REPLICATION_MAX       3
+
+enum { DR_PUBLISH = 1, DR_WAIT = 2 };
+
+typedef struct pub_call_s pub_call_t;
+
+/* Delivery report opaque for one record of a publish call. kind comes first. */
+typedef struct dr_slot_s {
+    int kind; /* DR_PUBLISH */
+    uint32_t idx;
+    pub_call_t *call;
+} dr_slot_t;
+
+/* One publish call: completes when pending drops to zero. One allocation. */
+struct pub_call_s {
+    ep_publish_cb cb;
+    void *arg;
+    size_t n;
+    _Atomic size_t pending; /* records without a report, plus one while publish runs */
+    int *status;
+    dr_slot_t slots[];
+};
+
+/* A blocking wait for a few records' delivery (dead-letter copies). kind comes first. */
+typedef struct dr_wait_s {
+    int kind; /* DR_WAIT */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending;
+    int err; /* first failure, EP_E* */
+} dr_wait_t;
+
+static void counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t counter_get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&ctx->info_lock);
+    va_start(ap, fmt);
+    vsnprintf(ctx->last_error, sizeof(ctx->last_error), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&ctx->info_lock);
+}
+
+/* Events carry their partition as qh = partition + 1 (NULL: not from a record). */
+static void *part_handle(int32_t partition)
+{
+    return (void *)(uintptr_t)((uint32_t)partition + 1u);
+}
+
+static int32_t handle_part(const ep_event_t *ev)
+{
+    return (int32_t)((uintptr_t)ev->qh - 1u);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void publish_done(pub_call_t *call)
+{
+    if (call->cb) {
+        call->cb(call->arg, call->n, call->status);
+    }
+    ep_free(call);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kafka_ctx_t *ctx = opaque;
+    int kind = m->_private ? *(int *)m->_private : 0;
+    int rc = ep__kafka_err(m->err);
+
+    (void)rk;
+    if (rc == 0) {
+        counter_add(&ctx->delivered, 1);
+    } else {
+        counter_add(&ctx->delivery_failed, 1);
+    }
+    if (kind == DR_PUBLISH) {
+        dr_slot_t *slot = m->_private;
+        pub_call_t *call = slot->call;
+
+        call->status[slot->idx] = rc;
+        if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
+            publish_done(call);
+        }
+    } else if (kind == DR_WAIT) {
+        dr_wait_t *w = m->_private;
+
+        pthread_mutex_lock(&w->mu);
+        if (rc != 0 && w->err == 0) {
+            w->err = rc;
+        }
+        if (--w->pending == 0) {
+            pthread_cond_broadcast(&w->cv);
+        }
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/* 1 when v is a JSON string equal to s. */
+static int str_is(yajl_val v, const char *s)
+{
+    const char *p = v ? YAJL_GET_STRING(v) : NULL;
+
+    return p != NULL && strcmp(p, s) == 0;
+}
+
+/*
+ * Statistics (once a second): counts the brokers the client is connected to.
+ * Learned brokers (node id >= 0) count; a bootstrap connection counts as one
+ * while no broker was learned yet.
+ */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    kafka_ctx_t *ctx = opaque;
+    static const char *brokers_path[] = {"brokers", NULL};
+    static const char *nodeid_path[] = {"nodeid", NULL};
+    static const char *state_path[] = {"state", NULL};
+    static const char *source_path[] = {"source", NULL};
+    yajl_val root, brokers;
+    int learned = 0, bootstrap = 0;
+
+    (void)rk;
+    (void)len;
+    root = yajl_tree_parse(json, NULL, 0);
+    brokers = root ? yajl_tree_get(root, brokers_path, yajl_t_object) : NULL;
+    for (size_t i = 0; brokers && i < YAJL_GET_OBJECT(brokers)->len; i++) {
+        yajl_val b = YAJL_GET_OBJECT(brokers)->values[i];
+        yajl_val id = yajl_tree_get(b, nodeid_path, yajl_t_number);
+        yajl_val st = yajl_tree_get(b, state_path, yajl_t_string);
+        yajl_val src = yajl_tree_get(b, source_path, yajl_t_string);
+
+        if (!str_is(st, "UP")) {
+            continue;
+        }
+        if (id && YAJL_IS_INTEGER(id) && YAJL_GET_INTEGER(id) >= 0) {
+            learned++;
+        } else if (str_is(src, "configured")) {
+            bootstrap = 1;
+        }
+    }
+    if (root) {
+        atomic_store(&ctx->brokers_up, learned ? learned : bootstrap);
+        atomic_store(&ctx->stats_at_ms, ep_time_mono_ms());
+    }
+    yajl_tree_free(root);
+    return 0; /* librdkafka frees json */
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kafka_ctx_t *ctx = opaque;
+    char fatal[256];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        atomic_store(&ctx->fatal, 1);
+        set_last_error(ctx, "fatal: %s", fatal);
+        ep_log_error(LOG, "%s: fatal error: %s", rd_kafka_name(rk), fatal);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        atomic_store(&ctx->brokers_up, 0);
+    }
+    set_last_error(ctx, "%s", reason);
+    ep_log_warn(LOG, "%s: %s", rd_kafka_name(rk), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 3) {
+        ep_log_error(LOG, "%s: %s", fac, buf);
+    } else if (level == 4) {
+        ep_log_warn(LOG, "%s: %s", fac, buf);
+    } else if (level <= 6) {
+        ep_log_info(LOG, "%s: %s", fac, buf);
+    } else {
+        ep_log_debug(LOG, "%s: %s", fac, buf);
+    }
+}
+
+/* ------------------------------------------------------------ offset tracking (state_lock) */
+
+static kafka_part_t *part_find(kafka_ctx_t *ctx, int32_t partition)
+{
+    for (size_t i = 0; i < ctx->n_parts; i++) {
+        if (ctx->parts[i].partition == partition) {
+            return &ctx->parts[i];
+        }
+    }
+    return NULL;
+}
+
+static kafka_part_t *part_add(kafka_ctx_t *ctx, int32_t partition)
+{
+    kafka_part_t *p = part_find(ctx, partition);
+
+    if (p) {
+        return p;
+    }
+    if (ctx->n_parts == ctx->cap_parts) {
+        ctx->cap_parts = ctx->cap_parts ? ctx->cap_parts * 2 : 8;
+        ctx->parts = ep_realloc(ctx->parts, ctx->cap_parts * sizeof(*ctx->parts));
+    }
+    p = &ctx->parts[ctx->n_parts++];
+    memset(p, 0, sizeof(*p));
+    p->partition = partition;
+    p->commit_pos = -1;
+    p->committed = -1;
+    return p;
+}
+
+static void part_remove(kafka_ctx_t *ctx, int32_t partition)
+{
+    for (size_t i = 0; i < ctx->n_parts; i++) {
+        if (ctx->parts[i].partition == partition) {
+            ep_free(ctx->parts[i].offs);
+            ctx->parts[i] = ctx->parts[--ctx->n_parts];
+            return;
+        }
+    }
+}
+
+/* Records that offset was handed out. */
+static void part_append(kafka_part_t *p, int64_t offset)
+{
+    if (p->tail > p->head && offset <= p->offs[p->tail - 1].offset) {
+        /* The partition was rewound (offset reset): start the log again from here. */
+        p->head = p->tail = 0;
+    }
+    if (p->head == p->tail) {
+        p->head = p->tail = 0;
+    } else if (p->tail == p->cap && p->head > 0) {
+        memmove(p->offs, p->offs + p->head, (p->tail - p->head) * sizeof(*p->offs));
+        p->tail -= p->head;
+        p->head = 0;
+    }
+    if (p->tail == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 256;
+        p->offs = ep_realloc(p->offs, p->cap * sizeof(*p->offs));
+    }
+    p->offs[p->tail].offset = offset;
+    p->offs[p->tail].acked = 0;
+    p->tail++;
+}
+
+/* Marks offset done and advances the commit point over the acked prefix. Returns 1 if it moved. */
+static int part_ack(kafka_part_t *p, int64_t offset)
+{
+    size_t lo = p->head, hi = p->tail;
+    int64_t last = -1;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->offs[mid].offset < offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo == p->tail || p->offs[lo].offset != offset) {
+        return 0; /* not handed out by this assignment (stale ack after a rebalance) */
+    }
+    p->offs[lo].acked = 1;
+    while (p->head < p->tail && p->offs[p->head].acked) {
+        last = p->offs[p->head].offset;
+        p->head++;
+    }
+    if (last < 0) {
+        return 0;
+    }
+    /* Everything below the first offset still out (or past the last one) is done. */
+    p->commit_pos = p->head < p->tail ? p->offs[p->head].offset : last + 1;
+    return 1;
+}
+
+/* Builds the list of partitions whose commit point moved (optionally only those in only). */
+static rd_kafka_topic_partition_list_t *commit_list(kafka_ctx_t *ctx,
+                                                    const rd_kafka_topic_partition_list_t *only)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+
+    for (size_t i = 0; i < ctx->n_parts; i++) {
+        kafka_part_t *p = &ctx->parts[i];
+
+        if (p->commit_pos < 0 || p->commit_pos <= p->committed) {
+            continue;
+        }
+        if (only && !rd_kafka_topic_partition_list_find(only, ctx->topic, p->partition)) {
+            continue;
+        }
+        if (l == NULL) {
+            l = rd_kafka_topic_partition_list_new((int)ctx->n_parts);
+        }
+        rd_kafka_topic_partition_list_add(l, ctx->topic, p->partition)->offset = p->commit_pos;
+        p->committed = p->commit_pos;
+    }
+    return l;
+}
+
+/* Commits every moved commit point; async or synchronous. Takes state_lock. */
+static void commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync)
+{
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_resp_err_t err;
+
+    pthread_mutex_lock(&ctx->state_lock);
+    l = commit_list(ctx, NULL);
+    pthread_mutex_unlock(&ctx->state_lock);
+    if (l == NULL) {
+        return;
+    }
+    err = rd_kafka_commit(cons, l, sync ? 0 : 1);
+    counter_add(&ctx->commits, 1);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Drops the redelivery entries of a revoked partition (the new owner gets them from Kafka). */
+static void retry_drop_partition(kafka_ctx_t *ctx, int32_t partition)
+{
+    ep_event_t *prev = NULL, *ev, *next;
+    size_t dropped = 0;
+
+    for (ev = ctx->retry_head; ev; ev = next) {
+        next = ev->next;
+        if (ev->qh == NULL || handle_part(ev) != partition) {
+            prev = ev;
+            continue;
+        }
+        if (prev) {
+            prev->next = next;
+        } else {
+            ctx->retry_head = next;
+        }
+        if (ctx->retry_tail == ev) {
+            ctx->retry_tail = prev;
+        }
+        ep_event_destroy(ev);
+        dropped++;
+    }
+    if (dropped) {
+        atomic_fetch_sub(&ctx->retry_n, dropped);
+    }
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    (void)opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kafka_ctx_t *ctx = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        ep_log_info(LOG, "assigned %d partition(s) of %s", parts->cnt, ctx->topic);
+        pthread_mutex_lock(&ctx->state_lock);
+        for (int i = 0; i < parts->cnt; i++) {
+            part_remove(ctx, parts->elems[i].partition);
+            part_add(ctx, parts->elems[i].partition);
+        }
+        pthread_mutex_unlock(&ctx->state_lock);
+        if (cooperative) {
+            error = rd_kafka_incremental_assign(rk, parts);
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+    } else {
+        rd_kafka_topic_partition_list_t *l;
+
+        ep_log_info(LOG, "revoked %d partition(s) of %s%s", parts->cnt, ctx->topic,
+                    rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+        pthread_mutex_lock(&ctx->state_lock);
+        l = commit_list(ctx, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+            part_remove(ctx, parts->elems[i].partition);
+            retry_drop_partition(ctx, parts->elems[i].partition);
+        }
+        pthread_mutex_unlock(&ctx->state_lock);
+        if (l && !rd_kafka_assignment_lost(rk)) {
+            rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, l, 0);
+            counter_add(&ctx->commits, 1);
+            if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+                ep_log_warn(LOG, "commit on revocation failed: %s", rd_kafka_err2str(cerr));
+            }
+        }
+        if (l) {
+            rd_kafka_topic_partition_list_destroy(l);
+        }
+        if (cooperative) {
+            error = rd_kafka_incremental_unassign(rk, parts);
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+    }
+    if (error) {
+        ep_log_warn(LOG, "rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+/* ------------------------------------------------------------ producing */
+
+/*
+ * Produces one record. headers: pairs of name/value (NULL-terminated), values
+ * with their lengths in hlen. Returns the librdkafka error (nothing queued).
+ */
+static rd_kafka_resp_err_t produce(kafka_ctx_t *ctx, rd_kafka_topic_t *rkt, const void *key,
+                                   size_t klen, const void *val, size_t vlen,
+                                   const char *const *hname, const char *const *hval,
+                                   const size_t *hlen, size_t nh, void *opaque)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nh);
+    rd_kafka_resp_err_t err;
+
+    for (size_t i = 0; i < nh; i++) {
+        rd_kafka_header_add(hdrs, hname[i], -1, hval[i], (ssize_t)hlen[i]);
+    }
+    err =
+        rd_kafka_producev(ctx->prod, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err) {
+        /* The headers are ours again when producev fails. */
+        rd_kafka_headers_destroy(hdrs);
+    }
+    return err;
+}
+
+/* Produces an event: key user_id or id, protobuf value, the standard headers. */
+static rd_kafka_resp_err_t produce_event(kafka_ctx_t *ctx, rd_kafka_topic_t *rkt,
+                                         const ep_event_t *ev, ep_buf_t *buf,
+                                         const char *const *xname, const char *const *xval,
+                                         size_t nx, void *opaque)
+{
+    const char *hname[8] = {"source", "message_id", "event_type"};
+    const char *hval[8] = {ev->source.p, ev->id.p, ev->event_type.p};
+    size_t hlen[8] = {ev->source.len, ev->id.len, ev->event_type.len};
+    size_t nh = 3;
+    const ep_str_t *key = ev->user_id.len ? &ev->user_id : &ev->id;
+
+    for (size_t i = 0; i < nx && nh < 8; i++, nh++) {
+        hname[nh] = xname[i];
+        hval[nh] = xval[i];
+        hlen[nh] = strlen(xval[i]);
+    }
+    ep_buf_reset(buf);
+    ep_event_encode_pb(ev, buf);
+    return produce(ctx, rkt, key->p, key->len, buf->data, buf->len, hname, hval, hlen, nh, opaque);
+}
+
+static void wait_init(dr_wait_t *w)
+{
+    pthread_condattr_t ca;
+
+    memset(w, 0, sizeof(*w));
+    w->kind = DR_WAIT;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/*
+ * Waits until every record of w got its delivery report. Reports always come:
+ * message.timeout.ms bounds each record, and the poll thread serves them.
+ */
+static int wait_finish(dr_wait_t *w)
+{
+    int err;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->pending > 0) {
+        pthread_cond_wait(&w->cv, &w->mu);
+    }
+    err = w->err;
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return err;
+}
+
+/* Copies an undecodable record's raw bytes to the dead-letter topic and waits. Returns 0/EP_E*. */
+static int dlq_raw(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
+{
+    char part[16], off[24];
+    const char *hname[] = {"error", "source_topic", "source_partition", "source_offset"};
+    const char *hval[] = {"undecodable record", ctx->topic, part, off};
+    size_t hlen[4];
+    dr_wait_t w;
+    rd_kafka_resp_err_t err;
+
+    snprintf(part, sizeof(part), "%" PRId32, m->partition);
+    snprintf(off, sizeof(off), "%" PRId64, m->offset);
+    for (int i = 0; i < 4; i++) {
+        hlen[i] = strlen(hval[i]);
+    }
+    wait_init(&w);
+    w.pending = 1;
+    err = produce(ctx, ctx->dlq_rkt, m->key, m->key_len, m->payload, m->len, hname, hval, hlen, 4,
+                  &w);
+    if (err) {
+        w.pending = 0;
+        wait_finish(&w);
+        return ep__kafka_err(err);
+    }
+    return wait_finish(&w);
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void *poll_main(void *arg)
+{
+    kafka_ctx_t *ctx = arg;
+    int64_t last_commit = 0;
+
+    while (!atomic_load(&ctx->stop)) {
+        rd_kafka_t *cons;
+
+        rd_kafka_poll(ctx->prod, POLL_INTERVAL_MS);
+        cons = atomic_load(&ctx->cons);
+        if (cons && atomic_load(&ctx->commit_dirty) &&
+            ep_time_mono_ms() - last_commit >= COMMIT_INTERVAL_MS) {
+            atomic_store(&ctx->commit_dirty, 0);
+            last_commit = ep_time_mono_ms();
+            commit_now(ctx, cons, 0);
+        }
+    }
+    return NULL;
+}
+
+/* Creates name with the configured partition count if the cluster lacks it. */
+static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    const char *want[2] = {ctx->topic, ctx->dlq_topic};
+    rd_kafka_NewTopic_t *nt[2];
+    rd_kafka_AdminOptions_t *opts;
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev;
+    rd_kafka_resp_err_t err;
+    int n_new = 0, rf, rc = 0;
+    char errstr[256];
+
+    /* all_topics=1: a metadata request for one topic could auto-create it with defaults. */
+    err = rd_kafka_metadata(ctx->prod, 1, NULL, &md, timeout_ms);
+    if (err) {
+        set_last_error(ctx, "metadata: %s", rd_kafka_err2str(err));
+        return ep__kafka_err(err);
+    }
+    rf = md->broker_cnt < REPLICATION_MAX ? md->broker_cnt : REPLICATION_MAX;
+    if (atomic_load(&ctx->brokers_up) == 0) {
+        atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        int found = 0;
+
+        if (i == 1 && strcmp(want[0], want[1]) == 0) {
+            continue;
+        }
+        for (int t = 0; t < md->topic_cnt; t++) {
+            if (strcmp(md->topics[t].topic, want[i]) == 0 && md->topics[t].err == 0) {
+                found = 1;
+            }
+        }
+        if (found) {
+            continue;
+        }
+        nt[n_new] = rd_kafka_NewTopic_new(want[i], ctx->partitions, rf < 1 ? 1 : rf, errstr,
+                                          sizeof(errstr));
+        if (nt[n_new] == NULL) {
+            ep_log_warn(LOG, "cannot create topic %s: %s", want[i], errstr);
+            continue;
+        }
+        n_new++;
+    }
+    rd_kafka_metadata_destroy(md);
+    if (n_new == 0) {
+        return 0;
+    }
+    opts = rd_kafka_AdminOptions_new(ctx->prod, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, errstr, sizeof(errstr));
+    q = rd_kafka_queue_new(ctx->prod);
+    rd_kafka_CreateTopics(ctx->prod, nt, (size_t)n_new, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (ev == NULL) {
+        rc = EP_ETIMEDOUT;
+    } else if (rd_kafka_event_error(ev)) {
+        err = rd_kafka_event_error(ev);
+        rc = ep__kafka_err(err);
+        if (rc != EP_EUNAVAIL) {
+            /* E.g. a broker without CreateTopics: rely on existing or auto-created topics. */
+            ep_log_warn(LOG, "cannot create topics (%s); they must exist or be auto-created",
+                        rd_kafka_event_error_string(ev));
+            rc = 0;
+        }
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+
+        for (size_t i = 0; i < cnt; i++) {
+            err = rd_kafka_topic_result_error(tr[i]);
+            if (err == 0) {
+                ep_log_info(LOG, "created topic %s (%d partitions, replication %d)",
+                            rd_kafka_topic_result_name(tr[i]), ctx->partitions, rf);
+            } else if (err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                ep_log_warn(LOG, "cannot create topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                            rd_kafka_topic_result_error_string(tr[i]));
+            }
+        }
+    }
+    if (ev) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy_array(nt, (size_t)n_new);
+    return rc;
+}
+
+/* Refreshes the lag JSON from the group's committed offsets and the high watermarks. */
+static void refresh_lag(kafka_ctx_t *ctx)
+{
+    rd_kafka_t *cons = atomic_load(&ctx->cons);
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    ep_buf_t b = EP_BUF_INIT;
+    int64_t total = 0;
+
+    ep_buf_puts(&b, "{\"topic\":");
+    ep_buf_put_json_str(&b, ctx->topic, strlen(ctx->topic));
+    ep_buf_puts(&b, ",\"group\":");
+    ep_buf_put_json_str(&b, ctx->group, strlen(ctx->group));
+    ep_buf_puts(&b, ",\"partitions\":[");
+    if (cons && rd_kafka_assignment(cons, &parts) == 0 && parts->cnt > 0) {
+        rd_kafka_topic_partition_list_sort(parts, NULL, NULL);
+        if (rd_kafka_committed(cons, parts, MONITOR_INTERVAL_MS) != 0) {
+            for (int i = 0; i < parts->cnt; i++) {
+                parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+            }
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int64_t lo = -1, hi = -1, committed = tp->offset, lag;
+
+            rd_kafka_get_watermark_offsets(cons, tp->topic, tp->partition, &lo, &hi);
+            if (hi < 0 || (committed < 0 && lo < 0)) {
+                rd_kafka_query_watermark_offsets(cons, tp->topic, tp->partition, &lo, &hi, 500);
+            }
+            if (committed < 0) {
+                committed = lo > 0 ? lo : 0;
+            }
+            lag = hi >= committed ? hi - committed : 0;
+            total += lag;
+            ep_buf_printf(&b,
+                          "%s{\"partition\":%" PRId32 ",\"committed\":%" PRId64
+                          ",\"high_watermark\":%" PRId64 ",\"lag\":%" PRId64 "}",
+                          i ? "," : "", tp->partition, committed, hi, lag);
+        }
+    }
+    if (parts) {
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    ep_buf_puts(&b, "]}");
+    pthread_mutex_lock(&ctx->info_lock);
+    ep_buf_reset(&ctx->lag_json);
+    ep_buf_printf(&ctx->lag_json, "{\"total\":%" PRId64 ",", total);
+    ep_buf_append(&ctx->lag_json, b.data + 1, b.len - 1);
+    pthread_mutex_unlock(&ctx->info_lock);
+    atomic_store(&ctx->lag_total, total);
+    atomic_store(&ctx->lag_at_ms, ep_time_mono_ms());
+    ep_buf_close(&b);
+}
+
+static void *monitor_main(void *arg)
+{
+    kafka_ctx_t *ctx = arg;
+
+    while (!atomic_load(&ctx->stop)) {
+        struct timespec ts;
+
+        if (!atomic_load(&ctx->topics_ok) && ensure_topics(ctx, MONITOR_INTERVAL_MS) == 0) {
+            atomic_store(&ctx->topics_ok, 1);
+        }
+        if (atomic_load(&ctx->cons)) {
+            refresh_lag(ctx);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += MONITOR_INTERVAL_MS / 1000;
+        pthread_mutex_lock(&ctx->mon_lock);
+        if (!atomic_load(&ctx->stop)) {
+            pthread_cond_timedwait(&ctx->mon_cond, &ctx->mon_lock, &ts);
+        }
+        pthread_mutex_unlock(&ctx->mon_lock);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ consumer */
+
+/* Creates the consumer and subscribes, once. Returns it, or NULL (reason in cons_err). */
+static rd_kafka_t *ensure_consumer(kafka_ctx_t *ctx)
+{
+    rd_kafka_t *cons = atomic_load(&ctx->cons);
+    rd_kafka_topic_partition_list_t *sub;
+    rd_kafka_conf_t *conf = NULL;
+    rd_kafka_resp_err_t err;
+    char errstr[512];
+
+    if (cons) {
+        return cons;
+    }
+    pthread_mutex_lock(&ctx->cons_lock);
+    cons = atomic_load(&ctx->cons);
+    if (cons || ctx->cons_err[0]) {
+        pthread_mutex_unlock(&ctx->cons_lock);
+        return cons;
+    }
+    if (ep__kafka_consumer_conf(ctx, &conf, errstr, sizeof(errstr)) != 0) {
+        goto err;
+    }
+    rd_kafka_conf_set_opaque(conf, ctx);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (cons == NULL) {
+        rd_kafka_conf_destroy(conf);
+        goto err;
+    }
+    rd_kafka_poll_set_consumer(cons);
+    sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, ctx->topic, RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        snprintf(errstr, sizeof(errstr), "subscribe to %s: %s", ctx->topic, rd_kafka_err2str(err));
+        rd_kafka_destroy(cons);
+        goto err;
+    }
+    ep_log_info(LOG, "consumer joined group %s on topic %s", ctx->group, ctx->topic);
+    atomic_store(&ctx->cons, cons);
+    pthread_mutex_unlock(&ctx->cons_lock);
+    return cons;
+
+err:
+    snprintf(ctx->cons_err, sizeof(ctx->cons_err), "%.200s", errstr);
+    ep_log_error(LOG, "cannot create the consumer: %s", errstr);
+    pthread_mutex_unlock(&ctx->cons_lock);
+    return NULL;
+}
+
+/* Moves due redeliveries into out; *next_due gets the earliest one still waiting. */
+static size_t take_due(kafka_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
+{
+    int64_t now = ep_time_mono_ms();
+    ep_event_t *prev = NULL, *ev, *next;
+    size_t got = 0;
+
+    pthread_mutex_lock(&ctx->state_lock);
+    for (ev = ctx->retry_head; ev && got < max; ev = next) {
+        next = ev->next;
+        /* processed_us holds the not-before time (monotonic ms) while on the list. */
+        if (ev->processed_us > now) {
+            if (ev->processed_us < *next_due) {
+                *next_due = ev->processed_us;
+            }
+            prev = ev;
+            continue;
+        }
+        if (prev) {
+            prev->next = next;
+        } else {
+            ctx->retry_head = next;
+        }
+        if (ctx->retry_tail == ev) {
+            ctx->retry_tail = prev;
+        }
+        ev->next = NULL;
+        ev->processed_us = 0;
+        out[got++] = ev;
+    }
+    if (got) {
+        atomic_fetch_sub(&ctx->retry_n, got);
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+    return got;
+}
+
+/*
+ * Turns one consumed record into an event in out[*got], or handles it: errors
+ * are logged, poison goes to the dead-letter topic. Destroys m. Called with
+ * cons_lock held.
+ */
+static void take_record(kafka_ctx_t *ctx, rd_kafka_message_t *m, ep_event_t **out, size_t *got)
+{
+    ep_event_t *ev = NULL;
+    kafka_part_t *p;
+    int rc;
+
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
+            ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    rc = ep_event_decode_pb(m->payload, m->len, &ev);
+    pthread_mutex_lock(&ctx->state_lock);
+    p = part_add(ctx, m->partition);
+    part_append(p, m->offset);
+    pthread_mutex_unlock(&ctx->state_lock);
+    if (rc != 0) {
+        counter_add(&ctx->poison, 1);
+        rc = dlq_raw(ctx, m);
+        if (rc != 0) {
+            /* Left un-acked: the commit point stays before it, a restart retries. */
+            ep_log_error(LOG,
+                         "undecodable record %s[%" PRId32 "]@%" PRId64
+                         " could not be dead-lettered (%s); it holds back the partition's commits",
+                         ctx->topic, m->partition, m->offset, ep_strerror(rc));
+        } else {
+            ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s",
+                        ctx->topic, m->partition, m->offset, ctx->dlq_topic);
+            pthread_mutex_lock(&ctx->state_lock);
+            p = part_find(ctx, m->partition);
+            if (p && part_ack(p, m->offset)) {
+                atomic_store(&ctx->commit_dirty, 1);
+            }
+            pthread_mutex_unlock(&ctx->state_lock);
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    ev->qh = part_handle(m->partition);
+    ev->qseq = (uint64_t)m->offset;
+    ev->next = NULL;
+    out[(*got)++] = ev;
+    rd_kafka_message_destroy(m);
+}
+
+static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i]->attempts++;
+    }
+    counter_add(&ctx->dequeued, n);
+    return (int)n;
+}
+
+/* ------------------------------------------------------------ provider ops */
+
+static void kafka_destroy(void *vctx);
+
+static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    kafka_ctx_t *ctx;
+    rd_kafka_conf_t *conf = NULL, *cconf = NULL;
+    char errstr[512];
+    int rc;
+
+    *out = NULL;
+    if (cfg->kafka_brokers[0] == '\0') {
+        snprintf(err, errlen, "KAFKA_BROKERS: empty (host:port,...)");
+        return EP_ECONFIG;
+    }
+    if (cfg->kafka_topic[0] == '\0') {
+        snprintf(err, errlen, "KAFKA_TOPIC: empty");
+        return EP_ECONFIG;
+    }
+    ctx = ep_calloc(1, sizeof(*ctx));
+    snprintf(ctx->brokers, sizeof(ctx->brokers), "%s", cfg->kafka_brokers);
+    snprintf(ctx->topic, sizeof(ctx->topic), "%s", cfg->kafka_topic);
+    snprintf(ctx->dlq_topic, sizeof(ctx->dlq_topic), "%s",
+             cfg->kafka_dlq_topic[0] ? cfg->kafka_dlq_topic : "diplom-messages-dlq");
+    snprintf(ctx->group, sizeof(ctx->group), "%s",
+             cfg->kafka_group[0] ? cfg->kafka_group : "processor-group");
+    snprintf(ctx->client_id, sizeof(ctx->client_id), "%s",
+             cfg->kafka_client_id[0] ? cfg->kafka_client_id : "eventpipe");
+    ctx->partitions = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 1;
+    ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
+    pthread_mutex_init(&ctx->cons_lock, NULL);
+    pthread_mutex_init(&ctx->state_lock, NULL);
+    pthread_mutex_init(&ctx->info_lock, NULL);
+    pthread_mutex_init(&ctx->mon_lock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&ctx->mon_cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    ep_buf_init(&ctx->lag_json);
+    ep_buf_puts(&ctx->lag_json, "{\"total\":0,\"partitions\":[]}");
+    snprintf(ctx->last_error, sizeof(ctx->last_error), "not connected yet");
+
+    rc = ep__kafka_props_from_env(&ctx->props, &ctx->n_props, err, errlen);
+    if (rc != 0) {
+        goto err;
+    }
+    rc = ep__kafka_producer_conf(ctx, cfg, &conf, err, errlen);
+    if (rc != 0) {
+        goto err;
+    }
+    /* Check the consumer's settings now too, though the consumer is created on first use. */
+    rc = ep__kafka_consumer_conf(ctx, &cconf, err, errlen);
+    if (rc != 0) {
+        goto err;
+    }
+    rd_kafka_conf_destroy(cconf);
+    rd_kafka_conf_set_opaque(conf, ctx);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    ctx->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (ctx->prod == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "kafka: cannot create the producer: %s", errstr);
+        rc = EP_ECONFIG;
+        goto err;
+    }
+    ctx->prod_topic = rd_kafka_topic_new(ctx->prod, ctx->topic, NULL);
+    ctx->dlq_rkt = rd_kafka_topic_new(ctx->prod, ctx->dlq_topic, NULL);
+    if (ctx->prod_topic == NULL || ctx->dlq_rkt == NULL) {
+        snprintf(err, errlen, "KAFKA_TOPIC: cannot use topic %s / %s: %s", ctx->topic,
+                 ctx->dlq_topic, rd_kafka_err2str(rd_kafka_last_error()));
+        rc = EP_ECONFIG;
+        goto err;
+    }
+    /* One bounded attempt now; the monitor thread keeps trying if the cluster is not there. */
+    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
+        atomic_store(&ctx->topics_ok, 1);
+    } else {
+        ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
+    }
+    if ((rc = pthread_create(&ctx->poll_tid, NULL, poll_main, ctx)) != 0) {
+        snprintf(err, errlen, "kafka: cannot start the poll thread: %s", strerror(rc));
+        rc = EP__ERR(rc);
+        goto err;
+    }
+    ctx->poll_started = 1;
+    if ((rc = pthread_create(&ctx->mon_tid, NULL, monitor_main, ctx)) != 0) {
+        snprintf(err, errlen, "kafka: cannot start the monitor thread: %s", strerror(rc));
+        rc = EP__ERR(rc);
+        goto err;
+    }
+    ctx->mon_started = 1;
+    ep_log_info(LOG, "producer to %s, topic %s (compression %s, linger %d ms, batch %d)",
+                ctx->brokers, ctx->topic, cfg->kafka_compression, cfg->kafka_linger_ms,
+                cfg->kafka_batch_size);
+    *out = ctx;
+    return 0;
+
+err:
+    kafka_destroy(ctx);
+    return rc;
+}
+
+static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
+{
+    kafka_ctx_t *ctx = vctx;
+    ep_buf_t buf = EP_BUF_INIT;
+    pub_call_t *call;
+    size_t produced = 0;
+    int rc = 0;
+
+    if (atomic_load(&ctx->closed)) {
+        return EP_ECLOSED;
+    }
+    if (atomic_load(&ctx->fatal)) {
+        return EP_EUNAVAIL;
+    }
+    if (n == 0) {
+        if (cb) {
+            cb(arg, 0, NULL);
+        }
+        return 0;
+    }
+    call = ep_malloc(sizeof(*call) + n * sizeof(dr_slot_t) + n * sizeof(int));
+    call->cb = cb;
+    call->arg = arg;
+    call->n = n;
+    call->status = (int *)(void *)&call->slots[n];
+    /* One extra count while this function runs, so the callback cannot fire under our feet. */
+    atomic_init(&call->pending, n + 1);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err;
+
+        call->slots[i].kind = DR_PUBLISH;
+        call->slots[i].idx = (uint32_t)i;
+        call->slots[i].call = call;
+        call->status[i] = 0;
+        err = produce_event(ctx, ctx->prod_topic, evs[i], &buf, NULL, NULL, 0, &call->slots[i]);
+        if (err) {
+            rc = ep__kafka_err(err);
+            break;
+        }
+        produced++;
+    }
+    ep_buf_close(&buf);
+    if (produced == 0) {
+        /* Nothing queued: the caller keeps the events and no callback runs. */
+        ep_free(call);
+        if (rc == EP_EFULL) {
+            counter_add(&ctx->rejected_full, n);
+        }
+        return rc;
+    }
+    if (produced < n) {
+        /* Partial: the rest fails with the producer's error (EP_EFULL for a full local queue). */
+        for (size_t i = produced; i < n; i++) {
+            call->status[i] = rc;
+        }
+        if (rc == EP_EFULL) {
+            counter_add(&ctx->rejected_full, n - produced);
+        }
+        atomic_fetch_sub_explicit(&call->pending, n - produced, memory_order_acq_rel);
+    }
+    counter_add(&ctx->enqueued, produced);
+    /* The records hold copies: the events are done with. */
+    for (size_t i = 0; i < n; i++) {
+        ep_event_destroy(evs[i]);
+        evs[i] = NULL;
+    }
+    if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
+        publish_done(call);
+    }
+    return 0;
+}
+
+static int kafka_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    kafka_ctx_t *ctx = vctx;
+    int64_t deadline = timeout_ms > 0 ? ep_time_mono_ms() + timeout_ms : 0;
+    rd_kafka_t *cons;
+
+    if (max == 0) {
+        return 0;
+    }
+    if (max > INT32_MAX) {
+        max = INT32_MAX;
+    }
+    if (atomic_load(&ctx->closed)) {
+        return EP_ECLOSED;
+    }
+    cons = ensure_consumer(ctx);
+    if (cons == NULL) {
+        return EP_EUNAVAIL;
+    }
+    for (;;) {
+        int64_t next_due = INT64_MAX, now, wait;
+        size_t got = 0;
+
+        if (atomic_load(&ctx->retry_n) > 0) {
+            got = take_due(ctx, out, max, &next_due);
+        }
+        if (got == max) {
+            return handed_out(ctx, out, got);
+        }
+        now = ep_time_mono_ms();
+        wait = got > 0 || timeout_ms == 0 ? 0 : CONSUME_SLICE_MS;
+        if (timeout_ms > 0 && deadline - now < wait) {
+            wait = deadline - now > 0 ? deadline - now : 0;
+        }
+        if (next_due != INT64_MAX && next_due - now < wait) {
+            wait = next_due - now > 0 ? next_due - now : 0;
+        }
+        pthread_mutex_lock(&ctx->cons_lock);
+        while (got < max && !atomic_load(&ctx->closed)) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, (int)wait);
+
+            if (m == NULL) {
+                break;
+            }
+            take_record(ctx, m, out, &got);
+            wait = 0;
+        }
+        pthread_mutex_unlock(&ctx->cons_lock);
+        if (got > 0) {
+            return handed_out(ctx, out, got);
+        }
+        if (atomic_load(&ctx->closed)) {
+            return EP_ECLOSED;
+        }
+        if (timeout_ms == 0 || (timeout_ms > 0 && ep_time_mono_ms() >= deadline)) {
+            return 0;
+        }
+    }
+}
+
+static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
+{
+    kafka_ctx_t *ctx = vctx;
+    int moved = 0;
+
+    pthread_mutex_lock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        kafka_part_t *p;
+
+        if (evs[i]->qh == NULL) {
+            continue;
+        }
+        p = part_find(ctx, handle_part(evs[i]));
+        if (p) {
+            moved |= part_ack(p, (int64_t)evs[i]->qseq);
+        }
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+    if (moved) {
+        atomic_store(&ctx->commit_dirty, 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ep_event_destroy(evs[i]);
+    }
+    counter_add(&ctx->acked, n);
+    return 0;
+}
+
+static int kafka_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
+{
+    kafka_ctx_t *ctx = vctx;
+    int64_t not_before = ep_time_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+
+    pthread_mutex_lock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        ep_event_t *ev = evs[i];
+
+        ev->next = NULL;
+        ev->processed_us = not_before;
+        if (ctx->retry_tail) {
+            ctx->retry_tail->next = ev;
+        } else {
+            ctx->retry_head = ev;
+        }
+        ctx->retry_tail = ev;
+    }
+    atomic_fetch_add(&ctx->retry_n, n);
+    pthread_mutex_unlock(&ctx->state_lock);
+    counter_add(&ctx->nacked, n);
+    return 0;
+}
+
+static int kafka_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *reason)
+{
+    kafka_ctx_t *ctx = vctx;
+    const char *xname[4] = {"error", "attempts", "source_partition", "source_offset"};
+    char attempts[16], part[16], off[24];
+    const char *xval[4] = {reason ? reason : "", attempts, part, off};
+    ep_buf_t buf = EP_BUF_INIT;
+    dr_wait_t w;
+    int rc = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    wait_init(&w);
+    pthread_mutex_lock(&w.mu);
+    w.pending = n;
+    pthread_mutex_unlock(&w.mu);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err;
+
+        snprintf(attempts, sizeof(attempts), "%u", evs[i]->attempts);
+        snprintf(part, sizeof(part), "%" PRId32, evs[i]->qh ? handle_part(evs[i]) : -1);
+        snprintf(off, sizeof(off), "%" PRId64, evs[i]->qh ? (int64_t)evs[i]->qseq : -1);
+        err = produce_event(ctx, ctx->dlq_rkt, evs[i], &buf, xname, xval, 4, &w);
+        if (err) {
+            pthread_mutex_lock(&w.mu);
+            w.pending -= n - i;
+            if (w.err == 0) {
+                w.err = ep__kafka_err(err);
+            }
+            pthread_mutex_unlock(&w.mu);
+            break;
+        }
+    }
+    ep_buf_close(&buf);
+    rc = wait_finish(&w);
+    if (rc != 0) {
+        ep_log_warn(LOG, "dead-lettering %zu event(s) to %s failed: %s", n, ctx->dlq_topic,
+                    ep_strerror(rc));
+        return rc;
+    }
+    counter_add(&ctx->dead_lettered, n);
+    return kafka_ack(ctx, evs, n);
+}
+
+static void kafka_stats(void *vctx, ep_queue_stats_t *st)
+{
+    kafka_ctx_t *ctx = vctx;
+    int64_t in_flight;
+
+    memset(st, 0, sizeof(*st));
+    st->acked = counter_get(&ctx->acked);
+    st->nacked = counter_get(&ctx->nacked);
+    st->dequeued = counter_get(&ctx->dequeued);
+    st->enqueued = counter_get(&ctx->enqueued);
+    st->rejected_full = counter_get(&ctx->rejected_full);
+    /* Waiting events = the consumer lag, known once this process consumes. */
+    st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
+    st->capacity = -1;
+    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+    st->in_flight = in_flight > 0 ? in_flight : 0;
+}
+
+static void kafka_stats_json(void *vctx, ep_buf_t *out)
+{
+    kafka_ctx_t *ctx = vctx;
+    rd_kafka_t *cons = atomic_load(&ctx->cons);
+    size_t assigned;
+
+    pthread_mutex_lock(&ctx->state_lock);
+    assigned = ctx->n_parts;
+    pthread_mutex_unlock(&ctx->state_lock);
+    ep_buf_puts(out, ",\"kafka\":{\"topic\":");
+    ep_buf_put_json_str(out, ctx->topic, strlen(ctx->topic));
+    ep_buf_puts(out, ",\"group\":");
+    ep_buf_put_json_str(out, ctx->group, strlen(ctx->group));
+    ep_buf_printf(out,
+                  ",\"brokers_up\":%d,\"consumer\":%s,\"assigned_partitions\":%zu,\"lag\":%" PRId64
+                  ",\"retry_pending\":%zu,\"delivered\":%" PRIu64 ",\"delivery_failed\":%" PRIu64
+                  ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
+                  ",\"outq\":%d}",
+                  atomic_load(&ctx->brokers_up), cons ? "true" : "false", assigned,
+                  cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
+                  counter_get(&ctx->delivered), counter_get(&ctx->delivery_failed),
+                  counter_get(&ctx->poison), counter_get(&ctx->dead_lettered),
+                  counter_get(&ctx->commits), rd_kafka_outq_len(ctx->prod));
+}
+
+static void kafka_lag_json(void *vctx, ep_buf_t *out)
+{
+    kafka_ctx_t *ctx = vctx;
+
+    pthread_mutex_lock(&ctx->info_lock);
+    ep_buf_append(out, ctx->lag_json.data, ctx->lag_json.len);
+    pthread_mutex_unlock(&ctx->info_lock);
+}
+
+static int kafka_ready(void *vctx, char *reason, size_t len)
+{
+    kafka_ctx_t *ctx = vctx;
+    const char *why = NULL;
+
+    if (atomic_load(&ctx->closed)) {
+        why = "queue closed";
+    } else if (atomic_load(&ctx->fatal)) {
+        why = "fatal producer error";
+    } else if (ctx->cons_err[0] && atomic_load(&ctx->cons) == NULL) {
+        why = "consumer could not be created";
+    } else if (atomic_load(&ctx->brokers_up) > 0) {
+        return 1;
+    }
+    if (reason && len) {
+        pthread_mutex_lock(&ctx->info_lock);
+        if (why) {
+            snprintf(reason, len, "kafka: %s: %s", why, ctx->last_error);
+        } else {
+            snprintf(reason, len, "kafka: no broker reachable at %s: %s", ctx->brokers,
+                     ctx->last_error);
+        }
+        pthread_mutex_unlock(&ctx->info_lock);
+    }
+    return 0;
+}
+
+static int kafka_flush(void *vctx, int timeout_ms)
+{
+    kafka_ctx_t *ctx = vctx;
+
+    return rd_kafka_flush(ctx->prod, timeout_ms < 0 ? -1 : timeout_ms) == 0 ? 0 : EP_ETIMEDOUT;
+}
+
+static void kafka_close(void *vctx)
+{
+    kafka_ctx_t *ctx = vctx;
+
+    if (atomic_exchange(&ctx->closed, 1)) {
+        return;
+    }
+    if (rd_kafka_flush(ctx->prod, ctx->timeout_ms) != 0) {
+        ep_log_warn(LOG, "%d record(s) not yet delivered at close", rd_kafka_outq_len(ctx->prod));
+    }
+    /* The poll thread commits what was acked so far; destroy commits the rest synchronously. */
+    atomic_store(&ctx->commit_dirty, 1);
+}
+
+static void kafka_destroy(void *vctx)
+{
+    kafka_ctx_t *ctx = vctx;
+    rd_kafka_t *cons;
+    ep_event_t *ev, *next;
+
+    if (ctx == NULL) {
+        return;
+    }
+    atomic_store(&ctx->closed, 1);
+    atomic_store(&ctx->stop, 1);
+    pthread_mutex_lock(&ctx->mon_lock);
+    pthread_cond_broadcast(&ctx->mon_cond);
+    pthread_mutex_unlock(&ctx->mon_lock);
+    if (ctx->mon_started) {
+        pthread_join(ctx->mon_tid, NULL);
+    }
+    if (ctx->poll_started) {
+        pthread_join(ctx->poll_tid, NULL);
+    }
+    cons = atomic_load(&ctx->cons);
+    if (cons) {
+        /* Final commit of the acked prefix, then leave the group (revocation commits too). */
+        commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
+        rd_kafka_consumer_close(cons);
+        rd_kafka_destroy(cons);
+    }
+    /* Un-acked redeliveries are not committed: Kafka hands them out again. */
+    for (ev = ctx->retry_head; ev; ev = next) {
+        next = ev->next;
+        ep_event_destroy(ev);
+    }
+    if (ctx->prod) {
+        /* Deliver what can be delivered, then fail the rest so every callback runs once. */
+        rd_kafka_flush(ctx->prod, ctx->timeout_ms);
+        rd_kafka_purge(ctx->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(ctx->prod, 1000);
+        if (ctx->prod_topic) {
+            rd_kafka_topic_destroy(ctx->prod_topic);
+        }
+        if (ctx->dlq_rkt) {
+            rd_kafka_topic_destroy(ctx->dlq_rkt);
+        }
+        rd_kafka_destroy(ctx->prod);
+    }
+    for (size_t i = 0; i < ctx->n_parts; i++) {
+        ep_free(ctx->parts[i].offs);
+    }
+    ep_free(ctx->parts);
+    ep__kafka_props_free(ctx->props, ctx->n_props);
+    ep_buf_close(&ctx->lag_json);
+    pthread_cond_destroy(&ctx->mon_cond);
+    pthread_mutex_destroy(&ctx->mon_lock);
+    pthread_mutex_destroy(&ctx->info_lock);
+    pthread_mutex_destroy(&ctx->state_lock);
+    pthread_mutex_destroy(&ctx->cons_lock);
+    ep_free(ctx);
+}
+
+const ep_queue_provider_t ep_queue_kafka_provider = {
+    .api_version = EP_QUEUE_API_V1,
+    .name = "kafka",
+    .flags = 0,
+    .init = kafka_init,
+    .publish = kafka_publish,
+    .consume = kafka_consume,
+    .ack = kafka_ack,
+    .nack = kafka_nack,
+    .stats = kafka_stats,
+    .stats_json = kafka_stats_json,
+    .ready = kafka_ready,
+    .flush = kafka_flush,
+    .close = kafka_close,
+    .destroy = kafka_destroy,
+    .dead_letter = kafka_dead_letter,
+    .lag_json = kafka_lag_json,
+};

@@ -1,0 +1,248 @@
+/*
+ * librdkafka configuration for the "kafka" queue provider: eventpipe's own
+ * settings mapped to librdkafka properties, the KAFKA_* passthrough, and the
+ * mapping of librdkafka errors to EP_E* codes.
+ *
+ * Retries and backoff. librdkafka 2.0 retries a failed produce request
+ * message.send.max.retries times (KAFKA_MAX_RETRIES), waiting retry.backoff.ms
+ * between tries; it has no retry.backoff.max.ms (added in 2.4), so the
+ * per-request backoff is constant. What does grow exponentially is the
+ * reconnect backoff (reconnect.backoff.ms doubling up to
+ * reconnect.backoff.max.ms), which is what spaces out retries during a broker
+ * outage, and message.timeout.ms bounds the whole attempt so a publish always
+ * completes. Re-producing from the application after a failed delivery report
+ * was rejected on purpose: it would get a new idempotence sequence number and
+ * could duplicate or reorder what the idempotent producer already protects.
+ */
+#include "ep_queue_kafka_int.h"
+
+#include "ep_error.h"
+#include "ep_mem.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+#define RETRY_BACKOFF_MS         100  /* between produce retries (constant in librdkafka 2.0) */
+#define RECONNECT_BACKOFF_MS     100  /* first reconnect delay ... */
+#define RECONNECT_BACKOFF_MAX_MS 5000 /* ... doubling up to this */
+#define MSG_TIMEOUT_MIN_MS       1000
+#define MSG_TIMEOUT_MAX_MS       30000
+
+/* eventpipe's own KAFKA_* settings (ep_config.c); every other KAFKA_* passes through. */
+static const char *const own_names[] = {
+    "KAFKA_BROKERS",     "KAFKA_BROKER_LIST", "KAFKA_TOPIC",       "KAFKA_CONSUMER_GROUP",
+    "KAFKA_COMPRESSION", "KAFKA_PARTITIONS",  "KAFKA_MAX_RETRIES", "KAFKA_BATCH_SIZE",
+    "KAFKA_LINGER_MS",   "KAFKA_CLIENT_ID",   "KAFKA_DLQ_TOPIC",   NULL,
+};
+
+static int is_own_name(const char *name, size_t len)
+{
+    for (size_t i = 0; own_names[i]; i++) {
+        if (strlen(own_names[i]) == len && memcmp(own_names[i], name, len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void ep__kafka_props_free(kafka_prop_t *props, size_t n)
+{
+    for (size_t i = 0; i < n && props; i++) {
+        ep_free(props[i].name);
+        ep_free(props[i].value);
+        ep_free(props[i].var);
+    }
+    ep_free(props);
+}
+
+int ep__kafka_props_from_env(kafka_prop_t **props, size_t *n, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *probe = rd_kafka_conf_new();
+    kafka_prop_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    char errstr[256];
+
+    *props = NULL;
+    *n = 0;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len;
+        char *name;
+
+        if (strncmp(*e, "KAFKA_", 6) != 0 || eq == NULL) {
+            continue;
+        }
+        len = (size_t)(eq - *e);
+        if (len == 6 || is_own_name(*e, len)) {
+            continue;
+        }
+        name = ep_strndup(*e + 6, len - 6);
+        for (char *c = name; *c; c++) {
+            *c = *c == '_' ? '.' : (char)tolower((unsigned char)*c);
+        }
+        /* Check the property against librdkafka now, so a typo stops the start-up. */
+        if (rd_kafka_conf_set(probe, name, eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "%.*s: not a valid librdkafka setting %s: %s", (int)len, *e, name,
+                     errstr);
+            ep_free(name);
+            goto err;
+        }
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = ep_realloc(v, cap * sizeof(*v));
+        }
+        v[cnt].name = name;
+        v[cnt].value = ep_strdup(eq + 1);
+        v[cnt].var = ep_strndup(*e, len);
+        cnt++;
+    }
+    rd_kafka_conf_destroy(probe);
+    *props = v;
+    *n = cnt;
+    return 0;
+
+err:
+    rd_kafka_conf_destroy(probe);
+    ep__kafka_props_free(v, cnt);
+    return EP_ECONFIG;
+}
+
+/* Sets one property; on failure writes "what: why" into err. */
+static int set(rd_kafka_conf_t *conf, const char *what, const char *name, const char *value,
+               char *err, size_t errlen)
+{
+    char errstr[256];
+
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "%s: cannot set librdkafka %s=%s: %s", what, name, value, errstr);
+        return EP_ECONFIG;
+    }
+    return 0;
+}
+
+static int set_int(rd_kafka_conf_t *conf, const char *what, const char *name, long long value,
+                   char *err, size_t errlen)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%lld", value);
+    return set(conf, what, name, buf, err, errlen);
+}
+
+/* Applies the passthrough properties, last so they can override any default above. */
+static int apply_props(kafka_ctx_t *ctx, rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ctx->n_props; i++) {
+        if (set(conf, ctx->props[i].var, ctx->props[i].name, ctx->props[i].value, err, errlen)) {
+            return EP_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_conf_t **out,
+                            char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    long long timeout = (long long)cfg->upstream_timeout_ms * 2;
+    int batch = cfg->kafka_batch_size;
+
+    *out = NULL;
+    if (timeout < MSG_TIMEOUT_MIN_MS) {
+        timeout = MSG_TIMEOUT_MIN_MS;
+    }
+    if (timeout > MSG_TIMEOUT_MAX_MS) {
+        timeout = MSG_TIMEOUT_MAX_MS;
+    }
+    if (batch < 1) {
+        batch = 1;
+    }
+    if (set(conf, "KAFKA_BROKERS", "bootstrap.servers", ctx->brokers, err, errlen) ||
+        set(conf, "KAFKA_CLIENT_ID", "client.id", ctx->client_id, err, errlen) ||
+        /* Idempotent: acks=all, no duplicates or reordering from retries. */
+        set(conf, "kafka", "enable.idempotence", "true", err, errlen) ||
+        set(conf, "kafka", "acks", "all", err, errlen) ||
+        set_int(conf, "KAFKA_LINGER_MS", "linger.ms", cfg->kafka_linger_ms, err, errlen) ||
+        set_int(conf, "KAFKA_BATCH_SIZE", "batch.num.messages", batch, err, errlen) ||
+        set(conf, "KAFKA_COMPRESSION", "compression.type", cfg->kafka_compression, err, errlen) ||
+        set_int(conf, "KAFKA_MAX_RETRIES", "message.send.max.retries", cfg->kafka_max_retries, err,
+                errlen) ||
+        set_int(conf, "kafka", "retry.backoff.ms", RETRY_BACKOFF_MS, err, errlen) ||
+        set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
+        set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
+        /* A publish always completes: delivered, or failed after this long. */
+        set_int(conf, "UPSTREAM_TIMEOUT_MS", "message.timeout.ms", timeout, err, errlen) ||
+        /* Same partition for a key as the Java client's default partitioner. */
+        set(conf, "kafka", "partitioner", "murmur2_random", err, errlen) ||
+        /* Broker states for ready() and stats, once a second. */
+        set(conf, "kafka", "statistics.interval.ms", "1000", err, errlen) ||
+        set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
+        apply_props(ctx, conf, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return EP_ECONFIG;
+    }
+    *out = conf;
+    return 0;
+}
+
+int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    *out = NULL;
+    if (set(conf, "KAFKA_BROKERS", "bootstrap.servers", ctx->brokers, err, errlen) ||
+        set(conf, "KAFKA_CLIENT_ID", "client.id", ctx->client_id, err, errlen) ||
+        set(conf, "KAFKA_CONSUMER_GROUP", "group.id", ctx->group, err, errlen) ||
+        /* Offsets are committed by us, only after processing (see ep_queue_kafka.c). */
+        set(conf, "kafka", "enable.auto.commit", "false", err, errlen) ||
+        set(conf, "kafka", "enable.auto.offset.store", "false", err, errlen) ||
+        set(conf, "kafka", "auto.offset.reset", "earliest", err, errlen) ||
+        set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
+        set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
+        set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
+        apply_props(ctx, conf, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return EP_ECONFIG;
+    }
+    *out = conf;
+    return 0;
+}
+
+int ep__kafka_err(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return EP_EFULL;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return EP_E2BIG;
+    case RD_KAFKA_RESP_ERR__DESTROY:
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+        return EP_ECLOSED;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__CONFLICT:
+        return EP_EINVAL;
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+        return EP_ENOTSUP;
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+        return EP_EIO;
+    default:
+        /*
+         * Transport errors, all brokers down, timeouts, leader elections,
+         * unknown topic, not enough replicas: the cluster is (for now) not
+         * able to take the event. 503 with Retry-After is the right answer.
+         */
+        return EP_EUNAVAIL;
+    }
+}

@@ -1,0 +1,139 @@
+#ifndef EP_QUEUE_KAFKA_INT_H
+#define EP_QUEUE_KAFKA_INT_H
+
+/*
+ * Private layout of the "kafka" queue provider, shared by ep_queue_kafka.c
+ * (provider ops, threads, offset tracking) and ep_queue_kafka_config.c
+ * (librdkafka configuration, passthrough, error mapping). Nothing here leaves
+ * src/queue/kafka/: rd_kafka_resp_err_t is mapped to EP_E* at this boundary.
+ */
+
+#include "ep_buf.h"
+#include "ep_config.h"
+#include "ep_event.h"
+#include "ep_queue.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A KAFKA_<X> variable passed through to librdkafka as property x (lowercase, '_' -> '.'). */
+typedef struct kafka_prop_s {
+    char *name;  /* librdkafka property, e.g. "sasl.mechanism" */
+    char *value; /* as given */
+    char *var;   /* the environment variable, for error messages */
+} kafka_prop_t;
+
+/* One entry of a partition's delivery log: an offset handed out, and whether it is done. */
+typedef struct kafka_off_s {
+    int64_t offset;
+    int acked;
+} kafka_off_t;
+
+/*
+ * Commit tracking for one assigned partition. offs[head..tail) are the offsets
+ * handed out and not yet below the commit point, in increasing order (a
+ * partition is fetched in order). The acked prefix is popped; commit_pos is
+ * then the offset of the first entry still waiting, or one past the last
+ * popped offset: everything below it is done.
+ */
+typedef struct kafka_part_s {
+    int32_t partition;
+    kafka_off_t *offs;
+    size_t head, tail, cap;
+    int64_t commit_pos; /* next offset to commit; -1 while nothing was acked */
+    int64_t committed;  /* last commit_pos handed to rd_kafka_commit; -1 none */
+} kafka_part_t;
+
+typedef struct kafka_ctx_s {
+    /* Settings (copied from the config at init). */
+    char brokers[256];
+    char topic[128];
+    char dlq_topic[128];
+    char group[128];
+    char client_id[64];
+    int partitions;
+    int timeout_ms; /* bound for blocking broker calls (flush, DLQ delivery) */
+    kafka_prop_t *props;
+    size_t n_props;
+
+    rd_kafka_t *prod;
+    rd_kafka_topic_t *prod_topic;
+    rd_kafka_topic_t *dlq_rkt;
+
+    /* Consumer, created on the first consume. cons_lock serialises polling. */
+    pthread_mutex_t cons_lock;
+    _Atomic(rd_kafka_t *) cons;
+    char cons_err[256];
+
+    /* Commit tracking and the nack redelivery list, under state_lock. */
+    pthread_mutex_t state_lock;
+    kafka_part_t *parts;
+    size_t n_parts, cap_parts;
+    ep_event_t *retry_head, *retry_tail; /* FIFO through ev->next; ev->received... see nack */
+    _Atomic size_t retry_n;
+    _Atomic int commit_dirty;
+
+    /* Background threads: poll (delivery reports, stats, commits) and monitor (topics, lag). */
+    pthread_t poll_tid, mon_tid;
+    int poll_started, mon_started;
+    _Atomic int stop;
+    pthread_mutex_t mon_lock;
+    pthread_cond_t mon_cond;
+    _Atomic int topics_ok;
+
+    /* Broker health from the statistics callback. */
+    _Atomic int brokers_up;
+    _Atomic int64_t stats_at_ms; /* monotonic time of the last statistics */
+    _Atomic int fatal;
+    pthread_mutex_t info_lock; /* guards last_error and lag_json */
+    char last_error[256];
+    ep_buf_t lag_json;
+    _Atomic int64_t lag_total;
+    _Atomic int64_t lag_at_ms;
+
+    _Atomic int closed;
+
+    /* Counters. */
+    _Atomic uint64_t enqueued;
+    _Atomic uint64_t rejected_full;
+    _Atomic uint64_t delivered;
+    _Atomic uint64_t delivery_failed;
+    _Atomic uint64_t dequeued;
+    _Atomic uint64_t acked;
+    _Atomic uint64_t nacked;
+    _Atomic uint64_t poison;
+    _Atomic uint64_t dead_lettered;
+    _Atomic uint64_t commits;
+} kafka_ctx_t;
+
+/*
+ * Reads every KAFKA_<X> environment variable that is not one of eventpipe's own
+ * names into *props (lowercased, '_' -> '.'), checking each against librdkafka.
+ * Returns 0, or EP_ECONFIG with "KAFKA_X: why" in err (nothing allocated).
+ */
+int ep__kafka_props_from_env(kafka_prop_t **props, size_t *n, char *err, size_t errlen);
+
+/** Frees what ep__kafka_props_from_env returned. Accepts NULL. */
+void ep__kafka_props_free(kafka_prop_t *props, size_t n);
+
+/**
+ * Builds the producer's configuration (idempotent, batching, compression,
+ * retries, bounded message timeout) with the passthrough properties applied
+ * last. Returns 0 and a conf owned by the caller, or EP_ECONFIG with a message.
+ */
+int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_conf_t **out,
+                            char *err, size_t errlen);
+
+/**
+ * Builds the consumer's configuration (group, manual commits, earliest reset),
+ * passthrough last. Returns 0 and a conf owned by the caller, or EP_ECONFIG.
+ */
+int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, size_t errlen);
+
+/** Maps a librdkafka error to EP_E* (0 for no error). Thread-safe. */
+int ep__kafka_err(rd_kafka_resp_err_t err);
+
+#endif /* EP_QUEUE_KAFKA_INT_H */

@@ -1,0 +1,170 @@
+/*
+ * ep_kafka_mock: a Kafka cluster for tests, from librdkafka's mock cluster
+ * (rdkafka_mock.h). It listens on localhost TCP and speaks the Kafka protocol,
+ * so eventpipe's producer and consumer run unchanged against it.
+ *
+ *   ep_kafka_mock [--brokers N] [--topic NAME:PARTITIONS]... [--no-stdin]
+ *
+ * Prints the bootstrap servers ("127.0.0.1:port,...") as its first stdout
+ * line, then reads commands from stdin, one per line, answering "ok" or
+ * "error: ..." on stdout:
+ *
+ *   topic NAME PARTITIONS   create a topic
+ *   down ID | up ID         stop / restart broker ID (1..N; -1 = all)
+ *   quit                    exit
+ *
+ * It exits on SIGTERM/SIGINT, on "quit", and at the end of stdin (so it does
+ * not outlive the test that started it) unless --no-stdin is given.
+ * Test-only: nothing under src/ uses the mock API.
+ */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static int create_topic(rd_kafka_mock_cluster_t *mc, const char *spec, int brokers)
+{
+    char name[256];
+    const char *colon = strrchr(spec, ':');
+    int parts = 1;
+    size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+    rd_kafka_resp_err_t err;
+
+    if (colon) {
+        parts = atoi(colon + 1);
+    }
+    if (len == 0 || len >= sizeof(name) || parts < 1) {
+        return -1;
+    }
+    memcpy(name, spec, len);
+    name[len] = '\0';
+    err = rd_kafka_mock_topic_create(mc, name, parts, brokers < 3 ? brokers : 3);
+    return err ? -1 : 0;
+}
+
+static void reply(int ok, const char *what)
+{
+    if (ok) {
+        printf("ok\n");
+    } else {
+        printf("error: %s\n", what);
+    }
+    fflush(stdout);
+}
+
+/* Runs one stdin command. Returns 1 to quit. */
+static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
+{
+    char verb[32], arg1[256];
+    int arg2 = 1, n;
+
+    line[strcspn(line, "\r\n")] = '\0';
+    n = sscanf(line, "%31s %255s %d", verb, arg1, &arg2);
+    if (n < 1) {
+        return 0;
+    }
+    if (strcmp(verb, "quit") == 0) {
+        reply(1, NULL);
+        return 1;
+    }
+    if (strcmp(verb, "topic") == 0 && n >= 2) {
+        char spec[300];
+        snprintf(spec, sizeof(spec), "%s:%d", arg1, arg2);
+        reply(create_topic(mc, spec, brokers) == 0, "cannot create topic");
+    } else if (strcmp(verb, "down") == 0 && n >= 2) {
+        reply(rd_kafka_mock_broker_set_down(mc, atoi(arg1)) == 0, "no such broker");
+    } else if (strcmp(verb, "up") == 0 && n >= 2) {
+        reply(rd_kafka_mock_broker_set_up(mc, atoi(arg1)) == 0, "no such broker");
+    } else {
+        reply(0, "unknown command (topic NAME N | down ID | up ID | quit)");
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_mock_cluster_t *mc;
+    rd_kafka_t *rk;
+    struct sigaction sa;
+    char errstr[256], line[512];
+    int brokers = 1, use_stdin = 1;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--brokers") == 0 && i + 1 < argc) {
+            brokers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--no-stdin") == 0) {
+            use_stdin = 0;
+        } else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
+            i++; /* created below, once the cluster exists */
+        } else {
+            fprintf(stderr, "usage: %s [--brokers N] [--topic NAME:PARTITIONS]... [--no-stdin]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (brokers < 1 || brokers > 16) {
+        fprintf(stderr, "--brokers: 1..16\n");
+        return 2;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The mock cluster lives inside a client handle; this one is otherwise idle. */
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (rk == NULL) {
+        fprintf(stderr, "rd_kafka_new: %s\n", errstr);
+        return 1;
+    }
+    mc = rd_kafka_mock_cluster_new(rk, brokers);
+    if (mc == NULL) {
+        fprintf(stderr, "cannot create the mock cluster\n");
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
+            if (create_topic(mc, argv[++i], brokers) != 0) {
+                fprintf(stderr, "--topic %s: cannot create\n", argv[i]);
+                rd_kafka_mock_cluster_destroy(mc);
+                rd_kafka_destroy(rk);
+                return 2;
+            }
+        }
+    }
+    printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
+    fflush(stdout);
+
+    /* No SA_RESTART: a signal interrupts the blocking read and ends the loop. */
+    while (!stop_flag) {
+        if (!use_stdin) {
+            pause();
+            continue;
+        }
+        if (fgets(line, sizeof(line), stdin) == NULL) {
+            break; /* a signal, or the test that started us is gone */
+        }
+        if (command(mc, line, brokers)) {
+            break;
+        }
+    }
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+    return 0;
+}
