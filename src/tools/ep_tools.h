@@ -13,4 +13,7 @@ int ep_tool_send(int argc, char **argv);
 /** `eventpipe status`: the cluster status (GET /api/v1/status) as a table. */
 int ep_tool_status(int argc, char **argv);
 
+/** `eventpipe bench`: the HTTP load generator (throughput and latency percentiles). */
+int ep_tool_bench(int argc, char **argv);
+
 #endif /* EP_TOOLS_H */
