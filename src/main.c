@@ -21,10 +21,12 @@ typedef struct command_s {
 } command_t;
 
 static const command_t commands[] = {
-    {"run", EP_ROLE_ALL, "all roles in one process: gateway :8080, ingest :8081, processor :8082"},
+    {"run", EP_ROLE_ALL,
+     "all roles in one process: gateway :8080, ingest :8081, processor :8082, analytics :8083"},
     {"gateway", EP_ROLE_GATEWAY, "public API on API_PORT (8080), proxies to INGEST_URL"},
     {"ingest", EP_ROLE_INGEST, "validates events on INGEST_PORT (8081) and queues them"},
     {"processor", EP_ROLE_PROCESSOR, "queue and worker pool on PROCESSOR_PORT (8082)"},
+    {"analytics", EP_ROLE_ANALYTICS, "real-time aggregates on ANALYTICS_PORT (8083)"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

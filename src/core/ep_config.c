@@ -137,6 +137,10 @@ static const opt_t options[] = {
     {OPT_ENUM, "LOG_FORMAT", "log-format", "text", S(log_format), 0, 0, "text|json", "log format"},
     {OPT_INT, "STATS_INTERVAL", "stats-interval", "60", N(stats_interval_s), 0, 86400, NULL,
      "seconds between summary log lines (0: none)"},
+    {OPT_ENUM, "ANALYTICS_PUSH", "analytics-push", "auto", S(analytics_push), 0, 0, "auto|on|off",
+     "a processor without the analytics role pushes deltas to ANALYTICS_URL (auto = on)"},
+    {OPT_INT, "ANALYTICS_PUSH_INTERVAL_MS", "analytics-push-interval", "1000",
+     N(analytics_push_interval_ms), 50, 600000, NULL, "ms between analytics delta pushes"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

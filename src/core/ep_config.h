@@ -76,6 +76,9 @@ typedef struct ep_config_s {
     char log_level[16];     /* LOG_LEVEL (info) */
     char log_format[16];    /* LOG_FORMAT (text) */
     int stats_interval_s;   /* STATS_INTERVAL seconds between summary log lines (60; 0 = off) */
+    /* analytics */
+    char analytics_push[8];         /* ANALYTICS_PUSH: auto | on | off (auto) */
+    int analytics_push_interval_ms; /* ANALYTICS_PUSH_INTERVAL_MS (1000) */
 } ep_config_t;
 
 /** Fills cfg with every default. */

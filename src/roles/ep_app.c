@@ -4,6 +4,7 @@
  * finish requests, drain the queue through the workers, flush the sink.
  */
 #include "ep_app.h"
+#include "analytics/ep_analytics.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -19,7 +20,7 @@ typedef struct ready_ctx_s {
     int (*ready)(ep_app_t *, char *, size_t);
 } ready_ctx_t;
 
-static ready_ctx_t ready_ctxs[3];
+static ready_ctx_t ready_ctxs[4];
 static int n_ready_ctxs;
 
 static void on_health(void *arg, ep_http_req_t *req)
@@ -44,7 +45,7 @@ void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
 {
     ep_http_server_route(srv, EP_HTTP_GET, "/health", on_health, app);
     if (ready) {
-        ep_assert(n_ready_ctxs < 3);
+        ep_assert(n_ready_ctxs < 4);
         ready_ctxs[n_ready_ctxs].app = app;
         ready_ctxs[n_ready_ctxs].ready = ready;
         ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_ready, &ready_ctxs[n_ready_ctxs++]);
@@ -96,6 +97,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         snprintf(err, errlen, "cannot create the HTTP client: %s", ep_strerror(rc));
         goto err;
     }
+    if (roles & EP_ROLE_ANALYTICS) {
+        app->analytics = ep_analytics_create();
+    }
     if (roles & EP_ROLE_PROCESSOR) {
         if ((rc = ep_queue_create_with(qp, cfg, &app->queue, err, errlen)) != 0) {
             goto err;
@@ -110,6 +114,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
             goto err;
         }
         ep_worker_pool_set_max_attempts(app->pool, cfg->max_attempts);
+        ep__analytics_attach(app);
     }
     if (roles & EP_ROLE_INGEST) {
         if (app->queue) {
@@ -142,6 +147,11 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         ep__processor_routes(app, app->processor_srv);
         ep__common_routes(app, app->processor_srv, ep__processor_ready);
     }
+    if (roles & EP_ROLE_ANALYTICS) {
+        app->analytics_srv = new_server(app, "analytics", cfg->analytics_port);
+        ep__analytics_routes(app, app->analytics_srv);
+        ep__common_routes(app, app->analytics_srv, ep__analytics_ready);
+    }
     *out = app;
     return 0;
 err:
@@ -151,14 +161,19 @@ err:
 
 int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 {
-    ep_http_server_t *srvs[3] = {app->processor_srv, app->ingest_srv, app->gateway_srv};
+    ep_http_server_t *srvs[4] = {app->processor_srv, app->ingest_srv, app->gateway_srv,
+                                 app->analytics_srv};
     int rc;
 
     if (app->pool && (rc = ep_worker_pool_start(app->pool)) != 0) {
         snprintf(err, errlen, "cannot start workers: %s", ep_strerror(rc));
         return rc;
     }
-    for (int i = 0; i < 3; i++) {
+    if ((rc = ep__analytics_push_start(app)) != 0) {
+        snprintf(err, errlen, "cannot start the analytics pusher: %s", ep_strerror(rc));
+        return rc;
+    }
+    for (int i = 0; i < 4; i++) {
         if (srvs[i] == NULL) {
             continue;
         }
@@ -180,11 +195,12 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 
 static int64_t servers_in_flight(ep_app_t *app)
 {
-    ep_http_server_t *srvs[3] = {app->gateway_srv, app->ingest_srv, app->processor_srv};
+    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv};
     ep_http_server_stats_t st;
     int64_t n = 0;
 
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (srvs[i]) {
             ep_http_server_stats(srvs[i], &st);
             n += st.in_flight;
@@ -196,12 +212,13 @@ static int64_t servers_in_flight(ep_app_t *app)
 int ep_app_stop(ep_app_t *app)
 {
     int64_t deadline = ep_time_mono_ms() + (int64_t)app->cfg.shutdown_timeout_s * 1000;
-    ep_http_server_t *srvs[3] = {app->gateway_srv, app->ingest_srv, app->processor_srv};
+    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv};
     int result = 0;
 
     ep_log_info("app", "shutting down: finishing requests, draining the queue");
     /* 1. No new connections; open ones are told to close after their next answer. */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (srvs[i]) {
             ep_http_server_quiesce(srvs[i]);
         }
@@ -219,7 +236,8 @@ int ep_app_stop(ep_app_t *app)
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
-    app->gateway_srv = app->ingest_srv = app->processor_srv = NULL;
+    ep_http_server_destroy(app->analytics_srv);
+    app->gateway_srv = app->ingest_srv = app->processor_srv = app->analytics_srv = NULL;
     /* 4. Hand over what ingest still holds. */
     if (app->forward) {
         int64_t left = deadline - ep_time_mono_ms();
@@ -241,6 +259,8 @@ int ep_app_stop(ep_app_t *app)
     if (app->sink) {
         ep_sink_flush(app->sink, 1);
     }
+    /* 6. The drained events' analytics go to a remote analytics role. */
+    ep__analytics_push_stop(app);
     ep_app_log_summary(app);
     return result;
 }
@@ -275,7 +295,9 @@ void ep_app_destroy(ep_app_t *app)
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
+    ep_http_server_destroy(app->analytics_srv);
     ep_worker_pool_destroy(app->pool);
+    ep__analytics_close(app);
     ep__ingest_close(app);
     ep_queue_destroy(app->forward);
     ep_queue_destroy(app->queue);

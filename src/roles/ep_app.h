@@ -21,9 +21,11 @@
 #define EP_ROLE_GATEWAY   0x1
 #define EP_ROLE_INGEST    0x2
 #define EP_ROLE_PROCESSOR 0x4
-#define EP_ROLE_ALL       (EP_ROLE_GATEWAY | EP_ROLE_INGEST | EP_ROLE_PROCESSOR)
+#define EP_ROLE_ANALYTICS 0x8
+#define EP_ROLE_ALL       (EP_ROLE_GATEWAY | EP_ROLE_INGEST | EP_ROLE_PROCESSOR | EP_ROLE_ANALYTICS)
 
 typedef struct ep_app_s ep_app_t;
+typedef struct ep_analytics_push_s ep_analytics_push_t;
 
 typedef struct ep_ingest_s {
     ep_app_t *app;
@@ -46,6 +48,9 @@ struct ep_app_s {
     ep_http_client_t *client;
     ep_ingest_t ingest;
     ep_http_server_t *gateway_srv, *ingest_srv, *processor_srv;
+    struct ep_analytics_s *analytics; /* the analytics role's aggregate (NULL without the role) */
+    ep_analytics_push_t *push;        /* processor -> remote analytics deltas, or NULL */
+    ep_http_server_t *analytics_srv;
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -77,6 +82,25 @@ void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv);
 void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out);
 int ep__processor_ready(ep_app_t *app, char *reason, size_t len);
 void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv);
+/* Analytics (ep_analytics.c). */
+void ep__analytics_routes(ep_app_t *app, ep_http_server_t *srv);
+/** Appends the summary JSON (the /api/v1/status "analytics" stats). */
+void ep__analytics_stats_json(ep_app_t *app, ep_buf_t *out);
+int ep__analytics_ready(ep_app_t *app, char *reason, size_t len);
+/**
+ * Connects the worker pool to analytics: the in-process aggregate when the
+ * analytics role runs here, else (unless ANALYTICS_PUSH=off) a delta pusher to
+ * ANALYTICS_URL. Call after the pool is created, before it starts.
+ */
+void ep__analytics_attach(ep_app_t *app);
+/** Starts the pusher thread, if any. Returns 0 or EP_ENOMEM. */
+int ep__analytics_push_start(ep_app_t *app);
+/** Stops the pusher and makes a last delivery attempt; call once the workers have drained. */
+void ep__analytics_push_stop(ep_app_t *app);
+/** Appends the pusher's counters as JSON ("null" without a pusher). */
+void ep__analytics_push_stats_json(ep_app_t *app, ep_buf_t *out);
+/** Frees the aggregate and the pusher (stopping it first). */
+void ep__analytics_close(ep_app_t *app);
 /** Routes every port serves: /health, /ready (with the given readiness function). */
 void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
                        int (*ready)(ep_app_t *, char *, size_t));

@@ -165,7 +165,8 @@ static void on_probe_done(void *arg, const ep_http_response_t *res)
     }
 }
 
-static void probe_remote(ep_app_t *app, agg_t *a, int idx, const char *base)
+/* GET base/health and base/<stats_path> ("stats", "analytics/summary"). */
+static void probe_remote(ep_app_t *app, agg_t *a, int idx, const char *base, const char *stats_path)
 {
     char url[300];
 
@@ -174,7 +175,7 @@ static void probe_remote(ep_app_t *app, agg_t *a, int idx, const char *base)
         p->agg = a;
         p->idx = idx;
         p->is_stats = k;
-        snprintf(url, sizeof(url), "%s/%s", base, k ? "stats" : "health");
+        snprintf(url, sizeof(url), "%s/%s", base, k ? stats_path : "health");
         if (ep_http_client_request(app->client, "GET", url, NULL, NULL, 0,
                                    app->cfg.status_timeout_ms, on_probe_done, p) != 0) {
             ep_http_response_t res = {.status = 0,
@@ -206,20 +207,27 @@ static void on_status(void *arg, ep_http_req_t *req)
     a->req = req;
     a->r[0].name = "ingest";
     a->r[1].name = "processor";
-    a->n = 2;
+    a->r[2].name = "analytics";
+    a->n = 3;
     remote += !(app->roles & EP_ROLE_INGEST);
     remote += !(app->roles & EP_ROLE_PROCESSOR);
+    remote += !(app->roles & EP_ROLE_ANALYTICS);
     /* One extra count keeps the aggregate alive until every probe is started. */
     atomic_store(&a->pending, remote * 2 + 1);
     if (app->roles & EP_ROLE_INGEST) {
         probe_local(a, 0, app, ep__ingest_stats_json);
     } else {
-        probe_remote(app, a, 0, app->cfg.ingest_url);
+        probe_remote(app, a, 0, app->cfg.ingest_url, "stats");
     }
     if (app->roles & EP_ROLE_PROCESSOR) {
         probe_local(a, 1, app, ep__processor_stats_json);
     } else {
-        probe_remote(app, a, 1, app->cfg.processor_url);
+        probe_remote(app, a, 1, app->cfg.processor_url, "stats");
+    }
+    if (app->roles & EP_ROLE_ANALYTICS) {
+        probe_local(a, 2, app, ep__analytics_stats_json);
+    } else {
+        probe_remote(app, a, 2, app->cfg.analytics_url, "analytics/summary");
     }
     if (atomic_fetch_sub_explicit(&a->pending, 1, memory_order_acq_rel) == 1) {
         agg_finish(a);

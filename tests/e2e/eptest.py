@@ -85,6 +85,8 @@ class Eventpipe:
         self.dir = tempfile.mkdtemp(prefix="ep-e2e-")
         self.ports = ports or {"api": free_port(), "ingest": free_port(),
                                "processor": free_port()}
+        # Every process gets an analytics port of its own unless the test shares one.
+        self.ports.setdefault("analytics", free_port())
         self.env = dict(os.environ)
         self.env.update({
             "API_PORT": str(self.ports["api"]),
@@ -93,6 +95,8 @@ class Eventpipe:
             "BIND_ADDR": "127.0.0.1",
             "INGEST_URL": "http://127.0.0.1:%d" % self.ports["ingest"],
             "PROCESSOR_URL": "http://127.0.0.1:%d" % self.ports["processor"],
+            "ANALYTICS_PORT": str(self.ports["analytics"]),
+            "ANALYTICS_URL": "http://127.0.0.1:%d" % self.ports["analytics"],
             "LOG_LEVEL": "info",
         })
         self.env.update(env or {})
@@ -106,7 +110,8 @@ class Eventpipe:
 
     def own_ports(self):
         if self.cmd == "run":
-            return [self.ports["api"], self.ports["ingest"], self.ports["processor"]]
+            return [self.ports["api"], self.ports["ingest"], self.ports["processor"],
+                    self.ports["analytics"]]
         key = {"gateway": "api"}.get(self.cmd, self.cmd)
         return [self.ports[key]]
 
@@ -127,6 +132,10 @@ class Eventpipe:
     @property
     def processor(self):
         return self.ports["processor"]
+
+    @property
+    def analytics(self):
+        return self.ports["analytics"]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
