@@ -41,11 +41,33 @@ static const ep_queue_provider_t *const builtin_providers[] = {
     &ep_queue_forward_provider,   NULL,
 };
 
+/* Providers registered at run time (plugins, test doubles); filled before use. */
+#define MAX_EXTRA_PROVIDERS 8
+static const ep_queue_provider_t *extra_providers[MAX_EXTRA_PROVIDERS];
+static size_t n_extra_providers;
+
+int ep_queue_provider_register(const ep_queue_provider_t *p)
+{
+    if (p == NULL || p->api_version != EP_QUEUE_API_V1 || ep_queue_provider_find(p->name)) {
+        return EP_EINVAL;
+    }
+    if (n_extra_providers == MAX_EXTRA_PROVIDERS) {
+        return EP_E2BIG;
+    }
+    extra_providers[n_extra_providers++] = p;
+    return 0;
+}
+
 const ep_queue_provider_t *ep_queue_provider_find(const char *name)
 {
     for (size_t i = 0; builtin_providers[i]; i++) {
         if (strcmp(builtin_providers[i]->name, name) == 0) {
             return builtin_providers[i];
+        }
+    }
+    for (size_t i = 0; i < n_extra_providers; i++) {
+        if (strcmp(extra_providers[i]->name, name) == 0) {
+            return extra_providers[i];
         }
     }
     return NULL;

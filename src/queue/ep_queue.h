@@ -102,7 +102,14 @@ struct ep_queue_s {
     char last_error[256];
 };
 
-/** Finds a compiled-in provider by name ("memory"). NULL when unknown. */
+/**
+ * Registers a provider besides the compiled-in ones (a plugin, a test double).
+ * Call at start-up, before any lookup; not thread-safe. Returns 0, EP_EINVAL
+ * (bad version or name taken) or EP_E2BIG (too many).
+ */
+int ep_queue_provider_register(const ep_queue_provider_t *p);
+
+/** Finds a provider by name ("memory"). NULL when unknown. */
 const ep_queue_provider_t *ep_queue_provider_find(const char *name);
 
 /** Lists compiled-in provider names, comma-separated, into out. */

@@ -1,0 +1,640 @@
+/*
+ * The composite queue (QUEUE_TYPE=composite): dual-write to several providers
+ * (COMPOSITE_PROVIDERS, e.g. "nats,kafka") for migrations and replication.
+ *
+ * Writes go to every provider in parallel (each gets its own copy of the
+ * events). The publish callback reports, per event:
+ *   fail-fast    0 only when every provider acknowledged; else the first error
+ *   best-effort  0 when at least one provider acknowledged; an error when all failed
+ * and every per-provider failure is counted (composite_stats).
+ *
+ * Reads come from EVERY provider (one pump thread each), de-duplicated by event
+ * id, so an event that reached only one provider during an outage is still
+ * processed, and no provider fills up unread. The first copy of an id to arrive
+ * is handed to the workers; later copies are acknowledged on their provider
+ * without processing. A nack forgets the claim, so whichever copy comes next is
+ * processed (at-least-once).
+ */
+#include "ep_dedup.h"
+#include "ep_error.h"
+#include "ep_log.h"
+#include "ep_mem.h"
+#include "ep_mpmc.h"
+#include "ep_queue.h"
+#include "ep_time.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_CHILDREN   4
+#define PUMP_BATCH     256
+#define INBOX_CAPACITY 8192
+#define CLAIM_WINDOW_S 3600
+#define CLAIM_CAPACITY 200000
+
+typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t;
+
+typedef struct child_s {
+    ep_queue_t *q;
+    char name[32];
+    atomic_uint_fast64_t published, failed, consumed, duplicates;
+    pthread_t pump;
+    int pump_started;
+    atomic_int pump_done;
+} child_t;
+
+typedef struct composite_s {
+    strategy_t strategy;
+    int n;
+    child_t child[MAX_CHILDREN];
+    ep_dedup_t *claims;
+    ep_mpmc_t *inbox; /* events pumped from the children, for the workers */
+    pthread_mutex_t start_mu;
+    int pumps_started;
+    atomic_int closed;
+    atomic_int pumps_running;
+    atomic_uint_fast64_t enqueued, rejected, dequeued, acked, nacked, deduped;
+} composite_t;
+
+/* One publish call fanned out to the children. */
+typedef struct fan_s {
+    composite_t *c;
+    ep_publish_cb cb;
+    void *arg;
+    size_t n;
+    atomic_int pending; /* children still to report */
+    int *ok_count;      /* per event: children that acknowledged */
+    int *first_err;     /* per event: first failure */
+    pthread_mutex_t mu;
+} fan_t;
+
+typedef struct fan_child_s {
+    fan_t *fan;
+    child_t *child;
+} fan_child_t;
+
+static void fan_finish(fan_t *f)
+{
+    composite_t *c = f->c;
+    int *status = ep_malloc(f->n * sizeof(int));
+    size_t ok = 0;
+
+    for (size_t i = 0; i < f->n; i++) {
+        int all = f->ok_count[i] == c->n;
+        int any = f->ok_count[i] > 0;
+        if (c->strategy == STRATEGY_FAIL_FAST) {
+            status[i] = all ? 0 : (f->first_err[i] ? f->first_err[i] : EP_EUNAVAIL);
+        } else {
+            status[i] = any ? 0 : (f->first_err[i] ? f->first_err[i] : EP_EUNAVAIL);
+        }
+        ok += status[i] == 0;
+    }
+    atomic_fetch_add_explicit(&c->enqueued, ok, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rejected, f->n - ok, memory_order_relaxed);
+    if (f->cb) {
+        f->cb(f->arg, f->n, status);
+    }
+    ep_free(status);
+    ep_free(f->ok_count);
+    ep_free(f->first_err);
+    pthread_mutex_destroy(&f->mu);
+    ep_free(f);
+}
+
+static void fan_report(fan_t *f, child_t *ch, size_t n, const int *status, int all_err)
+{
+    size_t ok = 0;
+
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < n; i++) {
+        int st = status ? status[i] : all_err;
+        if (st == 0) {
+            f->ok_count[i]++;
+            ok++;
+        } else if (f->first_err[i] == 0) {
+            f->first_err[i] = st;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    atomic_fetch_add_explicit(&ch->published, ok, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ch->failed, n - ok, memory_order_relaxed);
+    if (atomic_fetch_sub_explicit(&f->pending, 1, memory_order_acq_rel) == 1) {
+        fan_finish(f);
+    }
+}
+
+static void on_child_published(void *arg, size_t n, const int *status)
+{
+    fan_child_t *fc = arg;
+
+    fan_report(fc->fan, fc->child, n, status, 0);
+    ep_free(fc);
+}
+
+static int composite_publish(void *ctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
+{
+    composite_t *c = ctx;
+    fan_t *f;
+    ep_event_t **copy;
+
+    if (atomic_load(&c->closed)) {
+        return EP_ECLOSED;
+    }
+    if (n == 0) {
+        if (cb) {
+            cb(arg, 0, NULL);
+        }
+        return 0;
+    }
+    f = ep_calloc(1, sizeof(*f));
+    f->c = c;
+    f->cb = cb;
+    f->arg = arg;
+    f->n = n;
+    f->ok_count = ep_calloc(n, sizeof(int));
+    f->first_err = ep_calloc(n, sizeof(int));
+    pthread_mutex_init(&f->mu, NULL);
+    /* One extra count keeps the fan alive until every child has been started. */
+    atomic_store(&f->pending, c->n + 1);
+    copy = ep_malloc(n * sizeof(*copy));
+    for (int k = 0; k < c->n; k++) {
+        child_t *ch = &c->child[k];
+        fan_child_t *fc = ep_malloc(sizeof(*fc));
+        int rc;
+
+        /* Every child but the last gets clones; the last takes the originals. */
+        for (size_t i = 0; i < n; i++) {
+            copy[i] = k + 1 < c->n ? ep_event_clone(evs[i]) : evs[i];
+        }
+        fc->fan = f;
+        fc->child = ch;
+        rc = ep_queue_publish(ch->q, copy, n, on_child_published, fc);
+        if (rc != 0) {
+            for (size_t i = 0; i < n; i++) {
+                ep_event_destroy(copy[i]);
+            }
+            ep_free(fc);
+            fan_report(f, ch, n, NULL, rc);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = NULL;
+    }
+    ep_free(copy);
+    fan_report(f, &c->child[0], 0, NULL, 0);
+    return 0;
+}
+
+/* ------------------------------------------------------------ reading */
+
+typedef struct pump_arg_s {
+    composite_t *c;
+    int idx;
+} pump_arg_t;
+
+static void *pump_run(void *arg)
+{
+    pump_arg_t *pa = arg;
+    composite_t *c = pa->c;
+    child_t *ch = &c->child[pa->idx];
+    uint32_t idx = (uint32_t)pa->idx;
+    ep_event_t *batch[PUMP_BATCH], *dups[PUMP_BATCH];
+
+    ep_free(pa);
+    for (;;) {
+        int n = ep_queue_consume(ch->q, batch, PUMP_BATCH, 200);
+        size_t nd = 0, nk = 0;
+
+        if (n == EP_ECLOSED) {
+            break;
+        }
+        if (n < 0) {
+            ep_time_sleep_ms(100);
+            continue;
+        }
+        atomic_fetch_add_explicit(&ch->consumed, (uint64_t)n, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            ep_event_t *ev = batch[i];
+            ep_dedup_result_t d =
+                ep_dedup_reserve(c->claims, ev->id.p, ev->id.len, ep_time_mono_ms() / 1000);
+            ev->qidx = idx;
+            if (d == EP_DEDUP_NEW) {
+                batch[nk++] = ev;
+            } else {
+                dups[nd++] = ev;
+            }
+        }
+        if (nd > 0) {
+            /* Another provider's copy is being or was processed: done here. */
+            atomic_fetch_add_explicit(&ch->duplicates, nd, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->deduped, nd, memory_order_relaxed);
+            ep_queue_ack(ch->q, dups, nd);
+        }
+        /* Hand the rest to the workers; wait for room rather than drop. */
+        while (nk > 0) {
+            int rc = ep_mpmc_push_batch(c->inbox, (void **)batch, nk);
+            if (rc == 0) {
+                break;
+            }
+            if (rc == EP_ECLOSED) {
+                ep_queue_nack(ch->q, batch, nk, 0);
+                nk = 0;
+                break;
+            }
+            ep_time_sleep_ms(1);
+        }
+    }
+    atomic_store(&ch->pump_done, 1);
+    if (atomic_fetch_sub(&c->pumps_running, 1) == 1 && atomic_load(&c->closed)) {
+        /* Every provider is drained: the workers finish the inbox, then see EP_ECLOSED. */
+        ep_mpmc_close(c->inbox);
+    }
+    return NULL;
+}
+
+static void start_pumps(composite_t *c)
+{
+    pthread_mutex_lock(&c->start_mu);
+    if (!c->pumps_started) {
+        c->pumps_started = 1;
+        atomic_store(&c->pumps_running, c->n);
+        for (int k = 0; k < c->n; k++) {
+            pump_arg_t *pa = ep_malloc(sizeof(*pa));
+            pa->c = c;
+            pa->idx = k;
+            if (pthread_create(&c->child[k].pump, NULL, pump_run, pa) == 0) {
+                c->child[k].pump_started = 1;
+            } else {
+                ep_free(pa);
+                atomic_fetch_sub(&c->pumps_running, 1);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->start_mu);
+}
+
+static int composite_consume(void *ctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    composite_t *c = ctx;
+    int n;
+
+    start_pumps(c);
+    n = ep_mpmc_pop_batch(c->inbox, (void **)out, max, timeout_ms);
+    if (n > 0) {
+        atomic_fetch_add_explicit(&c->dequeued, (uint64_t)n, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* Calls fn on each run of events that came from the same provider. */
+static int per_child(composite_t *c, ep_event_t **evs, size_t n,
+                     int (*fn)(composite_t *, child_t *, ep_event_t **, size_t, void *), void *a)
+{
+    ep_event_t *group[PUMP_BATCH];
+    int rc = 0;
+
+    for (int k = 0; k < c->n; k++) {
+        size_t g = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (evs[i] && evs[i]->qidx == (uint32_t)k) {
+                group[g++] = evs[i];
+                if (g == PUMP_BATCH) {
+                    rc |= fn(c, &c->child[k], group, g, a);
+                    g = 0;
+                }
+            }
+        }
+        if (g) {
+            rc |= fn(c, &c->child[k], group, g, a);
+        }
+    }
+    return rc ? EP_EIO : 0;
+}
+
+static int do_ack(composite_t *c, child_t *ch, ep_event_t **evs, size_t n, void *a)
+{
+    int64_t now = ep_time_mono_ms() / 1000;
+
+    for (size_t i = 0; i < n; i++) {
+        ep_dedup_commit(c->claims, evs[i]->id.p, evs[i]->id.len, now);
+    }
+    return ep_queue_ack(ch->q, evs, n);
+}
+
+static int do_nack(composite_t *c, child_t *ch, ep_event_t **evs, size_t n, void *a)
+{
+    for (size_t i = 0; i < n; i++) {
+        ep_dedup_release(c->claims, evs[i]->id.p, evs[i]->id.len);
+    }
+    return ep_queue_nack(ch->q, evs, n, *(int *)a);
+}
+
+static int do_dead_letter(composite_t *c, child_t *ch, ep_event_t **evs, size_t n, void *a)
+{
+    int64_t now = ep_time_mono_ms() / 1000;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        ep_dedup_commit(c->claims, evs[i]->id.p, evs[i]->id.len, now);
+    }
+    rc = ep_queue_dead_letter(ch->q, evs, n, (const char *)a);
+    return rc == EP_ENOTSUP ? ep_queue_ack(ch->q, evs, n) : rc;
+}
+
+static int composite_ack(void *ctx, ep_event_t **evs, size_t n)
+{
+    composite_t *c = ctx;
+
+    atomic_fetch_add_explicit(&c->acked, n, memory_order_relaxed);
+    return per_child(c, evs, n, do_ack, NULL);
+}
+
+static int composite_nack(void *ctx, ep_event_t **evs, size_t n, int delay_ms)
+{
+    composite_t *c = ctx;
+
+    atomic_fetch_add_explicit(&c->nacked, n, memory_order_relaxed);
+    return per_child(c, evs, n, do_nack, &delay_ms);
+}
+
+static int composite_dead_letter(void *ctx, ep_event_t **evs, size_t n, const char *reason)
+{
+    return per_child(ctx, evs, n, do_dead_letter, (void *)reason);
+}
+
+/* ------------------------------------------------------------ status */
+
+static void composite_stats(void *ctx, ep_queue_stats_t *st)
+{
+    composite_t *c = ctx;
+    int64_t size = 0;
+    int unknown = 0;
+
+    memset(st, 0, sizeof(*st));
+    st->enqueued = atomic_load(&c->enqueued);
+    st->rejected_full = atomic_load(&c->rejected);
+    st->dequeued = atomic_load(&c->dequeued);
+    st->acked = atomic_load(&c->acked);
+    st->nacked = atomic_load(&c->nacked);
+    for (int k = 0; k < c->n; k++) {
+        ep_queue_stats_t cs;
+        ep_queue_stats(c->child[k].q, &cs);
+        if (cs.size < 0) {
+            unknown = 1;
+        } else {
+            size += cs.size;
+        }
+    }
+    st->size = unknown ? -1 : size + (int64_t)ep_mpmc_size(c->inbox);
+    st->capacity = -1;
+    st->in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+}
+
+static void composite_stats_json(void *ctx, ep_buf_t *out)
+{
+    composite_t *c = ctx;
+
+    ep_buf_printf(out, ",\"strategy\":\"%s\",\"deduplicated\":%llu,\"composite_stats\":{",
+                  c->strategy == STRATEGY_FAIL_FAST ? "fail-fast" : "best-effort",
+                  (unsigned long long)atomic_load(&c->deduped));
+    for (int k = 0; k < c->n; k++) {
+        child_t *ch = &c->child[k];
+        ep_queue_stats_t cs;
+        char reason[160] = "";
+        int ready = ep_queue_ready(ch->q, reason, sizeof(reason));
+
+        ep_queue_stats(ch->q, &cs);
+        ep_buf_printf(out,
+                      "%s\"%s\":{\"ready\":%s,\"published\":%llu,\"failed\":%llu,"
+                      "\"consumed\":%llu,\"duplicates\":%llu,\"size\":%lld",
+                      k ? "," : "", ch->name, ready ? "true" : "false",
+                      (unsigned long long)atomic_load(&ch->published),
+                      (unsigned long long)atomic_load(&ch->failed),
+                      (unsigned long long)atomic_load(&ch->consumed),
+                      (unsigned long long)atomic_load(&ch->duplicates), (long long)cs.size);
+        if (!ready) {
+            ep_buf_puts(out, ",\"error\":");
+            ep_buf_put_json_str(out, reason, strlen(reason));
+        }
+        ep_buf_putc(out, '}');
+    }
+    ep_buf_putc(out, '}');
+}
+
+static int composite_ready(void *ctx, char *reason, size_t len)
+{
+    composite_t *c = ctx;
+    int up = 0;
+    size_t off = 0;
+
+    if (atomic_load(&c->closed)) {
+        snprintf(reason, len, "queue closed");
+        return 0;
+    }
+    reason[0] = '\0';
+    for (int k = 0; k < c->n; k++) {
+        char r[160] = "";
+        if (ep_queue_ready(c->child[k].q, r, sizeof(r))) {
+            up++;
+        } else if (off < len) {
+            int w = snprintf(reason + off, len - off, "%sprovider %s degraded: %s", off ? "; " : "",
+                             c->child[k].name, r[0] ? r : "not ready");
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    /* fail-fast needs every provider to accept writes; best-effort needs one. */
+    return c->strategy == STRATEGY_FAIL_FAST ? up == c->n : up > 0;
+}
+
+static void composite_lag_json(void *ctx, ep_buf_t *out)
+{
+    composite_t *c = ctx;
+
+    ep_buf_putc(out, '{');
+    for (int k = 0; k < c->n; k++) {
+        ep_buf_printf(out, "%s\"%s\":", k ? "," : "", c->child[k].name);
+        ep_queue_lag_json(c->child[k].q, out);
+    }
+    ep_buf_putc(out, '}');
+}
+
+static int composite_flush(void *ctx, int timeout_ms)
+{
+    composite_t *c = ctx;
+    int rc = 0;
+
+    for (int k = 0; k < c->n; k++) {
+        rc |= ep_queue_flush(c->child[k].q, timeout_ms);
+    }
+    return rc ? EP_ETIMEDOUT : 0;
+}
+
+static void composite_close(void *ctx)
+{
+    composite_t *c = ctx;
+
+    if (atomic_exchange(&c->closed, 1)) {
+        return;
+    }
+    for (int k = 0; k < c->n; k++) {
+        ep_queue_close(c->child[k].q);
+    }
+    /*
+     * An instance that never read (an ingest-only process) has nothing to drain:
+     * the events wait in the providers. One that reads drains them all first.
+     */
+    pthread_mutex_lock(&c->start_mu);
+    if (!c->pumps_started || atomic_load(&c->pumps_running) == 0) {
+        c->pumps_started = 1; /* no pump will start now */
+        ep_mpmc_close(c->inbox);
+    }
+    pthread_mutex_unlock(&c->start_mu);
+}
+
+static void composite_destroy(void *ctx)
+{
+    composite_t *c = ctx;
+    void *left[PUMP_BATCH];
+    int n;
+
+    if (c == NULL) {
+        return;
+    }
+    composite_close(c);
+    for (int k = 0; k < c->n; k++) {
+        if (c->child[k].pump_started) {
+            pthread_join(c->child[k].pump, NULL);
+        }
+    }
+    /* Events still in the inbox were never processed: give them back to their provider. */
+    while ((n = ep_mpmc_pop_batch(c->inbox, left, PUMP_BATCH, 0)) > 0) {
+        int zero = 0;
+        per_child(c, (ep_event_t **)left, (size_t)n, do_nack, &zero);
+    }
+    for (int k = 0; k < c->n; k++) {
+        ep_queue_destroy(c->child[k].q);
+    }
+    ep_mpmc_destroy(c->inbox);
+    ep_dedup_destroy(c->claims);
+    pthread_mutex_destroy(&c->start_mu);
+    ep_free(c);
+}
+
+/* ------------------------------------------------------------ config */
+
+static int parse_providers(const char *spec, char names[][32], int *count, char *err, size_t errlen)
+{
+    const char *p = spec;
+    int n = 0;
+
+    while (*p) {
+        const char *start, *end;
+        size_t len;
+
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        start = p;
+        while (*p && *p != ',') {
+            p++;
+        }
+        end = p;
+        while (end > start && isspace((unsigned char)end[-1])) {
+            end--;
+        }
+        len = (size_t)(end - start);
+        if (n == MAX_CHILDREN || len >= 32) {
+            snprintf(err, errlen, "COMPOSITE_PROVIDERS: at most %d providers, names under 32 bytes",
+                     MAX_CHILDREN);
+            return EP_ECONFIG;
+        }
+        memcpy(names[n], start, len);
+        names[n][len] = '\0';
+        if (strcmp(names[n], "composite") == 0 || ep_queue_provider_find(names[n]) == NULL ||
+            strcmp(names[n], "forward") == 0) {
+            char avail[160];
+            ep_queue_provider_names(avail, sizeof(avail));
+            snprintf(err, errlen,
+                     "COMPOSITE_PROVIDERS: unknown provider '%s' (use memory, disk, "
+                     "nats or kafka; built here: %s)",
+                     names[n], avail);
+            return EP_ECONFIG;
+        }
+        for (int k = 0; k < n; k++) {
+            if (strcmp(names[k], names[n]) == 0) {
+                snprintf(err, errlen, "COMPOSITE_PROVIDERS: '%s' is listed twice", names[n]);
+                return EP_ECONFIG;
+            }
+        }
+        n++;
+    }
+    if (n < 1) {
+        snprintf(err, errlen, "COMPOSITE_PROVIDERS: no provider given (e.g. nats,kafka)");
+        return EP_ECONFIG;
+    }
+    *count = n;
+    return 0;
+}
+
+static int composite_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    char names[MAX_CHILDREN][32];
+    composite_t *c;
+    int n = 0, rc;
+
+    *out = NULL;
+    if ((rc = parse_providers(cfg->composite_providers, names, &n, err, errlen)) != 0) {
+        return rc;
+    }
+    c = ep_calloc(1, sizeof(*c));
+    c->strategy = strcmp(cfg->composite_strategy, "best-effort") == 0 ? STRATEGY_BEST_EFFORT
+                                                                      : STRATEGY_FAIL_FAST;
+    pthread_mutex_init(&c->start_mu, NULL);
+    for (int k = 0; k < n; k++) {
+        char cerr[256] = "";
+        rc = ep_queue_create(names[k], cfg, &c->child[k].q, cerr, sizeof(cerr));
+        if (rc != 0) {
+            snprintf(err, errlen, "COMPOSITE_PROVIDERS: provider '%s': %s", names[k], cerr);
+            for (int j = 0; j < k; j++) {
+                ep_queue_destroy(c->child[j].q);
+            }
+            pthread_mutex_destroy(&c->start_mu);
+            ep_free(c);
+            return rc;
+        }
+        snprintf(c->child[k].name, sizeof(c->child[k].name), "%.31s", names[k]);
+    }
+    c->n = n;
+    c->claims = ep_dedup_create(CLAIM_WINDOW_S, CLAIM_CAPACITY);
+    ep_mpmc_create(INBOX_CAPACITY, &c->inbox);
+    ep_log_info("queue", "composite over %s%s%s%s%s (%s)", names[0], n > 1 ? "," : "",
+                n > 1 ? names[1] : "", n > 2 ? ",..." : "", "",
+                c->strategy == STRATEGY_FAIL_FAST ? "fail-fast" : "best-effort");
+    *out = c;
+    return 0;
+}
+
+const ep_queue_provider_t ep_queue_composite_provider = {
+    .api_version = EP_QUEUE_API_V1,
+    .name = "composite",
+    .flags = 0,
+    .init = composite_init,
+    .publish = composite_publish,
+    .consume = composite_consume,
+    .ack = composite_ack,
+    .nack = composite_nack,
+    .stats = composite_stats,
+    .stats_json = composite_stats_json,
+    .ready = composite_ready,
+    .flush = composite_flush,
+    .close = composite_close,
+    .destroy = composite_destroy,
+    .dead_letter = composite_dead_letter,
+    .lag_json = composite_lag_json,
+};

@@ -1,0 +1,253 @@
+/*
+ * Unit tests of the composite queue over a memory queue and a "flaky" test
+ * double (a memory queue whose writes can be switched off): strategies, per-
+ * provider figures, reading from every provider with de-duplication by id.
+ */
+#include "ep_error.h"
+#include "ep_queue.h"
+#include "ep_test.h"
+
+#include <stdatomic.h>
+
+extern const ep_queue_provider_t ep_queue_memory_provider;
+
+static atomic_int flaky_down;
+static ep_queue_provider_t flaky;
+
+static int flaky_publish(void *ctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
+{
+    if (atomic_load(&flaky_down)) {
+        return EP_EUNAVAIL;
+    }
+    return ep_queue_memory_provider.publish(ctx, evs, n, cb, arg);
+}
+
+static int flaky_ready(void *ctx, char *reason, size_t len)
+{
+    if (atomic_load(&flaky_down)) {
+        snprintf(reason, len, "flaky is down");
+        return 0;
+    }
+    return ep_queue_memory_provider.ready(ctx, reason, len);
+}
+
+static ep_queue_t *make(const char *providers, const char *strategy, int64_t size)
+{
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256] = "";
+
+    if (flaky.name == NULL) {
+        flaky = ep_queue_memory_provider;
+        flaky.name = "flaky";
+        flaky.publish = flaky_publish;
+        flaky.ready = flaky_ready;
+        EP_ASSERT_EQ(ep_queue_provider_register(&flaky), 0);
+    }
+    ep_config_defaults(&cfg);
+    cfg.queue_size = size;
+    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "%s", providers);
+    snprintf(cfg.composite_strategy, sizeof(cfg.composite_strategy), "%s", strategy);
+    if (ep_queue_create("composite", &cfg, &q, err, sizeof(err)) != 0) {
+        EP__FAIL("create: %s", err);
+    }
+    return q;
+}
+
+static int last_status[64];
+static size_t last_n;
+static int calls;
+
+static void on_published(void *arg, size_t n, const int *status)
+{
+    calls++;
+    last_n = n;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        last_status[i] = status[i];
+    }
+}
+
+static int publish_n(ep_queue_t *q, int first, int n)
+{
+    ep_event_t *evs[64];
+    char id[32];
+
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "e%d", first + i);
+        evs[i] = ep_event_create(id, "s", "t", NULL, "x", 1, NULL, 0, 0);
+    }
+    calls = 0;
+    if (ep_queue_publish(q, evs, (size_t)n, on_published, NULL) != 0) {
+        for (int i = 0; i < n; i++) {
+            ep_event_destroy(evs[i]);
+        }
+        return -1;
+    }
+    EP_ASSERT_EQ(calls, 1);
+    EP_ASSERT_EQ(last_n, n);
+    return 0;
+}
+
+/* Consumes until empty; returns how many events reached the "workers" (acked). */
+static int drain(ep_queue_t *q, char *seen, int max_id)
+{
+    ep_event_t *out[64];
+    int total = 0, idle = 0;
+
+    while (idle < 3) {
+        int n = ep_queue_consume(q, out, 64, 100);
+        if (n <= 0) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        for (int i = 0; i < n; i++) {
+            int id = atoi(out[i]->id.p + 1);
+            EP_ASSERT(id >= 0 && id < max_id);
+            EP_ASSERT_EQ(seen[id], 0); /* never handed out twice */
+            seen[id] = 1;
+        }
+        total += n;
+        ep_queue_ack(q, out, (size_t)n);
+    }
+    return total;
+}
+
+static void test_fail_fast_dual_write_and_dedup(void)
+{
+    ep_queue_t *q = make("memory, flaky", "fail-fast", 1000);
+    char seen[100] = {0};
+    ep_queue_stats_t st;
+    ep_buf_t js = EP_BUF_INIT;
+    char reason[200];
+
+    atomic_store(&flaky_down, 0);
+    EP_ASSERT_EQ(publish_n(q, 0, 50), 0);
+    for (int i = 0; i < 50; i++) {
+        EP_ASSERT_EQ(last_status[i], 0);
+    }
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1);
+    EP_ASSERT_EQ(drain(q, seen, 100), 50); /* 100 copies, 50 processed */
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.enqueued, 50);
+    EP_ASSERT_EQ(st.acked, 50);
+    ep_queue_stats_json(q, &js);
+    EP_ASSERT(strstr(js.data, "\"deduplicated\":50") != NULL);
+    EP_ASSERT(strstr(js.data, "\"memory\":{\"ready\":true,\"published\":50") != NULL);
+    EP_ASSERT(strstr(js.data, "\"flaky\":{\"ready\":true,\"published\":50") != NULL);
+    ep_buf_close(&js);
+    ep_queue_close(q);
+    ep_queue_destroy(q);
+}
+
+static void test_fail_fast_reports_a_failed_provider(void)
+{
+    ep_queue_t *q = make("memory,flaky", "fail-fast", 1000);
+    char seen[100] = {0};
+    char reason[200];
+
+    atomic_store(&flaky_down, 1);
+    EP_ASSERT_EQ(publish_n(q, 0, 10), 0);
+    for (int i = 0; i < 10; i++) {
+        EP_ASSERT_EQ(last_status[i], EP_EUNAVAIL);
+    }
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT(strstr(reason, "flaky degraded") != NULL);
+    /* No rollback: the copy that reached memory is still processed (once). */
+    EP_ASSERT_EQ(drain(q, seen, 100), 10);
+    atomic_store(&flaky_down, 0);
+    ep_queue_destroy(q);
+}
+
+static void test_best_effort(void)
+{
+    ep_queue_t *q = make("memory,flaky", "best-effort", 5);
+    char seen[100] = {0};
+    char reason[200];
+    ep_buf_t js = EP_BUF_INIT;
+
+    atomic_store(&flaky_down, 1);
+    EP_ASSERT_EQ(publish_n(q, 0, 4), 0);
+    for (int i = 0; i < 4; i++) {
+        EP_ASSERT_EQ(last_status[i], 0); /* memory took them */
+    }
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1); /* degraded but usable */
+    /* memory is now too full for 4 more and flaky is down: all failed, never success. */
+    EP_ASSERT_EQ(publish_n(q, 10, 4), 0);
+    for (int i = 0; i < 4; i++) {
+        EP_ASSERT(last_status[i] != 0);
+    }
+    ep_queue_stats_json(q, &js);
+    EP_ASSERT(strstr(js.data, "\"flaky\":{\"ready\":false,\"published\":0,\"failed\":8") != NULL);
+    ep_buf_close(&js);
+    EP_ASSERT_EQ(drain(q, seen, 100), 4);
+    atomic_store(&flaky_down, 0);
+    ep_queue_destroy(q);
+}
+
+static void test_nack_lets_a_copy_through_again(void)
+{
+    ep_queue_t *q = make("memory,flaky", "fail-fast", 100);
+    ep_event_t *out[4];
+    char seen[100] = {0};
+    int n;
+
+    EP_ASSERT_EQ(publish_n(q, 0, 1), 0);
+    n = ep_queue_consume(q, out, 4, 1000);
+    EP_ASSERT_EQ(n, 1);
+    EP_ASSERT_EQ(ep_queue_nack(q, out, 1, 0), 0);
+    /* The redelivered copy (or the other provider's) is processed exactly once more. */
+    EP_ASSERT_EQ(drain(q, seen, 100), 1);
+    ep_queue_destroy(q);
+}
+
+static void test_config_errors(void)
+{
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256];
+
+    make("memory", "fail-fast", 10); /* registers the double */
+    ep_config_defaults(&cfg);
+    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory, bogus");
+    EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+    EP_ASSERT(strstr(err, "COMPOSITE_PROVIDERS") && strstr(err, "bogus"));
+    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory,memory");
+    EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "composite");
+    EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), " , ");
+    EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+    EP_ASSERT(q == NULL);
+}
+
+static void test_close_drains_every_provider(void)
+{
+    ep_queue_t *q = make("memory,flaky", "best-effort", 1000);
+    ep_event_t *out[64];
+    int total = 0, n;
+
+    /* A reading instance (its workers have called consume) drains every provider on close. */
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 64, 0), 0);
+    EP_ASSERT_EQ(publish_n(q, 0, 30), 0);
+    ep_queue_close(q);
+    EP_ASSERT(ep_queue_publish(q, out, 0, NULL, NULL) == EP_ECLOSED);
+    while ((n = ep_queue_consume(q, out, 64, 1000)) != EP_ECLOSED) {
+        EP_ASSERT(n >= 0);
+        total += n;
+        ep_queue_ack(q, out, (size_t)n);
+    }
+    EP_ASSERT_EQ(total, 30);
+    ep_queue_destroy(q);
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_fail_fast_dual_write_and_dedup),
+    EP_TEST(test_fail_fast_reports_a_failed_provider),
+    EP_TEST(test_best_effort),
+    EP_TEST(test_nack_lets_a_copy_through_again),
+    EP_TEST(test_config_errors),
+    EP_TEST(test_close_drains_every_provider),
+    EP_TEST_END,
+};
+EP_TEST_MAIN()
