@@ -1,0 +1,759 @@
+/*
+ * The "nats" queue provider: NATS JetStream through nats.c.
+ *
+ * Publish: each event is encoded once as a protobuf DataMessage and published
+ * asynchronously to NATS_SUBJECT with its id as Nats-Msg-Id (JetStream drops
+ * a repeat within the stream's duplicate window). The call's callback fires
+ * once, after every message of the call got its PubAck, an error or its
+ * MaxWait timeout; so a 2xx upstream means the broker stored the event.
+ * PubAcks arrive on a nats.c thread with the original natsMsg; a small
+ * mutex-protected map finds the publish call it belongs to.
+ *
+ * Consume: one durable pull consumer (NATS_DURABLE), created on the first
+ * consume only. Fetches are serialized (nats.c allows one at a time per
+ * subscription): first a no-wait request for up to max messages, and when
+ * nothing is there a waiting request for one, so an idle worker wakes as soon
+ * as a message arrives. The natsMsg stays in ev->qh until ack, nack or
+ * dead_letter. A message that does not decode is published raw to the
+ * dead-letter subject and terminated, never handed to the workers.
+ *
+ * Connection, stream policy and the keeper thread: ep_queue_nats_config.c.
+ */
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_log.h"
+#include "ep_mem.h"
+#include "ep_queue.h"
+#include "ep_queue_nats_int.h"
+#include "ep_time.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define HDR_MSG_ID      "Nats-Msg-Id"
+#define HDR_REASON      "Ep-Dlq-Reason"
+#define HDR_ATTEMPTS    "Ep-Attempts"
+#define HDR_EVENT_ID    "Ep-Event-Id"
+#define HDR_ORIG_SUBJ   "Ep-Original-Subject"
+#define HDR_ORIG_SEQ    "Ep-Original-Seq"
+#define DLQ_RETRY_MS    5000 /* redelivery delay when a dead-letter publish failed */
+#define POISON_RETRY_MS 1000
+#define CRASH_MARGIN    3 /* deliveries past max_attempts before consume dead-letters */
+
+static const int empty_status[1];
+
+static void counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t counter_get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* 1 when s can go into a NATS header value as is (no control characters). */
+static int header_safe(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return len > 0;
+}
+
+/* Copies s into out with control characters replaced by spaces. */
+static void header_clean(const char *s, char *out, size_t len)
+{
+    size_t i = 0;
+
+    for (; s && s[i] && i + 1 < len; i++) {
+        out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
+    }
+    out[i] = '\0';
+}
+
+/* ------------------------------------------------------------ in-flight publish map */
+
+static size_t slot_bucket(const natsMsg *m)
+{
+    uint64_t h = (uint64_t)(uintptr_t)m * 0x9E3779B97F4A7C15ull;
+
+    return (size_t)(h >> 40) & (EP_NATS_PUB_BUCKETS - 1);
+}
+
+/* Unlinks and returns the slot of m, or NULL. Call with pub_lock held. */
+static ep_nats_slot_t *slot_take_locked(ep_nats_ctx_t *ctx, natsMsg *m)
+{
+    ep_nats_slot_t **pp = &ctx->pub_map[slot_bucket(m)];
+
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->msg == m) {
+            ep_nats_slot_t *s = *pp;
+            *pp = s->next;
+            s->next = NULL;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static ep_nats_slot_t *slot_take(ep_nats_ctx_t *ctx, natsMsg *m)
+{
+    ep_nats_slot_t *s;
+
+    pthread_mutex_lock(&ctx->pub_lock);
+    s = slot_take_locked(ctx, m);
+    pthread_mutex_unlock(&ctx->pub_lock);
+    return s;
+}
+
+/* Runs the callback of a finished publish call and frees it. */
+static void batch_finish(ep_nats_ctx_t *ctx, ep_nats_batch_t *b)
+{
+    uint64_t ok = 0, full = 0;
+
+    for (size_t i = 0; i < b->n; i++) {
+        ok += b->status[i] == 0;
+        full += b->status[i] == EP_EFULL;
+    }
+    counter_add(&ctx->enqueued, ok);
+    counter_add(&ctx->rejected_full, full);
+    counter_add(&ctx->publish_failed, b->n - ok - full);
+    if (b->cb) {
+        b->cb(b->arg, b->n, b->status);
+    }
+    ep_free(b);
+}
+
+/* Records the result of one message; the last one finishes the call. */
+static void slot_done(ep_nats_ctx_t *ctx, ep_nats_slot_t *s, int status)
+{
+    ep_nats_batch_t *b = s->batch;
+
+    b->status[s->idx] = status;
+    if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
+        batch_finish(ctx, b);
+    }
+}
+
+/* Maps a PubAck error to an EP_E* code. */
+static int puback_error(const jsPubAckErr *pae)
+{
+    switch (pae->ErrCode) {
+    case JSStreamStoreFailedErr: /* maximum messages / bytes exceeded (DiscardNew) */
+    case JSStorageResourcesExceededErr:
+    case JSInsufficientResourcesErr:
+        return EP_EFULL;
+    case JSStreamMessageExceedsMaximumErr:
+        return EP_E2BIG;
+    default:
+        break;
+    }
+    if (pae->ErrText &&
+        (strstr(pae->ErrText, "maximum messages") || strstr(pae->ErrText, "maximum bytes") ||
+         strstr(pae->ErrText, "resources exceeded"))) {
+        return EP_EFULL;
+    }
+    /* Timeouts, no responders (no stream), connection trouble. */
+    return EP_EUNAVAIL;
+}
+
+/* Maps a synchronous publish failure. */
+static int publish_error(natsStatus s)
+{
+    /* A stall on MaxPending in-flight publishes is backpressure. */
+    return s == NATS_TIMEOUT ? EP_EFULL : EP_EUNAVAIL;
+}
+
+void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    ep_nats_ctx_t *ctx = closure;
+    ep_nats_slot_t *s = slot_take(ctx, msg);
+    int rc = 0;
+
+    if (pa == NULL) {
+        rc = pae ? puback_error(pae) : EP_EUNAVAIL;
+        ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+                            pae && pae->ErrText ? pae->ErrText
+                                                : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
+    }
+    natsMsg_Destroy(msg);
+    if (s != NULL) {
+        slot_done(ctx, s, rc);
+    }
+}
+
+void ep__nats_fail_pending(ep_nats_ctx_t *ctx, natsMsg *msg, int err)
+{
+    ep_nats_slot_t *s = slot_take(ctx, msg);
+
+    natsMsg_Destroy(msg);
+    if (s != NULL) {
+        slot_done(ctx, s, err);
+    }
+}
+
+/* ------------------------------------------------------------ provider operations */
+
+static int nats_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    ep_nats_ctx_t *ctx = NULL;
+    int rc;
+
+    *out = NULL;
+    rc = ep__nats_ctx_create(cfg, &ctx, err, errlen);
+    if (rc == 0) {
+        *out = ctx;
+    }
+    return rc;
+}
+
+/* Encodes evs[i] into a new message for the subject. */
+static natsMsg *build_msg(const char *subject, const ep_event_t *ev, ep_buf_t *buf)
+{
+    natsMsg *m = NULL;
+
+    ep_buf_reset(buf);
+    ep_event_encode_pb(ev, buf);
+    if (natsMsg_Create(&m, subject, NULL, buf->data, (int)buf->len) != NATS_OK) {
+        return NULL;
+    }
+    return m;
+}
+
+static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    ep_nats_batch_t *b;
+    ep_buf_t buf = EP_BUF_INIT;
+    int rc = 0;
+
+    if (atomic_load(&ctx->closed)) {
+        return EP_ECLOSED;
+    }
+    if (n == 0) {
+        if (cb) {
+            cb(arg, 0, empty_status);
+        }
+        return 0;
+    }
+    /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
+    if (!ep__nats_connected(ctx)) {
+        ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        return EP_EUNAVAIL;
+    }
+    b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
+    b->cb = cb;
+    b->arg = arg;
+    b->n = n;
+    b->status = (int *)(void *)&b->slots[n];
+    atomic_init(&b->left, n + 1);
+    for (size_t i = 0; i < n; i++) {
+        b->slots[i].batch = b;
+        b->slots[i].idx = (uint32_t)i;
+        b->slots[i].next = NULL;
+        b->status[i] = 0;
+        b->slots[i].msg = build_msg(ctx->cfg.nats_subject, evs[i], &buf);
+        if (b->slots[i].msg == NULL) {
+            rc = EP_ENOMEM;
+            break;
+        }
+    }
+    ep_buf_close(&buf);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
+            natsMsg_Destroy(b->slots[i].msg);
+        }
+        ep_free(b);
+        return rc;
+    }
+    atomic_store(&ctx->async_used, 1);
+    /* Every message is in the map before the first can be acknowledged. */
+    pthread_mutex_lock(&ctx->pub_lock);
+    for (size_t i = 0; i < n; i++) {
+        ep_nats_slot_t **head = &ctx->pub_map[slot_bucket(b->slots[i].msg)];
+        b->slots[i].next = *head;
+        *head = &b->slots[i];
+    }
+    pthread_mutex_unlock(&ctx->pub_lock);
+
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *m = b->slots[i].msg;
+        jsPubOptions po;
+        natsStatus s;
+
+        jsPubOptions_Init(&po);
+        po.MaxWait = ctx->cfg.upstream_timeout_ms;
+        if (header_safe(evs[i]->id.p, evs[i]->id.len)) {
+            po.MsgId = evs[i]->id.p;
+        }
+        s = js_PublishMsgAsync(ctx->js, &m, &po);
+        if (s == NATS_OK) {
+            continue;
+        }
+        /* The library did not take m: it is still ours, and so is its slot. */
+        if (i == 0) {
+            /* Nothing went out: undo everything, the caller keeps the events. */
+            pthread_mutex_lock(&ctx->pub_lock);
+            for (size_t j = 0; j < n; j++) {
+                slot_take_locked(ctx, b->slots[j].msg);
+            }
+            pthread_mutex_unlock(&ctx->pub_lock);
+            for (size_t j = 0; j < n; j++) {
+                natsMsg_Destroy(b->slots[j].msg);
+            }
+            ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+                                natsStatus_GetText(s));
+            ep_free(b);
+            return publish_error(s);
+        }
+        {
+            ep_nats_slot_t *slot = slot_take(ctx, m);
+            natsMsg_Destroy(m);
+            if (slot != NULL) {
+                slot_done(ctx, slot, publish_error(s));
+            }
+        }
+    }
+    /* Ownership was taken; the broker has the bytes. */
+    for (size_t i = 0; i < n; i++) {
+        ep_event_destroy(evs[i]);
+        evs[i] = NULL;
+    }
+    if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
+        batch_finish(ctx, b);
+    }
+    return 0;
+}
+
+/* Publishes a dead-letter message and waits for its PubAck. Returns 0 or EP_E*. */
+static int dlq_publish(ep_nats_ctx_t *ctx, natsMsg *m, const char *msg_id)
+{
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    natsStatus s;
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = ctx->cfg.upstream_timeout_ms;
+    po.MsgId = msg_id;
+    s = js_PublishMsg(&pa, ctx->js, m, &po, &jerr);
+    jsPubAck_Destroy(pa);
+    if (s != NATS_OK) {
+        ep__nats_note_error(ctx, "NATS dead-letter publish to %s failed: %s",
+                            ctx->cfg.nats_dlq_subject, natsStatus_GetText(s));
+        return EP_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Adds the headers saying where a dead-lettered message came from. */
+static void dlq_headers(natsMsg *m, natsMsg *orig, const char *reason, uint64_t attempts,
+                        char *msg_id, size_t idlen)
+{
+    jsMsgMetaData *meta = NULL;
+    char tmp[256];
+
+    header_clean(reason, tmp, sizeof(tmp));
+    natsMsgHeader_Set(m, HDR_REASON, tmp);
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, attempts);
+    natsMsgHeader_Set(m, HDR_ATTEMPTS, tmp);
+    natsMsgHeader_Set(m, HDR_ORIG_SUBJ, natsMsg_GetSubject(orig));
+    msg_id[0] = '\0';
+    if (natsMsg_GetMetaData(&meta, orig) == NATS_OK) {
+        snprintf(tmp, sizeof(tmp), "%" PRIu64, meta->Sequence.Stream);
+        natsMsgHeader_Set(m, HDR_ORIG_SEQ, tmp);
+        /* Idempotent within the duplicate window, yet distinct from the original's id. */
+        snprintf(msg_id, idlen, "dlq-%s-%" PRIu64, meta->Stream, meta->Sequence.Stream);
+        jsMsgMetaData_Destroy(meta);
+    }
+}
+
+/* A message that is not a DataMessage: raw bytes to the DLQ, then terminate it. */
+static void poison_out(ep_nats_ctx_t *ctx, natsMsg *msg, const char *reason, uint64_t attempts)
+{
+    natsMsg *m = NULL;
+    char msg_id[160];
+
+    counter_add(&ctx->poison, 1);
+    if (natsMsg_Create(&m, ctx->cfg.nats_dlq_subject, NULL, natsMsg_GetData(msg),
+                       natsMsg_GetDataLength(msg)) == NATS_OK) {
+        dlq_headers(m, msg, reason, attempts, msg_id, sizeof(msg_id));
+        if (dlq_publish(ctx, m, msg_id[0] ? msg_id : NULL) == 0) {
+            natsMsg_Term(msg, NULL);
+            natsMsg_Destroy(m);
+            natsMsg_Destroy(msg);
+            ep__nats_note_error(ctx, "NATS message moved to %s: %s", ctx->cfg.nats_dlq_subject,
+                                reason);
+            return;
+        }
+        natsMsg_Destroy(m);
+    }
+    /* Could not store it elsewhere: leave it in the stream and look again later. */
+    natsMsg_NakWithDelay(msg, POISON_RETRY_MS, NULL);
+    natsMsg_Destroy(msg);
+}
+
+/* Turns fetched messages into events in out; returns how many. */
+static size_t take_msgs(ep_nats_ctx_t *ctx, natsMsgList *list, ep_event_t **out, size_t got)
+{
+    uint64_t limit =
+        (uint64_t)(ctx->cfg.max_attempts > 0 ? ctx->cfg.max_attempts : 1) + CRASH_MARGIN;
+
+    for (int i = 0; i < list->Count; i++) {
+        natsMsg *msg = list->Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        ep_event_t *ev = NULL;
+        uint64_t delivered = 1, seq = 0;
+
+        list->Msgs[i] = NULL;
+        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+            delivered = meta->NumDelivered;
+            seq = meta->Sequence.Stream;
+            jsMsgMetaData_Destroy(meta);
+        }
+        if (ep_event_decode_pb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &ev) !=
+            0) {
+            poison_out(ctx, msg, "undecodable: not a protobuf DataMessage", delivered);
+            continue;
+        }
+        if (delivered > limit) {
+            char reason[128];
+
+            snprintf(reason, sizeof(reason),
+                     "delivered %" PRIu64 " times without an acknowledgement", delivered);
+            ep_event_destroy(ev);
+            poison_out(ctx, msg, reason, delivered);
+            continue;
+        }
+        ev->attempts = delivered > UINT32_MAX ? UINT32_MAX : (uint32_t)delivered;
+        ev->qh = msg;
+        ev->qseq = seq;
+        out[got++] = ev;
+    }
+    return got;
+}
+
+/* Sleeps up to ms, stopping early once the queue is closed. */
+static void nap(ep_nats_ctx_t *ctx, int64_t ms)
+{
+    while (ms > 0 && !atomic_load(&ctx->closed)) {
+        int64_t step = ms < 50 ? ms : 50;
+        ep_time_sleep_ms(step);
+        ms -= step;
+    }
+}
+
+/* Locks fetch_lock, waiting until deadline (mono ms). Returns 1 when locked. */
+static int fetch_lock(ep_nats_ctx_t *ctx, int64_t deadline)
+{
+    struct timespec ts;
+    int64_t wait = deadline - ep_time_mono_ms();
+
+    if (pthread_mutex_trylock(&ctx->fetch_lock) == 0) {
+        return 1;
+    }
+    if (wait <= 0) {
+        return 0;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return pthread_mutex_timedlock(&ctx->fetch_lock, &ts) == 0;
+}
+
+static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    int64_t deadline = ep_time_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    natsMsgList list = {0};
+    jsFetchRequest req;
+    natsStatus s;
+    int64_t left;
+    size_t got;
+
+    if (atomic_load(&ctx->closed)) {
+        return EP_ECLOSED;
+    }
+    if (max == 0) {
+        return 0;
+    }
+    if (max > EP_NATS_FETCH_MAX) {
+        max = EP_NATS_FETCH_MAX;
+    }
+    if (!fetch_lock(ctx, deadline)) {
+        return atomic_load(&ctx->closed) ? EP_ECLOSED : 0;
+    }
+    if (atomic_load(&ctx->closed)) {
+        pthread_mutex_unlock(&ctx->fetch_lock);
+        return EP_ECLOSED;
+    }
+    if (!ctx->consumer_ok && (!ep__nats_connected(ctx) || ep__nats_consumer_ensure(ctx) != 0)) {
+        pthread_mutex_unlock(&ctx->fetch_lock);
+        left = deadline - ep_time_mono_ms();
+        nap(ctx, left < 250 ? left : 250);
+        return atomic_load(&ctx->closed) ? EP_ECLOSED : 0;
+    }
+    /* What is there now, up to max, without waiting. */
+    left = deadline - ep_time_mono_ms();
+    jsFetchRequest_Init(&req);
+    req.Batch = (int)max;
+    req.NoWait = true;
+    req.Expires = (int64_t)(left > 1000 ? left : 1000) * 1000000;
+    s = natsSubscription_FetchRequest(&list, ctx->sub, &req);
+    if (s != NATS_OK && list.Count == 0 && (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)) {
+        /* Nothing yet: wait for the first message only, so it is handed out at once. */
+        left = deadline - ep_time_mono_ms();
+        if (left > 0) {
+            natsMsgList_Destroy(&list);
+            jsFetchRequest_Init(&req);
+            req.Batch = 1;
+            req.Expires = left * 1000000;
+            s = natsSubscription_FetchRequest(&list, ctx->sub, &req);
+        }
+    }
+    if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND && list.Count == 0) {
+        /* The consumer or the stream may be gone (server restarted empty): check again. */
+        ctx->consumer_ok = 0;
+        ep__nats_note_error(ctx, "NATS fetch from %s failed: %s", ctx->cfg.nats_durable,
+                            natsStatus_GetText(s));
+    }
+    pthread_mutex_unlock(&ctx->fetch_lock);
+    if (list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
+            left = deadline - ep_time_mono_ms();
+            nap(ctx, left < 250 ? left : 250);
+        }
+        return 0;
+    }
+    got = take_msgs(ctx, &list, out, 0);
+    natsMsgList_Destroy(&list);
+    counter_add(&ctx->dequeued, got);
+    return (int)got;
+}
+
+static int nats_ack(void *vctx, ep_event_t **evs, size_t n)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    uint64_t failed = 0;
+    jsOptions o;
+
+    jsOptions_Init(&o);
+    o.Wait = EP_NATS_API_WAIT_MS;
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *msg = evs[i]->qh;
+        natsStatus s;
+
+        /*
+         * Plain acks, and a synchronous one for the last of the batch: the
+         * server handles a connection's acks in order, so its reply confirms
+         * them all for one round trip. A lost ack means a redelivery
+         * (at-least-once), never a loss.
+         */
+        if (i + 1 < n) {
+            s = natsMsg_Ack(msg, NULL);
+        } else {
+            s = natsMsg_AckSync(msg, &o, NULL);
+        }
+        failed += s != NATS_OK;
+        natsMsg_Destroy(msg);
+        ep_event_destroy(evs[i]);
+    }
+    counter_add(&ctx->acked, n);
+    if (failed) {
+        counter_add(&ctx->ack_failed, failed);
+        ep__nats_note_error(
+            ctx, "NATS ack of %" PRIu64 " messages failed; they will be redelivered", failed);
+        return EP_EUNAVAIL;
+    }
+    return 0;
+}
+
+static int nats_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
+{
+    ep_nats_ctx_t *ctx = vctx;
+
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *msg = evs[i]->qh;
+
+        if (delay_ms > 0) {
+            natsMsg_NakWithDelay(msg, delay_ms, NULL);
+        } else {
+            natsMsg_Nak(msg, NULL);
+        }
+        natsMsg_Destroy(msg);
+        ep_event_destroy(evs[i]);
+    }
+    counter_add(&ctx->nacked, n);
+    return 0;
+}
+
+/*
+ * Publishes each event (protobuf, with reason and attempts headers) to the
+ * dead-letter subject, waits for its PubAck and acks the original. An event
+ * whose dead-letter publish fails is nacked with a delay instead: it comes
+ * back, still out of attempts, and is dead-lettered then; so this returns 0
+ * and never lets the caller drop an event.
+ */
+static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *reason)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    ep_buf_t buf = EP_BUF_INIT;
+    char msg_id[160];
+
+    for (size_t i = 0; i < n; i++) {
+        ep_event_t *ev = evs[i];
+        natsMsg *orig = ev->qh, *m = build_msg(ctx->cfg.nats_dlq_subject, ev, &buf);
+        int rc = EP_ENOMEM;
+
+        if (m != NULL) {
+            dlq_headers(m, orig, reason ? reason : "failed", ev->attempts, msg_id, sizeof(msg_id));
+            if (header_safe(ev->id.p, ev->id.len)) {
+                natsMsgHeader_Set(m, HDR_EVENT_ID, ev->id.p);
+            }
+            rc = dlq_publish(ctx, m, msg_id[0] ? msg_id : NULL);
+            natsMsg_Destroy(m);
+        }
+        if (rc == 0) {
+            natsMsg_Ack(orig, NULL);
+            counter_add(&ctx->dead_lettered, 1);
+        } else {
+            natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
+            counter_add(&ctx->nacked, 1);
+        }
+        natsMsg_Destroy(orig);
+        ep_event_destroy(ev);
+        evs[i] = NULL;
+    }
+    ep_buf_close(&buf);
+    return 0;
+}
+
+static void nats_stats(void *vctx, ep_queue_stats_t *st)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    int64_t in_flight;
+    uint64_t done;
+
+    memset(st, 0, sizeof(*st));
+    done = counter_get(&ctx->acked) + counter_get(&ctx->dead_lettered);
+    st->acked = done;
+    st->nacked = counter_get(&ctx->nacked);
+    st->dequeued = counter_get(&ctx->dequeued);
+    st->enqueued = counter_get(&ctx->enqueued);
+    st->rejected_full = counter_get(&ctx->rejected_full);
+    st->size = atomic_load_explicit(&ctx->num_pending, memory_order_relaxed);
+    st->capacity = -1;
+    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+    st->in_flight = in_flight > 0 ? in_flight : 0;
+}
+
+static void nats_stats_json(void *vctx, ep_buf_t *out)
+{
+    ep_nats_ctx_t *ctx = vctx;
+
+    ep_buf_printf(out, ",\"nats\":{\"connected\":%s,\"stream_ready\":%s,\"stream\":",
+                  ep__nats_connected(ctx) ? "true" : "false",
+                  atomic_load(&ctx->stream_ok) ? "true" : "false");
+    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_printf(out,
+                  ",\"stream_messages\":%" PRId64 ",\"pending\":%" PRId64
+                  ",\"ack_pending\":%" PRId64 ",\"redelivered\":%" PRId64
+                  ",\"dead_lettered\":%" PRIu64 ",\"poison\":%" PRIu64
+                  ",\"publish_failed\":%" PRIu64 ",\"ack_failed\":%" PRIu64 "}",
+                  atomic_load(&ctx->stream_msgs), atomic_load(&ctx->num_pending),
+                  atomic_load(&ctx->num_ack_pending), atomic_load(&ctx->num_redelivered),
+                  counter_get(&ctx->dead_lettered), counter_get(&ctx->poison),
+                  counter_get(&ctx->publish_failed), counter_get(&ctx->ack_failed));
+}
+
+static void nats_lag_json(void *vctx, ep_buf_t *out)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    int64_t pending = atomic_load(&ctx->num_pending);
+
+    ep_buf_printf(out,
+                  "{\"total\":%" PRId64 ",\"pending\":%" PRId64 ",\"ack_pending\":%" PRId64
+                  ",\"stream\":",
+                  pending, pending, atomic_load(&ctx->num_ack_pending));
+    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_puts(out, ",\"durable\":");
+    ep_buf_put_json_str(out, ctx->cfg.nats_durable, strlen(ctx->cfg.nats_durable));
+    ep_buf_putc(out, '}');
+}
+
+static int nats_ready(void *vctx, char *reason, size_t len)
+{
+    ep_nats_ctx_t *ctx = vctx;
+
+    if (atomic_load(&ctx->closed)) {
+        snprintf(reason, len, "queue closed");
+        return 0;
+    }
+    if (!ep__nats_connected(ctx)) {
+        snprintf(reason, len, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        return 0;
+    }
+    if (!atomic_load(&ctx->stream_ok)) {
+        pthread_mutex_lock(&ctx->lock);
+        snprintf(reason, len, "NATS stream %s not confirmed yet (%s)", ctx->cfg.nats_stream,
+                 ctx->last_error);
+        pthread_mutex_unlock(&ctx->lock);
+        return 0;
+    }
+    return 1;
+}
+
+static int nats_flush(void *vctx, int timeout_ms)
+{
+    ep_nats_ctx_t *ctx = vctx;
+    jsPubOptions po;
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms > 0 ? timeout_ms : 1;
+    return js_PublishAsyncComplete(ctx->js, &po) == NATS_OK ? 0 : EP_ETIMEDOUT;
+}
+
+static void nats_close(void *vctx)
+{
+    ep_nats_ctx_t *ctx = vctx;
+
+    if (atomic_exchange(&ctx->closed, 1)) {
+        return;
+    }
+    /* Publishes already under way get their answers (each is bounded by its MaxWait). */
+    nats_flush(ctx, ctx->cfg.upstream_timeout_ms);
+}
+
+static void nats_destroy(void *vctx)
+{
+    ep__nats_ctx_destroy(vctx);
+}
+
+const ep_queue_provider_t ep_queue_nats_provider = {
+    .api_version = EP_QUEUE_API_V1,
+    .name = "nats",
+    .flags = 0,
+    .init = nats_init,
+    .publish = nats_publish,
+    .consume = nats_consume,
+    .ack = nats_ack,
+    .nack = nats_nack,
+    .stats = nats_stats,
+    .stats_json = nats_stats_json,
+    .ready = nats_ready,
+    .flush = nats_flush,
+    .close = nats_close,
+    .destroy = nats_destroy,
+    .dead_letter = nats_dead_letter,
+    .lag_json = nats_lag_json,
+};
