@@ -1,0 +1,683 @@
+/*
+ * Tests for the "nats" queue provider (src/queue/nats/) against a real
+ * nats-server started by each test (ep_nats_server.h).
+ */
+#include "ep_nats_server.h"
+#include "ep_test.h"
+
+#ifdef EP_WITH_NATS
+
+#include "ep_error.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_queue.h"
+#include "ep_time.h"
+
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define WAIT_MS 10000
+
+/* ------------------------------------------------------------ helpers */
+
+static void make_cfg(ep_config_t *cfg, const char *url)
+{
+    ep_config_defaults(cfg);
+    snprintf(cfg->nats_url, sizeof(cfg->nats_url), "%s", url);
+    cfg->max_attempts = 5;
+    cfg->upstream_timeout_ms = 2000;
+}
+
+static ep_queue_t *make_queue(const char *url)
+{
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256] = "";
+    int rc;
+
+    make_cfg(&cfg, url);
+    rc = ep_queue_create("nats", &cfg, &q, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "create: %s\n", err);
+    }
+    EP_ASSERT_EQ(rc, 0);
+    return q;
+}
+
+static void wait_ready(ep_queue_t *q)
+{
+    char reason[256] = "";
+    int64_t deadline = ep_time_mono_ms() + WAIT_MS;
+
+    while (!ep_queue_ready(q, reason, sizeof(reason))) {
+        if (ep_time_mono_ms() > deadline) {
+            EP__FAIL("not ready: %s", reason);
+        }
+        ep_time_sleep_ms(20);
+    }
+}
+
+static ep_event_t *make_event(const char *id)
+{
+    return ep_event_create(id, "test", "unit", "u1", "payload", 7, NULL, 0, 0);
+}
+
+/* Publish callbacks: counts per status, across many calls. */
+typedef struct pub_rec_s {
+    pthread_mutex_t lock;
+    int calls;
+    int ok;
+    int full;
+    int other;
+} pub_rec_t;
+
+static void pub_rec_init(pub_rec_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+}
+
+static void on_publish(void *arg, size_t n, const int *status)
+{
+    pub_rec_t *r = arg;
+
+    pthread_mutex_lock(&r->lock);
+    r->calls++;
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] == 0) {
+            r->ok++;
+        } else if (status[i] == EP_EFULL) {
+            r->full++;
+        } else {
+            r->other++;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int pub_rec_calls(pub_rec_t *r)
+{
+    int c;
+
+    pthread_mutex_lock(&r->lock);
+    c = r->calls;
+    pthread_mutex_unlock(&r->lock);
+    return c;
+}
+
+static void wait_calls(pub_rec_t *r, int calls)
+{
+    int64_t deadline = ep_time_mono_ms() + WAIT_MS;
+
+    while (pub_rec_calls(r) < calls) {
+        if (ep_time_mono_ms() > deadline) {
+            EP__FAIL("only %d of %d publish callbacks arrived", pub_rec_calls(r), calls);
+        }
+        ep_time_sleep_ms(5);
+    }
+}
+
+/* Publishes ids prefix-0 .. prefix-(n-1) in batches of batch; waits for every callback. */
+static void publish_ids(ep_queue_t *q, const char *prefix, int n, int batch, pub_rec_t *r)
+{
+    ep_event_t *evs[64];
+    int calls = pub_rec_calls(r);
+
+    EP_ASSERT(batch <= 64);
+    for (int i = 0; i < n; i += batch) {
+        int k = n - i < batch ? n - i : batch;
+
+        for (int j = 0; j < k; j++) {
+            char id[64];
+            snprintf(id, sizeof(id), "%s-%d", prefix, i + j);
+            evs[j] = make_event(id);
+        }
+        EP_ASSERT_EQ(ep_queue_publish(q, evs, (size_t)k, on_publish, r), 0);
+        for (int j = 0; j < k; j++) {
+            EP_ASSERT(evs[j] == NULL);
+        }
+        calls++;
+    }
+    wait_calls(r, calls);
+}
+
+/* Consumes until want events arrived (or the deadline); records ids by number. */
+static int consume_ids(ep_queue_t *q, const char *prefix, int want, int *seen, int ack)
+{
+    ep_event_t *out[32];
+    int64_t deadline = ep_time_mono_ms() + WAIT_MS;
+    int total = 0;
+    size_t plen = strlen(prefix);
+
+    while (total < want && ep_time_mono_ms() < deadline) {
+        int n = ep_queue_consume(q, out, 32, 200);
+
+        EP_ASSERT(n >= 0);
+        for (int i = 0; i < n; i++) {
+            EP_ASSERT(strncmp(out[i]->id.p, prefix, plen) == 0 && out[i]->id.p[plen] == '-');
+            seen[atoi(out[i]->id.p + plen + 1)]++;
+        }
+        total += n;
+        if (n > 0) {
+            if (ack) {
+                EP_ASSERT_EQ(ep_queue_ack(q, out, (size_t)n), 0);
+            } else {
+                ep_queue_nack(q, out, (size_t)n, 0);
+            }
+        }
+    }
+    return total;
+}
+
+/* A plain nats.c connection of the test's own (raw publishes, DLQ subscription). */
+static natsConnection *test_conn(const char *url)
+{
+    natsConnection *nc = NULL;
+
+    EP_ASSERT_EQ(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    return nc;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_round_trip_exact_ids(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    int seen[300] = {0};
+    ep_queue_stats_t st;
+    ep_event_t *out[8];
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    publish_ids(q, "rt", 300, 25, &r);
+    EP_ASSERT_EQ(r.ok, 300);
+    EP_ASSERT_EQ(r.other + r.full, 0);
+    EP_ASSERT_EQ(consume_ids(q, "rt", 300, seen, 1), 300);
+    for (int i = 0; i < 300; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+    /* Nothing more, and nothing comes back after the acks. */
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 8, 300), 0);
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.enqueued, 300);
+    EP_ASSERT_EQ(st.dequeued, 300);
+    EP_ASSERT_EQ(st.acked, 300);
+    EP_ASSERT_EQ(st.in_flight, 0);
+    EP_ASSERT_EQ(st.capacity, -1);
+    ep_queue_close(q);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 8, 100), EP_ECLOSED);
+    EP_ASSERT_EQ(ep_queue_publish(q, out, 0, NULL, NULL), EP_ECLOSED);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_nack_redelivers_and_counts_attempts(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    ep_event_t *out[4];
+    int64_t t0;
+    int n;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    publish_ids(q, "nk", 1, 1, &r);
+    EP_ASSERT_EQ(r.ok, 1);
+    for (uint32_t attempt = 1; attempt <= 3; attempt++) {
+        n = ep_queue_consume(q, out, 4, 5000);
+        EP_ASSERT_EQ(n, 1);
+        EP_ASSERT_STR_EQ(out[0]->id.p, "nk-0");
+        EP_ASSERT_EQ(out[0]->attempts, attempt);
+        EP_ASSERT_EQ(ep_queue_nack(q, out, 1, 0), 0);
+    }
+    /* A delayed nack is not handed out before its delay. */
+    n = ep_queue_consume(q, out, 4, 5000);
+    EP_ASSERT_EQ(n, 1);
+    EP_ASSERT_EQ(out[0]->attempts, 4);
+    t0 = ep_time_mono_ms();
+    EP_ASSERT_EQ(ep_queue_nack(q, out, 1, 400), 0);
+    n = ep_queue_consume(q, out, 4, 5000);
+    EP_ASSERT_EQ(n, 1);
+    EP_ASSERT(ep_time_mono_ms() - t0 >= 300);
+    EP_ASSERT_EQ(out[0]->attempts, 5);
+    EP_ASSERT_EQ(ep_queue_ack(q, out, 1), 0);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 300), 0);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+/* Waits for one message on a core subscription; returns it (caller destroys) or fails. */
+static natsMsg *next_dlq(natsSubscription *sub)
+{
+    natsMsg *m = NULL;
+
+    EP_ASSERT_EQ(natsSubscription_NextMsg(&m, sub, 5000), NATS_OK);
+    return m;
+}
+
+static void test_poison_goes_to_dlq_never_to_consumers(void)
+{
+    static const char garbage[] = "\xff\xfe this is not a DataMessage \x01\x02";
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    natsConnection *nc;
+    natsSubscription *dlq = NULL;
+    natsMsg *m;
+    pub_rec_t r;
+    ep_event_t *out[8];
+    const char *reason = NULL;
+    ep_buf_t b = EP_BUF_INIT;
+    int n, total = 0;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    /* Raw bytes straight onto the subject (the stream stores them), then a good event. */
+    EP_ASSERT_EQ(natsConnection_Publish(nc, "diplom.messages", garbage, sizeof(garbage) - 1),
+                 NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    pub_rec_init(&r);
+    publish_ids(q, "ok", 1, 1, &r);
+    for (int64_t end = ep_time_mono_ms() + 3000; ep_time_mono_ms() < end;) {
+        n = ep_queue_consume(q, out, 8, 200);
+        EP_ASSERT(n >= 0);
+        for (int i = 0; i < n; i++) {
+            EP_ASSERT_STR_EQ(out[i]->id.p, "ok-0");
+        }
+        if (n > 0) {
+            ep_queue_ack(q, out, (size_t)n);
+        }
+        total += n;
+        if (total == 1) {
+            break;
+        }
+    }
+    EP_ASSERT_EQ(total, 1);
+    m = next_dlq(dlq);
+    EP_ASSERT_EQ(natsMsg_GetDataLength(m), (int)sizeof(garbage) - 1);
+    EP_ASSERT_STRN_EQ(natsMsg_GetData(m), garbage, sizeof(garbage) - 1);
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Dlq-Reason", &reason), NATS_OK);
+    EP_ASSERT(strstr(reason, "undecodable") != NULL);
+    natsMsg_Destroy(m);
+    /* Terminated: it never comes back. */
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 8, 500), 0);
+    ep_queue_stats_json(q, &b);
+    EP_ASSERT(strstr(b.data, "\"poison\":1") != NULL);
+    ep_buf_close(&b);
+    natsSubscription_Destroy(dlq);
+    natsConnection_Destroy(nc);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_dead_letter_moves_event(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    natsConnection *nc;
+    natsSubscription *dlq = NULL;
+    natsMsg *m;
+    pub_rec_t r;
+    ep_event_t *out[4], *ev = NULL;
+    const char *h = NULL;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    pub_rec_init(&r);
+    publish_ids(q, "dl", 1, 1, &r);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 5000), 1);
+    EP_ASSERT_EQ(ep_queue_dead_letter(q, out, 1, "output failed\r\non every attempt"), 0);
+    m = next_dlq(dlq);
+    EP_ASSERT_EQ(ep_event_decode_pb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &ev), 0);
+    EP_ASSERT_STR_EQ(ev->id.p, "dl-0");
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Dlq-Reason", &h), NATS_OK);
+    EP_ASSERT_STR_EQ(h, "output failed  on every attempt");
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Attempts", &h), NATS_OK);
+    EP_ASSERT_STR_EQ(h, "1");
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Event-Id", &h), NATS_OK);
+    EP_ASSERT_STR_EQ(h, "dl-0");
+    ep_event_destroy(ev);
+    natsMsg_Destroy(m);
+    /* The original was acknowledged: gone for the consumer. */
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 500), 0);
+    natsSubscription_Destroy(dlq);
+    natsConnection_Destroy(nc);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_server_down_at_init_then_up(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    char reason[256] = "";
+    char url[64];
+    ep_event_t *ev, *out[4];
+    int port = ep_nats_free_port();
+
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+    q = make_queue(url); /* nothing listens there: init still succeeds */
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT(strstr(reason, "NATS") != NULL);
+    EP_ASSERT(strstr(reason, url) != NULL);
+    pub_rec_init(&r);
+    ev = make_event("down-0");
+    EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_publish, &r), EP_EUNAVAIL);
+    EP_ASSERT(ev != NULL); /* still ours */
+    ep_event_destroy(ev);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 100), 0);
+    EP_ASSERT_EQ(pub_rec_calls(&r), 0);
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, port), 0);
+    wait_ready(q);
+    publish_ids(q, "up", 3, 3, &r);
+    EP_ASSERT_EQ(r.ok, 3);
+    {
+        int seen[3] = {0};
+        EP_ASSERT_EQ(consume_ids(q, "up", 3, seen, 1), 3);
+    }
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_server_restart_keeps_events(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    char reason[256];
+    ep_event_t *ev;
+    int seen[20] = {0};
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    publish_ids(q, "rs", 10, 5, &r);
+    EP_ASSERT_EQ(r.ok, 10);
+    ep_nats_server_stop(&ns);
+    for (int64_t end = ep_time_mono_ms() + 5000; ep_time_mono_ms() < end;) {
+        if (!ep_queue_ready(q, reason, sizeof(reason))) {
+            break;
+        }
+        ep_time_sleep_ms(10);
+    }
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT(strstr(reason, "reconnecting") != NULL);
+    ev = make_event("rs-x");
+    EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_publish, &r), EP_EUNAVAIL);
+    ep_event_destroy(ev);
+    EP_ASSERT_EQ(ep_nats_server_restart(&ns), 0);
+    wait_ready(q);
+    publish_ids(q, "rs", 20, 20, &r); /* ids 0..9 again: de-duplicated by Nats-Msg-Id */
+    EP_ASSERT_EQ(r.ok, 30);
+    EP_ASSERT_EQ(consume_ids(q, "rs", 20, seen, 1), 20);
+    for (int i = 0; i < 20; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_bad_url_is_config_error(void)
+{
+    static const char *bad[] = {
+        "nats://127.0.0.1:notaport", "http://127.0.0.1:4222", "nats://:4222",
+        "nats://host:99999",         "nats://a b:1",          NULL};
+
+    for (int i = 0; bad[i]; i++) {
+        ep_config_t cfg;
+        ep_queue_t *q = NULL;
+        char err[256] = "";
+
+        make_cfg(&cfg, bad[i]);
+        EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+        EP_ASSERT(q == NULL);
+        EP_ASSERT(strstr(err, "NATS_URL") != NULL);
+    }
+}
+
+static void test_stream_full_is_efull(void)
+{
+    ep_nats_server_t ns;
+    natsConnection *nc;
+    jsCtx *js = NULL;
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    const char *subjects[] = {"diplom.*"};
+    ep_queue_t *q;
+    pub_rec_t r;
+    ep_queue_stats_t st;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    /* An operator-made stream with a tiny limit: kept as is by the provider. */
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsStreamConfig_Init(&sc);
+    sc.Name = "DIPLOM_STREAM";
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.MaxMsgs = 3;
+    sc.Discard = js_DiscardNew;
+    sc.Storage = js_MemoryStorage;
+    EP_ASSERT_EQ(js_AddStream(&si, js, &sc, NULL, NULL), NATS_OK);
+    jsStreamInfo_Destroy(si);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    publish_ids(q, "fl", 5, 5, &r);
+    EP_ASSERT_EQ(r.ok, 3);
+    EP_ASSERT_EQ(r.full, 2);
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.enqueued, 3);
+    EP_ASSERT_EQ(st.rejected_full, 2);
+    ep_queue_destroy(q);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_stats_and_lag_json(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    ep_buf_t b = EP_BUF_INIT;
+    ep_event_t *out[4];
+    ep_queue_stats_t st;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    publish_ids(q, "st", 5, 5, &r);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 1, 5000), 1); /* creates the durable */
+    /* The figures are refreshed once a second. */
+    for (int64_t end = ep_time_mono_ms() + 5000; ep_time_mono_ms() < end;) {
+        ep_queue_stats(q, &st);
+        if (st.size == 4) {
+            break;
+        }
+        ep_time_sleep_ms(50);
+    }
+    EP_ASSERT_EQ(st.size, 4);
+    ep_queue_stats_json(q, &b);
+    EP_ASSERT(strncmp(b.data, ",\"nats\":{\"connected\":true,", 26) == 0);
+    EP_ASSERT(strstr(b.data, "\"stream_messages\":5") != NULL);
+    EP_ASSERT(strstr(b.data, "\"pending\":4") != NULL);
+    EP_ASSERT(strstr(b.data, "\"ack_pending\":1") != NULL);
+    ep_buf_reset(&b);
+    ep_queue_lag_json(q, &b);
+    EP_ASSERT(strncmp(b.data, "{\"total\":4,\"pending\":4,\"ack_pending\":1", 38) == 0);
+    EP_ASSERT(b.data[b.len - 1] == '}');
+    ep_buf_close(&b);
+    ep_queue_ack(q, out, 1);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+/* Publishers and consumers at once, on one queue instance (as `eventpipe run` does). */
+#define CC_PUB  4
+#define CC_EACH 250
+#define CC_CONS 3
+
+typedef struct cc_s {
+    ep_queue_t *q;
+    pub_rec_t rec;
+    atomic_int seen[CC_PUB * CC_EACH];
+    atomic_int consumed;
+    atomic_int stop;
+    int who;
+} cc_t;
+
+typedef struct cc_arg_s {
+    cc_t *cc;
+    int who;
+} cc_arg_t;
+
+static void *cc_publisher(void *arg)
+{
+    cc_arg_t *a = arg;
+
+    for (int i = 0; i < CC_EACH; i += 10) {
+        ep_event_t *evs[10];
+
+        for (int j = 0; j < 10; j++) {
+            char id[32];
+            snprintf(id, sizeof(id), "cc-%d", a->who * CC_EACH + i + j);
+            evs[j] = make_event(id);
+        }
+        if (ep_queue_publish(a->cc->q, evs, 10, on_publish, &a->cc->rec) != 0) {
+            for (int j = 0; j < 10; j++) {
+                ep_event_destroy(evs[j]);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void *cc_consumer(void *arg)
+{
+    cc_t *cc = arg;
+    ep_event_t *out[16];
+
+    while (!atomic_load(&cc->stop)) {
+        int n = ep_queue_consume(cc->q, out, 16, 100);
+
+        for (int i = 0; i < n; i++) {
+            atomic_fetch_add(&cc->seen[atoi(out[i]->id.p + 3)], 1);
+        }
+        if (n > 0) {
+            ep_queue_ack(cc->q, out, (size_t)n);
+            atomic_fetch_add(&cc->consumed, n);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_publish_consume(void)
+{
+    ep_nats_server_t ns;
+    static cc_t cc;
+    cc_arg_t args[CC_PUB];
+    pthread_t pubs[CC_PUB], cons[CC_CONS];
+    int64_t deadline;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    cc.q = make_queue(ns.url);
+    wait_ready(cc.q);
+    pub_rec_init(&cc.rec);
+    for (int i = 0; i < CC_CONS; i++) {
+        pthread_create(&cons[i], NULL, cc_consumer, &cc);
+    }
+    for (int i = 0; i < CC_PUB; i++) {
+        args[i].cc = &cc;
+        args[i].who = i;
+        pthread_create(&pubs[i], NULL, cc_publisher, &args[i]);
+    }
+    for (int i = 0; i < CC_PUB; i++) {
+        pthread_join(pubs[i], NULL);
+    }
+    wait_calls(&cc.rec, CC_PUB * CC_EACH / 10);
+    EP_ASSERT_EQ(cc.rec.ok, CC_PUB * CC_EACH);
+    deadline = ep_time_mono_ms() + WAIT_MS * 2;
+    while (atomic_load(&cc.consumed) < CC_PUB * CC_EACH && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(20);
+    }
+    atomic_store(&cc.stop, 1);
+    for (int i = 0; i < CC_CONS; i++) {
+        pthread_join(cons[i], NULL);
+    }
+    for (int i = 0; i < CC_PUB * CC_EACH; i++) {
+        EP_ASSERT_EQ(atomic_load(&cc.seen[i]), 1);
+    }
+    ep_queue_destroy(cc.q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_destroy_with_publishes_in_flight(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    pub_rec_t r;
+    ep_event_t *evs[50];
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    pub_rec_init(&r);
+    for (int i = 0; i < 50; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "fly-%d", i);
+        evs[i] = make_event(id);
+    }
+    EP_ASSERT_EQ(ep_queue_publish(q, evs, 50, on_publish, &r), 0);
+    /* Destroy right away: the callback still runs exactly once. */
+    ep_queue_destroy(q);
+    EP_ASSERT_EQ(pub_rec_calls(&r), 1);
+    EP_ASSERT_EQ(r.ok + r.full + r.other, 50);
+    ep_nats_server_cleanup(&ns);
+}
+
+EP_TEST_LIST = {
+    EP_TEST(test_round_trip_exact_ids),
+    EP_TEST(test_nack_redelivers_and_counts_attempts),
+    EP_TEST(test_poison_goes_to_dlq_never_to_consumers),
+    EP_TEST(test_dead_letter_moves_event),
+    EP_TEST(test_server_down_at_init_then_up),
+    EP_TEST(test_server_restart_keeps_events),
+    EP_TEST(test_bad_url_is_config_error),
+    EP_TEST(test_stream_full_is_efull),
+    EP_TEST(test_stats_and_lag_json),
+    EP_TEST(test_concurrent_publish_consume),
+    EP_TEST(test_destroy_with_publishes_in_flight),
+    EP_TEST_END,
+};
+
+EP_TEST_MAIN()
+
+#else /* !EP_WITH_NATS */
+
+int main(void)
+{
+    printf("the nats provider is not built (EP_WITH_NATS=OFF)\n0 passed, 0 failed\n");
+    return 0;
+}
+
+#endif /* EP_WITH_NATS */
