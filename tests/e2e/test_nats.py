@@ -1,0 +1,197 @@
+"""End to end with QUEUE_TYPE=nats against a real nats-server (ep_nats.py):
+all-in-one and split roles, two processors on one durable, kill -9 of a
+processor, the server going away and coming back, poison messages."""
+
+import http.client
+import os
+import threading
+import time
+
+from ep_nats import NatsClient, NatsServer
+from eptest import Eventpipe, Load, get_json, main, read_sink, request, wait_for
+
+
+def nats_env(ns, sink, **extra):
+    env = {"QUEUE_TYPE": "nats", "NATS_URL": ns.url, "PROCESSOR_SINK": "file:" + sink,
+           "LOG_LEVEL": "info"}
+    env.update(extra)
+    return env
+
+
+def send_events(port, ids, threads=4, path="/ingest"):
+    """Posts one event per id over keep-alive connections; returns (ok ids, statuses)."""
+    ok, statuses, lock = [], {}, threading.Lock()
+    chunks = [ids[k::threads] for k in range(threads)]
+
+    def run(chunk):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for eid in chunk:
+            r = request(port, "POST", path, {"id": eid, "source": "e2e", "data": "x"}, conn=conn)
+            with lock:
+                statuses[r.status] = statuses.get(r.status, 0) + 1
+                if 200 <= r.status < 300:
+                    ok.append(eid)
+            if r.headers.get("connection", "").lower() == "close":
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.close()
+
+    ts = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return ok, statuses
+
+
+def sink_ids(*paths):
+    ids = []
+    for p in paths:
+        ids += [e["id"] for e in read_sink(p)]
+    return ids
+
+
+def test_run_1000_events():
+    with NatsServer() as ns:
+        sink = os.path.join(ns.dir, "sink.ndjson")
+        with Eventpipe("run", env=nats_env(ns, sink)) as ep:
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+                     what="ingest ready")
+            ids = ["run-%d" % i for i in range(1000)]
+            t0 = time.time()
+            ok, statuses = send_events(ep.ingest, ids)
+            t_ack = time.time() - t0
+            assert statuses == {202: 1000}, statuses
+            wait_for(lambda: len(set(sink_ids(sink))) >= 1000, 30, what="1000 processed")
+            t_done = time.time() - t0
+            assert set(sink_ids(sink)) == set(ok)
+            print("  nats run: 1000 events acknowledged in %.2fs (%.0f/s), processed in %.2fs "
+                  "(%.0f/s), 4 HTTP connections" % (t_ack, 1000 / t_ack, t_done, 1000 / t_done))
+            st = get_json(ep.processor, "/stats")
+            assert st["queue"]["type"] == "nats"
+            assert st["queue"]["nats"]["connected"] is True
+            wait_for(lambda: get_json(ep.processor, "/lag")["pending"] == 0, 5, what="lag 0")
+            lag = get_json(ep.processor, "/lag")
+            assert lag["total"] == 0 and lag["ack_pending"] == 0, lag
+            c = NatsClient(ns.port)
+            assert c.subject_count("diplom.messages") == 1000
+            c.close()
+            assert ep.stop() == 0
+
+
+def test_split_roles_two_processors_share_the_work():
+    with NatsServer() as ns:
+        sinks = [os.path.join(ns.dir, "sink-%d.ndjson" % k) for k in range(2)]
+        with Eventpipe("ingest", env=nats_env(ns, "/dev/null")) as ing:
+            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 10,
+                     what="ingest ready")
+            with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1, \
+                    Eventpipe("processor", env=nats_env(ns, sinks[1])) as p2:
+                for p in (p1, p2):
+                    wait_for(lambda: request(p.processor, "GET", "/ready").status == 200, 10,
+                             what="processor ready")
+                ok = []
+                for burst in range(6):
+                    ids = ["split-%d-%d" % (burst, i) for i in range(100)]
+                    got, statuses = send_events(ing.ingest, ids)
+                    assert statuses == {202: 100}, statuses
+                    ok += got
+                    time.sleep(0.1)
+                wait_for(lambda: set(sink_ids(*sinks)) >= set(ok), 30, what="all processed")
+                per = [len(set(sink_ids(s))) for s in sinks]
+                assert per[0] > 0 and per[1] > 0, per
+                assert set(sink_ids(*sinks)) == set(ok)
+                # The processor still takes POST /enqueue, straight into the broker.
+                r = request(p1.processor, "POST", "/enqueue",
+                            {"id": "via-enqueue", "source": "e2e", "data": "x"})
+                assert r.status == 202, r
+                wait_for(lambda: "via-enqueue" in sink_ids(*sinks), 10, what="enqueued event")
+                assert p1.stop() == 0 and p2.stop() == 0
+            assert ing.stop() == 0
+
+
+def test_kill9_processor_loses_nothing():
+    with NatsServer() as ns:
+        sinks = [os.path.join(ns.dir, "sink-%d.ndjson" % k) for k in range(2)]
+        with Eventpipe("ingest", env=nats_env(ns, "/dev/null")) as ing:
+            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 10,
+                     what="ingest ready")
+            # The operator's durable, with a short AckWait so the test sees redeliveries soon.
+            c = NatsClient(ns.port)
+            c.add_consumer("processor", ack_wait_s=2)
+            c.close()
+            load = Load(ing.ingest, path="/ingest", threads=4, prefix="k9").start()
+            with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1:
+                wait_for(lambda: len(sink_ids(sinks[0])) > 200, 15, what="events flowing")
+                p1.proc.kill()  # kill -9 mid-stream
+                p1.proc.wait()
+            time.sleep(0.3)
+            with Eventpipe("processor", env=nats_env(ns, sinks[1])) as p2:
+                time.sleep(0.5)
+                load.stop()
+                ok = set(load.ok_ids)
+                assert len(ok) > 200, load.statuses
+                wait_for(lambda: set(sink_ids(*sinks)) >= ok, 30,
+                         what="every acknowledged event processed")
+                print("  nats kill -9: %d acknowledged, %d distinct processed, %d lines "
+                      "(redeliveries)" % (len(ok), len(set(sink_ids(*sinks))),
+                                          len(sink_ids(*sinks))))
+                assert p2.stop() == 0
+            assert ing.stop() == 0
+
+
+def test_nats_down_503_then_recovers():
+    with NatsServer() as ns:
+        sink = os.path.join(ns.dir, "sink.ndjson")
+        with Eventpipe("run", env=nats_env(ns, sink)) as ep:
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+                     what="ingest ready")
+            ok, _ = send_events(ep.ingest, ["before-%d" % i for i in range(20)])
+            assert len(ok) == 20
+            ns.stop()
+            r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(
+                request(ep.ingest, "POST", "/ingest", {"source": "e2e", "data": "x"})), 10,
+                what="503 while NATS is down")
+            assert "error" in r.json(), r
+            assert r.headers.get("content-type", "").startswith("application/json")
+            rd = request(ep.ingest, "GET", "/ready")
+            assert rd.status == 503 and "NATS" in rd.json()["error"], rd
+            ns.start()
+            wait_for(lambda: request(ep.ingest, "POST", "/ingest",
+                                     {"id": "after-0", "source": "e2e", "data": "x"}).status
+                     == 202, 15, what="202 after NATS came back")
+            ok.append("after-0")
+            got, statuses = send_events(ep.ingest, ["after-%d" % i for i in range(1, 20)])
+            assert statuses == {202: 19}, statuses
+            ok += got
+            assert request(ep.ingest, "GET", "/ready").status == 200
+            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 20, what="all processed")
+            assert ep.stop() == 0
+
+
+def test_poison_message_ends_in_dlq():
+    with NatsServer() as ns:
+        sink = os.path.join(ns.dir, "sink.ndjson")
+        with Eventpipe("run", env=nats_env(ns, sink)) as ep:
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+                     what="ingest ready")
+            c = NatsClient(ns.port)
+            c.publish("diplom.messages", b"\xff\x00 garbage, not a DataMessage")
+            c.flush()
+            ok, _ = send_events(ep.ingest, ["p-%d" % i for i in range(10)])
+            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 10, what="valid events processed")
+            wait_for(lambda: c.subject_count("diplom.dlq") == 1, 10, what="poison in diplom.dlq")
+            (headers, data), = c.read_stream("diplom.dlq")
+            assert data == b"\xff\x00 garbage, not a DataMessage"
+            assert "undecodable" in headers.get("Ep-Dlq-Reason", ""), headers
+            time.sleep(0.5)
+            assert c.subject_count("diplom.dlq") == 1  # once, not in a loop
+            assert len(sink_ids(sink)) == 10
+            st = get_json(ep.processor, "/stats")
+            assert st["queue"]["nats"]["poison"] == 1, st
+            c.close()
+            assert ep.stop() == 0
+
+
+if __name__ == "__main__":
+    main(globals())
