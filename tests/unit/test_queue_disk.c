@@ -842,6 +842,9 @@ static void test_nack_and_dead_letter(void)
     /* 0 goes to the DLQ; 1 and 2 are acked. */
     EP_ASSERT_EQ(ep_queue_dead_letter(q, out, 1, "test reason"), 0);
     EP_ASSERT_EQ(stat_field(q, "dlq_records"), 1);
+    /* 1 and 2 stay un-acked: the consumer "crashes" with them. */
+    ep_event_destroy(out[1]);
+    ep_event_destroy(out[2]);
     ep_queue_destroy(q);
     snprintf(path, sizeof(path), "%s/dlq.log", qdir());
     EP_ASSERT(file_size(path) > EP_DISK_HDR_SIZE);
