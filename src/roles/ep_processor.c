@@ -109,11 +109,13 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
     ep_buf_printf(out,
                   "},\"pool\":{\"processed\":%llu,\"errors\":%llu,\"workers\":%d,\"active\":%d,"
                   "\"batches\":%llu,\"dead_lettered\":%llu,\"avg_latency_us\":%llu,"
-                  "\"ProcessedCount\":%llu,\"ErrorCount\":%llu}}",
+                  "\"ProcessedCount\":%llu,\"ErrorCount\":%llu},\"analytics_push\":",
                   (unsigned long long)ps.processed, (unsigned long long)ps.errors, ps.workers,
                   ps.active, (unsigned long long)ps.batches, (unsigned long long)ps.dead_lettered,
                   (unsigned long long)(ps.processed ? ps.latency_us_sum / ps.processed : 0),
                   (unsigned long long)ps.processed, (unsigned long long)ps.errors);
+    ep__analytics_push_stats_json(app, out);
+    ep_buf_putc(out, '}');
 }
 
 static void on_stats(void *arg, ep_http_req_t *req)

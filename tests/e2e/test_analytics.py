@@ -93,6 +93,8 @@ def test_separate_processor_pushes_deltas():
             s = get_json(p["analytics"], "/analytics/summary")
             check_summary(s)
             assert s["processing"]["senders"] == 1 and s["processing"]["deltas_merged"] >= 1, s
+            push = get_json(p["processor"], "/stats")["analytics_push"]
+            assert push["pushed"] >= 1 and push["failed"] >= 1, push  # failed before analytics
 
             status = get_json(p["api"], "/api/v1/status")
             assert status["analytics"]["healthy"] is True, status
