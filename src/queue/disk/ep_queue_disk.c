@@ -16,14 +16,14 @@
  * it into a new event (ev->qseq = sequence, ev->qh = record bytes). Nacked
  * events wait on a redelivery list. Acks set bits in a window bitmap that
  * starts at the lowest un-acked sequence (the floor); the floor advances over
- * the contiguous acked prefix, and the writer persists it into the cursor file
+ * the contiguous acked prefix, and a keeper thread persists it into the cursor file
  * at most every CURSOR_INTERVAL_MS. After a restart everything from the
  * persisted floor is delivered again (at-least-once); ev->attempts counts the
  * deliveries in this process only.
  *
  * Backpressure: records published and not yet acked may take at most
  * QUEUE_RETENTION_BYTES (0: unbounded); past it publish returns EP_EFULL.
- * Retention (writer thread, every RETENTION_INTERVAL_MS) deletes whole
+ * Retention (keeper thread, every RETENTION_INTERVAL_MS) deletes whole
  * segments below the persisted floor once older than QUEUE_RETENTION_AGE or
  * while the log is larger than QUEUE_RETENTION_BYTES.
  *
@@ -109,6 +109,13 @@ typedef struct disk_ctx_s {
     int seg_fd;        /* active segment, -1 before the first write */
     uint64_t unsynced; /* records written since the last fdatasync */
     int64_t last_fsync_ms;
+
+    /* Keeper thread only (cursor and retention), but for keep_lock. */
+    pthread_t keeper;
+    int keeper_started;
+    pthread_mutex_t keep_lock;
+    pthread_cond_t keep_cond;
+    int keep_stop;
     int64_t last_cursor_ms;
     int64_t last_retention_ms;
     uint64_t persisted_floor;
@@ -713,7 +720,7 @@ static void complete_batch(disk_ctx_t *ctx, int status)
     ctx->n_wcbs = 0;
 }
 
-/* Persists the floor when it moved (or always when force). Writer thread. */
+/* Persists the floor when it moved (or always when force). Keeper thread. */
 static void persist_cursor(disk_ctx_t *ctx, int force)
 {
     uint64_t floor = atomic_load_explicit(&ctx->floor_pub, memory_order_relaxed);
@@ -738,7 +745,7 @@ static void persist_cursor(disk_ctx_t *ctx, int force)
 /*
  * Deletes whole segments that are entirely below the persisted floor, are not
  * the active one, and are older than the age bound or make the log larger
- * than the size bound. Writer thread.
+ * than the size bound. Keeper thread.
  */
 static void run_retention(disk_ctx_t *ctx, int64_t now_mono)
 {
@@ -785,20 +792,55 @@ static void run_retention(disk_ctx_t *ctx, int64_t now_mono)
     }
 }
 
-/* Milliseconds until the writer has housekeeping to do. */
+/* Milliseconds until the writer must run an interval fdatasync (1000 when none is due). */
 static int64_t writer_timeout(disk_ctx_t *ctx, int64_t now)
 {
-    int64_t t = RETENTION_INTERVAL_MS - (now - ctx->last_retention_ms);
+    int64_t t = 1000;
 
-    if (atomic_load_explicit(&ctx->floor_pub, memory_order_relaxed) != ctx->persisted_floor) {
-        int64_t c = CURSOR_INTERVAL_MS - (now - ctx->last_cursor_ms);
-        t = c < t ? c : t;
-    }
     if (ctx->fsync_mode == FSYNC_EVERY && ctx->unsynced > 0) {
         int64_t f = ctx->fsync_interval_ms - (now - ctx->last_fsync_ms);
         t = f < t ? f : t;
     }
     return t < 1 ? 1 : t;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/*
+ * The keeper thread: persists the committed position every CURSOR_INTERVAL_MS
+ * and runs retention, off the writer's path so that the cursor's own syncs
+ * never delay a group commit.
+ */
+static void *keeper_main(void *arg)
+{
+    disk_ctx_t *ctx = arg;
+
+    pthread_mutex_lock(&ctx->keep_lock);
+    while (!ctx->keep_stop) {
+        struct timespec ts;
+
+        deadline_in(&ts, CURSOR_INTERVAL_MS);
+        pthread_cond_timedwait(&ctx->keep_cond, &ctx->keep_lock, &ts);
+        if (ctx->keep_stop) {
+            break;
+        }
+        pthread_mutex_unlock(&ctx->keep_lock);
+        persist_cursor(ctx, 0);
+        run_retention(ctx, ep_time_mono_ms());
+        pthread_mutex_lock(&ctx->keep_lock);
+    }
+    pthread_mutex_unlock(&ctx->keep_lock);
+    persist_cursor(ctx, 1);
+    return NULL;
 }
 
 static void *writer_main(void *arg)
@@ -814,15 +856,8 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&ctx->pub_lock);
         if (ctx->pending.len == 0 && !ctx->stopping) {
             struct timespec ts;
-            int64_t wait = writer_timeout(ctx, now);
 
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            deadline_in(&ts, writer_timeout(ctx, now));
             ctx->writer_waiting = 1;
             pthread_cond_timedwait(&ctx->pub_cond, &ctx->pub_lock, &ts);
             ctx->writer_waiting = 0;
@@ -877,8 +912,6 @@ static void *writer_main(void *arg)
                 set_broken(ctx, "%s: cannot %s: %s", "fdatasync", e);
             }
         }
-        persist_cursor(ctx, 0);
-        run_retention(ctx, now);
         if (stop) {
             pthread_mutex_lock(&ctx->pub_lock);
             stop = ctx->pending.len == 0;
@@ -891,7 +924,6 @@ static void *writer_main(void *arg)
     if (ctx->seg_fd >= 0 && ctx->fsync_mode != FSYNC_NEVER && ctx->unsynced > 0) {
         timed_fdatasync(ctx, ctx->seg_fd);
     }
-    persist_cursor(ctx, 1);
     return NULL;
 }
 
@@ -1082,10 +1114,12 @@ static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errle
     pthread_mutex_init(&ctx->read_lock, NULL);
     pthread_mutex_init(&ctx->err_lock, NULL);
     pthread_mutex_init(&ctx->dlq_lock, NULL);
+    pthread_mutex_init(&ctx->keep_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&ctx->pub_cond, &ca);
     pthread_cond_init(&ctx->read_cond, &ca);
+    pthread_cond_init(&ctx->keep_cond, &ca);
     pthread_condattr_destroy(&ca);
     ep_buf_init(&ctx->pending);
     ep_buf_init(&ctx->wbuf);
@@ -1196,6 +1230,13 @@ static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errle
         goto err;
     }
     ctx->writer_started = 1;
+    rc = pthread_create(&ctx->keeper, NULL, keeper_main, ctx);
+    if (rc != 0) {
+        snprintf(err, errlen, "disk queue: cannot start the keeper thread: %s", strerror(rc));
+        rc = EP_EIO;
+        goto err;
+    }
+    ctx->keeper_started = 1;
     ep_log_info("disk",
                 "%s: %zu segments, %" PRIu64 " records to deliver from sequence %" PRIu64
                 " (%" PRId64 " bytes), fsync %s",
@@ -1590,6 +1631,14 @@ static void disk_destroy(void *vctx)
         pthread_mutex_unlock(&ctx->pub_lock);
         pthread_join(ctx->writer, NULL);
     }
+    /* After the writer: the keeper's last act persists the final committed position. */
+    if (ctx->keeper_started) {
+        pthread_mutex_lock(&ctx->keep_lock);
+        ctx->keep_stop = 1;
+        pthread_cond_signal(&ctx->keep_cond);
+        pthread_mutex_unlock(&ctx->keep_lock);
+        pthread_join(ctx->keeper, NULL);
+    }
     for (r = ctx->rd_head; r != NULL; r = next) {
         next = r->next;
         ep_event_destroy(r->ev);
@@ -1623,6 +1672,8 @@ static void disk_destroy(void *vctx)
     pthread_mutex_destroy(&ctx->read_lock);
     pthread_mutex_destroy(&ctx->err_lock);
     pthread_mutex_destroy(&ctx->dlq_lock);
+    pthread_mutex_destroy(&ctx->keep_lock);
+    pthread_cond_destroy(&ctx->keep_cond);
     pthread_cond_destroy(&ctx->pub_cond);
     pthread_cond_destroy(&ctx->read_cond);
     ep_free(ctx);
