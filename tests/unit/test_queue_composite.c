@@ -207,7 +207,7 @@ static void test_config_errors(void)
     ep_queue_t *q = NULL;
     char err[256];
 
-    make("memory", "fail-fast", 10); /* registers the double */
+    ep_queue_destroy(make("memory", "fail-fast", 10)); /* registers the double */
     ep_config_defaults(&cfg);
     snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory, bogus");
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);

@@ -289,17 +289,24 @@ static int composite_consume(void *ctx, ep_event_t **out, size_t max, int timeou
     return n;
 }
 
-/* Calls fn on each run of events that came from the same provider. */
+/*
+ * Calls fn on each group of events that came from the same provider. The
+ * provider of every event is read before any fn runs: fn may free them.
+ */
 static int per_child(composite_t *c, ep_event_t **evs, size_t n,
                      int (*fn)(composite_t *, child_t *, ep_event_t **, size_t, void *), void *a)
 {
     ep_event_t *group[PUMP_BATCH];
+    uint8_t small[PUMP_BATCH], *which = n <= PUMP_BATCH ? small : ep_malloc(n);
     int rc = 0;
 
+    for (size_t i = 0; i < n; i++) {
+        which[i] = evs[i] ? (uint8_t)evs[i]->qidx : 0xff;
+    }
     for (int k = 0; k < c->n; k++) {
         size_t g = 0;
         for (size_t i = 0; i < n; i++) {
-            if (evs[i] && evs[i]->qidx == (uint32_t)k) {
+            if (which[i] == (uint8_t)k) {
                 group[g++] = evs[i];
                 if (g == PUMP_BATCH) {
                     rc |= fn(c, &c->child[k], group, g, a);
@@ -310,6 +317,9 @@ static int per_child(composite_t *c, ep_event_t **evs, size_t n,
         if (g) {
             rc |= fn(c, &c->child[k], group, g, a);
         }
+    }
+    if (which != small) {
+        ep_free(which);
     }
     return rc ? EP_EIO : 0;
 }
