@@ -19,7 +19,7 @@ def test_queue_full_then_everything_acknowledged_is_processed():
     os.mkfifo(fifo)
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     env = {"QUEUE_SIZE": "10", "PROCESSOR_WORKERS": "1", "PROCESSOR_BATCH": "4",
-           "PROCESSOR_SINK": "file:" + fifo}
+           "PROCESSOR_SINK": "file:" + fifo, "SHUTDOWN_TIMEOUT": "60"}
     with Eventpipe("run", env=env) as ep:
         ok_ids, full = [], 0
         for i in range(5000):
@@ -58,7 +58,7 @@ def test_queue_full_then_everything_acknowledged_is_processed():
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         # Graceful stop drains the queue through the (now unblocked) worker.
-        assert ep.stop() == 0
+        assert ep.stop(timeout=90) == 0, ep.log_text()[-2000:]
         done.set()
         t.join()
         os.close(rfd)

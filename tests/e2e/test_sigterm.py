@@ -28,8 +28,10 @@ def run_case(cmd_env, port_key):
         assert len(got) == len(set(got)), "duplicates"
         missing = set(load.ok_ids) - set(got)
         assert not missing, "%d acknowledged events were not processed" % len(missing)
-        # Nothing is processed that was not acknowledged (4xx/5xx keep nothing).
-        assert set(got) <= set(load.ok_ids) | set(), len(set(got) - set(load.ok_ids))
+        # Nothing is processed that was refused: an event kept without a 2xx can only be
+        # one whose answer never reached the client (its connection failed mid-request).
+        unacked = set(got) - set(load.ok_ids)
+        assert len(unacked) <= load.errors, (len(unacked), load.errors, load.statuses)
         assert "shutting down" in ep.log_text()
 
 
