@@ -43,6 +43,8 @@ struct ep_http_server_s {
     atomic_int draining;
     atomic_uint_fast64_t requests, s2xx, s4xx, s5xx;
     atomic_int_fast64_t in_flight;
+    ep_http_observe_cb observe; /* metrics and access log; NULL = none */
+    void *observe_arg;
 };
 
 struct ep_http_req_s {
@@ -175,6 +177,9 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     count_status(r->srv, status);
+    if (r->srv->observe) {
+        r->srv->observe(r->srv->observe_arg, r, status);
+    }
 
     pthread_mutex_lock(&r->mu);
     ep_assert(r->resp == NULL);
@@ -436,6 +441,23 @@ void ep_http_server_route_ex(ep_http_server_t *s, unsigned methods, const char *
     r->max_body = max_body ? max_body : s->opts.max_body;
 }
 
+void ep_http_server_set_observer(ep_http_server_t *s, ep_http_observe_cb cb, void *arg)
+{
+    ep_assert(s->daemon == NULL);
+    s->observe = cb;
+    s->observe_arg = arg;
+}
+
+const char *ep_http_server_name(const ep_http_server_t *s)
+{
+    return s->name;
+}
+
+const char *ep_http_server_route_path(const ep_http_server_t *s, int idx)
+{
+    return idx >= 0 && idx < s->n_routes ? s->routes[idx].path : NULL;
+}
+
 int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
 {
     struct sockaddr_in sa;
@@ -542,4 +564,9 @@ size_t ep_http_req_body_len(const ep_http_req_t *r)
 int64_t ep_http_req_start_ns(const ep_http_req_t *r)
 {
     return r->start_ns;
+}
+
+int ep_http_req_route_index(const ep_http_req_t *r)
+{
+    return r->route ? (int)(r->route - r->srv->routes) : -1;
 }

@@ -29,6 +29,12 @@ typedef struct ep_http_req_s ep_http_req_t;
 
 typedef void (*ep_http_handler_cb)(void *arg, ep_http_req_t *req);
 
+/**
+ * Called once per answered request, on the answering thread, right when the
+ * answer is handed over (metrics, access log). req is borrowed for the call.
+ */
+typedef void (*ep_http_observe_cb)(void *arg, const ep_http_req_t *req, int status);
+
 typedef struct ep_http_server_opts_s {
     const char *name;      /* role name for logs ("gateway") */
     const char *bind_addr; /* "0.0.0.0" */
@@ -61,6 +67,15 @@ void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *pat
 void ep_http_server_route_ex(ep_http_server_t *s, unsigned methods, const char *path,
                              ep_http_handler_cb handler, void *arg, size_t max_body);
 
+/** Sets the per-answer observer (NULL = none). Before start only. */
+void ep_http_server_set_observer(ep_http_server_t *s, ep_http_observe_cb cb, void *arg);
+
+/** The server's name (opts.name: the role). */
+const char *ep_http_server_name(const ep_http_server_t *s);
+
+/** Path of route idx (0-based, in the order added), or NULL past the last one. */
+const char *ep_http_server_route_path(const ep_http_server_t *s, int idx);
+
 /** Binds and starts the threads. Returns 0, or EP_EIO with a message in err. */
 int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen);
 
@@ -91,6 +106,8 @@ const char *ep_http_req_body(const ep_http_req_t *r);
 size_t ep_http_req_body_len(const ep_http_req_t *r);
 /** Monotonic ns when the request's headers arrived. */
 int64_t ep_http_req_start_ns(const ep_http_req_t *r);
+/** Index of the matched route (see ep_http_server_route_path), or -1 when none matched. */
+int ep_http_req_route_index(const ep_http_req_t *r);
 
 /* ---- answering (exactly once per request, from any thread) ---- */
 
