@@ -13,7 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { OPT_INT, OPT_I64, OPT_STR, OPT_PORT, OPT_URL, OPT_ENUM, OPT_SIZE } opt_type_t;
+typedef enum {
+    OPT_INT,
+    OPT_I64,
+    OPT_STR,
+    OPT_PORT,
+    OPT_URL,
+    OPT_ENUM,
+    OPT_SIZE,
+    OPT_RATIO /* a double in [0, 1] */
+} opt_type_t;
 
 typedef struct {
     opt_type_t type;
@@ -141,6 +150,10 @@ static const opt_t options[] = {
      "a processor without the analytics role pushes deltas to ANALYTICS_URL (auto = on)"},
     {OPT_INT, "ANALYTICS_PUSH_INTERVAL_MS", "analytics-push-interval", "1000",
      N(analytics_push_interval_ms), 50, 600000, NULL, "ms between analytics delta pushes"},
+    {OPT_ENUM, "METRICS_ENABLED", "metrics", "true", S(metrics_enabled), 0, 0, "true|false",
+     "GET /metrics on every port and the request/event metrics behind it"},
+    {OPT_RATIO, "ACCESS_LOG_SAMPLE", "access-log-sample", "0", N(access_log_sample), 0, 1, NULL,
+     "fraction of requests written to the access log (0: none, 1: all)"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -237,6 +250,18 @@ static int set_opt(ep_config_t *cfg, const opt_t *o, const char *val, char *err,
             *(int *)(base + o->off) = (int)v;
         }
         return 0;
+    case OPT_RATIO: {
+        char *end;
+        double d;
+        errno = 0;
+        d = strtod(val, &end);
+        if (errno != 0 || end == val || *end != '\0' || !(d >= 0.0 && d <= 1.0)) {
+            snprintf(err, errlen, "%s: '%s' is not a number in [0, 1]", o->env, val);
+            return EP_ECONFIG;
+        }
+        *(double *)(base + o->off) = d;
+        return 0;
+    }
     case OPT_ENUM: {
         const char *c = o->choices;
         size_t n = strlen(val);

@@ -79,6 +79,9 @@ typedef struct ep_config_s {
     /* analytics */
     char analytics_push[8];         /* ANALYTICS_PUSH: auto | on | off (auto) */
     int analytics_push_interval_ms; /* ANALYTICS_PUSH_INTERVAL_MS (1000) */
+    /* observability */
+    char metrics_enabled[8];  /* METRICS_ENABLED: true | false (true) */
+    double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
 } ep_config_t;
 
 /** Fills cfg with every default. */
