@@ -14,6 +14,7 @@
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
+#include "ep_obs.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -152,6 +153,7 @@ static void process_batch(worker_t *w, size_t n)
     if (p->hook) {
         p->hook(p->hook_arg, w->batch, good);
     }
+    ep_obs_processed(w->batch, good); /* before the ack, which may free them */
     ep_queue_ack(p->q, w->batch, good);
     counter_add(&w->processed, good);
     counter_add(&w->latency_us_sum, latency);

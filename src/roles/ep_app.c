@@ -8,6 +8,7 @@
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
+#include "ep_monitor.h"
 #include "ep_time.h"
 
 #include <stdio.h>
@@ -44,6 +45,7 @@ void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
                        int (*ready)(ep_app_t *, char *, size_t))
 {
     ep_http_server_route(srv, EP_HTTP_GET, "/health", on_health, app);
+    ep__monitor_routes(app, srv); /* GET /metrics and the per-request metrics */
     if (ready) {
         ep_assert(n_ready_ctxs < 4);
         ready_ctxs[n_ready_ctxs].app = app;

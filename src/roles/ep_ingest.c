@@ -15,6 +15,7 @@
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
+#include "ep_obs.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -163,6 +164,7 @@ static void on_single_published(void *arg, size_t n, const int *status)
     ep_ingest_t *ig = p->ig;
     ep_buf_t b = EP_BUF_INIT;
 
+    ep_obs_publish_done(n, status, p->start_ns);
     if (status[0] == 0) {
         inc(&ig->sent, 1);
         inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
@@ -443,6 +445,7 @@ static void on_chunk_published(void *arg, size_t n, const int *status)
     chunk_t *c = arg;
     batch_t *b = c->b;
 
+    ep_obs_publish_done(n, status, b->start_ns);
     for (size_t i = 0; i < n; i++) {
         item_t *it = &b->items[c->idx[i]];
         if (status[i] == 0) {

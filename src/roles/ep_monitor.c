@@ -1,0 +1,357 @@
+/*
+ * GET /metrics, the per-answer observer (request metrics and the sampled
+ * access log) and the app's scrape-time collector.
+ *
+ * Labels stay bounded: route is the registered path of the matched route or
+ * "unmatched", method one of eight, status one of the codes eventpipe and
+ * libmicrohttpd answer with or "other". Children are resolved on first use
+ * (registry lock) and cached in per-route rows published with a CAS, so the
+ * steady state is three relaxed atomic adds per request and no lock.
+ */
+#include "ep_monitor.h"
+#include "ep_log.h"
+#include "ep_mem.h"
+#include "ep_obs.h"
+#include "ep_time.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ROUTE_ROWS 128 /* routes per server (the server allows 64) + "unmatched" */
+#define N_METHODS      8
+
+static const char *const methods[N_METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
+                                               "DELETE", "OPTIONS", "PATCH", "other"};
+static const int statuses[] = {200, 201, 202, 204, 206, 301, 302, 304, 400, 401,
+                               403, 404, 405, 408, 409, 411, 413, 414, 415, 422,
+                               429, 431, 500, 501, 502, 503, 504, 505};
+#define N_STATUSES ((int)(sizeof(statuses) / sizeof(statuses[0])) + 1) /* + "other" */
+
+typedef struct route_row_s {
+    _Atomic(ep_metric_child_t *) duration;
+    _Atomic(ep_metric_child_t *) requests[N_METHODS][N_STATUSES];
+} route_row_t;
+
+typedef struct srv_obs_s {
+    ep_app_t *app;
+    ep_http_server_t *srv;
+    const char *role;
+    int metrics;     /* METRICS_ENABLED */
+    uint32_t sample; /* access log: log when a random 32-bit draw is below this */
+    int sample_all;  /* ACCESS_LOG_SAMPLE=1 */
+    ep_metric_t *f_requests, *f_duration;
+    _Atomic(route_row_t *) rows[MAX_ROUTE_ROWS]; /* [0] = unmatched, [i + 1] = route i */
+    struct srv_obs_s *next;
+} srv_obs_t;
+
+/* Observers live as long as the process (the servers may be recreated in tests). */
+static srv_obs_t *observers;
+
+static int method_index(const char *m)
+{
+    for (int i = 0; i < N_METHODS - 1; i++) {
+        if (strcmp(m, methods[i]) == 0) {
+            return i;
+        }
+    }
+    return N_METHODS - 1;
+}
+
+static int status_index(int status)
+{
+    for (int i = 0; i < N_STATUSES - 1; i++) {
+        if (statuses[i] == status) {
+            return i;
+        }
+    }
+    return N_STATUSES - 1;
+}
+
+static route_row_t *row_get(srv_obs_t *o, int idx)
+{
+    _Atomic(route_row_t *) *slot = &o->rows[idx + 1];
+    route_row_t *row = atomic_load_explicit(slot, memory_order_acquire);
+    route_row_t *fresh, *expect = NULL;
+
+    if (row) {
+        return row;
+    }
+    fresh = ep_calloc(1, sizeof(*fresh));
+    if (atomic_compare_exchange_strong_explicit(slot, &expect, fresh, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        return fresh;
+    }
+    ep_free(fresh); /* another thread won; use its row */
+    return expect;
+}
+
+static ep_metric_child_t *child_get(_Atomic(ep_metric_child_t *) *slot, ep_metric_t *f,
+                                    const char *const *values)
+{
+    ep_metric_child_t *c = atomic_load_explicit(slot, memory_order_acquire);
+
+    if (c == NULL) {
+        /* ep_metrics_child finds or creates under its lock: racing threads get the same child. */
+        c = ep_metrics_child(f, values);
+        atomic_store_explicit(slot, c, memory_order_release);
+    }
+    return c;
+}
+
+/* A per-thread xorshift draw: cheap, and good enough to pick a sample. */
+static uint32_t draw(void)
+{
+    static _Thread_local uint32_t x;
+
+    if (x == 0) {
+        x = (uint32_t)ep_time_mono_ns() ^ (uint32_t)(uintptr_t)&x;
+        x |= 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+static void on_answer(void *arg, const ep_http_req_t *req, int status)
+{
+    srv_obs_t *o = arg;
+    int idx = ep_http_req_route_index(req);
+    int64_t dur = ep_time_mono_ns() - ep_http_req_start_ns(req);
+    const char *method = ep_http_req_method(req);
+
+    if (dur < 0) {
+        dur = 0;
+    }
+    if (idx >= MAX_ROUTE_ROWS - 1) {
+        idx = -1;
+    }
+    if (o->metrics) {
+        route_row_t *row = row_get(o, idx);
+        const char *route = idx >= 0 ? ep_http_server_route_path(o->srv, idx) : "unmatched";
+        int mi = method_index(method), si = status_index(status);
+        char code[16];
+        const char *rv[4];
+
+        if (si == N_STATUSES - 1) {
+            snprintf(code, sizeof(code), "other");
+        } else {
+            snprintf(code, sizeof(code), "%d", status);
+        }
+        rv[0] = o->role;
+        rv[1] = route;
+        rv[2] = methods[mi];
+        rv[3] = code;
+        ep_metrics_counter_add(child_get(&row->requests[mi][si], o->f_requests, rv), 1);
+        ep_metrics_hist_observe(child_get(&row->duration, o->f_duration, rv), (uint64_t)dur);
+    }
+    if (o->sample_all || (o->sample && draw() < o->sample)) {
+        ep_log_info("access", "%s %s %s %d %.3fms", o->role, method, ep_http_req_path(req), status,
+                    (double)dur / 1e6);
+    }
+}
+
+static void on_metrics(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    ep_buf_t b = EP_BUF_INIT;
+    size_t len;
+    char *body;
+
+    ep_metrics_render(ep_obs_registry(), &b);
+    ep__monitor_collect(app, &b);
+    body = ep_buf_steal(&b, &len);
+    ep_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    ep_free(body);
+}
+
+void ep__monitor_routes(ep_app_t *app, ep_http_server_t *srv)
+{
+    srv_obs_t *o;
+    double sample = app->cfg.access_log_sample;
+    int metrics = strcmp(app->cfg.metrics_enabled, "true") == 0;
+
+    if (!metrics && !(sample > 0)) {
+        return;
+    }
+    o = ep_calloc(1, sizeof(*o));
+    o->app = app;
+    o->srv = srv;
+    o->role = ep_http_server_name(srv);
+    o->metrics = metrics;
+    o->sample_all = sample >= 1.0;
+    o->sample =
+        (uint32_t)(sample * 4294967296.0 > 4294967295.0 ? 4294967295.0 : sample * 4294967296.0);
+    if (metrics) {
+        ep_obs_init();
+        ep_obs_http_families(&o->f_requests, &o->f_duration);
+        ep_http_server_route(srv, EP_HTTP_GET, "/metrics", on_metrics, app);
+    }
+    o->next = observers;
+    observers = o;
+    ep_http_server_set_observer(srv, on_answer, o);
+}
+
+/* ------------------------------------------------------------ collector */
+
+static const char *const l_queue[] = {"queue"};
+static const char *const l_status[] = {"status"};
+static const char *const l_kind[] = {"kind"};
+static const char *const l_role[] = {"role"};
+
+static void put1(ep_buf_t *out, const char *name, ep_metric_type_t type, const char *help, double v)
+{
+    ep_metrics_put_family(out, name, type, help);
+    ep_metrics_put_sample(out, name, 0, NULL, NULL, v);
+}
+
+static void put_queue(ep_buf_t *out, ep_queue_t *q, int what)
+{
+    ep_queue_stats_t st;
+    const char *lv[1];
+
+    if (q == NULL) {
+        return;
+    }
+    ep_queue_stats(q, &st);
+    lv[0] = q->provider->name;
+    switch (what) {
+    case 0:
+        ep_metrics_put_sample(out, "queue_size", 1, l_queue, lv, st.size < 0 ? 0 : (double)st.size);
+        break;
+    case 1:
+        ep_metrics_put_sample(out, "queue_capacity", 1, l_queue, lv,
+                              st.capacity < 0 ? 0 : (double)st.capacity);
+        break;
+    case 2:
+        ep_metrics_put_sample(out, "ep_queue_enqueued_total", 1, l_queue, lv, (double)st.enqueued);
+        break;
+    case 3:
+        ep_metrics_put_sample(out, "ep_queue_rejected_full_total", 1, l_queue, lv,
+                              (double)st.rejected_full);
+        break;
+    }
+}
+
+/* The "total" of the queue's lag object, 0 when it reports none. */
+static double queue_lag(ep_queue_t *q)
+{
+    ep_buf_t b = EP_BUF_INIT;
+    const char *p;
+    double v = 0;
+
+    if (q == NULL) {
+        return 0;
+    }
+    ep_queue_lag_json(q, &b);
+    ep_buf_putc(&b, '\0');
+    if ((p = strstr(b.data, "\"total\":")) != NULL) {
+        v = strtod(p + 8, NULL);
+    }
+    ep_buf_close(&b);
+    return v > 0 ? v : 0;
+}
+
+static void put_health(ep_buf_t *out, const char *role, int ok)
+{
+    const char *lv[1] = {role};
+
+    ep_metrics_put_sample(out, "system_health_status", 1, l_role, lv, ok ? 1 : 0);
+}
+
+void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
+{
+    ep_worker_pool_stats_t ps = {0};
+    ep_ingest_t *ig = &app->ingest;
+    char reason[200];
+    const char *lv[1];
+
+    if (app->pool) {
+        ep_worker_pool_stats(app->pool, &ps);
+    }
+    ep_metrics_put_family(out, "queue_size", EP_METRIC_GAUGE,
+                          "Events waiting in the queue (by queue provider).");
+    put_queue(out, app->queue, 0);
+    put_queue(out, app->forward, 0);
+    ep_metrics_put_family(out, "queue_capacity", EP_METRIC_GAUGE,
+                          "Bound of the queue in events; 0 when unbounded or unknown.");
+    put_queue(out, app->queue, 1);
+    put_queue(out, app->forward, 1);
+    ep_metrics_put_family(out, "ep_queue_enqueued_total", EP_METRIC_COUNTER,
+                          "Events accepted by the queue's publish.");
+    put_queue(out, app->queue, 2);
+    put_queue(out, app->forward, 2);
+    ep_metrics_put_family(out, "ep_queue_rejected_full_total", EP_METRIC_COUNTER,
+                          "Publishes refused because the queue was full.");
+    put_queue(out, app->queue, 3);
+    put_queue(out, app->forward, 3);
+
+    put1(out, "worker_pool_active", EP_METRIC_GAUGE, "Workers busy with a batch right now.",
+         ps.active);
+    put1(out, "worker_pool_size", EP_METRIC_GAUGE, "Configured worker threads.", ps.workers);
+    ep_metrics_put_family(out, "messages_processed_total", EP_METRIC_COUNTER,
+                          "Events the worker pool finished: success (in the output and acked) "
+                          "or error (each failed attempt).");
+    lv[0] = "success";
+    ep_metrics_put_sample(out, "messages_processed_total", 1, l_status, lv, (double)ps.processed);
+    lv[0] = "error";
+    ep_metrics_put_sample(out, "messages_processed_total", 1, l_status, lv, (double)ps.errors);
+    put1(out, "events_processed_total", EP_METRIC_COUNTER,
+         "Events processed, written to the output and acknowledged (exact).", (double)ps.processed);
+    put1(out, "ep_worker_pool_batches_total", EP_METRIC_COUNTER,
+         "Batches the workers took from the queue.", (double)ps.batches);
+    put1(out, "ep_dead_lettered_total", EP_METRIC_COUNTER,
+         "Events handed to the dead-letter store (or dropped without one).",
+         (double)ps.dead_lettered);
+
+    put1(out, "ep_ingest_events_received_total", EP_METRIC_COUNTER,
+         "Events received by ingest (valid or not).", (double)atomic_load(&ig->received));
+    put1(out, "producer_events_published_total", EP_METRIC_COUNTER,
+         "Events ingest published and the queue acknowledged.", (double)atomic_load(&ig->sent));
+    put1(out, "producer_events_failed_total", EP_METRIC_COUNTER,
+         "Events ingest could not publish (queue full, broker down, ...).",
+         (double)atomic_load(&ig->failed));
+    put1(out, "ep_ingest_duplicates_total", EP_METRIC_COUNTER,
+         "Events answered as duplicates of a client id already accepted.",
+         (double)atomic_load(&ig->duplicates));
+
+    ep_metrics_put_family(out, "errors_total", EP_METRIC_COUNTER,
+                          "Errors by kind: publish (ingest publish failed), invalid_event "
+                          "(rejected by validation), processing (failed processing attempt), "
+                          "dead_letter (given up after every attempt).");
+    lv[0] = "publish";
+    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)atomic_load(&ig->failed));
+    lv[0] = "invalid_event";
+    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)atomic_load(&ig->rejected));
+    lv[0] = "processing";
+    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)ps.errors);
+    lv[0] = "dead_letter";
+    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)ps.dead_lettered);
+
+    put1(out, "kafka_consumer_lag_total", EP_METRIC_COUNTER,
+         "Consumer lag in events as the queue reports it (Kafka: summed over partitions; "
+         "NATS: pending); 0 when the queue reports none. A level, despite the seed's name.",
+         queue_lag(app->queue));
+    put1(out, "service_uptime_seconds", EP_METRIC_GAUGE, "Seconds since the process started.",
+         (double)(ep_time_now_ms() - app->started_ms) / 1000.0);
+
+    ep_metrics_put_family(out, "system_health_status", EP_METRIC_GAUGE,
+                          "1 when the role is ready to serve, 0 when not (see /ready).");
+    if (app->roles & EP_ROLE_GATEWAY) {
+        /* In-process ingest: its readiness; a remote one is probed by /ready, not here. */
+        put_health(out, "gateway",
+                   (app->roles & EP_ROLE_INGEST) ? ep__ingest_ready(app, reason, sizeof(reason))
+                                                 : 1);
+    }
+    if (app->roles & EP_ROLE_INGEST) {
+        put_health(out, "ingest", ep__ingest_ready(app, reason, sizeof(reason)));
+    }
+    if (app->roles & EP_ROLE_PROCESSOR) {
+        put_health(out, "processor", ep__processor_ready(app, reason, sizeof(reason)));
+    }
+    if (app->roles & EP_ROLE_ANALYTICS) {
+        put_health(out, "analytics", ep__analytics_ready(app, reason, sizeof(reason)));
+    }
+}
