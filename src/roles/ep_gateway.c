@@ -8,6 +8,7 @@
 #include "ep_app.h"
 #include "ep_error.h"
 #include "ep_mem.h"
+#include "ep_monitor.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -286,4 +287,5 @@ void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
     }
     ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/status", on_status, app);
     ep_http_server_route(srv, EP_HTTP_GET, "/status", on_status, app);
+    ep__dashboard_routes(app, srv);
 }
