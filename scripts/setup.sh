@@ -9,6 +9,7 @@ PKGS=(
     libprotobuf-c-dev protobuf-c-compiler
     libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format
+    prometheus chromium
 )
 
 missing=()
