@@ -7,7 +7,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN_ARGS ?=
 
 .PHONY: all deps build run test test-unit test-e2e test-asan test-tsan fuzz bench \
-        integration-test format format-check clean
+        integration-test load-test format format-check clean
 
 all: build
 
@@ -66,6 +66,12 @@ fuzz: deps
 
 bench: build
 	@bash bench/http_bench.sh $(BUILD)/eventpipe
+
+# wrk, 64 connections: the memory queue, then the disk queue with QUEUE_FSYNC=always
+# (events/s and events per fsync; figures in docs/benchmarks.md).
+load-test: build
+	@bash bench/http_bench.sh $(BUILD)/eventpipe
+	@bash bench/disk_bench.sh $(BUILD)/eventpipe
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
