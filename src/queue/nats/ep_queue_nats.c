@@ -169,6 +169,11 @@ static int publish_error(natsStatus s)
     return s == NATS_TIMEOUT ? EP_EFULL : EP_EUNAVAIL;
 }
 
+/*
+ * nats.c's PubAck handler (one per JetStream context, on a nats.c thread):
+ * maps the answer to 0 or EP_E*, destroys the message and completes its slot;
+ * the last slot of a publish call runs the call's callback here.
+ */
 void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     ep_nats_ctx_t *ctx = closure;
@@ -187,6 +192,7 @@ void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
     }
 }
 
+/* Completes a message nats.c gave back unanswered with err, and destroys it. Thread-safe. */
 void ep__nats_fail_pending(ep_nats_ctx_t *ctx, natsMsg *msg, int err)
 {
     ep_nats_slot_t *s = slot_take(ctx, msg);
@@ -739,6 +745,7 @@ static void nats_destroy(void *vctx)
     ep__nats_ctx_destroy(vctx);
 }
 
+/* The provider, registered by ep_queue.c when built with EP_WITH_NATS. */
 const ep_queue_provider_t ep_queue_nats_provider = {
     .api_version = EP_QUEUE_API_V1,
     .name = "nats",

@@ -40,6 +40,10 @@
 
 /* ------------------------------------------------------------ helpers */
 
+/*
+ * Records a problem as the context's last error (shown by ready()) and logs it
+ * as a warning at most every WARN_EVERY_MS. Thread-safe; never blocks on NATS.
+ */
 void ep__nats_note_error(ep_nats_ctx_t *ctx, const char *fmt, ...)
 {
     char msg[sizeof(ctx->last_error)];
@@ -60,11 +64,13 @@ void ep__nats_note_error(ep_nats_ctx_t *ctx, const char *fmt, ...)
     }
 }
 
+/* Returns 1 when the connection is up, else 0. Thread-safe, cheap (one nats.c lock). */
 int ep__nats_connected(ep_nats_ctx_t *ctx)
 {
     return natsConnection_Status(ctx->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
+/* Wakes the keeper thread to look at the stream now. Thread-safe, callable from callbacks. */
 void ep__nats_kick(ep_nats_ctx_t *ctx)
 {
     pthread_mutex_lock(&ctx->lock);
@@ -292,6 +298,12 @@ static int stream_ensure(ep_nats_ctx_t *ctx)
     return EP_EUNAVAIL;
 }
 
+/*
+ * Finds or creates the durable pull consumer and binds the subscription to it
+ * (once; a rebound consumer keeps the same subscription). Returns 0, or
+ * EP_EUNAVAIL with the reason noted. Call with fetch_lock held; blocks for at
+ * most a few JetStream API round trips (EP_NATS_API_WAIT_MS each).
+ */
 int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
 {
     jsConsumerInfo *ci = NULL;
@@ -436,6 +448,13 @@ static void *keeper_main(void *arg)
 
 /* ------------------------------------------------------------ create / destroy */
 
+/*
+ * Creates the provider context from cfg (copied): checks NATS_URL and the names
+ * (EP_ECONFIG with a message naming the variable), connects with reconnects
+ * for ever (a server that is down is not an error), ensures the stream when
+ * connected, starts the keeper thread. Returns 0 and *out (free with
+ * ep__nats_ctx_destroy), or EP_E* with err filled and nothing left behind.
+ */
 int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, size_t errlen)
 {
     ep_nats_ctx_t *ctx;
@@ -587,6 +606,12 @@ static void wait_conn_closed(ep_nats_ctx_t *ctx)
     pthread_mutex_unlock(&ctx->lock);
 }
 
+/*
+ * Stops the keeper, waits (bounded) for the PubAcks still due and fails the
+ * rest with EP_EUNAVAIL (each publish callback runs exactly once), closes the
+ * connection, waits for its closed callback and frees everything. Accepts
+ * NULL. Not thread-safe: call once, after every consumed event was given back.
+ */
 void ep__nats_ctx_destroy(ep_nats_ctx_t *ctx)
 {
     if (ctx == NULL) {
