@@ -106,7 +106,16 @@ class Eventpipe:
         self.proc = subprocess.Popen([EP_BIN, cmd] + list(args or []), env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:
+                # Never leave a half-started process behind.
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.log.close()
+                sys.stderr.write("---- %s log ----\n%s\n" % (cmd, self.log_text()[-4000:]))
+                raise
 
     def own_ports(self):
         if self.cmd == "run":

@@ -70,7 +70,9 @@ def test_run_1000_events():
             st = get_json(ep.processor, "/stats")
             assert st["queue"]["type"] == "nats"
             assert st["queue"]["nats"]["connected"] is True
-            wait_for(lambda: get_json(ep.processor, "/lag")["pending"] == 0, 5, what="lag 0")
+            # Sink lines are written before the acks, and the figures refresh once a second.
+            wait_for(lambda: (lambda l: l["pending"] == 0 and l["ack_pending"] == 0)(
+                get_json(ep.processor, "/lag")), 15, what="lag and ack_pending 0")
             lag = get_json(ep.processor, "/lag")
             assert lag["total"] == 0 and lag["ack_pending"] == 0, lag
             c = NatsClient(ns.port)
