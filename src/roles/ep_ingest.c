@@ -95,6 +95,9 @@ void ep__respond_publish_error(ep_http_req_t *req, int err)
     case EP_EVALIDATE:
         ep_http_respond_error(req, 400, "the queue rejected the event as invalid", NULL);
         break;
+    case EP_E2BIG:
+        ep_http_respond_error(req, 413, "the event is larger than the queue accepts", NULL);
+        break;
     default:
         snprintf(msg, sizeof(msg), "queue unavailable: %s", ep_strerror(err));
         ep_http_respond_error(req, 503, msg, NULL);
