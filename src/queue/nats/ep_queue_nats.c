@@ -528,9 +528,14 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     }
     if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND && list.Count == 0) {
         /* The consumer or the stream may be gone (server restarted empty): check again. */
+        const char *why = nats_GetLastError(NULL);
+
         ctx->consumer_ok = 0;
-        ep__nats_note_error(ctx, "NATS fetch from %s failed: %s", ctx->cfg.nats_durable,
-                            natsStatus_GetText(s));
+        if (ep__nats_connected(ctx)) {
+            /* While disconnected the disconnection itself was logged. */
+            ep__nats_note_error(ctx, "NATS fetch from consumer %s failed: %s",
+                                ctx->cfg.nats_durable, why && *why ? why : natsStatus_GetText(s));
+        }
     }
     pthread_mutex_unlock(&ctx->fetch_lock);
     if (list.Count == 0) {
