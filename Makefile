@@ -64,6 +64,13 @@ fuzz: deps
 		$$t -merge=1 tests/fuzz/corpus/$$name build-fuzz/new-$$name; \
 	done
 
+# The seed's integration test for every queue type: 1,000+ events through memory,
+# disk, nats (a real nats-server), kafka (librdkafka's mock cluster over TCP) and
+# composite(nats,kafka); every acknowledged id processed.
+integration-test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) \
+		-R 'e2e\.test_(run_flow|split_flow|nats|kafka|composite|disk_crash)$$'
+
 bench: build
 	@bash bench/http_bench.sh $(BUILD)/eventpipe
 
