@@ -533,8 +533,20 @@ static void test_stats_and_lag_json(void)
 }
 
 /* Publishers and consumers at once, on one queue instance (as `eventpipe run` does). */
-#define CC_PUB  4
+#if defined(__SANITIZE_THREAD__)
+#define EP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EP_TEST_TSAN 1
+#endif
+#endif
+
+#define CC_PUB 4
+#ifdef EP_TEST_TSAN
+#define CC_EACH 100 /* TSan: fewer events, the same interleavings */
+#else
 #define CC_EACH 250
+#endif
 #define CC_CONS 3
 
 typedef struct cc_s {
