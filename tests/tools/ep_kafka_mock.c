@@ -11,6 +11,8 @@
  *
  *   topic NAME PARTITIONS   create a topic
  *   down ID | up ID         stop / restart broker ID (1..N; -1 = all)
+ *   produce TOPIC VALUE     append one raw record (key "raw"), answers once stored
+ *   count TOPIC             "ok N": records in the topic (high - low watermarks)
  *   quit                    exit
  *
  * It exits on SIGTERM/SIGINT, on "quit", and at the end of stdin (so it does
@@ -64,6 +66,69 @@ static void reply(int ok, const char *what)
     fflush(stdout);
 }
 
+/* A client of the mock cluster for produce/count, created on first use. */
+static rd_kafka_t *client_rk;
+
+static rd_kafka_t *client(rd_kafka_mock_cluster_t *mc)
+{
+    rd_kafka_t *rk = client_rk;
+    rd_kafka_conf_t *conf;
+    char errstr[256];
+
+    if (rk) {
+        return rk;
+    }
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+    client_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    return client_rk;
+}
+
+static int produce_raw(rd_kafka_mock_cluster_t *mc, const char *topic, const char *value)
+{
+    rd_kafka_t *rk = client(mc);
+
+    if (rk == NULL ||
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("raw", 3),
+                          RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) != 0) {
+        return -1;
+    }
+    return rd_kafka_flush(rk, 10000) == 0 ? 0 : -1;
+}
+
+/* Records in topic: the sum over partitions of high - low watermark. -1 on error. */
+static long long count_records(rd_kafka_mock_cluster_t *mc, const char *topic)
+{
+    rd_kafka_t *rk = client(mc);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    long long total = 0;
+
+    if (rk == NULL) {
+        return -1;
+    }
+    rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) != 0 || md->topic_cnt != 1 || md->topics[0].err) {
+        total = -1;
+    }
+    for (int p = 0; total >= 0 && p < md->topics[0].partition_cnt; p++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000) != 0) {
+            total = -1;
+            break;
+        }
+        total += hi - lo;
+    }
+    if (md) {
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return total;
+}
+
 /* Runs one stdin command. Returns 1 to quit. */
 static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
 {
@@ -83,12 +148,25 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
         char spec[300];
         snprintf(spec, sizeof(spec), "%s:%d", arg1, arg2);
         reply(create_topic(mc, spec, brokers) == 0, "cannot create topic");
+    } else if (strcmp(verb, "produce") == 0 && n >= 2) {
+        const char *value = strstr(line, arg1) + strlen(arg1);
+        value += strspn(value, " ");
+        reply(produce_raw(mc, arg1, value) == 0, "produce failed");
+    } else if (strcmp(verb, "count") == 0 && n >= 2) {
+        long long c = count_records(mc, arg1);
+        if (c >= 0) {
+            printf("ok %lld\n", c);
+            fflush(stdout);
+        } else {
+            reply(0, "no such topic");
+        }
     } else if (strcmp(verb, "down") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_down(mc, atoi(arg1)) == 0, "no such broker");
     } else if (strcmp(verb, "up") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_up(mc, atoi(arg1)) == 0, "no such broker");
     } else {
-        reply(0, "unknown command (topic NAME N | down ID | up ID | quit)");
+        reply(0, "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
+                 "ID | quit)");
     }
     return 0;
 }
@@ -163,6 +241,9 @@ int main(int argc, char **argv)
         if (command(mc, line, brokers)) {
             break;
         }
+    }
+    if (client_rk) {
+        rd_kafka_destroy(client_rk);
     }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
