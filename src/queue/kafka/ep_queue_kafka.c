@@ -948,6 +948,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
     int rc;
 
     *out = NULL;
+    ep__kafka_tsan_link();
     if (cfg->kafka_brokers[0] == '\0') {
         snprintf(err, errlen, "KAFKA_BROKERS: empty (host:port,...)");
         return EP_ECONFIG;

@@ -133,6 +133,9 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_c
  */
 int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, size_t errlen);
 
+/** No-op that links ep_queue_kafka_tsan.c (C11-thread shims under ThreadSanitizer). */
+void ep__kafka_tsan_link(void);
+
 /** Maps a librdkafka error to EP_E* (0 for no error). Thread-safe. */
 int ep__kafka_err(rd_kafka_resp_err_t err);
 
