@@ -71,7 +71,9 @@ integration-test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) \
 		-R 'e2e\.test_(run_flow|split_flow|nats|kafka|composite|disk_crash)$$'
 
+# Microbenchmarks of the hot-path pieces, then POST /api/v1/ingest under wrk.
 bench: build
+	@./$(BUILD)/ep_microbench $(BENCH_SCALE)
 	@bash bench/http_bench.sh $(BUILD)/eventpipe
 
 # wrk, 64 connections: the memory queue, then the disk queue with QUEUE_FSYNC=always

@@ -1,0 +1,297 @@
+/*
+ * ep_microbench: microbenchmarks of the hot-path pieces (`make bench`).
+ *
+ * Each benchmark runs RUNS times; the median run is reported as ops/s and
+ * ns/op, with the spread (min..max ops/s). One op is one item or event
+ * through the piece measured. Wall-clock time on a monotonic clock; the
+ * machine's other load shows up as spread, so read the median.
+ *
+ *   queue 1P/1C single   one producer and one consumer thread, one item per call
+ *   queue 1P/1C batch64  the same, 64 items per push and per pop
+ *   queue 2P/2C ...      two of each
+ *   pool no-op           events through memory queue + 4 workers + "none" sink, acked
+ *   parse event          ep_event_parser_parse of a ~250-byte seed 004 event
+ *   pb encode/decode     DataMessage of that event
+ *   analytics add        ep_analytics_add_batch, batches of 64
+ */
+#include "analytics/ep_analytics.h"
+#include "ep_buf.h"
+#include "ep_event.h"
+#include "ep_mem.h"
+#include "ep_mpmc.h"
+#include "ep_queue.h"
+#include "ep_time.h"
+#include "ep_worker_pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RUNS 5
+
+static const char *const EVENT_JSON =
+    "{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+    "\"properties\":{\"page\":\"/dashboard\",\"duration\":\"45\",\"device\":\"desktop\","
+    "\"session_id\":\"sess_00042_1\"},\"timestamp\":1640995200,\"source\":\"web-app\"}";
+
+typedef double (*bench_fn)(long long n); /* returns seconds for n ops */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *name, bench_fn fn, long long n)
+{
+    double rate[RUNS];
+
+    fn(n / 10 > 0 ? n / 10 : 1); /* warm-up */
+    for (int i = 0; i < RUNS; i++) {
+        double s = fn(n);
+        rate[i] = (double)n / s;
+    }
+    qsort(rate, RUNS, sizeof(double), cmp_double);
+    printf("%-26s %12.0f ops/s %9.1f ns/op   (min %.0f, max %.0f; %lld ops x %d runs)\n", name,
+           rate[RUNS / 2], 1e9 / rate[RUNS / 2], rate[0], rate[RUNS - 1], n, RUNS);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------ queue */
+
+typedef struct qarg_s {
+    ep_mpmc_t *q;
+    long long n;     /* items each producer pushes */
+    long long total; /* items all consumers pop together */
+    atomic_llong popped;
+    int batch;
+} qarg_t;
+
+static void *producer(void *arg)
+{
+    qarg_t *a = arg;
+    void *items[64];
+
+    for (int i = 0; i < 64; i++) {
+        items[i] = (void *)(uintptr_t)(i + 1);
+    }
+    for (long long done = 0; done < a->n;) {
+        int k = (int)(a->n - done < a->batch ? a->n - done : a->batch);
+        if (ep_mpmc_push_batch(a->q, items, (size_t)k) == 0) {
+            done += k;
+        } else {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    qarg_t *a = arg;
+    void *items[64];
+
+    /* Consumers share the total: one may take more than another. */
+    while (atomic_load(&a->popped) < a->total) {
+        int k = ep_mpmc_pop_batch(a->q, items, (size_t)a->batch, 10);
+        if (k > 0) {
+            atomic_fetch_add(&a->popped, k);
+        }
+    }
+    return NULL;
+}
+
+static double queue_run(long long n, int pairs, int batch)
+{
+    ep_mpmc_t *q;
+    pthread_t p[2], c[2];
+    qarg_t a;
+    int64_t t0;
+
+    ep_mpmc_create(4096, &q);
+    a.q = q;
+    a.n = n / pairs;
+    a.total = a.n * pairs;
+    atomic_store(&a.popped, 0);
+    a.batch = batch;
+    t0 = ep_time_mono_ns();
+    for (int i = 0; i < pairs; i++) {
+        pthread_create(&c[i], NULL, consumer, &a);
+        pthread_create(&p[i], NULL, producer, &a);
+    }
+    for (int i = 0; i < pairs; i++) {
+        pthread_join(p[i], NULL);
+        pthread_join(c[i], NULL);
+    }
+    ep_mpmc_destroy(q);
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
+static double q11_single(long long n)
+{
+    return queue_run(n, 1, 1);
+}
+static double q11_batch(long long n)
+{
+    return queue_run(n, 1, 64);
+}
+static double q22_single(long long n)
+{
+    return queue_run(n, 2, 1);
+}
+static double q22_batch(long long n)
+{
+    return queue_run(n, 2, 64);
+}
+
+/* ------------------------------------------------------------ pool */
+
+static double pool_noop(long long n)
+{
+    ep_config_t cfg;
+    ep_queue_t *q;
+    ep_worker_pool_t *p;
+    ep_event_t *proto = ep_event_create("x", "s", "t", NULL, "d", 1, NULL, 0, 1);
+    ep_event_t *evs[64];
+    char err[128];
+    int64_t t0;
+
+    ep_config_defaults(&cfg);
+    cfg.queue_size = 65536;
+    ep_queue_create("memory", &cfg, &q, err, sizeof(err));
+    ep_worker_pool_create(q, NULL, 4, 64, &p);
+    ep_worker_pool_start(p);
+    t0 = ep_time_mono_ns();
+    for (long long done = 0; done < n;) {
+        int k = (int)(n - done < 64 ? n - done : 64);
+        for (int i = 0; i < k; i++) {
+            evs[i] = ep_event_clone(proto);
+        }
+        while (ep_queue_publish(q, evs, (size_t)k, NULL, NULL) != 0) {
+            sched_yield();
+        }
+        done += k;
+    }
+    ep_queue_close(q);
+    ep_worker_pool_stop(p, 60000);
+    {
+        double s = (double)(ep_time_mono_ns() - t0) / 1e9;
+        ep_worker_pool_destroy(p);
+        ep_queue_destroy(q);
+        ep_event_destroy(proto);
+        return s;
+    }
+}
+
+/* ------------------------------------------------------------ codecs */
+
+static double parse_event(long long n)
+{
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+    size_t len = strlen(EVENT_JSON);
+    int64_t t0 = ep_time_mono_ns();
+
+    for (long long i = 0; i < n; i++) {
+        ep_event_t *ev;
+        if (ep_event_parser_parse(p, EVENT_JSON, len, &ev, NULL) != 0) {
+            abort();
+        }
+        ep_event_destroy(ev);
+    }
+    ep_event_parser_destroy(p);
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
+static ep_event_t *sample_event(void)
+{
+    ep_event_t *ev;
+
+    if (ep_event_parse_json(EVENT_JSON, strlen(EVENT_JSON), NULL, &ev, NULL) != 0) {
+        abort();
+    }
+    return ev;
+}
+
+static double pb_encode(long long n)
+{
+    ep_event_t *ev = sample_event();
+    ep_buf_t b = EP_BUF_INIT;
+    int64_t t0 = ep_time_mono_ns();
+
+    for (long long i = 0; i < n; i++) {
+        ep_buf_reset(&b);
+        ep_event_encode_pb(ev, &b);
+    }
+    ep_buf_close(&b);
+    ep_event_destroy(ev);
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
+static double pb_decode(long long n)
+{
+    ep_event_t *ev = sample_event(), *out;
+    ep_buf_t b = EP_BUF_INIT;
+    int64_t t0;
+
+    ep_event_encode_pb(ev, &b);
+    t0 = ep_time_mono_ns();
+    for (long long i = 0; i < n; i++) {
+        if (ep_event_decode_pb(b.data, b.len, &out) != 0) {
+            abort();
+        }
+        ep_event_destroy(out);
+    }
+    ep_buf_close(&b);
+    ep_event_destroy(ev);
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
+/* ------------------------------------------------------------ analytics */
+
+static double analytics_add(long long n)
+{
+    ep_analytics_t *a = ep_analytics_create();
+    ep_event_t *evs[64];
+    char user[32], type[32];
+    int64_t t0;
+
+    for (int i = 0; i < 64; i++) {
+        snprintf(user, sizeof(user), "user_%d", i * 37);
+        snprintf(type, sizeof(type), "type_%d", i % 5);
+        evs[i] = ep_event_create(NULL, "web-app", type, user, "x", 1, NULL, 0, 0);
+        evs[i]->processed_us = evs[i]->received_us + 500 + i;
+    }
+    t0 = ep_time_mono_ns();
+    for (long long done = 0; done < n; done += 64) {
+        ep_analytics_add_batch(a, evs, 64);
+    }
+    {
+        double s = (double)(ep_time_mono_ns() - t0) / 1e9;
+        for (int i = 0; i < 64; i++) {
+            ep_event_destroy(evs[i]);
+        }
+        ep_analytics_destroy(a);
+        return s;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    double scale = argc > 1 ? atof(argv[1]) : 1.0;
+
+#define N(x) ((long long)((x)*scale))
+    printf("eventpipe microbenchmarks: median of %d runs (after a warm-up), ops/s and ns/op\n",
+           RUNS);
+    report("queue 1P/1C single", q11_single, N(2000000));
+    report("queue 1P/1C batch64", q11_batch, N(20000000));
+    report("queue 2P/2C single", q22_single, N(2000000));
+    report("queue 2P/2C batch64", q22_batch, N(20000000));
+    report("pool no-op (4 workers)", pool_noop, N(2000000));
+    report("parse event (JSON)", parse_event, N(500000));
+    report("pb encode", pb_encode, N(2000000));
+    report("pb decode", pb_decode, N(1000000));
+    report("analytics add (batch 64)", analytics_add, N(2000000));
+    return 0;
+}
