@@ -241,6 +241,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this")) {
+        /* KAFKA_* passthrough feeds both clients: a consumer-only property is expected here. */
+        ep_log_debug(LOG, "%s: %s", fac, buf);
+        return;
+    }
     if (level <= 3) {
         ep_log_error(LOG, "%s: %s", fac, buf);
     } else if (level == 4) {
