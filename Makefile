@@ -76,10 +76,12 @@ bench: build
 	@./$(BUILD)/ep_microbench $(BENCH_SCALE)
 	@bash bench/http_bench.sh $(BUILD)/eventpipe
 
-# wrk, 64 connections: the memory queue, then the disk queue with QUEUE_FSYNC=always
-# (events/s and events per fsync; figures in docs/benchmarks.md).
+# End-to-end scenarios (single events, fixed rate, batches of 100, disk queue)
+# with eventpipe bench, wrk as an independent client, then the disk queue's
+# events per fsync. LOAD_DURATION=10 seconds each; WRITE_DOCS=1 updates
+# docs/benchmarks.md.
 load-test: build
-	@bash bench/http_bench.sh $(BUILD)/eventpipe
+	@bash bench/load_test.sh $(BUILD)/eventpipe $(if $(WRITE_DOCS),--write-docs,)
 	@bash bench/disk_bench.sh $(BUILD)/eventpipe
 
 format:
