@@ -39,14 +39,30 @@ static const char *const own_names[] = {
     "KAFKA_LINGER_MS",   "KAFKA_CLIENT_ID",   "KAFKA_DLQ_TOPIC",   NULL,
 };
 
-static int is_own_name(const char *name, size_t len)
+/*
+ * Variables that Kafka distributions and container images set for the broker
+ * and its JVM, not for clients: skipped, so they do not stop our start-up.
+ */
+static const char *const foreign_names[] = {
+    "KAFKA_HOME",     "KAFKA_OPTS",      "KAFKA_HEAP_OPTS",         "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_JMX_OPTS", "KAFKA_JMX_PORT",  "KAFKA_LOG4J_OPTS",        "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG_DIRS", "KAFKA_DEBUG",     "KAFKA_VERSION",           "KAFKA_CLUSTER_ID",
+    "KAFKA_NODE_ID",  "KAFKA_BROKER_ID", "KAFKA_ZOOKEEPER_CONNECT", NULL,
+};
+
+static int in_list(const char *const *list, const char *name, size_t len)
 {
-    for (size_t i = 0; own_names[i]; i++) {
-        if (strlen(own_names[i]) == len && memcmp(own_names[i], name, len) == 0) {
+    for (size_t i = 0; list[i]; i++) {
+        if (strlen(list[i]) == len && memcmp(list[i], name, len) == 0) {
             return 1;
         }
     }
     return 0;
+}
+
+static int is_own_name(const char *name, size_t len)
+{
+    return in_list(own_names, name, len) || in_list(foreign_names, name, len);
 }
 
 void ep__kafka_props_free(kafka_prop_t *props, size_t n)
