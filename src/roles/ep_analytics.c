@@ -15,9 +15,11 @@
  * aggregate, and the receiver ignores a seq it already merged, so a retry after
  * an unclear failure is not counted twice.
  *
- * TODO(brokers): with QUEUE_TYPE=kafka or nats, `eventpipe analytics` should
- * consume the topic/stream itself with its own consumer group / durable
- * ("analytics") and feed ep_analytics_add_batch, instead of relying on pushes.
+ * With a broker queue (kafka, nats, composite) `eventpipe analytics` reads the
+ * topic/stream itself with a consumer group / durable of its own
+ * ("<KAFKA_CONSUMER_GROUP>-analytics", "<NATS_DURABLE>-analytics") through a
+ * one-worker pool whose hook feeds the aggregate; processors then push nothing
+ * (ANALYTICS_PUSH=auto), so nothing is counted twice.
  */
 #include "analytics/ep_analytics.h"
 #include "ep_app.h"
@@ -276,6 +278,10 @@ void ep__analytics_attach(ep_app_t *app)
     if (strcmp(app->cfg.analytics_push, "off") == 0) {
         return;
     }
+    if (!ep_queue_is_local(app->queue) && strcmp(app->cfg.analytics_push, "auto") == 0) {
+        /* A broker queue: the analytics role reads it with its own consumer. */
+        return;
+    }
     p = ep_calloc(1, sizeof(*p));
     p->app = app;
     p->delta = ep_analytics_create();
@@ -361,4 +367,31 @@ void ep__analytics_close(ep_app_t *app)
     }
     ep_analytics_destroy(app->analytics);
     app->analytics = NULL;
+}
+
+int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, char *err,
+                                  size_t errlen)
+{
+    ep_config_t cfg = app->cfg;
+    int rc;
+
+    if (app->analytics == NULL || (app->roles & EP_ROLE_PROCESSOR) ||
+        (qp->flags & EP_QUEUE_F_LOCAL)) {
+        return 0;
+    }
+    snprintf(cfg.kafka_group, sizeof(cfg.kafka_group), "%.100s-analytics", app->cfg.kafka_group);
+    snprintf(cfg.nats_durable, sizeof(cfg.nats_durable), "%.40s-analytics", app->cfg.nats_durable);
+    if ((rc = ep_queue_create_with(qp, &cfg, &app->analytics_queue, err, errlen)) != 0) {
+        return rc;
+    }
+    rc = ep_worker_pool_create(app->analytics_queue, NULL, 1, cfg.batch_size, &app->analytics_pool);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot create the analytics consumer: %s", ep_strerror(rc));
+        return rc;
+    }
+    ep_worker_pool_set_max_attempts(app->analytics_pool, cfg.max_attempts);
+    ep_worker_pool_set_hook(app->analytics_pool, on_batch, app->analytics);
+    ep_log_info("analytics", "reading the %s queue with its own consumer (%s / %s)", qp->name,
+                cfg.kafka_group, cfg.nats_durable);
+    return 0;
 }

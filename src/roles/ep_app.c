@@ -101,6 +101,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
     }
     if (roles & EP_ROLE_ANALYTICS) {
         app->analytics = ep_analytics_create();
+        if ((rc = ep__analytics_consumer_create(app, qp, err, errlen)) != 0) {
+            goto err;
+        }
     }
     if (roles & EP_ROLE_PROCESSOR) {
         if ((rc = ep_queue_create_with(qp, cfg, &app->queue, err, errlen)) != 0) {
@@ -173,6 +176,10 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
     }
     if ((rc = ep__analytics_push_start(app)) != 0) {
         snprintf(err, errlen, "cannot start the analytics pusher: %s", ep_strerror(rc));
+        return rc;
+    }
+    if (app->analytics_pool && (rc = ep_worker_pool_start(app->analytics_pool)) != 0) {
+        snprintf(err, errlen, "cannot start the analytics consumer: %s", ep_strerror(rc));
         return rc;
     }
     for (int i = 0; i < 4; i++) {
@@ -263,6 +270,11 @@ int ep_app_stop(ep_app_t *app)
     }
     /* 6. The drained events' analytics go to a remote analytics role. */
     ep__analytics_push_stop(app);
+    if (app->analytics_queue) {
+        int64_t left = deadline - ep_time_mono_ms();
+        ep_queue_close(app->analytics_queue);
+        ep_worker_pool_stop(app->analytics_pool, left > 0 ? (int)left : 0);
+    }
     ep_app_log_summary(app);
     return result;
 }
@@ -299,6 +311,8 @@ void ep_app_destroy(ep_app_t *app)
     ep_http_server_destroy(app->processor_srv);
     ep_http_server_destroy(app->analytics_srv);
     ep_worker_pool_destroy(app->pool);
+    ep_worker_pool_destroy(app->analytics_pool);
+    ep_queue_destroy(app->analytics_queue);
     ep__analytics_close(app);
     ep__ingest_close(app);
     ep_queue_destroy(app->forward);

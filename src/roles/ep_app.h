@@ -51,6 +51,8 @@ struct ep_app_s {
     struct ep_analytics_s *analytics; /* the analytics role's aggregate (NULL without the role) */
     ep_analytics_push_t *push;        /* processor -> remote analytics deltas, or NULL */
     ep_http_server_t *analytics_srv;
+    ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
+    ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -93,6 +95,13 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len);
  * ANALYTICS_URL. Call after the pool is created, before it starts.
  */
 void ep__analytics_attach(ep_app_t *app);
+/**
+ * For an analytics role without a processor in the process and a broker queue:
+ * creates its own consumer (group/durable "<name>-analytics") feeding the
+ * aggregate. Returns 0 or EP_E* with err filled; nothing to do otherwise.
+ */
+int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, char *err,
+                                  size_t errlen);
 /** Starts the pusher thread, if any. Returns 0 or EP_ENOMEM. */
 int ep__analytics_push_start(ep_app_t *app);
 /** Stops the pusher and makes a last delivery attempt; call once the workers have drained. */

@@ -109,6 +109,8 @@ def test_ndjson_batch_10000_with_bad_lines_and_replay():
         time.sleep(0.5)
         assert get_json(ep.processor, "/stats")["queue"]["enqueued"] == enq
         assert processed(ep) == 9990
+        # ... and nothing is added to the analytics either.
+        assert get_json(ep.ports["analytics"], "/analytics/summary")["total_events"] == 9990
         assert ep.stop() == 0
         ids = [l["id"] for l in read_sink(sink)]
         assert len(ids) == 9990 and len(set(ids)) == 9990
