@@ -50,6 +50,7 @@ struct ep_event_s {
     int64_t processed_us; /* mutable: set by the worker that processed it */
     uint32_t attempts;    /* mutable: delivery attempts so far */
     uint32_t qidx;        /* mutable: which provider of a composite queue delivered it */
+    int64_t due_ms;       /* mutable: not-before time while waiting for redelivery (mono ms) */
     uint32_t flags;       /* EP_EVENT_F_* */
     ep_str_t id;          /* never empty */
     ep_str_t source;

@@ -396,29 +396,16 @@ static void commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+static int in_partition(const ep_event_t *ev, void *arg)
+{
+    return ev->qh != NULL && handle_part(ev) == *(int32_t *)arg;
+}
+
 /* Drops the redelivery entries of a revoked partition (the new owner gets them from Kafka). */
 static void retry_drop_partition(kafka_ctx_t *ctx, int32_t partition)
 {
-    ep_event_t *prev = NULL, *ev, *next;
-    size_t dropped = 0;
+    size_t dropped = ep_redeliver_drop(&ctx->retry, in_partition, &partition);
 
-    for (ev = ctx->retry_head; ev; ev = next) {
-        next = ev->next;
-        if (ev->qh == NULL || handle_part(ev) != partition) {
-            prev = ev;
-            continue;
-        }
-        if (prev) {
-            prev->next = next;
-        } else {
-            ctx->retry_head = next;
-        }
-        if (ctx->retry_tail == ev) {
-            ctx->retry_tail = prev;
-        }
-        ep_event_destroy(ev);
-        dropped++;
-    }
     if (dropped) {
         atomic_fetch_sub(&ctx->retry_n, dropped);
     }
@@ -845,33 +832,10 @@ err:
 /* Moves due redeliveries into out; *next_due gets the earliest one still waiting. */
 static size_t take_due(kafka_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
 {
-    int64_t now = ep_time_mono_ms();
-    ep_event_t *prev = NULL, *ev, *next;
-    size_t got = 0;
+    size_t got;
 
     pthread_mutex_lock(&ctx->state_lock);
-    for (ev = ctx->retry_head; ev && got < max; ev = next) {
-        next = ev->next;
-        /* processed_us holds the not-before time (monotonic ms) while on the list. */
-        if (ev->processed_us > now) {
-            if (ev->processed_us < *next_due) {
-                *next_due = ev->processed_us;
-            }
-            prev = ev;
-            continue;
-        }
-        if (prev) {
-            prev->next = next;
-        } else {
-            ctx->retry_head = next;
-        }
-        if (ctx->retry_tail == ev) {
-            ctx->retry_tail = prev;
-        }
-        ev->next = NULL;
-        ev->processed_us = 0;
-        out[got++] = ev;
-    }
+    got = ep_redeliver_take_due(&ctx->retry, ep_time_mono_ms(), out, max, next_due);
     if (got) {
         atomic_fetch_sub(&ctx->retry_n, got);
     }
@@ -1217,18 +1181,7 @@ static int kafka_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     int64_t not_before = ep_time_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
 
     pthread_mutex_lock(&ctx->state_lock);
-    for (size_t i = 0; i < n; i++) {
-        ep_event_t *ev = evs[i];
-
-        ev->next = NULL;
-        ev->processed_us = not_before;
-        if (ctx->retry_tail) {
-            ctx->retry_tail->next = ev;
-        } else {
-            ctx->retry_head = ev;
-        }
-        ctx->retry_tail = ev;
-    }
+    ep_redeliver_add(&ctx->retry, evs, n, not_before);
     atomic_fetch_add(&ctx->retry_n, n);
     pthread_mutex_unlock(&ctx->state_lock);
     counter_add(&ctx->nacked, n);
@@ -1384,7 +1337,6 @@ static void kafka_destroy(void *vctx)
 {
     kafka_ctx_t *ctx = vctx;
     rd_kafka_t *cons;
-    ep_event_t *ev, *next;
 
     if (ctx == NULL) {
         return;
@@ -1408,10 +1360,7 @@ static void kafka_destroy(void *vctx)
         rd_kafka_destroy(cons);
     }
     /* Un-acked redeliveries are not committed: Kafka hands them out again. */
-    for (ev = ctx->retry_head; ev; ev = next) {
-        next = ev->next;
-        ep_event_destroy(ev);
-    }
+    ep_redeliver_drop(&ctx->retry, NULL, NULL);
     if (ctx->prod) {
         /* Deliver what can be delivered, then fail the rest so every callback runs once. */
         rd_kafka_flush(ctx->prod, ctx->timeout_ms);

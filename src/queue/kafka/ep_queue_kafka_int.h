@@ -12,6 +12,7 @@
 #include "ep_config.h"
 #include "ep_event.h"
 #include "ep_queue.h"
+#include "ep_redeliver.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -72,7 +73,7 @@ typedef struct kafka_ctx_s {
     pthread_mutex_t state_lock;
     kafka_part_t *parts;
     size_t n_parts, cap_parts;
-    ep_event_t *retry_head, *retry_tail; /* FIFO through ev->next; ev->received... see nack */
+    ep_redeliver_t retry; /* nacked events waiting for their redelivery time */
     _Atomic size_t retry_n;
     _Atomic int commit_dirty;
 

@@ -16,6 +16,7 @@
 #include "ep_event.h"
 #include "ep_mem.h"
 #include "ep_mpmc.h"
+#include "ep_redeliver.h"
 #include "ep_queue.h"
 #include "ep_time.h"
 
@@ -36,8 +37,7 @@ typedef struct mem_ctx_s {
     int64_t capacity;
     /* Redelivery list (nack), FIFO through ev->next; ev->qseq = not-before, monotonic ms. */
     pthread_mutex_t lock;
-    ep_event_t *redeliver_head;
-    ep_event_t *redeliver_tail;
+    ep_redeliver_t redeliver;   /* nacked events waiting for their time, under lock */
     _Atomic size_t redeliver_n; /* lets consume skip the lock when the list is empty */
     char pad0[CACHE_LINE];
     _Atomic uint64_t enqueued; /* publisher side */
@@ -59,41 +59,13 @@ static uint64_t counter_get(_Atomic uint64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-/*
- * Moves up to max due events from the redelivery list into out. Sets
- * *next_due to the earliest not-before time still on the list (INT64_MAX when
- * none is left waiting). Returns how many were taken.
- */
+/* Takes due redeliveries (see ep_redeliver_take_due). Returns how many. */
 static size_t take_due(mem_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
 {
-    int64_t now = ep_time_mono_ms();
-    ep_event_t *prev = NULL, *ev, *next;
-    size_t got = 0;
+    size_t got;
 
     pthread_mutex_lock(&ctx->lock);
-    for (ev = ctx->redeliver_head; ev != NULL; ev = next) {
-        next = ev->next;
-        if (got == max) {
-            break;
-        }
-        if ((int64_t)ev->qseq > now) {
-            if ((int64_t)ev->qseq < *next_due) {
-                *next_due = (int64_t)ev->qseq;
-            }
-            prev = ev;
-            continue;
-        }
-        if (prev) {
-            prev->next = next;
-        } else {
-            ctx->redeliver_head = next;
-        }
-        if (ctx->redeliver_tail == ev) {
-            ctx->redeliver_tail = prev;
-        }
-        ev->next = NULL;
-        out[got++] = ev;
-    }
+    got = ep_redeliver_take_due(&ctx->redeliver, ep_time_mono_ms(), out, max, next_due);
     if (got) {
         atomic_fetch_sub_explicit(&ctx->redeliver_n, got, memory_order_relaxed);
     }
@@ -105,18 +77,7 @@ static size_t take_due(mem_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *ne
 static void redeliver_later(mem_ctx_t *ctx, ep_event_t **evs, size_t n, int64_t not_before)
 {
     pthread_mutex_lock(&ctx->lock);
-    for (size_t i = 0; i < n; i++) {
-        ep_event_t *ev = evs[i];
-
-        ev->next = NULL;
-        ev->qseq = (uint64_t)not_before;
-        if (ctx->redeliver_tail) {
-            ctx->redeliver_tail->next = ev;
-        } else {
-            ctx->redeliver_head = ev;
-        }
-        ctx->redeliver_tail = ev;
-    }
+    ep_redeliver_add(&ctx->redeliver, evs, n, not_before);
     atomic_fetch_add_explicit(&ctx->redeliver_n, n, memory_order_relaxed);
     pthread_mutex_unlock(&ctx->lock);
 }
@@ -351,7 +312,7 @@ static void mem_close(void *vctx)
 static void mem_destroy(void *vctx)
 {
     mem_ctx_t *ctx = vctx;
-    ep_event_t *batch[64], *ev, *next;
+    ep_event_t *batch[64];
     int n;
 
     if (ctx == NULL) {
@@ -362,10 +323,7 @@ static void mem_destroy(void *vctx)
             ep_event_destroy(batch[i]);
         }
     }
-    for (ev = ctx->redeliver_head; ev != NULL; ev = next) {
-        next = ev->next;
-        ep_event_destroy(ev);
-    }
+    ep_redeliver_drop(&ctx->redeliver, NULL, NULL);
     ep_mpmc_destroy(ctx->ring);
     pthread_mutex_destroy(&ctx->lock);
     ep_free(ctx);
