@@ -41,6 +41,7 @@ struct ep_http_server_s {
     int n_routes;
     int port;
     atomic_int draining;
+    MHD_socket quiesced_fd; /* the listening socket after quiesce, closed after stop */
     atomic_uint_fast64_t requests, s2xx, s4xx, s5xx;
     atomic_int_fast64_t in_flight;
     ep_http_observe_cb observe; /* metrics and access log; NULL = none */
@@ -394,6 +395,7 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
     ep_http_server_t *s = ep_calloc(1, sizeof(*s));
 
     s->opts = *opts;
+    s->quiesced_fd = MHD_INVALID_SOCKET;
     snprintf(s->name, sizeof(s->name), "%s", opts->name ? opts->name : "http");
     snprintf(s->bind_addr, sizeof(s->bind_addr), "%s",
              opts->bind_addr ? opts->bind_addr : "0.0.0.0");
@@ -503,9 +505,11 @@ void ep_http_server_quiesce(ep_http_server_t *s)
         return;
     }
     fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) {
-        close(fd);
-    }
+    /*
+     * MHD's threads may still touch the listening socket (removing it from their
+     * epoll sets): it is closed only after MHD_stop_daemon, in destroy.
+     */
+    s->quiesced_fd = fd;
 }
 
 void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
@@ -524,6 +528,9 @@ void ep_http_server_destroy(ep_http_server_t *s)
     }
     if (s->daemon) {
         MHD_stop_daemon(s->daemon);
+    }
+    if (s->quiesced_fd != MHD_INVALID_SOCKET) {
+        close(s->quiesced_fd);
     }
     for (int i = 0; i < s->n_routes; i++) {
         ep_free(s->routes[i].path);
