@@ -476,12 +476,13 @@ int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
         return EP_EINVAL;
     }
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->opts.port, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, &sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->opts.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->opts.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+        /* The logger comes first so that MHD's option warnings reach it too. */
+        flags, (uint16_t)s->opts.port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)s->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (s->daemon == NULL) {
         snprintf(err, errlen, "%s: cannot listen on %s:%d (port in use?)", s->name, s->bind_addr,
                  s->opts.port);
