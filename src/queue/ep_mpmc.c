@@ -22,6 +22,15 @@
  * at `waiters`; only when it is non-zero does it bump `gen` and call
  * FUTEX_WAKE. The barriers on both sides guarantee that either the producer
  * sees the waiter or the waiter's re-check sees the item.
+ *
+ * Lingering (ep_mpmc_set_linger): a consumer that finds the queue empty first
+ * sleeps for at most linger_us as a "lingerer" before it registers as a
+ * waiter. While any consumer lingers, producers skip the wake-up unless
+ * wake_batch items are waiting: under a steady trickle the lingerer collects
+ * a batch per sleep instead of being woken (a context switch and a futex call
+ * on each side) for every item. An idle queue still wakes its waiters at
+ * once, so an item is delayed by at most linger_us. The same handshake holds:
+ * a lingerer that stops lingering passes a full barrier and re-checks.
  */
 #include "ep_mpmc.h"
 #include "ep_error.h"
@@ -56,9 +65,12 @@ struct ep_mpmc_s {
     char pad2[CACHE_LINE - sizeof(size_t)];
     _Atomic size_t count; /* reserved by producers, not yet released by consumers */
     char pad3[CACHE_LINE - sizeof(size_t)];
-    _Atomic uint32_t gen;     /* futex word: bumped on every wake-up */
-    _Atomic uint32_t waiters; /* consumers between "register" and "woke up" */
+    _Atomic uint32_t gen;       /* futex word: bumped on every wake-up */
+    _Atomic uint32_t waiters;   /* consumers between "register" and "woke up" */
+    _Atomic uint32_t lingerers; /* consumers in a bounded linger sleep */
     _Atomic int closed;
+    uint32_t linger_us; /* 0 = never linger */
+    size_t wake_batch;  /* with a lingerer: wake only at this many items */
     char pad4[CACHE_LINE];
 };
 
@@ -103,25 +115,35 @@ static void futex_wake(_Atomic uint32_t *word, int n)
 #endif
 
 #ifdef EP_MPMC_TSAN
-static uint32_t waiters_after_publish(ep_mpmc_t *q)
+static uint32_t waiters_after_publish(ep_mpmc_t *q, uint32_t *lingerers)
 {
+    *lingerers = atomic_fetch_add_explicit(&q->lingerers, 0, memory_order_seq_cst);
     return atomic_fetch_add_explicit(&q->waiters, 0, memory_order_seq_cst);
 }
 
-static void waiter_register(ep_mpmc_t *q)
+static void counter_change(_Atomic uint32_t *c, int delta)
 {
-    atomic_fetch_add_explicit(&q->waiters, 1, memory_order_seq_cst);
+    if (delta > 0) {
+        atomic_fetch_add_explicit(c, 1, memory_order_seq_cst);
+    } else {
+        atomic_fetch_sub_explicit(c, 1, memory_order_seq_cst);
+    }
 }
 #else
-static uint32_t waiters_after_publish(ep_mpmc_t *q)
+static uint32_t waiters_after_publish(ep_mpmc_t *q, uint32_t *lingerers)
 {
     atomic_thread_fence(memory_order_seq_cst);
+    *lingerers = atomic_load_explicit(&q->lingerers, memory_order_relaxed);
     return atomic_load_explicit(&q->waiters, memory_order_relaxed);
 }
 
-static void waiter_register(ep_mpmc_t *q)
+static void counter_change(_Atomic uint32_t *c, int delta)
 {
-    atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed);
+    if (delta > 0) {
+        atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(c, 1, memory_order_relaxed);
+    }
     atomic_thread_fence(memory_order_seq_cst);
 }
 #endif
@@ -133,12 +155,23 @@ static void wake(ep_mpmc_t *q, int n)
     futex_wake(&q->gen, n);
 }
 
-/* Called after publishing items: wakes sleepers, but only if there are any. */
-static void notify(ep_mpmc_t *q, size_t n)
+/*
+ * Called after publishing items: wakes sleepers, but only if there are any,
+ * and while one lingers only once wake_batch items wait (force: always).
+ */
+static void notify(ep_mpmc_t *q, size_t n, int force)
 {
-    if (waiters_after_publish(q) != 0) {
-        wake(q, n > INT_MAX ? INT_MAX : (int)n);
+    uint32_t lingerers;
+    uint32_t waiters = waiters_after_publish(q, &lingerers);
+
+    if (waiters == 0 && lingerers == 0) {
+        return;
     }
+    if (!force && lingerers != 0 &&
+        atomic_load_explicit(&q->count, memory_order_relaxed) < q->wake_batch) {
+        return; /* a lingerer comes back within linger_us and takes them */
+    }
+    wake(q, n > INT_MAX ? INT_MAX : (int)n);
 }
 
 static int closed_and_empty(ep_mpmc_t *q)
@@ -225,7 +258,9 @@ int ep_mpmc_create(size_t capacity, ep_mpmc_t **out)
     atomic_init(&q->count, 0);
     atomic_init(&q->gen, 0);
     atomic_init(&q->waiters, 0);
+    atomic_init(&q->lingerers, 0);
     atomic_init(&q->closed, 0);
+    q->wake_batch = 1;
     *out = q;
     return 0;
 }
@@ -279,7 +314,7 @@ int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
         cell->data = items[i];
         atomic_store_explicit(&cell->seq, pos + i + 1, memory_order_release);
     }
-    notify(q, n);
+    notify(q, n, 0);
     return 0;
 }
 
@@ -290,9 +325,10 @@ int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
  */
 int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
 {
-    int64_t deadline = 0;
+    int64_t deadline = 0, left;
     struct timespec rel;
     size_t k;
+    int lingered = 0;
 
     if (max == 0) {
         return 0;
@@ -305,6 +341,7 @@ int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
     }
     for (;;) {
         uint32_t g;
+        int linger;
 
         k = try_pop(q, out, max);
         if (k > 0) {
@@ -316,23 +353,30 @@ int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
         if (timeout_ms == 0) {
             return 0;
         }
-        if (timeout_ms > 0) {
-            int64_t left = deadline - ep_time_mono_ns();
-            if (left <= 0) {
-                return 0;
-            }
-            rel.tv_sec = (time_t)(left / 1000000000);
-            rel.tv_nsec = (long)(left % 1000000000);
+        left = timeout_ms > 0 ? deadline - ep_time_mono_ns() : INT64_MAX;
+        if (left <= 0) {
+            return 0;
         }
+        /* Linger once per call before sleeping as a waiter that producers wake. */
+        linger = q->linger_us > 0 && !lingered;
+        if (linger) {
+            lingered = 1;
+            if ((int64_t)q->linger_us * 1000 < left) {
+                left = (int64_t)q->linger_us * 1000;
+            }
+        }
+        rel.tv_sec = (time_t)(left / 1000000000);
+        rel.tv_nsec = (long)(left % 1000000000);
 
         /* Register, then re-check: a producer either sees us or we see its item. */
-        waiter_register(q);
+        counter_change(linger ? &q->lingerers : &q->waiters, 1);
         g = atomic_load_explicit(&q->gen, memory_order_acquire);
         k = try_pop(q, out, max);
         if (k == 0 && !closed_and_empty(q)) {
-            futex_wait(&q->gen, g, timeout_ms > 0 ? &rel : NULL);
+            futex_wait(&q->gen, g, left != INT64_MAX ? &rel : NULL);
         }
-        atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
+        /* Deregister with a barrier: the next try_pop sees what a skipping producer published. */
+        counter_change(linger ? &q->lingerers : &q->waiters, -1);
         if (k > 0) {
             return (int)k;
         }
@@ -354,7 +398,14 @@ size_t ep_mpmc_capacity(const ep_mpmc_t *q)
 /* Wakes all sleeping consumers if there are any. Thread-safe. */
 void ep_mpmc_wake_all(ep_mpmc_t *q)
 {
-    notify(q, INT_MAX);
+    notify(q, INT_MAX, 1);
+}
+
+/* Sets lingering (see the top of this file). Before consumers start. */
+void ep_mpmc_set_linger(ep_mpmc_t *q, uint32_t linger_us, size_t wake_batch)
+{
+    q->linger_us = linger_us;
+    q->wake_batch = wake_batch < 1 ? 1 : wake_batch;
 }
 
 /* Closes the queue and wakes every sleeping consumer. Idempotent; thread-safe. */

@@ -2,6 +2,7 @@
 #define EP_MPMC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * A bounded multi-producer multi-consumer queue of opaque pointers.
@@ -64,6 +65,14 @@ size_t ep_mpmc_capacity(const ep_mpmc_t *q);
  * owners that keep items elsewhere too. Thread-safe.
  */
 void ep_mpmc_wake_all(ep_mpmc_t *q);
+
+/**
+ * Lets consumers batch up a trickle of items: a consumer that finds the queue
+ * empty waits up to linger_us before producers wake it for each item, unless
+ * wake_batch items are waiting. Items then wait at most linger_us longer.
+ * 0 (the default) disables it. Call before any consumer runs.
+ */
+void ep_mpmc_set_linger(ep_mpmc_t *q, uint32_t linger_us, size_t wake_batch);
 
 /**
  * Closes the queue: later pushes return EP_ECLOSED, every blocked consumer is

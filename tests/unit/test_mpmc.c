@@ -221,6 +221,92 @@ static void test_push_wakes_blocked_consumer(void)
     ep_mpmc_destroy(q);
 }
 
+/* ------------------------------------------------------------------ linger */
+
+typedef struct {
+    ep_mpmc_t *q;
+    void *items[8];
+    _Atomic int rc;
+    _Atomic int64_t woke_ms; /* 0 until the pop returned */
+} linger_t;
+
+static void *linger_main(void *arg)
+{
+    linger_t *l = arg;
+    int rc = ep_mpmc_pop_batch(l->q, l->items, 8, -1);
+
+    atomic_store(&l->rc, rc);
+    atomic_store(&l->woke_ms, ep_time_mono_ms());
+    return NULL;
+}
+
+/* A lingering consumer is not woken below wake_batch items, and is at wake_batch. */
+static void test_linger_wakes_at_batch(void)
+{
+    ep_mpmc_t *q = make(16);
+    linger_t l = {.q = q};
+    pthread_t t;
+    void *first = ITEM(1), *more[2] = {ITEM(2), ITEM(3)};
+    int64_t pushed_at;
+
+    ep_mpmc_set_linger(q, 20 * 1000 * 1000, 3); /* 20 s: far past the test's bounds */
+    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
+    ep_time_sleep_ms(100);
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, &first, 1), 0);
+    ep_time_sleep_ms(200);
+    EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0); /* one item: still lingering */
+    pushed_at = ep_time_mono_ms();
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, more, 2), 0);
+    pthread_join(t, NULL);
+    EP_ASSERT_EQ(atomic_load(&l.rc), 3);
+    EP_ASSERT_EQ(VALUE(l.items[0]), 1);
+    EP_ASSERT_EQ(VALUE(l.items[2]), 3);
+    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
+    ep_mpmc_destroy(q);
+}
+
+/* Below wake_batch, the lingerer takes the item itself when its linger ends. */
+static void test_linger_trickle_delivered(void)
+{
+    ep_mpmc_t *q = make(16);
+    linger_t l = {.q = q};
+    pthread_t t;
+    void *it = ITEM(7);
+    int64_t pushed_at;
+
+    ep_mpmc_set_linger(q, 300 * 1000, 1000);
+    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
+    ep_time_sleep_ms(50);
+    pushed_at = ep_time_mono_ms();
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
+    pthread_join(t, NULL);
+    EP_ASSERT_EQ(atomic_load(&l.rc), 1);
+    EP_ASSERT_EQ(VALUE(l.items[0]), 7);
+    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
+    ep_mpmc_destroy(q);
+}
+
+/* After its linger, an idle consumer sleeps as a waiter that one item wakes at once. */
+static void test_linger_idle_consumer_woken(void)
+{
+    ep_mpmc_t *q = make(16);
+    linger_t l = {.q = q};
+    pthread_t t;
+    void *it = ITEM(9);
+    int64_t pushed_at;
+
+    ep_mpmc_set_linger(q, 20 * 1000, 1000);
+    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
+    ep_time_sleep_ms(300);
+    EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0);
+    pushed_at = ep_time_mono_ms();
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
+    pthread_join(t, NULL); /* without the wake-up this pop would wait for ever */
+    EP_ASSERT_EQ(atomic_load(&l.rc), 1);
+    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
+    ep_mpmc_destroy(q);
+}
+
 static void test_closed_drains_then_eclosed(void)
 {
     ep_mpmc_t *q = make(4);
@@ -307,7 +393,7 @@ static void *consumer_main(void *arg)
     }
 }
 
-static void test_stress_mpmc(void)
+static void stress(uint32_t linger_us, size_t wake_batch)
 {
     ep_mpmc_t *q = make(STRESS_CAPACITY);
     producer_t prod[STRESS_PRODUCERS];
@@ -318,6 +404,7 @@ static void test_stress_mpmc(void)
     uint64_t per = STRESS_ITEMS / STRESS_PRODUCERS, count = 0, sum = 0, dups = 0, retries = 0;
     int64_t t0, dt;
 
+    ep_mpmc_set_linger(q, linger_us, wake_batch);
     t0 = ep_time_mono_ns();
     for (int i = 0; i < STRESS_CONSUMERS; i++) {
         cons[i] = (consumer_t){q, seen, 0, 0, 0};
@@ -350,12 +437,23 @@ static void test_stress_mpmc(void)
         EP_ASSERT(atomic_load(&seen[v / 64]) & (1ull << (v % 64)));
     }
     EP_ASSERT_EQ(ep_mpmc_size(q), 0);
-    printf("  stress: %d items, %dP/%dC, capacity %d: %.0f ms, %.2f M items/s, %llu full "
-           "retries\n",
-           STRESS_ITEMS, STRESS_PRODUCERS, STRESS_CONSUMERS, STRESS_CAPACITY, dt / 1e6,
+    printf("  stress: %d items, %dP/%dC, capacity %d, linger %u us: %.0f ms, %.2f M items/s, "
+           "%llu full retries\n",
+           STRESS_ITEMS, STRESS_PRODUCERS, STRESS_CONSUMERS, STRESS_CAPACITY, linger_us, dt / 1e6,
            STRESS_ITEMS / (dt / 1e9) / 1e6, (unsigned long long)retries);
     ep_free((void *)seen);
     ep_mpmc_destroy(q);
+}
+
+static void test_stress_mpmc(void)
+{
+    stress(0, 1);
+}
+
+/* The same with lingering consumers: nothing lost or doubled when producers skip wake-ups. */
+static void test_stress_mpmc_linger(void)
+{
+    stress(200, 16);
 }
 
 EP_TEST_LIST = {
@@ -367,8 +465,12 @@ EP_TEST_LIST = {
     EP_TEST(test_pop_timeout),
     EP_TEST(test_close_wakes_blocked_consumer),
     EP_TEST(test_push_wakes_blocked_consumer),
+    EP_TEST(test_linger_wakes_at_batch),
+    EP_TEST(test_linger_trickle_delivered),
+    EP_TEST(test_linger_idle_consumer_woken),
     EP_TEST(test_closed_drains_then_eclosed),
     EP_TEST(test_stress_mpmc),
+    EP_TEST(test_stress_mpmc_linger),
     EP_TEST_END,
 };
 
