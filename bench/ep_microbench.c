@@ -44,9 +44,15 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static const char *only; /* run only the benchmarks whose name contains this */
+
 static void report(const char *name, bench_fn fn, long long n)
 {
     double rate[RUNS];
+
+    if (only != NULL && strstr(name, only) == NULL) {
+        return;
+    }
 
     fn(n / 10 > 0 ? n / 10 : 1); /* warm-up */
     for (int i = 0; i < RUNS; i++) {
@@ -280,6 +286,16 @@ static double analytics_add(long long n)
 int main(int argc, char **argv)
 {
     double scale = argc > 1 ? atof(argv[1]) : 1.0;
+
+    if (argc > 3 || (argc > 1 && scale <= 0)) {
+        fprintf(stderr,
+                "usage: %s [SCALE [NAME]]\n"
+                "  SCALE  multiplies every operation count (default 1)\n"
+                "  NAME   runs only the benchmarks whose name contains NAME\n",
+                argv[0]);
+        return 2;
+    }
+    only = argc > 2 ? argv[2] : NULL;
 
 #define N(x) ((long long)((x)*scale))
     printf("eventpipe microbenchmarks: median of %d runs (after a warm-up), ops/s and ns/op\n",

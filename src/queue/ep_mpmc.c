@@ -171,6 +171,8 @@ static void notify(ep_mpmc_t *q, size_t n, int force)
         atomic_load_explicit(&q->count, memory_order_relaxed) < q->wake_batch) {
         return; /* a lingerer comes back within linger_us and takes them */
     }
+    /* A woken consumer takes a batch: one per wake_batch items is enough. */
+    n = n / q->wake_batch + (n % q->wake_batch != 0);
     wake(q, n > INT_MAX ? INT_MAX : (int)n);
 }
 

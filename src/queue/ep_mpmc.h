@@ -69,7 +69,8 @@ void ep_mpmc_wake_all(ep_mpmc_t *q);
 /**
  * Lets consumers batch up a trickle of items: a consumer that finds the queue
  * empty waits up to linger_us before producers wake it for each item, unless
- * wake_batch items are waiting. Items then wait at most linger_us longer.
+ * wake_batch items are waiting, and a push wakes one consumer per wake_batch
+ * items (each is expected to take a batch). Items wait at most linger_us longer.
  * 0 (the default) disables it. Call before any consumer runs.
  */
 void ep_mpmc_set_linger(ep_mpmc_t *q, uint32_t linger_us, size_t wake_batch);

@@ -225,7 +225,9 @@ static void on_single(void *arg, ep_http_req_t *req)
     p->dedup = 0;
     p->typed_index = rt->typed_index;
     p->start_ns = ep_http_req_start_ns(req);
-    p->id_len = (size_t)snprintf(p->id, sizeof(p->id), "%s", ev->id.p);
+    p->id_len = ev->id.len < sizeof(p->id) - 1 ? ev->id.len : sizeof(p->id) - 1;
+    memcpy(p->id, ev->id.p, p->id_len);
+    p->id[p->id_len] = '\0';
 
     if (ig->dedup && has_client_id(ev)) {
         ep_buf_t b = EP_BUF_INIT;
@@ -382,9 +384,14 @@ static void batch_finish(batch_t *b)
         if (i) {
             ep_buf_putc(&out, ',');
         }
-        ep_buf_printf(&out, "{\"index\":%zu,", i);
+        /* Per event: integers by hand, never printf. */
+        ep_buf_puts(&out, "{\"index\":");
+        ep_buf_put_u64(&out, i);
+        ep_buf_putc(&out, ',');
         if (it->line) {
-            ep_buf_printf(&out, "\"line\":%u,", it->line);
+            ep_buf_puts(&out, "\"line\":");
+            ep_buf_put_u64(&out, it->line);
+            ep_buf_putc(&out, ',');
         }
         if (it->state == ITEM_ACCEPTED || it->state == ITEM_DUP) {
             ep_buf_puts(&out, "\"messageId\":");

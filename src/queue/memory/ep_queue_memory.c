@@ -29,7 +29,7 @@
 #define CACHE_LINE 64
 
 #define LINGER_US         1000 /* longest extra wait for an event to be processed */
-#define LINGER_WAKE_BATCH 64   /* this many waiting events wake a lingering worker */
+#define LINGER_WAKE_BATCH 256  /* this many waiting events wake a lingering worker */
 
 /* Publish statuses handed to the callback: all zero. Bigger batches allocate. */
 #define ZERO_STATUS_N 4096
