@@ -7,7 +7,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN_ARGS ?=
 
 .PHONY: all deps build run test test-unit test-e2e test-asan test-tsan fuzz bench \
-        integration-test load-test format format-check clean
+        integration-test load-test soak format format-check clean
 
 all: build
 
@@ -83,6 +83,10 @@ bench: build
 load-test: build
 	@bash bench/load_test.sh $(BUILD)/eventpipe $(if $(WRITE_DOCS),--write-docs,)
 	@bash bench/disk_bench.sh $(BUILD)/eventpipe
+
+# RSS over a long fixed-rate single-event run (SOAK_DURATION=600 s; SOAK_RATE=0: closed loop).
+soak: build
+	@bash bench/soak.sh $(BUILD)/eventpipe
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
