@@ -56,7 +56,7 @@ void ep_buf_puts(ep_buf_t *b, const char *s)
     ep_buf_append(b, s, strlen(s));
 }
 
-void ep_buf_putc(ep_buf_t *b, char c)
+void ep_buf_putc_slow(ep_buf_t *b, char c)
 {
     ep_buf_reserve(b, 1);
     b->data[b->len++] = c;

@@ -26,7 +26,18 @@ void ep_buf_reset(ep_buf_t *b); /* len = 0, keeps the storage */
 void ep_buf_reserve(ep_buf_t *b, size_t extra);
 void ep_buf_append(ep_buf_t *b, const void *p, size_t n);
 void ep_buf_puts(ep_buf_t *b, const char *s);
-void ep_buf_putc(ep_buf_t *b, char c);
+void ep_buf_putc_slow(ep_buf_t *b, char c);
+
+/* Appends one byte (inline: the response and parser paths call it per character). */
+static inline void ep_buf_putc(ep_buf_t *b, char c)
+{
+    if (b->len + 2 <= b->cap) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+    } else {
+        ep_buf_putc_slow(b, c);
+    }
+}
 void ep_buf_printf(ep_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ep_buf_vprintf(ep_buf_t *b, const char *fmt, va_list ap);
 void ep_buf_put_i64(ep_buf_t *b, int64_t v);

@@ -592,7 +592,43 @@ static void test_to_json_round_trip(void)
     ep_buf_close(&b);
 }
 
+/* The UTF-8 check, at every offset around its eight-byte ASCII steps. */
+static void test_utf8_valid_offsets(void)
+{
+    static const struct {
+        const char *seq;
+        int ok;
+    } cases[] = {
+        {"\xc3\xa9", 1},
+        {"\xe2\x82\xac", 1},
+        {"\xf0\x9f\x98\x80", 1},
+        {"\xff", 0},
+        {"\xc3", 0},
+        {"\xc0\xaf", 0},         /* overlong */
+        {"\xed\xa0\x80", 0},     /* surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* above U+10FFFF */
+        {"\xe2\x82", 0},         /* cut short */
+    };
+    char buf[64];
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t n = strlen(cases[c].seq);
+        for (size_t before = 0; before < 20; before++) {
+            for (size_t after = 0; after < 10; after++) {
+                memset(buf, 'a', before);
+                memcpy(buf + before, cases[c].seq, n);
+                memset(buf + before + n, 'b', after);
+                EP_ASSERT_EQ(ep__event_utf8_valid(buf, before + n + after), cases[c].ok);
+            }
+        }
+    }
+    memset(buf, 'x', sizeof(buf));
+    EP_ASSERT_EQ(ep__event_utf8_valid(buf, sizeof(buf)), 1);
+    EP_ASSERT_EQ(ep__event_utf8_valid(buf, 0), 1);
+}
+
 EP_TEST_LIST = {
+    EP_TEST(test_utf8_valid_offsets),
     EP_TEST(test_seed_000_shape),
     EP_TEST(test_generated_id_is_uuid),
     EP_TEST(test_seed_004_shape),
