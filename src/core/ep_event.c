@@ -21,29 +21,45 @@ static void put_str(ep_str_t *s, char **cursor, const char *p, size_t n)
     *cursor += n + 1;
 }
 
-static size_t slen(const char *s)
+/* A (pointer, length) view of a C string; NULL is the empty string. */
+static ep_str_t cstr(const char *s)
 {
-    return s ? strlen(s) : 0;
+    ep_str_t v = {s ? s : "", s ? (uint32_t)strlen(s) : 0};
+    return v;
 }
 
 ep_event_t *ep_event_create(const char *id, const char *source, const char *event_type,
                             const char *user_id, const void *data, size_t data_len,
                             const ep_kv_t *meta, uint32_t n_meta, int64_t timestamp_ms)
 {
+    ep_str_t v_id = cstr(id), v_source = cstr(source), v_type = cstr(event_type),
+             v_user = cstr(user_id);
+
+    return ep_event_create_n(&v_id, &v_source, &v_type, &v_user, data, data_len, meta, n_meta,
+                             timestamp_ms);
+}
+
+ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
+                              const ep_str_t *event_type, const ep_str_t *user_id, const void *data,
+                              size_t data_len, const ep_kv_t *meta, uint32_t n_meta,
+                              int64_t timestamp_ms)
+{
     char gen_id[EP_UUID_STR_LEN + 1];
-    size_t size, id_len;
+    const char *id_p = id->p;
+    size_t size, id_len = id->len;
     ep_event_t *ev;
     char *cur;
     uint32_t flags = 0;
 
-    if (id == NULL || id[0] == '\0') {
+    if (id_len == 0) {
         ep_id_uuid7(gen_id);
-        id = gen_id;
+        id_p = gen_id;
+        id_len = strlen(gen_id);
         flags |= EP_EVENT_F_ID_GENERATED;
     }
-    id_len = strlen(id);
     size = sizeof(ep_event_t) + (size_t)n_meta * sizeof(ep_kv_t);
-    size += id_len + 1 + slen(source) + 1 + slen(event_type) + 1 + slen(user_id) + 1;
+    size += id_len + 1 + (size_t)source->len + 1 + (size_t)event_type->len + 1 +
+            (size_t)user_id->len + 1;
     size += data_len + 1;
     for (uint32_t i = 0; i < n_meta; i++) {
         size += (size_t)meta[i].key.len + 1 + (size_t)meta[i].val.len + 1;
@@ -53,10 +69,10 @@ ep_event_t *ep_event_create(const char *id, const char *source, const char *even
     ev->meta = (ep_kv_t *)(ev + 1);
     ev->n_meta = n_meta;
     cur = (char *)(ev->meta + n_meta);
-    put_str(&ev->id, &cur, id, id_len);
-    put_str(&ev->source, &cur, source ? source : "", slen(source));
-    put_str(&ev->event_type, &cur, event_type ? event_type : "", slen(event_type));
-    put_str(&ev->user_id, &cur, user_id ? user_id : "", slen(user_id));
+    put_str(&ev->id, &cur, id_p, id_len);
+    put_str(&ev->source, &cur, source->p, source->len);
+    put_str(&ev->event_type, &cur, event_type->p, event_type->len);
+    put_str(&ev->user_id, &cur, user_id->p, user_id->len);
     put_str(&ev->data, &cur, data ? data : "", data ? data_len : 0);
     for (uint32_t i = 0; i < n_meta; i++) {
         put_str(&ev->meta[i].key, &cur, meta[i].key.p, meta[i].key.len);

@@ -131,6 +131,15 @@ ep_event_t *ep_event_create(const char *id, const char *source, const char *even
                             const char *user_id, const void *data, size_t data_len,
                             const ep_kv_t *meta, uint32_t n_meta, int64_t timestamp_ms);
 
+/**
+ * ep_event_create with (pointer, length) strings, which need not be
+ * NUL-terminated (p may be NULL when len is 0); an empty id is generated.
+ */
+ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
+                              const ep_str_t *event_type, const ep_str_t *user_id, const void *data,
+                              size_t data_len, const ep_kv_t *meta, uint32_t n_meta,
+                              int64_t timestamp_ms);
+
 /** Returns a deep copy (one block). */
 ep_event_t *ep_event_clone(const ep_event_t *ev);
 

@@ -1,202 +1,490 @@
 /*
- * Event <-> protobuf (diplom.v1.DataMessage / DataBatch, proto/eventpipe.proto)
- * with protobuf-c. Fields 1-5 are the seed's; 6-12 are eventpipe's.
+ * Event <-> protobuf (diplom.v1.DataMessage / DataBatch, proto/eventpipe.proto),
+ * written directly against the wire format. Fields 1-5 are the seed's; 6-12 are
+ * eventpipe's. Any protobuf implementation reads what this writes and the
+ * other way round (the unit tests check both directions against protobuf-c).
  *
- * Encoding points the generated structs at the event's own strings; the only
- * allocation is one scratch block for the metadata entry arrays (on the stack
- * for events with few metadata entries).
+ * Encoding computes the exact size first, then writes in one pass into the
+ * output buffer: no allocation besides growing the buffer. proto3 rules: empty
+ * strings and zero integers are left out; fields go out in number order.
  *
- * Decoding validates what protobuf-c does not: string fields must be UTF-8,
- * values of keys listed in number_keys must be JSON numbers and those in
- * bool_keys "true"/"false" (they are written into JSON unquoted), and the
- * seconds timestamp must fit in milliseconds. Metadata entries are kept in wire
+ * Decoding walks the message twice without allocating: once to check the
+ * structure and count the repeated fields, once to collect (pointer, length)
+ * views into the input; the event is then built with one allocation. It
+ * rejects malformed wire data, wrong wire types for known fields, groups,
+ * strings that are not UTF-8 or contain NUL, values of keys listed in
+ * number_keys that are not JSON numbers and of those in bool_keys that are not
+ * "true"/"false" (they are written into JSON unquoted), and a seconds timestamp
+ * that does not fit in milliseconds. Unknown fields are skipped; for a
+ * repeated singular field the last one wins. Metadata entries are kept in wire
  * order; duplicate keys are not merged.
  */
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
 
-#include "eventpipe.pb-c.h"
-
 #include <stdbool.h>
 #include <string.h>
 
-typedef Diplom__V1__DataMessage msg_t;
-typedef Diplom__V1__DataMessage__MetadataEntry entry_t;
+#define STACK_META 16 /* metadata entries decoded without a heap scratch block */
 
-#define STACK_META 16 /* metadata entries encoded without a heap scratch block */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+enum {
+    F_ID = 1,
+    F_TIMESTAMP = 2,
+    F_SOURCE = 3,
+    F_PAYLOAD = 4,
+    F_METADATA = 5,
+    F_EVENT_TYPE = 6,
+    F_USER_ID = 7,
+    F_TIMESTAMP_MS = 8,
+    F_RECEIVED_US = 9,
+    F_ATTEMPTS = 10,
+    F_NUMBER_KEYS = 11,
+    F_BOOL_KEYS = 12,
+};
 
 /* ------------------------------------------------------------------ encode */
 
-/* Scratch space for one message's repeated fields. */
-typedef struct slots_s {
-    entry_t *entries;
-    entry_t **entry_ptrs;
-    char **typed_keys; /* number keys from the front, bool keys from the back */
-} slots_t;
-
-static size_t slots_size(uint32_t n_meta)
+static size_t varint_size(uint64_t v)
 {
-    return (size_t)n_meta * (sizeof(entry_t) + sizeof(entry_t *) + sizeof(char *));
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
 }
 
-static void slots_carve(slots_t *s, void *mem, uint32_t n_meta)
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
 {
-    char *p = mem;
-
-    s->entries = (entry_t *)p;
-    p += (size_t)n_meta * sizeof(entry_t);
-    s->entry_ptrs = (entry_t **)p;
-    p += (size_t)n_meta * sizeof(entry_t *);
-    s->typed_keys = (char **)p;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-/* Points msg at ev's strings. The event outlives msg; nothing is copied. */
-static void fill_msg(const ep_event_t *ev, msg_t *msg, const slots_t *s)
+/* Size of a length-delimited field (tag < 16: one byte) holding n bytes. */
+static size_t len_field_size(size_t n)
 {
-    size_t n_num = 0, n_bool = 0;
+    return 1 + varint_size(n) + n;
+}
 
-    diplom__v1__data_message__init(msg);
-    msg->id = (char *)ev->id.p;
+static uint8_t *put_len_field(uint8_t *p, unsigned field, const void *s, size_t n)
+{
+    p = put_varint(p, (uint64_t)field << 3 | WT_LEN);
+    p = put_varint(p, n);
+    if (n) {
+        memcpy(p, s, n);
+    }
+    return p + n;
+}
+
+static int64_t seconds_of(int64_t ms)
+{
     /* Field 2 is whole seconds (seed); floor, so pre-1970 times stay ordered. */
-    msg->timestamp =
-        ev->timestamp_ms >= 0 ? ev->timestamp_ms / 1000 : -((-(ev->timestamp_ms + 1)) / 1000) - 1;
-    msg->source = (char *)ev->source.p;
-    msg->payload.data = (uint8_t *)ev->data.p;
-    msg->payload.len = ev->data.len;
-    msg->event_type = (char *)ev->event_type.p;
-    msg->user_id = (char *)ev->user_id.p;
-    msg->timestamp_ms = ev->timestamp_ms;
-    msg->received_us = ev->received_us;
-    msg->attempts = ev->attempts;
-    msg->n_metadata = ev->n_meta;
-    msg->metadata = ev->n_meta ? s->entry_ptrs : NULL;
-    for (uint32_t i = 0; i < ev->n_meta; i++) {
-        const ep_kv_t *kv = &ev->meta[i];
-        entry_t *e = &s->entries[i];
+    return ms >= 0 ? ms / 1000 : -((-(ms + 1)) / 1000) - 1;
+}
 
-        diplom__v1__data_message__metadata_entry__init(e);
-        e->key = (char *)kv->key.p;
-        e->value = (char *)kv->val.p;
-        s->entry_ptrs[i] = e;
-        if (kv->type == EP_VAL_NUMBER) {
-            s->typed_keys[n_num++] = (char *)kv->key.p;
-        } else if (kv->type == EP_VAL_BOOL) {
-            s->typed_keys[ev->n_meta - ++n_bool] = (char *)kv->key.p;
+static size_t entry_size(const ep_kv_t *kv)
+{
+    return (kv->key.len ? len_field_size(kv->key.len) : 0) +
+           (kv->val.len ? len_field_size(kv->val.len) : 0);
+}
+
+/* Exact encoded size of ev as a DataMessage. */
+static size_t msg_size(const ep_event_t *ev)
+{
+    size_t n = 0;
+    int64_t secs = seconds_of(ev->timestamp_ms);
+
+    n += ev->id.len ? len_field_size(ev->id.len) : 0;
+    n += secs ? 1 + varint_size((uint64_t)secs) : 0;
+    n += ev->source.len ? len_field_size(ev->source.len) : 0;
+    n += ev->data.len ? len_field_size(ev->data.len) : 0;
+    for (uint32_t i = 0; i < ev->n_meta; i++) {
+        n += len_field_size(entry_size(&ev->meta[i]));
+    }
+    n += ev->event_type.len ? len_field_size(ev->event_type.len) : 0;
+    n += ev->user_id.len ? len_field_size(ev->user_id.len) : 0;
+    n += ev->timestamp_ms ? 1 + varint_size((uint64_t)ev->timestamp_ms) : 0;
+    n += ev->received_us ? 1 + varint_size((uint64_t)ev->received_us) : 0;
+    n += ev->attempts ? 1 + varint_size(ev->attempts) : 0;
+    for (uint32_t i = 0; i < ev->n_meta; i++) {
+        if (ev->meta[i].type != EP_VAL_STRING) {
+            n += len_field_size(ev->meta[i].key.len);
         }
     }
-    msg->n_number_keys = n_num;
-    msg->number_keys = n_num ? s->typed_keys : NULL;
-    msg->n_bool_keys = n_bool;
-    msg->bool_keys = n_bool ? s->typed_keys + ev->n_meta - n_bool : NULL;
+    return n;
 }
+
+static uint8_t *put_int_field(uint8_t *p, unsigned field, uint64_t v)
+{
+    p = put_varint(p, (uint64_t)field << 3 | WT_VARINT);
+    return put_varint(p, v);
+}
+
+/* Writes ev's fields; the caller reserved msg_size(ev) bytes at p. */
+static uint8_t *write_msg(const ep_event_t *ev, uint8_t *p)
+{
+    int64_t secs = seconds_of(ev->timestamp_ms);
+
+    if (ev->id.len) {
+        p = put_len_field(p, F_ID, ev->id.p, ev->id.len);
+    }
+    if (secs) {
+        p = put_int_field(p, F_TIMESTAMP, (uint64_t)secs);
+    }
+    if (ev->source.len) {
+        p = put_len_field(p, F_SOURCE, ev->source.p, ev->source.len);
+    }
+    if (ev->data.len) {
+        p = put_len_field(p, F_PAYLOAD, ev->data.p, ev->data.len);
+    }
+    for (uint32_t i = 0; i < ev->n_meta; i++) {
+        const ep_kv_t *kv = &ev->meta[i];
+
+        p = put_varint(p, (uint64_t)F_METADATA << 3 | WT_LEN);
+        p = put_varint(p, entry_size(kv));
+        if (kv->key.len) {
+            p = put_len_field(p, 1, kv->key.p, kv->key.len);
+        }
+        if (kv->val.len) {
+            p = put_len_field(p, 2, kv->val.p, kv->val.len);
+        }
+    }
+    if (ev->event_type.len) {
+        p = put_len_field(p, F_EVENT_TYPE, ev->event_type.p, ev->event_type.len);
+    }
+    if (ev->user_id.len) {
+        p = put_len_field(p, F_USER_ID, ev->user_id.p, ev->user_id.len);
+    }
+    if (ev->timestamp_ms) {
+        p = put_int_field(p, F_TIMESTAMP_MS, (uint64_t)ev->timestamp_ms);
+    }
+    if (ev->received_us) {
+        p = put_int_field(p, F_RECEIVED_US, (uint64_t)ev->received_us);
+    }
+    if (ev->attempts) {
+        p = put_int_field(p, F_ATTEMPTS, ev->attempts);
+    }
+    for (int type = EP_VAL_NUMBER; type <= EP_VAL_BOOL; type++) {
+        unsigned field = type == EP_VAL_NUMBER ? F_NUMBER_KEYS : F_BOOL_KEYS;
+        for (uint32_t i = 0; i < ev->n_meta; i++) {
+            if (ev->meta[i].type == type) {
+                p = put_len_field(p, field, ev->meta[i].key.p, ev->meta[i].key.len);
+            }
+        }
+    }
+    return p;
+}
+
+_Static_assert(EP_VAL_NUMBER + 1 == EP_VAL_BOOL, "number keys are written before bool keys");
 
 /* Appends ev as a DataMessage to out. Returns 0; OOM aborts. Thread-safe per out. */
 int ep_event_encode_pb(const ep_event_t *ev, ep_buf_t *out)
 {
-    union {
-        char bytes[STACK_META * (sizeof(entry_t) + sizeof(entry_t *) + sizeof(char *))];
-        void *align_;
-    } stack;
-    void *mem = ev->n_meta <= STACK_META ? (void *)&stack : ep_malloc(slots_size(ev->n_meta));
-    slots_t s;
-    msg_t msg;
-    size_t size;
+    size_t size = msg_size(ev);
+    uint8_t *end;
 
-    slots_carve(&s, mem, ev->n_meta);
-    fill_msg(ev, &msg, &s);
-    size = diplom__v1__data_message__get_packed_size(&msg);
     ep_buf_reserve(out, size);
-    diplom__v1__data_message__pack(&msg, (uint8_t *)out->data + out->len);
+    end = write_msg(ev, (uint8_t *)out->data + out->len);
+    ep_assert(end == (uint8_t *)out->data + out->len + size);
     out->len += size;
     out->data[out->len] = '\0';
-    if (mem != (void *)&stack) {
-        ep_free(mem);
-    }
     return 0;
 }
 
 /* Appends evs[0..n) as one DataBatch to out. Returns 0; OOM aborts. Thread-safe per out. */
 int ep_event_batch_encode_pb(ep_event_t *const *evs, size_t n, ep_buf_t *out)
 {
-    Diplom__V1__DataBatch batch = DIPLOM__V1__DATA_BATCH__INIT;
-    size_t total = n * (sizeof(msg_t) + sizeof(msg_t *)), size;
-    msg_t *msgs, **ptrs;
-    char *mem, *cur;
+    size_t total = 0;
 
-    /* One scratch block: the messages, their pointers, then each one's slots. */
     for (size_t i = 0; i < n; i++) {
-        total += slots_size(evs[i]->n_meta);
+        total += len_field_size(msg_size(evs[i]));
     }
-    mem = ep_malloc(total ? total : 1);
-    msgs = (msg_t *)mem;
-    ptrs = (msg_t **)(msgs + n);
-    cur = (char *)(ptrs + n);
-    for (size_t i = 0; i < n; i++) {
-        slots_t s;
+    ep_buf_reserve(out, total);
+    {
+        uint8_t *p = (uint8_t *)out->data + out->len;
 
-        slots_carve(&s, cur, evs[i]->n_meta);
-        cur += slots_size(evs[i]->n_meta);
-        fill_msg(evs[i], &msgs[i], &s);
-        ptrs[i] = &msgs[i];
+        for (size_t i = 0; i < n; i++) {
+            p = put_varint(p, (uint64_t)1 << 3 | WT_LEN);
+            p = put_varint(p, msg_size(evs[i]));
+            p = write_msg(evs[i], p);
+        }
+        ep_assert(p == (uint8_t *)out->data + out->len + total);
     }
-    batch.n_messages = n;
-    batch.messages = n ? ptrs : NULL;
-    size = diplom__v1__data_batch__get_packed_size(&batch);
-    ep_buf_reserve(out, size);
-    diplom__v1__data_batch__pack(&batch, (uint8_t *)out->data + out->len);
-    out->len += size;
+    out->len += total;
     out->data[out->len] = '\0';
-    ep_free(mem);
     return 0;
 }
 
 /* ------------------------------------------------------------------ decode */
 
-static bool utf8_ok(const char *s)
+typedef struct reader_s {
+    const uint8_t *p, *end;
+} reader_t;
+
+/* Reads a varint (at most 10 bytes, no bits past 64). Returns 0 or -1. */
+static int get_varint(reader_t *r, uint64_t *v)
 {
-    return ep__event_utf8_valid(s, strlen(s)) != 0;
+    uint64_t x = 0;
+
+    for (int shift = 0; shift < 70; shift += 7) {
+        uint8_t b;
+
+        if (r->p == r->end) {
+            return -1;
+        }
+        b = *r->p++;
+        if (shift == 63 && b > 1) {
+            return -1;
+        }
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads a field header and, for WT_LEN, the payload's view; skips I32/I64. */
+typedef struct field_s {
+    unsigned num;
+    unsigned wt;
+    uint64_t varint; /* WT_VARINT */
+    ep_str_t bytes;  /* WT_LEN: a view into the input (not NUL-terminated) */
+} field_t;
+
+static int next_field(reader_t *r, field_t *f)
+{
+    uint64_t tag, len;
+
+    if (get_varint(r, &tag) != 0 || tag >> 3 == 0 || tag >> 3 > 0x1fffffff) {
+        return -1;
+    }
+    f->num = (unsigned)(tag >> 3);
+    f->wt = (unsigned)(tag & 7);
+    switch (f->wt) {
+    case WT_VARINT:
+        return get_varint(r, &f->varint);
+    case WT_I64:
+    case WT_I32: {
+        size_t n = f->wt == WT_I64 ? 8 : 4;
+        if ((size_t)(r->end - r->p) < n) {
+            return -1;
+        }
+        r->p += n;
+        return 0;
+    }
+    case WT_LEN:
+        if (get_varint(r, &len) != 0 || len > (uint64_t)(r->end - r->p) || len > UINT32_MAX / 2) {
+            return -1;
+        }
+        f->bytes.p = (const char *)r->p;
+        f->bytes.len = (uint32_t)len;
+        r->p += len;
+        return 0;
+    default:
+        return -1; /* groups (3, 4) and the reserved types 6, 7 */
+    }
+}
+
+/* A decoded DataMessage: views into the input. */
+typedef struct pb_msg_s {
+    ep_str_t id, source, payload, event_type, user_id;
+    int64_t timestamp, timestamp_ms, received_us;
+    uint32_t attempts;
+    size_t n_meta, n_num, n_bool; /* counts (pass 1) or filled (pass 2) */
+    ep_kv_t *meta;                /* n_meta entries, types still EP_VAL_STRING */
+    ep_str_t *num_keys, *bool_keys;
+} pb_msg_t;
+
+/* One metadata map entry: key = 1, value = 2 (both optional). */
+static int parse_entry(const ep_str_t *in, ep_kv_t *kv)
+{
+    reader_t r = {(const uint8_t *)in->p, (const uint8_t *)in->p + in->len};
+    field_t f;
+
+    kv->key.p = kv->val.p = "";
+    kv->key.len = kv->val.len = 0;
+    kv->type = EP_VAL_STRING;
+    while (r.p < r.end) {
+        if (next_field(&r, &f) != 0) {
+            return -1;
+        }
+        if (f.num == 1 || f.num == 2) {
+            if (f.wt != WT_LEN) {
+                return -1;
+            }
+            *(f.num == 1 ? &kv->key : &kv->val) = f.bytes;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Walks a DataMessage. With fill == 0 it checks the structure and counts the
+ * repeated fields into m; with fill == 1 it stores them into the arrays the
+ * caller sized from those counts.
+ */
+static int parse_msg(const uint8_t *buf, size_t len, pb_msg_t *m, int fill)
+{
+    reader_t r = {buf, buf + len};
+    size_t n_meta = 0, n_num = 0, n_bool = 0;
+    field_t f;
+
+    while (r.p < r.end) {
+        if (next_field(&r, &f) != 0) {
+            return -1;
+        }
+        switch (f.num) {
+        case F_ID:
+        case F_SOURCE:
+        case F_PAYLOAD:
+        case F_EVENT_TYPE:
+        case F_USER_ID:
+        case F_METADATA:
+        case F_NUMBER_KEYS:
+        case F_BOOL_KEYS:
+            if (f.wt != WT_LEN) {
+                return -1;
+            }
+            break;
+        case F_TIMESTAMP:
+        case F_TIMESTAMP_MS:
+        case F_RECEIVED_US:
+        case F_ATTEMPTS:
+            if (f.wt != WT_VARINT) {
+                return -1;
+            }
+            break;
+        default:
+            continue; /* unknown: skipped */
+        }
+        switch (f.num) {
+        case F_ID:
+            m->id = f.bytes;
+            break;
+        case F_SOURCE:
+            m->source = f.bytes;
+            break;
+        case F_PAYLOAD:
+            m->payload = f.bytes;
+            break;
+        case F_EVENT_TYPE:
+            m->event_type = f.bytes;
+            break;
+        case F_USER_ID:
+            m->user_id = f.bytes;
+            break;
+        case F_TIMESTAMP:
+            m->timestamp = (int64_t)f.varint;
+            break;
+        case F_TIMESTAMP_MS:
+            m->timestamp_ms = (int64_t)f.varint;
+            break;
+        case F_RECEIVED_US:
+            m->received_us = (int64_t)f.varint;
+            break;
+        case F_ATTEMPTS:
+            m->attempts = (uint32_t)f.varint;
+            break;
+        case F_METADATA:
+            if (fill) {
+                if (parse_entry(&f.bytes, &m->meta[n_meta]) != 0) {
+                    return -1;
+                }
+            } else {
+                ep_kv_t scratch;
+                if (parse_entry(&f.bytes, &scratch) != 0) {
+                    return -1;
+                }
+            }
+            n_meta++;
+            break;
+        case F_NUMBER_KEYS:
+            if (fill) {
+                m->num_keys[n_num] = f.bytes;
+            }
+            n_num++;
+            break;
+        case F_BOOL_KEYS:
+            if (fill) {
+                m->bool_keys[n_bool] = f.bytes;
+            }
+            n_bool++;
+            break;
+        default:
+            break;
+        }
+    }
+    m->n_meta = n_meta;
+    m->n_num = n_num;
+    m->n_bool = n_bool;
+    return 0;
+}
+
+/* Text fields: valid UTF-8 without NUL (events hold them as C strings too). */
+static bool text_ok(const ep_str_t *s)
+{
+    return ep__event_utf8_valid(s->p, s->len) && memchr(s->p, '\0', s->len) == NULL;
+}
+
+static bool same(const ep_str_t *a, const ep_str_t *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+static bool is_digit(const char *p, const char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
 }
 
 /* JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool json_number_ok(const char *s)
+static bool json_number_ok(const ep_str_t *s)
 {
-    const char *p = s;
+    const char *p = s->p, *end = s->p + s->len;
 
-    if (*p == '-') {
+    if (p < end && *p == '-') {
         p++;
     }
-    if (*p == '0') {
+    if (p < end && *p == '0') {
         p++;
-    } else if (*p >= '1' && *p <= '9') {
-        while (*p >= '0' && *p <= '9') {
+    } else if (p < end && *p >= '1' && *p <= '9') {
+        while (is_digit(p, end)) {
             p++;
         }
     } else {
         return false;
     }
-    if (*p == '.') {
+    if (p < end && *p == '.') {
         p++;
-        if (!(*p >= '0' && *p <= '9')) {
+        if (!is_digit(p, end)) {
             return false;
         }
-        while (*p >= '0' && *p <= '9') {
+        while (is_digit(p, end)) {
             p++;
         }
     }
-    if (*p == 'e' || *p == 'E') {
+    if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
-        if (*p == '+' || *p == '-') {
+        if (p < end && (*p == '+' || *p == '-')) {
             p++;
         }
-        if (!(*p >= '0' && *p <= '9')) {
+        if (!is_digit(p, end)) {
             return false;
         }
-        while (*p >= '0' && *p <= '9') {
+        while (is_digit(p, end)) {
             p++;
         }
     }
-    return *p == '\0';
+    return p == end;
 }
 
 /*
@@ -204,11 +492,11 @@ static bool json_number_ok(const char *s)
  * previous hit, so keys listed in metadata order (as this encoder writes them)
  * cost one comparison each.
  */
-static long find_key(const msg_t *m, const char *key, size_t *hint)
+static long find_key(const pb_msg_t *m, const ep_str_t *key, size_t *hint)
 {
-    for (size_t k = 0; k < m->n_metadata; k++) {
-        size_t i = (*hint + k) % m->n_metadata;
-        if (strcmp(m->metadata[i]->key, key) == 0) {
+    for (size_t k = 0; k < m->n_meta; k++) {
+        size_t i = (*hint + k) % m->n_meta;
+        if (same(&m->meta[i].key, key)) {
             *hint = i + 1;
             return (long)i;
         }
@@ -216,108 +504,123 @@ static long find_key(const msg_t *m, const char *key, size_t *hint)
     return -1;
 }
 
-/* Fills types[0..n_metadata): each typed key applies to the first entry it names. */
-static void assign_types(const msg_t *m, uint8_t *types)
+/* Types the metadata entries: each typed key applies to the entry find_key gives. */
+static void assign_types(pb_msg_t *m)
 {
     size_t hint = 0;
     long i;
 
-    memset(types, EP_VAL_STRING, m->n_metadata);
-    for (size_t k = 0; k < m->n_number_keys; k++) {
-        if ((i = find_key(m, m->number_keys[k], &hint)) >= 0) {
-            types[i] = EP_VAL_NUMBER;
+    for (size_t k = 0; k < m->n_num; k++) {
+        if ((i = find_key(m, &m->num_keys[k], &hint)) >= 0) {
+            m->meta[i].type = EP_VAL_NUMBER;
         }
     }
     hint = 0;
-    for (size_t k = 0; k < m->n_bool_keys; k++) {
-        if ((i = find_key(m, m->bool_keys[k], &hint)) >= 0) {
-            types[i] = EP_VAL_BOOL;
+    for (size_t k = 0; k < m->n_bool; k++) {
+        if ((i = find_key(m, &m->bool_keys[k], &hint)) >= 0) {
+            m->meta[i].type = EP_VAL_BOOL;
         }
     }
 }
 
-static bool value_ok(const char *v, uint8_t type)
+static bool value_ok(const ep_kv_t *kv)
 {
-    if (type == EP_VAL_NUMBER) {
-        return json_number_ok(v);
+    static const ep_str_t t = {"true", 4}, f = {"false", 5};
+
+    if (kv->type == EP_VAL_NUMBER) {
+        return json_number_ok(&kv->val);
     }
-    if (type == EP_VAL_BOOL) {
-        return strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+    if (kv->type == EP_VAL_BOOL) {
+        return same(&kv->val, &t) || same(&kv->val, &f);
     }
     return true;
 }
 
 /* Checks everything that could make building the event fail or produce bad JSON later. */
-static int check_msg(const msg_t *m)
+static int check_msg(pb_msg_t *m)
 {
-    uint8_t stack[STACK_META], *types = stack;
-    int rc = 0;
-
-    if (!utf8_ok(m->id) || !utf8_ok(m->source) || !utf8_ok(m->event_type) || !utf8_ok(m->user_id)) {
+    if (!text_ok(&m->id) || !text_ok(&m->source) || !text_ok(&m->event_type) ||
+        !text_ok(&m->user_id)) {
         return EP_EPARSE;
     }
     if (m->timestamp_ms == 0 &&
         (m->timestamp > INT64_MAX / 1000 || m->timestamp < INT64_MIN / 1000)) {
         return EP_EPARSE;
     }
-    if (m->n_metadata > UINT32_MAX / 2) {
+    if (m->n_meta > UINT32_MAX / 2) {
         return EP_EPARSE;
     }
-    for (size_t k = 0; k < m->n_number_keys; k++) {
-        if (!utf8_ok(m->number_keys[k])) {
+    for (size_t k = 0; k < m->n_num; k++) {
+        if (!text_ok(&m->num_keys[k])) {
             return EP_EPARSE;
         }
     }
-    for (size_t k = 0; k < m->n_bool_keys; k++) {
-        if (!utf8_ok(m->bool_keys[k])) {
+    for (size_t k = 0; k < m->n_bool; k++) {
+        if (!text_ok(&m->bool_keys[k])) {
             return EP_EPARSE;
         }
     }
-    if (m->n_metadata > STACK_META) {
-        types = ep_malloc(m->n_metadata);
-    }
-    assign_types(m, types);
-    for (size_t i = 0; i < m->n_metadata && rc == 0; i++) {
-        if (!utf8_ok(m->metadata[i]->key) || !utf8_ok(m->metadata[i]->value) ||
-            !value_ok(m->metadata[i]->value, types[i])) {
-            rc = EP_EPARSE;
+    assign_types(m);
+    for (size_t i = 0; i < m->n_meta; i++) {
+        if (!text_ok(&m->meta[i].key) || !text_ok(&m->meta[i].val) || !value_ok(&m->meta[i])) {
+            return EP_EPARSE;
         }
     }
-    if (types != stack) {
-        ep_free(types);
-    }
-    return rc;
+    return 0;
 }
 
-/* Builds the event of a message that passed check_msg(). Cannot fail. */
-static ep_event_t *build_event(const msg_t *m)
-{
-    ep_kv_t stack[STACK_META];
-    uint8_t tstack[STACK_META];
-    bool small = m->n_metadata <= STACK_META;
-    ep_kv_t *meta = small ? stack : ep_malloc(m->n_metadata * sizeof(ep_kv_t));
-    uint8_t *types = small ? tstack : ep_malloc(m->n_metadata);
-    int64_t ts = m->timestamp_ms ? m->timestamp_ms : m->timestamp * 1000;
-    ep_event_t *ev;
+/* Scratch arrays for one message's repeated fields: on the stack when small. */
+typedef struct scratch_s {
+    ep_kv_t meta[STACK_META];
+    ep_str_t keys[STACK_META];
+    void *heap;
+} scratch_t;
 
-    assign_types(m, types);
-    for (size_t i = 0; i < m->n_metadata; i++) {
-        meta[i].key.p = m->metadata[i]->key;
-        meta[i].key.len = (uint32_t)strlen(m->metadata[i]->key);
-        meta[i].val.p = m->metadata[i]->value;
-        meta[i].val.len = (uint32_t)strlen(m->metadata[i]->value);
-        meta[i].type = types[i];
+/*
+ * Decodes and checks one DataMessage into m (views into buf, arrays in sc;
+ * release with scratch_free). Returns 0 or EP_EPARSE.
+ */
+static int decode_msg(const uint8_t *buf, size_t len, pb_msg_t *m, scratch_t *sc)
+{
+    memset(m, 0, sizeof(*m));
+    sc->heap = NULL;
+    if (parse_msg(buf, len, m, 0) != 0) {
+        return EP_EPARSE;
     }
-    ev = ep_event_create(m->id, m->source, m->event_type, m->user_id, m->payload.data,
-                         m->payload.len, meta, (uint32_t)m->n_metadata, ts);
+    if (m->n_meta <= STACK_META && m->n_num + m->n_bool <= STACK_META) {
+        m->meta = sc->meta;
+        m->num_keys = sc->keys;
+    } else {
+        sc->heap =
+            ep_malloc(m->n_meta * sizeof(ep_kv_t) + (m->n_num + m->n_bool) * sizeof(ep_str_t) + 1);
+        m->meta = sc->heap;
+        m->num_keys = (ep_str_t *)(m->meta + m->n_meta);
+    }
+    m->bool_keys = m->num_keys + m->n_num;
+    if (parse_msg(buf, len, m, 1) != 0) {
+        return EP_EPARSE; /* cannot happen: the first walk accepted it */
+    }
+    return check_msg(m);
+}
+
+static void scratch_free(scratch_t *sc)
+{
+    ep_free(sc->heap);
+    sc->heap = NULL;
+}
+
+/* Builds the event of a message that passed decode_msg(). Cannot fail. */
+static ep_event_t *build_event(const pb_msg_t *m)
+{
+    int64_t ts = m->timestamp_ms ? m->timestamp_ms : m->timestamp * 1000;
+    ep_event_t *ev =
+        ep_event_create_n(&m->id, &m->source, &m->event_type, &m->user_id, m->payload.p,
+                          m->payload.len, m->meta, (uint32_t)m->n_meta, ts);
+
     if (m->received_us) {
         ev->received_us = m->received_us;
     }
     ev->attempts = m->attempts;
-    if (!small) {
-        ep_free(meta);
-        ep_free(types);
-    }
     return ev;
 }
 
@@ -327,19 +630,57 @@ static ep_event_t *build_event(const msg_t *m)
  */
 int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
 {
-    msg_t *m = diplom__v1__data_message__unpack(NULL, len, buf);
-    int rc;
+    pb_msg_t m;
+    scratch_t sc;
+    int rc = decode_msg(buf, len, &m, &sc);
 
-    *out = NULL;
-    if (m == NULL) {
-        return EP_EPARSE;
-    }
-    rc = check_msg(m);
-    if (rc == 0) {
-        *out = build_event(m);
-    }
-    diplom__v1__data_message__free_unpacked(m, NULL);
+    *out = rc == 0 ? build_event(&m) : NULL;
+    scratch_free(&sc);
     return rc;
+}
+
+/*
+ * Walks a DataBatch (field 1: messages; unknown fields skipped). With evs NULL it
+ * decodes and checks every message; otherwise it builds them into evs.
+ */
+static int batch_walk(const void *buf, size_t len, size_t *count, ep_event_t **evs)
+{
+    reader_t r = {buf, (const uint8_t *)buf + len};
+    field_t f;
+    size_t n = 0;
+
+    while (r.p < r.end) {
+        if (next_field(&r, &f) != 0) {
+            return EP_EPARSE;
+        }
+        if (f.num != 1) {
+            continue;
+        }
+        if (f.wt != WT_LEN) {
+            return EP_EPARSE;
+        }
+        if (evs == NULL) {
+            /* First walk: every message must be good before anything is built. */
+            pb_msg_t m;
+            scratch_t sc;
+            int rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc);
+            scratch_free(&sc);
+            if (rc != 0) {
+                return rc;
+            }
+        } else {
+            pb_msg_t m;
+            scratch_t sc;
+            if (decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc) != 0) {
+                ep_assert(!"a checked message failed to decode");
+            }
+            evs[n] = build_event(&m);
+            scratch_free(&sc);
+        }
+        n++;
+    }
+    *count = n;
+    return 0;
 }
 
 /*
@@ -349,27 +690,20 @@ int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
  */
 int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count)
 {
-    Diplom__V1__DataBatch *b = diplom__v1__data_batch__unpack(NULL, len, buf);
     ep_event_t **evs;
+    size_t n = 0, built = 0;
+    int rc;
 
     *out = NULL;
     *count = 0;
-    if (b == NULL) {
-        return EP_EPARSE;
+    rc = batch_walk(buf, len, &n, NULL);
+    if (rc != 0) {
+        return rc;
     }
-    /* Check every message first, so a bad one leaves nothing half-built. */
-    for (size_t i = 0; i < b->n_messages; i++) {
-        if (check_msg(b->messages[i]) != 0) {
-            diplom__v1__data_batch__free_unpacked(b, NULL);
-            return EP_EPARSE;
-        }
-    }
-    evs = ep_malloc((b->n_messages ? b->n_messages : 1) * sizeof(*evs));
-    for (size_t i = 0; i < b->n_messages; i++) {
-        evs[i] = build_event(b->messages[i]);
-    }
+    evs = ep_malloc((n ? n : 1) * sizeof(*evs));
+    batch_walk(buf, len, &built, evs);
+    ep_assert(built == n);
     *out = evs;
-    *count = b->n_messages;
-    diplom__v1__data_batch__free_unpacked(b, NULL);
+    *count = n;
     return 0;
 }

@@ -20,7 +20,7 @@ static ep_event_t *sample(int with_many_meta)
     meta[0] = (ep_kv_t){{"temp", 4}, {"23.5", 4}, EP_VAL_NUMBER};
     meta[1] = (ep_kv_t){{"ok", 2}, {"true", 4}, EP_VAL_BOOL};
     meta[2] =
-        (ep_kv_t){{"\xc3\xa9t\xc3\xa9", 6}, {"\xe6\x97\xa5\xf0\x9f\x98\x80", 7}, EP_VAL_STRING};
+        (ep_kv_t){{"\xc3\xa9t\xc3\xa9", 5}, {"\xe6\x97\xa5\xf0\x9f\x98\x80", 7}, EP_VAL_STRING};
     if (with_many_meta) {
         for (uint32_t i = 3; i < 40; i++) {
             snprintf(keys[i], sizeof(keys[i]), "k%u", i);
@@ -351,7 +351,133 @@ static void test_json_to_pb(void)
     ep_buf_close(&b);
 }
 
+/* Every field we write, read back by protobuf-c (an independent implementation). */
+static void test_protobuf_c_reads_ours(void)
+{
+    for (int many = 0; many <= 1; many++) {
+        ep_event_t *ev = sample(many);
+        Diplom__V1__DataMessage *m;
+        Diplom__V1__DataBatch *bm;
+        ep_buf_t b = EP_BUF_INIT;
+        size_t num = 0, bools = 0;
+
+        ev->timestamp_ms = -1500; /* negative: ten-byte varints, floored seconds */
+        ep_event_encode_pb(ev, &b);
+        m = diplom__v1__data_message__unpack(NULL, b.len, (const uint8_t *)b.data);
+        EP_ASSERT(m != NULL);
+        EP_ASSERT_STR_EQ(m->id, ev->id.p);
+        EP_ASSERT_EQ(m->timestamp, -2);
+        EP_ASSERT_EQ(m->timestamp_ms, -1500);
+        EP_ASSERT_STR_EQ(m->source, ev->source.p);
+        EP_ASSERT_EQ(m->payload.len, ev->data.len);
+        EP_ASSERT(memcmp(m->payload.data, ev->data.p, ev->data.len) == 0);
+        EP_ASSERT_STR_EQ(m->event_type, ev->event_type.p);
+        EP_ASSERT_STR_EQ(m->user_id, ev->user_id.p);
+        EP_ASSERT_EQ(m->received_us, ev->received_us);
+        EP_ASSERT_EQ(m->attempts, ev->attempts);
+        EP_ASSERT_EQ(m->n_metadata, ev->n_meta);
+        for (uint32_t i = 0; i < ev->n_meta; i++) {
+            EP_ASSERT_STR_EQ(m->metadata[i]->key, ev->meta[i].key.p);
+            EP_ASSERT_STR_EQ(m->metadata[i]->value, ev->meta[i].val.p);
+            if (ev->meta[i].type == EP_VAL_NUMBER) {
+                EP_ASSERT_STR_EQ(m->number_keys[num++], ev->meta[i].key.p);
+            } else if (ev->meta[i].type == EP_VAL_BOOL) {
+                EP_ASSERT_STR_EQ(m->bool_keys[bools++], ev->meta[i].key.p);
+            }
+        }
+        EP_ASSERT_EQ(m->n_number_keys, num);
+        EP_ASSERT_EQ(m->n_bool_keys, bools);
+        diplom__v1__data_message__free_unpacked(m, NULL);
+
+        ep_buf_reset(&b);
+        {
+            ep_event_t *two[2] = {ev, ev};
+            ep_event_batch_encode_pb(two, 2, &b);
+        }
+        bm = diplom__v1__data_batch__unpack(NULL, b.len, (const uint8_t *)b.data);
+        EP_ASSERT(bm != NULL);
+        EP_ASSERT_EQ(bm->n_messages, 2);
+        EP_ASSERT_STR_EQ(bm->messages[1]->id, ev->id.p);
+        EP_ASSERT_EQ(bm->messages[1]->n_metadata, ev->n_meta);
+        diplom__v1__data_batch__free_unpacked(bm, NULL);
+        ep_event_destroy(ev);
+        ep_buf_close(&b);
+    }
+}
+
+/* Wire-level cases protobuf-c does not produce: unknown fields, repeats, bad types. */
+#define B(lit) lit, sizeof(lit) - 1
+
+static void test_wire_details(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        int rc;
+        const char *id; /* expected id when rc == 0 */
+    } cases[] = {
+        /* unknown fields of every wire type are skipped (string pieces end where a
+           hex escape would swallow the next letter) */
+        {B("\x0a\x01"
+           "z\x78\x05\x81\x01\x01\x02\x03\x04\x05\x06\x07\x08\x8a\x01\x02"
+           "hi\x95\x01\x01\x02\x03\x04"),
+         0, "z"},
+        /* a repeated singular field: the last one wins */
+        {B("\x0a\x01"
+           "a\x0a\x01"
+           "b"),
+         0, "b"},
+        /* id with a wrong wire type */
+        {B("\x08\x01"), EP_EPARSE, NULL},
+        /* attempts as a length-delimited field */
+        {B("\x52\x01\x01"), EP_EPARSE, NULL},
+        /* a group (start, wire type 3) */
+        {B("\x7b\x7c"), EP_EPARSE, NULL},
+        /* field number 0 */
+        {B("\x00\x01"), EP_EPARSE, NULL},
+        /* a varint of eleven bytes */
+        {B("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"), EP_EPARSE, NULL},
+        /* a varint with bits past 64 */
+        {B("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02"), EP_EPARSE, NULL},
+        /* NUL inside a string field */
+        {B("\x0a\x03"
+           "a\x00"
+           "b"),
+         EP_EPARSE, NULL},
+        /* NUL inside a metadata key */
+        {B("\x0a\x01"
+           "a\x2a\x05\x0a\x03k\x00y"),
+         EP_EPARSE, NULL},
+        /* a metadata entry that is not a message */
+        {B("\x0a\x01"
+           "a\x2a\x02\x0a\x05"),
+         EP_EPARSE, NULL},
+        /* a cut I64 field */
+        {B("\x0a\x01"
+           "a\x79\x01\x02"),
+         EP_EPARSE, NULL},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ep_event_t *ev = NULL;
+        int rc = ep_event_decode_pb(cases[i].bytes, cases[i].len, &ev);
+
+        if (rc != cases[i].rc) {
+            fprintf(stderr, "case %zu\n", i);
+        }
+        EP_ASSERT_EQ(rc, cases[i].rc);
+        if (rc == 0) {
+            EP_ASSERT_STR_EQ(ev->id.p, cases[i].id);
+            ep_event_destroy(ev);
+        } else {
+            EP_ASSERT(ev == NULL);
+        }
+    }
+}
+
 EP_TEST_LIST = {
+    EP_TEST(test_protobuf_c_reads_ours),
+    EP_TEST(test_wire_details),
     EP_TEST(test_round_trip_single),
     EP_TEST(test_round_trip_batch),
     EP_TEST(test_seed_compatible_decode),
