@@ -582,7 +582,10 @@ typedef struct scratch_s {
  */
 static int decode_msg(const uint8_t *buf, size_t len, pb_msg_t *m, scratch_t *sc)
 {
+    static const ep_str_t empty = {"", 0};
+
     memset(m, 0, sizeof(*m));
+    m->id = m->source = m->payload = m->event_type = m->user_id = empty;
     sc->heap = NULL;
     if (parse_msg(buf, len, m, 0) != 0) {
         return EP_EPARSE;
