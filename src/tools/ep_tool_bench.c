@@ -101,6 +101,7 @@ typedef struct opts_s {
     char path[512];
     int connections, threads, batch;
     double duration_s, rate;
+    int duration_given; /* -d given: it bounds a -n run too */
     long long requests;
     const char *body_arg;
     int json, quiet;
@@ -112,6 +113,8 @@ typedef struct conn_s {
     int64_t due_ns;      /* when the current request was due (fixed rate) or sent */
     int64_t next_due_ns; /* fixed rate: next scheduled send */
     size_t sent;         /* bytes of the request written */
+    int connected;       /* the connect completed (else a reset is a connect error) */
+    int64_t retry_ns;    /* fd < 0: when to try connecting again */
     char rbuf[16384];
     size_t rlen;
 } conn_t;
@@ -132,19 +135,28 @@ typedef struct worker_s {
 static atomic_int stop_flag;
 static atomic_llong budget; /* requests left to start when --requests is set */
 
+#define RECONNECT_NS 100000000 /* 100 ms between attempts after a failed connect */
+
 static int conn_open(worker_t *w, conn_t *c, int ep)
 {
     struct epoll_event ev;
     int one = 1;
 
+    c->connected = 0;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        return -1;
+    if (c->fd >= 0) {
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(c->fd, (struct sockaddr *)&w->addr, sizeof(w->addr)) < 0 &&
+            errno != EINPROGRESS) {
+            close(c->fd);
+            c->fd = -1;
+        }
     }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c->fd, (struct sockaddr *)&w->addr, sizeof(w->addr)) < 0 && errno != EINPROGRESS) {
-        close(c->fd);
-        c->fd = -1;
+    if (c->fd < 0) {
+        /* Refused or out of sockets: a socket error; try again a little later, not in a spin. */
+        w->errors++;
+        c->busy = 0;
+        c->retry_ns = ep_time_mono_ns() + RECONNECT_NS;
         return -1;
     }
     c->busy = 0;
@@ -167,6 +179,10 @@ static void conn_reset(worker_t *w, conn_t *c, int ep)
     if (c->busy) {
         w->errors++;
         atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
+    } else if (!c->connected) {
+        w->errors++; /* the connect itself failed */
+        c->retry_ns = ep_time_mono_ns() + RECONNECT_NS;
+        return;
     }
     c->busy = 0;
     if (!atomic_load(&stop_flag)) {
@@ -192,7 +208,7 @@ static void try_send(worker_t *w, conn_t *c, int64_t now)
         c->due_ns = now;
     }
     if (w->o->requests > 0 && atomic_fetch_sub(&budget, 1) <= 0) {
-        atomic_store(&stop_flag, 1);
+        /* All started: the main thread stops once the ones in flight are answered. */
         return;
     }
     c->busy = 1;
@@ -307,6 +323,7 @@ static void *worker_main(void *arg)
                 conn_reset(w, c, ep);
                 continue;
             }
+            c->connected = 1;
             if (evs[i].events & EPOLLIN) {
                 on_readable(w, c, ep);
             }
@@ -324,6 +341,12 @@ static void *worker_main(void *arg)
         if (w->interval_ns > 0) {
             for (int i = 0; i < w->nconn; i++) {
                 try_send(w, &conns[i], now);
+            }
+        }
+        for (int i = 0; i < w->nconn; i++) {
+            if (conns[i].fd < 0 && now >= conns[i].retry_ns &&
+                !atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
+                conn_open(w, &conns[i], ep);
             }
         }
     }
@@ -347,7 +370,7 @@ static void usage(FILE *f)
                "  -c, --connections N  connections (64)\n"
                "  -t, --threads N    load threads (1)\n"
                "  -d, --duration SEC run time (10)\n"
-               "  -n, --requests N   stop after N requests instead\n"
+               "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
                "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
                "  --batch B          events per request as NDJSON (1: one JSON event)\n"
                "  --body JSON        the event to send (a seed 000 event by default)\n"
@@ -413,6 +436,7 @@ int ep_tool_bench(int argc, char **argv)
             o.threads = atoi(v);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
             o.duration_s = atof(v);
+            o.duration_given = 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {
             o.requests = atoll(v);
         } else if (strcmp(a, "--rate") == 0) {
@@ -473,7 +497,7 @@ int ep_tool_bench(int argc, char **argv)
     next = t0 + 1000000000;
     while (!atomic_load(&stop_flag)) {
         int64_t now = ep_time_mono_ns();
-        if (o.requests <= 0 && now >= t_end) {
+        if ((o.requests <= 0 || o.duration_given) && now >= t_end) {
             break;
         }
         if (o.requests > 0) {

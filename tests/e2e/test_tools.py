@@ -1,6 +1,8 @@
 """The user tools: `eventpipe send` (generate-data and the seed 004 example
-client) and `eventpipe status` (the status aggregate as a table)."""
+client), `eventpipe status` (the status aggregate as a table) and `eventpipe
+bench` (the load generator: counts, percentiles, batches, fixed rate)."""
 
+import json
 import subprocess
 
 from eptest import EP_BIN, Eventpipe, free_port, get_json, main, wait_for
@@ -49,6 +51,62 @@ def test_status_table_and_exit_code():
         assert gw.stop() == 0
     r = run("status", "--url", "http://127.0.0.1:%d" % free_port())
     assert r.returncode == 1 and r.stderr, r
+
+
+def bench(*args, rc=0, timeout=60):
+    """Runs eventpipe bench --json; exit 0 when every answer was a 2xx, else 1."""
+    r = run("bench", "--quiet", "--json", *args, timeout=timeout)
+    assert r.returncode == rc, r
+    return json.loads(r.stdout)
+
+
+def check_latency(rep):
+    l = rep["latency_us"]
+    assert 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["p99_9"] <= l["max"], l
+
+
+def test_bench_counts_match_the_server():
+    with Eventpipe("run", env={"QUEUE_SIZE": "50000"}) as ep:
+        url = "http://127.0.0.1:%d/api/v1/ingest" % ep.api
+        # A request count: exactly that many requests, every one a 2xx the server counted.
+        rep = bench("--url", url, "-c", "8", "-n", "3000")
+        assert rep["requests"] == 3000 and rep["ok"] == 3000, rep
+        assert rep["non2xx"] == 0 and rep["socket_errors"] == 0, rep
+        check_latency(rep)
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 3000,
+                 what="3000 processed")
+        # Batches: NDJSON bodies of B events on ingest's batch route.
+        rep = bench("--url", "http://127.0.0.1:%d/events/batch" % ep.ingest, "-c", "4",
+                    "-n", "200", "--batch", "25")
+        assert rep["ok"] == 200 and rep["batch"] == 25, rep
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 8000,
+                 what="8000 processed")
+        # Fixed rate: about rate x duration requests, latency measured from the schedule.
+        rep = bench("--url", url, "-c", "4", "--rate", "500", "-d", "2")
+        assert 800 <= rep["requests"] <= 1100, rep
+        assert rep["rate"] == 500, rep
+        check_latency(rep)
+        # Answers that are not 2xx are counted as such, by class.
+        rep = bench("--url", "http://127.0.0.1:%d/api/v2/nope" % ep.api, "-c", "2", "-n", "50",
+                    rc=1)
+        assert rep["requests"] == 50 and rep["ok"] == 0, rep
+        assert rep["non2xx"] == 50 and rep["status"]["4xx"] == 50, rep
+        # The progress line goes to stderr when not --quiet; the text report to stdout.
+        r = run("bench", "--url", url, "-c", "2", "-d", "2")
+        assert r.returncode == 0, r
+        assert "2xx" in r.stdout and "p99" in r.stdout, r.stdout
+        assert r.stderr.strip(), "no progress line"
+        assert ep.stop() == 0
+    # Nothing listening: socket errors, not a hang or a crash.
+    r = run("bench", "--quiet", "--json", "--url", "http://127.0.0.1:%d/" % free_port(),
+            "-c", "2", "-d", "1")
+    assert r.returncode == 1 and r.stdout, r
+    rep = json.loads(r.stdout)
+    assert rep["ok"] == 0 and rep["socket_errors"] > 0, rep
+    # A request count that cannot be reached still ends at an explicit -d.
+    r = run("bench", "--quiet", "--json", "--url", "http://127.0.0.1:%d/" % free_port(),
+            "-c", "2", "-n", "100", "-d", "1", timeout=20)
+    assert r.returncode == 1 and json.loads(r.stdout)["socket_errors"] > 0, r
 
 
 if __name__ == "__main__":
