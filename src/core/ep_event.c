@@ -50,9 +50,10 @@ ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
     ep_event_t *ev;
     char *cur;
     uint32_t flags = 0;
+    int64_t now_us = ep_time_now_us(); /* one clock read for received_us and a generated id */
 
     if (id_len == 0) {
-        ep_id_uuid7(gen_id);
+        ep_id_uuid7_at(gen_id, now_us / 1000);
         id_p = gen_id;
         id_len = strlen(gen_id);
         flags |= EP_EVENT_F_ID_GENERATED;
@@ -79,7 +80,7 @@ ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
         put_str(&ev->meta[i].val, &cur, meta[i].val.p, meta[i].val.len);
         ev->meta[i].type = meta[i].type;
     }
-    ev->received_us = ep_time_now_us();
+    ev->received_us = now_us;
     if (timestamp_ms == 0) {
         timestamp_ms = ev->received_us / 1000;
         flags |= EP_EVENT_F_TS_GENERATED;

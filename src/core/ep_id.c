@@ -59,8 +59,13 @@ static void format(const uint8_t b[16], char *out)
 
 void ep_id_uuid7(char *out)
 {
+    ep_id_uuid7_at(out, ep_time_now_ms());
+}
+
+void ep_id_uuid7_at(char *out, int64_t unix_ms)
+{
     uint8_t b[16];
-    uint64_t ms = (uint64_t)ep_time_now_ms();
+    uint64_t ms = (uint64_t)unix_ms;
     uint64_t r1 = rng_next(), r2 = rng_next();
 
     for (int i = 0; i < 6; i++) {

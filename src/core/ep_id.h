@@ -2,6 +2,7 @@
 #define EP_ID_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define EP_UUID_STR_LEN 36 /* without the NUL */
 
@@ -11,6 +12,9 @@
  * sort by creation time. Thread-safe, no locks (a per-thread random state).
  */
 void ep_id_uuid7(char *out);
+
+/** ep_id_uuid7 with the time given (unix ms), for callers that already read the clock. */
+void ep_id_uuid7_at(char *out, int64_t unix_ms);
 
 /** Writes a random UUID v4, same format. Thread-safe. */
 void ep_id_uuid4(char *out);

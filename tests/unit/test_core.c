@@ -79,6 +79,9 @@ static void test_uuid_format_and_order(void)
     ep_time_sleep_ms(2);
     ep_id_uuid7(b);
     EP_ASSERT(strcmp(a, b) < 0); /* time-ordered */
+    /* The given time is the first 48 bits: 0x0123456789ab ms. */
+    ep_id_uuid7_at(a, INT64_C(0x0123456789ab));
+    EP_ASSERT(strncmp(a, "01234567-89ab-7", 15) == 0);
     ep_id_uuid4(a);
     EP_ASSERT_EQ(a[14], '4');
     for (int i = 0; i < 1000; i++) {
