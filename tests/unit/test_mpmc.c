@@ -265,46 +265,41 @@ static void test_linger_wakes_at_batch(void)
     ep_mpmc_destroy(q);
 }
 
-/* Below wake_batch, the lingerer takes the item itself when its linger ends. */
-static void test_linger_trickle_delivered(void)
+/*
+ * One item pushed sleep_ms after a consumer started waiting on a queue with the
+ * given linger (and a wake_batch it never reaches) gets to that consumer.
+ */
+static void one_item_reaches_consumer(uint32_t linger_us, int sleep_ms, uint64_t v)
 {
     ep_mpmc_t *q = make(16);
     linger_t l = {.q = q};
     pthread_t t;
-    void *it = ITEM(7);
+    void *it = ITEM(v);
     int64_t pushed_at;
 
-    ep_mpmc_set_linger(q, 300 * 1000, 1000);
+    ep_mpmc_set_linger(q, linger_us, 1000);
     EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    ep_time_sleep_ms(50);
+    ep_time_sleep_ms(sleep_ms);
+    EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0);
     pushed_at = ep_time_mono_ms();
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
-    pthread_join(t, NULL);
+    pthread_join(t, NULL); /* a lost wake-up would make this wait for ever */
     EP_ASSERT_EQ(atomic_load(&l.rc), 1);
-    EP_ASSERT_EQ(VALUE(l.items[0]), 7);
+    EP_ASSERT_EQ(VALUE(l.items[0]), v);
     EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
     ep_mpmc_destroy(q);
+}
+
+/* Below wake_batch, the lingerer takes the item itself when its linger ends. */
+static void test_linger_trickle_delivered(void)
+{
+    one_item_reaches_consumer(300 * 1000, 50, 7);
 }
 
 /* After its linger, an idle consumer sleeps as a waiter that one item wakes at once. */
 static void test_linger_idle_consumer_woken(void)
 {
-    ep_mpmc_t *q = make(16);
-    linger_t l = {.q = q};
-    pthread_t t;
-    void *it = ITEM(9);
-    int64_t pushed_at;
-
-    ep_mpmc_set_linger(q, 20 * 1000, 1000);
-    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    ep_time_sleep_ms(300);
-    EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0);
-    pushed_at = ep_time_mono_ms();
-    EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
-    pthread_join(t, NULL); /* without the wake-up this pop would wait for ever */
-    EP_ASSERT_EQ(atomic_load(&l.rc), 1);
-    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
-    ep_mpmc_destroy(q);
+    one_item_reaches_consumer(20 * 1000, 300, 9);
 }
 
 static void test_closed_drains_then_eclosed(void)
