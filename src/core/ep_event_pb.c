@@ -642,45 +642,18 @@ int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
     return rc;
 }
 
-/*
- * Walks a DataBatch (field 1: messages; unknown fields skipped). With evs NULL it
- * decodes and checks every message; otherwise it builds them into evs.
- */
-static int batch_walk(const void *buf, size_t len, size_t *count, ep_event_t **evs)
+/* Counts the messages of a DataBatch (field 1; unknown fields skipped). Returns 0 or EP_EPARSE. */
+static int batch_count(const void *buf, size_t len, size_t *count)
 {
     reader_t r = {buf, (const uint8_t *)buf + len};
     field_t f;
     size_t n = 0;
 
     while (r.p < r.end) {
-        if (next_field(&r, &f) != 0) {
+        if (next_field(&r, &f) != 0 || (f.num == 1 && f.wt != WT_LEN)) {
             return EP_EPARSE;
         }
-        if (f.num != 1) {
-            continue;
-        }
-        if (f.wt != WT_LEN) {
-            return EP_EPARSE;
-        }
-        if (evs == NULL) {
-            /* First walk: every message must be good before anything is built. */
-            pb_msg_t m;
-            scratch_t sc;
-            int rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc);
-            scratch_free(&sc);
-            if (rc != 0) {
-                return rc;
-            }
-        } else {
-            pb_msg_t m;
-            scratch_t sc;
-            if (decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc) != 0) {
-                ep_assert(!"a checked message failed to decode");
-            }
-            evs[n] = build_event(&m);
-            scratch_free(&sc);
-        }
-        n++;
+        n += f.num == 1;
     }
     *count = n;
     return 0;
@@ -689,22 +662,44 @@ static int batch_walk(const void *buf, size_t len, size_t *count, ep_event_t **e
 /*
  * Decodes a DataBatch, all or nothing. Returns 0 with a caller-owned array
  * (ep_free) of *count caller-owned events, or EP_EPARSE with *out NULL, *count 0
- * and nothing allocated. Thread-safe.
+ * and nothing allocated. Thread-safe. One pass over the messages: a bad one
+ * frees the events built before it.
  */
 int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count)
 {
+    reader_t r = {buf, (const uint8_t *)buf + len};
     ep_event_t **evs;
     size_t n = 0, built = 0;
-    int rc;
+    field_t f;
 
     *out = NULL;
     *count = 0;
-    rc = batch_walk(buf, len, &n, NULL);
-    if (rc != 0) {
-        return rc;
+    if (batch_count(buf, len, &n) != 0) {
+        return EP_EPARSE;
     }
     evs = ep_malloc((n ? n : 1) * sizeof(*evs));
-    batch_walk(buf, len, &built, evs);
+    while (r.p < r.end) {
+        pb_msg_t m;
+        scratch_t sc;
+        int rc;
+
+        (void)next_field(&r, &f); /* batch_count accepted the framing */
+        if (f.num != 1) {
+            continue;
+        }
+        rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc);
+        if (rc == 0) {
+            evs[built++] = build_event(&m);
+        }
+        scratch_free(&sc);
+        if (rc != 0) {
+            while (built > 0) {
+                ep_event_destroy(evs[--built]);
+            }
+            ep_free(evs);
+            return rc;
+        }
+    }
     ep_assert(built == n);
     *out = evs;
     *count = n;
