@@ -41,7 +41,6 @@ struct ep_http_server_s {
     int n_routes;
     int port;
     atomic_int draining;
-    MHD_socket quiesced_fd; /* the listening socket after quiesce, closed after stop */
     atomic_uint_fast64_t requests, s2xx, s4xx, s5xx;
     atomic_int_fast64_t in_flight;
     ep_http_observe_cb observe; /* metrics and access log; NULL = none */
@@ -324,6 +323,16 @@ static int check_headers(ep_http_server_t *s, ep_http_req_t *r)
     return 0;
 }
 
+/* MHD's accept policy: no new connections once draining. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    ep_http_server_t *s = cls;
+
+    (void)addr;
+    (void)addrlen;
+    return atomic_load_explicit(&s->draining, memory_order_relaxed) ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -395,7 +404,6 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
     ep_http_server_t *s = ep_calloc(1, sizeof(*s));
 
     s->opts = *opts;
-    s->quiesced_fd = MHD_INVALID_SOCKET;
     snprintf(s->name, sizeof(s->name), "%s", opts->name ? opts->name : "http");
     snprintf(s->bind_addr, sizeof(s->bind_addr), "%s",
              opts->bind_addr ? opts->bind_addr : "0.0.0.0");
@@ -482,7 +490,7 @@ int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
     }
     s->daemon = MHD_start_daemon(
         /* The logger comes first so that MHD's option warnings reach it too. */
-        flags, (uint16_t)s->opts.port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+        flags, (uint16_t)s->opts.port, on_accept, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_log, s, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)s->opts.threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opts.idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opts.max_connections,
@@ -503,19 +511,16 @@ int ep_http_server_port(const ep_http_server_t *s)
     return s->port;
 }
 
+/*
+ * Draining: connections that arrive now are accepted and closed at once (the
+ * accept policy below), and answers on open ones carry "Connection: close".
+ * Not MHD_quiesce_daemon: in 0.9.75 with an epoll thread pool it races with the
+ * pool's own removal of the listening socket from its epoll sets, and the loser
+ * aborts the process ("Failed to remove listen FD from epoll set", seen in CI).
+ */
 void ep_http_server_quiesce(ep_http_server_t *s)
 {
-    MHD_socket fd;
-
-    if (s->daemon == NULL || atomic_exchange(&s->draining, 1)) {
-        return;
-    }
-    fd = MHD_quiesce_daemon(s->daemon);
-    /*
-     * MHD's threads may still touch the listening socket (removing it from their
-     * epoll sets): it is closed only after MHD_stop_daemon, in destroy.
-     */
-    s->quiesced_fd = fd;
+    atomic_store(&s->draining, 1);
 }
 
 void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
@@ -534,9 +539,6 @@ void ep_http_server_destroy(ep_http_server_t *s)
     }
     if (s->daemon) {
         MHD_stop_daemon(s->daemon);
-    }
-    if (s->quiesced_fd != MHD_INVALID_SOCKET) {
-        close(s->quiesced_fd);
     }
     for (int i = 0; i < s->n_routes; i++) {
         ep_free(s->routes[i].path);

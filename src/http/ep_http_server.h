@@ -83,8 +83,10 @@ int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen);
 int ep_http_server_port(const ep_http_server_t *s);
 
 /**
- * Stops accepting new connections; requests on open connections are still
- * served but answered with "Connection: close", so keep-alive clients leave.
+ * Drains: connections that arrive from now on are closed as soon as they are
+ * accepted (no answer); requests on open connections are still served but
+ * answered with "Connection: close", so keep-alive clients leave. Idempotent;
+ * thread-safe.
  */
 void ep_http_server_quiesce(ep_http_server_t *s);
 

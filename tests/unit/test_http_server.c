@@ -183,21 +183,54 @@ static void test_answer_from_another_thread(void)
     ep_http_server_destroy(s);
 }
 
+static size_t on_close_header(char *p, size_t sz, size_t n, void *arg)
+{
+    if (sz * n >= 17 && strncasecmp(p, "Connection: close", 17) == 0) {
+        *(int *)arg = 1;
+    }
+    return sz * n;
+}
+
+static size_t discard(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return sz * n;
+}
+
 static void test_quiesce_refuses_new_connections(void)
 {
-    ep_http_server_t *s = start();
-    int port = ep_http_server_port(s);
-    CURL *c;
-    char url[128];
+    for (int round = 0; round < 20; round++) {
+        ep_http_server_t *s = start();
+        int port = ep_http_server_port(s), closing = 0;
+        long connects = -1;
+        CURL *open = curl_easy_init(), *fresh = curl_easy_init();
+        char url[128];
 
-    ep_http_server_quiesce(s);
-    c = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/busy", port);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    EP_ASSERT_NE(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    ep_http_server_destroy(s);
+        /* A keep-alive connection opened before the drain... */
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/busy", port);
+        curl_easy_setopt(open, CURLOPT_URL, url);
+        curl_easy_setopt(open, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(open, CURLOPT_WRITEFUNCTION, discard);
+        EP_ASSERT_EQ(curl_easy_perform(open), CURLE_OK);
+        ep_http_server_quiesce(s);
+        ep_http_server_quiesce(s); /* idempotent */
+        /* ...is still served, and told to close. */
+        curl_easy_setopt(open, CURLOPT_HEADERFUNCTION, on_close_header);
+        curl_easy_setopt(open, CURLOPT_HEADERDATA, &closing);
+        EP_ASSERT_EQ(curl_easy_perform(open), CURLE_OK);
+        curl_easy_getinfo(open, CURLINFO_NUM_CONNECTS, &connects);
+        EP_ASSERT_EQ(connects, 0); /* the same connection */
+        EP_ASSERT(closing);
+        /* A new connection gets no answer. */
+        curl_easy_setopt(fresh, CURLOPT_URL, url);
+        curl_easy_setopt(fresh, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(fresh, CURLOPT_WRITEFUNCTION, discard);
+        EP_ASSERT_NE(curl_easy_perform(fresh), CURLE_OK);
+        curl_easy_cleanup(open);
+        curl_easy_cleanup(fresh);
+        ep_http_server_destroy(s);
+    }
 }
 
 EP_TEST_LIST = {
