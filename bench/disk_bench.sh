@@ -15,13 +15,8 @@ FSYNC=${QUEUE_FSYNC:-always}
 here=$(cd "$(dirname "$0")" && pwd)
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
-
-srv_pin=(); load_pin=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    srv_pin=(taskset -c 0); load_pin=(taskset -c 1)
-fi
 
 work=$(mktemp -d)
 QDIR=${QUEUE_DIR:-$work/queue}

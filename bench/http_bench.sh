@@ -8,13 +8,8 @@ DURATION=${BENCH_DURATION:-10s}
 CONNS=${BENCH_CONNECTIONS:-64}
 here=$(cd "$(dirname "$0")" && pwd)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 API=$(free_port); ING=$(free_port); PROC=$(free_port)
-
-srv_pin=(); load_pin=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    srv_pin=(taskset -c 0); load_pin=(taskset -c 1)
-fi
 
 log=$(mktemp)
 API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC BIND_ADDR=127.0.0.1 QUEUE_SIZE=${QUEUE_SIZE:-100000} \

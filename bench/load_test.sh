@@ -15,12 +15,7 @@ DURATION=${LOAD_DURATION:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-srv_pin=(); load_pin=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    srv_pin=(taskset -c 0); load_pin=(taskset -c 1)
-fi
-
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 pid=""
 start_server() { # extra env assignments as arguments
     API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)

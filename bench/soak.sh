@@ -14,13 +14,8 @@ RATE=${SOAK_RATE:-0} # events/s; 0 = as fast as the server answers (closed loop)
 CONNS=${SOAK_CONNECTIONS:-64}
 SAMPLE=${SOAK_SAMPLE:-30}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
-srv_pin=(); load_pin=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    srv_pin=(taskset -c 0); load_pin=(taskset -c 1)
-fi
-
 env API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA \
     ANALYTICS_URL=http://127.0.0.1:$ANA BIND_ADDR=127.0.0.1 LOG_LEVEL=warn \
     "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
