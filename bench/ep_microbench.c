@@ -275,6 +275,24 @@ static double parse_event(long long n)
     return (double)(ep_time_mono_ns() - t0) / 1e9;
 }
 
+/* The same parse driven by yajl (the reference the tokenizer replaced), for comparison. */
+static double parse_event_yajl(long long n)
+{
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+    size_t len = strlen(EVENT_JSON);
+    int64_t t0 = ep_time_mono_ns();
+
+    for (long long i = 0; i < n; i++) {
+        ep_event_t *ev;
+        if (ep__event_parser_parse_ref(p, EVENT_JSON, len, &ev, NULL) != 0) {
+            abort();
+        }
+        ep_event_destroy(ev);
+    }
+    ep_event_parser_destroy(p);
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
 static ep_event_t *sample_event(void)
 {
     ep_event_t *ev;
@@ -373,6 +391,7 @@ int main(int argc, char **argv)
     report("pool no-op, events premade (1 worker)", pool_only_1, N(2000000));
     report("pool no-op, events premade (2 workers)", pool_only_2, N(2000000));
     report("parse event (JSON)", parse_event, N(500000));
+    report("parse event (JSON, yajl reference)", parse_event_yajl, N(500000));
     report("pb encode", pb_encode, N(2000000));
     report("pb decode", pb_decode, N(1000000));
     report("analytics add (batch 64)", analytics_add, N(2000000));

@@ -118,8 +118,20 @@ void ep_buf_put_json_str(ep_buf_t *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     size_t i, start = 0;
 
+    unsigned plain = 1;
+
     ep_buf_reserve(b, n + 2);
     ep_buf_putc(b, '"');
+    /* Most text needs no escape: one branch-free pass, then a single copy. */
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        plain &= (unsigned)(c >= 0x20) & (unsigned)(c != '"') & (unsigned)(c != '\\');
+    }
+    if (plain) {
+        ep_buf_append(b, s, n);
+        ep_buf_putc(b, '"');
+        return;
+    }
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;

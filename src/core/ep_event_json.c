@@ -1,10 +1,18 @@
 /*
- * JSON -> event. yajl 2 in callback (SAX) mode fills a per-parser draft; the
- * only heap allocation per successful parse is the event block itself:
- *   - yajl's own handle, lexer and stacks come from a per-parser arena that is
- *     reset (not freed) between parses;
+ * JSON -> event. A tokenizer of our own (RFC 8259, strict) walks the input once
+ * and calls the same handlers a SAX parser would (on_open, on_key, on_value,
+ * on_close), which fill a per-parser draft; the only heap allocation per
+ * successful parse is the event block itself:
+ *   - strings without escapes are handed over as slices of the input; escaped
+ *     ones are decoded into a reusable buffer;
  *   - string values are copied into one reusable buffer and referred to by
  *     offset until the event is built.
+ * The tokenizer checks UTF-8 as it scans (an invalid byte or an unpaired \u
+ * surrogate is a syntax error with its byte offset). yajl drives the same
+ * handlers in ep__event_parser_parse_ref, the reference the differential tests
+ * and the fuzz target compare against (it was the parser until the tokenizer
+ * replaced it for speed: yajl's handle, lexer and per-parse set-up cost more
+ * than the rest of the parse for a typical event).
  *
  * Decisions the contract in ep_event.h leaves open:
  *   - null as a value means "absent": a null known field is ignored (so a null
@@ -29,6 +37,10 @@
 #include "ep_time.h"
 
 #include <yajl/yajl_parse.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -261,15 +273,20 @@ typedef struct draft_kv_s {
 
 struct ep_event_parser_s {
     ep_event_limits_t lim;
-    arena_t arena;
+    arena_t arena;   /* yajl's memory, reference driver only */
     ep_buf_t strs;   /* every copied string, each NUL-terminated */
+    ep_buf_t esc;    /* the decoded form of the string being handled, when it has escapes */
+    uint8_t *stk;    /* tokenizer: open containers, 1 = object; lim.max_depth + 1 entries */
     draft_kv_t *kv;  /* metadata draft, capacity lim.max_meta_keys */
     ep_kv_t *meta;   /* the same, as pointers, for ep_event_create */
     uint32_t kv_cap; /* entries allocated in kv and meta */
     ep_parse_err_t *err;
+    const char *in, *in_end; /* the input of the parse under way */
 
     /* Per-parse state, cleared by reset_draft(). */
     int code;         /* first error (EP_EPARSE beats EP_EVALIDATE) */
+    bool utf8_done;   /* strings reach the handlers already checked as UTF-8 ... */
+    bool str_nul;     /* ... and this string may hold a NUL only when set */
     uint32_t depth;   /* containers open; inside the root object = 1 */
     bool root_seen;   /* the root value has started */
     field_t cur;      /* top-level field whose value comes next */
@@ -345,15 +362,31 @@ static int fail(ep_event_parser_t *p, int code, const char *prefix, const char *
     return code == EP_EPARSE ? 0 : 1;
 }
 
+/* Spans with this bit in off are slices of the input being parsed, not copies. */
+#define SPAN_IN UINT32_C(0x80000000)
+
 static const char *str_at(const ep_event_parser_t *p, span_t s)
 {
+    if (s.off & SPAN_IN) {
+        return p->in + (s.off & ~SPAN_IN);
+    }
     return p->strs.data + s.off;
 }
 
-/* Appends a copy of s (plus NUL) to the string buffer. */
+/*
+ * Keeps s[0..n) for the event: a slice of the input is referred to where it is
+ * (the input outlives the parse); anything else is appended, with a NUL, to the
+ * string buffer. Either way the span's text is not NUL-terminated for sure.
+ */
 static span_t keep(ep_event_parser_t *p, const void *s, size_t n)
 {
     span_t sp;
+
+    if ((const char *)s >= p->in && (const char *)s < p->in_end) {
+        sp.off = SPAN_IN | (uint32_t)((const char *)s - p->in);
+        sp.len = (uint32_t)n;
+        return sp;
+    }
 
     sp.off = (uint32_t)p->strs.len;
     sp.len = (uint32_t)n;
@@ -423,11 +456,11 @@ static const char *kind_name(vkind_t k)
 /* Checks a decoded string: valid UTF-8 (else EP_EPARSE) and, when no_nul, no NUL bytes. */
 static int check_text(ep_event_parser_t *p, const char *s, size_t n, bool no_nul)
 {
-    if (!ep__event_utf8_valid(s, n)) {
+    if (!p->utf8_done && !ep__event_utf8_valid(s, n)) {
         fail_here(p, EP_EPARSE, "invalid UTF-8 in string (or an unpaired \\u surrogate escape)");
         return -1;
     }
-    if (no_nul && memchr(s, '\0', n) != NULL) {
+    if (no_nul && (!p->utf8_done || p->str_nul) && memchr(s, '\0', n) != NULL) {
         fail_here(p, EP_EVALIDATE, "must not contain NUL characters");
         return -1;
     }
@@ -760,6 +793,47 @@ static int on_close(void *ctx)
     return 1;
 }
 
+/* The known top-level field named k[0..n), or F_OTHER. */
+static field_t known_field(const char *k, size_t n)
+{
+    field_t a = F_OTHER, b = F_OTHER;
+
+    switch (n) {
+    case 2:
+        a = F_ID;
+        break;
+    case 4:
+        a = F_DATA;
+        break;
+    case 6:
+        a = F_SOURCE;
+        break;
+    case 7:
+        a = F_PAYLOAD;
+        b = F_USER_ID;
+        break;
+    case 8:
+        a = F_METADATA;
+        break;
+    case 9:
+        a = F_TIMESTAMP;
+        break;
+    case 10:
+        a = F_EVENT_TYPE;
+        b = F_PROPERTIES;
+        break;
+    default:
+        return F_OTHER;
+    }
+    if (memcmp(field_names[a], k, n) == 0) {
+        return a;
+    }
+    if (b != F_OTHER && memcmp(field_names[b], k, n) == 0) {
+        return b;
+    }
+    return F_OTHER;
+}
+
 static int on_key(void *ctx, const unsigned char *s, size_t n)
 {
     ep_event_parser_t *p = ctx;
@@ -770,13 +844,7 @@ static int on_key(void *ctx, const unsigned char *s, size_t n)
         return 1;
     }
     if (p->depth == 1) {
-        p->cur = F_OTHER;
-        for (int f = 0; f < F_OTHER; f++) {
-            if (field_lens[f] == n && memcmp(field_names[f], k, n) == 0) {
-                p->cur = (field_t)f;
-                break;
-            }
-        }
+        p->cur = known_field(k, n);
         if (p->cur != F_OTHER) {
             if (p->seen & (1u << p->cur)) {
                 return fail(p, EP_EVALIDATE, NULL, k, n, "appears more than once");
@@ -785,7 +853,7 @@ static int on_key(void *ctx, const unsigned char *s, size_t n)
             return 1;
         }
     }
-    if (!ep__event_utf8_valid(k, n)) {
+    if (!p->utf8_done && !ep__event_utf8_valid(k, n)) {
         return fail(p, EP_EPARSE, prefix, NULL, 0,
                     "invalid UTF-8 in key (or an unpaired \\u surrogate escape)");
     }
@@ -796,7 +864,7 @@ static int on_key(void *ctx, const unsigned char *s, size_t n)
         return fail(p, EP_EVALIDATE, prefix, k, n, "key is longer than %u bytes",
                     p->lim.max_key_len);
     }
-    if (memchr(k, '\0', n) != NULL) {
+    if ((!p->utf8_done || p->str_nul) && memchr(k, '\0', n) != NULL) {
         return fail(p, EP_EVALIDATE, prefix, k, n, "key must not contain NUL characters");
     }
     p->key = keep(p, k, n);
@@ -814,6 +882,459 @@ static const yajl_callbacks callbacks = {
     .yajl_start_array = on_start_array,
     .yajl_end_array = on_close,
 };
+
+/* ------------------------------------------------------------------ tokenizer */
+
+/*
+ * RFC 8259 without extensions: no comments, no trailing commas, whitespace is
+ * space, tab, CR and LF only, strings are UTF-8 without raw control
+ * characters, \u escapes must pair surrogates. A value's handler runs as soon as
+ * the value is complete; a handler returning 0 stops the walk (its error is
+ * already recorded). A syntax error replaces any validation error.
+ */
+
+typedef struct lex_s {
+    const unsigned char *start, *p, *end;
+} lex_t;
+
+/* Records a syntax error at byte offset at; returns 0 so callers can `return syntax(...)`. */
+static int syntax(ep_event_parser_t *p, const lex_t *lx, const unsigned char *at, const char *why)
+{
+    size_t off = (size_t)(at - lx->start);
+
+    p->code = 0; /* a syntax error replaces any validation error */
+    if (at >= lx->end) {
+        fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: premature end of input",
+             off);
+    } else {
+        fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: %s", off, why);
+    }
+    return 0;
+}
+
+static const unsigned char *skip_ws(const unsigned char *q, const unsigned char *end)
+{
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+        q++;
+    }
+    return q;
+}
+
+/* Length of the well-formed UTF-8 sequence (2-4 bytes) starting at q, or 0. */
+static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
+{
+    unsigned c = q[0], lo = 0x80, hi = 0xBF;
+    size_t k;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 2;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 3;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - q) <= k || q[1] < lo || q[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i <= k; i++) {
+        if ((q[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    return k + 1;
+}
+
+static int hex4(const unsigned char *q, const unsigned char *end, unsigned *out)
+{
+    unsigned v = 0;
+
+    if (end - q < 4) {
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        unsigned c = q[i];
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
+        } else {
+            return -1;
+        }
+        v = v << 4 | c;
+    }
+    *out = v;
+    return 0;
+}
+
+static void put_utf8(ep_buf_t *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | cp >> 6);
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12);
+        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        u[0] = (char)(0xF0 | cp >> 18);
+        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+        u[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    ep_buf_append(b, u, n);
+}
+
+/*
+ * Offset of the first byte in q[0..16) that a string scan must look at ('"',
+ * '\\', below 0x20, 0x80 and above), or 16 when there is none. Needs 16
+ * readable bytes.
+ */
+static inline unsigned str_special16(const unsigned char *q)
+{
+#if defined(__SSE2__)
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+    /* Signed compare: bytes from 0x80 are negative, so "< 0x20" catches them too. */
+    __m128i m = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+        _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+    unsigned bits = (unsigned)_mm_movemask_epi8(m);
+
+    return bits ? (unsigned)__builtin_ctz(bits) : 16u;
+#else
+    for (unsigned i = 0; i < 16; i++) {
+        if (q[i] == '"' || q[i] == '\\' || q[i] < 0x20 || q[i] >= 0x80) {
+            return i;
+        }
+    }
+    return 16u;
+#endif
+}
+
+/*
+ * Scans the string whose opening quote is at lx->p. On success returns 1 with
+ * *s, *n the decoded text (a slice of the input when there are no escapes, else
+ * p->esc) and lx->p after the closing quote; on a syntax error returns 0.
+ */
+static int lex_string(ep_event_parser_t *p, lex_t *lx, const char **s, size_t *n)
+{
+    const unsigned char *q = lx->p + 1, *end = lx->end, *from = q;
+
+    p->str_nul = false;
+    for (;;) {
+        /* Sixteen plain ASCII bytes at a time, straight to the first other one. */
+        while (end - q >= 16) {
+            unsigned k = str_special16(q);
+            q += k;
+            if (k < 16) {
+                break;
+            }
+        }
+        if (q >= end) {
+            return syntax(p, lx, end, "");
+        }
+        if (*q == '"') {
+            *s = (const char *)from;
+            *n = (size_t)(q - from);
+            lx->p = q + 1;
+            return 1;
+        }
+        if (*q == '\\') {
+            break;
+        }
+        if (*q < 0x20) {
+            return syntax(p, lx, q, "control character inside a string (escape it)");
+        }
+        if (*q >= 0x80) {
+            size_t k = utf8_seq(q, end);
+            if (k == 0) {
+                return syntax(p, lx, q, "invalid UTF-8 in string");
+            }
+            q += k;
+        } else {
+            q++;
+        }
+    }
+
+    /* Escapes: decode into p->esc. */
+    ep_buf_reset(&p->esc);
+    ep_buf_append(&p->esc, from, (size_t)(q - from));
+    while (q < end && *q != '"') {
+        unsigned cp, lo;
+        const unsigned char *at = q;
+
+        if (*q < 0x20) {
+            return syntax(p, lx, q, "control character inside a string (escape it)");
+        }
+        if (*q >= 0x80) {
+            size_t k = utf8_seq(q, end);
+            if (k == 0) {
+                return syntax(p, lx, q, "invalid UTF-8 in string");
+            }
+            ep_buf_append(&p->esc, q, k);
+            q += k;
+            continue;
+        }
+        if (*q != '\\') {
+            ep_buf_putc(&p->esc, (char)*q++);
+            continue;
+        }
+        if (++q >= end) {
+            break;
+        }
+        switch (*q++) {
+        case '"':
+            ep_buf_putc(&p->esc, '"');
+            break;
+        case '\\':
+            ep_buf_putc(&p->esc, '\\');
+            break;
+        case '/':
+            ep_buf_putc(&p->esc, '/');
+            break;
+        case 'b':
+            ep_buf_putc(&p->esc, '\b');
+            break;
+        case 'f':
+            ep_buf_putc(&p->esc, '\f');
+            break;
+        case 'n':
+            ep_buf_putc(&p->esc, '\n');
+            break;
+        case 'r':
+            ep_buf_putc(&p->esc, '\r');
+            break;
+        case 't':
+            ep_buf_putc(&p->esc, '\t');
+            break;
+        case 'u':
+            if (hex4(q, end, &cp) != 0) {
+                return syntax(p, lx, at, "invalid \\u escape (four hex digits expected)");
+            }
+            q += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
+            }
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || hex4(q + 2, end, &lo) != 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF) {
+                    return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
+                }
+                q += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            put_utf8(&p->esc, cp);
+            p->str_nul |= cp == 0;
+            break;
+        default:
+            return syntax(p, lx, at, "invalid escape in string");
+        }
+    }
+    if (q >= end) {
+        return syntax(p, lx, end, "");
+    }
+    *s = p->esc.data;
+    *n = p->esc.len;
+    lx->p = q + 1;
+    return 1;
+}
+
+/* Scans a number at lx->p (the grammar of RFC 8259); 0 on a syntax error. */
+static int lex_number(ep_event_parser_t *p, lex_t *lx)
+{
+    const unsigned char *q = lx->p, *end = lx->end;
+
+#define DIGIT(c) ((unsigned)((c) - '0') < 10u)
+    if (*q == '-') {
+        q++;
+    }
+    if (q < end && *q == '0') {
+        q++;
+    } else if (q < end && DIGIT(*q)) {
+        while (q < end && DIGIT(*q)) {
+            q++;
+        }
+    } else {
+        return syntax(p, lx, q, "invalid number (a digit expected)");
+    }
+    if (q < end && *q == '.') {
+        q++;
+        if (q >= end || !DIGIT(*q)) {
+            return syntax(p, lx, q, "invalid number (a digit expected after '.')");
+        }
+        while (q < end && DIGIT(*q)) {
+            q++;
+        }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) {
+            q++;
+        }
+        if (q >= end || !DIGIT(*q)) {
+            return syntax(p, lx, q, "invalid number (a digit expected in the exponent)");
+        }
+        while (q < end && DIGIT(*q)) {
+            q++;
+        }
+    }
+#undef DIGIT
+    {
+        const unsigned char *s = lx->p;
+        lx->p = q;
+        return on_value(p, V_NUMBER, (const char *)s, (size_t)(q - s));
+    }
+}
+
+static int lex_literal(ep_event_parser_t *p, lex_t *lx)
+{
+    static const struct {
+        const char *text;
+        size_t len;
+        vkind_t kind;
+    } lits[] = {{"true", 4, V_BOOL}, {"false", 5, V_BOOL}, {"null", 4, V_NULL}};
+
+    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
+        if ((size_t)(lx->end - lx->p) >= lits[i].len &&
+            memcmp(lx->p, lits[i].text, lits[i].len) == 0) {
+            lx->p += lits[i].len;
+            return on_value(p, lits[i].kind, lits[i].kind == V_NULL ? "" : lits[i].text,
+                            lits[i].kind == V_NULL ? 0 : lits[i].len);
+        }
+    }
+    return syntax(p, lx, lx->p,
+                  "invalid value (expected a string, number, object, array, "
+                  "true, false or null)");
+}
+
+/* Walks the whole input; errors land in p->code and *p->err. */
+static void run_lexer(ep_event_parser_t *p, const char *json, size_t len)
+{
+    lex_t lx = {(const unsigned char *)json, (const unsigned char *)json,
+                (const unsigned char *)json + len};
+    const char *s;
+    size_t n, sp = 0;
+
+    lx.p = skip_ws(lx.p, lx.end);
+    if (lx.p == lx.end) {
+        return; /* no value: reported by the caller */
+    }
+
+value:
+    if (lx.p >= lx.end) {
+        syntax(p, &lx, lx.p, "");
+        return;
+    }
+    switch (*lx.p) {
+    case '{':
+    case '[': {
+        bool is_map = *lx.p == '{';
+        if (!on_open(p, is_map)) {
+            return;
+        }
+        if (sp > p->lim.max_depth) {
+            syntax(p, &lx, lx.p, "nested too deep"); /* on_open stops first; a guard */
+            return;
+        }
+        p->stk[sp++] = is_map;
+        lx.p = skip_ws(lx.p + 1, lx.end);
+        if (lx.p < lx.end && *lx.p == (is_map ? '}' : ']')) {
+            lx.p++;
+            sp--;
+            on_close(p);
+            goto after;
+        }
+        if (is_map) {
+            goto key;
+        }
+        goto value;
+    }
+    case '"':
+        if (!lex_string(p, &lx, &s, &n) || !on_value(p, V_STRING, s, n)) {
+            return;
+        }
+        goto after;
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        if (!lex_number(p, &lx)) {
+            return;
+        }
+        goto after;
+    default:
+        if (!lex_literal(p, &lx)) {
+            return;
+        }
+        goto after;
+    }
+
+key:
+    if (lx.p >= lx.end || *lx.p != '"') {
+        syntax(p, &lx, lx.p, "object key expected (a string in double quotes)");
+        return;
+    }
+    if (!lex_string(p, &lx, &s, &n) || !on_key(p, (const unsigned char *)s, n)) {
+        return;
+    }
+    lx.p = skip_ws(lx.p, lx.end);
+    if (lx.p >= lx.end || *lx.p != ':') {
+        syntax(p, &lx, lx.p, "':' expected after an object key");
+        return;
+    }
+    lx.p = skip_ws(lx.p + 1, lx.end);
+    goto value;
+
+after:
+    lx.p = skip_ws(lx.p, lx.end);
+    if (sp == 0) {
+        if (lx.p < lx.end) {
+            syntax(p, &lx, lx.p, "trailing garbage after the JSON value");
+        }
+        return;
+    }
+    if (lx.p >= lx.end) {
+        syntax(p, &lx, lx.p, "");
+        return;
+    }
+    if (*lx.p == ',') {
+        lx.p = skip_ws(lx.p + 1, lx.end);
+        if (p->stk[sp - 1]) {
+            goto key;
+        }
+        goto value;
+    }
+    if (*lx.p == (p->stk[sp - 1] ? '}' : ']')) {
+        lx.p++;
+        sp--;
+        on_close(p);
+        goto after;
+    }
+    syntax(p, &lx, lx.p,
+           p->stk[sp - 1] ? "',' or '}' expected after an object member"
+                          : "',' or ']' expected after an array element");
+}
 
 /* ------------------------------------------------------------------ driver */
 
@@ -840,38 +1361,51 @@ static void syntax_error(ep_event_parser_t *p, yajl_handle h, const char *json, 
     }
 }
 
+/* A field's text as (pointer, length); empty when the field is absent. */
+static ep_str_t field_str(const ep_event_parser_t *p, field_t f)
+{
+    ep_str_t r = {"", 0};
+
+    if (p->present & (1u << f)) {
+        r.p = str_at(p, p->val[f]);
+        r.len = p->val[f].len;
+    }
+    return r;
+}
+
 /* Checks the requirements that need the whole object and builds the event. */
 static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_event_t **out)
 {
-    const span_t *v = p->val;
-    const char *data = NULL, *source, *event_type;
-    size_t data_len = 0;
-    int has_type;
+    ep_str_t id = field_str(p, F_ID), source = field_str(p, F_SOURCE),
+             event_type = field_str(p, F_EVENT_TYPE), user_id = field_str(p, F_USER_ID),
+             data = {"", 0};
 
     if (!(p->present & (1u << F_SOURCE)) && !(opts && opts->default_source)) {
         return fail(p, EP_EVALIDATE, NULL, "source", 6, "is required");
     }
-    if ((p->present & (1u << F_SOURCE)) && v[F_SOURCE].len == 0) {
+    if ((p->present & (1u << F_SOURCE)) && source.len == 0) {
         return fail(p, EP_EVALIDATE, NULL, "source", 6, "must not be empty");
     }
-    if (opts && opts->event_type && (p->present & (1u << F_EVENT_TYPE)) &&
-        strcmp(str_at(p, v[F_EVENT_TYPE]), opts->event_type) != 0) {
-        return fail(p, EP_EVALIDATE, NULL, "event_type", 10,
-                    "is set by this route; leave it out or use the route's type");
+    if (opts && opts->event_type) {
+        size_t n = strlen(opts->event_type);
+        if ((p->present & (1u << F_EVENT_TYPE)) &&
+            (event_type.len != n || memcmp(event_type.p, opts->event_type, n) != 0)) {
+            return fail(p, EP_EVALIDATE, NULL, "event_type", 10,
+                        "is set by this route; leave it out or use the route's type");
+        }
+        event_type.p = opts->event_type;
+        event_type.len = n;
     }
-    source = (p->present & (1u << F_SOURCE)) ? str_at(p, v[F_SOURCE]) : opts->default_source;
-    event_type = (opts && opts->event_type)
-                     ? opts->event_type
-                     : ((p->present & (1u << F_EVENT_TYPE)) ? str_at(p, v[F_EVENT_TYPE]) : NULL);
-    has_type = event_type != NULL && event_type[0] != '\0';
+    if (!(p->present & (1u << F_SOURCE))) {
+        source.p = opts->default_source;
+        source.len = strlen(source.p);
+    }
     if (p->present & (1u << F_DATA)) {
-        data = str_at(p, v[F_DATA]);
-        data_len = v[F_DATA].len;
+        data = field_str(p, F_DATA);
     } else if (p->present & (1u << F_PAYLOAD)) {
-        data = str_at(p, v[F_PAYLOAD]);
-        data_len = v[F_PAYLOAD].len;
+        data = field_str(p, F_PAYLOAD);
     }
-    if (data_len == 0 && !has_type) {
+    if (data.len == 0 && event_type.len == 0) {
         return fail(p, EP_EVALIDATE, NULL, "data", 4,
                     "is required: one of data, payload or event_type must be non-empty");
     }
@@ -882,10 +1416,8 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
         p->meta[i].val.len = p->kv[i].val.len;
         p->meta[i].type = p->kv[i].type;
     }
-#define OPT(f) ((p->present & (1u << (f))) ? str_at(p, v[f]) : NULL)
-    *out = ep_event_create(OPT(F_ID), source, event_type, OPT(F_USER_ID), data, data_len, p->meta,
-                           p->n_kv, p->ts_ms);
-#undef OPT
+    *out = ep_event_create_n(&id, &source, &event_type, &user_id, data.p, data.len, p->meta,
+                             p->n_kv, p->ts_ms);
     return 0;
 }
 
@@ -927,7 +1459,8 @@ ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
     }
     p->lim = lim ? *lim : defaults;
     ep_buf_init(&p->strs);
-    arena_reset(&p->arena);
+    ep_buf_init(&p->esc);
+    p->stk = ep_malloc((size_t)p->lim.max_depth + 1);
     return p;
 }
 
@@ -942,19 +1475,27 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
     return ep_event_parser_parse_opts(p, json, len, NULL, out, err);
 }
 
-/* ep_event_parser_parse with route defaults (see ep_event.h). */
-int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t len,
-                               const ep_event_parse_opts_t *opts, ep_event_t **out,
-                               ep_parse_err_t *err)
+static int parse_with(ep_event_parser_t *p, bool ref, const char *json, size_t len,
+                      const ep_event_parse_opts_t *opts, ep_event_t **out, ep_parse_err_t *err)
 {
     ep_parse_err_t scratch;
     int rc;
 
     *out = NULL;
     p->err = err ? err : &scratch;
-    memset(p->err, 0, sizeof(*p->err));
+    p->err->msg[0] = '\0';
+    p->err->field[0] = '\0';
     reset_draft(p);
-    arena_reset(&p->arena);
+    p->in = json;
+    p->in_end = json + len;
+    p->utf8_done = !ref;
+    if (ref) {
+        arena_reset(&p->arena);
+    }
+    /* Decoded escapes of one huge string are not kept around either. */
+    if (p->esc.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
+        ep_buf_close(&p->esc);
+    }
     /* A body of one huge string is not kept around for the next parse. */
     if (p->strs.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
         ep_buf_close(&p->strs);
@@ -965,8 +1506,10 @@ int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t le
         fail(p, EP_EPARSE, NULL, NULL, 0, "empty body");
     } else if (len > UINT32_MAX / 2) {
         fail(p, EP_EVALIDATE, NULL, NULL, 0, "body is larger than 2 GiB");
-    } else {
+    } else if (ref) {
         run_yajl(p, json, len);
+    } else {
+        run_lexer(p, json, len);
     }
     if (p->code == 0 && !p->root_seen) {
         fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: no value", len);
@@ -979,6 +1522,21 @@ int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t le
     return rc;
 }
 
+/* ep_event_parser_parse with route defaults (see ep_event.h). */
+int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t len,
+                               const ep_event_parse_opts_t *opts, ep_event_t **out,
+                               ep_parse_err_t *err)
+{
+    return parse_with(p, false, json, len, opts, out, err);
+}
+
+/* The same parse driven by yajl: the reference for the differential tests (ep_event.h). */
+int ep__event_parser_parse_ref(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
+                               ep_parse_err_t *err)
+{
+    return parse_with(p, true, json, len, NULL, out, err);
+}
+
 /* Frees the parser and its buffers. Accepts NULL. */
 void ep_event_parser_destroy(ep_event_parser_t *p)
 {
@@ -987,6 +1545,8 @@ void ep_event_parser_destroy(ep_event_parser_t *p)
     }
     arena_close(&p->arena);
     ep_buf_close(&p->strs);
+    ep_buf_close(&p->esc);
+    ep_free(p->stk);
     ep_free(p->kv);
     ep_free(p->meta);
     ep_free(p);

@@ -633,28 +633,30 @@ static void split_lines(const char *s, size_t n, slice_t **out, size_t *count, s
     uint32_t line = 1;
     slice_t *v = ep_malloc(cap * sizeof(*v));
 
-    for (size_t i = 0; i <= n && k <= max_items; i++) {
-        if (i == n || s[i] == '\n') {
-            size_t a = start, b = i;
-            while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r')) {
-                a++;
-            }
-            while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r')) {
-                b--;
-            }
-            if (b > a) {
-                if (k == cap) {
-                    cap *= 2;
-                    v = ep_realloc(v, cap * sizeof(*v));
-                }
-                v[k].p = s + a;
-                v[k].len = b - a;
-                v[k].line = line;
-                k++;
-            }
-            start = i + 1;
-            line++;
+    while (start <= n && k <= max_items) {
+        /* memchr finds the line end a vector at a time. */
+        const char *nl = start < n ? memchr(s + start, '\n', n - start) : NULL;
+        size_t i = nl ? (size_t)(nl - s) : n;
+        size_t a = start, b = i;
+
+        while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r')) {
+            a++;
         }
+        while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r')) {
+            b--;
+        }
+        if (b > a) {
+            if (k == cap) {
+                cap *= 2;
+                v = ep_realloc(v, cap * sizeof(*v));
+            }
+            v[k].p = s + a;
+            v[k].len = b - a;
+            v[k].line = line;
+            k++;
+        }
+        start = i + 1;
+        line++;
     }
     *out = v;
     *count = k;

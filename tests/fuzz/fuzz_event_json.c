@@ -2,13 +2,15 @@
  * Fuzz target: arbitrary bytes -> ep_event_parser_parse. A rejected input must
  * come back as EP_EPARSE or EP_EVALIDATE with a usable message; an accepted one
  * must be a well-formed event that survives ep_event_to_json + re-parse, the
- * protobuf codec (single and batch) and ep_event_clone unchanged. Any broken
- * invariant aborts.
+ * protobuf codec (single and batch) and ep_event_clone unchanged. Every input
+ * is also parsed by the yajl-driven reference and the results compared
+ * (event_json_diff.h). Any broken invariant aborts.
  */
 #include "ep_buf.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
+#include "event_json_diff.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -191,14 +193,16 @@ static void round_trips(ep_event_parser_t *p, ep_event_t *ev)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static ep_event_parser_t *p;
+    static ep_event_parser_t *p, *ref;
     ep_event_t *ev = NULL;
     ep_parse_err_t err;
     int rc;
 
     if (p == NULL) {
         p = ep_event_parser_create(&limits);
+        ref = ep_event_parser_create(&limits);
     }
+    ep_event_json_diff(p, ref, (const char *)data, size);
     memset(&err, 0x5a, sizeof(err));
     rc = ep_event_parser_parse(p, (const char *)data, size, &ev, &err);
     if (rc != 0) {

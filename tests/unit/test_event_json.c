@@ -1,12 +1,14 @@
 /*
  * Tests for src/core/ep_event_json.c: accepted shapes, rejected inputs with
- * their error code and field, limits, and parser reuse.
+ * their error code and field, limits, parser reuse, the tokenizer's grammar
+ * edges, and a differential run against the yajl-driven reference.
  */
 #include "ep_buf.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
 #include "ep_test.h"
+#include "../fuzz/event_json_diff.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -247,7 +249,7 @@ static const reject_t rejects[] = {
     {"whitespace only", "  \n\t ", 0, EP_EPARSE, "", "malformed JSON"},
     {"truncated", "{\"source\":\"s\",\"data\":\"x", 0, EP_EPARSE, "", "malformed JSON at byte"},
     {"truncated after colon", "{\"source\":", 0, EP_EPARSE, "", "malformed JSON"},
-    {"bad key", "{source:\"s\"}", 0, EP_EPARSE, "", "invalid char"},
+    {"bad key", "{source:\"s\"}", 0, EP_EPARSE, "", "key expected"},
     {"array", "[]", 0, EP_EVALIDATE, "", "expected a JSON object"},
     {"array of objects", "[{\"source\":\"s\",\"data\":\"x\"}]", 0, EP_EVALIDATE, "",
      "expected a JSON object"},
@@ -297,9 +299,9 @@ static const reject_t rejects[] = {
     {"unknown top-level array", OK_PREFIX "\"tags\":[]}", 0, EP_EVALIDATE, "tags", NULL},
     {"invalid UTF-8 in value", "{\"source\":\"s\xff\",\"data\":\"x\"}", 0, EP_EPARSE, "", NULL},
     {"invalid UTF-8 in key", OK_PREFIX "\"k\xc3\":1}", 0, EP_EPARSE, "", NULL},
-    {"overlong UTF-8", "{\"source\":\"\xc0\xaf\",\"data\":\"x\"}", 0, EP_EPARSE, "source", "UTF-8"},
-    {"lone surrogate escape", "{\"source\":\"\\udc00\",\"data\":\"x\"}", 0, EP_EPARSE, "source",
-     "UTF-8"},
+    {"overlong UTF-8", "{\"source\":\"\xc0\xaf\",\"data\":\"x\"}", 0, EP_EPARSE, "", "UTF-8"},
+    {"lone surrogate escape", "{\"source\":\"\\udc00\",\"data\":\"x\"}", 0, EP_EPARSE, "",
+     "surrogate"},
     {"NUL in source", "{\"source\":\"a\\u0000b\",\"data\":\"x\"}", 0, EP_EVALIDATE, "source",
      "NUL"},
     {"NUL in metadata key", OK_PREFIX "\"metadata\":{\"a\\u0000\":1}}", 0, EP_EVALIDATE,
@@ -627,7 +629,208 @@ static void test_utf8_valid_offsets(void)
     EP_ASSERT_EQ(ep__event_utf8_valid(buf, 0), 1);
 }
 
+/* ------------------------------------------------------------------ tokenizer */
+
+/* The RFC 8259 grammar at its edges: each input is data's value in an otherwise good event. */
+static void test_tokenizer_values(void)
+{
+    static const struct {
+        const char *meta_value; /* JSON text of metadata "v" */
+        int ok;
+        const char *want; /* the kept text when ok */
+    } cases[] = {
+        {"0", 1, "0"},
+        {"-0", 1, "-0"},
+        {"-12.5e+3", 1, "-12.5e+3"},
+        {"1E9", 1, "1E9"},
+        {"1e-0", 1, "1e-0"},
+        {"01", 0, NULL},
+        {"1.", 0, NULL},
+        {".5", 0, NULL},
+        {"-", 0, NULL},
+        {"+1", 0, NULL},
+        {"1e", 0, NULL},
+        {"1e+", 0, NULL},
+        {"0x10", 0, NULL},
+        {"true", 1, "true"},
+        {"false", 1, "false"},
+        {"tru", 0, NULL},
+        {"True", 0, NULL},
+        {"nul", 0, NULL},
+        {"\"\\u00e9\\u20AC\"", 1, "\xc3\xa9\xe2\x82\xac"},
+        {"\"\\ud83d\\ude00\"", 1, "\xf0\x9f\x98\x80"}, /* surrogate pair */
+        {"\"\\ud83d\"", 0, NULL},                      /* high alone */
+        {"\"\\ud83dx\"", 0, NULL},
+        {"\"\\ud83d\\u0041\"", 0, NULL}, /* high + not a low */
+        {"\"\\ude00\"", 0, NULL},        /* low alone */
+        {"\"\\u12\"", 0, NULL},
+        {"\"\\u12G4\"", 0, NULL},
+        {"\"\\x41\"", 0, NULL},
+        {"\"\\b\\f\\n\\r\\t\\/\\\\\\\"\"", 1, "\b\f\n\r\t/\\\""},
+        {"\"tab\there\"", 0, NULL}, /* raw control character */
+        {"\"\x7f\"", 1, "\x7f"},    /* DEL is not a control character in JSON */
+        {"\"\xe2\x82\"", 0, NULL},  /* cut UTF-8 */
+        {"\"\xf4\x90\x80\x80\"", 0, NULL},
+        {"\"0123456789abcdef0123456789abcdef\xc3\xa9\"", 1,
+         "0123456789abcdef0123456789abcdef\xc3\xa9"},
+    };
+    ep_buf_t b = EP_BUF_INIT;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ep_event_t *ev = NULL;
+        ep_parse_err_t err;
+        int rc;
+
+        ep_buf_reset(&b);
+        ep_buf_printf(&b, OK_PREFIX "\"metadata\":{\"v\":%s}}", cases[i].meta_value);
+        rc = ep_event_parse_json(b.data, b.len, NULL, &ev, &err);
+        if (cases[i].ok) {
+            if (rc != 0) {
+                EP__FAIL("case %zu (%s): %s %s", i, cases[i].meta_value, ep_err_name(rc), err.msg);
+            }
+            EP_ASSERT_EQ(ev->n_meta, 1);
+            EP_ASSERT_EQ(ev->meta[0].val.len, strlen(cases[i].want));
+            EP_ASSERT(memcmp(ev->meta[0].val.p, cases[i].want, strlen(cases[i].want)) == 0);
+            ep_event_destroy(ev);
+        } else {
+            if (rc != EP_EPARSE) {
+                EP__FAIL("case %zu (%s): got %s, want EP_EPARSE", i, cases[i].meta_value,
+                         ep_err_name(rc));
+            }
+            EP_ASSERT(strncmp(err.msg, "malformed JSON at byte ", 23) == 0);
+            EP_ASSERT_STR_EQ(err.field, "");
+        }
+    }
+    ep_buf_close(&b);
+}
+
+/* The byte offset in a syntax error points at the offending byte. */
+static void test_tokenizer_offsets(void)
+{
+    static const struct {
+        const char *json;
+        const char *want;
+    } cases[] = {
+        {"{\"source\":\"s\",]", "at byte 14: object key expected"},
+        {"{\"source\" \"s\"}", "at byte 10: ':' expected"},
+        {"{\"source\":\"s\" \"data\"}", "at byte 14: ',' or '}' expected"},
+        {"{\"source\":\"s\",\"data\":\"x\"} x", "at byte 26: trailing garbage"},
+        {"{\"source\":\"s\xff\"}", "at byte 12: invalid UTF-8"},
+        {"{\"source\":\"s", "at byte 12: premature end"},
+        {"{\"a\":[1 2]}", "at byte 8: ',' or ']' expected"},
+        {"\v{}", "at byte 0: invalid value"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ep_event_t *ev = NULL;
+        ep_parse_err_t err;
+
+        EP_ASSERT_EQ(ep_event_parse_json(cases[i].json, strlen(cases[i].json), NULL, &ev, &err),
+                     EP_EPARSE);
+        if (strstr(err.msg, cases[i].want) == NULL) {
+            EP__FAIL("case %zu: \"%s\" does not contain \"%s\"", i, err.msg, cases[i].want);
+        }
+    }
+}
+
+/* Every proper prefix of a good event is a syntax error, never an accepted event. */
+static void test_tokenizer_prefixes(void)
+{
+    const char *json = "{\"id\":\"e\\u00e91\",\"source\":\"s\",\"data\":\"x\",\"timestamp\":"
+                       "1640995200.5,\"metadata\":{\"a\":[],\"b\":true,\"c\":null,\"d\":-1e2}}";
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+
+    for (size_t n = 1; n < strlen(json); n++) {
+        ep_event_t *ev = NULL;
+        ep_parse_err_t err;
+        int rc = ep_event_parser_parse(p, json, n, &ev, &err);
+
+        /* The empty array under metadata is a validation error once it is complete. */
+        EP_ASSERT(rc == EP_EPARSE);
+        EP_ASSERT(ev == NULL);
+    }
+    ep_event_parser_destroy(p);
+}
+
+/* Deterministic xorshift, so a failure reproduces. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15u;
+static uint32_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (uint32_t)(rnd_state >> 11);
+}
+
+/*
+ * The tokenizer against the yajl-driven reference on 200,000 mutations of good
+ * and bad events (byte flips, JSON punctuation inserted, deletions, cuts); the
+ * fuzz target does the same on whatever libFuzzer finds.
+ */
+static void test_differential_mutations(void)
+{
+    static const char *const seeds[] = {
+        "{\"id\":\"event_123\",\"user_id\":\"user_456\",\"event_type\":\"page_view\","
+        "\"properties\":{\"page\":\"/dashboard\",\"duration\":\"45\"},\"timestamp\":1640995200,"
+        "\"source\":\"web-app\"}",
+        "{\"source\":\"sensor-01\",\"data\":\"temperature:23.5\",\"metadata\":{\"location\":"
+        "\"warehouse-A\",\"n\":-1.5e3,\"ok\":true,\"z\":null}}",
+        "{\"source\":\"s\",\"payload\":\"aGVsbG8=\",\"timestamp\":\"2024-01-02T03:04:05.678Z\","
+        "\"extra\":\"\\u00e9\\ud83d\\ude00\\n\",\"user_id\":42}",
+        "{\"source\":\"s\",\"data\":\"x\",\"metadata\":{\"a\":{\"b\":[1,[2,{}]]}}}",
+        "{\"source\":\"\xc3\xa9t\xc3\xa9\",\"event_type\":\"t\",\"data\":\"\",\"tags\":[\"a\"]}",
+    };
+    static const char inserts[] = "{}[],:\"\\ \n\t\v0-1.eE+tfnu\x80\xc3\xff";
+    ep_event_parser_t *tok = ep_event_parser_create(NULL), *ref = ep_event_parser_create(NULL);
+    char buf[512];
+    size_t ok = 0, bad = 0;
+
+    for (int iter = 0; iter < 200000; iter++) {
+        const char *seed = seeds[rnd() % (sizeof(seeds) / sizeof(seeds[0]))];
+        size_t n = strlen(seed);
+        int edits = 1 + (int)(rnd() % 3);
+
+        memcpy(buf, seed, n);
+        for (int e = 0; e < edits && n > 1; e++) {
+            size_t at = rnd() % n;
+            switch (rnd() % 4) {
+            case 0: /* replace a byte */
+                buf[at] = inserts[rnd() % (sizeof(inserts) - 1)];
+                break;
+            case 1: /* insert a byte */
+                if (n < sizeof(buf) - 1) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = inserts[rnd() % (sizeof(inserts) - 1)];
+                    n++;
+                }
+                break;
+            case 2: /* delete a byte */
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+                break;
+            default: /* cut */
+                n = at + 1;
+                break;
+            }
+        }
+        if (ep_event_json_diff(tok, ref, buf, n) == 0) {
+            ok++;
+        } else {
+            bad++;
+        }
+    }
+    /* The mutations reach both sides of the parser. */
+    EP_ASSERT(ok > 1000);
+    EP_ASSERT(bad > 1000);
+    ep_event_parser_destroy(tok);
+    ep_event_parser_destroy(ref);
+}
+
 EP_TEST_LIST = {
+    EP_TEST(test_tokenizer_values),
+    EP_TEST(test_tokenizer_offsets),
+    EP_TEST(test_tokenizer_prefixes),
+    EP_TEST(test_differential_mutations),
     EP_TEST(test_utf8_valid_offsets),
     EP_TEST(test_seed_000_shape),
     EP_TEST(test_generated_id_is_uuid),
