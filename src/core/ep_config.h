@@ -60,7 +60,7 @@ typedef struct ep_config_s {
     int batch_size;         /* PROCESSOR_BATCH (64) */
     char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
     /* http */
-    int http_threads;        /* HTTP_THREADS (2) */
+    int http_threads;        /* HTTP_THREADS (1) */
     int64_t max_body;        /* HTTP_MAX_BODY bytes (1 MiB) */
     int max_header;          /* HTTP_MAX_HEADER bytes (8 KiB) */
     int idle_timeout_s;      /* HTTP_IDLE_TIMEOUT seconds (30) */

@@ -77,7 +77,8 @@ static void diff_fail(const char *why, const char *s, size_t n, int rc, const ep
         unsigned char c = (unsigned char)s[i];
         fprintf(stderr, c >= 0x20 && c < 0x7f && c != '\\' ? "%c" : "\\x%02x", c);
     }
-    fprintf(stderr, "\ntokenizer: %s field=\"%s\" msg=\"%s\"\nyajl:      %s field=\"%s\" msg=\"%s\"\n",
+    fprintf(stderr,
+            "\ntokenizer: %s field=\"%s\" msg=\"%s\"\nyajl:      %s field=\"%s\" msg=\"%s\"\n",
             ep_err_name(rc), rc ? e->field : "", rc ? e->msg : "", ep_err_name(rrc),
             rrc ? re->field : "", rrc ? re->msg : "");
     abort();

@@ -69,7 +69,7 @@ static void test_invalid_values_name_the_variable(void)
     expect_env_error("INGEST_URL", "nope");
     expect_env_error("LOG_FORMAT", "xml");
     expect_env_error("HTTP_MAX_BODY", "1q");
-    expect_env_error("HTTP_THREADS", "1");
+    expect_env_error("HTTP_THREADS", "0");
 }
 
 static void test_flag_errors_and_help(void)

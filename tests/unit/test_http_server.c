@@ -1,10 +1,18 @@
-/* Unit tests of ep_http_server: routing, limits, JSON errors, answers from another thread. */
+/*
+ * Unit tests of ep_http_server: routing, limits, JSON errors, answers from
+ * another thread, draining, and many connections ready at once on one loop.
+ */
 #include "ep_http_server.h"
 #include "ep_test.h"
 #include "ep_time.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 typedef struct {
     long status;
@@ -233,7 +241,124 @@ static void test_quiesce_refuses_new_connections(void)
     }
 }
 
+static void on_slow(void *arg, ep_http_req_t *req)
+{
+    (void)arg;
+    ep_time_sleep_ms(300); /* holds the server's only loop */
+    ep_http_respond(req, 200, "text/plain", "slow", 4);
+}
+
+static int raw_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    EP_ASSERT(fd >= 0);
+    EP_ASSERT_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const char *req)
+{
+    EP_ASSERT_EQ(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+}
+
+/* Reads one small answer ("...\r\n\r\nx", Content-Length 1) into buf; 1 when complete. */
+static int raw_read_some(int fd, ep_buf_t *buf)
+{
+    char tmp[1024];
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+    const char *end;
+
+    EP_ASSERT(n > 0);
+    ep_buf_append(buf, tmp, (size_t)n);
+    end = strstr(buf->data, "\r\n\r\n");
+    return end != NULL && (size_t)(end + 4 - buf->data) + 1 <= buf->len;
+}
+
+/*
+ * 256 keep-alive connections on one loop send their next request while the
+ * loop is held up, so all of them are ready at once when it looks. (libmicrohttpd
+ * 0.9.75's own epoll thread then handled 128 and waited for the idle timeout
+ * before the rest; this test waited about 30 s on it.) All must be answered
+ * long before the 30 s idle timeout.
+ */
+static void test_many_connections_ready_at_once(void)
+{
+    enum { N = 256 };
+    static const char echo[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx";
+    ep_http_server_opts_t o = {.name = "test",
+                               .bind_addr = "127.0.0.1",
+                               .threads = 1,
+                               .max_body = 1024,
+                               .max_header = 2048,
+                               .idle_timeout_s = 30};
+    ep_http_server_t *s;
+    char err[256];
+    int fds[N], slow, answered = 0, done[N] = {0};
+    ep_buf_t bufs[N];
+    int64_t deadline;
+
+    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+    ep_http_server_route(s, EP_HTTP_POST, "/echo", on_echo, NULL);
+    ep_http_server_route(s, EP_HTTP_GET, "/slow", on_slow, NULL);
+    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+
+    /* Every connection accepted and kept alive: one round trip each. */
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(ep_http_server_port(s));
+        ep_buf_init(&bufs[i]);
+        raw_send(fds[i], echo);
+        while (!raw_read_some(fds[i], &bufs[i])) {
+        }
+        EP_ASSERT(strncmp(bufs[i].data, "HTTP/1.1 200", 12) == 0);
+        ep_buf_reset(&bufs[i]);
+    }
+    /* Hold the loop, then make all N ready together. */
+    slow = raw_connect(ep_http_server_port(s));
+    raw_send(slow, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    ep_time_sleep_ms(100);
+    for (int i = 0; i < N; i++) {
+        raw_send(fds[i], echo);
+    }
+    deadline = ep_time_mono_ns() + INT64_C(10000000000);
+    while (answered < N && ep_time_mono_ns() < deadline) {
+        struct pollfd p[N];
+        int np = 0;
+        for (int i = 0; i < N; i++) {
+            if (!done[i]) {
+                p[np].fd = fds[i];
+                p[np].events = POLLIN;
+                p[np++].revents = 0;
+            }
+        }
+        EP_ASSERT(poll(p, (nfds_t)np, 200) >= 0);
+        for (int k = 0; k < np; k++) {
+            if (p[k].revents & POLLIN) {
+                int i = 0;
+                while (fds[i] != p[k].fd) {
+                    i++;
+                }
+                if (raw_read_some(fds[i], &bufs[i])) {
+                    EP_ASSERT(strncmp(bufs[i].data, "HTTP/1.1 200", 12) == 0);
+                    done[i] = 1;
+                    answered++;
+                }
+            }
+        }
+    }
+    EP_ASSERT_EQ(answered, N);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+        ep_buf_close(&bufs[i]);
+    }
+    close(slow);
+    ep_http_server_destroy(s);
+}
+
 EP_TEST_LIST = {
+    EP_TEST(test_many_connections_ready_at_once),
     EP_TEST(test_routes_and_errors),
     EP_TEST(test_limits),
     EP_TEST(test_answer_from_another_thread),
