@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 void ep_buf_init(ep_buf_t *b)
 {
     b->data = NULL;
@@ -122,8 +126,20 @@ void ep_buf_put_json_str(ep_buf_t *b, const char *s, size_t n)
 
     ep_buf_reserve(b, n + 2);
     ep_buf_putc(b, '"');
-    /* Most text needs no escape: one branch-free pass, then a single copy. */
-    for (i = 0; i < n; i++) {
+    /* Most text needs no escape: one check pass (16 bytes a step), then a single copy. */
+    i = 0;
+#if defined(__SSE2__)
+    for (; i + 16 <= n && plain; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                         _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+            /* unsigned x < 0x20 <=> x saturating-minus 0x1f is 0 */
+            _mm_cmpeq_epi8(_mm_subs_epu8(x, _mm_set1_epi8(0x1f)), _mm_setzero_si128()));
+        plain = _mm_movemask_epi8(m) == 0;
+    }
+#endif
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         plain &= (unsigned)(c >= 0x20) & (unsigned)(c != '"') & (unsigned)(c != '\\');
     }

@@ -44,13 +44,22 @@ ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
                               size_t data_len, const ep_kv_t *meta, uint32_t n_meta,
                               int64_t timestamp_ms)
 {
+    /* One clock read for received_us and a generated id. */
+    return ep_event_create_at(id, source, event_type, user_id, data, data_len, meta, n_meta,
+                              timestamp_ms, ep_time_now_us());
+}
+
+ep_event_t *ep_event_create_at(const ep_str_t *id, const ep_str_t *source,
+                               const ep_str_t *event_type, const ep_str_t *user_id,
+                               const void *data, size_t data_len, const ep_kv_t *meta,
+                               uint32_t n_meta, int64_t timestamp_ms, int64_t now_us)
+{
     char gen_id[EP_UUID_STR_LEN + 1];
     const char *id_p = id->p;
     size_t size, id_len = id->len;
     ep_event_t *ev;
     char *cur;
     uint32_t flags = 0;
-    int64_t now_us = ep_time_now_us(); /* one clock read for received_us and a generated id */
 
     if (id_len == 0) {
         ep_id_uuid7_at(gen_id, now_us / 1000);

@@ -108,6 +108,7 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
 typedef struct ep_event_parse_opts_s {
     const char *default_source; /* used when "source" is absent (NULL: source required) */
     const char *event_type;     /* forced type; a different "event_type" in the body is an error */
+    int64_t received_us;        /* receive time (ep_time_now_us) for the event; 0: read the clock */
 } ep_event_parse_opts_t;
 
 /** ep_event_parser_parse with options (NULL opts = none). Same contract otherwise. */
@@ -139,6 +140,15 @@ ep_event_t *ep_event_create_n(const ep_str_t *id, const ep_str_t *source,
                               const ep_str_t *event_type, const ep_str_t *user_id, const void *data,
                               size_t data_len, const ep_kv_t *meta, uint32_t n_meta,
                               int64_t timestamp_ms);
+
+/**
+ * ep_event_create_n with the receive time given (ep_time_now_us units), so that
+ * the events of one request share one clock read.
+ */
+ep_event_t *ep_event_create_at(const ep_str_t *id, const ep_str_t *source,
+                               const ep_str_t *event_type, const ep_str_t *user_id,
+                               const void *data, size_t data_len, const ep_kv_t *meta,
+                               uint32_t n_meta, int64_t timestamp_ms, int64_t received_us);
 
 /** Returns a deep copy (one block). */
 ep_event_t *ep_event_clone(const ep_event_t *ev);

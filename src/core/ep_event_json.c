@@ -1416,8 +1416,9 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
         p->meta[i].val.len = p->kv[i].val.len;
         p->meta[i].type = p->kv[i].type;
     }
-    *out = ep_event_create_n(&id, &source, &event_type, &user_id, data.p, data.len, p->meta,
-                             p->n_kv, p->ts_ms);
+    *out = ep_event_create_at(&id, &source, &event_type, &user_id, data.p, data.len, p->meta,
+                              p->n_kv, p->ts_ms,
+                              opts && opts->received_us ? opts->received_us : ep_time_now_us());
     return 0;
 }
 

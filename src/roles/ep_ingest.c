@@ -678,6 +678,8 @@ static void on_batch(void *arg, ep_http_req_t *req)
     size_t i = 0;
     char msg[160];
     int queue_err = 0;
+    /* The events of one request share one receive time (one clock read). */
+    ep_event_parse_opts_t batch_opts = {.received_us = ep_time_now_us()};
 
     if (!content_type_ok(req)) {
         ep_http_respond_error(req, 415,
@@ -764,7 +766,7 @@ static void on_batch(void *arg, ep_http_req_t *req)
         int rc;
 
         it->line = sl[i].line;
-        rc = ep_event_parser_parse(parser, sl[i].p, sl[i].len, &ev, &perr);
+        rc = ep_event_parser_parse_opts(parser, sl[i].p, sl[i].len, &batch_opts, &ev, &perr);
         if (rc != 0) {
             it->state = ITEM_INVALID;
             it->err_off = keep_str(b, perr.msg, strlen(perr.msg));

@@ -29,6 +29,37 @@ static void test_buf_append_and_json(void)
     ep_buf_put_json_str(&b, "q\"\\\n\x01\xc3\xa9", 7);
     EP_ASSERT_STR_EQ(b.data, "\"q\\\"\\\\\\n\\u0001\xc3\xa9\"");
     ep_buf_reset(&b);
+    /* One character to escape at every offset of a 48-byte string (16-byte scan steps). */
+    for (size_t at = 0; at < 48; at++) {
+        static const char specials[] = {'"', '\\', '\n', 0x1f, 0x7f, (char)0xc3};
+        for (size_t k = 0; k < sizeof(specials); k++) {
+            char in[48], want[64];
+            size_t w = 0;
+            memset(in, 'a', sizeof(in));
+            in[at] = specials[k];
+            want[w++] = '"';
+            for (size_t i = 0; i < sizeof(in); i++) {
+                if (i != at || ((unsigned char)in[i] >= 0x20 && in[i] != '"' && in[i] != '\\')) {
+                    want[w++] = in[i];
+                } else if (in[i] == '\n') {
+                    want[w++] = '\\';
+                    want[w++] = 'n';
+                } else if (in[i] == 0x1f) {
+                    memcpy(want + w, "\\u001f", 6);
+                    w += 6;
+                } else {
+                    want[w++] = '\\';
+                    want[w++] = in[i];
+                }
+            }
+            want[w++] = '"';
+            ep_buf_reset(&b);
+            ep_buf_put_json_str(&b, in, sizeof(in));
+            EP_ASSERT_EQ(b.len, w);
+            EP_ASSERT(memcmp(b.data, want, w) == 0);
+        }
+    }
+    ep_buf_reset(&b);
     for (int i = 0; i < 10000; i++) {
         ep_buf_putc(&b, 'z');
     }
