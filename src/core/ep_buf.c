@@ -45,7 +45,7 @@ void ep_buf_reserve(ep_buf_t *b, size_t extra)
     b->cap = cap;
 }
 
-void ep_buf_append(ep_buf_t *b, const void *p, size_t n)
+void ep_buf_append_slow(ep_buf_t *b, const void *p, size_t n)
 {
     ep_buf_reserve(b, n);
     if (n) {
@@ -53,11 +53,6 @@ void ep_buf_append(ep_buf_t *b, const void *p, size_t n)
     }
     b->len += n;
     b->data[b->len] = '\0';
-}
-
-void ep_buf_puts(ep_buf_t *b, const char *s)
-{
-    ep_buf_append(b, s, strlen(s));
 }
 
 void ep_buf_putc_slow(ep_buf_t *b, char c)

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /*
  * A growable byte buffer, caller-allocated (init/close). Always NUL-terminated
@@ -24,9 +25,28 @@ void ep_buf_init(ep_buf_t *b);
 void ep_buf_close(ep_buf_t *b); /* frees the storage */
 void ep_buf_reset(ep_buf_t *b); /* len = 0, keeps the storage */
 void ep_buf_reserve(ep_buf_t *b, size_t extra);
-void ep_buf_append(ep_buf_t *b, const void *p, size_t n);
-void ep_buf_puts(ep_buf_t *b, const char *s);
+void ep_buf_append_slow(ep_buf_t *b, const void *p, size_t n);
 void ep_buf_putc_slow(ep_buf_t *b, char c);
+
+/* Appends n bytes of p (p may be NULL when n is 0). Inline: the answer paths call it per field. */
+static inline void ep_buf_append(ep_buf_t *b, const void *p, size_t n)
+{
+    if (n < b->cap - b->len) { /* room for the bytes and the NUL (cap 0: never) */
+        if (n) {
+            memcpy(b->data + b->len, p, n);
+        }
+        b->len += n;
+        b->data[b->len] = '\0';
+    } else {
+        ep_buf_append_slow(b, p, n);
+    }
+}
+
+/* Appends a C string (inline, so the length of a literal is known at compile time). */
+static inline void ep_buf_puts(ep_buf_t *b, const char *s)
+{
+    ep_buf_append(b, s, strlen(s));
+}
 
 /* Appends one byte (inline: the response and parser paths call it per character). */
 static inline void ep_buf_putc(ep_buf_t *b, char c)
