@@ -74,6 +74,12 @@ struct ep_http_server_s {
     int n_loops;
     int listen_fd;
     atomic_int stop;
+    /*
+     * Answers being handed over by other threads: counted from before a request
+     * is released to its loop until the resume and wake-up are done, so that
+     * destroy does not free a loop under a resumer's last steps.
+     */
+    atomic_int handing_over;
     route_t routes[MAX_ROUTES];
     int n_routes;
     int port;
@@ -215,6 +221,7 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
     struct MHD_Response *resp;
     struct MHD_Connection *conn;
     loop_t *lp = r->loop;
+    ep_http_server_t *srv = r->srv;
 
     resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
     ep_assert(resp != NULL);
@@ -231,6 +238,7 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
         r->srv->observe(r->srv->observe_arg, r, status);
     }
 
+    atomic_fetch_add(&srv->handing_over, 1);
     pthread_mutex_lock(&r->mu);
     ep_assert(r->resp == NULL);
     r->resp = resp;
@@ -247,6 +255,7 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
         MHD_resume_connection(conn);
         loop_wake(lp);
     }
+    atomic_fetch_sub(&srv->handing_over, 1);
 }
 
 void ep_http_respond(ep_http_req_t *r, int status, const char *content_type, const char *body,
@@ -705,6 +714,17 @@ void ep_http_server_destroy(ep_http_server_t *s)
             (void)w;
             pthread_join(lp->tid, NULL);
         }
+    }
+    /*
+     * A thread that answered a request the loops have already finished may still
+     * be between MHD_resume_connection and its wake-up call; the joins above order
+     * its count before this read.
+     */
+    while (atomic_load(&s->handing_over) > 0) {
+        ep_time_sleep_ms(1);
+    }
+    for (int i = 0; i < s->n_loops; i++) {
+        loop_t *lp = &s->loops[i];
         if (lp->daemon) {
             MHD_stop_daemon(lp->daemon);
         }

@@ -277,6 +277,52 @@ static int raw_read_some(int fd, ep_buf_t *buf)
     return end != NULL && (size_t)(end + 4 - buf->data) + 1 <= buf->len;
 }
 
+static void *answer_now(void *arg)
+{
+    ep_http_respond((ep_http_req_t *)arg, 200, "text/plain", "now", 3);
+    return NULL;
+}
+
+static void on_async_now(void *arg, ep_http_req_t *req)
+{
+    pthread_t t;
+
+    (void)arg;
+    pthread_create(&t, NULL, answer_now, req);
+    pthread_detach(t);
+}
+
+/*
+ * The server is destroyed as soon as an answer given on another thread has
+ * arrived: that thread may still be finishing its hand-over (resume, wake-up)
+ * and must not find the loop freed (TSan run; a NATS e2e test once hit this).
+ */
+static void test_destroy_right_after_a_late_answer(void)
+{
+    for (int round = 0; round < 100; round++) {
+        ep_http_server_opts_t o = {.name = "test",
+                                   .bind_addr = "127.0.0.1",
+                                   .threads = 1,
+                                   .max_body = 1024,
+                                   .max_header = 2048,
+                                   .idle_timeout_s = 5};
+        ep_http_server_t *s;
+        char err[256], buf[256];
+        int fd;
+        ssize_t n;
+
+        EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+        ep_http_server_route(s, EP_HTTP_GET, "/now", on_async_now, NULL);
+        EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+        fd = raw_connect(ep_http_server_port(s));
+        raw_send(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        n = read(fd, buf, sizeof(buf) - 1);
+        EP_ASSERT(n > 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0);
+        close(fd);
+        ep_http_server_destroy(s);
+    }
+}
+
 /*
  * 256 keep-alive connections on one loop send their next request while the
  * loop is held up, so all of them are ready at once when it looks. (libmicrohttpd
@@ -359,6 +405,7 @@ static void test_many_connections_ready_at_once(void)
 
 EP_TEST_LIST = {
     EP_TEST(test_many_connections_ready_at_once),
+    EP_TEST(test_destroy_right_after_a_late_answer),
     EP_TEST(test_routes_and_errors),
     EP_TEST(test_limits),
     EP_TEST(test_answer_from_another_thread),
