@@ -182,6 +182,36 @@ static void *arena_realloc(void *ctx, void *p, size_t n)
 
 /* ------------------------------------------------------------------ UTF-8 */
 
+/* Length of the well-formed UTF-8 sequence (2-4 bytes) starting at q, or 0. */
+static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
+{
+    unsigned c = q[0], lo = 0x80, hi = 0xBF;
+    size_t k;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        k = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        k = 2;
+        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
+        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        k = 3;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - q) <= k || q[1] < lo || q[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i <= k; i++) {
+        if ((q[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    return k + 1;
+}
+
 /*
  * Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), else 0. Pure; thread-safe.
@@ -191,8 +221,6 @@ int ep__event_utf8_valid(const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
 
     while (p < end) {
-        unsigned c;
-        unsigned lo = 0x80, hi = 0xBF;
         size_t k;
 
         /* ASCII runs, eight bytes at a time (most event text is ASCII). */
@@ -207,33 +235,15 @@ int ep__event_utf8_valid(const char *s, size_t n)
         if (p == end) {
             break;
         }
-        c = *p;
-        if (c < 0x80) {
+        if (*p < 0x80) {
             p++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
-            hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            lo = c == 0xF0 ? 0x90 : 0x80;
-            hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-        } else {
+        k = utf8_seq(p, end);
+        if (k == 0) {
             return 0;
         }
-        if ((size_t)(end - p) <= k || p[1] < lo || p[1] > hi) {
-            return 0;
-        }
-        for (size_t i = 2; i <= k; i++) {
-            if ((p[i] & 0xC0) != 0x80) {
-                return 0;
-            }
-        }
-        p += k + 1;
+        p += k;
     }
     return 1;
 }
@@ -920,36 +930,6 @@ static const unsigned char *skip_ws(const unsigned char *q, const unsigned char 
     return q;
 }
 
-/* Length of the well-formed UTF-8 sequence (2-4 bytes) starting at q, or 0. */
-static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    unsigned c = q[0], lo = 0x80, hi = 0xBF;
-    size_t k;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        k = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        k = 2;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
-        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 3;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - q) <= k || q[1] < lo || q[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i <= k; i++) {
-        if ((q[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-    }
-    return k + 1;
-}
-
 static int hex4(const unsigned char *q, const unsigned char *end, unsigned *out)
 {
     unsigned v = 0;
@@ -1026,6 +1006,29 @@ static inline unsigned str_special16(const unsigned char *q)
 }
 
 /*
+ * Length of the character at q inside a string, which is neither '"' nor '\\':
+ * 1 for printable ASCII, 2-4 for a UTF-8 sequence; 0 after recording a syntax
+ * error (a raw control character or invalid UTF-8).
+ */
+static size_t plain_char(ep_event_parser_t *p, const lex_t *lx, const unsigned char *q)
+{
+    size_t k;
+
+    if (*q < 0x20) {
+        syntax(p, lx, q, "control character inside a string (escape it)");
+        return 0;
+    }
+    if (*q < 0x80) {
+        return 1;
+    }
+    k = utf8_seq(q, lx->end);
+    if (k == 0) {
+        syntax(p, lx, q, "invalid UTF-8 in string");
+    }
+    return k;
+}
+
+/*
  * Scans the string whose opening quote is at lx->p. On success returns 1 with
  * *s, *n the decoded text (a slice of the input when there are no escapes, else
  * p->esc) and lx->p after the closing quote; on a syntax error returns 0.
@@ -1033,14 +1036,15 @@ static inline unsigned str_special16(const unsigned char *q)
 static int lex_string(ep_event_parser_t *p, lex_t *lx, const char **s, size_t *n)
 {
     const unsigned char *q = lx->p + 1, *end = lx->end, *from = q;
+    size_t k;
 
     p->str_nul = false;
     for (;;) {
         /* Sixteen plain ASCII bytes at a time, straight to the first other one. */
         while (end - q >= 16) {
-            unsigned k = str_special16(q);
-            q += k;
-            if (k < 16) {
+            unsigned skip = str_special16(q);
+            q += skip;
+            if (skip < 16) {
                 break;
             }
         }
@@ -1056,18 +1060,11 @@ static int lex_string(ep_event_parser_t *p, lex_t *lx, const char **s, size_t *n
         if (*q == '\\') {
             break;
         }
-        if (*q < 0x20) {
-            return syntax(p, lx, q, "control character inside a string (escape it)");
+        k = plain_char(p, lx, q);
+        if (k == 0) {
+            return 0;
         }
-        if (*q >= 0x80) {
-            size_t k = utf8_seq(q, end);
-            if (k == 0) {
-                return syntax(p, lx, q, "invalid UTF-8 in string");
-            }
-            q += k;
-        } else {
-            q++;
-        }
+        q += k;
     }
 
     /* Escapes: decode into p->esc. */
@@ -1077,72 +1074,48 @@ static int lex_string(ep_event_parser_t *p, lex_t *lx, const char **s, size_t *n
         unsigned cp, lo;
         const unsigned char *at = q;
 
-        if (*q < 0x20) {
-            return syntax(p, lx, q, "control character inside a string (escape it)");
-        }
-        if (*q >= 0x80) {
-            size_t k = utf8_seq(q, end);
+        if (*q != '\\') {
+            k = plain_char(p, lx, q);
             if (k == 0) {
-                return syntax(p, lx, q, "invalid UTF-8 in string");
+                return 0;
             }
             ep_buf_append(&p->esc, q, k);
             q += k;
             continue;
         }
-        if (*q != '\\') {
-            ep_buf_putc(&p->esc, (char)*q++);
-            continue;
-        }
         if (++q >= end) {
             break;
         }
-        switch (*q++) {
-        case '"':
-            ep_buf_putc(&p->esc, '"');
-            break;
-        case '\\':
-            ep_buf_putc(&p->esc, '\\');
-            break;
-        case '/':
-            ep_buf_putc(&p->esc, '/');
-            break;
-        case 'b':
-            ep_buf_putc(&p->esc, '\b');
-            break;
-        case 'f':
-            ep_buf_putc(&p->esc, '\f');
-            break;
-        case 'n':
-            ep_buf_putc(&p->esc, '\n');
-            break;
-        case 'r':
-            ep_buf_putc(&p->esc, '\r');
-            break;
-        case 't':
-            ep_buf_putc(&p->esc, '\t');
-            break;
-        case 'u':
-            if (hex4(q, end, &cp) != 0) {
-                return syntax(p, lx, at, "invalid \\u escape (four hex digits expected)");
+        {
+            /* The one-character escapes, and what each stands for. */
+            static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+            const char *e = *q != '\0' ? strchr(esc_in, *q) : NULL;
+            if (e != NULL) {
+                ep_buf_putc(&p->esc, esc_out[e - esc_in]);
+                q++;
+                continue;
             }
-            q += 4;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
-            }
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || hex4(q + 2, end, &lo) != 0 ||
-                    lo < 0xDC00 || lo > 0xDFFF) {
-                    return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
-                }
-                q += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            put_utf8(&p->esc, cp);
-            p->str_nul |= cp == 0;
-            break;
-        default:
+        }
+        if (*q++ != 'u') {
             return syntax(p, lx, at, "invalid escape in string");
         }
+        if (hex4(q, end, &cp) != 0) {
+            return syntax(p, lx, at, "invalid \\u escape (four hex digits expected)");
+        }
+        q += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
+        }
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || hex4(q + 2, end, &lo) != 0 ||
+                lo < 0xDC00 || lo > 0xDFFF) {
+                return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
+            }
+            q += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        put_utf8(&p->esc, cp);
+        p->str_nul |= cp == 0;
     }
     if (q >= end) {
         return syntax(p, lx, end, "");

@@ -292,6 +292,26 @@ static void on_async_now(void *arg, ep_http_req_t *req)
     pthread_detach(t);
 }
 
+/* A server with one event loop and the routes of the tests below. */
+static ep_http_server_t *start_one_loop(int idle_timeout_s)
+{
+    ep_http_server_opts_t o = {.name = "test",
+                               .bind_addr = "127.0.0.1",
+                               .threads = 1,
+                               .max_body = 1024,
+                               .max_header = 2048,
+                               .idle_timeout_s = idle_timeout_s};
+    ep_http_server_t *s;
+    char err[256];
+
+    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+    ep_http_server_route(s, EP_HTTP_GET, "/now", on_async_now, NULL);
+    ep_http_server_route(s, EP_HTTP_POST, "/echo", on_echo, NULL);
+    ep_http_server_route(s, EP_HTTP_GET, "/slow", on_slow, NULL);
+    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+    return s;
+}
+
 /*
  * The server is destroyed as soon as an answer given on another thread has
  * arrived: that thread may still be finishing its hand-over (resume, wake-up)
@@ -300,20 +320,11 @@ static void on_async_now(void *arg, ep_http_req_t *req)
 static void test_destroy_right_after_a_late_answer(void)
 {
     for (int round = 0; round < 100; round++) {
-        ep_http_server_opts_t o = {.name = "test",
-                                   .bind_addr = "127.0.0.1",
-                                   .threads = 1,
-                                   .max_body = 1024,
-                                   .max_header = 2048,
-                                   .idle_timeout_s = 5};
-        ep_http_server_t *s;
-        char err[256], buf[256];
+        ep_http_server_t *s = start_one_loop(5);
+        char buf[256];
         int fd;
         ssize_t n;
 
-        EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
-        ep_http_server_route(s, EP_HTTP_GET, "/now", on_async_now, NULL);
-        EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
         fd = raw_connect(ep_http_server_port(s));
         raw_send(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         n = read(fd, buf, sizeof(buf) - 1);
@@ -334,22 +345,10 @@ static void test_many_connections_ready_at_once(void)
 {
     enum { N = 256 };
     static const char echo[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx";
-    ep_http_server_opts_t o = {.name = "test",
-                               .bind_addr = "127.0.0.1",
-                               .threads = 1,
-                               .max_body = 1024,
-                               .max_header = 2048,
-                               .idle_timeout_s = 30};
-    ep_http_server_t *s;
-    char err[256];
+    ep_http_server_t *s = start_one_loop(30);
     int fds[N], slow, answered = 0, done[N] = {0};
     ep_buf_t bufs[N];
     int64_t deadline;
-
-    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
-    ep_http_server_route(s, EP_HTTP_POST, "/echo", on_echo, NULL);
-    ep_http_server_route(s, EP_HTTP_GET, "/slow", on_slow, NULL);
-    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
 
     /* Every connection accepted and kept alive: one round trip each. */
     for (int i = 0; i < N; i++) {
