@@ -592,7 +592,6 @@ static int loop_start(ep_http_server_t *s, loop_t *lp, size_t mem, char *err, si
     int lfd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0); /* the daemon closes its copy */
 
     lp->srv = s;
-    lp->epfd = lp->wakefd = -1;
     if (lfd < 0) {
         snprintf(err, errlen, "%s: dup of the listening socket: %s", s->name, strerror(errno));
         return EP_EIO;
@@ -665,6 +664,9 @@ int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
     }
     s->n_loops = s->opts.threads;
     s->loops = ep_calloc((size_t)s->n_loops, sizeof(loop_t));
+    for (int i = 0; i < s->n_loops; i++) {
+        s->loops[i].epfd = s->loops[i].wakefd = -1; /* destroy closes only what was opened */
+    }
     for (int i = 0; i < s->n_loops; i++) {
         int rc = loop_start(s, &s->loops[i], mem, err, errlen);
         if (rc != 0) {
