@@ -26,10 +26,7 @@ API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA BIND_ADD
     "${srv_pin[@]}" "$BIN" run >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$API/health" >/dev/null && break
-    sleep 0.1
-done
+wait_healthy "$API" || true
 
 fs=$(df -PT "$QDIR" 2>/dev/null | awk 'NR==2 {print $2 " on " $1}')
 echo "== POST /api/v1/ingest, eventpipe run, disk queue (QUEUE_FSYNC=$FSYNC, $QDIR: ${fs:-?}), $CONNS connections, $DURATION"

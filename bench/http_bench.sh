@@ -16,10 +16,7 @@ API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC BIND_ADDR=127.0.0.1 QUEUE_SI
     "${srv_pin[@]}" "$BIN" run >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$API/health" >/dev/null && break
-    sleep 0.1
-done
+wait_healthy "$API" || true
 
 echo "== POST /api/v1/ingest, eventpipe run, memory queue, $CONNS connections, $DURATION"
 echo "   (server: ${srv_pin[*]:-unpinned}; wrk: ${load_pin[*]:-unpinned}; $(nproc) CPUs)"

@@ -23,10 +23,7 @@ start_server() { # extra env assignments as arguments
         ANALYTICS_URL=http://127.0.0.1:$ANA BIND_ADDR=127.0.0.1 LOG_LEVEL=warn "$@" \
         "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$API/health" >/dev/null && return 0
-        sleep 0.1
-    done
+    wait_healthy "$API" && return 0
     echo "server did not start" >&2
     exit 1
 }

@@ -21,10 +21,7 @@ env API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA \
     "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$API/health" >/dev/null && break
-    sleep 0.1
-done
+wait_healthy "$API" || true
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 
 rate_args=()
