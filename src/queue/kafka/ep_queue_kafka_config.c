@@ -197,6 +197,8 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_c
         /* Broker states for ready() and stats, once a second. */
         set(conf, "kafka", "statistics.interval.ms", "1000", err, errlen) ||
         set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
+        /* As the Java client: a request behind an unacknowledged one is not held back. */
+        set(conf, "kafka", "socket.nagle.disable", "true", err, errlen) ||
         apply_props(ctx, conf, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return EP_ECONFIG;
@@ -220,6 +222,8 @@ int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, 
         set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
         set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
         set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
+        /* As the Java client: a request behind an unacknowledged one is not held back. */
+        set(conf, "kafka", "socket.nagle.disable", "true", err, errlen) ||
         apply_props(ctx, conf, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return EP_ECONFIG;
