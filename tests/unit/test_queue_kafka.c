@@ -13,6 +13,7 @@
 #include "ep_mem.h"
 #include "ep_queue.h"
 #include "ep_time.h"
+#include "kafka/ep_queue_kafka_int.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -673,6 +674,60 @@ static void test_brokers_down(void)
     mock_stop(&m);
 }
 
+/* Value of property name in conf ("" when unset). */
+static const char *conf_value(const rd_kafka_conf_t *conf, const char *name, char *buf, size_t len)
+{
+    size_t n = len;
+
+    buf[0] = '\0';
+    EP_ASSERT_EQ(rd_kafka_conf_get(conf, name, buf, &n), RD_KAFKA_CONF_OK);
+    return buf;
+}
+
+/*
+ * The clients' settings: Nagle off on both (a request or response written
+ * behind an unacknowledged one would otherwise wait for a delayed ACK, 40 ms),
+ * batch and linger from the config, and KAFKA_<X> overriding what eventpipe sets.
+ */
+static void test_client_settings(void)
+{
+    kafka_ctx_t ctx;
+    ep_config_t cfg;
+    rd_kafka_conf_t *conf;
+    char v[64], err[256];
+
+    memset(&ctx, 0, sizeof(ctx));
+    ep_config_defaults(&cfg);
+    snprintf(ctx.brokers, sizeof(ctx.brokers), "127.0.0.1:1");
+    snprintf(ctx.client_id, sizeof(ctx.client_id), "unit");
+    snprintf(ctx.group, sizeof(ctx.group), "g-settings");
+    EP_ASSERT_EQ(ep__kafka_props_from_env(&ctx.props, &ctx.n_props, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &conf, err, sizeof(err)), 0);
+    EP_ASSERT_STR_EQ(conf_value(conf, "socket.nagle.disable", v, sizeof(v)), "true");
+    EP_ASSERT_STR_EQ(conf_value(conf, "batch.num.messages", v, sizeof(v)), "10000");
+    EP_ASSERT_STR_EQ(conf_value(conf, "linger.ms", v, sizeof(v)), "1");
+    EP_ASSERT_STR_EQ(conf_value(conf, "enable.idempotence", v, sizeof(v)), "true");
+    rd_kafka_conf_destroy(conf);
+    EP_ASSERT_EQ(ep__kafka_consumer_conf(&ctx, &conf, err, sizeof(err)), 0);
+    EP_ASSERT_STR_EQ(conf_value(conf, "socket.nagle.disable", v, sizeof(v)), "true");
+    EP_ASSERT_STR_EQ(conf_value(conf, "enable.auto.commit", v, sizeof(v)), "false");
+    rd_kafka_conf_destroy(conf);
+    ep__kafka_props_free(ctx.props, ctx.n_props);
+
+    /* Own settings from the config; a passthrough variable wins over eventpipe's choice. */
+    cfg.kafka_batch_size = 250;
+    cfg.kafka_linger_ms = 7;
+    setenv("KAFKA_SOCKET_NAGLE_DISABLE", "false", 1);
+    EP_ASSERT_EQ(ep__kafka_props_from_env(&ctx.props, &ctx.n_props, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &conf, err, sizeof(err)), 0);
+    EP_ASSERT_STR_EQ(conf_value(conf, "socket.nagle.disable", v, sizeof(v)), "false");
+    EP_ASSERT_STR_EQ(conf_value(conf, "batch.num.messages", v, sizeof(v)), "250");
+    EP_ASSERT_STR_EQ(conf_value(conf, "linger.ms", v, sizeof(v)), "7");
+    rd_kafka_conf_destroy(conf);
+    ep__kafka_props_free(ctx.props, ctx.n_props);
+    unsetenv("KAFKA_SOCKET_NAGLE_DISABLE");
+}
+
 /* KAFKA_<X> passes through to librdkafka; an unknown property or value stops init with EP_ECONFIG.
  */
 static void test_passthrough(void)
@@ -725,6 +780,7 @@ EP_TEST_LIST = {
     EP_TEST(test_poison_to_dlq),
     EP_TEST(test_dead_letter),
     EP_TEST(test_brokers_down),
+    EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
     EP_TEST(test_passthrough),
     EP_TEST_END,
 };
