@@ -22,6 +22,7 @@
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
+#include "ep_time.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -616,13 +617,12 @@ static void scratch_free(scratch_t *sc)
 static ep_event_t *build_event(const pb_msg_t *m)
 {
     int64_t ts = m->timestamp_ms ? m->timestamp_ms : m->timestamp * 1000;
+    /* A message from eventpipe carries its receive time: no clock read per event then. */
+    int64_t received_us = m->received_us ? m->received_us : ep_time_now_us();
     ep_event_t *ev =
-        ep_event_create_n(&m->id, &m->source, &m->event_type, &m->user_id, m->payload.p,
-                          m->payload.len, m->meta, (uint32_t)m->n_meta, ts);
+        ep_event_create_at(&m->id, &m->source, &m->event_type, &m->user_id, m->payload.p,
+                           m->payload.len, m->meta, (uint32_t)m->n_meta, ts, received_us);
 
-    if (m->received_us) {
-        ev->received_us = m->received_us;
-    }
     ev->attempts = m->attempts;
     return ev;
 }

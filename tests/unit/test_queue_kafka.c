@@ -357,6 +357,7 @@ static void test_key_user_id(void)
     /* One event without user_id: keyed by its id. */
     done_init(&d);
     ev = ep_event_create("no-user", "unit", "test", NULL, "x", 1, NULL, 0, 0);
+    ev->received_us = 1700000000123456; /* received long ago: the record keeps that time */
     EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_done, &d), 0);
     EP_ASSERT_EQ(done_wait(&d, 10000), 1);
     EP_ASSERT_EQ(d.status[0], 0);
@@ -371,6 +372,8 @@ static void test_key_user_id(void)
         EP_ASSERT_STR_EQ(header(msgs[i], "message_id", buf, sizeof(buf)), dec->id.p);
         EP_ASSERT_STR_EQ(header(msgs[i], "source", buf, sizeof(buf)), "unit");
         EP_ASSERT_STR_EQ(header(msgs[i], "event_type", buf, sizeof(buf)), "test");
+        /* The record's timestamp is the event's receive time (CreateTime). */
+        EP_ASSERT_EQ(rd_kafka_message_timestamp(msgs[i], NULL), dec->received_us / 1000);
         snprintf(buf, sizeof(buf), "%.*s", (int)msgs[i]->key_len, (const char *)msgs[i]->key);
         if (dec->user_id.len) {
             int u = dec->user_id.p[dec->user_id.len - 1] - '0';
@@ -381,6 +384,7 @@ static void test_key_user_id(void)
             EP_ASSERT_EQ(msgs[i]->partition, part_of_user[u]);
         } else {
             EP_ASSERT_STR_EQ(buf, "no-user");
+            EP_ASSERT_EQ(rd_kafka_message_timestamp(msgs[i], NULL), 1700000000123);
         }
         ep_event_destroy(dec);
     }

@@ -480,12 +480,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /*
  * Produces one record. headers: pairs of name/value (NULL-terminated), values
- * with their lengths in hlen. Returns the librdkafka error (nothing queued).
+ * with their lengths in hlen. ts_ms: the record's timestamp (0: now). Returns
+ * the librdkafka error (nothing queued).
  */
 static rd_kafka_resp_err_t produce(kafka_ctx_t *ctx, rd_kafka_topic_t *rkt, const void *key,
                                    size_t klen, const void *val, size_t vlen,
                                    const char *const *hname, const char *const *hval,
-                                   const size_t *hlen, size_t nh, void *opaque)
+                                   const size_t *hlen, size_t nh, int64_t ts_ms, void *opaque)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nh);
     rd_kafka_resp_err_t err;
@@ -493,10 +494,10 @@ static rd_kafka_resp_err_t produce(kafka_ctx_t *ctx, rd_kafka_topic_t *rkt, cons
     for (size_t i = 0; i < nh; i++) {
         rd_kafka_header_add(hdrs, hname[i], -1, hval[i], (ssize_t)hlen[i]);
     }
-    err =
-        rd_kafka_producev(ctx->prod, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
-                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    err = rd_kafka_producev(ctx->prod, RD_KAFKA_V_RKT(rkt),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, klen),
+                            RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_HEADERS(hdrs),
+                            RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err) {
         /* The headers are ours again when producev fails. */
         rd_kafka_headers_destroy(hdrs);
@@ -523,7 +524,9 @@ static rd_kafka_resp_err_t produce_event(kafka_ctx_t *ctx, rd_kafka_topic_t *rkt
     }
     ep_buf_reset(buf);
     ep_event_encode_pb(ev, buf);
-    return produce(ctx, rkt, key->p, key->len, buf->data, buf->len, hname, hval, hlen, nh, opaque);
+    /* The record's time is when eventpipe received the event (no clock read per record). */
+    return produce(ctx, rkt, key->p, key->len, buf->data, buf->len, hname, hval, hlen, nh,
+                   ev->received_us / 1000, opaque);
 }
 
 static void wait_init(dr_wait_t *w)
@@ -576,7 +579,7 @@ static int dlq_raw(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
     wait_init(&w);
     w.pending = 1;
     err = produce(ctx, ctx->dlq_rkt, m->key, m->key_len, m->payload, m->len, hname, hval, hlen, 4,
-                  &w);
+                  0, &w);
     if (err) {
         w.pending = 0;
         wait_finish(&w);
