@@ -678,7 +678,7 @@ static void test_brokers_down(void)
     mock_stop(&m);
 }
 
-/* Value of property name in conf ("" when unset). */
+/* Value of property name in conf; an unknown name fails the test. */
 static const char *conf_value(const rd_kafka_conf_t *conf, const char *name, char *buf, size_t len)
 {
     size_t n = len;
