@@ -7,9 +7,10 @@
 #include "ep_buf.h"
 
 /*
- * HTTP/1.1 server on libmicrohttpd (epoll, a small thread pool): keep-alive,
- * pipelining, chunked request bodies, bounded headers and bodies, idle
- * timeouts, and JSON errors for everything it refuses.
+ * HTTP/1.1 server (epoll event loops of our own, ep_http_parse): keep-alive,
+ * pipelining, chunked request bodies, Expect: 100-continue, HTTP/1.0, bounded
+ * headers and bodies, idle timeouts, and JSON errors for everything it
+ * refuses, malformed requests included.
  *
  * A handler runs on a server thread with the whole body in memory. It either
  * answers before returning (ep_http_respond*) or returns without answering, in

@@ -3,8 +3,8 @@
  * access log) and the app's scrape-time collector.
  *
  * Labels stay bounded: route is the registered path of the matched route or
- * "unmatched", method one of eight, status one of the codes eventpipe and
- * libmicrohttpd answer with or "other". Children are resolved on first use
+ * "unmatched", method one of eight, status one of the codes the server
+ * answers with or "other". Children are resolved on first use
  * (registry lock) and cached in per-route rows published with a CAS, so the
  * steady state is three relaxed atomic adds per request and no lock.
  */

@@ -402,6 +402,168 @@ static void test_many_connections_ready_at_once(void)
     ep_http_server_destroy(s);
 }
 
+/* Reads until the server closes the connection (or 5 s pass). */
+static void read_to_close(int fd, ep_buf_t *out)
+{
+    int64_t deadline = ep_time_mono_ns() + INT64_C(5000000000);
+
+    for (;;) {
+        char tmp[4096];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+        EP_ASSERT(ep_time_mono_ns() < deadline);
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        n = read(fd, tmp, sizeof(tmp));
+        if (n <= 0) {
+            break;
+        }
+        ep_buf_append(out, tmp, (size_t)n);
+    }
+    ep_buf_putc(out, '\0');
+}
+
+/* Sends req on a fresh connection and reads everything up to the server's close. */
+static void exchange(int port, const char *req, ep_buf_t *out)
+{
+    int fd = raw_connect(port);
+
+    ep_buf_reset(out);
+    raw_send(fd, req);
+    read_to_close(fd, out);
+    close(fd);
+}
+
+/*
+ * Pipelined requests in one write, a chunked body among them, are answered in
+ * order; the last asks to close.
+ */
+static void test_pipelined_and_chunked(void)
+{
+    ep_http_server_t *s = start_one_loop(5);
+    ep_buf_t out = EP_BUF_INIT;
+    const char *a, *b, *c;
+
+    exchange(ep_http_server_port(s),
+             "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\none\r\n4;x=y\r\n-two\r\n0\r\n\r\n"
+             "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nthree"
+             "GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+             &out);
+    a = strstr(out.data, "HTTP/1.1 200 OK\r\n");
+    EP_ASSERT(a != NULL && strstr(a, "\r\n\r\none-two") != NULL);
+    b = strstr(a + 1, "HTTP/1.1 200 OK\r\n");
+    EP_ASSERT(b != NULL && strstr(b, "\r\n\r\nthree") != NULL);
+    c = strstr(b + 1, "HTTP/1.1 404 Not Found\r\n");
+    EP_ASSERT(c != NULL && strstr(c, "Connection: close\r\n") != NULL);
+    EP_ASSERT(strstr(c, "{\"error\":\"no such path\"}") != NULL);
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
+/* What the parser refuses gets a JSON error and the connection closes. */
+static void test_malformed_requests_get_json(void)
+{
+    static const struct {
+        const char *req;
+        const char *status;
+    } cases[] = {
+        {"NOT A REQUEST\r\n\r\n", "HTTP/1.1 400 "},
+        {"GET /echo HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "}, /* no Host */
+        {"GET /echo HTTP/3.0\r\nHost: t\r\n\r\n", "HTTP/1.1 505 "},
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: br\r\n\r\n", "HTTP/1.1 501 "},
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+         "HTTP/1.1 400 "},
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "800\r\n",
+         NULL}, /* the 2048 bytes follow below: over the 1024-byte limit, 413 */
+    };
+    ep_http_server_t *s = start_one_loop(5);
+    int port = ep_http_server_port(s);
+    ep_buf_t out = EP_BUF_INIT;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (cases[i].status == NULL) {
+            int fd = raw_connect(port);
+            char chunk[2048];
+            memset(chunk, 'a', sizeof(chunk));
+            raw_send(fd, cases[i].req);
+            EP_ASSERT_EQ(write(fd, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
+            ep_buf_reset(&out);
+            read_to_close(fd, &out);
+            close(fd);
+            EP_ASSERT(strncmp(out.data, "HTTP/1.1 413 ", 13) == 0);
+        } else {
+            exchange(port, cases[i].req, &out);
+            if (strncmp(out.data, cases[i].status, strlen(cases[i].status)) != 0) {
+                fprintf(stderr, "case %zu: %s\n", i, out.data);
+            }
+            EP_ASSERT(strncmp(out.data, cases[i].status, strlen(cases[i].status)) == 0);
+        }
+        EP_ASSERT(strstr(out.data, "Content-Type: application/json\r\n") != NULL);
+        EP_ASSERT(strstr(out.data, "Connection: close\r\n") != NULL);
+        EP_ASSERT(strstr(out.data, "\r\n\r\n{\"error\":\"") != NULL);
+    }
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
+/*
+ * HTTP/1.0 closes after the answer unless it asks to stay; HEAD gets the
+ * headers of GET without the body; Expect: 100-continue gets its interim answer.
+ */
+static void test_versions_head_and_continue(void)
+{
+    ep_http_server_t *s = start_one_loop(5);
+    int port = ep_http_server_port(s), fd;
+    ep_buf_t out = EP_BUF_INIT;
+    char buf[256];
+    ssize_t n;
+
+    exchange(port, "GET /now HTTP/1.0\r\n\r\n", &out);
+    EP_ASSERT(strncmp(out.data, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    EP_ASSERT(strstr(out.data, "Connection: close\r\n") != NULL);
+    EP_ASSERT(strstr(out.data, "\r\n\r\nnow") != NULL);
+
+    exchange(port, "HEAD /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &out);
+    EP_ASSERT(strstr(out.data, "Content-Length: 3\r\n") != NULL);
+    EP_ASSERT(strcmp(strstr(out.data, "\r\n\r\n"), "\r\n\r\n") == 0); /* no body */
+
+    fd = raw_connect(port);
+    raw_send(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                 "Content-Length: 4\r\n\r\n");
+    n = read(fd, buf, sizeof(buf) - 1);
+    EP_ASSERT(n > 0);
+    buf[n] = '\0';
+    EP_ASSERT_STR_EQ(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+    raw_send(fd, "body");
+    ep_buf_reset(&out);
+    while (!raw_read_some(fd, &out) || strstr(out.data, "\r\n\r\nbody") == NULL) {
+    }
+    EP_ASSERT(strncmp(out.data, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    close(fd);
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
+/* A connection that stalls in the middle of a head is closed after the idle timeout. */
+static void test_idle_timeout(void)
+{
+    ep_http_server_t *s = start_one_loop(1);
+    ep_buf_t out = EP_BUF_INIT;
+    int64_t t0 = ep_time_mono_ns();
+    int fd = raw_connect(ep_http_server_port(s));
+
+    raw_send(fd, "GET /now HTTP/1.1\r\nHost:");
+    read_to_close(fd, &out);
+    EP_ASSERT_EQ(out.len, 1); /* no answer, only our terminating NUL */
+    EP_ASSERT(ep_time_mono_ns() - t0 >= INT64_C(900000000));
+    close(fd);
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_many_connections_ready_at_once),
     EP_TEST(test_destroy_right_after_a_late_answer),
@@ -409,6 +571,10 @@ EP_TEST_LIST = {
     EP_TEST(test_limits),
     EP_TEST(test_answer_from_another_thread),
     EP_TEST(test_quiesce_refuses_new_connections),
+    EP_TEST(test_pipelined_and_chunked),
+    EP_TEST(test_malformed_requests_get_json),
+    EP_TEST(test_versions_head_and_continue),
+    EP_TEST(test_idle_timeout),
     EP_TEST_END,
 };
 EP_TEST_MAIN()
