@@ -107,6 +107,8 @@ struct conn_s {
     int hup;         /* the peer shut down or reset */
     int64_t last_ns; /* last progress, for the idle timeout */
     int64_t linger_until;
+    int queued;    /* in the loop's write queue */
+    conn_t *wnext; /* next in the write queue */
     conn_t *prev, *next;
 };
 
@@ -130,6 +132,7 @@ struct loop_s {
     /* Loop thread only. */
     ep_http_req_t *local, *local_tail; /* answered on this thread outside their handler */
     ep_http_req_t *running;            /* the request whose handler runs now */
+    conn_t *wq, *wq_tail;              /* answers to write at the end of this round */
     conn_t *conns;
     int n_conns, max_conns;
     int accept_paused;
@@ -722,7 +725,8 @@ static int body_some(conn_t *c)
 static int body_read(conn_t *c)
 {
     ep_buf_t *b = &c->req.body;
-    size_t want = (size_t)c->body_left;
+    /* Memory grows with what arrives, not with what Content-Length announces. */
+    size_t want = c->body_left < 256 * 1024 ? (size_t)c->body_left : 256 * 1024;
     ssize_t n;
 
     ep_buf_reserve(b, want);
@@ -748,6 +752,29 @@ static int body_read(conn_t *c)
         conn_close(c);
         return -1;
     }
+}
+
+/*
+ * Answers are written at the end of the loop's round, all together, not one by
+ * one as their handlers finish: each write to a client that sleeps wakes it,
+ * and on a VM that wake-up (an IPI to its CPU) costs more than our whole
+ * handling of a small request. A burst of answers to one client wakes it once.
+ */
+static void queue_write(conn_t *c)
+{
+    loop_t *lp = c->lp;
+
+    if (c->queued) {
+        return;
+    }
+    c->queued = 1;
+    c->wnext = NULL;
+    if (lp->wq_tail) {
+        lp->wq_tail->wnext = c;
+    } else {
+        lp->wq = c;
+    }
+    lp->wq_tail = c;
 }
 
 /* Drives a connection as far as it can go without waiting. */
@@ -787,7 +814,8 @@ static void conn_run(conn_t *c)
             }
             c->req.answered_inline = 0;
             c->state = C_WRITE;
-            continue;
+            queue_write(c);
+            return;
         case C_WRITE:
             if (conn_write(c) <= 0) {
                 return;
@@ -820,8 +848,8 @@ static void conn_event(conn_t *c, uint32_t ev)
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         c->rd_pending = 1;
     }
-    if (c->state == C_WAIT) {
-        return; /* the answer will come; a write then finds out about the peer */
+    if (c->state == C_WAIT || c->queued) {
+        return; /* the answer comes, or is written soon; the write finds out about the peer */
     }
     conn_run(c);
 }
@@ -905,8 +933,23 @@ static void loop_answers(loop_t *lp)
         c = r->conn;
         ep_assert(c->state == C_WAIT);
         c->state = C_WRITE;
-        conn_run(c);
+        queue_write(c);
         r = next;
+    }
+}
+
+/* Writes the queued answers; a connection then goes on with its next request. */
+static void loop_flush(loop_t *lp)
+{
+    while (lp->wq) {
+        conn_t *c = lp->wq;
+        lp->wq = lp->wq_tail = NULL;
+        while (c) {
+            conn_t *next = c->wnext;
+            c->queued = 0;
+            conn_run(c); /* may queue c again, for the next pass */
+            c = next;
+        }
     }
 }
 
@@ -953,6 +996,7 @@ static void *loop_main(void *arg)
         int timeout, n;
 
         loop_answers(lp);
+        loop_flush(lp);
         atomic_store(&lp->sleeping, 1);
         if (atomic_load(&lp->resumes) != seen || lp->local) {
             timeout = 0;
@@ -974,6 +1018,7 @@ static void *loop_main(void *arg)
                 conn_event(p, ev[i].events);
             }
         }
+        loop_flush(lp);
         if (lp->now - lp->last_sweep >= SWEEP_NS) {
             loop_sweep(lp);
         }

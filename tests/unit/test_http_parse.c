@@ -110,9 +110,10 @@ static void test_refusals(void)
         EP_ASSERT_EQ(rc, cases[i].status);
     }
     /* Duplicate equal Content-Lengths are one value. */
-    EP_ASSERT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
-                       &h, buf, sizeof(buf)),
-                 0);
+    EP_ASSERT_EQ(
+        parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", &h,
+              buf, sizeof(buf)),
+        0);
     EP_ASSERT_EQ(h.content_length, 3);
 }
 
@@ -155,7 +156,8 @@ static ssize_t feed(const char *text, size_t step, size_t max, ep_buf_t *out, in
 
 static void test_chunked(void)
 {
-    const char *body = "5\r\nhello\r\n6;name=val\r\n world\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    const char *body =
+        "5\r\nhello\r\n6;name=val\r\n world\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
     ep_buf_t out = EP_BUF_INIT;
     int done;
 
