@@ -454,6 +454,34 @@ static void conn_close(conn_t *c)
     conn_free(c);
 }
 
+/*
+ * One recv into buf. Returns the bytes read, 0 when there are none now, -1
+ * when the connection ended (then it is closed). A read shorter than len has
+ * drained the socket: the next bytes raise a new edge.
+ */
+static ssize_t conn_recv(conn_t *c, char *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        if (n > 0) {
+            c->last_ns = c->lp->now;
+            if ((size_t)n < len && !c->hup) {
+                c->rd_pending = 0;
+            }
+            return n;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->rd_pending = 0;
+            return 0;
+        }
+        conn_close(c); /* end of stream or error, in the middle of a request or between */
+        return -1;
+    }
+}
+
 /* Reads once into the input buffer. 1: bytes came; 0: none now; -1: closed. */
 static int conn_read(conn_t *c)
 {
@@ -472,30 +500,17 @@ static int conn_read(conn_t *c)
         c->in = ep_realloc(c->in, c->in_cap);
     }
     space = c->in_cap - c->in_len;
-    for (;;) {
-        n = recv(c->fd, c->in + c->in_len, space, 0);
-        if (n > 0) {
-            c->in_len += (size_t)n;
-            c->last_ns = c->lp->now;
-            if ((size_t)n < space && !c->hup) {
-                c->rd_pending = 0; /* drained: the next bytes raise a new edge */
-            } else if ((size_t)n == space && c->in_cap < IN_MAX) {
-                /* Requests larger than the buffer: grow it, so that one read takes one. */
-                c->in_cap *= 2;
-                c->in = ep_realloc(c->in, c->in_cap);
-            }
-            return 1;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->rd_pending = 0;
-            return 0;
-        }
-        conn_close(c); /* end of stream or error, in the middle of a request or between */
-        return -1;
+    n = conn_recv(c, c->in + c->in_len, space);
+    if (n <= 0) {
+        return (int)n;
     }
+    c->in_len += (size_t)n;
+    if ((size_t)n == space && c->in_cap < IN_MAX) {
+        /* Requests larger than the buffer: grow it, so that one read takes one. */
+        c->in_cap *= 2;
+        c->in = ep_realloc(c->in, c->in_cap);
+    }
+    return 1;
 }
 
 /* The request is finished (answer written): ready for the next one. */
@@ -730,28 +745,14 @@ static int body_read(conn_t *c)
     ssize_t n;
 
     ep_buf_reserve(b, want);
-    for (;;) {
-        n = recv(c->fd, b->data + b->len, want, 0);
-        if (n > 0) {
-            b->len += (size_t)n;
-            b->data[b->len] = '\0';
-            c->body_left -= (uint64_t)n;
-            c->last_ns = c->lp->now;
-            if ((size_t)n < want && !c->hup) {
-                c->rd_pending = 0;
-            }
-            return 1;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->rd_pending = 0;
-            return 0;
-        }
-        conn_close(c);
-        return -1;
+    n = conn_recv(c, b->data + b->len, want);
+    if (n <= 0) {
+        return (int)n;
     }
+    b->len += (size_t)n;
+    b->data[b->len] = '\0';
+    c->body_left -= (uint64_t)n;
+    return 1;
 }
 
 /*
