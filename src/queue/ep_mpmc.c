@@ -31,6 +31,16 @@
  * on each side) for every item. An idle queue still wakes its waiters at
  * once, so an item is delayed by at most linger_us. The same handshake holds:
  * a lingerer that stops lingering passes a full barrier and re-checks.
+ * wake_batch is capped at a quarter of the capacity, so a small queue cannot
+ * fill while its consumers linger.
+ *
+ * A full queue with idle consumers (ep_mpmc_push_batch_wait): a consumer
+ * counts itself in `idle` from the moment it finds the queue empty until it
+ * returns, so a producer that finds no room while one is idle knows the room
+ * is about to come (the consumer was woken, or is being woken now). It then
+ * wakes every sleeper and waits on the futex word `room` for a pop to release
+ * room, bounded by its timeout. Consumers bump `room` only while a producer
+ * waits (`room_waiters`), so the common path pays one relaxed load per pop.
  */
 #include "ep_mpmc.h"
 #include "ep_error.h"
@@ -68,9 +78,13 @@ struct ep_mpmc_s {
     _Atomic uint32_t gen;       /* futex word: bumped on every wake-up */
     _Atomic uint32_t waiters;   /* consumers between "register" and "woke up" */
     _Atomic uint32_t lingerers; /* consumers in a bounded linger sleep */
+    _Atomic uint32_t idle;      /* consumers inside a pop that found the queue empty */
     _Atomic int closed;
-    uint32_t linger_us; /* 0 = never linger */
-    size_t wake_batch;  /* with a lingerer: wake only at this many items */
+    char pad5[CACHE_LINE];
+    _Atomic uint32_t room;         /* futex word for producers waiting for room */
+    _Atomic uint32_t room_waiters; /* producers waiting on it */
+    uint32_t linger_us;            /* 0 = never linger */
+    size_t wake_batch;             /* with a lingerer: wake only at this many items */
     char pad4[CACHE_LINE];
 };
 
@@ -193,6 +207,12 @@ static void release_room(ep_mpmc_t *q, size_t k)
     if (prev == k && atomic_load(&q->closed)) {
         wake(q, INT_MAX);
     }
+    /* seq_cst after the seq_cst fetch_sub: a waiting producer either is seen here or sees the room.
+     */
+    if (atomic_load(&q->room_waiters) != 0) {
+        atomic_fetch_add(&q->room, 1);
+        futex_wake(&q->room, INT_MAX);
+    }
 }
 
 /* Takes up to max published items without waiting. Returns how many. */
@@ -261,7 +281,10 @@ int ep_mpmc_create(size_t capacity, ep_mpmc_t **out)
     atomic_init(&q->gen, 0);
     atomic_init(&q->waiters, 0);
     atomic_init(&q->lingerers, 0);
+    atomic_init(&q->idle, 0);
     atomic_init(&q->closed, 0);
+    atomic_init(&q->room, 0);
+    atomic_init(&q->room_waiters, 0);
     q->wake_batch = 1;
     *out = q;
     return 0;
@@ -271,9 +294,63 @@ int ep_mpmc_create(size_t capacity, ep_mpmc_t **out)
  * Pushes all n items or none. Returns 0, EP_EFULL or EP_ECLOSED; on an error
  * nothing was enqueued. The items stay the caller's business. Thread-safe.
  */
+/* Reserves room for n items in count. Returns 1, or 0 when they do not fit now. */
+static int reserve(ep_mpmc_t *q, size_t n)
+{
+    size_t c = atomic_load_explicit(&q->count, memory_order_relaxed);
+
+    do {
+        if (c + n > q->capacity) {
+            return 0;
+        }
+    } while (!atomic_compare_exchange_weak(&q->count, &c, c + n));
+    return 1;
+}
+
+/*
+ * The queue is full. While a consumer is idle in a pop (woken, or about to
+ * be), room is coming: wake every sleeper and wait for a pop to release room,
+ * up to timeout_ms. Returns 1 once n items were reserved, else 0.
+ */
+static int reserve_when_idle(ep_mpmc_t *q, size_t n, int timeout_ms)
+{
+    int64_t deadline = ep_time_mono_ns() + (int64_t)timeout_ms * 1000000, left;
+    struct timespec rel;
+    uint32_t g;
+    int got = 0;
+
+    atomic_fetch_add(&q->room_waiters, 1);
+    for (;;) {
+        g = atomic_load(&q->room);
+        if (reserve(q, n)) {
+            got = 1;
+            break;
+        }
+        left = deadline - ep_time_mono_ns();
+        if (left <= 0 || atomic_load(&q->idle) == 0 || atomic_load(&q->closed)) {
+            break;
+        }
+        notify(q, INT_MAX, 1);
+        /* Short naps: an idle consumer may take all it can in one pop while we sleep. */
+        if (left > 1000000) {
+            left = 1000000;
+        }
+        rel.tv_sec = 0;
+        rel.tv_nsec = (long)left;
+        futex_wait(&q->room, g, &rel);
+    }
+    atomic_fetch_sub(&q->room_waiters, 1);
+    return got;
+}
+
 int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
 {
-    size_t c, pos;
+    return ep_mpmc_push_batch_wait(q, items, n, 0);
+}
+
+int ep_mpmc_push_batch_wait(ep_mpmc_t *q, void *const *items, size_t n, int timeout_ms)
+{
+    size_t pos;
 
     if (atomic_load_explicit(&q->closed, memory_order_relaxed)) {
         return EP_ECLOSED;
@@ -284,12 +361,10 @@ int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
     if (n > q->capacity) {
         return EP_EFULL;
     }
-    c = atomic_load_explicit(&q->count, memory_order_relaxed);
-    do {
-        if (c + n > q->capacity) {
-            return EP_EFULL;
-        }
-    } while (!atomic_compare_exchange_weak(&q->count, &c, c + n));
+    if (!reserve(q, n) &&
+        (timeout_ms <= 0 || atomic_load(&q->idle) == 0 || !reserve_when_idle(q, n, timeout_ms))) {
+        return EP_EFULL;
+    }
 
     /*
      * Re-check after reserving. With both sides sequentially consistent, a
@@ -325,12 +400,11 @@ int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n)
  * Returns the count, 0 on timeout, or EP_ECLOSED when closed and drained.
  * Thread-safe.
  */
+static int pop_wait(ep_mpmc_t *q, void **out, size_t max, int timeout_ms, int *idle);
+
 int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
 {
-    int64_t deadline = 0, left;
-    struct timespec rel;
-    size_t k;
-    int lingered = 0;
+    int idle = 0, rc;
 
     if (max == 0) {
         return 0;
@@ -338,6 +412,21 @@ int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
     if (max > INT_MAX) {
         max = INT_MAX;
     }
+    rc = pop_wait(q, out, max, timeout_ms, &idle);
+    if (idle) {
+        atomic_fetch_sub(&q->idle, 1);
+    }
+    return rc;
+}
+
+/* The body of ep_mpmc_pop_batch; sets *idle once it counted itself in q->idle. */
+static int pop_wait(ep_mpmc_t *q, void **out, size_t max, int timeout_ms, int *idle)
+{
+    int64_t deadline = 0, left;
+    struct timespec rel;
+    size_t k;
+    int lingered = 0;
+
     if (timeout_ms > 0) {
         deadline = ep_time_mono_ns() + (int64_t)timeout_ms * 1000000;
     }
@@ -358,6 +447,11 @@ int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms)
         left = timeout_ms > 0 ? deadline - ep_time_mono_ns() : INT64_MAX;
         if (left <= 0) {
             return 0;
+        }
+        if (!*idle) {
+            /* From here until we return, a producer that finds no room knows room is coming. */
+            *idle = 1;
+            atomic_fetch_add(&q->idle, 1);
         }
         /* Linger once per call before sleeping as a waiter that producers wake. */
         linger = q->linger_us > 0 && !lingered;
@@ -391,6 +485,12 @@ size_t ep_mpmc_size(const ep_mpmc_t *q)
     return atomic_load_explicit(&((ep_mpmc_t *)q)->count, memory_order_relaxed);
 }
 
+/* Consumers idle in a pop (a snapshot). Thread-safe. */
+size_t ep_mpmc_idle(const ep_mpmc_t *q)
+{
+    return atomic_load_explicit(&((ep_mpmc_t *)q)->idle, memory_order_relaxed);
+}
+
 /* The exact capacity. Thread-safe. */
 size_t ep_mpmc_capacity(const ep_mpmc_t *q)
 {
@@ -406,8 +506,10 @@ void ep_mpmc_wake_all(ep_mpmc_t *q)
 /* Sets lingering (see the top of this file). Before consumers start. */
 void ep_mpmc_set_linger(ep_mpmc_t *q, uint32_t linger_us, size_t wake_batch)
 {
+    size_t cap = q->capacity / 4 > 0 ? q->capacity / 4 : 1;
+
     q->linger_us = linger_us;
-    q->wake_batch = wake_batch < 1 ? 1 : wake_batch;
+    q->wake_batch = wake_batch < 1 ? 1 : wake_batch > cap ? cap : wake_batch;
 }
 
 /* Closes the queue and wakes every sleeping consumer. Idempotent; thread-safe. */

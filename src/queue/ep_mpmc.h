@@ -42,6 +42,15 @@ int ep_mpmc_create(size_t capacity, ep_mpmc_t **out);
 int ep_mpmc_push_batch(ep_mpmc_t *q, void *const *items, size_t n);
 
 /**
+ * ep_mpmc_push_batch, except when the items do not fit while a consumer is
+ * idle in ep_mpmc_pop_batch (woken or about to be, so room is coming): then it
+ * wakes the sleepers and waits up to timeout_ms for a pop to make room. With
+ * every consumer busy it returns EP_EFULL at once, as ep_mpmc_push_batch does.
+ * Same results and all-or-nothing rule. Thread-safe.
+ */
+int ep_mpmc_push_batch_wait(ep_mpmc_t *q, void *const *items, size_t n, int timeout_ms);
+
+/**
  * Pops up to max items into out[], oldest first. If the queue is empty, waits
  * up to timeout_ms for an item (0 = do not wait, < 0 = wait forever) on a
  * futex, without spinning. Returns the number of items taken (>= 1), 0 on
@@ -55,6 +64,12 @@ int ep_mpmc_pop_batch(ep_mpmc_t *q, void **out, size_t max, int timeout_ms);
  * A snapshot under concurrency. Thread-safe, lock-free.
  */
 size_t ep_mpmc_size(const ep_mpmc_t *q);
+
+/**
+ * Number of consumers inside ep_mpmc_pop_batch that found the queue empty and
+ * have not returned yet (lingering, sleeping, or woken). A snapshot. Thread-safe.
+ */
+size_t ep_mpmc_idle(const ep_mpmc_t *q);
 
 /** The capacity given to ep_mpmc_create. Thread-safe. */
 size_t ep_mpmc_capacity(const ep_mpmc_t *q);
@@ -71,6 +86,8 @@ void ep_mpmc_wake_all(ep_mpmc_t *q);
  * empty waits up to linger_us before producers wake it for each item, unless
  * wake_batch items are waiting, and a push wakes one consumer per wake_batch
  * items (each is expected to take a batch). Items wait at most linger_us longer.
+ * wake_batch is capped at a quarter of the capacity (at least 1), so a queue
+ * never fills while its consumers linger.
  * 0 (the default) disables it. Call before any consumer runs.
  */
 void ep_mpmc_set_linger(ep_mpmc_t *q, uint32_t linger_us, size_t wake_batch);

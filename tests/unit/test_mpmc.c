@@ -302,6 +302,72 @@ static void test_linger_idle_consumer_woken(void)
     one_item_reaches_consumer(20 * 1000, 300, 9);
 }
 
+/*
+ * wake_batch is capped at a quarter of the capacity: a lingering consumer of
+ * an 8-item queue asked for batches of 256 is woken by 2 items, long before
+ * its 20 s linger ends, instead of letting the queue fill.
+ */
+static void test_linger_wake_batch_capped_by_capacity(void)
+{
+    ep_mpmc_t *q = make(8);
+    linger_t l = {.q = q};
+    pthread_t t;
+    void *items[2] = {ITEM(1), ITEM(2)};
+    int64_t deadline;
+
+    ep_mpmc_set_linger(q, 20 * 1000 * 1000, 256);
+    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
+    deadline = ep_time_mono_ms() + 10000;
+    while (ep_mpmc_idle(q) == 0 && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT_EQ(ep_mpmc_idle(q), 1);
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, items, 2), 0);
+    deadline = ep_time_mono_ms() + 10000;
+    while (atomic_load(&l.woke_ms) == 0 && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT(atomic_load(&l.woke_ms) != 0); /* woken, not lingering out its 20 s */
+    pthread_join(t, NULL);
+    EP_ASSERT_EQ(atomic_load(&l.rc), 2);
+    EP_ASSERT_EQ(ep_mpmc_idle(q), 0);
+    ep_mpmc_destroy(q);
+}
+
+/*
+ * A full queue whose consumer is idle in a pop (here: lingering with a wake
+ * batch it never reaches by itself): push_batch_wait waits for it to make
+ * room; plain push_batch and a queue with no idle consumer fail at once.
+ */
+static void test_push_wait_for_idle_consumer(void)
+{
+    ep_mpmc_t *q = make(4);
+    linger_t l = {.q = q};
+    pthread_t t;
+    void *items[5] = {ITEM(1), ITEM(2), ITEM(3), ITEM(4), ITEM(5)}, *out[4];
+    int64_t deadline;
+
+    /* Nobody popping: full means full, with or without a wait. */
+    EP_ASSERT_EQ(ep_mpmc_push_batch(q, items, 4), 0);
+    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items + 4, 1, 10000), EP_EFULL);
+    EP_ASSERT_EQ(ep_mpmc_pop_batch(q, out, 4, 0), 4);
+
+    ep_mpmc_set_linger(q, 20 * 1000 * 1000, 256); /* capped to 1: the first push wakes it */
+    EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
+    deadline = ep_time_mono_ms() + 10000;
+    while (ep_mpmc_idle(q) == 0 && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT_EQ(ep_mpmc_idle(q), 1);
+    /* 4 items fill it; whether or not the consumer took them yet, the 5th gets in. */
+    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items, 4, 10000), 0);
+    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items + 4, 1, 10000), 0);
+    pthread_join(t, NULL);
+    EP_ASSERT(atomic_load(&l.rc) >= 1);
+    EP_ASSERT_EQ(VALUE(l.items[0]), 1);
+    ep_mpmc_destroy(q);
+}
+
 static void test_closed_drains_then_eclosed(void)
 {
     ep_mpmc_t *q = make(4);
@@ -463,6 +529,8 @@ EP_TEST_LIST = {
     EP_TEST(test_linger_wakes_at_batch),
     EP_TEST(test_linger_trickle_delivered),
     EP_TEST(test_linger_idle_consumer_woken),
+    EP_TEST(test_linger_wake_batch_capped_by_capacity),
+    EP_TEST(test_push_wait_for_idle_consumer),
     EP_TEST(test_closed_drains_then_eclosed),
     EP_TEST(test_stress_mpmc),
     EP_TEST(test_stress_mpmc_linger),

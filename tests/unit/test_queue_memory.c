@@ -11,6 +11,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__SANITIZE_THREAD__)
 #define EP_TEST_TSAN 1
@@ -288,6 +291,94 @@ static void test_close_wakes_consumer(void)
     ep_queue_destroy(q);
 }
 
+/* ------------------------------------------------ small queue, idle worker */
+
+typedef struct {
+    ep_queue_t *q;
+    ep_event_t *out[1024];
+    _Atomic int rc;
+} once_t;
+
+static void *consume_once_main(void *arg)
+{
+    once_t *o = arg;
+
+    atomic_store(&o->rc, ep_queue_consume(o->q, o->out, 1024, 30000));
+    return NULL;
+}
+
+/* The provider's "idle_consumers" figure from its /stats JSON, -1 when absent. */
+static long idle_consumers(ep_queue_t *q)
+{
+    ep_buf_t b = EP_BUF_INIT;
+    const char *p;
+    long n = -1;
+
+    ep_queue_stats_json(q, &b);
+    p = b.data ? strstr(b.data, "\"idle_consumers\":") : NULL;
+    if (p) {
+        n = strtol(p + strlen("\"idle_consumers\":"), NULL, 10);
+    }
+    ep_buf_close(&b);
+    return n;
+}
+
+/*
+ * A queue far smaller than the linger's wake batch (256) with its one worker
+ * idle: single-event publishes never find it full, and the 101st publish into
+ * a 100-event queue waits for the worker instead of failing (it got 503s).
+ */
+static void test_small_queue_never_full_while_worker_idle(void)
+{
+    ep_queue_t *q = make_queue(100);
+    once_t o = {.q = q};
+    ep_queue_stats_t st;
+    pthread_t t;
+    int64_t deadline = ep_time_mono_ms() + 10000;
+    char id[16];
+    int rc;
+
+    atomic_init(&o.rc, 0);
+    EP_ASSERT_EQ(pthread_create(&t, NULL, consume_once_main, &o), 0);
+    while (idle_consumers(q) != 1 && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT_EQ(idle_consumers(q), 1);
+    for (int i = 0; i < 101; i++) {
+        ep_event_t *ev;
+
+        snprintf(id, sizeof(id), "e%d", i);
+        ev = make_event(id);
+        EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, NULL, NULL), 0);
+    }
+    pthread_join(t, NULL);
+    rc = atomic_load(&o.rc);
+    EP_ASSERT(rc >= 1);
+    EP_ASSERT_EQ(ep_queue_ack(q, o.out, (size_t)rc), 0);
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.rejected_full, 0);
+    EP_ASSERT_EQ(st.enqueued, 101);
+    EP_ASSERT_EQ(idle_consumers(q), 0);
+    ep_queue_destroy(q); /* frees what the worker did not take (ASan checks) */
+}
+
+/* With no worker idle, a full queue still answers at once: backpressure, not a wait. */
+static void test_full_without_idle_worker_fails_at_once(void)
+{
+    ep_queue_t *q = make_queue(4);
+    ep_event_t *evs[5];
+    char id[16];
+
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "f%d", i);
+        evs[i] = make_event(id);
+    }
+    EP_ASSERT_EQ(ep_queue_publish(q, evs, 4, NULL, NULL), 0);
+    EP_ASSERT_EQ(ep_queue_publish(q, evs + 4, 1, NULL, NULL), EP_EFULL);
+    ep_event_destroy(evs[4]);
+    ep_queue_destroy(q);
+}
+
 /* ------------------------------------------------- concurrent exactly-once */
 
 #ifdef EP_TEST_TSAN
@@ -435,6 +526,8 @@ EP_TEST_LIST = {
     EP_TEST(test_nack_delay),
     EP_TEST(test_close_drains),
     EP_TEST(test_close_wakes_consumer),
+    EP_TEST(test_small_queue_never_full_while_worker_idle),
+    EP_TEST(test_full_without_idle_worker_fails_at_once),
     EP_TEST(test_concurrent_exactly_once),
     EP_TEST_END,
 };

@@ -28,8 +28,17 @@
 
 #define CACHE_LINE 64
 
-#define LINGER_US         1000 /* longest extra wait for an event to be processed */
-#define LINGER_WAKE_BATCH 256  /* this many waiting events wake a lingering worker */
+#define LINGER_US 1000 /* longest extra wait for an event to be processed */
+#define LINGER_WAKE_BATCH                                                                          \
+    256 /* this many waiting events wake a lingering worker (at most                               \
+           a quarter of QUEUE_SIZE: ep_mpmc_set_linger caps it) */
+/*
+ * A publish that finds the queue full while a worker is idle (woken, or about
+ * to be) waits up to this long for it to make room instead of answering 503:
+ * it is only ever the time a runnable worker takes to be scheduled. With every
+ * worker busy the answer is 503 at once.
+ */
+#define FULL_WAIT_MS 50
 
 /* Publish statuses handed to the callback: all zero. Bigger batches allocate. */
 #define ZERO_STATUS_N 4096
@@ -147,7 +156,7 @@ static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb,
     int rc;
 
     /* ep_event_t * and void * share a representation; the ring only copies the pointers. */
-    rc = ep_mpmc_push_batch(ctx->ring, (void *const *)evs, n);
+    rc = ep_mpmc_push_batch_wait(ctx->ring, (void *const *)evs, n, FULL_WAIT_MS);
     if (rc != 0) {
         if (rc == EP_EFULL) {
             /* Counted in events, like enqueued. */
@@ -296,6 +305,8 @@ static void mem_stats_json(void *vctx, ep_buf_t *out)
 
     ep_buf_puts(out, ",\"redelivery_pending\":");
     ep_buf_put_u64(out, atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed));
+    ep_buf_puts(out, ",\"idle_consumers\":");
+    ep_buf_put_u64(out, ep_mpmc_idle(ctx->ring));
 }
 
 static int mem_ready(void *vctx, char *reason, size_t len)
