@@ -435,6 +435,69 @@ static void test_server_restart_keeps_events(void)
     ep_nats_server_cleanup(&ns);
 }
 
+/* Publishes n events with ids prefix-i and consumes exactly them back. */
+static void round_trip(ep_queue_t *q, const char *prefix, int n)
+{
+    pub_rec_t r;
+    int seen[16] = {0};
+
+    EP_ASSERT(n <= 16);
+    pub_rec_init(&r);
+    publish_ids(q, prefix, n, n, &r);
+    EP_ASSERT_EQ(r.ok, n);
+    EP_ASSERT_EQ(consume_ids(q, prefix, n, seen, 1), n);
+    for (int i = 0; i < n; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+}
+
+/*
+ * NATS_URL as a list (issue 20 item 4): any reachable server of the list is
+ * used, whether the dead one comes first or last, with or without blanks
+ * after the commas.
+ */
+static void test_url_list_uses_a_reachable_server(void)
+{
+    ep_nats_server_t ns;
+    int dead = ep_nats_free_port();
+    char url[256];
+    ep_queue_t *q;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    for (int order = 0; order < 3; order++) {
+        if (order == 0) {
+            snprintf(url, sizeof(url), "nats://127.0.0.1:%d,%s", dead, ns.url);
+        } else if (order == 1) {
+            snprintf(url, sizeof(url), "%s,nats://127.0.0.1:%d", ns.url, dead);
+        } else {
+            snprintf(url, sizeof(url), "nats://127.0.0.1:%d, 127.0.0.1:%d", dead, ns.port);
+        }
+        q = make_queue(url);
+        wait_ready(q);
+        round_trip(q, order == 0 ? "l0" : order == 1 ? "l1" : "l2", 5);
+        ep_queue_destroy(q);
+    }
+    ep_nats_server_cleanup(&ns);
+}
+
+/* The server that is down at start-up comes up later: the list still reaches it. */
+static void test_url_list_all_down_then_one_up(void)
+{
+    ep_nats_server_t ns;
+    int a = ep_nats_free_port(), b = ep_nats_free_port();
+    char url[256], reason[256] = "";
+    ep_queue_t *q;
+
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d,nats://127.0.0.1:%d", a, b);
+    q = make_queue(url);
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, b), 0);
+    wait_ready(q);
+    round_trip(q, "ad", 5);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
 static void test_bad_url_is_config_error(void)
 {
     static const char *bad[] = {
@@ -674,6 +737,8 @@ EP_TEST_LIST = {
     EP_TEST(test_dead_letter_moves_event),
     EP_TEST(test_server_down_at_init_then_up),
     EP_TEST(test_server_restart_keeps_events),
+    EP_TEST(test_url_list_uses_a_reachable_server),
+    EP_TEST(test_url_list_all_down_then_one_up),
     EP_TEST(test_bad_url_is_config_error),
     EP_TEST(test_stream_full_is_efull),
     EP_TEST(test_stats_and_lag_json),

@@ -25,6 +25,7 @@
 #define EP_NATS_STALL_WAIT_MS   200   /* how long a stalled publish waits (then EP_EFULL) */
 #define EP_NATS_STREAM_MAX_AGE  (24LL * 3600 * 1000000000LL) /* ns; Limits retention */
 #define EP_NATS_STREAM_MAX_SIZE (8LL << 30)                  /* bytes; DiscardNew beyond */
+#define EP_NATS_MAX_SERVERS     32                           /* entries in the NATS_URL list */
 
 typedef struct ep_nats_batch_s ep_nats_batch_t;
 
