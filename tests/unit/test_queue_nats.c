@@ -498,6 +498,48 @@ static void test_url_list_all_down_then_one_up(void)
     ep_nats_server_cleanup(&ns);
 }
 
+/*
+ * Failover: two independent servers (each with its own JetStream store). When
+ * the one in use stops, the queue moves to the other, re-creates the stream
+ * and the durable there, and publishes and consumes again.
+ */
+static void test_url_list_fails_over(void)
+{
+    ep_nats_server_t ns[2];
+    char url[256], reason[256] = "";
+    ep_queue_t *q;
+    ep_buf_t b = EP_BUF_INIT;
+    int first;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns[0], 0), 0);
+    EP_ASSERT_EQ(ep_nats_server_start(&ns[1], 0), 0);
+    snprintf(url, sizeof(url), "%s,%s", ns[0].url, ns[1].url);
+    q = make_queue(url);
+    wait_ready(q);
+    round_trip(q, "fa", 5);
+    ep_queue_stats_json(q, &b);
+    EP_ASSERT(strstr(b.data, "\"server\":\"nats://127.0.0.1:") != NULL);
+    first = strstr(b.data, ns[0].url) != NULL ? 0 : 1;
+    EP_ASSERT(strstr(b.data, ns[first].url) != NULL);
+    ep_nats_server_stop(&ns[first]);
+    for (int64_t end = ep_time_mono_ms() + WAIT_MS; ep_time_mono_ms() < end;) {
+        ep_buf_reset(&b);
+        ep_queue_stats_json(q, &b);
+        if (strstr(b.data, ns[1 - first].url) != NULL) {
+            break;
+        }
+        ep_time_sleep_ms(20);
+    }
+    EP_ASSERT(strstr(b.data, ns[1 - first].url) != NULL);
+    wait_ready(q);
+    round_trip(q, "fb", 5);
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1);
+    ep_buf_close(&b);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns[0]);
+    ep_nats_server_cleanup(&ns[1]);
+}
+
 static void test_bad_url_is_config_error(void)
 {
     static const char *bad[] = {
@@ -739,6 +781,7 @@ EP_TEST_LIST = {
     EP_TEST(test_server_restart_keeps_events),
     EP_TEST(test_url_list_uses_a_reachable_server),
     EP_TEST(test_url_list_all_down_then_one_up),
+    EP_TEST(test_url_list_fails_over),
     EP_TEST(test_bad_url_is_config_error),
     EP_TEST(test_stream_full_is_efull),
     EP_TEST(test_stats_and_lag_json),

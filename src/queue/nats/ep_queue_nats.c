@@ -502,6 +502,10 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         pthread_mutex_unlock(&ctx->fetch_lock);
         return EP_ECLOSED;
     }
+    if (atomic_exchange(&ctx->consumer_recheck, 0)) {
+        /* A pull request to a durable the server lacks just times out: look it up again. */
+        ctx->consumer_ok = 0;
+    }
     if (!ctx->consumer_ok && (!ep__nats_connected(ctx) || ep__nats_consumer_ensure(ctx) != 0)) {
         pthread_mutex_unlock(&ctx->fetch_lock);
         left = deadline - ep_time_mono_ms();
@@ -668,13 +672,33 @@ static void nats_stats(void *vctx, ep_queue_stats_t *st)
     st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
+/* Appends the server in use (of the NATS_URL list), without user or password, or null. */
+static void put_server(ep_nats_ctx_t *ctx, ep_buf_t *out)
+{
+    char url[256] = "", shown[256];
+    const char *host, *at;
+    int n;
+
+    if (natsConnection_GetConnectedUrl(ctx->nc, url, sizeof(url)) != NATS_OK || url[0] == '\0') {
+        ep_buf_puts(out, "null");
+        return;
+    }
+    host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    at = strrchr(host, '@');
+    n = snprintf(shown, sizeof(shown), "%.*s%s", (int)(host - url), url, at ? at + 1 : host);
+    ep_buf_put_json_str(out, shown, n < (int)sizeof(shown) ? (size_t)n : sizeof(shown) - 1);
+}
+
 static void nats_stats_json(void *vctx, ep_buf_t *out)
 {
     ep_nats_ctx_t *ctx = vctx;
 
-    ep_buf_printf(out, ",\"nats\":{\"connected\":%s,\"stream_ready\":%s,\"stream\":",
-                  ep__nats_connected(ctx) ? "true" : "false",
-                  atomic_load(&ctx->stream_ok) ? "true" : "false");
+    ep_buf_printf(
+        out, ",\"nats\":{\"connected\":%s,\"server\":", ep__nats_connected(ctx) ? "true" : "false");
+    put_server(ctx, out);
+    ep_buf_printf(
+        out, ",\"stream_ready\":%s,\"stream\":", atomic_load(&ctx->stream_ok) ? "true" : "false");
     ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
     ep_buf_printf(out,
                   ",\"stream_messages\":%" PRId64 ",\"pending\":%" PRId64

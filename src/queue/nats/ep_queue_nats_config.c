@@ -260,6 +260,7 @@ static void on_connected(natsConnection *nc, void *closure)
 
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     ep_log_info("nats", "connected to %s", url);
+    atomic_store(&ctx->consumer_recheck, 1);
     ep__nats_kick(ctx);
 }
 
@@ -460,6 +461,7 @@ static void refresh_figures(ep_nats_ctx_t *ctx)
         atomic_store(&ctx->num_redelivered, ci->NumRedelivered);
         jsConsumerInfo_Destroy(ci);
     } else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+        atomic_store(&ctx->consumer_recheck, 1);
         atomic_store(&ctx->num_pending, -1);
         atomic_store(&ctx->num_ack_pending, -1);
         atomic_store(&ctx->num_redelivered, -1);

@@ -76,6 +76,10 @@ typedef struct ep_nats_ctx_s {
     _Atomic int stream_ok;  /* the stream exists since the last (re)connect */
     _Atomic int wake;       /* a callback asked the keeper to look now */
     _Atomic int async_used; /* js_PublishMsgAsync was called (nats.c's pending map exists) */
+    /* Set on every (re)connect and when the durable is found missing: consume looks the
+     * durable up again (another server of the list, or one restarted with an empty store,
+     * lacks it, and a pull request to a missing durable only times out). */
+    _Atomic int consumer_recheck;
 
     /* Figures from the broker, -1 when unknown. */
     _Atomic int64_t stream_msgs;
