@@ -369,6 +369,7 @@ static void test_server_down_at_init_then_up(void)
     char reason[256] = "";
     char url[64];
     ep_event_t *ev, *out[4];
+    ep_queue_stats_t st;
     int port = ep_nats_free_port();
 
     snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
@@ -381,6 +382,9 @@ static void test_server_down_at_init_then_up(void)
     EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_publish, &r), EP_EUNAVAIL);
     EP_ASSERT(ev != NULL); /* still ours */
     ep_event_destroy(ev);
+    ep_queue_stats(q, &st); /* a broker that is down is not a full queue */
+    EP_ASSERT_EQ(st.rejected_unavailable, 1);
+    EP_ASSERT_EQ(st.rejected_full, 0);
     EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 100), 0);
     EP_ASSERT_EQ(pub_rec_calls(&r), 0);
 

@@ -250,6 +250,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
         ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        counter_add(&ctx->publish_refused, n);
         return EP_EUNAVAIL;
     }
     b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
@@ -315,7 +316,9 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
             ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
                                 natsStatus_GetText(s));
             ep_free(b);
-            return publish_error(s);
+            rc = publish_error(s);
+            counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
+            return rc;
         }
         {
             ep_nats_slot_t *slot = slot_take(ctx, m);
@@ -666,6 +669,8 @@ static void nats_stats(void *vctx, ep_queue_stats_t *st)
     st->dequeued = counter_get(&ctx->dequeued);
     st->enqueued = counter_get(&ctx->enqueued);
     st->rejected_full = counter_get(&ctx->rejected_full);
+    st->rejected_unavailable =
+        counter_get(&ctx->publish_failed) + counter_get(&ctx->publish_refused);
     st->size = atomic_load_explicit(&ctx->num_pending, memory_order_relaxed);
     st->capacity = -1;
     in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);

@@ -90,7 +90,8 @@ typedef struct ep_nats_ctx_s {
     /* Counters (relaxed). */
     _Atomic uint64_t enqueued;
     _Atomic uint64_t rejected_full;
-    _Atomic uint64_t publish_failed;
+    _Atomic uint64_t publish_failed;  /* PubAck errors other than full */
+    _Atomic uint64_t publish_refused; /* publish calls refused at once, not full (events) */
     _Atomic uint64_t dequeued;
     _Atomic uint64_t acked;
     _Atomic uint64_t nacked;
