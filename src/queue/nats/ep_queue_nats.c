@@ -671,7 +671,10 @@ static void nats_stats(void *vctx, ep_queue_stats_t *st)
     st->rejected_full = counter_get(&ctx->rejected_full);
     st->rejected_unavailable =
         counter_get(&ctx->publish_failed) + counter_get(&ctx->publish_refused);
-    st->size = atomic_load_explicit(&ctx->num_pending, memory_order_relaxed);
+    /* While disconnected the last figure is stale: unknown. */
+    st->size = ep__nats_connected(ctx)
+                   ? atomic_load_explicit(&ctx->num_pending, memory_order_relaxed)
+                   : -1;
     st->capacity = -1;
     in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
     st->in_flight = in_flight > 0 ? in_flight : 0;
