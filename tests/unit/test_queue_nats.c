@@ -560,6 +560,19 @@ static void test_bad_url_is_config_error(void)
         EP_ASSERT(q == NULL);
         EP_ASSERT(strstr(err, "NATS_URL") != NULL);
     }
+    {
+        /* A list longer than the pool we hand to nats.c. */
+        ep_config_t cfg;
+        ep_queue_t *q = NULL;
+        char err[256] = "", url[256] = "nats://h:1";
+
+        for (int i = 1; i < 40; i++) {
+            strcat(url, ",h:1");
+        }
+        make_cfg(&cfg, url);
+        EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+        EP_ASSERT(strstr(err, "more than 32 servers") != NULL);
+    }
 }
 
 static void test_stream_full_is_efull(void)
