@@ -59,7 +59,7 @@ static const opt_t options[] = {
     {OPT_I64, "QUEUE_SIZE", "queue-size", "1000", N(queue_size), 1, 100000000, NULL,
      "capacity of the memory queue in events (memory only)"},
     {OPT_URL, "NATS_URL", "nats-url", "nats://localhost:4222", S(nats_url), 0, 0, NULL,
-     "NATS server"},
+     "NATS server, or a comma-separated list (first reachable, in order)"},
     {OPT_STR, "KAFKA_BROKERS", "kafka-brokers", "localhost:9092", S(kafka_brokers), 0, 0, NULL,
      "Kafka bootstrap servers, comma-separated"},
     {OPT_STR, "KAFKA_TOPIC", "kafka-topic", "diplom-messages", S(kafka_topic), 0, 0, NULL,

@@ -37,6 +37,9 @@ typedef struct ep_queue_stats_s {
     int64_t size;           /* events waiting now; -1 when unknown */
     int64_t capacity;       /* bound; -1 when unbounded or unknown */
     int64_t in_flight;      /* consumed, not yet acked */
+    /* Appended (providers that memset the struct leave it 0): */
+    uint64_t rejected_unavailable; /* publishes that failed for any other reason than full:
+                                    * broker unreachable, timed out, closed, refused */
 } ep_queue_stats_t;
 
 /**

@@ -283,20 +283,27 @@ void ep_app_log_summary(ep_app_t *app)
 {
     ep_worker_pool_stats_t ps = {0};
     ep_queue_stats_t qs = {0};
+    char size[32] = "0";
 
     if (app->pool) {
         ep_worker_pool_stats(app->pool, &ps);
     }
     if (app->queue) {
         ep_queue_stats(app->queue, &qs);
+        /* -1 means unknown (a broker unreachable, its figures not read yet): say so. */
+        if (qs.size >= 0) {
+            snprintf(size, sizeof(size), "%lld", (long long)qs.size);
+        } else {
+            snprintf(size, sizeof(size), "unknown");
+        }
     }
     ep_log_info("stats",
-                "received=%llu sent=%llu failed=%llu rejected=%llu queue_size=%lld "
+                "received=%llu sent=%llu failed=%llu rejected=%llu queue_size=%s "
                 "processed=%llu errors=%llu uptime_s=%lld",
                 (unsigned long long)atomic_load(&app->ingest.received),
                 (unsigned long long)atomic_load(&app->ingest.sent),
                 (unsigned long long)atomic_load(&app->ingest.failed),
-                (unsigned long long)atomic_load(&app->ingest.rejected), (long long)qs.size,
+                (unsigned long long)atomic_load(&app->ingest.rejected), size,
                 (unsigned long long)ps.processed, (unsigned long long)ps.errors,
                 (long long)((ep_time_now_ms() - app->started_ms) / 1000));
 }

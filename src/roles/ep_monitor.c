@@ -219,7 +219,10 @@ static void put_queue(ep_buf_t *out, ep_queue_t *q, int what)
     lv[0] = q->provider->name;
     switch (what) {
     case 0:
-        ep_metrics_put_sample(out, "queue_size", 1, l_queue, lv, st.size < 0 ? 0 : (double)st.size);
+        /* Unknown (a broker unreachable): no sample rather than a made-up 0. */
+        if (st.size >= 0) {
+            ep_metrics_put_sample(out, "queue_size", 1, l_queue, lv, (double)st.size);
+        }
         break;
     case 1:
         ep_metrics_put_sample(out, "queue_capacity", 1, l_queue, lv,
@@ -231,6 +234,10 @@ static void put_queue(ep_buf_t *out, ep_queue_t *q, int what)
     case 3:
         ep_metrics_put_sample(out, "ep_queue_rejected_full_total", 1, l_queue, lv,
                               (double)st.rejected_full);
+        break;
+    case 4:
+        ep_metrics_put_sample(out, "ep_queue_rejected_unavailable_total", 1, l_queue, lv,
+                              (double)st.rejected_unavailable);
         break;
     }
 }
@@ -272,7 +279,8 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
         ep_worker_pool_stats(app->pool, &ps);
     }
     ep_metrics_put_family(out, "queue_size", EP_METRIC_GAUGE,
-                          "Events waiting in the queue (by queue provider).");
+                          "Events waiting in the queue (by queue provider); no sample while "
+                          "unknown (a broker unreachable).");
     put_queue(out, app->queue, 0);
     put_queue(out, app->forward, 0);
     ep_metrics_put_family(out, "queue_capacity", EP_METRIC_GAUGE,
@@ -287,6 +295,11 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
                           "Publishes refused because the queue was full.");
     put_queue(out, app->queue, 3);
     put_queue(out, app->forward, 3);
+    ep_metrics_put_family(out, "ep_queue_rejected_unavailable_total", EP_METRIC_COUNTER,
+                          "Publishes that failed for another reason than a full queue: "
+                          "a provider or broker unreachable, timed out or closed.");
+    put_queue(out, app->queue, 4);
+    put_queue(out, app->forward, 4);
 
     put1(out, "worker_pool_active", EP_METRIC_GAUGE, "Workers busy with a batch right now.",
          ps.active);

@@ -91,20 +91,29 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
 {
     ep_queue_stats_t qs;
     ep_worker_pool_stats_t ps;
+    char reason[256] = "";
+    int ready;
 
     ep_queue_stats(app->queue, &qs);
+    ready = ep_queue_ready(app->queue, reason, sizeof(reason));
     ep_worker_pool_stats(app->pool, &ps);
     ep_buf_printf(out,
                   "{\"queue\":{\"type\":\"%s\",\"size\":%lld,\"capacity\":%lld,"
                   "\"enqueued\":%llu,\"dequeued\":%llu,\"acked\":%llu,\"nacked\":%llu,"
-                  "\"rejected_full\":%llu,\"in_flight\":%lld,"
+                  "\"rejected_full\":%llu,\"rejected_unavailable\":%llu,\"in_flight\":%lld,"
                   "\"TotalEnqueued\":%llu,\"TotalDequeued\":%llu,\"CurrentSize\":%lld",
                   app->queue->provider->name, (long long)qs.size, (long long)qs.capacity,
                   (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
                   (unsigned long long)qs.acked, (unsigned long long)qs.nacked,
-                  (unsigned long long)qs.rejected_full, (long long)qs.in_flight,
-                  (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
-                  (long long)qs.size);
+                  (unsigned long long)qs.rejected_full, (unsigned long long)qs.rejected_unavailable,
+                  (long long)qs.in_flight, (unsigned long long)qs.enqueued,
+                  (unsigned long long)qs.dequeued, (long long)qs.size);
+    /* Why a size is -1 (unknown) or a broker queue refuses events, for `eventpipe status`. */
+    ep_buf_printf(out, ",\"ready\":%s", ready ? "true" : "false");
+    if (reason[0] != '\0') {
+        ep_buf_puts(out, ",\"reason\":");
+        ep_buf_put_json_str(out, reason, strlen(reason));
+    }
     ep_queue_stats_json(app->queue, out);
     ep_buf_printf(out,
                   "},\"pool\":{\"processed\":%llu,\"errors\":%llu,\"workers\":%d,\"active\":%d,"

@@ -4,6 +4,10 @@
  *   ROLE        HEALTH  DETAIL
  *   ingest      up      received=150 sent=148 failed=2 rejected=0
  *   processor   up      queue=5/1000 processed=148 errors=0 workers=4
+ *
+ * A queue without a bound (a broker) shows queue=5; one whose size is not
+ * known now shows queue=unknown with the queue's own reason, e.g.
+ * "queue=unknown (NATS disconnected from nats://...: reconnecting)".
  */
 #include "ep_error.h"
 #include "ep_http_client.h"
@@ -19,6 +23,22 @@ static long long num(yajl_val root, const char **path)
     yajl_val v = yajl_tree_get(root, path, yajl_t_number);
 
     return v ? YAJL_GET_INTEGER(v) : -1;
+}
+
+/* Prints "queue=<size>[/<capacity>]", or "queue=unknown (<why>)" when the size is -1. */
+static void print_queue(yajl_val stats)
+{
+    long long size = num(stats, (const char *[]){"queue", "size", NULL});
+    long long cap = num(stats, (const char *[]){"queue", "capacity", NULL});
+    yajl_val why = yajl_tree_get(stats, (const char *[]){"queue", "reason", NULL}, yajl_t_string);
+
+    if (size >= 0 && cap > 0) {
+        printf("queue=%lld/%lld", size, cap);
+    } else if (size >= 0) {
+        printf("queue=%lld", size);
+    } else {
+        printf("queue=unknown (%s)", why ? YAJL_GET_STRING(why) : "not reported by the broker yet");
+    }
 }
 
 static void print_role(const char *name, yajl_val role)
@@ -42,9 +62,8 @@ static void print_role(const char *name, yajl_val role)
                num(stats, (const char *[]){"TotalFailed", NULL}),
                num(stats, (const char *[]){"TotalRejected", NULL}));
     } else if (strcmp(name, "processor") == 0) {
-        printf("queue=%lld/%lld processed=%lld errors=%lld workers=%lld\n",
-               num(stats, (const char *[]){"queue", "size", NULL}),
-               num(stats, (const char *[]){"queue", "capacity", NULL}),
+        print_queue(stats);
+        printf(" processed=%lld errors=%lld workers=%lld\n",
                num(stats, (const char *[]){"pool", "processed", NULL}),
                num(stats, (const char *[]){"pool", "errors", NULL}),
                num(stats, (const char *[]){"pool", "workers", NULL}));

@@ -132,6 +132,10 @@ def test_fail_fast_outage_answers_503_and_loses_nothing():
     assert codes.get(503, 0) >= 150, codes  # could not be stored everywhere
     assert ready.status == 503 and "nats" in ready.json()["error"], ready
     assert st["composite_stats"]["nats"]["failed"] >= 150, st
+    # A broker outage is "unavailable", never "full" (issue 20).
+    assert st["rejected_unavailable"] >= 150 and st["rejected_full"] == 0, st
+    assert st["composite_stats"]["nats"]["failed_unavailable"] >= 150, st
+    assert st["composite_stats"]["nats"]["failed_full"] == 0, st
 
 
 def test_best_effort_outage_keeps_answering_and_counts_failures():

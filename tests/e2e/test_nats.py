@@ -8,7 +8,7 @@ import threading
 import time
 
 from ep_nats import NatsClient, NatsServer
-from eptest import Eventpipe, Load, get_json, main, read_sink, request, wait_for
+from eptest import Eventpipe, Load, free_port, get_json, main, read_sink, request, wait_for
 
 
 def nats_env(ns, sink, **extra):
@@ -168,6 +168,41 @@ def test_nats_down_503_then_recovers():
             ok += got
             assert request(ep.ingest, "GET", "/ready").status == 200
             wait_for(lambda: set(sink_ids(sink)) >= set(ok), 20, what="all processed")
+            assert ep.stop() == 0
+
+
+def test_nats_url_list_ready_and_fails_over():
+    """NATS_URL as a list (issue 20): a dead server first or last in it does not
+    matter; when the server in use stops, the next one of the list takes over
+    (the stream and the durable are created there) and /ready is 200 again."""
+    dead = "nats://127.0.0.1:%d" % free_port()
+    with NatsServer() as a, NatsServer() as b:
+        sink = os.path.join(a.dir, "sink.ndjson")
+        for n, url in enumerate(["%s,%s" % (dead, a.url), "%s, %s" % (a.url, dead)]):
+            with Eventpipe("run", env=nats_env(a, sink, NATS_URL=url)) as ep:
+                wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+                         what="ingest ready with NATS_URL=%s" % url)
+                ids = ["list%d-%d" % (n, i) for i in range(20)]
+                ok, statuses = send_events(ep.ingest, ids)
+                assert statuses == {202: 20}, statuses
+                wait_for(lambda: set(sink_ids(sink)) >= set(ids), 20, what="list processed")
+                assert get_json(ep.processor, "/stats")["queue"]["nats"]["server"] == a.url
+                assert ep.stop() == 0
+        with Eventpipe("run", env=nats_env(a, sink, NATS_URL="%s,%s" % (a.url, b.url))) as ep:
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+                     what="ingest ready")
+            a.stop()
+            wait_for(lambda: get_json(ep.processor, "/stats")["queue"]["nats"]["server"]
+                     == b.url, 15, what="moved to the second server")
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+                     what="ready on the second server")
+            ids = ["over-%d" % i for i in range(20)]
+            ok, statuses = send_events(ep.ingest, ids)
+            assert statuses == {202: 20}, statuses
+            wait_for(lambda: set(sink_ids(sink)) >= set(ids), 20, what="processed after failover")
+            c = NatsClient(b.port)
+            assert c.subject_count("diplom.messages") == 20
+            c.close()
             assert ep.stop() == 0
 
 

@@ -3,9 +3,11 @@ client), `eventpipe status` (the status aggregate as a table) and `eventpipe
 bench` (the load generator: counts, percentiles, batches, fixed rate)."""
 
 import json
+import re
 import subprocess
 
-from eptest import EP_BIN, Eventpipe, free_port, get_json, main, wait_for
+from ep_nats import NatsServer
+from eptest import EP_BIN, Eventpipe, free_port, get_json, main, request, wait_for
 
 
 def run(*args, timeout=60):
@@ -51,6 +53,35 @@ def test_status_table_and_exit_code():
         assert gw.stop() == 0
     r = run("status", "--url", "http://127.0.0.1:%d" % free_port())
     assert r.returncode == 1 and r.stderr, r
+
+
+def test_status_of_a_broker_queue_says_what_is_unknown():
+    """Issue 20: a broker queue has no capacity (queue=N, never N/-1), and while
+    NATS is unreachable its size is unknown and said so (status, stats log line,
+    no queue_size sample in /metrics), never -1."""
+    def processor_line(ep):
+        r = run("status", "--url", "http://127.0.0.1:%d" % ep.api)
+        return [l for l in r.stdout.splitlines() if l.startswith("processor")][0]
+
+    with NatsServer() as ns, Eventpipe("run", env={"QUEUE_TYPE": "nats", "NATS_URL": ns.url,
+                                                   "STATS_INTERVAL": "1"}) as ep:
+        wait_for(lambda: re.search(r" queue=0 processed=", processor_line(ep)), 20,
+                 what="queue=0 without a capacity")
+        wait_for(lambda: re.search(r"queue_size=0 ", ep.log_text()), 10,
+                 what="stats log line with queue_size=0")
+        ns.stop()
+        wait_for(lambda: "queue=unknown (NATS disconnected" in processor_line(ep), 20,
+                 what="queue=unknown with the reason")
+        line = processor_line(ep)
+        assert "-1" not in line, line
+        wait_for(lambda: "queue_size=unknown" in ep.log_text(), 10,
+                 what="stats log line with queue_size=unknown")
+        assert "queue_size=-1" not in ep.log_text()
+        metrics = request(ep.processor, "GET", "/metrics").body.decode()
+        assert not re.search(r'^queue_size\{queue="nats"\}', metrics, re.M), metrics
+        st = get_json(ep.processor, "/stats")["queue"]
+        assert st["size"] == -1 and st["ready"] is False and "NATS" in st["reason"], st
+        assert ep.stop() == 0
 
 
 def bench(*args, rc=0, timeout=60):

@@ -11,13 +11,17 @@
 
 extern const ep_queue_provider_t ep_queue_memory_provider;
 
-static atomic_int flaky_down;
+static atomic_int flaky_down; /* 1: unreachable (EP_EUNAVAIL) */
+static atomic_int flaky_full; /* 1: refuses writes as full (EP_EFULL), stays ready */
 static ep_queue_provider_t flaky;
 
 static int flaky_publish(void *ctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
 {
     if (atomic_load(&flaky_down)) {
         return EP_EUNAVAIL;
+    }
+    if (atomic_load(&flaky_full)) {
+        return EP_EFULL;
     }
     return ep_queue_memory_provider.publish(ctx, evs, n, cb, arg);
 }
@@ -159,6 +163,40 @@ static void test_fail_fast_reports_a_failed_provider(void)
     ep_queue_destroy(q);
 }
 
+/* Issue 20 item 7: a provider that is down is counted as unavailable, never as full. */
+static void test_unavailable_and_full_are_counted_apart(void)
+{
+    ep_queue_t *q = make("memory,flaky", "fail-fast", 1000);
+    char seen[100] = {0};
+    ep_queue_stats_t st;
+    ep_buf_t js = EP_BUF_INIT;
+
+    atomic_store(&flaky_down, 1);
+    EP_ASSERT_EQ(publish_n(q, 0, 10), 0);
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.rejected_unavailable, 10);
+    EP_ASSERT_EQ(st.rejected_full, 0);
+    atomic_store(&flaky_down, 0);
+    atomic_store(&flaky_full, 1);
+    EP_ASSERT_EQ(publish_n(q, 10, 5), 0);
+    for (int i = 0; i < 5; i++) {
+        EP_ASSERT_EQ(last_status[i], EP_EFULL);
+    }
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.rejected_full, 5);
+    EP_ASSERT_EQ(st.rejected_unavailable, 10);
+    EP_ASSERT_EQ(st.enqueued, 0);
+    ep_queue_stats_json(q, &js);
+    EP_ASSERT(strstr(js.data, "\"flaky\":{\"ready\":true,\"published\":0,\"failed\":15,"
+                              "\"failed_full\":5,\"failed_unavailable\":10,") != NULL);
+    EP_ASSERT(strstr(js.data, "\"memory\":{\"ready\":true,\"published\":15,\"failed\":0,"
+                              "\"failed_full\":0,\"failed_unavailable\":0,") != NULL);
+    ep_buf_close(&js);
+    atomic_store(&flaky_full, 0);
+    EP_ASSERT_EQ(drain(q, seen, 100), 15);
+    ep_queue_destroy(q);
+}
+
 static void test_best_effort(void)
 {
     ep_queue_t *q = make("memory,flaky", "best-effort", 5);
@@ -244,6 +282,7 @@ static void test_close_drains_every_provider(void)
 EP_TEST_LIST = {
     EP_TEST(test_fail_fast_dual_write_and_dedup),
     EP_TEST(test_fail_fast_reports_a_failed_provider),
+    EP_TEST(test_unavailable_and_full_are_counted_apart),
     EP_TEST(test_best_effort),
     EP_TEST(test_nack_lets_a_copy_through_again),
     EP_TEST(test_config_errors),

@@ -369,6 +369,7 @@ static void test_server_down_at_init_then_up(void)
     char reason[256] = "";
     char url[64];
     ep_event_t *ev, *out[4];
+    ep_queue_stats_t st;
     int port = ep_nats_free_port();
 
     snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
@@ -381,6 +382,9 @@ static void test_server_down_at_init_then_up(void)
     EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_publish, &r), EP_EUNAVAIL);
     EP_ASSERT(ev != NULL); /* still ours */
     ep_event_destroy(ev);
+    ep_queue_stats(q, &st); /* a broker that is down is not a full queue */
+    EP_ASSERT_EQ(st.rejected_unavailable, 1);
+    EP_ASSERT_EQ(st.rejected_full, 0);
     EP_ASSERT_EQ(ep_queue_consume(q, out, 4, 100), 0);
     EP_ASSERT_EQ(pub_rec_calls(&r), 0);
 
@@ -435,6 +439,111 @@ static void test_server_restart_keeps_events(void)
     ep_nats_server_cleanup(&ns);
 }
 
+/* Publishes n events with ids prefix-i and consumes exactly them back. */
+static void round_trip(ep_queue_t *q, const char *prefix, int n)
+{
+    pub_rec_t r;
+    int seen[16] = {0};
+
+    EP_ASSERT(n <= 16);
+    pub_rec_init(&r);
+    publish_ids(q, prefix, n, n, &r);
+    EP_ASSERT_EQ(r.ok, n);
+    EP_ASSERT_EQ(consume_ids(q, prefix, n, seen, 1), n);
+    for (int i = 0; i < n; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+}
+
+/*
+ * NATS_URL as a list (issue 20 item 4): any reachable server of the list is
+ * used, whether the dead one comes first or last, with or without blanks
+ * after the commas.
+ */
+static void test_url_list_uses_a_reachable_server(void)
+{
+    ep_nats_server_t ns;
+    int dead = ep_nats_free_port();
+    char url[256];
+    ep_queue_t *q;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    for (int order = 0; order < 3; order++) {
+        if (order == 0) {
+            snprintf(url, sizeof(url), "nats://127.0.0.1:%d,%s", dead, ns.url);
+        } else if (order == 1) {
+            snprintf(url, sizeof(url), "%s,nats://127.0.0.1:%d", ns.url, dead);
+        } else {
+            snprintf(url, sizeof(url), "nats://127.0.0.1:%d, 127.0.0.1:%d", dead, ns.port);
+        }
+        q = make_queue(url);
+        wait_ready(q);
+        round_trip(q, order == 0 ? "l0" : order == 1 ? "l1" : "l2", 5);
+        ep_queue_destroy(q);
+    }
+    ep_nats_server_cleanup(&ns);
+}
+
+/* The server that is down at start-up comes up later: the list still reaches it. */
+static void test_url_list_all_down_then_one_up(void)
+{
+    ep_nats_server_t ns;
+    int a = ep_nats_free_port(), b = ep_nats_free_port();
+    char url[256], reason[256] = "";
+    ep_queue_t *q;
+
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d,nats://127.0.0.1:%d", a, b);
+    q = make_queue(url);
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, b), 0);
+    wait_ready(q);
+    round_trip(q, "ad", 5);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+/*
+ * Failover: two independent servers (each with its own JetStream store). When
+ * the one in use stops, the queue moves to the other, re-creates the stream
+ * and the durable there, and publishes and consumes again.
+ */
+static void test_url_list_fails_over(void)
+{
+    ep_nats_server_t ns[2];
+    char url[256], reason[256] = "";
+    ep_queue_t *q;
+    ep_buf_t b = EP_BUF_INIT;
+    int first;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns[0], 0), 0);
+    EP_ASSERT_EQ(ep_nats_server_start(&ns[1], 0), 0);
+    snprintf(url, sizeof(url), "%s,%s", ns[0].url, ns[1].url);
+    q = make_queue(url);
+    wait_ready(q);
+    round_trip(q, "fa", 5);
+    ep_queue_stats_json(q, &b);
+    EP_ASSERT(strstr(b.data, "\"server\":\"nats://127.0.0.1:") != NULL);
+    first = strstr(b.data, ns[0].url) != NULL ? 0 : 1;
+    EP_ASSERT(strstr(b.data, ns[first].url) != NULL);
+    ep_nats_server_stop(&ns[first]);
+    for (int64_t end = ep_time_mono_ms() + WAIT_MS; ep_time_mono_ms() < end;) {
+        ep_buf_reset(&b);
+        ep_queue_stats_json(q, &b);
+        if (strstr(b.data, ns[1 - first].url) != NULL) {
+            break;
+        }
+        ep_time_sleep_ms(20);
+    }
+    EP_ASSERT(strstr(b.data, ns[1 - first].url) != NULL);
+    wait_ready(q);
+    round_trip(q, "fb", 5);
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1);
+    ep_buf_close(&b);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns[0]);
+    ep_nats_server_cleanup(&ns[1]);
+}
+
 static void test_bad_url_is_config_error(void)
 {
     static const char *bad[] = {
@@ -450,6 +559,19 @@ static void test_bad_url_is_config_error(void)
         EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
         EP_ASSERT(q == NULL);
         EP_ASSERT(strstr(err, "NATS_URL") != NULL);
+    }
+    {
+        /* A list longer than the pool we hand to nats.c. */
+        ep_config_t cfg;
+        ep_queue_t *q = NULL;
+        char err[256] = "", url[256] = "nats://h:1";
+
+        for (int i = 1; i < 40; i++) {
+            strcat(url, ",h:1");
+        }
+        make_cfg(&cfg, url);
+        EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+        EP_ASSERT(strstr(err, "more than 32 servers") != NULL);
     }
 }
 
@@ -674,6 +796,9 @@ EP_TEST_LIST = {
     EP_TEST(test_dead_letter_moves_event),
     EP_TEST(test_server_down_at_init_then_up),
     EP_TEST(test_server_restart_keeps_events),
+    EP_TEST(test_url_list_uses_a_reachable_server),
+    EP_TEST(test_url_list_all_down_then_one_up),
+    EP_TEST(test_url_list_fails_over),
     EP_TEST(test_bad_url_is_config_error),
     EP_TEST(test_stream_full_is_efull),
     EP_TEST(test_stats_and_lag_json),

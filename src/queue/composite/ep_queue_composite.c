@@ -6,7 +6,9 @@
  * events). The publish callback reports, per event:
  *   fail-fast    0 only when every provider acknowledged; else the first error
  *   best-effort  0 when at least one provider acknowledged; an error when all failed
- * and every per-provider failure is counted (composite_stats).
+ * and every per-provider failure is counted (composite_stats). A failed event
+ * counts as rejected_full when its status is EP_EFULL, else (a provider down,
+ * timed out, closed) as rejected_unavailable: a broker outage is not "full".
  *
  * Reads come from EVERY provider (one pump thread each), de-duplicated by event
  * id, so an event that reached only one provider during an outage is still
@@ -41,6 +43,7 @@ typedef struct child_s {
     ep_queue_t *q;
     char name[32];
     atomic_uint_fast64_t published, failed, consumed, duplicates;
+    atomic_uint_fast64_t failed_full, failed_unavailable; /* failed: EP_EFULL, any other */
     pthread_t pump;
     int pump_started;
     atomic_int pump_done;
@@ -57,6 +60,7 @@ typedef struct composite_s {
     atomic_int closed;
     atomic_int pumps_running;
     atomic_uint_fast64_t enqueued, rejected, dequeued, acked, nacked, deduped;
+    atomic_uint_fast64_t rejected_unavailable; /* rejected: EP_EFULL; this: any other error */
 } composite_t;
 
 /* One publish call fanned out to the children. */
@@ -80,7 +84,7 @@ static void fan_finish(fan_t *f)
 {
     composite_t *c = f->c;
     int *status = ep_malloc(f->n * sizeof(int));
-    size_t ok = 0;
+    size_t ok = 0, full = 0;
 
     for (size_t i = 0; i < f->n; i++) {
         int all = f->ok_count[i] == c->n;
@@ -91,9 +95,11 @@ static void fan_finish(fan_t *f)
             status[i] = any ? 0 : (f->first_err[i] ? f->first_err[i] : EP_EUNAVAIL);
         }
         ok += status[i] == 0;
+        full += status[i] == EP_EFULL;
     }
     atomic_fetch_add_explicit(&c->enqueued, ok, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->rejected, f->n - ok, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rejected, full, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->rejected_unavailable, f->n - ok - full, memory_order_relaxed);
     if (f->cb) {
         f->cb(f->arg, f->n, status);
     }
@@ -106,7 +112,7 @@ static void fan_finish(fan_t *f)
 
 static void fan_report(fan_t *f, child_t *ch, size_t n, const int *status, int all_err)
 {
-    size_t ok = 0;
+    size_t ok = 0, full = 0;
 
     pthread_mutex_lock(&f->mu);
     for (size_t i = 0; i < n; i++) {
@@ -117,10 +123,13 @@ static void fan_report(fan_t *f, child_t *ch, size_t n, const int *status, int a
         } else if (f->first_err[i] == 0) {
             f->first_err[i] = st;
         }
+        full += st == EP_EFULL;
     }
     pthread_mutex_unlock(&f->mu);
     atomic_fetch_add_explicit(&ch->published, ok, memory_order_relaxed);
     atomic_fetch_add_explicit(&ch->failed, n - ok, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ch->failed_full, full, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ch->failed_unavailable, n - ok - full, memory_order_relaxed);
     if (atomic_fetch_sub_explicit(&f->pending, 1, memory_order_acq_rel) == 1) {
         fan_finish(f);
     }
@@ -386,6 +395,7 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
     memset(st, 0, sizeof(*st));
     st->enqueued = atomic_load(&c->enqueued);
     st->rejected_full = atomic_load(&c->rejected);
+    st->rejected_unavailable = atomic_load(&c->rejected_unavailable);
     st->dequeued = atomic_load(&c->dequeued);
     st->acked = atomic_load(&c->acked);
     st->nacked = atomic_load(&c->nacked);
@@ -419,10 +429,13 @@ static void composite_stats_json(void *ctx, ep_buf_t *out)
         ep_queue_stats(ch->q, &cs);
         ep_buf_printf(out,
                       "%s\"%s\":{\"ready\":%s,\"published\":%llu,\"failed\":%llu,"
+                      "\"failed_full\":%llu,\"failed_unavailable\":%llu,"
                       "\"consumed\":%llu,\"duplicates\":%llu,\"size\":%lld",
                       k ? "," : "", ch->name, ready ? "true" : "false",
                       (unsigned long long)atomic_load(&ch->published),
                       (unsigned long long)atomic_load(&ch->failed),
+                      (unsigned long long)atomic_load(&ch->failed_full),
+                      (unsigned long long)atomic_load(&ch->failed_unavailable),
                       (unsigned long long)atomic_load(&ch->consumed),
                       (unsigned long long)atomic_load(&ch->duplicates), (long long)cs.size);
         if (!ready) {

@@ -250,6 +250,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
         ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        counter_add(&ctx->publish_refused, n);
         return EP_EUNAVAIL;
     }
     b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
@@ -315,7 +316,9 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
             ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
                                 natsStatus_GetText(s));
             ep_free(b);
-            return publish_error(s);
+            rc = publish_error(s);
+            counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
+            return rc;
         }
         {
             ep_nats_slot_t *slot = slot_take(ctx, m);
@@ -502,6 +505,10 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         pthread_mutex_unlock(&ctx->fetch_lock);
         return EP_ECLOSED;
     }
+    if (atomic_exchange(&ctx->consumer_recheck, 0)) {
+        /* A pull request to a durable the server lacks just times out: look it up again. */
+        ctx->consumer_ok = 0;
+    }
     if (!ctx->consumer_ok && (!ep__nats_connected(ctx) || ep__nats_consumer_ensure(ctx) != 0)) {
         pthread_mutex_unlock(&ctx->fetch_lock);
         left = deadline - ep_time_mono_ms();
@@ -662,19 +669,44 @@ static void nats_stats(void *vctx, ep_queue_stats_t *st)
     st->dequeued = counter_get(&ctx->dequeued);
     st->enqueued = counter_get(&ctx->enqueued);
     st->rejected_full = counter_get(&ctx->rejected_full);
-    st->size = atomic_load_explicit(&ctx->num_pending, memory_order_relaxed);
+    st->rejected_unavailable =
+        counter_get(&ctx->publish_failed) + counter_get(&ctx->publish_refused);
+    /* While disconnected the last figure is stale: unknown. */
+    st->size = ep__nats_connected(ctx)
+                   ? atomic_load_explicit(&ctx->num_pending, memory_order_relaxed)
+                   : -1;
     st->capacity = -1;
     in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
     st->in_flight = in_flight > 0 ? in_flight : 0;
+}
+
+/* Appends the server in use (of the NATS_URL list), without user or password, or null. */
+static void put_server(ep_nats_ctx_t *ctx, ep_buf_t *out)
+{
+    char url[256] = "", shown[256];
+    const char *host, *at;
+    int n;
+
+    if (natsConnection_GetConnectedUrl(ctx->nc, url, sizeof(url)) != NATS_OK || url[0] == '\0') {
+        ep_buf_puts(out, "null");
+        return;
+    }
+    host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    at = strrchr(host, '@');
+    n = snprintf(shown, sizeof(shown), "%.*s%s", (int)(host - url), url, at ? at + 1 : host);
+    ep_buf_put_json_str(out, shown, n < (int)sizeof(shown) ? (size_t)n : sizeof(shown) - 1);
 }
 
 static void nats_stats_json(void *vctx, ep_buf_t *out)
 {
     ep_nats_ctx_t *ctx = vctx;
 
-    ep_buf_printf(out, ",\"nats\":{\"connected\":%s,\"stream_ready\":%s,\"stream\":",
-                  ep__nats_connected(ctx) ? "true" : "false",
-                  atomic_load(&ctx->stream_ok) ? "true" : "false");
+    ep_buf_printf(
+        out, ",\"nats\":{\"connected\":%s,\"server\":", ep__nats_connected(ctx) ? "true" : "false");
+    put_server(ctx, out);
+    ep_buf_printf(
+        out, ",\"stream_ready\":%s,\"stream\":", atomic_load(&ctx->stream_ok) ? "true" : "false");
     ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
     ep_buf_printf(out,
                   ",\"stream_messages\":%" PRId64 ",\"pending\":%" PRId64

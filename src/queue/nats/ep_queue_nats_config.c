@@ -94,6 +94,7 @@ static const char *nats_error_text(natsStatus s)
 static int url_valid(const char *url, char *why, size_t len)
 {
     const char *p = url;
+    int servers = 0;
 
     if (*url == '\0') {
         snprintf(why, len, "empty");
@@ -110,6 +111,10 @@ static int url_valid(const char *url, char *why, size_t len)
             p++;
         }
         n = (size_t)(end - p);
+        if (n > 0 && ++servers > EP_NATS_MAX_SERVERS) {
+            snprintf(why, len, "more than %d servers", EP_NATS_MAX_SERVERS);
+            return 0;
+        }
         host = strstr(p, "://");
         if (host != NULL && host < end) {
             size_t slen = (size_t)(host - p);
@@ -175,6 +180,62 @@ static int url_valid(const char *url, char *why, size_t len)
     return 1;
 }
 
+/*
+ * Hands the NATS_URL list to nats.c as its server pool. natsOptions_SetURL
+ * takes one URL: given "nats://a:4222,nats://b:4222" it parses the whole
+ * string as a single address and no connect ever succeeds. Each entry is
+ * trimmed and gets "nats://" when it has no scheme (url_valid accepts
+ * "host:port"); empty entries (a trailing comma) are skipped. The order is
+ * kept (no randomizing): the first reachable server of the list is used, so
+ * every eventpipe process given the same list settles on the same server,
+ * which a fallback list of independent JetStream servers needs (they share
+ * no streams); in a cluster any server is as good. Returns a nats.c status.
+ */
+static natsStatus set_servers(natsOptions *opts, const char *list)
+{
+    char *urls[EP_NATS_MAX_SERVERS];
+    int n = 0;
+    natsStatus s = NATS_OK;
+
+    for (const char *p = list; *p && s == NATS_OK;) {
+        const char *end = strchr(p, ','), *b = p, *e;
+
+        if (end == NULL) {
+            end = p + strlen(p);
+        }
+        e = end;
+        while (b < e && isspace((unsigned char)*b)) {
+            b++;
+        }
+        while (e > b && isspace((unsigned char)e[-1])) {
+            e--;
+        }
+        if (b < e) {
+            int scheme = memmem(b, (size_t)(e - b), "://", 3) != NULL;
+            size_t len = (size_t)(e - b) + (scheme ? 0 : 7) + 1;
+
+            if (n == EP_NATS_MAX_SERVERS) {
+                s = NATS_INVALID_ARG;
+                break;
+            }
+            urls[n] = ep_malloc(len);
+            snprintf(urls[n], len, "%s%.*s", scheme ? "" : "nats://", (int)(e - b), b);
+            n++;
+        }
+        p = *end ? end + 1 : end;
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetServers(opts, (const char **)urls, n);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetNoRandomize(opts, true);
+    }
+    for (int i = 0; i < n; i++) {
+        ep_free(urls[i]);
+    }
+    return s;
+}
+
 /* ------------------------------------------------------------ connection callbacks */
 
 static void on_disconnected(natsConnection *nc, void *closure)
@@ -199,6 +260,7 @@ static void on_connected(natsConnection *nc, void *closure)
 
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     ep_log_info("nats", "connected to %s", url);
+    atomic_store(&ctx->consumer_recheck, 1);
     ep__nats_kick(ctx);
 }
 
@@ -399,6 +461,7 @@ static void refresh_figures(ep_nats_ctx_t *ctx)
         atomic_store(&ctx->num_redelivered, ci->NumRedelivered);
         jsConsumerInfo_Destroy(ci);
     } else if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+        atomic_store(&ctx->consumer_recheck, 1);
         atomic_store(&ctx->num_pending, -1);
         atomic_store(&ctx->num_ack_pending, -1);
         atomic_store(&ctx->num_redelivered, -1);
@@ -416,10 +479,12 @@ static void *keeper_main(void *arg)
 
         if (ep__nats_connected(ctx)) {
             if (!atomic_load(&ctx->stream_ok) && stream_ensure(ctx) == 0) {
+                char url[256] = "";
+
                 atomic_store(&ctx->stream_ok, 1);
                 next_info = 0;
-                ep_log_info("nats", "ready: stream %s on %s", ctx->cfg.nats_stream,
-                            ctx->cfg.nats_url);
+                natsConnection_GetConnectedUrl(ctx->nc, url, sizeof(url));
+                ep_log_info("nats", "ready: stream %s on %s", ctx->cfg.nats_stream, url);
             }
             if (atomic_load(&ctx->stream_ok) && ep_time_mono_ms() >= next_info) {
                 refresh_figures(ctx);
@@ -499,7 +564,7 @@ int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, 
 
     s = natsOptions_Create(&ctx->opts);
     if (s == NATS_OK) {
-        s = natsOptions_SetURL(ctx->opts, cfg->nats_url);
+        s = set_servers(ctx->opts, cfg->nats_url);
         if (s != NATS_OK) {
             snprintf(err, errlen, "NATS_URL: '%s' is not a usable NATS URL: %s", cfg->nats_url,
                      nats_error_text(s));

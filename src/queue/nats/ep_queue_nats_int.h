@@ -25,6 +25,7 @@
 #define EP_NATS_STALL_WAIT_MS   200   /* how long a stalled publish waits (then EP_EFULL) */
 #define EP_NATS_STREAM_MAX_AGE  (24LL * 3600 * 1000000000LL) /* ns; Limits retention */
 #define EP_NATS_STREAM_MAX_SIZE (8LL << 30)                  /* bytes; DiscardNew beyond */
+#define EP_NATS_MAX_SERVERS     32                           /* entries in the NATS_URL list */
 
 typedef struct ep_nats_batch_s ep_nats_batch_t;
 
@@ -75,6 +76,10 @@ typedef struct ep_nats_ctx_s {
     _Atomic int stream_ok;  /* the stream exists since the last (re)connect */
     _Atomic int wake;       /* a callback asked the keeper to look now */
     _Atomic int async_used; /* js_PublishMsgAsync was called (nats.c's pending map exists) */
+    /* Set on every (re)connect and when the durable is found missing: consume looks the
+     * durable up again (another server of the list, or one restarted with an empty store,
+     * lacks it, and a pull request to a missing durable only times out). */
+    _Atomic int consumer_recheck;
 
     /* Figures from the broker, -1 when unknown. */
     _Atomic int64_t stream_msgs;
@@ -85,7 +90,8 @@ typedef struct ep_nats_ctx_s {
     /* Counters (relaxed). */
     _Atomic uint64_t enqueued;
     _Atomic uint64_t rejected_full;
-    _Atomic uint64_t publish_failed;
+    _Atomic uint64_t publish_failed;  /* PubAck errors other than full */
+    _Atomic uint64_t publish_refused; /* publish calls refused at once, not full (events) */
     _Atomic uint64_t dequeued;
     _Atomic uint64_t acked;
     _Atomic uint64_t nacked;
