@@ -5,6 +5,7 @@ Only the Python standard library is used."""
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,7 +19,39 @@ EP_BIN = os.environ.get("EP_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "eventpipe")
 
 
+def _port_range():
+    """Ports below the kernel's ephemeral range: bind(0) hands out ports from
+    that range, and so does every outgoing connect(), so a port picked there can
+    be taken by any client (or another test) before the server binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        eph_lo = 32768
+    if eph_lo > 12000:
+        return 10000, eph_lo - 1
+    return 1024, 9999
+
+
+_given = set()
+
+
 def free_port():
+    """A port nobody listens on now, picked at random outside the ephemeral
+    range and never handed out twice by this process, so concurrent tests and
+    their clients rarely collide; Eventpipe retries a start that still does."""
+    lo, hi = _port_range()
+    for _ in range(1000):
+        port = random.randint(lo, hi)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -78,13 +111,31 @@ def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+class _PortTaken(Exception):
+    """The server could not listen: a port picked for it was taken meanwhile."""
+
+
 class Eventpipe:
     """A running `eventpipe <cmd>` on free ports, with its log in a temp dir."""
 
+    START_TRIES = 3
+
     def __init__(self, cmd="run", env=None, args=None, ports=None, wait=True):
+        # A port picked here may still be taken by someone else before the
+        # server binds it: start again on other ports (the test chose none).
+        for attempt in range(self.START_TRIES):
+            try:
+                self._start(cmd, env, args, ports, wait)
+                return
+            except _PortTaken:
+                if ports is not None or attempt == self.START_TRIES - 1:
+                    raise AssertionError("%s: a port was taken:\n%s" %
+                                         (cmd, self.log_text()[-2000:]))
+
+    def _start(self, cmd, env, args, ports, wait):
         self.dir = tempfile.mkdtemp(prefix="ep-e2e-")
-        self.ports = ports or {"api": free_port(), "ingest": free_port(),
-                               "processor": free_port()}
+        self.ports = dict(ports) if ports else {"api": free_port(), "ingest": free_port(),
+                                                 "processor": free_port()}
         # Every process gets an analytics port of its own unless the test shares one.
         self.ports.setdefault("analytics", free_port())
         self.env = dict(os.environ)
@@ -114,6 +165,8 @@ class Eventpipe:
                     self.proc.kill()
                     self.proc.wait()
                 self.log.close()
+                if "Address already in use" in self.log_text():
+                    raise _PortTaken()
                 sys.stderr.write("---- %s log ----\n%s\n" % (cmd, self.log_text()[-4000:]))
                 raise
 
@@ -125,10 +178,17 @@ class Eventpipe:
         return [self.ports[key]]
 
     def wait_healthy(self, timeout=15):
+        def healthy(p):
+            if self.proc.poll() is not None:
+                return "exited"  # ends the wait: it will not come up
+            return request(p, "GET", "/health", timeout=1).status == 200
+
         for p in self.own_ports():
-            wait_for(lambda: self.proc.poll() is None and
-                     request(p, "GET", "/health", timeout=1).status == 200,
-                     timeout=timeout, what="%s /health on %d" % (self.cmd, p))
+            got = wait_for(lambda: healthy(p), timeout=timeout,
+                           what="%s /health on %d" % (self.cmd, p))
+            if got == "exited":
+                raise AssertionError("%s exited with %s before /health on %d answered" %
+                                     (self.cmd, self.proc.returncode, p))
 
     @property
     def api(self):

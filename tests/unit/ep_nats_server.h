@@ -40,22 +40,43 @@ typedef struct ep_nats_server_s {
     char binary[64]; /* path of nats-server */
 } ep_nats_server_t;
 
-/* A port nobody listens on right now. */
+/*
+ * A port nobody listens on right now, picked at random below the kernel's
+ * ephemeral range (bind(0) and every outgoing connect() take ports from that
+ * range, so a port found there can be gone before the server binds it).
+ */
 static inline int ep_nats_free_port(void)
 {
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+    static unsigned seed;
+    int lo = 10000, hi = 32767, port = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
 
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
+    if (f) {
+        int eph = 0;
+
+        if (fscanf(f, "%d", &eph) == 1 && eph > 12000) {
+            hi = eph - 1;
+        }
+        fclose(f);
     }
-    if (fd >= 0) {
-        close(fd);
+    if (seed == 0) {
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)clock();
+    }
+    for (int i = 0; i < 1000 && port == 0; i++) {
+        struct sockaddr_in a;
+        int fd = socket(AF_INET, SOCK_STREAM, 0),
+            p = lo + (int)(rand_r(&seed) % (unsigned)(hi - lo + 1));
+
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)p);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+            port = p;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
     }
     return port;
 }
