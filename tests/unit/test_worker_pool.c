@@ -229,14 +229,21 @@ static void test_sink_failure_nacks(void)
     ep_worker_pool_stats_t ps;
     ep_queue_stats_t qs;
     char err[256];
-    int64_t t0, dt;
+    int64_t t0, dt, deadline;
 
     /* Every write to /dev/full fails with ENOSPC. */
     EP_ASSERT_EQ(ep_sink_create("file:/dev/full", &s, err, sizeof(err)), 0);
     EP_ASSERT_EQ(ep_worker_pool_create(q, s, 2, 16, &p), 0);
+    /* Never dead-lettered within the test, however slowly a loaded machine runs it. */
+    ep_worker_pool_set_max_attempts(p, 1000000);
     publish_range(q, 0, 50);
     EP_ASSERT_EQ(ep_worker_pool_start(p), 0);
-    ep_time_sleep_ms(300);
+    deadline = ep_time_mono_ms() + 30000;
+    do {
+        ep_time_sleep_ms(5);
+        ep_worker_pool_stats(p, &ps);
+    } while (ps.errors < 50 && ep_time_mono_ms() < deadline);
+    EP_ASSERT(ps.errors >= 50); /* every event failed at least once */
     ep_queue_close(q);
     t0 = ep_time_mono_ms();
     EP_ASSERT_EQ(ep_worker_pool_stop(p, 200), EP_ETIMEDOUT);
@@ -245,13 +252,12 @@ static void test_sink_failure_nacks(void)
 
     ep_worker_pool_stats(p, &ps);
     EP_ASSERT_EQ(ps.processed, 0);
-    EP_ASSERT(ps.errors >= 50); /* every event failed at least once */
+    ep_worker_pool_destroy(p); /* joins the workers: the queue's figures are final now */
     ep_queue_stats(q, &qs);
     EP_ASSERT_EQ(qs.acked, 0);
-    EP_ASSERT_EQ(qs.nacked, ps.errors);
+    EP_ASSERT(qs.nacked >= ps.errors);
     EP_ASSERT_EQ(qs.size, 50); /* nothing lost: all waiting for redelivery */
     EP_ASSERT_EQ(qs.in_flight, 0);
-    ep_worker_pool_destroy(p);
     ep_sink_destroy(s);
     ep_queue_destroy(q); /* frees the 50 events (ASan checks) */
 }
