@@ -7,7 +7,8 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN_ARGS ?=
 
 .PHONY: all deps build run test test-unit test-e2e test-asan test-tsan fuzz bench \
-        integration-test load-test soak format format-check clean
+        integration-test load-test soak format format-check clean \
+        test-under-load
 
 all: build
 
@@ -28,6 +29,12 @@ test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-tsan
+
+# The whole CI (make test, three phases) ROUNDS times from fresh clones of HEAD
+# while stress-ng keeps every core busy, as on a shared machine.
+ROUNDS ?= 3
+test-under-load: deps
+	@bash scripts/test-under-load.sh $(ROUNDS)
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L unit

@@ -8,7 +8,7 @@ PKGS=(
     libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
     libprotobuf-c-dev protobuf-c-compiler
     libnats-dev nats-server librdkafka-dev
-    python3 curl wrk clang-format
+    python3 curl wrk clang-format stress-ng
     prometheus chromium
 )
 
