@@ -905,14 +905,14 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
                                .typed_index = i};
     }
 
-    if (as_gateway) {
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
-        ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
-                                batch_body);
-    } else {
+    /* The gateway's public paths on ingest too: a client works against either base URL. */
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
+                            batch_body);
+    if (!as_gateway) {
         ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
     }
     ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r_sync);

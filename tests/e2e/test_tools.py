@@ -35,6 +35,29 @@ def test_send_generates_and_counts():
         assert ep.stop() == 0
 
 
+def test_send_to_ingest_or_gateway_of_split_roles():
+    # `send --url` takes the gateway's or ingest's base URL (its --help says so):
+    # ingest serves the gateway's public paths too.
+    p = {"api": free_port(), "ingest": free_port(), "processor": free_port()}
+    with Eventpipe("processor", ports=p) as proc, Eventpipe("ingest", ports=p) as ing, \
+            Eventpipe("gateway", ports=p) as gw:
+        sent = 0
+        for port in (p["ingest"], p["api"]):
+            url = "http://127.0.0.1:%d" % port
+            r = run("send", "--url", url, "--count", "50", "--seed", "3", "--quiet")
+            assert r.returncode == 0 and "50 accepted, 0 failed" in r.stdout, (port, r)
+            r = run("send", "--url", url, "--count", "200", "--batch", "50", "--quiet")
+            assert r.returncode == 0 and "200 accepted, 0 failed" in r.stdout, (port, r)
+            r = run("send", "--url", url, "--event", '{"source":"cli","data":"one"}')
+            assert r.returncode == 0 and "1 accepted" in r.stdout, (port, r)
+            sent += 251
+            wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == sent,
+                     timeout=30, what="%d processed" % sent)
+        assert get_json(p["ingest"], "/stats")["TotalSent"] == sent
+        for e in (gw, ing, proc):
+            assert e.stop() == 0
+
+
 def test_status_table_and_exit_code():
     with Eventpipe("run") as ep:
         r = run("status", "--url", "http://127.0.0.1:%d" % ep.api)
