@@ -18,10 +18,8 @@ root=$(cd "$here/.." && pwd)
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 pid=""
 start_server() { # extra env assignments as arguments
-    API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
-    env API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA \
-        ANALYTICS_URL=http://127.0.0.1:$ANA BIND_ADDR=127.0.0.1 LOG_LEVEL=warn "$@" \
-        "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
+    pick_ports
+    env "${port_env[@]}" LOG_LEVEL=warn "$@" "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
     pid=$!
     wait_healthy "$API" && return 0
     echo "server did not start" >&2
