@@ -132,5 +132,23 @@ def test_bench_counts_match_the_server():
     assert r.returncode == 1 and json.loads(r.stdout)["socket_errors"] > 0, r
 
 
+def test_bench_duration_run_counts_every_accepted_request():
+    # A -d run ends with requests in flight; the server keeps what it accepted,
+    # so the report waits for those answers: its 2xx count is what ingest kept.
+    with Eventpipe("run", env={"QUEUE_SIZE": "200000"}) as ep:
+        for url, batch in (("http://127.0.0.1:%d/api/v1/ingest" % ep.api, 1),
+                           ("http://127.0.0.1:%d/events/batch" % ep.ingest, 20)):
+            before = get_json(ep.ingest, "/stats")["TotalSent"]
+            rep = bench("--url", url, "-c", "32", "-d", "1", "--batch", str(batch))
+            assert rep["ok"] > 0 and rep["non2xx"] == 0 and rep["socket_errors"] == 0, rep
+            want = rep["ok"] * batch
+            wait_for(lambda: get_json(ep.ingest, "/stats")["TotalSent"] - before == want,
+                     what="ingest kept %d (%s), as bench counted" % (want, url))
+        total = get_json(ep.ingest, "/stats")["TotalSent"]
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == total,
+                 timeout=60, what="%d processed" % total)
+        assert ep.stop() == 0
+
+
 if __name__ == "__main__":
     main(globals())
