@@ -899,10 +899,11 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
     r_async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
     r_batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
     for (int i = 0; i < 3; i++) {
-        r_typed[i] = (route_t){.ig = ig,
-                               .mode = MODE_SYNC,
-                               .opts = {.default_source = "api", .event_type = typed_types[i]},
-                               .typed_index = i};
+        r_typed[i] = (route_t){
+            .ig = ig,
+            .mode = MODE_SYNC,
+            .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
+            .typed_index = i};
     }
 
     /* The gateway's public paths on ingest too: a client works against either base URL. */
