@@ -77,9 +77,11 @@ fuzz: deps
 		$$t -merge=1 tests/fuzz/corpus/$$name build-fuzz/new-$$name; \
 	done
 
-# The seed's integration test for every queue type: 1,000+ events through memory,
-# disk, nats (a real nats-server), kafka (librdkafka's mock cluster over TCP) and
-# composite(nats,kafka); every acknowledged id processed.
+# The seed's integration test for every queue type, every acknowledged id
+# processed: 1,000 events each through memory (eventpipe run, and gateway, ingest
+# and processor as three processes), nats (a real nats-server), kafka
+# (librdkafka's mock cluster over TCP) and composite(nats,kafka); the disk queue
+# under load killed with SIGKILL 20 times (at least 200 acknowledged events).
 integration-test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) \
 		-R 'e2e\.test_(run_flow|split_flow|nats|kafka|composite|disk_crash)$$'

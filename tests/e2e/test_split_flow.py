@@ -1,11 +1,15 @@
 """The seed 000 flow with gateway, ingest and processor as three processes
-talking HTTP, and what happens when the processor goes away: /api/v1/status
-still answers quickly and shows it unhealthy, and ingest answers 503. Ingest
-claims readiness only after its processor answered, and then follows it."""
+talking HTTP (1,000 events, every acknowledged id processed once), and what
+happens when the processor goes away: /api/v1/status still answers quickly and
+shows it unhealthy, and ingest answers 503. Ingest claims readiness only after
+its processor answered, and then follows it."""
 
+import os
+import tempfile
 import time
 
-from eptest import Eventpipe, free_port, get_json, main, request, seed_event, wait_for
+from eptest import Eventpipe, free_port, get_json, main, read_sink, request, seed_event, wait_for
+from test_run_flow import send_many
 
 
 def ports():
@@ -74,6 +78,20 @@ def test_three_processes_flow_and_processor_down():
 
         assert gw.stop() == 0
         assert ing.stop() == 0
+
+
+def test_thousand_events_every_id_processed_once():
+    p = ports()
+    sink = os.path.join(tempfile.mkdtemp(prefix="ep-sink-"), "processed.ndjson")
+    with Eventpipe("processor", ports=p, env={"PROCESSOR_SINK": "file:" + sink}) as proc, \
+            Eventpipe("ingest", ports=p) as ing, Eventpipe("gateway", ports=p) as gw:
+        ids = send_many(p["api"], 1000, "split")
+        wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == 1000,
+                 timeout=30, what="1000 processed")
+        for e in (gw, ing, proc):
+            assert e.stop() == 0
+    got = [l["id"] for l in read_sink(sink)]
+    assert sorted(got) == sorted(ids), (len(got), len(set(got)))
 
 
 def test_ingest_not_ready_until_processor_answers():
