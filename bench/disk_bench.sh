@@ -16,17 +16,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
-API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
+pick_ports
 
 work=$(mktemp -d)
 QDIR=${QUEUE_DIR:-$work/queue}
 log=$work/server.log
-API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA BIND_ADDR=127.0.0.1 \
-    QUEUE_TYPE=disk QUEUE_DIR="$QDIR" QUEUE_FSYNC="$FSYNC" \
+env "${port_env[@]}" QUEUE_TYPE=disk QUEUE_DIR="$QDIR" QUEUE_FSYNC="$FSYNC" \
     "${srv_pin[@]}" "$BIN" run >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-wait_healthy "$API" || true
+if ! wait_healthy "$API"; then
+    echo "eventpipe run did not start:" >&2
+    cat "$log" >&2
+    exit 1
+fi
 
 fs=$(df -PT "$QDIR" 2>/dev/null | awk 'NR==2 {print $2 " on " $1}')
 echo "== POST /api/v1/ingest, eventpipe run, disk queue (QUEUE_FSYNC=$FSYNC, $QDIR: ${fs:-?}), $CONNS connections, $DURATION"

@@ -9,14 +9,17 @@ CONNS=${BENCH_CONNECTIONS:-64}
 here=$(cd "$(dirname "$0")" && pwd)
 
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
-API=$(free_port); ING=$(free_port); PROC=$(free_port)
+pick_ports
 
 log=$(mktemp)
-API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC BIND_ADDR=127.0.0.1 QUEUE_SIZE=${QUEUE_SIZE:-100000} \
-    "${srv_pin[@]}" "$BIN" run >"$log" 2>&1 &
+env "${port_env[@]}" QUEUE_SIZE="${QUEUE_SIZE:-100000}" "${srv_pin[@]}" "$BIN" run >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log"' EXIT
-wait_healthy "$API" || true
+if ! wait_healthy "$API"; then
+    echo "eventpipe run did not start:" >&2
+    cat "$log" >&2
+    exit 1
+fi
 
 echo "== POST /api/v1/ingest, eventpipe run, memory queue, $CONNS connections, $DURATION"
 echo "   (server: ${srv_pin[*]:-unpinned}; wrk: ${load_pin[*]:-unpinned}; $(nproc) CPUs)"

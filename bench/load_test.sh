@@ -18,11 +18,10 @@ root=$(cd "$here/.." && pwd)
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 pid=""
 start_server() { # extra env assignments as arguments
-    API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
-    env API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA \
-        ANALYTICS_URL=http://127.0.0.1:$ANA BIND_ADDR=127.0.0.1 LOG_LEVEL=warn "$@" \
-        "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
+    pick_ports
+    env "${port_env[@]}" LOG_LEVEL=warn "$@" "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
     pid=$!
+    accepted_total=0
     wait_healthy "$API" && return 0
     echo "server did not start" >&2
     exit 1
@@ -43,12 +42,26 @@ read -r total0 steal0 < <(cpu_ticks)
 
 rows=()
 proc0=0
-mark() { proc0=$(processed); } # call right before a scenario's load starts
+accepted_total=0 # events accepted by this server in the scenarios so far
+# Call right before a scenario's load starts: waits (up to 60 s) until every event
+# accepted in the earlier scenarios on this server was processed, so that the
+# scenario's "processed" counts its own events only, not an earlier backlog.
+mark() {
+    for _ in $(seq 600); do
+        proc0=$(processed)
+        [ "$proc0" -ge "$accepted_total" ] && return 0
+        sleep 0.1
+    done
+    echo "warning: $((accepted_total - proc0)) events of earlier scenarios not processed" >&2
+}
 row() { # name, json from eventpipe bench
     # "processed" counts what the workers finished from the start of the load until one
-    # second after its end, against the events accepted (2xx) during the load.
+    # second after its end, against the events accepted (2xx) during the load (eventpipe
+    # bench waits for the answers to requests in flight at the end, so none are missing).
     local name=$1 json=$2 rss proc
     rss=$(rss_mb); sleep 1; proc=$(($(processed) - proc0))
+    accepted_total=$((accepted_total + $(python3 -c \
+        'import json,sys; j=json.loads(sys.argv[1]); print(j["ok"] * j["batch"])' "$json")))
     rows+=("$(python3 - "$name" "$json" "$rss" "$proc" <<'EOF'
 import json, sys
 name, js, rss, proc = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])

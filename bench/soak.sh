@@ -15,13 +15,11 @@ CONNS=${SOAK_CONNECTIONS:-64}
 SAMPLE=${SOAK_SAMPLE:-30}
 
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
-API=$(free_port); ING=$(free_port); PROC=$(free_port); ANA=$(free_port)
-env API_PORT=$API INGEST_PORT=$ING PROCESSOR_PORT=$PROC ANALYTICS_PORT=$ANA \
-    ANALYTICS_URL=http://127.0.0.1:$ANA BIND_ADDR=127.0.0.1 LOG_LEVEL=warn \
-    "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
+pick_ports
+env "${port_env[@]}" LOG_LEVEL=warn "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-wait_healthy "$API" || true
+wait_healthy "$API" || { echo "eventpipe run did not start" >&2; exit 1; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 
 rate_args=()

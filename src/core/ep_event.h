@@ -108,6 +108,7 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
 typedef struct ep_event_parse_opts_s {
     const char *default_source; /* used when "source" is absent (NULL: source required) */
     const char *event_type;     /* forced type; a different "event_type" in the body is an error */
+    int require_data;           /* "data" (or "payload") must be present and non-empty */
     int64_t received_us;        /* receive time (ep_time_now_us) for the event; 0: read the clock */
 } ep_event_parse_opts_t;
 

@@ -1378,6 +1378,13 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
     } else if (p->present & (1u << F_PAYLOAD)) {
         data = field_str(p, F_PAYLOAD);
     }
+    if (opts && opts->require_data && data.len == 0) {
+        if (!(p->present & ((1u << F_DATA) | (1u << F_PAYLOAD)))) {
+            return fail(p, EP_EVALIDATE, NULL, "data", 4, "is required");
+        }
+        return fail(p, EP_EVALIDATE, NULL, (p->present & (1u << F_DATA)) ? "data" : "payload",
+                    (p->present & (1u << F_DATA)) ? 4 : 7, "must not be empty");
+    }
     if (data.len == 0 && event_type.len == 0) {
         return fail(p, EP_EVALIDATE, NULL, "data", 4,
                     "is required: one of data, payload or event_type must be non-empty");

@@ -32,7 +32,7 @@ static void on_health(void *arg, ep_http_req_t *req)
 static void on_ready(void *arg, ep_http_req_t *req)
 {
     ready_ctx_t *rc = arg;
-    char reason[200] = "";
+    char reason[512] = "";
 
     if (rc->ready(rc->app, reason, sizeof(reason))) {
         ep_http_respond(req, 200, NULL, "{\"ready\":true}\n", 15);

@@ -899,20 +899,21 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
     r_async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
     r_batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
     for (int i = 0; i < 3; i++) {
-        r_typed[i] = (route_t){.ig = ig,
-                               .mode = MODE_SYNC,
-                               .opts = {.default_source = "api", .event_type = typed_types[i]},
-                               .typed_index = i};
+        r_typed[i] = (route_t){
+            .ig = ig,
+            .mode = MODE_SYNC,
+            .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
+            .typed_index = i};
     }
 
-    if (as_gateway) {
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
-        ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
-        ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
-                                batch_body);
-    } else {
+    /* The gateway's public paths on ingest too: a client works against either base URL. */
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
+                            batch_body);
+    if (!as_gateway) {
         ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
     }
     ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r_sync);

@@ -69,6 +69,32 @@ def test_seed_003_typed_events():
         assert ep.stop() == 0
 
 
+def test_seed_003_typed_events_require_data():
+    # "data" is required on the typed routes: their type is set by the route, so an
+    # event without data would carry nothing. A JSON error names the field.
+    with Eventpipe("run") as ep:
+        for port in (ep.api, ep.ingest):
+            for kind in ("user", "order", "payment"):
+                path = "/api/v1/events/" + kind
+                for body, msg in (({}, "is required"), ({"data": ""}, "must not be empty"),
+                                  ({"source": "shop", "metadata": {"k": "v"}}, "is required")):
+                    r = request(port, "POST", path, body)
+                    assert r.status == 400, (port, path, body, r)
+                    assert r.headers["content-type"].startswith("application/json"), r
+                    assert r.json()["field"] == "data", (port, path, body, r)
+                    assert msg in r.json()["error"], (port, path, body, r)
+                r = request(port, "POST", path, {"payload": ""})
+                assert r.status == 400 and r.json()["field"] == "payload", r
+        stats = get_json(ep.api, "/api/v1/events/stats")
+        assert stats["total_typed"] == 0, stats
+        assert get_json(ep.ingest, "/stats")["TotalSent"] == 0
+        # With data they are accepted, on both ports.
+        assert request(ep.api, "POST", "/api/v1/events/user", {"data": "u"}).status == 202
+        assert request(ep.ingest, "POST", "/api/v1/events/order", {"payload": "bw=="}).status == 202
+        assert get_json(ep.api, "/api/v1/events/stats")["total_typed"] == 2
+        assert ep.stop() == 0
+
+
 def ndjson_batch(n, prefix, bad_every=0):
     lines = []
     for i in range(n):

@@ -109,7 +109,7 @@ def test_promtool_on_separate_roles_and_ready_reasons():
                      route="/api/v1/ingest", status="202") == 1
         assert value(scrape(p["ingest"]), "producer_events_published_total") == 1
         # /health is liveness only; /ready says why not while the processor is down.
-        # Ingest notices at its first failed hand-off (then probes the processor).
+        # Ingest notices at its first failed hand-off or its next probe of the processor.
         proc.stop()
         assert request(p["api"], "POST", "/api/v1/ingest", seed_event(3)).status == 503
         for port in (p["ingest"], p["api"]):

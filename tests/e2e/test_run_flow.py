@@ -1,7 +1,9 @@
 """The seed 000 integration flow against `eventpipe run` (all roles in one
 process): health on every port, the README's quick-check curls, 10 ingests ->
-exactly 10 processed, and /api/v1/status showing every role with its stats."""
+exactly 10 processed, /api/v1/status showing every role with its stats, and
+1,000 events with every acknowledged id in the sink once."""
 
+import http.client
 import os
 import re
 import tempfile
@@ -68,6 +70,33 @@ def test_seed_quick_check_and_ten_ingests():
         assert sorted(got) == sorted([first_id] + ids), got
         line = next(l for l in lines if l["id"] == ids[3])
         assert line["source"] == "sensor-01" and line["processed_at"] >= line["received_at"]
+
+
+def send_many(port, n, prefix):
+    """POSTs n seed events over one keep-alive connection; returns the acknowledged ids."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ids = []
+    try:
+        for i in range(n):
+            ev = dict(seed_event(i), id="%s-%d" % (prefix, i))
+            r = request(port, "POST", "/api/v1/ingest", ev, conn=conn)
+            assert r.status == 202, r
+            ids.append(r.json()["messageId"])
+    finally:
+        conn.close()
+    return ids
+
+
+def test_thousand_events_every_id_processed_once():
+    sink = os.path.join(tempfile.mkdtemp(prefix="ep-sink-"), "processed.ndjson")
+    with Eventpipe("run", env={"PROCESSOR_SINK": "file:" + sink}) as ep:
+        ids = send_many(ep.api, 1000, "run")
+        assert ids == ["run-%d" % i for i in range(1000)], ids[:3]
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 1000,
+                 timeout=30, what="1000 processed")
+        assert ep.stop() == 0
+    got = [l["id"] for l in read_sink(sink)]
+    assert sorted(got) == sorted(ids), (len(got), len(set(got)))
 
 
 def test_direct_ingest_and_enqueue_routes():

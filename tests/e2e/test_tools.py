@@ -37,6 +37,29 @@ def test_send_generates_and_counts():
         assert ep.stop() == 0
 
 
+def test_send_to_ingest_or_gateway_of_split_roles():
+    # `send --url` takes the gateway's or ingest's base URL (its --help says so):
+    # ingest serves the gateway's public paths too.
+    p = {"api": free_port(), "ingest": free_port(), "processor": free_port()}
+    with Eventpipe("processor", ports=p) as proc, Eventpipe("ingest", ports=p) as ing, \
+            Eventpipe("gateway", ports=p) as gw:
+        sent = 0
+        for port in (p["ingest"], p["api"]):
+            url = "http://127.0.0.1:%d" % port
+            r = run("send", "--url", url, "--count", "50", "--seed", "3", "--quiet")
+            assert r.returncode == 0 and "50 accepted, 0 failed" in r.stdout, (port, r)
+            r = run("send", "--url", url, "--count", "200", "--batch", "50", "--quiet")
+            assert r.returncode == 0 and "200 accepted, 0 failed" in r.stdout, (port, r)
+            r = run("send", "--url", url, "--event", '{"source":"cli","data":"one"}')
+            assert r.returncode == 0 and "1 accepted" in r.stdout, (port, r)
+            sent += 251
+            wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == sent,
+                     timeout=30, what="%d processed" % sent)
+        assert get_json(p["ingest"], "/stats")["TotalSent"] == sent
+        for e in (gw, ing, proc):
+            assert e.stop() == 0
+
+
 def test_status_table_and_exit_code():
     with Eventpipe("run") as ep:
         r = run("status", "--url", "http://127.0.0.1:%d" % ep.api)
@@ -138,6 +161,24 @@ def test_bench_counts_match_the_server():
     r = run("bench", "--quiet", "--json", "--url", "http://127.0.0.1:%d/" % free_port(),
             "-c", "2", "-n", "100", "-d", "1", timeout=20)
     assert r.returncode == 1 and json.loads(r.stdout)["socket_errors"] > 0, r
+
+
+def test_bench_duration_run_counts_every_accepted_request():
+    # A -d run ends with requests in flight; the server keeps what it accepted,
+    # so the report waits for those answers: its 2xx count is what ingest kept.
+    with Eventpipe("run", env={"QUEUE_SIZE": "200000"}) as ep:
+        for url, batch in (("http://127.0.0.1:%d/api/v1/ingest" % ep.api, 1),
+                           ("http://127.0.0.1:%d/events/batch" % ep.ingest, 20)):
+            before = get_json(ep.ingest, "/stats")["TotalSent"]
+            rep = bench("--url", url, "-c", "32", "-d", "1", "--batch", str(batch))
+            assert rep["ok"] > 0 and rep["non2xx"] == 0 and rep["socket_errors"] == 0, rep
+            want = rep["ok"] * batch
+            wait_for(lambda: get_json(ep.ingest, "/stats")["TotalSent"] - before == want,
+                     what="ingest kept %d (%s), as bench counted" % (want, url))
+        total = get_json(ep.ingest, "/stats")["TotalSent"]
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == total,
+                 timeout=60, what="%d processed" % total)
+        assert ep.stop() == 0
 
 
 if __name__ == "__main__":

@@ -505,6 +505,42 @@ static void test_overlong_key_field_is_truncated_safely(void)
     ep_buf_close(&b);
 }
 
+static void test_route_requires_data(void)
+{
+    /* Seed 003's typed routes: the route sets the type, so data must not be empty. */
+    static const struct {
+        const char *json, *field, *msg;
+    } bad[] = {
+        {"{}", "data", "is required"},
+        {"{\"source\":\"s\"}", "data", "is required"},
+        {"{\"data\":\"\"}", "data", "must not be empty"},
+        {"{\"payload\":\"\"}", "payload", "must not be empty"},
+    };
+    ep_event_parse_opts_t opts = {
+        .default_source = "api", .event_type = "user_created", .require_data = 1};
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        EP_ASSERT_EQ(
+            ep_event_parser_parse_opts(p, bad[i].json, strlen(bad[i].json), &opts, &ev, &err),
+            EP_EVALIDATE);
+        EP_ASSERT(ev == NULL);
+        EP_ASSERT_STR_EQ(err.field, bad[i].field);
+        EP_ASSERT_STR_EQ(err.msg, bad[i].msg);
+    }
+    EP_ASSERT_EQ(ep_event_parser_parse_opts(p, "{\"data\":\"x\"}", 12, &opts, &ev, &err), 0);
+    EP_ASSERT_STR_EQ(ev->event_type.p, "user_created");
+    EP_ASSERT_STR_EQ(ev->source.p, "api");
+    ep_event_destroy(ev);
+    /* Without the option the forced type alone is enough, as before. */
+    opts.require_data = 0;
+    EP_ASSERT_EQ(ep_event_parser_parse_opts(p, "{}", 2, &opts, &ev, &err), 0);
+    ep_event_destroy(ev);
+    ep_event_parser_destroy(p);
+}
+
 static void test_parser_reuse(void)
 {
     ep_event_parser_t *p = ep_event_parser_create(NULL);
@@ -848,6 +884,7 @@ EP_TEST_LIST = {
     EP_TEST(test_limits),
     EP_TEST(test_large_data_default_limit),
     EP_TEST(test_overlong_key_field_is_truncated_safely),
+    EP_TEST(test_route_requires_data),
     EP_TEST(test_parser_reuse),
     EP_TEST(test_to_json_round_trip),
     EP_TEST_END,

@@ -15,7 +15,7 @@
 /*
  * A fake processor (libmicrohttpd, in-process): POST /enqueue decodes the
  * DataBatch and counts every event id "ev-<n>"; it can answer 503 or be slow.
- * GET /health answers 200.
+ * GET /health answers 200; GET /ready 200, or 503 while not_ready is set.
  */
 
 #define MAX_IDS 4096
@@ -28,6 +28,8 @@ typedef struct srv_s {
     atomic_int mode;
     atomic_int delay_ms; /* per /enqueue request */
     atomic_int stopping;
+    atomic_int not_ready; /* GET /ready answers 503 */
+    atomic_int probes;    /* GET /ready requests answered */
     atomic_int requests;  /* /enqueue requests answered */
     atomic_int max_batch; /* largest batch seen */
     atomic_int bad;       /* undecodable bodies or wrong content type */
@@ -102,6 +104,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (strcmp(url, "/health") == 0) {
         return reply(conn, 200, "{\"status\":\"healthy\"}");
+    }
+    if (strcmp(url, "/ready") == 0) {
+        atomic_fetch_add(&srv.probes, 1);
+        if (atomic_load(&srv.not_ready)) {
+            return reply(conn, 503, "{\"error\":\"queue closed\"}");
+        }
+        return reply(conn, 200, "{\"ready\":true}");
     }
     if (strcmp(url, "/enqueue") != 0 || strcmp(method, "POST") != 0) {
         return reply(conn, 404, "{}");
@@ -386,7 +395,9 @@ static void test_processor_down(void)
     EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
 
     q = open_forward(ntohs(sa.sin_port), 2000);
-    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1);
+    /* Never claimed before the processor answered. */
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT(strncmp(reason, "processor ", 10) == 0);
     publish_from_threads(q, calls, 40);
     ep_time_sleep_ms(20);
     EP_ASSERT_EQ(atomic_load(&total_calls), 40);
@@ -433,6 +444,79 @@ static void test_recovers_when_processor_returns(void)
         ep_time_sleep_ms(50);
     }
     EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 1);
+    ep_queue_destroy(q);
+    srv_stop();
+}
+
+/* Waits up to timeout_ms for ready() to give want; returns what it gave last. */
+static int wait_ready(ep_queue_t *q, int want, char *reason, size_t len, int timeout_ms)
+{
+    int64_t deadline = ep_time_mono_ms() + timeout_ms;
+    int got;
+
+    while ((got = ep_queue_ready(q, reason, len)) != want && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(20);
+    }
+    return got;
+}
+
+/* Asserts ready() gives 0 until its reason contains what (up to timeout_ms). */
+static void wait_not_ready_reason(ep_queue_t *q, const char *what, char *reason, size_t len,
+                                  int timeout_ms)
+{
+    int64_t deadline = ep_time_mono_ms() + timeout_ms;
+
+    reason[0] = '\0';
+    while (strstr(reason, what) == NULL) {
+        if (ep_time_mono_ms() > deadline) {
+            EP__FAIL("no '%s' in the reason within %d ms (last: %s)", what, timeout_ms, reason);
+        }
+        EP_ASSERT_EQ(ep_queue_ready(q, reason, len), 0);
+        ep_time_sleep_ms(20);
+    }
+}
+
+static void test_ready_is_probed_before_claimed(void)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    ep_queue_t *q;
+    char reason[512] = "";
+    int fd;
+
+    /* Nothing listens: not ready from the first call, and the reason says why. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    EP_ASSERT(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    q = open_forward(ntohs(sa.sin_port), 1000);
+    EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+    EP_ASSERT(strncmp(reason, "processor not probed yet", 24) == 0 ||
+              strncmp(reason, "processor unreachable: ", 23) == 0);
+    /* The probe sent at init fails: unreachable. */
+    wait_not_ready_reason(q, "processor unreachable: ", reason, sizeof(reason), 10000);
+    ep_queue_destroy(q);
+    close(fd);
+
+    /* A processor that is up but not ready: not ready, with its answer. */
+    srv_start(MODE_OK, 0);
+    atomic_store(&srv.not_ready, 1);
+    q = open_forward(srv.port, 1000);
+    wait_not_ready_reason(q, "HTTP 503", reason, sizeof(reason), 10000);
+    EP_ASSERT(atomic_load(&srv.probes) > 0);
+    EP_ASSERT(strncmp(reason, "processor not ready: HTTP 503 from http://127.0.0.1:", 52) == 0);
+    EP_ASSERT(strstr(reason, "/ready") != NULL && strstr(reason, "queue closed") != NULL);
+
+    /* ready() follows the processor while nothing is published, both ways. */
+    atomic_store(&srv.not_ready, 0);
+    EP_ASSERT_EQ(wait_ready(q, 1, reason, sizeof(reason), 10000), 1);
+    atomic_store(&srv.not_ready, 1);
+    EP_ASSERT_EQ(wait_ready(q, 0, reason, sizeof(reason), 10000), 0);
+    EP_ASSERT(strstr(reason, "HTTP 503") != NULL);
+    EP_ASSERT_EQ(atomic_load(&srv.requests), 0);
     ep_queue_destroy(q);
     srv_stop();
 }
@@ -525,6 +609,7 @@ EP_TEST_LIST = {
     EP_TEST(test_processor_full),
     EP_TEST(test_processor_down),
     EP_TEST(test_recovers_when_processor_returns),
+    EP_TEST(test_ready_is_probed_before_claimed),
     EP_TEST(test_publish_only),
     EP_TEST(test_bad_config),
     EP_TEST(test_destroy_completes_every_callback),

@@ -76,8 +76,11 @@ typedef struct redeliver_s {
     int64_t not_before; /* monotonic ms */
 } redeliver_t;
 
+/* The queue directory's longest path (QUEUE_DIR's buffer in ep_config.h). */
+#define DISK_DIR_MAX sizeof(((ep_config_t *)0)->queue_dir)
+
 typedef struct disk_ctx_s {
-    char dir[512];
+    char dir[DISK_DIR_MAX];
     int dir_fd;
     int lock_fd;
     int fsync_mode;
@@ -146,7 +149,8 @@ typedef struct disk_ctx_s {
     /* Failure state: once set, publishes fail with EP_EIO and ready is 0. */
     _Atomic int broken;
     pthread_mutex_t err_lock;
-    char broken_reason[256];
+    /* "<dir>: cannot <what>: <strerror>": room for the whole directory and the words around it. */
+    char broken_reason[DISK_DIR_MAX + 256];
 
     /* DLQ: dlq_lock. */
     pthread_mutex_t dlq_lock;

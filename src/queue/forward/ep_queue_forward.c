@@ -22,13 +22,19 @@
  * Each event records its publish call in ev->qh and its index in ev->qseq.
  * The call's status array fills in as the batches holding its events come
  * back; the last one to arrive runs the callback.
+ *
+ * Readiness is probed before it is claimed: ready() is 0 until the processor
+ * answered, either a GET {processor_url}/ready (the first one leaves at init)
+ * or an /enqueue. Afterwards it follows the processor: every answer or failure
+ * sets it, and ready() starts a new probe when the last word from the
+ * processor is older than PROBE_INTERVAL_MS.
  */
 
 #define MAX_INFLIGHT      8             /* concurrent /enqueue requests */
 #define BATCH_MAX_EVENTS  256           /* events per request */
 #define BATCH_MAX_BYTES   (1024 * 1024) /* approximate body bytes per request */
 #define PENDING_MAX       65536         /* events waiting; beyond this EP_EFULL */
-#define PROBE_INTERVAL_MS 1000          /* /health probes while failing */
+#define PROBE_INTERVAL_MS 1000          /* /ready probes at most this often */
 #define DEFAULT_TIMEOUT   3000          /* when cfg->upstream_timeout_ms <= 0 */
 
 typedef struct pub_s {
@@ -50,7 +56,7 @@ typedef struct batch_s {
 struct fwd_s {
     ep_http_client_t *http;
     char enqueue_url[300];
-    char health_url[300];
+    char ready_url[300];
     int timeout_ms;
 
     pthread_mutex_t mu;
@@ -61,10 +67,11 @@ struct fwd_s {
     int inflight;        /* requests */
     size_t inflight_evs; /* events inside those requests */
     int closed;
-    int last_ok;          /* outcome of the most recent request or probe */
-    char last_error[200]; /* why it failed */
-    int probing;          /* a /health probe is in flight */
-    int64_t last_probe_ms;
+    int last_ok;           /* outcome of the most recent request or probe; 0 before any */
+    char last_error[512];  /* the reason ready() gives while last_ok is 0 */
+    int64_t last_word_ms;  /* when that outcome arrived (monotonic) */
+    int probing;           /* a /ready probe is in flight */
+    int64_t last_probe_ms; /* when the last probe left */
 
     atomic_uint_fast64_t enqueued; /* accepted by the processor */
     atomic_uint_fast64_t rejected; /* refused: full here or 503/429 there */
@@ -136,8 +143,9 @@ static void batch_finish(batch_t *b, int st, int reachable, const char *error)
     f->inflight_evs -= b->n;
     if (st != EP_ECLOSED) {
         f->last_ok = reachable;
+        f->last_word_ms = ep_time_mono_ms();
         if (!reachable) {
-            snprintf(f->last_error, sizeof(f->last_error), "%s", error);
+            snprintf(f->last_error, sizeof(f->last_error), "processor unreachable: %s", error);
         }
     }
     pthread_cond_broadcast(&f->idle);
@@ -237,24 +245,54 @@ static void pump(fwd_t *f)
     }
 }
 
-/* ------------------------------------------------------------ health probe */
+/* ------------------------------------------------------------ readiness probe */
 
 static void on_probe_done(void *arg, const ep_http_response_t *res)
 {
     fwd_t *f = arg;
+    int body_len = res->body ? (int)res->body_len : 0;
 
+    /* A JSON answer ends with a newline; the reason is one line. */
+    while (body_len > 0 && (res->body[body_len - 1] == '\n' || res->body[body_len - 1] == '\r')) {
+        body_len--;
+    }
     pthread_mutex_lock(&f->mu);
     f->probing = 0;
-    if (res->err == 0 && res->status >= 200 && res->status < 300) {
-        f->last_ok = 1;
-    } else if (res->err != EP_ECLOSED) {
+    if (res->err != EP_ECLOSED) {
+        f->last_word_ms = ep_time_mono_ms();
+        f->last_ok = res->err == 0 && res->status >= 200 && res->status < 300;
         if (res->err != 0) {
-            snprintf(f->last_error, sizeof(f->last_error), "%s", res->error);
-        } else {
-            snprintf(f->last_error, sizeof(f->last_error), "HTTP %d from /health", res->status);
+            snprintf(f->last_error, sizeof(f->last_error), "processor unreachable: %s", res->error);
+        } else if (!f->last_ok) {
+            snprintf(f->last_error, sizeof(f->last_error),
+                     "processor not ready: HTTP %d from %s %.*s", res->status, f->ready_url,
+                     body_len > 160 ? 160 : body_len, body_len > 0 ? res->body : "");
         }
     }
     pthread_mutex_unlock(&f->mu);
+}
+
+/* Sends GET /ready unless one is in flight or left less than PROBE_INTERVAL_MS ago. */
+static void probe_start(fwd_t *f)
+{
+    int64_t now = ep_time_mono_ms();
+    int t = f->timeout_ms < PROBE_INTERVAL_MS ? f->timeout_ms : PROBE_INTERVAL_MS;
+
+    pthread_mutex_lock(&f->mu);
+    if (f->probing || f->closed ||
+        (f->last_probe_ms != 0 && now - f->last_probe_ms < PROBE_INTERVAL_MS)) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    f->probing = 1;
+    f->last_probe_ms = now;
+    pthread_mutex_unlock(&f->mu);
+    if (ep_http_client_request(f->http, "GET", f->ready_url, NULL, NULL, 0, t, on_probe_done, f) !=
+        0) {
+        pthread_mutex_lock(&f->mu);
+        f->probing = 0;
+        pthread_mutex_unlock(&f->mu);
+    }
 }
 
 /* ------------------------------------------------------------ provider */
@@ -289,18 +327,21 @@ static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen
 
     f = ep_calloc(1, sizeof(*f));
     snprintf(f->enqueue_url, sizeof(f->enqueue_url), "%.*s/enqueue", (int)ulen, cfg->processor_url);
-    snprintf(f->health_url, sizeof(f->health_url), "%.*s/health", (int)ulen, cfg->processor_url);
+    snprintf(f->ready_url, sizeof(f->ready_url), "%.*s/ready", (int)ulen, cfg->processor_url);
     f->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : DEFAULT_TIMEOUT;
-    f->last_ok = 1;
+    f->last_ok = 0;
+    snprintf(f->last_error, sizeof(f->last_error), "processor not probed yet (GET %s)",
+             f->ready_url);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->idle, NULL);
-    /* One connection per request slot, plus one for the health probe. */
+    /* One connection per request slot, plus one for the readiness probe. */
     rc = ep_http_client_create(MAX_INFLIGHT + 1, &f->http);
     if (rc != 0) {
         snprintf(err, errlen, "cannot create HTTP client: %s", ep_strerror(rc));
         fwd_free(f);
         return rc;
     }
+    probe_start(f);
     *ctx = f;
     return 0;
 }
@@ -404,39 +445,29 @@ static void fwd_stats_json(void *ctx, ep_buf_t *out)
 }
 
 /*
- * Reports the last outcome. While it is a failure, also starts (at most once a
- * second, asynchronously) a GET /health so that an idle forwarder notices the
- * processor coming back; the result shows on a later call.
+ * Reports the last word from the processor (0 before the first). When that is
+ * a failure or older than PROBE_INTERVAL_MS, also starts (asynchronously, at
+ * most once per interval) a GET /ready, so that an idle forwarder follows the
+ * processor going away and coming back; the result shows on a later call.
  */
 static int fwd_ready(void *ctx, char *reason, size_t len)
 {
     fwd_t *f = ctx;
-    int ok, probe = 0;
-    int64_t now = ep_time_mono_ms();
+    int ok, stale;
 
     pthread_mutex_lock(&f->mu);
     ok = f->last_ok;
+    stale = !ok || ep_time_mono_ms() - f->last_word_ms >= PROBE_INTERVAL_MS;
     if (!ok) {
-        snprintf(reason, len, "processor unreachable: %s", f->last_error);
-        if (!f->probing && !f->closed && now - f->last_probe_ms >= PROBE_INTERVAL_MS) {
-            f->probing = 1;
-            f->last_probe_ms = now;
-            probe = 1;
-        }
+        snprintf(reason, len, "%s", f->last_error);
     } else if (f->closed) {
         snprintf(reason, len, "forward queue closed");
         ok = 0;
     }
     pthread_mutex_unlock(&f->mu);
 
-    if (probe) {
-        int t = f->timeout_ms < PROBE_INTERVAL_MS ? f->timeout_ms : PROBE_INTERVAL_MS;
-        if (ep_http_client_request(f->http, "GET", f->health_url, NULL, NULL, 0, t, on_probe_done,
-                                   f) != 0) {
-            pthread_mutex_lock(&f->mu);
-            f->probing = 0;
-            pthread_mutex_unlock(&f->mu);
-        }
+    if (stale) {
+        probe_start(f);
     }
     return ok;
 }
