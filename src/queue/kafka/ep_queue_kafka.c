@@ -630,7 +630,7 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         return ep__kafka_err(err);
     }
     rf = md->broker_cnt < REPLICATION_MAX ? md->broker_cnt : REPLICATION_MAX;
-    if (atomic_load(&ctx->brokers_up) == 0) {
+    if (atomic_load(&ctx->brokers_up) <= 0) {
         atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
     }
     for (int i = 0; i < 2; i++) {
@@ -700,6 +700,25 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
     return rc;
 }
 
+/*
+ * While every broker is known to be down, publishes are refused without
+ * producing, so nothing else may make the producer reach for the cluster: a
+ * metadata request does (bounded), and success says a broker answers again.
+ */
+static void probe_brokers(kafka_ctx_t *ctx)
+{
+    const struct rd_kafka_metadata *md = NULL;
+
+    if (rd_kafka_metadata(ctx->prod, 1, NULL, &md, MONITOR_INTERVAL_MS) != 0) {
+        return;
+    }
+    if (md->broker_cnt > 0) {
+        int none = 0;
+        atomic_compare_exchange_strong(&ctx->brokers_up, &none, 1);
+    }
+    rd_kafka_metadata_destroy(md);
+}
+
 /* Refreshes the lag JSON from the group's committed offsets and the high watermarks. */
 static void refresh_lag(kafka_ctx_t *ctx)
 {
@@ -762,6 +781,9 @@ static void *monitor_main(void *arg)
 
         if (!atomic_load(&ctx->topics_ok) && ensure_topics(ctx, MONITOR_INTERVAL_MS) == 0) {
             atomic_store(&ctx->topics_ok, 1);
+        }
+        if (atomic_load(&ctx->brokers_up) == 0) {
+            probe_brokers(ctx);
         }
         if (atomic_load(&ctx->cons)) {
             refresh_lag(ctx);
@@ -940,6 +962,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
              cfg->kafka_client_id[0] ? cfg->kafka_client_id : "eventpipe");
     ctx->partitions = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 1;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
+    atomic_init(&ctx->brokers_up, -1);
     pthread_mutex_init(&ctx->cons_lock, NULL);
     pthread_mutex_init(&ctx->state_lock, NULL);
     pthread_mutex_init(&ctx->info_lock, NULL);
@@ -1030,6 +1053,14 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         return EP_ECLOSED;
     }
     if (atomic_load(&ctx->fatal)) {
+        return EP_EUNAVAIL;
+    }
+    if (atomic_load(&ctx->brokers_up) == 0) {
+        /*
+         * Every broker is known to be down (what ready() reports): producing
+         * would only wait for message.timeout.ms to fail the same way.
+         */
+        counter_add(&ctx->rejected_down, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1258,6 +1289,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
 {
     kafka_ctx_t *ctx = vctx;
     rd_kafka_t *cons = atomic_load(&ctx->cons);
+    int brokers_up = atomic_load(&ctx->brokers_up);
     size_t assigned;
 
     pthread_mutex_lock(&ctx->state_lock);
@@ -1270,13 +1302,14 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
     ep_buf_printf(out,
                   ",\"brokers_up\":%d,\"consumer\":%s,\"assigned_partitions\":%zu,\"lag\":%" PRId64
                   ",\"retry_pending\":%zu,\"delivered\":%" PRIu64 ",\"delivery_failed\":%" PRIu64
-                  ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
-                  ",\"outq\":%d}",
-                  atomic_load(&ctx->brokers_up), cons ? "true" : "false", assigned,
+                  ",\"rejected_down\":%" PRIu64 ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+                  ",\"commits\":%" PRIu64 ",\"outq\":%d}",
+                  brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
                   counter_get(&ctx->delivered), counter_get(&ctx->delivery_failed),
-                  counter_get(&ctx->poison), counter_get(&ctx->dead_lettered),
-                  counter_get(&ctx->commits), rd_kafka_outq_len(ctx->prod));
+                  counter_get(&ctx->rejected_down), counter_get(&ctx->poison),
+                  counter_get(&ctx->dead_lettered), counter_get(&ctx->commits),
+                  rd_kafka_outq_len(ctx->prod));
 }
 
 static void kafka_lag_json(void *vctx, ep_buf_t *out)

@@ -85,7 +85,11 @@ typedef struct kafka_ctx_s {
     pthread_cond_t mon_cond;
     _Atomic int topics_ok;
 
-    /* Broker health from the statistics callback. */
+    /*
+     * Broker health from the statistics and error callbacks: brokers up, 0 when
+     * every broker is known to be down (publish then fails at once), -1 while
+     * not known yet (start-up).
+     */
     _Atomic int brokers_up;
     _Atomic int64_t stats_at_ms; /* monotonic time of the last statistics */
     _Atomic int fatal;
@@ -100,6 +104,7 @@ typedef struct kafka_ctx_s {
     /* Counters. */
     _Atomic uint64_t enqueued;
     _Atomic uint64_t rejected_full;
+    _Atomic uint64_t rejected_down; /* publishes refused at once: every broker known down */
     _Atomic uint64_t delivered;
     _Atomic uint64_t delivery_failed;
     _Atomic uint64_t dequeued;
