@@ -37,6 +37,7 @@ typedef struct ep_queue_stats_s {
     int64_t size;           /* events waiting now; -1 when unknown */
     int64_t capacity;       /* bound; -1 when unbounded or unknown */
     int64_t in_flight;      /* consumed, not yet acked */
+    uint64_t lost; /* acknowledged events skipped without being processed (Kafka: offset reset) */
 } ep_queue_stats_t;
 
 /**

@@ -97,14 +97,14 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
     ep_buf_printf(out,
                   "{\"queue\":{\"type\":\"%s\",\"size\":%lld,\"capacity\":%lld,"
                   "\"enqueued\":%llu,\"dequeued\":%llu,\"acked\":%llu,\"nacked\":%llu,"
-                  "\"rejected_full\":%llu,\"in_flight\":%lld,"
+                  "\"rejected_full\":%llu,\"in_flight\":%lld,\"lost\":%llu,"
                   "\"TotalEnqueued\":%llu,\"TotalDequeued\":%llu,\"CurrentSize\":%lld",
                   app->queue->provider->name, (long long)qs.size, (long long)qs.capacity,
                   (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
                   (unsigned long long)qs.acked, (unsigned long long)qs.nacked,
                   (unsigned long long)qs.rejected_full, (long long)qs.in_flight,
-                  (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
-                  (long long)qs.size);
+                  (unsigned long long)qs.lost, (unsigned long long)qs.enqueued,
+                  (unsigned long long)qs.dequeued, (long long)qs.size);
     ep_queue_stats_json(app->queue, out);
     ep_buf_printf(out,
                   "},\"pool\":{\"processed\":%llu,\"errors\":%llu,\"workers\":%d,\"active\":%d,"

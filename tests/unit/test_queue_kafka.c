@@ -735,6 +735,122 @@ static void test_brokers_down(void)
     mock_stop(&m);
 }
 
+/* Publishes n events of size bytes each (ids prefix-<i>) and waits for every acknowledgement. */
+static void publish_big(ep_queue_t *q, const char *prefix, int n, size_t size)
+{
+    char *payload = ep_malloc(size);
+    ep_event_t *evs[100];
+    done_t d;
+
+    EP_ASSERT(n <= 100);
+    for (size_t i = 0; i < size; i++) {
+        payload[i] = (char)('a' + (i * 7919 + i / 13) % 26); /* little for a compressor to find */
+    }
+    done_init(&d);
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        evs[i] = ep_event_create(id, "unit", "test", NULL, payload, size, NULL, 0, 0);
+    }
+    EP_ASSERT_EQ(ep_queue_publish(q, evs, (size_t)n, on_done, &d), 0);
+    EP_ASSERT_EQ(done_wait(&d, 15000), 1);
+    for (int i = 0; i < n; i++) {
+        EP_ASSERT_EQ(d.status[i], 0);
+    }
+    ep_free(payload);
+}
+
+/* Reads what was written to the file since offset 0 into buf (NUL-terminated). */
+static void read_all(FILE *f, char *buf, size_t len)
+{
+    size_t n;
+
+    fflush(f);
+    rewind(f);
+    n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+}
+
+/*
+ * Records removed by the broker before the group read them (the mock keeps
+ * 5 MiB a partition, as retention would): librdkafka resets the offset past
+ * them. That is never silent: the skipped range is counted (stats, metric
+ * source), logged as an error with the range, and every acknowledged event is
+ * either consumed or counted lost.
+ */
+static void test_offset_reset_counts_lost(void)
+{
+    mock_t m;
+    ep_config_t cfg;
+    ep_queue_t *q;
+    ep_queue_stats_t st;
+    ep_event_t **evs = ep_calloc(512, sizeof(*evs));
+    int64_t first = -1, deadline;
+    int got = 0, n, saved;
+    FILE *log = tmpfile();
+    char *text = ep_malloc(1 << 16), want[160];
+
+    mock_start(&m, 1, 1);
+    make_cfg(&cfg, &m, "g-lost");
+    snprintf(cfg.kafka_compression, sizeof(cfg.kafka_compression), "none"); /* bytes count */
+    q = open_queue(&cfg);
+    publish_ids(q, "early", 0, 10, NULL);
+    EP_ASSERT_EQ(consume_n(q, evs, 10, 10000), 10);
+    EP_ASSERT_EQ(ep_queue_ack(q, evs, 10), 0);
+    wait_committed(&m, "g-lost", 0, 10);
+    ep_queue_destroy(q);
+
+    /* Nobody reads while 8 MiB arrive: the broker drops the oldest records, unread ones too. */
+    q = open_queue(&cfg);
+    for (int i = 0; i < 4; i++) {
+        char prefix[16];
+        snprintf(prefix, sizeof(prefix), "late%d", i);
+        publish_big(q, prefix, 64, 32 * 1024);
+    }
+
+    /* The group resumes at 10, which is gone: librdkafka resets to the earliest record left. */
+    EP_ASSERT(log != NULL);
+    fflush(stderr);
+    saved = dup(2);
+    dup2(fileno(log), 2);
+    deadline = ep_time_mono_ms() + 30000;
+    while ((first < 0 || got + (first - 10) < 256) && ep_time_mono_ms() < deadline) {
+        n = ep_queue_consume(q, evs, 64, 200);
+        if (n <= 0) {
+            continue;
+        }
+        if (first < 0) {
+            first = (int64_t)evs[0]->qseq;
+        }
+        got += n;
+        ep_queue_ack(q, evs, (size_t)n);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    read_all(log, text, 1 << 16);
+    fclose(log);
+    if (getenv("EP_TEST_DEBUG")) {
+        fputs(text, stderr);
+    }
+
+    EP_ASSERT(first > 10); /* records were skipped */
+    ep_queue_stats(q, &st);
+    EP_ASSERT_EQ(st.lost, (uint64_t)(first - 10));
+    EP_ASSERT_EQ(stats_value(q, "lost"), first - 10);
+    EP_ASSERT_EQ(stats_value(q, "lost_resets"), 1);
+    /* Every acknowledged event after the early ones: processed or counted lost. */
+    EP_ASSERT_EQ((int64_t)got + (first - 10), 256);
+    snprintf(want, sizeof(want),
+             " error [kafka] %lld acknowledged event(s) lost: %s[0] offsets 10..%lld",
+             (long long)first - 10, TOPIC, (long long)first - 1);
+    CHECK(strstr(text, want) != NULL, "no error line with \"%s\" in:\n%s", want, text);
+    ep_queue_destroy(q);
+    mock_stop(&m);
+    ep_free(text);
+    ep_free(evs);
+}
+
 /* Value of property name in conf; an unknown name fails the test. */
 static const char *conf_value(const rd_kafka_conf_t *conf, const char *name, char *buf, size_t len)
 {
@@ -832,18 +948,13 @@ static void test_passthrough(void)
 }
 
 EP_TEST_LIST = {
-    EP_TEST(test_round_trip),
-    EP_TEST(test_key_user_id),
-    EP_TEST(test_compression_lz4),
-    EP_TEST(test_commit_after_ack),
-    EP_TEST(test_out_of_order_acks),
-    EP_TEST(test_nack_redelivers),
-    EP_TEST(test_poison_to_dlq),
-    EP_TEST(test_dead_letter),
-    EP_TEST(test_brokers_down),
+    EP_TEST(test_round_trip),        EP_TEST(test_key_user_id),
+    EP_TEST(test_compression_lz4),   EP_TEST(test_commit_after_ack),
+    EP_TEST(test_out_of_order_acks), EP_TEST(test_nack_redelivers),
+    EP_TEST(test_poison_to_dlq),     EP_TEST(test_dead_letter),
+    EP_TEST(test_brokers_down),      EP_TEST(test_offset_reset_counts_lost),
     EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
-    EP_TEST(test_passthrough),
-    EP_TEST_END,
+    EP_TEST(test_passthrough),       EP_TEST_END,
 };
 
 #else /* !EP_WITH_KAFKA */

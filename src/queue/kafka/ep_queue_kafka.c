@@ -238,9 +238,14 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     ep_log_warn(LOG, "%s: %s", rd_kafka_name(rk), reason);
 }
 
+static void note_offset_reset(kafka_ctx_t *ctx, const char *buf);
+
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    if (strcmp(fac, "OFFSET") == 0 && rd_kafka_type(rk) == RD_KAFKA_CONSUMER &&
+        strstr(buf, "offset reset (at offset ") != NULL && rd_kafka_opaque(rk) != NULL) {
+        note_offset_reset(rd_kafka_opaque(rk), buf);
+    }
     if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this")) {
         /* KAFKA_* passthrough feeds both clients: a consumer-only property is expected here. */
         ep_log_debug(LOG, "%s: %s", fac, buf);
@@ -285,6 +290,7 @@ static kafka_part_t *part_add(kafka_ctx_t *ctx, int32_t partition)
     p->partition = partition;
     p->commit_pos = -1;
     p->committed = -1;
+    p->reset_from = -1;
     return p;
 }
 
@@ -297,6 +303,79 @@ static void part_remove(kafka_ctx_t *ctx, int32_t partition)
             return;
         }
     }
+}
+
+/*
+ * Lost records. When the offset a partition is fetched from is no longer on
+ * the broker (retention deleted it before it was read, typically because the
+ * consumer fell behind), librdkafka 2.0 applies auto.offset.reset=earliest by
+ * itself and says so only in its log: "[thrd:main]: <topic> [<p>]: offset reset
+ * (at offset <o>, broker <b>) to ...". (auto.offset.reset=error would report it as an
+ * event, but stops the partition's fetcher with no way to restart it short of
+ * a new assignment.) The offset is noted on the partition here; the first
+ * record read at or past it tells how many were skipped (take_record), and
+ * those acknowledged events are counted as lost, never silently.
+ *
+ * Readiness stays as it was: the records are gone, and taking the consumer out
+ * of service would only let the next ones expire too. The loss shows in
+ * /stats (kafka.lost), in ep_queue_lost_events_total (an alert rule fires on
+ * any increase, deploy/prometheus/alerts.yml) and in an error log line.
+ */
+static void note_offset_reset(kafka_ctx_t *ctx, const char *buf)
+{
+    size_t tl = strlen(ctx->topic);
+    const char *thrd = strstr(buf, "]: ");
+    int32_t partition;
+    long long at;
+    kafka_part_t *p;
+
+    if (buf[0] == '[' && thrd) {
+        buf = thrd + 3; /* "[thrd:main]: " */
+    }
+    if (strncmp(buf, ctx->topic, tl) != 0 ||
+        sscanf(buf + tl, " [%" SCNd32 "]: offset reset (at offset %lld,", &partition, &at) != 2 ||
+        at < 0) {
+        return; /* another topic, or a logical offset (no committed offset yet) */
+    }
+    pthread_mutex_lock(&ctx->state_lock);
+    p = part_add(ctx, partition);
+    if (p->reset_from < 0 || at < p->reset_from) {
+        p->reset_from = at;
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+}
+
+/*
+ * Called with the offset of a record just read from p: returns how many
+ * records a pending offset reset skipped before it (0 if none), and the first
+ * skipped offset in *from.
+ */
+static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
+{
+    int64_t n;
+
+    if (p->reset_from < 0 || offset < p->reset_from) {
+        return 0; /* none pending, or records fetched before the reset point */
+    }
+    n = offset - p->reset_from;
+    *from = p->reset_from;
+    p->reset_from = -1;
+    return n;
+}
+
+/* Counts and reports records an offset reset skipped. */
+static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
+{
+    counter_add(&ctx->lost, (uint64_t)n);
+    counter_add(&ctx->lost_resets, 1);
+    set_last_error(ctx,
+                   "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
+                   n, ctx->topic, partition);
+    ep_log_error(LOG,
+                 "%" PRId64 " acknowledged event(s) lost: %s[%" PRId32 "] offsets %" PRId64
+                 "..%" PRId64 " were no longer on the broker when the consumer got to them "
+                 "(retention removed them unread); reading resumed at %" PRId64,
+                 n, ctx->topic, partition, from, from + n - 1, from + n);
 }
 
 /* Records that offset was handed out. */
@@ -877,6 +956,7 @@ static void take_record(kafka_ctx_t *ctx, rd_kafka_message_t *m, ep_event_t **ou
 {
     ep_event_t *ev = NULL;
     kafka_part_t *p;
+    int64_t skipped, skipped_from = 0;
     int rc;
 
     if (m->err) {
@@ -891,7 +971,11 @@ static void take_record(kafka_ctx_t *ctx, rd_kafka_message_t *m, ep_event_t **ou
     pthread_mutex_lock(&ctx->state_lock);
     p = part_add(ctx, m->partition);
     part_append(p, m->offset);
+    skipped = part_skipped(p, m->offset, &skipped_from);
     pthread_mutex_unlock(&ctx->state_lock);
+    if (skipped > 0) {
+        report_lost(ctx, m->partition, skipped_from, skipped);
+    }
     if (rc != 0) {
         counter_add(&ctx->poison, 1);
         rc = dlq_raw(ctx, m);
@@ -1278,6 +1362,7 @@ static void kafka_stats(void *vctx, ep_queue_stats_t *st)
     st->dequeued = counter_get(&ctx->dequeued);
     st->enqueued = counter_get(&ctx->enqueued);
     st->rejected_full = counter_get(&ctx->rejected_full);
+    st->lost = counter_get(&ctx->lost);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
     st->capacity = -1;
@@ -1302,12 +1387,14 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
     ep_buf_printf(out,
                   ",\"brokers_up\":%d,\"consumer\":%s,\"assigned_partitions\":%zu,\"lag\":%" PRId64
                   ",\"retry_pending\":%zu,\"delivered\":%" PRIu64 ",\"delivery_failed\":%" PRIu64
-                  ",\"rejected_down\":%" PRIu64 ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
-                  ",\"commits\":%" PRIu64 ",\"outq\":%d}",
+                  ",\"rejected_down\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"lost_resets\":%" PRIu64
+                  ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
+                  ",\"outq\":%d}",
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
                   counter_get(&ctx->delivered), counter_get(&ctx->delivery_failed),
-                  counter_get(&ctx->rejected_down), counter_get(&ctx->poison),
+                  counter_get(&ctx->rejected_down), counter_get(&ctx->lost),
+                  counter_get(&ctx->lost_resets), counter_get(&ctx->poison),
                   counter_get(&ctx->dead_lettered), counter_get(&ctx->commits),
                   rd_kafka_outq_len(ctx->prod));
 }

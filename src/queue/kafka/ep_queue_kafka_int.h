@@ -46,6 +46,7 @@ typedef struct kafka_part_s {
     size_t head, tail, cap;
     int64_t commit_pos; /* next offset to commit; -1 while nothing was acked */
     int64_t committed;  /* last commit_pos handed to rd_kafka_commit; -1 none */
+    int64_t reset_from; /* offset librdkafka could not fetch and reset from; -1 none */
 } kafka_part_t;
 
 typedef struct kafka_ctx_s {
@@ -113,6 +114,8 @@ typedef struct kafka_ctx_s {
     _Atomic uint64_t poison;
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t commits;
+    _Atomic uint64_t lost;        /* records skipped by an offset reset, never processed */
+    _Atomic uint64_t lost_resets; /* offset resets that skipped records */
 } kafka_ctx_t;
 
 /*
