@@ -56,6 +56,7 @@
 #define COMMIT_INTERVAL_MS    100  /* at most one asynchronous commit this often */
 #define MONITOR_INTERVAL_MS   1000 /* topic check and lag refresh */
 #define CONSUME_SLICE_MS      100  /* longest single consumer poll under cons_lock */
+#define CONSUME_BATCH_MAX     256  /* records taken from librdkafka's queue at once */
 #define INIT_TOPIC_TIMEOUT_MS 3000 /* bound for the first topic check at init */
 #define COMMIT_SYNC_TIMEOUT   1    /* marker: commit synchronously */
 #define REPLICATION_MAX       3
@@ -313,7 +314,7 @@ static void part_remove(kafka_ctx_t *ctx, int32_t partition)
  * (at offset <o>, broker <b>) to ...". (auto.offset.reset=error would report it as an
  * event, but stops the partition's fetcher with no way to restart it short of
  * a new assignment.) The offset is noted on the partition here; the first
- * record read at or past it tells how many were skipped (take_record), and
+ * record read at or past it tells how many were skipped (take_records), and
  * those acknowledged events are counted as lost, never silently.
  *
  * Readiness stays as it was: the records are gone, and taking the consumer out
@@ -912,6 +913,7 @@ static rd_kafka_t *ensure_consumer(kafka_ctx_t *ctx)
         goto err;
     }
     rd_kafka_poll_set_consumer(cons);
+    ctx->cons_q = rd_kafka_queue_get_consumer(cons);
     sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, ctx->topic, RD_KAFKA_PARTITION_UA);
     err = rd_kafka_subscribe(cons, sub);
@@ -947,62 +949,94 @@ static size_t take_due(kafka_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *
     return got;
 }
 
-/*
- * Turns one consumed record into an event in out[*got], or handles it: errors
- * are logged, poison goes to the dead-letter topic. Destroys m. Called with
- * cons_lock held.
- */
-static void take_record(kafka_ctx_t *ctx, rd_kafka_message_t *m, ep_event_t **out, size_t *got)
+/* Logs a consumer error (the end of a partition is none). */
+static void consumer_error(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
 {
-    ep_event_t *ev = NULL;
+    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
+        ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
+    }
+}
+
+/* Copies an undecodable record to the dead-letter topic; its offset is done once that worked. */
+static void take_poison(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
+{
     kafka_part_t *p;
-    int64_t skipped, skipped_from = 0;
     int rc;
 
-    if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
-            ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
-        }
-        rd_kafka_message_destroy(m);
-        return;
-    }
-    rc = ep_event_decode_pb(m->payload, m->len, &ev);
-    pthread_mutex_lock(&ctx->state_lock);
-    p = part_add(ctx, m->partition);
-    part_append(p, m->offset);
-    skipped = part_skipped(p, m->offset, &skipped_from);
-    pthread_mutex_unlock(&ctx->state_lock);
-    if (skipped > 0) {
-        report_lost(ctx, m->partition, skipped_from, skipped);
-    }
+    counter_add(&ctx->poison, 1);
+    rc = dlq_raw(ctx, m);
     if (rc != 0) {
-        counter_add(&ctx->poison, 1);
-        rc = dlq_raw(ctx, m);
-        if (rc != 0) {
-            /* Left un-acked: the commit point stays before it, a restart retries. */
-            ep_log_error(LOG,
-                         "undecodable record %s[%" PRId32 "]@%" PRId64
-                         " could not be dead-lettered (%s); it holds back the partition's commits",
-                         ctx->topic, m->partition, m->offset, ep_strerror(rc));
-        } else {
-            ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s",
-                        ctx->topic, m->partition, m->offset, ctx->dlq_topic);
-            pthread_mutex_lock(&ctx->state_lock);
-            p = part_find(ctx, m->partition);
-            if (p && part_ack(p, m->offset)) {
-                atomic_store(&ctx->commit_dirty, 1);
-            }
-            pthread_mutex_unlock(&ctx->state_lock);
-        }
-        rd_kafka_message_destroy(m);
+        /* Left un-acked: the commit point stays before it, a restart retries. */
+        ep_log_error(LOG,
+                     "undecodable record %s[%" PRId32 "]@%" PRId64
+                     " could not be dead-lettered (%s); it holds back the partition's commits",
+                     ctx->topic, m->partition, m->offset, ep_strerror(rc));
         return;
     }
-    ev->qh = part_handle(m->partition);
-    ev->qseq = (uint64_t)m->offset;
-    ev->next = NULL;
-    out[(*got)++] = ev;
-    rd_kafka_message_destroy(m);
+    ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s", ctx->topic,
+                m->partition, m->offset, ctx->dlq_topic);
+    pthread_mutex_lock(&ctx->state_lock);
+    p = part_find(ctx, m->partition);
+    if (p && part_ack(p, m->offset)) {
+        atomic_store(&ctx->commit_dirty, 1);
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+}
+
+/*
+ * Turns consumed records ms[0..n) into events in out[*got..]: decoded outside
+ * any lock, their offsets logged in one state_lock round for the batch; errors
+ * are logged, poison goes to the dead-letter topic. Destroys every record.
+ * Called with cons_lock held; n <= CONSUME_BATCH_MAX.
+ */
+static void take_records(kafka_ctx_t *ctx, rd_kafka_message_t **ms, size_t n, ep_event_t **out,
+                         size_t *got)
+{
+    ep_event_t *evs[CONSUME_BATCH_MAX];
+    kafka_part_t *p = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = NULL;
+        if (ms[i]->err) {
+            consumer_error(ctx, ms[i]);
+            rd_kafka_message_destroy(ms[i]);
+            ms[i] = NULL;
+        } else if (ep_event_decode_pb(ms[i]->payload, ms[i]->len, &evs[i]) != 0) {
+            evs[i] = NULL; /* poison */
+        }
+    }
+    pthread_mutex_lock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        int64_t skipped, from = 0;
+
+        if (ms[i] == NULL) {
+            continue;
+        }
+        if (p == NULL || p->partition != ms[i]->partition) {
+            p = part_add(ctx, ms[i]->partition); /* may move ctx->parts: p is always fresh */
+        }
+        part_append(p, ms[i]->offset);
+        skipped = part_skipped(p, ms[i]->offset, &from);
+        if (skipped > 0) {
+            report_lost(ctx, ms[i]->partition, from, skipped); /* rare: once per reset */
+        }
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i] == NULL) {
+            continue;
+        }
+        if (evs[i] == NULL) {
+            take_poison(ctx, ms[i]);
+        } else {
+            evs[i]->qh = part_handle(ms[i]->partition);
+            evs[i]->qseq = (uint64_t)ms[i]->offset;
+            evs[i]->next = NULL;
+            out[(*got)++] = evs[i];
+        }
+        rd_kafka_message_destroy(ms[i]);
+    }
 }
 
 static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
@@ -1244,12 +1278,19 @@ static int kafka_consume(void *vctx, ep_event_t **out, size_t max, int timeout_m
         }
         pthread_mutex_lock(&ctx->cons_lock);
         while (got < max && !atomic_load(&ctx->closed)) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, (int)wait);
+            rd_kafka_message_t *ms[CONSUME_BATCH_MAX];
+            size_t want = max - got < CONSUME_BATCH_MAX ? max - got : CONSUME_BATCH_MAX;
+            ssize_t more = 0;
 
-            if (m == NULL) {
+            /* The first record waits up to wait; then what is already fetched, in one go. */
+            ms[0] = rd_kafka_consumer_poll(cons, (int)wait);
+            if (ms[0] == NULL) {
                 break;
             }
-            take_record(ctx, m, out, &got);
+            if (want > 1) {
+                more = rd_kafka_consume_batch_queue(ctx->cons_q, 0, ms + 1, want - 1);
+            }
+            take_records(ctx, ms, 1 + (size_t)(more > 0 ? more : 0), out, &got);
             wait = 0;
         }
         pthread_mutex_unlock(&ctx->cons_lock);
@@ -1270,14 +1311,16 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
     kafka_ctx_t *ctx = vctx;
     int moved = 0;
 
+    kafka_part_t *p = NULL;
+
     pthread_mutex_lock(&ctx->state_lock);
     for (size_t i = 0; i < n; i++) {
-        kafka_part_t *p;
-
         if (evs[i]->qh == NULL) {
             continue;
         }
-        p = part_find(ctx, handle_part(evs[i]));
+        if (p == NULL || p->partition != handle_part(evs[i])) {
+            p = part_find(ctx, handle_part(evs[i]));
+        }
         if (p) {
             moved |= part_ack(p, (int64_t)evs[i]->qseq);
         }
@@ -1480,6 +1523,7 @@ static void kafka_destroy(void *vctx)
         /* Final commit of the acked prefix, then leave the group (revocation commits too). */
         commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
         rd_kafka_consumer_close(cons);
+        rd_kafka_queue_destroy(ctx->cons_q);
         rd_kafka_destroy(cons);
     }
     /* Un-acked redeliveries are not committed: Kafka hands them out again. */

@@ -68,6 +68,7 @@ typedef struct kafka_ctx_s {
     /* Consumer, created on the first consume. cons_lock serialises polling. */
     pthread_mutex_t cons_lock;
     _Atomic(rd_kafka_t *) cons;
+    rd_kafka_queue_t *cons_q; /* its queue (records, callbacks), for batch reads */
     char cons_err[256];
 
     /* Commit tracking and the nack redelivery list, under state_lock. */
