@@ -735,6 +735,49 @@ static void test_brokers_down(void)
     mock_stop(&m);
 }
 
+/*
+ * A broker that is up but does not answer in time (6 s round trips): the
+ * publish still completes within UPSTREAM_TIMEOUT_MS, failed, because
+ * librdkafka's message.timeout.ms is below it (with twice the bound it was
+ * answered after 6 s). The outage is not "known" here: ready() sees a connected broker.
+ */
+static void test_slow_broker_answer_bound(void)
+{
+    mock_t m;
+    ep_config_t cfg;
+    ep_queue_t *q;
+    ep_event_t *ev;
+    done_t d;
+    char reason[256];
+    int64_t t0, took;
+
+    mock_start(&m, 1, 1);
+    make_cfg(&cfg, &m, "g-slow");
+    cfg.upstream_timeout_ms = 3000;
+    q = open_queue(&cfg);
+    publish_ids(q, "fast", 0, 1, NULL);
+
+    EP_ASSERT_EQ(rd_kafka_mock_broker_set_rtt(m.mc, 1, 6000), 0);
+    done_init(&d);
+    ev = ep_event_create("slow-0", "unit", "test", NULL, "x", 1, NULL, 0, 0);
+    t0 = ep_time_mono_ms();
+    EP_ASSERT_EQ(ep_queue_publish(q, &ev, 1, on_done, &d), 0);
+    EP_ASSERT_EQ(done_wait(&d, 15000), 1);
+    took = ep_time_mono_ms() - t0;
+    EP_ASSERT_EQ(d.status[0], EP_EUNAVAIL);
+    CHECK(took <= cfg.upstream_timeout_ms + 1000, "answered after %lld ms", (long long)took);
+
+    /*
+     * Answers on time again: publishing works once ready (librdkafka drops a
+     * connection whose request timed out, so for a moment every broker is down).
+     */
+    EP_ASSERT_EQ(rd_kafka_mock_broker_set_rtt(m.mc, 1, 0), 0);
+    EP_ASSERT_EQ(wait_ready(q, 1, 15000, reason, sizeof(reason)), 1);
+    publish_ids(q, "fast-again", 0, 1, NULL);
+    ep_queue_destroy(q);
+    mock_stop(&m);
+}
+
 /* Publishes n events of size bytes each (ids prefix-<i>) and waits for every acknowledgement. */
 static void publish_big(ep_queue_t *q, const char *prefix, int n, size_t size)
 {
@@ -948,13 +991,20 @@ static void test_passthrough(void)
 }
 
 EP_TEST_LIST = {
-    EP_TEST(test_round_trip),        EP_TEST(test_key_user_id),
-    EP_TEST(test_compression_lz4),   EP_TEST(test_commit_after_ack),
-    EP_TEST(test_out_of_order_acks), EP_TEST(test_nack_redelivers),
-    EP_TEST(test_poison_to_dlq),     EP_TEST(test_dead_letter),
-    EP_TEST(test_brokers_down),      EP_TEST(test_offset_reset_counts_lost),
+    EP_TEST(test_round_trip),
+    EP_TEST(test_key_user_id),
+    EP_TEST(test_compression_lz4),
+    EP_TEST(test_commit_after_ack),
+    EP_TEST(test_out_of_order_acks),
+    EP_TEST(test_nack_redelivers),
+    EP_TEST(test_poison_to_dlq),
+    EP_TEST(test_dead_letter),
+    EP_TEST(test_brokers_down),
+    EP_TEST(test_slow_broker_answer_bound),
+    EP_TEST(test_offset_reset_counts_lost),
     EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
-    EP_TEST(test_passthrough),       EP_TEST_END,
+    EP_TEST(test_passthrough),
+    EP_TEST_END,
 };
 
 #else /* !EP_WITH_KAFKA */
