@@ -40,6 +40,7 @@ typedef struct ep_queue_stats_s {
     /* Appended (providers that memset the struct leave it 0): */
     uint64_t rejected_unavailable; /* publishes that failed for any other reason than full:
                                     * broker unreachable, timed out, closed, refused */
+    uint64_t lost; /* acknowledged events skipped without being processed (Kafka: offset reset) */
 } ep_queue_stats_t;
 
 /**

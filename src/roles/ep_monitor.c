@@ -239,6 +239,9 @@ static void put_queue(ep_buf_t *out, ep_queue_t *q, int what)
         ep_metrics_put_sample(out, "ep_queue_rejected_unavailable_total", 1, l_queue, lv,
                               (double)st.rejected_unavailable);
         break;
+    case 5:
+        ep_metrics_put_sample(out, "ep_queue_lost_events_total", 1, l_queue, lv, (double)st.lost);
+        break;
     }
 }
 
@@ -300,6 +303,11 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
                           "a provider or broker unreachable, timed out or closed.");
     put_queue(out, app->queue, 4);
     put_queue(out, app->forward, 4);
+    ep_metrics_put_family(out, "ep_queue_lost_events_total", EP_METRIC_COUNTER,
+                          "Acknowledged events the queue skipped without processing them "
+                          "(Kafka: an offset reset past unread records); should stay 0.");
+    put_queue(out, app->queue, 5);
+    put_queue(out, app->forward, 5);
 
     put1(out, "worker_pool_active", EP_METRIC_GAUGE, "Workers busy with a batch right now.",
          ps.active);

@@ -101,13 +101,15 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
                   "{\"queue\":{\"type\":\"%s\",\"size\":%lld,\"capacity\":%lld,"
                   "\"enqueued\":%llu,\"dequeued\":%llu,\"acked\":%llu,\"nacked\":%llu,"
                   "\"rejected_full\":%llu,\"rejected_unavailable\":%llu,\"in_flight\":%lld,"
+                  "\"lost\":%llu,"
                   "\"TotalEnqueued\":%llu,\"TotalDequeued\":%llu,\"CurrentSize\":%lld",
                   app->queue->provider->name, (long long)qs.size, (long long)qs.capacity,
                   (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
                   (unsigned long long)qs.acked, (unsigned long long)qs.nacked,
                   (unsigned long long)qs.rejected_full, (unsigned long long)qs.rejected_unavailable,
-                  (long long)qs.in_flight, (unsigned long long)qs.enqueued,
-                  (unsigned long long)qs.dequeued, (long long)qs.size);
+                  (long long)qs.in_flight, (unsigned long long)qs.lost,
+                  (unsigned long long)qs.enqueued, (unsigned long long)qs.dequeued,
+                  (long long)qs.size);
     /* Why a size is -1 (unknown) or a broker queue refuses events, for `eventpipe status`. */
     ep_buf_printf(out, ",\"ready\":%s", ready ? "true" : "false");
     if (reason[0] != '\0') {

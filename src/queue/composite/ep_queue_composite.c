@@ -402,6 +402,7 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
     for (int k = 0; k < c->n; k++) {
         ep_queue_stats_t cs;
         ep_queue_stats(c->child[k].q, &cs);
+        st->lost += cs.lost;
         if (cs.size < 0) {
             unknown = 1;
         } else {

@@ -56,6 +56,7 @@
 #define COMMIT_INTERVAL_MS    100  /* at most one asynchronous commit this often */
 #define MONITOR_INTERVAL_MS   1000 /* topic check and lag refresh */
 #define CONSUME_SLICE_MS      100  /* longest single consumer poll under cons_lock */
+#define CONSUME_BATCH_MAX     256  /* records taken from librdkafka's queue at once */
 #define INIT_TOPIC_TIMEOUT_MS 3000 /* bound for the first topic check at init */
 #define COMMIT_SYNC_TIMEOUT   1    /* marker: commit synchronously */
 #define REPLICATION_MAX       3
@@ -238,9 +239,14 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     ep_log_warn(LOG, "%s: %s", rd_kafka_name(rk), reason);
 }
 
+static void note_offset_reset(kafka_ctx_t *ctx, const char *buf);
+
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    if (strcmp(fac, "OFFSET") == 0 && rd_kafka_type(rk) == RD_KAFKA_CONSUMER &&
+        strstr(buf, "offset reset (at offset ") != NULL && rd_kafka_opaque(rk) != NULL) {
+        note_offset_reset(rd_kafka_opaque(rk), buf);
+    }
     if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this")) {
         /* KAFKA_* passthrough feeds both clients: a consumer-only property is expected here. */
         ep_log_debug(LOG, "%s: %s", fac, buf);
@@ -285,6 +291,7 @@ static kafka_part_t *part_add(kafka_ctx_t *ctx, int32_t partition)
     p->partition = partition;
     p->commit_pos = -1;
     p->committed = -1;
+    p->reset_from = -1;
     return p;
 }
 
@@ -297,6 +304,79 @@ static void part_remove(kafka_ctx_t *ctx, int32_t partition)
             return;
         }
     }
+}
+
+/*
+ * Lost records. When the offset a partition is fetched from is no longer on
+ * the broker (retention deleted it before it was read, typically because the
+ * consumer fell behind), librdkafka 2.0 applies auto.offset.reset=earliest by
+ * itself and says so only in its log: "[thrd:main]: <topic> [<p>]: offset reset
+ * (at offset <o>, broker <b>) to ...". (auto.offset.reset=error would report it as an
+ * event, but stops the partition's fetcher with no way to restart it short of
+ * a new assignment.) The offset is noted on the partition here; the first
+ * record read at or past it tells how many were skipped (take_records), and
+ * those acknowledged events are counted as lost, never silently.
+ *
+ * Readiness stays as it was: the records are gone, and taking the consumer out
+ * of service would only let the next ones expire too. The loss shows in
+ * /stats (kafka.lost), in ep_queue_lost_events_total (an alert rule fires on
+ * any increase, deploy/prometheus/alerts.yml) and in an error log line.
+ */
+static void note_offset_reset(kafka_ctx_t *ctx, const char *buf)
+{
+    size_t tl = strlen(ctx->topic);
+    const char *thrd = strstr(buf, "]: ");
+    int32_t partition;
+    long long at;
+    kafka_part_t *p;
+
+    if (buf[0] == '[' && thrd) {
+        buf = thrd + 3; /* "[thrd:main]: " */
+    }
+    if (strncmp(buf, ctx->topic, tl) != 0 ||
+        sscanf(buf + tl, " [%" SCNd32 "]: offset reset (at offset %lld,", &partition, &at) != 2 ||
+        at < 0) {
+        return; /* another topic, or a logical offset (no committed offset yet) */
+    }
+    pthread_mutex_lock(&ctx->state_lock);
+    p = part_add(ctx, partition);
+    if (p->reset_from < 0 || at < p->reset_from) {
+        p->reset_from = at;
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+}
+
+/*
+ * Called with the offset of a record just read from p: returns how many
+ * records a pending offset reset skipped before it (0 if none), and the first
+ * skipped offset in *from.
+ */
+static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
+{
+    int64_t n;
+
+    if (p->reset_from < 0 || offset < p->reset_from) {
+        return 0; /* none pending, or records fetched before the reset point */
+    }
+    n = offset - p->reset_from;
+    *from = p->reset_from;
+    p->reset_from = -1;
+    return n;
+}
+
+/* Counts and reports records an offset reset skipped. */
+static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
+{
+    counter_add(&ctx->lost, (uint64_t)n);
+    counter_add(&ctx->lost_resets, 1);
+    set_last_error(ctx,
+                   "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
+                   n, ctx->topic, partition);
+    ep_log_error(LOG,
+                 "%" PRId64 " acknowledged event(s) lost: %s[%" PRId32 "] offsets %" PRId64
+                 "..%" PRId64 " were no longer on the broker when the consumer got to them "
+                 "(retention removed them unread); reading resumed at %" PRId64,
+                 n, ctx->topic, partition, from, from + n - 1, from + n);
 }
 
 /* Records that offset was handed out. */
@@ -630,7 +710,7 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         return ep__kafka_err(err);
     }
     rf = md->broker_cnt < REPLICATION_MAX ? md->broker_cnt : REPLICATION_MAX;
-    if (atomic_load(&ctx->brokers_up) == 0) {
+    if (atomic_load(&ctx->brokers_up) <= 0) {
         atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
     }
     for (int i = 0; i < 2; i++) {
@@ -700,6 +780,25 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
     return rc;
 }
 
+/*
+ * While every broker is known to be down, publishes are refused without
+ * producing, so nothing else may make the producer reach for the cluster: a
+ * metadata request does (bounded), and success says a broker answers again.
+ */
+static void probe_brokers(kafka_ctx_t *ctx)
+{
+    const struct rd_kafka_metadata *md = NULL;
+
+    if (rd_kafka_metadata(ctx->prod, 1, NULL, &md, MONITOR_INTERVAL_MS) != 0) {
+        return;
+    }
+    if (md->broker_cnt > 0) {
+        int none = 0;
+        atomic_compare_exchange_strong(&ctx->brokers_up, &none, 1);
+    }
+    rd_kafka_metadata_destroy(md);
+}
+
 /* Refreshes the lag JSON from the group's committed offsets and the high watermarks. */
 static void refresh_lag(kafka_ctx_t *ctx)
 {
@@ -763,6 +862,9 @@ static void *monitor_main(void *arg)
         if (!atomic_load(&ctx->topics_ok) && ensure_topics(ctx, MONITOR_INTERVAL_MS) == 0) {
             atomic_store(&ctx->topics_ok, 1);
         }
+        if (atomic_load(&ctx->brokers_up) == 0) {
+            probe_brokers(ctx);
+        }
         if (atomic_load(&ctx->cons)) {
             refresh_lag(ctx);
         }
@@ -811,6 +913,7 @@ static rd_kafka_t *ensure_consumer(kafka_ctx_t *ctx)
         goto err;
     }
     rd_kafka_poll_set_consumer(cons);
+    ctx->cons_q = rd_kafka_queue_get_consumer(cons);
     sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, ctx->topic, RD_KAFKA_PARTITION_UA);
     err = rd_kafka_subscribe(cons, sub);
@@ -846,57 +949,94 @@ static size_t take_due(kafka_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *
     return got;
 }
 
-/*
- * Turns one consumed record into an event in out[*got], or handles it: errors
- * are logged, poison goes to the dead-letter topic. Destroys m. Called with
- * cons_lock held.
- */
-static void take_record(kafka_ctx_t *ctx, rd_kafka_message_t *m, ep_event_t **out, size_t *got)
+/* Logs a consumer error (the end of a partition is none). */
+static void consumer_error(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
 {
-    ep_event_t *ev = NULL;
+    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
+        ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
+    }
+}
+
+/* Copies an undecodable record to the dead-letter topic; its offset is done once that worked. */
+static void take_poison(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
+{
     kafka_part_t *p;
     int rc;
 
-    if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
-            ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
-        }
-        rd_kafka_message_destroy(m);
-        return;
-    }
-    rc = ep_event_decode_pb(m->payload, m->len, &ev);
-    pthread_mutex_lock(&ctx->state_lock);
-    p = part_add(ctx, m->partition);
-    part_append(p, m->offset);
-    pthread_mutex_unlock(&ctx->state_lock);
+    counter_add(&ctx->poison, 1);
+    rc = dlq_raw(ctx, m);
     if (rc != 0) {
-        counter_add(&ctx->poison, 1);
-        rc = dlq_raw(ctx, m);
-        if (rc != 0) {
-            /* Left un-acked: the commit point stays before it, a restart retries. */
-            ep_log_error(LOG,
-                         "undecodable record %s[%" PRId32 "]@%" PRId64
-                         " could not be dead-lettered (%s); it holds back the partition's commits",
-                         ctx->topic, m->partition, m->offset, ep_strerror(rc));
-        } else {
-            ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s",
-                        ctx->topic, m->partition, m->offset, ctx->dlq_topic);
-            pthread_mutex_lock(&ctx->state_lock);
-            p = part_find(ctx, m->partition);
-            if (p && part_ack(p, m->offset)) {
-                atomic_store(&ctx->commit_dirty, 1);
-            }
-            pthread_mutex_unlock(&ctx->state_lock);
-        }
-        rd_kafka_message_destroy(m);
+        /* Left un-acked: the commit point stays before it, a restart retries. */
+        ep_log_error(LOG,
+                     "undecodable record %s[%" PRId32 "]@%" PRId64
+                     " could not be dead-lettered (%s); it holds back the partition's commits",
+                     ctx->topic, m->partition, m->offset, ep_strerror(rc));
         return;
     }
-    ev->qh = part_handle(m->partition);
-    ev->qseq = (uint64_t)m->offset;
-    ev->next = NULL;
-    out[(*got)++] = ev;
-    rd_kafka_message_destroy(m);
+    ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s", ctx->topic,
+                m->partition, m->offset, ctx->dlq_topic);
+    pthread_mutex_lock(&ctx->state_lock);
+    p = part_find(ctx, m->partition);
+    if (p && part_ack(p, m->offset)) {
+        atomic_store(&ctx->commit_dirty, 1);
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+}
+
+/*
+ * Turns consumed records ms[0..n) into events in out[*got..]: decoded outside
+ * any lock, their offsets logged in one state_lock round for the batch; errors
+ * are logged, poison goes to the dead-letter topic. Destroys every record.
+ * Called with cons_lock held; n <= CONSUME_BATCH_MAX.
+ */
+static void take_records(kafka_ctx_t *ctx, rd_kafka_message_t **ms, size_t n, ep_event_t **out,
+                         size_t *got)
+{
+    ep_event_t *evs[CONSUME_BATCH_MAX];
+    kafka_part_t *p = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = NULL;
+        if (ms[i]->err) {
+            consumer_error(ctx, ms[i]);
+            rd_kafka_message_destroy(ms[i]);
+            ms[i] = NULL;
+        } else if (ep_event_decode_pb(ms[i]->payload, ms[i]->len, &evs[i]) != 0) {
+            evs[i] = NULL; /* poison */
+        }
+    }
+    pthread_mutex_lock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        int64_t skipped, from = 0;
+
+        if (ms[i] == NULL) {
+            continue;
+        }
+        if (p == NULL || p->partition != ms[i]->partition) {
+            p = part_add(ctx, ms[i]->partition); /* may move ctx->parts: p is always fresh */
+        }
+        part_append(p, ms[i]->offset);
+        skipped = part_skipped(p, ms[i]->offset, &from);
+        if (skipped > 0) {
+            report_lost(ctx, ms[i]->partition, from, skipped); /* rare: once per reset */
+        }
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i] == NULL) {
+            continue;
+        }
+        if (evs[i] == NULL) {
+            take_poison(ctx, ms[i]);
+        } else {
+            evs[i]->qh = part_handle(ms[i]->partition);
+            evs[i]->qseq = (uint64_t)ms[i]->offset;
+            evs[i]->next = NULL;
+            out[(*got)++] = evs[i];
+        }
+        rd_kafka_message_destroy(ms[i]);
+    }
 }
 
 static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
@@ -940,6 +1080,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
              cfg->kafka_client_id[0] ? cfg->kafka_client_id : "eventpipe");
     ctx->partitions = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 1;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
+    atomic_init(&ctx->brokers_up, -1);
     pthread_mutex_init(&ctx->cons_lock, NULL);
     pthread_mutex_init(&ctx->state_lock, NULL);
     pthread_mutex_init(&ctx->info_lock, NULL);
@@ -1030,6 +1171,14 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         return EP_ECLOSED;
     }
     if (atomic_load(&ctx->fatal)) {
+        return EP_EUNAVAIL;
+    }
+    if (atomic_load(&ctx->brokers_up) == 0) {
+        /*
+         * Every broker is known to be down (what ready() reports): producing
+         * would only wait for message.timeout.ms to fail the same way.
+         */
+        counter_add(&ctx->rejected_down, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1129,12 +1278,19 @@ static int kafka_consume(void *vctx, ep_event_t **out, size_t max, int timeout_m
         }
         pthread_mutex_lock(&ctx->cons_lock);
         while (got < max && !atomic_load(&ctx->closed)) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, (int)wait);
+            rd_kafka_message_t *ms[CONSUME_BATCH_MAX];
+            size_t want = max - got < CONSUME_BATCH_MAX ? max - got : CONSUME_BATCH_MAX;
+            ssize_t more = 0;
 
-            if (m == NULL) {
+            /* The first record waits up to wait; then what is already fetched, in one go. */
+            ms[0] = rd_kafka_consumer_poll(cons, (int)wait);
+            if (ms[0] == NULL) {
                 break;
             }
-            take_record(ctx, m, out, &got);
+            if (want > 1) {
+                more = rd_kafka_consume_batch_queue(ctx->cons_q, 0, ms + 1, want - 1);
+            }
+            take_records(ctx, ms, 1 + (size_t)(more > 0 ? more : 0), out, &got);
             wait = 0;
         }
         pthread_mutex_unlock(&ctx->cons_lock);
@@ -1155,14 +1311,16 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
     kafka_ctx_t *ctx = vctx;
     int moved = 0;
 
+    kafka_part_t *p = NULL;
+
     pthread_mutex_lock(&ctx->state_lock);
     for (size_t i = 0; i < n; i++) {
-        kafka_part_t *p;
-
         if (evs[i]->qh == NULL) {
             continue;
         }
-        p = part_find(ctx, handle_part(evs[i]));
+        if (p == NULL || p->partition != handle_part(evs[i])) {
+            p = part_find(ctx, handle_part(evs[i]));
+        }
         if (p) {
             moved |= part_ack(p, (int64_t)evs[i]->qseq);
         }
@@ -1247,6 +1405,7 @@ static void kafka_stats(void *vctx, ep_queue_stats_t *st)
     st->dequeued = counter_get(&ctx->dequeued);
     st->enqueued = counter_get(&ctx->enqueued);
     st->rejected_full = counter_get(&ctx->rejected_full);
+    st->lost = counter_get(&ctx->lost);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
     st->capacity = -1;
@@ -1258,6 +1417,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
 {
     kafka_ctx_t *ctx = vctx;
     rd_kafka_t *cons = atomic_load(&ctx->cons);
+    int brokers_up = atomic_load(&ctx->brokers_up);
     size_t assigned;
 
     pthread_mutex_lock(&ctx->state_lock);
@@ -1270,13 +1430,16 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
     ep_buf_printf(out,
                   ",\"brokers_up\":%d,\"consumer\":%s,\"assigned_partitions\":%zu,\"lag\":%" PRId64
                   ",\"retry_pending\":%zu,\"delivered\":%" PRIu64 ",\"delivery_failed\":%" PRIu64
+                  ",\"rejected_down\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"lost_resets\":%" PRIu64
                   ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
                   ",\"outq\":%d}",
-                  atomic_load(&ctx->brokers_up), cons ? "true" : "false", assigned,
+                  brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
                   counter_get(&ctx->delivered), counter_get(&ctx->delivery_failed),
-                  counter_get(&ctx->poison), counter_get(&ctx->dead_lettered),
-                  counter_get(&ctx->commits), rd_kafka_outq_len(ctx->prod));
+                  counter_get(&ctx->rejected_down), counter_get(&ctx->lost),
+                  counter_get(&ctx->lost_resets), counter_get(&ctx->poison),
+                  counter_get(&ctx->dead_lettered), counter_get(&ctx->commits),
+                  rd_kafka_outq_len(ctx->prod));
 }
 
 static void kafka_lag_json(void *vctx, ep_buf_t *out)
@@ -1360,6 +1523,7 @@ static void kafka_destroy(void *vctx)
         /* Final commit of the acked prefix, then leave the group (revocation commits too). */
         commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
         rd_kafka_consumer_close(cons);
+        rd_kafka_queue_destroy(ctx->cons_q);
         rd_kafka_destroy(cons);
     }
     /* Un-acked redeliveries are not committed: Kafka hands them out again. */

@@ -10,7 +10,20 @@
  * reconnect backoff (reconnect.backoff.ms doubling up to
  * reconnect.backoff.max.ms), which is what spaces out retries during a broker
  * outage, and message.timeout.ms bounds the whole attempt so a publish always
- * completes. Re-producing from the application after a failed delivery report
+ * completes.
+ *
+ * Delivery timeout. A publish must be answered within UPSTREAM_TIMEOUT_MS (a
+ * gateway in front waits that long), and a failure must be true: the record
+ * will not be written later. So librdkafka itself fails the record by then:
+ * message.timeout.ms is UPSTREAM_TIMEOUT_MS less the time librdkafka takes to
+ * report it (it scans for timed-out records about once a second from threads
+ * that wake about once a second; with the mock cluster a report came 1.6-1.8 s
+ * after message.timeout.ms), and at least a third of it. With the default 3 s
+ * that is 1 s; raise UPSTREAM_TIMEOUT_MS (or set KAFKA_MESSAGE_TIMEOUT_MS) for
+ * a slower cluster. While every broker is known to be down, publish does not
+ * produce at all (ep_queue_kafka.c): only publishes made before that is known
+ * wait for the timeout.
+ * Re-producing from the application after a failed delivery report
  * was rejected on purpose: it would get a new idempotence sequence number and
  * could duplicate or reorder what the idempotent producer already protects.
  */
@@ -29,7 +42,7 @@ extern char **environ;
 #define RETRY_BACKOFF_MS         100  /* between produce retries (constant in librdkafka 2.0) */
 #define RECONNECT_BACKOFF_MS     100  /* first reconnect delay ... */
 #define RECONNECT_BACKOFF_MAX_MS 5000 /* ... doubling up to this */
-#define MSG_TIMEOUT_MIN_MS       1000
+#define MSG_TIMEOUT_SCAN_MS      2000 /* how late librdkafka may report a timed-out record */
 #define MSG_TIMEOUT_MAX_MS       30000
 
 /* eventpipe's own KAFKA_* settings (ep_config.c); every other KAFKA_* passes through. */
@@ -164,12 +177,16 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_c
                             char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    long long timeout = (long long)cfg->upstream_timeout_ms * 2;
+    long long upstream = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
+    long long timeout = upstream - MSG_TIMEOUT_SCAN_MS;
     int batch = cfg->kafka_batch_size;
 
     *out = NULL;
-    if (timeout < MSG_TIMEOUT_MIN_MS) {
-        timeout = MSG_TIMEOUT_MIN_MS;
+    if (timeout < upstream / 3) {
+        timeout = upstream / 3;
+    }
+    if (timeout < 1) {
+        timeout = 1; /* 0 would mean "no timeout" to librdkafka */
     }
     if (timeout > MSG_TIMEOUT_MAX_MS) {
         timeout = MSG_TIMEOUT_MAX_MS;
@@ -190,7 +207,7 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_c
         set_int(conf, "kafka", "retry.backoff.ms", RETRY_BACKOFF_MS, err, errlen) ||
         set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
         set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
-        /* A publish always completes: delivered, or failed after this long. */
+        /* A publish always completes: delivered, or failed for good within UPSTREAM_TIMEOUT_MS. */
         set_int(conf, "UPSTREAM_TIMEOUT_MS", "message.timeout.ms", timeout, err, errlen) ||
         /* Same partition for a key as the Java client's default partitioner. */
         set(conf, "kafka", "partitioner", "murmur2_random", err, errlen) ||

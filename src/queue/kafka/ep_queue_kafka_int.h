@@ -46,6 +46,7 @@ typedef struct kafka_part_s {
     size_t head, tail, cap;
     int64_t commit_pos; /* next offset to commit; -1 while nothing was acked */
     int64_t committed;  /* last commit_pos handed to rd_kafka_commit; -1 none */
+    int64_t reset_from; /* offset librdkafka could not fetch and reset from; -1 none */
 } kafka_part_t;
 
 typedef struct kafka_ctx_s {
@@ -67,6 +68,7 @@ typedef struct kafka_ctx_s {
     /* Consumer, created on the first consume. cons_lock serialises polling. */
     pthread_mutex_t cons_lock;
     _Atomic(rd_kafka_t *) cons;
+    rd_kafka_queue_t *cons_q; /* its queue (records, callbacks), for batch reads */
     char cons_err[256];
 
     /* Commit tracking and the nack redelivery list, under state_lock. */
@@ -85,7 +87,11 @@ typedef struct kafka_ctx_s {
     pthread_cond_t mon_cond;
     _Atomic int topics_ok;
 
-    /* Broker health from the statistics callback. */
+    /*
+     * Broker health from the statistics and error callbacks: brokers up, 0 when
+     * every broker is known to be down (publish then fails at once), -1 while
+     * not known yet (start-up).
+     */
     _Atomic int brokers_up;
     _Atomic int64_t stats_at_ms; /* monotonic time of the last statistics */
     _Atomic int fatal;
@@ -100,6 +106,7 @@ typedef struct kafka_ctx_s {
     /* Counters. */
     _Atomic uint64_t enqueued;
     _Atomic uint64_t rejected_full;
+    _Atomic uint64_t rejected_down; /* publishes refused at once: every broker known down */
     _Atomic uint64_t delivered;
     _Atomic uint64_t delivery_failed;
     _Atomic uint64_t dequeued;
@@ -108,6 +115,8 @@ typedef struct kafka_ctx_s {
     _Atomic uint64_t poison;
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t commits;
+    _Atomic uint64_t lost;        /* records skipped by an offset reset, never processed */
+    _Atomic uint64_t lost_resets; /* offset resets that skipped records */
 } kafka_ctx_t;
 
 /*
