@@ -153,6 +153,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         pub_call_t *call = slot->call;
 
         call->status[slot->idx] = rc;
+        if (rc != 0 && rc != EP_EFULL) {
+            counter_add(&ctx->rejected_unavail, 1);
+        }
         if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
             publish_done(call);
         }
@@ -1179,6 +1182,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
          * would only wait for message.timeout.ms to fail the same way.
          */
         counter_add(&ctx->rejected_down, n);
+        counter_add(&ctx->rejected_unavail, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1212,9 +1216,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
     if (produced == 0) {
         /* Nothing queued: the caller keeps the events and no callback runs. */
         ep_free(call);
-        if (rc == EP_EFULL) {
-            counter_add(&ctx->rejected_full, n);
-        }
+        counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n);
         return rc;
     }
     if (produced < n) {
@@ -1222,9 +1224,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         for (size_t i = produced; i < n; i++) {
             call->status[i] = rc;
         }
-        if (rc == EP_EFULL) {
-            counter_add(&ctx->rejected_full, n - produced);
-        }
+        counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n - produced);
         atomic_fetch_sub_explicit(&call->pending, n - produced, memory_order_acq_rel);
     }
     counter_add(&ctx->enqueued, produced);
@@ -1405,6 +1405,7 @@ static void kafka_stats(void *vctx, ep_queue_stats_t *st)
     st->dequeued = counter_get(&ctx->dequeued);
     st->enqueued = counter_get(&ctx->enqueued);
     st->rejected_full = counter_get(&ctx->rejected_full);
+    st->rejected_unavailable = counter_get(&ctx->rejected_unavail);
     st->lost = counter_get(&ctx->lost);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;

@@ -106,7 +106,8 @@ typedef struct kafka_ctx_s {
     /* Counters. */
     _Atomic uint64_t enqueued;
     _Atomic uint64_t rejected_full;
-    _Atomic uint64_t rejected_down; /* publishes refused at once: every broker known down */
+    _Atomic uint64_t rejected_down;    /* publishes refused at once: every broker known down */
+    _Atomic uint64_t rejected_unavail; /* publishes failed for another reason than full */
     _Atomic uint64_t delivered;
     _Atomic uint64_t delivery_failed;
     _Atomic uint64_t dequeued;
