@@ -49,7 +49,7 @@ def test_run_summary_exact_and_status():
     with Eventpipe("run") as ep:
         send_all(ep.api, known_events())
         wait_for(lambda: get_json(ep.analytics, "/analytics/summary")["total_events"] == 300,
-                 what="300 events in the summary")
+                 timeout=30, what="300 events in the summary")
         # The seed 004 example: curl http://localhost:8083/analytics/summary | jq
         r = request(ep.analytics, "GET", "/analytics/summary")
         assert r.status == 200 and r.headers["content-type"].startswith("application/json"), r
@@ -85,11 +85,12 @@ def test_separate_processor_pushes_deltas():
     with Eventpipe("processor", ports=p, env=fast) as proc, \
             Eventpipe("ingest", ports=p) as ing, Eventpipe("gateway", ports=p) as gw:
         send_all(p["ingest"], known_events(150, prefix="a"), path="/ingest")
-        time.sleep(0.5)
+        wait_for(lambda: get_json(p["processor"], "/stats")["analytics_push"]["failed"] >= 1,
+                 timeout=30, what="a delta push failed (analytics not up yet)")
         with Eventpipe("analytics", ports=p) as an:
             send_all(p["api"], known_events(300, prefix="b")[150:])
             wait_for(lambda: get_json(p["analytics"], "/analytics/summary")["total_events"] == 300,
-                     timeout=15, what="300 events pushed to analytics")
+                     timeout=30, what="300 events pushed to analytics")
             s = get_json(p["analytics"], "/analytics/summary")
             check_summary(s)
             assert s["processing"]["senders"] == 1 and s["processing"]["deltas_merged"] >= 1, s
@@ -107,9 +108,11 @@ def test_separate_processor_pushes_deltas():
             assert s["total_events"] == 330, s["total_events"]
             assert an.stop() == 0
 
+        # Analytics is down: the answer still comes at once (STATUS_TIMEOUT_MS is 1 s;
+        # the margin is for a loaded machine), and says so.
         t0 = time.time()
-        status = get_json(p["api"], "/api/v1/status", timeout=5)
-        assert time.time() - t0 < 4.0
+        status = get_json(p["api"], "/api/v1/status", timeout=30)
+        assert time.time() - t0 < 10.0, time.time() - t0
         assert status["analytics"]["healthy"] is False and status["analytics"]["error"], status
         assert gw.stop() == 0
         assert ing.stop() == 0

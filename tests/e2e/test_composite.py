@@ -8,7 +8,6 @@ import http.client
 import os
 import subprocess
 import tempfile
-import time
 
 from ep_nats import NatsServer
 from eptest import Eventpipe, get_json, main, read_sink, request, wait_for
@@ -52,7 +51,7 @@ def env_for(ns, km, strategy, sink):
     return {"QUEUE_TYPE": "composite", "COMPOSITE_PROVIDERS": " nats , kafka ",
             "COMPOSITE_STRATEGY": strategy, "NATS_URL": ns.url, "KAFKA_BROKERS": km.bootstrap,
             "KAFKA_COMPRESSION": "lz4", "PROCESSOR_SINK": "file:" + sink,
-            "UPSTREAM_TIMEOUT_MS": "2000", "SHUTDOWN_TIMEOUT": "30"}
+            "UPSTREAM_TIMEOUT_MS": "10000", "SHUTDOWN_TIMEOUT": "30"}
 
 
 def send(port, ids, conn_box):
@@ -109,7 +108,8 @@ def outage_case(strategy):
         before = send(ep.api, ["%s-a-%d" % (strategy, i) for i in range(200)], box)
         assert set(before.values()) == {202}, before
         ns.stop()
-        time.sleep(0.5)
+        wait_for(lambda: get_json(ep.processor, "/stats")["queue"]["composite_stats"]["nats"]
+                 ["ready"] is False, 30, what="the NATS provider seeing nats-server gone")
         during = send(ep.api, ["%s-b-%d" % (strategy, i) for i in range(200)], box)
         ready = request(ep.processor, "GET", "/ready")
         st = get_json(ep.processor, "/stats")["queue"]

@@ -6,7 +6,7 @@ import subprocess
 from eptest import EP_BIN, Eventpipe, free_port, get_json, main
 
 
-def run(args, env=None, timeout=10):
+def run(args, env=None, timeout=60):
     import os
     e = dict(os.environ)
     e.update(env or {})

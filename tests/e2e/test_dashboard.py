@@ -67,7 +67,7 @@ def test_chromium_shows_ingested_events():
             assert request(ep.api, "POST", "/api/v1/events/" + t, {"data": t}).status == 202
         total = n + 3
         wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == total,
-                 what="%d processed" % total)
+                 timeout=30, what="%d processed" % total)
         dom = chromium(url, "--dump-dom")
         assert shown(dom, "ingested") == str(total), shown(dom, "ingested")
         assert shown(dom, "processed") == str(total), shown(dom, "processed")

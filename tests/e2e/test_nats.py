@@ -24,7 +24,7 @@ def send_events(port, ids, threads=4, path="/ingest"):
     chunks = [ids[k::threads] for k in range(threads)]
 
     def run(chunk):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for eid in chunk:
             r = request(port, "POST", path, {"id": eid, "source": "e2e", "data": "x"}, conn=conn)
             with lock:
@@ -33,7 +33,7 @@ def send_events(port, ids, threads=4, path="/ingest"):
                     ok.append(eid)
             if r.headers.get("connection", "").lower() == "close":
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.close()
 
     ts = [threading.Thread(target=run, args=(c,)) for c in chunks]
@@ -55,7 +55,7 @@ def test_run_1000_events():
     with NatsServer() as ns:
         sink = os.path.join(ns.dir, "sink.ndjson")
         with Eventpipe("run", env=nats_env(ns, sink)) as ep:
-            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             ids = ["run-%d" % i for i in range(1000)]
             t0 = time.time()
@@ -72,7 +72,7 @@ def test_run_1000_events():
             assert st["queue"]["nats"]["connected"] is True
             # Sink lines are written before the acks, and the figures refresh once a second.
             wait_for(lambda: (lambda l: l["pending"] == 0 and l["ack_pending"] == 0)(
-                get_json(ep.processor, "/lag")), 15, what="lag and ack_pending 0")
+                get_json(ep.processor, "/lag")), 30, what="lag and ack_pending 0")
             lag = get_json(ep.processor, "/lag")
             assert lag["total"] == 0 and lag["ack_pending"] == 0, lag
             c = NatsClient(ns.port)
@@ -85,12 +85,12 @@ def test_split_roles_two_processors_share_the_work():
     with NatsServer() as ns:
         sinks = [os.path.join(ns.dir, "sink-%d.ndjson" % k) for k in range(2)]
         with Eventpipe("ingest", env=nats_env(ns, "/dev/null")) as ing:
-            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 10,
+            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1, \
                     Eventpipe("processor", env=nats_env(ns, sinks[1])) as p2:
                 for p in (p1, p2):
-                    wait_for(lambda: request(p.processor, "GET", "/ready").status == 200, 10,
+                    wait_for(lambda: request(p.processor, "GET", "/ready").status == 200, 30,
                              what="processor ready")
                 ok = []
                 for burst in range(6):
@@ -107,7 +107,7 @@ def test_split_roles_two_processors_share_the_work():
                 r = request(p1.processor, "POST", "/enqueue",
                             {"id": "via-enqueue", "source": "e2e", "data": "x"})
                 assert r.status == 202, r
-                wait_for(lambda: "via-enqueue" in sink_ids(*sinks), 10, what="enqueued event")
+                wait_for(lambda: "via-enqueue" in sink_ids(*sinks), 30, what="enqueued event")
                 assert p1.stop() == 0 and p2.stop() == 0
             assert ing.stop() == 0
 
@@ -116,7 +116,7 @@ def test_kill9_processor_loses_nothing():
     with NatsServer() as ns:
         sinks = [os.path.join(ns.dir, "sink-%d.ndjson" % k) for k in range(2)]
         with Eventpipe("ingest", env=nats_env(ns, "/dev/null")) as ing:
-            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 10,
+            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             # The operator's durable, with a short AckWait so the test sees redeliveries soon.
             c = NatsClient(ns.port)
@@ -124,7 +124,7 @@ def test_kill9_processor_loses_nothing():
             c.close()
             load = Load(ing.ingest, path="/ingest", threads=4, prefix="k9").start()
             with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1:
-                wait_for(lambda: len(sink_ids(sinks[0])) > 200, 15, what="events flowing")
+                wait_for(lambda: len(sink_ids(sinks[0])) > 200, 30, what="events flowing")
                 p1.proc.kill()  # kill -9 mid-stream
                 p1.proc.wait()
             time.sleep(0.3)
@@ -146,13 +146,13 @@ def test_nats_down_503_then_recovers():
     with NatsServer() as ns:
         sink = os.path.join(ns.dir, "sink.ndjson")
         with Eventpipe("run", env=nats_env(ns, sink)) as ep:
-            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             ok, _ = send_events(ep.ingest, ["before-%d" % i for i in range(20)])
             assert len(ok) == 20
             ns.stop()
             r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(
-                request(ep.ingest, "POST", "/ingest", {"source": "e2e", "data": "x"})), 10,
+                request(ep.ingest, "POST", "/ingest", {"source": "e2e", "data": "x"})), 30,
                 what="503 while NATS is down")
             assert "error" in r.json(), r
             assert r.headers.get("content-type", "").startswith("application/json")
@@ -161,13 +161,13 @@ def test_nats_down_503_then_recovers():
             ns.start()
             wait_for(lambda: request(ep.ingest, "POST", "/ingest",
                                      {"id": "after-0", "source": "e2e", "data": "x"}).status
-                     == 202, 15, what="202 after NATS came back")
+                     == 202, 30, what="202 after NATS came back")
             ok.append("after-0")
             got, statuses = send_events(ep.ingest, ["after-%d" % i for i in range(1, 20)])
             assert statuses == {202: 19}, statuses
             ok += got
             assert request(ep.ingest, "GET", "/ready").status == 200
-            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 20, what="all processed")
+            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 30, what="all processed")
             assert ep.stop() == 0
 
 
@@ -180,26 +180,26 @@ def test_nats_url_list_ready_and_fails_over():
         sink = os.path.join(a.dir, "sink.ndjson")
         for n, url in enumerate(["%s,%s" % (dead, a.url), "%s, %s" % (a.url, dead)]):
             with Eventpipe("run", env=nats_env(a, sink, NATS_URL=url)) as ep:
-                wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+                wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                          what="ingest ready with NATS_URL=%s" % url)
                 ids = ["list%d-%d" % (n, i) for i in range(20)]
                 ok, statuses = send_events(ep.ingest, ids)
                 assert statuses == {202: 20}, statuses
-                wait_for(lambda: set(sink_ids(sink)) >= set(ids), 20, what="list processed")
+                wait_for(lambda: set(sink_ids(sink)) >= set(ids), 30, what="list processed")
                 assert get_json(ep.processor, "/stats")["queue"]["nats"]["server"] == a.url
                 assert ep.stop() == 0
         with Eventpipe("run", env=nats_env(a, sink, NATS_URL="%s,%s" % (a.url, b.url))) as ep:
-            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             a.stop()
             wait_for(lambda: get_json(ep.processor, "/stats")["queue"]["nats"]["server"]
-                     == b.url, 15, what="moved to the second server")
-            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 15,
+                     == b.url, 30, what="moved to the second server")
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                      what="ready on the second server")
             ids = ["over-%d" % i for i in range(20)]
             ok, statuses = send_events(ep.ingest, ids)
             assert statuses == {202: 20}, statuses
-            wait_for(lambda: set(sink_ids(sink)) >= set(ids), 20, what="processed after failover")
+            wait_for(lambda: set(sink_ids(sink)) >= set(ids), 30, what="processed after failover")
             c = NatsClient(b.port)
             assert c.subject_count("diplom.messages") == 20
             c.close()
@@ -210,14 +210,14 @@ def test_poison_message_ends_in_dlq():
     with NatsServer() as ns:
         sink = os.path.join(ns.dir, "sink.ndjson")
         with Eventpipe("run", env=nats_env(ns, sink)) as ep:
-            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 10,
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             c = NatsClient(ns.port)
             c.publish("diplom.messages", b"\xff\x00 garbage, not a DataMessage")
             c.flush()
             ok, _ = send_events(ep.ingest, ["p-%d" % i for i in range(10)])
-            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 10, what="valid events processed")
-            wait_for(lambda: c.subject_count("diplom.dlq") == 1, 10, what="poison in diplom.dlq")
+            wait_for(lambda: set(sink_ids(sink)) >= set(ok), 30, what="valid events processed")
+            wait_for(lambda: c.subject_count("diplom.dlq") == 1, 30, what="poison in diplom.dlq")
             (headers, data), = c.read_stream("diplom.dlq")
             assert data == b"\xff\x00 garbage, not a DataMessage"
             assert "undecodable" in headers.get("Ep-Dlq-Reason", ""), headers

@@ -38,7 +38,7 @@ def test_seed_quick_check_and_ten_ingests():
 
         # Let the first event through so the count below starts from a settled value.
         wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 1,
-                 what="the quick-check event processed")
+                 timeout=30, what="the quick-check event processed")
         before = get_json(ep.processor, "/stats")["pool"]["processed"]
         ids = []
         for i in range(10):
@@ -46,7 +46,7 @@ def test_seed_quick_check_and_ten_ingests():
             assert r.status == 202, r
             ids.append(r.json()["messageId"])
         wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == before + 10,
-                 what="10 more processed")
+                 timeout=30, what="10 more processed")
         stats = get_json(ep.processor, "/stats")
         assert stats["pool"]["processed"] == before + 10, stats
         assert stats["pool"]["errors"] == 0
@@ -111,7 +111,7 @@ def test_direct_ingest_and_enqueue_routes():
         r = request(ep.api, "POST", "/ingest", seed_event(2))
         assert r.status == 202, r
         wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 3,
-                 what="3 processed")
+                 timeout=30, what="3 processed")
         assert ep.stop() == 0
 
 

@@ -32,7 +32,7 @@ def test_three_processes_flow_and_processor_down():
             assert r.status == 202, r
             assert r.json()["status"] == "accepted"
         wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == before + 10,
-                 what="10 processed")
+                 timeout=30, what="10 processed")
 
         status = get_json(p["api"], "/api/v1/status")
         assert status["ingest"]["healthy"] is True, status
@@ -51,7 +51,7 @@ def test_three_processes_flow_and_processor_down():
         assert r.status == 202 and r.json()["accepted"] == 2 and r.json()["rejected"] == 1, r
         assert get_json(p["api"], "/api/v1/events/stats")["events_by_type"]["user_created"] == 1
         wait_for(lambda: get_json(p["processor"], "/stats")["pool"]["processed"] == before + 13,
-                 what="13 processed")
+                 timeout=30, what="13 processed")
         before += 3
 
         # A client's bad input is its own 4xx, passed through the gateway.
@@ -60,10 +60,11 @@ def test_three_processes_flow_and_processor_down():
 
         assert proc.stop() == 0
 
+        # STATUS_TIMEOUT_MS is 1 s; the margin is for a loaded machine.
         t0 = time.time()
-        status = get_json(p["api"], "/api/v1/status", timeout=5)
+        status = get_json(p["api"], "/api/v1/status", timeout=30)
         elapsed = time.time() - t0
-        assert elapsed < 3.0, elapsed
+        assert elapsed < 10.0, elapsed
         assert status["processor"]["healthy"] is False, status
         assert status["processor"]["error"], status
         assert status["ingest"]["healthy"] is True, status
@@ -125,8 +126,8 @@ def test_gateway_with_ingest_down():
     p = ports()
     with Eventpipe("gateway", ports=p) as gw:
         t0 = time.time()
-        status = get_json(p["api"], "/api/v1/status", timeout=5)
-        assert time.time() - t0 < 4.0
+        status = get_json(p["api"], "/api/v1/status", timeout=30)
+        assert time.time() - t0 < 10.0, time.time() - t0
         assert status["ingest"]["healthy"] is False and status["processor"]["healthy"] is False
         r = request(p["api"], "POST", "/api/v1/ingest", seed_event(1))
         assert r.status == 503 and "error" in r.json(), r

@@ -138,7 +138,7 @@ static inline int ep_nats_server_spawn(ep_nats_server_t *ns)
         _exit(127);
     }
     /* Up when the port accepts; JetStream answers right after (clients retry anyway). */
-    for (int i = 0; i < 400; i++) {
+    for (int i = 0; i < 1200; i++) { /* 30 s: a loaded machine starts it slowly */
         int st;
 
         if (ep_nats_port_open(ns->port)) {
@@ -152,7 +152,7 @@ static inline int ep_nats_server_spawn(ep_nats_server_t *ns)
         }
         ep_nats_sleep_ms(25);
     }
-    fprintf(stderr, "nats-server did not listen on %d within 10 s\n", ns->port);
+    fprintf(stderr, "nats-server did not listen on %d within 30 s\n", ns->port);
     return -1;
 }
 

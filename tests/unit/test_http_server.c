@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -64,7 +65,7 @@ static void do_req(int port, const char *method, const char *path, const char *b
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
     EP_ASSERT_EQ(curl_easy_perform(c), CURLE_OK);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_cleanup(c);
@@ -218,7 +219,7 @@ static void test_quiesce_refuses_new_connections(void)
         /* A keep-alive connection opened before the drain... */
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/busy", port);
         curl_easy_setopt(open, CURLOPT_URL, url);
-        curl_easy_setopt(open, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(open, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(open, CURLOPT_WRITEFUNCTION, discard);
         EP_ASSERT_EQ(curl_easy_perform(open), CURLE_OK);
         ep_http_server_quiesce(s);
@@ -241,10 +242,16 @@ static void test_quiesce_refuses_new_connections(void)
     }
 }
 
+static atomic_int slow_entered, slow_release;
+
+/* Holds the server's only loop until the test lets it go (30 s at most). */
 static void on_slow(void *arg, ep_http_req_t *req)
 {
     (void)arg;
-    ep_time_sleep_ms(300); /* holds the server's only loop */
+    atomic_store(&slow_entered, 1);
+    for (int i = 0; i < 30000 && !atomic_load(&slow_release); i++) {
+        ep_time_sleep_ms(1);
+    }
     ep_http_respond(req, 200, "text/plain", "slow", 4);
 }
 
@@ -339,13 +346,13 @@ static void test_destroy_right_after_a_late_answer(void)
  * loop is held up, so all of them are ready at once when it looks. (libmicrohttpd
  * 0.9.75's own epoll thread then handled 128 and waited for the idle timeout
  * before the rest; this test waited about 30 s on it.) All must be answered
- * long before the 30 s idle timeout.
+ * long before the 60 s idle timeout.
  */
 static void test_many_connections_ready_at_once(void)
 {
     enum { N = 256 };
     static const char echo[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx";
-    ep_http_server_t *s = start_one_loop(30);
+    ep_http_server_t *s = start_one_loop(60);
     int fds[N], slow, answered = 0, done[N] = {0};
     ep_buf_t bufs[N];
     int64_t deadline;
@@ -360,14 +367,19 @@ static void test_many_connections_ready_at_once(void)
         EP_ASSERT(strncmp(bufs[i].data, "HTTP/1.1 200", 12) == 0);
         ep_buf_reset(&bufs[i]);
     }
-    /* Hold the loop, then make all N ready together. */
+    /* Hold the loop, then make all N ready together, then let it go. */
     slow = raw_connect(ep_http_server_port(s));
     raw_send(slow, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-    ep_time_sleep_ms(100);
+    deadline = ep_time_mono_ns() + INT64_C(30000000000);
+    while (!atomic_load(&slow_entered) && ep_time_mono_ns() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT(atomic_load(&slow_entered));
     for (int i = 0; i < N; i++) {
         raw_send(fds[i], echo);
     }
-    deadline = ep_time_mono_ns() + INT64_C(10000000000);
+    atomic_store(&slow_release, 1);
+    deadline = ep_time_mono_ns() + INT64_C(30000000000); /* half the idle timeout */
     while (answered < N && ep_time_mono_ns() < deadline) {
         struct pollfd p[N];
         int np = 0;
@@ -402,10 +414,10 @@ static void test_many_connections_ready_at_once(void)
     ep_http_server_destroy(s);
 }
 
-/* Reads until the server closes the connection (or 5 s pass). */
+/* Reads until the server closes the connection (or 30 s pass). */
 static void read_to_close(int fd, ep_buf_t *out)
 {
-    int64_t deadline = ep_time_mono_ns() + INT64_C(5000000000);
+    int64_t deadline = ep_time_mono_ns() + INT64_C(30000000000);
 
     for (;;) {
         char tmp[4096];

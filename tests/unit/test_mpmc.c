@@ -4,6 +4,7 @@
 #include "ep_error.h"
 #include "ep_mem.h"
 #include "ep_mpmc.h"
+#include "ep_test_thread.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -156,7 +157,7 @@ static void test_pop_timeout(void)
     EP_ASSERT_EQ(ep_mpmc_pop_batch(q, out, 1, 100), 0);
     dt = ep_time_mono_ms() - t0;
     EP_ASSERT(dt >= 95);
-    EP_ASSERT(dt < 1000);
+    EP_ASSERT(dt < 10000); /* returns after its timeout; a loaded machine may be late */
     ep_mpmc_destroy(q);
 }
 
@@ -166,15 +167,37 @@ typedef struct {
     int rc;
     void *item;
     int64_t woke_ms;
+    _Atomic long tid;
 } blocker_t;
 
 static void *blocker_main(void *arg)
 {
     blocker_t *b = arg;
 
+    atomic_store(&b->tid, ep_test_tid());
     b->rc = ep_mpmc_pop_batch(b->q, &b->item, 1, b->timeout_ms);
     b->woke_ms = ep_time_mono_ms();
     return NULL;
+}
+
+/*
+ * Waits until n consumers are idle in a pop of q and the thread of each tid
+ * sleeps in futex(2) as want says (EP_TEST_FUTEX_*): asleep, not about to be.
+ */
+static void wait_asleep_in_pop(ep_mpmc_t *q, size_t n, _Atomic long *const *tids, int want)
+{
+    int64_t deadline = ep_time_mono_ms() + 30000;
+
+    while (ep_mpmc_idle(q) < n && ep_time_mono_ms() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT_EQ(ep_mpmc_idle(q), n);
+    for (size_t i = 0; i < n; i++) {
+        while (atomic_load(tids[i]) == 0 && ep_time_mono_ms() < deadline) {
+            ep_time_sleep_ms(1);
+        }
+        EP_ASSERT(ep_test_wait_futex(atomic_load(tids[i]), want, 30000));
+    }
 }
 
 static void test_close_wakes_blocked_consumer(void)
@@ -185,17 +208,20 @@ static void test_close_wakes_blocked_consumer(void)
     int64_t closed_at;
     void *it = ITEM(5);
 
+    _Atomic long *tids[3];
+
     for (int i = 0; i < 3; i++) {
-        b[i] = (blocker_t){q, i == 0 ? -1 : 10000, 0, NULL, 0};
+        b[i] = (blocker_t){q, i == 0 ? -1 : 60000, 0, NULL, 0, 0};
+        tids[i] = &b[i].tid;
         EP_ASSERT_EQ(pthread_create(&t[i], NULL, blocker_main, &b[i]), 0);
     }
-    ep_time_sleep_ms(100);
+    wait_asleep_in_pop(q, 3, tids, EP_TEST_FUTEX_ANY);
     closed_at = ep_time_mono_ms();
     ep_mpmc_close(q);
     for (int i = 0; i < 3; i++) {
         pthread_join(t[i], NULL);
         EP_ASSERT_EQ(b[i].rc, EP_ECLOSED);
-        EP_ASSERT(b[i].woke_ms - closed_at < 1000);
+        EP_ASSERT(b[i].woke_ms - closed_at < 10000); /* woken by the close, not the 60 s */
     }
     EP_ASSERT(ep_mpmc_is_closed(q));
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), EP_ECLOSED);
@@ -205,19 +231,20 @@ static void test_close_wakes_blocked_consumer(void)
 static void test_push_wakes_blocked_consumer(void)
 {
     ep_mpmc_t *q = make(4);
-    blocker_t b = {q, 10000, 0, NULL, 0};
+    blocker_t b = {q, 60000, 0, NULL, 0, 0};
+    _Atomic long *tid = &b.tid;
     pthread_t t;
     int64_t pushed_at;
     void *it = ITEM(42);
 
     EP_ASSERT_EQ(pthread_create(&t, NULL, blocker_main, &b), 0);
-    ep_time_sleep_ms(100);
+    wait_asleep_in_pop(q, 1, &tid, EP_TEST_FUTEX_ANY);
     pushed_at = ep_time_mono_ms();
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
     pthread_join(t, NULL);
     EP_ASSERT_EQ(b.rc, 1);
     EP_ASSERT_EQ(VALUE(b.item), 42);
-    EP_ASSERT(b.woke_ms - pushed_at < 1000);
+    EP_ASSERT(b.woke_ms - pushed_at < 10000); /* woken by the push, not the 60 s */
     ep_mpmc_destroy(q);
 }
 
@@ -228,12 +255,16 @@ typedef struct {
     void *items[8];
     _Atomic int rc;
     _Atomic int64_t woke_ms; /* 0 until the pop returned */
+    _Atomic long tid;
 } linger_t;
 
 static void *linger_main(void *arg)
 {
     linger_t *l = arg;
-    int rc = ep_mpmc_pop_batch(l->q, l->items, 8, -1);
+    int rc;
+
+    atomic_store(&l->tid, ep_test_tid());
+    rc = ep_mpmc_pop_batch(l->q, l->items, 8, -1);
 
     atomic_store(&l->rc, rc);
     atomic_store(&l->woke_ms, ep_time_mono_ms());
@@ -245,13 +276,14 @@ static void test_linger_wakes_at_batch(void)
 {
     ep_mpmc_t *q = make(16);
     linger_t l = {.q = q};
+    _Atomic long *tid = &l.tid;
     pthread_t t;
     void *first = ITEM(1), *more[2] = {ITEM(2), ITEM(3)};
     int64_t pushed_at;
 
     ep_mpmc_set_linger(q, 20 * 1000 * 1000, 3); /* 20 s: far past the test's bounds */
     EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    ep_time_sleep_ms(100);
+    wait_asleep_in_pop(q, 1, &tid, EP_TEST_FUTEX_TIMED); /* lingering */
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, &first, 1), 0);
     ep_time_sleep_ms(200);
     EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0); /* one item: still lingering */
@@ -261,45 +293,54 @@ static void test_linger_wakes_at_batch(void)
     EP_ASSERT_EQ(atomic_load(&l.rc), 3);
     EP_ASSERT_EQ(VALUE(l.items[0]), 1);
     EP_ASSERT_EQ(VALUE(l.items[2]), 3);
-    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
+    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 10000); /* woken, not at the linger's end */
     ep_mpmc_destroy(q);
 }
 
 /*
- * One item pushed sleep_ms after a consumer started waiting on a queue with the
- * given linger (and a wake_batch it never reaches) gets to that consumer.
+ * One item pushed once a consumer sleeps in its pop as `asleep` says
+ * (EP_TEST_FUTEX_*), on a queue with the given linger (and a wake_batch it
+ * never reaches), gets to that consumer.
  */
-static void one_item_reaches_consumer(uint32_t linger_us, int sleep_ms, uint64_t v)
+static void one_item_reaches_consumer(uint32_t linger_us, int asleep, uint64_t v)
 {
     ep_mpmc_t *q = make(16);
     linger_t l = {.q = q};
+    _Atomic long *tid = &l.tid;
     pthread_t t;
     void *it = ITEM(v);
     int64_t pushed_at;
 
     ep_mpmc_set_linger(q, linger_us, 1000);
     EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    ep_time_sleep_ms(sleep_ms);
+    wait_asleep_in_pop(q, 1, &tid, asleep);
     EP_ASSERT_EQ(atomic_load(&l.woke_ms), 0);
     pushed_at = ep_time_mono_ms();
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, &it, 1), 0);
     pthread_join(t, NULL); /* a lost wake-up would make this wait for ever */
     EP_ASSERT_EQ(atomic_load(&l.rc), 1);
     EP_ASSERT_EQ(VALUE(l.items[0]), v);
-    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 2000);
+    EP_ASSERT(atomic_load(&l.woke_ms) - pushed_at < 10000);
     ep_mpmc_destroy(q);
 }
 
-/* Below wake_batch, the lingerer takes the item itself when its linger ends. */
+/*
+ * Below wake_batch, the lingerer takes the item itself when its linger ends.
+ * Its first sleep in the pop is the 1 s linger (on a machine so loaded that
+ * the linger ended unseen, the item wakes it as a waiter instead).
+ */
 static void test_linger_trickle_delivered(void)
 {
-    one_item_reaches_consumer(300 * 1000, 50, 7);
+    one_item_reaches_consumer(1000 * 1000, EP_TEST_FUTEX_ANY, 7);
 }
 
-/* After its linger, an idle consumer sleeps as a waiter that one item wakes at once. */
+/*
+ * After its linger, an idle consumer sleeps as a waiter that one item wakes
+ * at once: its sleep without a timeout (the linger has one).
+ */
 static void test_linger_idle_consumer_woken(void)
 {
-    one_item_reaches_consumer(20 * 1000, 300, 9);
+    one_item_reaches_consumer(20 * 1000, EP_TEST_FUTEX_UNTIMED, 9);
 }
 
 /*
@@ -317,13 +358,13 @@ static void test_linger_wake_batch_capped_by_capacity(void)
 
     ep_mpmc_set_linger(q, 20 * 1000 * 1000, 256);
     EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    deadline = ep_time_mono_ms() + 10000;
+    deadline = ep_time_mono_ms() + 30000;
     while (ep_mpmc_idle(q) == 0 && ep_time_mono_ms() < deadline) {
         ep_time_sleep_ms(1);
     }
     EP_ASSERT_EQ(ep_mpmc_idle(q), 1);
     EP_ASSERT_EQ(ep_mpmc_push_batch(q, items, 2), 0);
-    deadline = ep_time_mono_ms() + 10000;
+    deadline = ep_time_mono_ms() + 10000; /* far below the 20 s linger */
     while (atomic_load(&l.woke_ms) == 0 && ep_time_mono_ms() < deadline) {
         ep_time_sleep_ms(1);
     }
@@ -354,14 +395,14 @@ static void test_push_wait_for_idle_consumer(void)
 
     ep_mpmc_set_linger(q, 20 * 1000 * 1000, 256); /* capped to 1: the first push wakes it */
     EP_ASSERT_EQ(pthread_create(&t, NULL, linger_main, &l), 0);
-    deadline = ep_time_mono_ms() + 10000;
+    deadline = ep_time_mono_ms() + 30000;
     while (ep_mpmc_idle(q) == 0 && ep_time_mono_ms() < deadline) {
         ep_time_sleep_ms(1);
     }
     EP_ASSERT_EQ(ep_mpmc_idle(q), 1);
     /* 4 items fill it; whether or not the consumer took them yet, the 5th gets in. */
-    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items, 4, 10000), 0);
-    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items + 4, 1, 10000), 0);
+    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items, 4, 30000), 0);
+    EP_ASSERT_EQ(ep_mpmc_push_batch_wait(q, items + 4, 1, 30000), 0);
     pthread_join(t, NULL);
     EP_ASSERT(atomic_load(&l.rc) >= 1);
     EP_ASSERT_EQ(VALUE(l.items[0]), 1);

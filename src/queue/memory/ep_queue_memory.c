@@ -38,7 +38,7 @@
  * it is only ever the time a runnable worker takes to be scheduled. With every
  * worker busy the answer is 503 at once.
  */
-#define FULL_WAIT_MS 50
+#define FULL_WAIT_MS 250
 
 /* Publish statuses handed to the callback: all zero. Bigger batches allocate. */
 #define ZERO_STATUS_N 4096
