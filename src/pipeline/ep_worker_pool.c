@@ -299,15 +299,7 @@ int ep_worker_pool_stop(ep_worker_pool_t *p, int timeout_ms)
     if (!p->running) {
         return 0;
     }
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (timeout_ms > 0) {
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-    }
+    ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&p->lock);
     while (p->n_exited < p->n_workers) {
         if (timeout_ms < 0) {

@@ -98,6 +98,30 @@ static void test_clocks_advance(void)
     EP_ASSERT(ep_time_now_ms() > 1700000000000LL);
 }
 
+static int64_t ts_ms(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+}
+
+static void test_deadline_ts(void)
+{
+    static const int64_t offsets[] = {0, 1, 999, 1000, 1500, 61999, -1, -1500};
+    struct timespec before, ts, after;
+
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        clock_gettime(CLOCK_MONOTONIC, &before);
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, offsets[i]);
+        clock_gettime(CLOCK_MONOTONIC, &after);
+        EP_ASSERT(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+        EP_ASSERT(ts_ms(&ts) >= ts_ms(&before) + offsets[i]);
+        EP_ASSERT(ts_ms(&ts) <= ts_ms(&after) + offsets[i]);
+    }
+    clock_gettime(CLOCK_REALTIME, &before);
+    ep_time_deadline_ts(&ts, CLOCK_REALTIME, 2500);
+    clock_gettime(CLOCK_REALTIME, &after);
+    EP_ASSERT(ts_ms(&ts) >= ts_ms(&before) + 2500 && ts_ms(&ts) <= ts_ms(&after) + 2500);
+}
+
 static void test_uuid_format_and_order(void)
 {
     char a[EP_UUID_STR_LEN + 1], b[EP_UUID_STR_LEN + 1];
@@ -122,7 +146,12 @@ static void test_uuid_format_and_order(void)
 }
 
 EP_TEST_LIST = {
-    EP_TEST(test_error_names),    EP_TEST(test_buf_append_and_json),   EP_TEST(test_rfc3339),
-    EP_TEST(test_clocks_advance), EP_TEST(test_uuid_format_and_order), EP_TEST_END,
+    EP_TEST(test_error_names),
+    EP_TEST(test_buf_append_and_json),
+    EP_TEST(test_rfc3339),
+    EP_TEST(test_clocks_advance),
+    EP_TEST(test_deadline_ts),
+    EP_TEST(test_uuid_format_and_order),
+    EP_TEST_END,
 };
 EP_TEST_MAIN()

@@ -808,17 +808,6 @@ static int64_t writer_timeout(disk_ctx_t *ctx, int64_t now)
     return t < 1 ? 1 : t;
 }
 
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /*
  * The keeper thread: persists the committed position every CURSOR_INTERVAL_MS
  * and runs retention, off the writer's path so that the cursor's own syncs
@@ -832,7 +821,7 @@ static void *keeper_main(void *arg)
     while (!ctx->keep_stop) {
         struct timespec ts;
 
-        deadline_in(&ts, CURSOR_INTERVAL_MS);
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, CURSOR_INTERVAL_MS);
         pthread_cond_timedwait(&ctx->keep_cond, &ctx->keep_lock, &ts);
         if (ctx->keep_stop) {
             break;
@@ -861,7 +850,7 @@ static void *writer_main(void *arg)
         if (ctx->pending.len == 0 && !ctx->stopping) {
             struct timespec ts;
 
-            deadline_in(&ts, writer_timeout(ctx, now));
+            ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, writer_timeout(ctx, now));
             ctx->writer_waiting = 1;
             pthread_cond_timedwait(&ctx->pub_cond, &ctx->pub_lock, &ts);
             ctx->writer_waiting = 0;
@@ -1374,13 +1363,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
             until = until < 1 ? 1 : until;
             wait = until < wait ? until : wait;
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait);
         pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
     }
     pthread_mutex_unlock(&ctx->read_lock);
@@ -1597,12 +1580,7 @@ static int disk_flush(void *vctx, int timeout_ms)
             break;
         }
         left = left > 50 ? 50 : left;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += left * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, left);
         pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
     }
     pthread_mutex_unlock(&ctx->read_lock);

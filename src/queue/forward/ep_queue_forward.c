@@ -479,13 +479,7 @@ static int fwd_flush(void *ctx, int timeout_ms)
     struct timespec ts;
     int rc = 0;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    ep_time_deadline_ts(&ts, CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&f->mu);
     while ((f->pending > 0 || f->inflight > 0) && rc == 0) {
         if (pthread_cond_timedwait(&f->idle, &f->mu, &ts) != 0) {

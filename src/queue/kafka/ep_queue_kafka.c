@@ -871,8 +871,7 @@ static void *monitor_main(void *arg)
         if (atomic_load(&ctx->cons)) {
             refresh_lag(ctx);
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += MONITOR_INTERVAL_MS / 1000;
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, MONITOR_INTERVAL_MS);
         pthread_mutex_lock(&ctx->mon_lock);
         if (!atomic_load(&ctx->stop)) {
             pthread_cond_timedwait(&ctx->mon_cond, &ctx->mon_lock, &ts);

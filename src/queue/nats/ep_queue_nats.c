@@ -469,13 +469,7 @@ static int fetch_lock(ep_nats_ctx_t *ctx, int64_t deadline)
     if (wait <= 0) {
         return 0;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    ep_time_deadline_ts(&ts, CLOCK_REALTIME, wait);
     return pthread_mutex_timedlock(&ctx->fetch_lock, &ts) == 0;
 }
 

@@ -492,13 +492,7 @@ static void *keeper_main(void *arg)
             }
         }
         wait_ms = atomic_load(&ctx->stream_ok) ? EP_NATS_INFO_PERIOD_MS : KEEPER_FAST_MS;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait_ms);
         pthread_mutex_lock(&ctx->lock);
         while (!atomic_load(&ctx->wake) && !atomic_load(&ctx->stopping)) {
             if (pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts) != 0) {
@@ -659,8 +653,7 @@ static void wait_conn_closed(ep_nats_ctx_t *ctx)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += 10;
+    ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, 10000);
     pthread_mutex_lock(&ctx->lock);
     while (!ctx->conn_closed) {
         if (pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts) != 0) {
