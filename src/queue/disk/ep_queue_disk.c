@@ -30,6 +30,7 @@
  * Lock order: read_lock, then seg_lock. pub_lock is never held with another.
  */
 #include "ep_disk_int.h"
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_log.h"
@@ -166,16 +167,6 @@ typedef struct disk_ctx_s {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static uint64_t counter_get(_Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
 static void set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int err)
 {
     pthread_mutex_lock(&ctx->err_lock);
@@ -221,7 +212,7 @@ static uint64_t hist_percentile(disk_ctx_t *ctx, double pct)
     uint64_t total = 0, seen = 0, want;
 
     for (int i = 0; i < HIST_BUCKETS; i++) {
-        total += counter_get(&ctx->hist[i]);
+        total += ep_counter_get(&ctx->hist[i]);
     }
     if (total == 0) {
         return 0;
@@ -231,7 +222,7 @@ static uint64_t hist_percentile(disk_ctx_t *ctx, double pct)
         want = 1;
     }
     for (int i = 0; i < HIST_BUCKETS; i++) {
-        seen += counter_get(&ctx->hist[i]);
+        seen += ep_counter_get(&ctx->hist[i]);
         if (seen >= want) {
             return hist_value(i);
         }
@@ -248,9 +239,9 @@ static int timed_fdatasync(disk_ctx_t *ctx, int fd)
         return errno;
     }
     dt = (ep_time_mono_ns() - t0) / 1000;
-    counter_add(&ctx->hist[hist_index((uint64_t)(dt > 0 ? dt : 0))], 1);
-    counter_add(&ctx->fsyncs, 1);
-    counter_add(&ctx->synced_events, ctx->unsynced);
+    ep_counter_add(&ctx->hist[hist_index((uint64_t)(dt > 0 ? dt : 0))], 1);
+    ep_counter_add(&ctx->fsyncs, 1);
+    ep_counter_add(&ctx->synced_events, ctx->unsynced);
     ctx->unsynced = 0;
     ctx->last_fsync_ms = ep_time_mono_ms();
     return 0;
@@ -691,7 +682,7 @@ static int write_batch(disk_ctx_t *ctx, size_t n)
             goto fail;
         }
     }
-    counter_add(&ctx->enqueued, n);
+    ep_counter_add(&ctx->enqueued, n);
     return 0;
 
 fail:
@@ -1288,7 +1279,7 @@ static int disk_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed) + bytes >
             ctx->retention_bytes) {
         rc = EP_EFULL;
-        counter_add(&ctx->rejected_full, n);
+        ep_counter_add(&ctx->rejected_full, n);
     }
     if (rc != 0) {
         /* All or nothing: the batch leaves no trace. */
@@ -1373,7 +1364,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     for (size_t i = 0; i < got; i++) {
         out[i]->attempts++;
     }
-    counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->dequeued, got);
     return (int)got;
 }
 
@@ -1396,7 +1387,7 @@ static int disk_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->acked, n);
     return 0;
 }
 
@@ -1425,7 +1416,7 @@ static int disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
     pthread_cond_broadcast(&ctx->read_cond);
     pthread_mutex_unlock(&ctx->read_lock);
-    counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->nacked, n);
     return 0;
 }
 
@@ -1467,7 +1458,7 @@ static int disk_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
         ep_log_error("disk", "%s/dlq.log: cannot append: %s", ctx->dir, strerror(-rc));
         return EP_EIO;
     }
-    counter_add(&ctx->dlq_records, n);
+    ep_counter_add(&ctx->dlq_records, n);
     ep_log_warn("disk", "dead-lettered %zu events into %s/dlq.log: %s", n, ctx->dir,
                 reason ? reason : "");
     return disk_ack(ctx, evs, n);
@@ -1480,14 +1471,14 @@ static void disk_stats(void *vctx, ep_queue_stats_t *st)
     int64_t in_flight;
 
     memset(st, 0, sizeof(*st));
-    st->acked = counter_get(&ctx->acked);
-    st->nacked = counter_get(&ctx->nacked);
-    st->dequeued = counter_get(&ctx->dequeued);
-    st->enqueued = counter_get(&ctx->enqueued);
-    st->rejected_full = counter_get(&ctx->rejected_full);
-    rs = counter_get(&ctx->read_seq_pub);
-    ns = counter_get(&ctx->next_seq_pub);
-    st->size = (int64_t)(ns > rs ? ns - rs : 0) + (int64_t)counter_get(&ctx->rd_n);
+    st->acked = ep_counter_get(&ctx->acked);
+    st->nacked = ep_counter_get(&ctx->nacked);
+    st->dequeued = ep_counter_get(&ctx->dequeued);
+    st->enqueued = ep_counter_get(&ctx->enqueued);
+    st->rejected_full = ep_counter_get(&ctx->rejected_full);
+    rs = ep_counter_get(&ctx->read_seq_pub);
+    ns = ep_counter_get(&ctx->next_seq_pub);
+    st->size = (int64_t)(ns > rs ? ns - rs : 0) + (int64_t)ep_counter_get(&ctx->rd_n);
     st->capacity = -1;
     in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
     st->in_flight = in_flight > 0 ? in_flight : 0;
@@ -1496,7 +1487,7 @@ static void disk_stats(void *vctx, ep_queue_stats_t *st)
 static void disk_stats_json(void *vctx, ep_buf_t *out)
 {
     disk_ctx_t *ctx = vctx;
-    uint64_t records = 0, fsyncs = counter_get(&ctx->fsyncs);
+    uint64_t records = 0, fsyncs = ep_counter_get(&ctx->fsyncs);
     int64_t bytes = 0, oldest = 0;
     size_t segs;
 
@@ -1518,17 +1509,17 @@ static void disk_stats_json(void *vctx, ep_buf_t *out)
         ",\"max_unacked_bytes\":%" PRId64 ",\"committed_seq\":%" PRIu64 ",\"next_seq\":%" PRIu64
         ",\"dlq_records\":%" PRIu64 ",\"broken\":%s}",
         records, bytes, segs, oldest > 0 ? (double)oldest / 1000.0 : 0.0, fsyncs,
-        fsyncs ? (double)counter_get(&ctx->synced_events) / (double)fsyncs : 0.0,
+        fsyncs ? (double)ep_counter_get(&ctx->synced_events) / (double)fsyncs : 0.0,
         hist_percentile(ctx, 50), hist_percentile(ctx, 99),
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed), ctx->retention_bytes,
-        counter_get(&ctx->floor_pub), counter_get(&ctx->next_seq_pub),
-        counter_get(&ctx->dlq_records), atomic_load(&ctx->broken) ? "true" : "false");
+        ep_counter_get(&ctx->floor_pub), ep_counter_get(&ctx->next_seq_pub),
+        ep_counter_get(&ctx->dlq_records), atomic_load(&ctx->broken) ? "true" : "false");
 }
 
 static void disk_lag_json(void *vctx, ep_buf_t *out)
 {
     disk_ctx_t *ctx = vctx;
-    uint64_t ns = counter_get(&ctx->next_seq_pub), fl = counter_get(&ctx->floor_pub);
+    uint64_t ns = ep_counter_get(&ctx->next_seq_pub), fl = ep_counter_get(&ctx->floor_pub);
 
     ep_buf_printf(out, "{\"total\":%" PRIu64 ",\"committed_seq\":%" PRIu64 "}",
                   ns > fl ? ns - fl : 0, fl);
