@@ -14,7 +14,7 @@
  * Consume (workers): reads records back from the segment files under
  * read_lock through a buffer (page cache), checks each CRC again and decodes
  * it into a new event (ev->qseq = sequence, ev->qh = record bytes). Nacked
- * events wait on a redelivery list. Acks set bits in a window bitmap that
+ * events wait on an ep_redeliver list. Acks set bits in a window bitmap that
  * starts at the lowest un-acked sequence (the floor); the floor advances over
  * the contiguous acked prefix, and a keeper thread persists it into the cursor file
  * at most every CURSOR_INTERVAL_MS. After a restart everything from the
@@ -36,6 +36,7 @@
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue.h"
+#include "ep_redeliver.h"
 #include "ep_time.h"
 
 #include <dirent.h>
@@ -70,12 +71,6 @@ typedef struct pub_cb_s {
     void *arg;
     size_t n;
 } pub_cb_t;
-
-typedef struct redeliver_s {
-    struct redeliver_s *next;
-    ep_event_t *ev;
-    int64_t not_before; /* monotonic ms */
-} redeliver_t;
 
 /* The queue directory's longest path (QUEUE_DIR's buffer in ep_config.h). */
 #define DISK_DIR_MAX sizeof(((ep_config_t *)0)->queue_dir)
@@ -141,7 +136,7 @@ typedef struct disk_ctx_s {
     uint8_t *rbuf; /* bytes [rbuf_off, rbuf_off + rbuf_len) of the read segment */
     size_t rbuf_cap, rbuf_len;
     int64_t rbuf_off;
-    redeliver_t *rd_head, *rd_tail;
+    ep_redeliver_t rd;
     uint64_t floor;  /* lowest un-acked sequence */
     uint64_t *bits;  /* acked flags of [floor, read_seq), indexed seq & (bits_cap - 1) */
     size_t bits_cap; /* in bits, a power of two */
@@ -520,38 +515,11 @@ static int read_one(disk_ctx_t *ctx, ep_event_t **out)
     }
 }
 
-/* Takes due redeliveries. Sets *next_due to the earliest one left. Under read_lock. */
+/* Takes due redeliveries. Lowers *next_due to the earliest one left. Under read_lock. */
 static size_t take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
 {
-    redeliver_t *prev = NULL, *r, *next;
-    int64_t now = ep_time_mono_ms();
-    size_t got = 0;
+    size_t got = ep_redeliver_take_due(&ctx->rd, ep_time_mono_ms(), out, max, next_due);
 
-    for (r = ctx->rd_head; r != NULL && got < max; r = next) {
-        next = r->next;
-        if (r->not_before > now) {
-            if (r->not_before < *next_due) {
-                *next_due = r->not_before;
-            }
-            prev = r;
-            continue;
-        }
-        if (prev) {
-            prev->next = next;
-        } else {
-            ctx->rd_head = next;
-        }
-        if (ctx->rd_tail == r) {
-            ctx->rd_tail = prev;
-        }
-        out[got++] = r->ev;
-        ep_free(r);
-    }
-    for (; r != NULL; r = r->next) {
-        if (r->not_before < *next_due) {
-            *next_due = r->not_before;
-        }
-    }
     if (got) {
         atomic_fetch_sub_explicit(&ctx->rd_n, got, memory_order_relaxed);
     }
@@ -1325,7 +1293,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         int64_t next_due = INT64_MAX, wait;
         struct timespec ts;
 
-        if (ctx->rd_head) {
+        if (ctx->rd.head) {
             got = take_due(ctx, out, max, &next_due);
         }
         while (got < max) {
@@ -1338,7 +1306,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         if (got > 0 || rc < 0) {
             break;
         }
-        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd_head == NULL) {
+        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd.head == NULL) {
             rc = EP_ECLOSED;
             break;
         }
@@ -1400,19 +1368,7 @@ static int disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
         return 0;
     }
     pthread_mutex_lock(&ctx->read_lock);
-    for (size_t i = 0; i < n; i++) {
-        redeliver_t *r = ep_malloc(sizeof(*r));
-
-        r->next = NULL;
-        r->ev = evs[i];
-        r->not_before = nb;
-        if (ctx->rd_tail) {
-            ctx->rd_tail->next = r;
-        } else {
-            ctx->rd_head = r;
-        }
-        ctx->rd_tail = r;
-    }
+    ep_redeliver_add(&ctx->rd, evs, n, nb);
     atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
     pthread_cond_broadcast(&ctx->read_cond);
     pthread_mutex_unlock(&ctx->read_lock);
@@ -1591,8 +1547,6 @@ static void disk_close(void *vctx)
 static void disk_destroy(void *vctx)
 {
     disk_ctx_t *ctx = vctx;
-    redeliver_t *r, *next;
-
     if (ctx == NULL) {
         return;
     }
@@ -1612,11 +1566,7 @@ static void disk_destroy(void *vctx)
         pthread_mutex_unlock(&ctx->keep_lock);
         pthread_join(ctx->keeper, NULL);
     }
-    for (r = ctx->rd_head; r != NULL; r = next) {
-        next = r->next;
-        ep_event_destroy(r->ev);
-        ep_free(r);
-    }
+    ep_redeliver_drop(&ctx->rd, NULL, NULL);
     if (ctx->seg_fd >= 0) {
         close(ctx->seg_fd);
     }
