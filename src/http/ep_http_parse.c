@@ -5,6 +5,7 @@
  * costs nothing (bare LF line ends, empty lines before the request line).
  */
 #include "ep_http_parse.h"
+#include "ep_str.h"
 
 #include <string.h>
 #include <strings.h>
@@ -183,7 +184,7 @@ static int request_line(char *p, size_t n, ep_http_head_t *h, const char **err)
     }
     v = sp2 + 1;
     vn = (size_t)(p + n - v);
-    if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
+    if (vn != 8 || memcmp(v, EP_STRLIT("HTTP/")) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
         v[7] < '0' || v[7] > '9') {
         return fail(err, "malformed HTTP version in the request line", 400);
     }
@@ -195,7 +196,7 @@ static int request_line(char *p, size_t n, ep_http_head_t *h, const char **err)
     *sp2 = '\0';
     h->method = p;
     t = sp1 + 1;
-    if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+    if (strncasecmp(t, EP_STRLIT("http://")) == 0 || strncasecmp(t, EP_STRLIT("https://")) == 0) {
         /* absolute-form: the path starts after the authority */
         char *s = strchr(t + (t[4] == ':' ? 7 : 8), '/');
         if (s == NULL) {

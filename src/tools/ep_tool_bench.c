@@ -16,6 +16,7 @@
 #include "analytics/ep_hist.h"
 #include "ep_buf.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_time.h"
 #include "tools/ep_tools.h"
 
@@ -195,7 +196,7 @@ static void try_send(worker_t *w, conn_t *c, int64_t now)
 /* Parses a complete response at the start of c->rbuf; returns its length or 0. */
 static size_t parse_response(const char *b, size_t len, int *status, int *close_after)
 {
-    const char *end = memmem(b, len, "\r\n\r\n", 4);
+    const char *end = memmem(b, len, EP_STRLIT("\r\n\r\n"));
     const char *p;
     size_t head, body = 0;
 
@@ -210,9 +211,10 @@ static size_t parse_response(const char *b, size_t len, int *status, int *close_
     *close_after = 0;
     for (p = b; p < end; p++) {
         if ((*p == 'C' || *p == 'c') && (size_t)(end - p) > 16 &&
-            strncasecmp(p, "Content-Length:", 15) == 0) {
+            strncasecmp(p, EP_STRLIT("Content-Length:")) == 0) {
             body = (size_t)strtoul(p + 15, NULL, 10);
-        } else if ((*p == 'C' || *p == 'c') && strncasecmp(p, "Connection: close", 17) == 0) {
+        } else if ((*p == 'C' || *p == 'c') &&
+                   strncasecmp(p, EP_STRLIT("Connection: close")) == 0) {
             *close_after = 1;
         }
     }
@@ -385,7 +387,7 @@ static int parse_url(const char *url, opts_t *o)
 {
     const char *p = url, *slash, *colon;
 
-    if (strncmp(p, "http://", 7) != 0) {
+    if (strncmp(p, EP_STRLIT("http://")) != 0) {
         return -1;
     }
     p += 7;

@@ -3,6 +3,7 @@
 #include "ep_error.h"
 #include "ep_id.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_test.h"
 #include "ep_time.h"
 
@@ -45,7 +46,7 @@ static void test_buf_append_and_json(void)
                     want[w++] = '\\';
                     want[w++] = 'n';
                 } else if (in[i] == 0x1f) {
-                    memcpy(want + w, "\\u001f", 6);
+                    memcpy(want + w, EP_STRLIT("\\u001f"));
                     w += 6;
                 } else {
                     want[w++] = '\\';
@@ -136,7 +137,7 @@ static void test_uuid_format_and_order(void)
     EP_ASSERT(strcmp(a, b) < 0); /* time-ordered */
     /* The given time is the first 48 bits: 0x0123456789ab ms. */
     ep_id_uuid7_at(a, INT64_C(0x0123456789ab));
-    EP_ASSERT(strncmp(a, "01234567-89ab-7", 15) == 0);
+    EP_ASSERT(strncmp(a, EP_STRLIT("01234567-89ab-7")) == 0);
     ep_id_uuid4(a);
     EP_ASSERT_EQ(a[14], '4');
     for (int i = 0; i < 1000; i++) {

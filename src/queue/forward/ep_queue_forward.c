@@ -3,6 +3,7 @@
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -315,8 +316,8 @@ static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen
         snprintf(err, errlen, "PROCESSOR_URL must be set for the forward queue");
         return EP_ECONFIG;
     }
-    if (strncmp(cfg->processor_url, "http://", 7) != 0 &&
-        strncmp(cfg->processor_url, "https://", 8) != 0) {
+    if (strncmp(cfg->processor_url, EP_STRLIT("http://")) != 0 &&
+        strncmp(cfg->processor_url, EP_STRLIT("https://")) != 0) {
         snprintf(err, errlen, "PROCESSOR_URL must start with http:// or https:// (got '%s')",
                  cfg->processor_url);
         return EP_ECONFIG;

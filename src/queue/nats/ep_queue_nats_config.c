@@ -23,6 +23,7 @@
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue_nats_int.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <ctype.h>
@@ -118,8 +119,8 @@ static int url_valid(const char *url, char *why, size_t len)
         host = strstr(p, "://");
         if (host != NULL && host < end) {
             size_t slen = (size_t)(host - p);
-            if (!((slen == 4 && strncasecmp(p, "nats", 4) == 0) ||
-                  (slen == 3 && strncasecmp(p, "tls", 3) == 0))) {
+            if (!((slen == EP_STRLEN("nats") && strncasecmp(p, EP_STRLIT("nats")) == 0) ||
+                  (slen == EP_STRLEN("tls") && strncasecmp(p, EP_STRLIT("tls")) == 0))) {
                 snprintf(why, len, "unsupported scheme '%.*s' (use nats:// or tls://)", (int)slen,
                          p);
                 return 0;
@@ -211,7 +212,7 @@ static natsStatus set_servers(natsOptions *opts, const char *list)
             e--;
         }
         if (b < e) {
-            int scheme = memmem(b, (size_t)(e - b), "://", 3) != NULL;
+            int scheme = memmem(b, (size_t)(e - b), EP_STRLIT("://")) != NULL;
             size_t len = (size_t)(e - b) + (scheme ? 0 : 7) + 1;
 
             if (n == EP_NATS_MAX_SERVERS) {
