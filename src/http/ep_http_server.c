@@ -707,7 +707,7 @@ static int body_some(conn_t *c)
             ep_http_chunked_feed(&c->ch, p, avail, &r->body, r->route->max_body, &done, &err);
         if (n < 0) {
             r->close_after = 1;
-            if (n == -2) {
+            if (n == EP_E2BIG) {
                 snprintf(msg, sizeof(msg), "request body is larger than %zu bytes",
                          r->route->max_body);
                 refuse(c, 413, msg);
