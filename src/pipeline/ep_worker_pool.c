@@ -237,12 +237,13 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
     return 0;
 }
 
-/* Sets the batch hook. Call before ep_worker_pool_start; not thread-safe. */
+/* Sets the deliveries before dead-lettering (at least 1). Before start; not thread-safe. */
 void ep_worker_pool_set_max_attempts(ep_worker_pool_t *p, int max_attempts)
 {
     p->max_attempts = max_attempts > 0 ? max_attempts : 1;
 }
 
+/* Sets the batch hook. Call before ep_worker_pool_start; not thread-safe. */
 void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *arg)
 {
     p->hook = cb;

@@ -8,7 +8,7 @@
  * redelivery list that consume looks at first. That list is the rare path: it
  * exists so a nack never loses an event, even with the ring full or closed,
  * and so a delay can be honoured (an event on it is not handed out before its
- * not-before time, kept in ev->qseq as monotonic milliseconds).
+ * not-before time, which ep_redeliver keeps in ev->due_ms, monotonic ms).
  *
  * Counters are relaxed atomics bumped once per batch, never per event.
  */
@@ -48,7 +48,7 @@ static const int zero_status[ZERO_STATUS_N];
 typedef struct mem_ctx_s {
     ep_mpmc_t *ring;
     int64_t capacity;
-    /* Redelivery list (nack), FIFO through ev->next; ev->qseq = not-before, monotonic ms. */
+    /* Redelivery list (nack), FIFO through ev->next; ev->due_ms = not-before, monotonic ms. */
     pthread_mutex_t lock;
     ep_redeliver_t redeliver;   /* nacked events waiting for their time, under lock */
     _Atomic size_t redeliver_n; /* lets consume skip the lock when the list is empty */
