@@ -175,6 +175,12 @@ static void set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int e
     pthread_mutex_unlock(&ctx->err_lock);
 }
 
+/*
+ * fdatasync latency histogram: 8 buckets per power of two in relaxed atomics,
+ * so that the writer records and the stats path reads without a lock. Not
+ * ep_hist: that one is not thread-safe (a lock on the writer's path), and its
+ * 64 buckets per power of two and rounding would change the reported figures.
+ */
 static int hist_index(uint64_t us)
 {
     int e;
