@@ -15,6 +15,7 @@
 #include "ep_hist.h"
 #include "ep_hll.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_time.h"
 #include "ep_topk.h"
 #include "ep_varint.h"
@@ -188,10 +189,12 @@ static const ep_str_t *page_of(const ep_event_t *ev)
 
     for (uint32_t i = 0; i < ev->n_meta; i++) {
         const ep_kv_t *kv = &ev->meta[i];
-        if (kv->key.len == 4 && memcmp(kv->key.p, "page", 4) == 0 && kv->val.len) {
+        if (kv->key.len == EP_STRLEN("page") && memcmp(kv->key.p, EP_STRLIT("page")) == 0 &&
+            kv->val.len) {
             return &kv->val;
         }
-        if (url == NULL && kv->key.len == 3 && memcmp(kv->key.p, "url", 3) == 0 && kv->val.len) {
+        if (url == NULL && kv->key.len == EP_STRLEN("url") &&
+            memcmp(kv->key.p, EP_STRLIT("url")) == 0 && kv->val.len) {
             url = &kv->val;
         }
     }
@@ -701,7 +704,7 @@ int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len)
     hdr = ep_rd_bytes(&r, 5);
     sid = ep_rd_bytes(&r, 8);
     seq = ep_rd_varint(&r);
-    if (r.err || memcmp(hdr, "EPAD", 4) != 0 || hdr[4] != EP_ANALYTICS_DELTA_VERSION) {
+    if (r.err || memcmp(hdr, EP_STRLIT("EPAD")) != 0 || hdr[4] != EP_ANALYTICS_DELTA_VERSION) {
         atomic_fetch_add(&a->deltas_rejected, 1);
         return EP_EPARSE;
     }

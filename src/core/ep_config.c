@@ -4,6 +4,7 @@
  */
 #include "ep_config.h"
 #include "ep_error.h"
+#include "ep_str.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -348,7 +349,7 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             return EP_ENOENT;
         }
-        if (strncmp(a, "--", 2) != 0) {
+        if (strncmp(a, EP_STRLIT("--")) != 0) {
             snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
             return EP_ECONFIG;
         }

@@ -86,15 +86,3 @@ void ep_id_uuid7_at(char *out, int64_t unix_ms)
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     format(b, out);
 }
-
-void ep_id_uuid4(char *out)
-{
-    uint8_t b[16];
-    uint64_t r1 = rng_next(), r2 = rng_next();
-
-    memcpy(b, &r1, 8);
-    memcpy(b + 8, &r2, 8);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    format(b, out);
-}

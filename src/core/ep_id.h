@@ -16,7 +16,4 @@ void ep_id_uuid7(char *out);
 /** ep_id_uuid7 with the time given (unix ms), for callers that already read the clock. */
 void ep_id_uuid7_at(char *out, int64_t unix_ms);
 
-/** Writes a random UUID v4, same format. Thread-safe. */
-void ep_id_uuid4(char *out);
-
 #endif /* EP_ID_H */

@@ -4,17 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void default_oom(size_t size)
+_Noreturn static void oom(size_t size)
 {
     fprintf(stderr, "eventpipe: out of memory allocating %zu bytes\n", size);
     abort();
-}
-
-static ep_oom_handler_cb oom_handler = default_oom;
-
-void ep_mem_set_oom_handler(ep_oom_handler_cb cb)
-{
-    oom_handler = cb ? cb : default_oom;
 }
 
 void *ep_malloc(size_t size)
@@ -22,8 +15,7 @@ void *ep_malloc(size_t size)
     void *p = malloc(size ? size : 1);
 
     if (p == NULL) {
-        oom_handler(size);
-        abort();
+        oom(size);
     }
     return p;
 }
@@ -33,8 +25,7 @@ void *ep_calloc(size_t n, size_t size)
     void *p = calloc(n ? n : 1, size ? size : 1);
 
     if (p == NULL) {
-        oom_handler(n * size);
-        abort();
+        oom(n * size);
     }
     return p;
 }
@@ -44,8 +35,7 @@ void *ep_realloc(void *p, size_t size)
     void *q = realloc(p, size ? size : 1);
 
     if (q == NULL) {
-        oom_handler(size);
-        abort();
+        oom(size);
     }
     return q;
 }

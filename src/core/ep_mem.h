@@ -4,14 +4,9 @@
 #include <stddef.h>
 
 /*
- * Allocation wrappers. They never return NULL: on out-of-memory they call the
- * OOM handler, which by default logs and aborts.
+ * Allocation wrappers. They never return NULL: on out-of-memory they print the
+ * size to stderr and abort.
  */
-
-typedef void (*ep_oom_handler_cb)(size_t size);
-
-/** Replaces the OOM handler (NULL restores the default). Not thread-safe: call at start-up. */
-void ep_mem_set_oom_handler(ep_oom_handler_cb cb);
 
 void *ep_malloc(size_t size);
 void *ep_calloc(size_t n, size_t size);

@@ -31,6 +31,23 @@ int64_t ep_time_mono_ms(void)
     return ep_time_mono_ns() / 1000000;
 }
 
+void ep_time_deadline_ts(struct timespec *ts, clockid_t clock, int64_t ms_from_now)
+{
+    int64_t nsec;
+
+    clock_gettime(clock, ts);
+    nsec = (int64_t)ts->tv_nsec + (ms_from_now % 1000) * 1000000;
+    ts->tv_sec += (time_t)(ms_from_now / 1000);
+    if (nsec >= 1000000000) {
+        ts->tv_sec++;
+        nsec -= 1000000000;
+    } else if (nsec < 0) {
+        ts->tv_sec--;
+        nsec += 1000000000;
+    }
+    ts->tv_nsec = (long)nsec;
+}
+
 void ep_time_sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};

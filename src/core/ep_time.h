@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /** Wall-clock time, microseconds since the Unix epoch. Thread-safe. */
 int64_t ep_time_now_us(void);
@@ -12,6 +13,12 @@ int64_t ep_time_now_ms(void);
 int64_t ep_time_mono_ns(void);
 /** Monotonic time in milliseconds. Thread-safe. */
 int64_t ep_time_mono_ms(void);
+/**
+ * Sets *ts to the absolute time ms_from_now milliseconds after now on clock
+ * (CLOCK_MONOTONIC for a condition variable set to it, CLOCK_REALTIME for a
+ * default one or pthread_mutex_timedlock). A negative ms gives a time in the past.
+ */
+void ep_time_deadline_ts(struct timespec *ts, clockid_t clock, int64_t ms_from_now);
 /** Sleeps for ms milliseconds (restarts on EINTR). */
 void ep_time_sleep_ms(int64_t ms);
 

@@ -3,6 +3,7 @@
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -136,7 +137,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
     static const char ra[] = "retry-after:";
 
     /* A new status line starts a new header block (e.g. after a 1xx): forget the old one. */
-    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+    if (n >= EP_STRLEN("HTTP/") && memcmp(buf, EP_STRLIT("HTTP/")) == 0) {
         r->resp_ctype[0] = '\0';
         r->resp_retry[0] = '\0';
     } else if (n >= sizeof(ct) - 1 && strncasecmp(buf, ct, sizeof(ct) - 1) == 0) {

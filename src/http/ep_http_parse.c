@@ -5,6 +5,8 @@
  * costs nothing (bare LF line ends, empty lines before the request line).
  */
 #include "ep_http_parse.h"
+#include "ep_error.h"
+#include "ep_str.h"
 
 #include <string.h>
 #include <strings.h>
@@ -183,7 +185,7 @@ static int request_line(char *p, size_t n, ep_http_head_t *h, const char **err)
     }
     v = sp2 + 1;
     vn = (size_t)(p + n - v);
-    if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
+    if (vn != 8 || memcmp(v, EP_STRLIT("HTTP/")) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
         v[7] < '0' || v[7] > '9') {
         return fail(err, "malformed HTTP version in the request line", 400);
     }
@@ -195,7 +197,7 @@ static int request_line(char *p, size_t n, ep_http_head_t *h, const char **err)
     *sp2 = '\0';
     h->method = p;
     t = sp1 + 1;
-    if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+    if (strncasecmp(t, EP_STRLIT("http://")) == 0 || strncasecmp(t, EP_STRLIT("https://")) == 0) {
         /* absolute-form: the path starts after the authority */
         char *s = strchr(t + (t[4] == ':' ? 7 : 8), '/');
         if (s == NULL) {
@@ -330,7 +332,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
             if ((d = hex_val(ch)) >= 0) {
                 if (c->left >> 56) {
                     *err = "chunk size too large";
-                    return -1;
+                    return EP_EPARSE;
                 }
                 c->left = c->left * 16 + (uint64_t)d;
                 c->line++;
@@ -342,7 +344,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
                 size_done(c);
             } else {
                 *err = "malformed chunk size";
-                return -1;
+                return EP_EPARSE;
             }
             i++;
             break;
@@ -351,14 +353,14 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
                 size_done(c);
             } else if (++c->line > CH_MAX_LINE) {
                 *err = "chunk extension too long";
-                return -1;
+                return EP_EPARSE;
             }
             i++;
             break;
         case CH_SIZE_LF:
             if (ch != '\n') {
                 *err = "malformed chunk size line";
-                return -1;
+                return EP_EPARSE;
             }
             size_done(c);
             i++;
@@ -370,7 +372,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
             }
             if (out->len + n > max) {
                 *err = "request body too large";
-                return -2;
+                return EP_E2BIG;
             }
             ep_buf_append(out, in + i, n);
             c->left -= n;
@@ -387,14 +389,14 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
                 c->state = CH_SIZE;
             } else {
                 *err = "chunk data longer than its size";
-                return -1;
+                return EP_EPARSE;
             }
             i++;
             break;
         case CH_DATA_LF:
             if (ch != '\n') {
                 *err = "chunk data longer than its size";
-                return -1;
+                return EP_EPARSE;
             }
             c->state = CH_SIZE;
             i++;
@@ -413,7 +415,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
         case CH_TRAILER_LINE:
             if (++c->trailer > CH_MAX_TRAILER) {
                 *err = "chunked trailers too long";
-                return -1;
+                return EP_EPARSE;
             }
             if (ch == '\n') {
                 c->state = CH_TRAILER;
@@ -423,7 +425,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
         case CH_END_LF:
             if (ch != '\n') {
                 *err = "malformed end of a chunked body";
-                return -1;
+                return EP_EPARSE;
             }
             c->state = CH_DONE;
             i++;

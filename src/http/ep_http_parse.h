@@ -67,8 +67,8 @@ void ep_http_chunked_init(ep_http_chunked_t *c);
 /**
  * Feeds in[0, len) to the decoder, appending chunk data to out. Returns the
  * bytes consumed (all of them unless the body ended inside in) and sets *done
- * once the last chunk and its trailers are read. Returns -1 when the encoding
- * is malformed, -2 when out would grow past max; *err says why.
+ * once the last chunk and its trailers are read. Returns EP_EPARSE when the
+ * encoding is malformed, EP_E2BIG when out would grow past max; *err says why.
  */
 ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, ep_buf_t *out,
                              size_t max, int *done, const char **err);

@@ -23,6 +23,7 @@
 #include "ep_http_parse.h"
 #include "ep_log.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <arpa/inet.h>
@@ -706,7 +707,7 @@ static int body_some(conn_t *c)
             ep_http_chunked_feed(&c->ch, p, avail, &r->body, r->route->max_body, &done, &err);
         if (n < 0) {
             r->close_after = 1;
-            if (n == -2) {
+            if (n == EP_E2BIG) {
                 snprintf(msg, sizeof(msg), "request body is larger than %zu bytes",
                          r->route->max_body);
                 refuse(c, 413, msg);
@@ -987,7 +988,7 @@ static void *loop_main(void *arg)
     char name[16];
 
     lp->self = pthread_self();
-    memcpy(name, "http-", 5); /* thread names hold 15 characters */
+    memcpy(name, EP_STRLIT("http-")); /* thread names hold 15 characters */
     snprintf(name + 5, sizeof(name) - 5, "%.10s", s->name);
     pthread_setname_np(pthread_self(), name);
     lp->now = lp->last_sweep = ep_time_mono_ns();

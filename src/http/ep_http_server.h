@@ -40,7 +40,7 @@ typedef struct ep_http_server_opts_s {
     const char *name;      /* role name for logs ("gateway") */
     const char *bind_addr; /* "0.0.0.0" */
     int port;              /* 0 = any free port (see ep_http_server_port) */
-    int threads;           /* event-loop threads, each with its own daemon (default 1) */
+    int threads;           /* event-loop threads, each with its own epoll set (default 1) */
     size_t max_body;       /* larger bodies: 413 */
     size_t max_header;     /* larger header blocks: 431 */
     int idle_timeout_s;    /* idle / stalled connections are closed */

@@ -8,6 +8,7 @@
 #include "ep_sink.h"
 #include "ep_error.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +63,7 @@ int ep_sink_create(const char *spec, ep_sink_t **out, char *err, size_t errlen)
     } else if (strcmp(spec, "stdout") == 0) {
         s->kind = SINK_STDOUT;
         s->fd = STDOUT_FILENO;
-    } else if (strncmp(spec, "file:", 5) == 0 && spec[5] != '\0') {
+    } else if (strncmp(spec, EP_STRLIT("file:")) == 0 && spec[EP_STRLEN("file:")] != '\0') {
         s->kind = SINK_FILE;
         s->path = ep_strdup(spec + 5);
         s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -11,6 +11,7 @@
  * stop flag makes them exit after their current batch.
  */
 #include "ep_worker_pool.h"
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -62,13 +63,6 @@ struct ep_worker_pool_s {
     pthread_cond_t exited_cond;
     int n_exited;
 };
-
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    /* Single writer: a plain load and store is enough, and cheaper than an RMW. */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 /* Redelivery delay after a failure: doubles with the attempt count, capped. */
 static int backoff_ms(ep_event_t *const *evs, size_t n)
@@ -123,7 +117,7 @@ static void process_batch(worker_t *w, size_t n)
         w->batch[good++] = ev;
     }
     if (bad > 0) {
-        counter_add(&w->errors, bad);
+        ep_counter_add_single_writer(&w->errors, bad);
         dead_letter(p, w->poison, bad, "invalid event: empty id");
     }
     if (good == 0) {
@@ -132,7 +126,7 @@ static void process_batch(worker_t *w, size_t n)
     if (ep_sink_write(p->sink, w->batch, good, &w->scratch) != 0) {
         size_t retry = 0, dead = 0;
 
-        counter_add(&w->errors, good);
+        ep_counter_add_single_writer(&w->errors, good);
         /* Events out of attempts go to the dead-letter store; the others come back later. */
         for (size_t i = 0; i < good; i++) {
             if (w->batch[i]->attempts >= (uint32_t)p->max_attempts) {
@@ -155,8 +149,8 @@ static void process_batch(worker_t *w, size_t n)
     }
     ep_obs_processed(w->batch, good); /* before the ack, which may free them */
     ep_queue_ack(p->q, w->batch, good);
-    counter_add(&w->processed, good);
-    counter_add(&w->latency_us_sum, latency);
+    ep_counter_add_single_writer(&w->processed, good);
+    ep_counter_add_single_writer(&w->latency_us_sum, latency);
 }
 
 static void *worker_main(void *arg)
@@ -179,7 +173,7 @@ static void *worker_main(void *arg)
             continue;
         }
         atomic_store_explicit(&w->active, 1, memory_order_relaxed);
-        counter_add(&w->batches, 1);
+        ep_counter_add_single_writer(&w->batches, 1);
         process_batch(w, (size_t)n);
         atomic_store_explicit(&w->active, 0, memory_order_relaxed);
     }
@@ -243,12 +237,13 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
     return 0;
 }
 
-/* Sets the batch hook. Call before ep_worker_pool_start; not thread-safe. */
+/* Sets the deliveries before dead-lettering (at least 1). Before start; not thread-safe. */
 void ep_worker_pool_set_max_attempts(ep_worker_pool_t *p, int max_attempts)
 {
     p->max_attempts = max_attempts > 0 ? max_attempts : 1;
 }
 
+/* Sets the batch hook. Call before ep_worker_pool_start; not thread-safe. */
 void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *arg)
 {
     p->hook = cb;
@@ -299,15 +294,7 @@ int ep_worker_pool_stop(ep_worker_pool_t *p, int timeout_ms)
     if (!p->running) {
         return 0;
     }
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (timeout_ms > 0) {
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-    }
+    ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&p->lock);
     while (p->n_exited < p->n_workers) {
         if (timeout_ms < 0) {

@@ -8,7 +8,7 @@
 
 /*
  * The list of nacked events waiting for their redelivery time, shared by the
- * providers that redeliver locally (memory, kafka). An intrusive FIFO through
+ * providers that redeliver locally (memory, kafka, disk). An intrusive FIFO through
  * ev->next, each event's not-before time in ev->due_ms (monotonic ms). Not
  * thread-safe: the provider holds its own lock around every call. The list
  * owns the events it holds.

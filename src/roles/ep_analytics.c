@@ -251,9 +251,8 @@ static void *push_main(void *arg)
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
         struct timespec ts;
-        int64_t at = ep_time_now_ms() + p->app->cfg.analytics_push_interval_ms;
-        ts.tv_sec = at / 1000;
-        ts.tv_nsec = (long)(at % 1000) * 1000000L;
+
+        ep_time_deadline_ts(&ts, CLOCK_REALTIME, p->app->cfg.analytics_push_interval_ms);
         pthread_cond_timedwait(&p->cond, &p->lock, &ts);
         if (p->stop) {
             break;

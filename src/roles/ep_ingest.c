@@ -16,6 +16,7 @@
 #include "ep_event.h"
 #include "ep_mem.h"
 #include "ep_obs.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -128,11 +129,11 @@ static int content_type_ok(ep_http_req_t *req)
     if (ct == NULL || *ct == '\0') {
         return 1;
     }
-    return strncasecmp(ct, "application/json", 16) == 0 || strcasestr(ct, "+json") != NULL ||
-           strncasecmp(ct, "application/x-ndjson", 20) == 0 ||
-           strncasecmp(ct, "application/ndjson", 18) == 0 ||
-           strncasecmp(ct, "text/plain", 10) == 0 ||
-           strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+    return strncasecmp(ct, EP_STRLIT("application/json")) == 0 || strcasestr(ct, "+json") != NULL ||
+           strncasecmp(ct, EP_STRLIT("application/x-ndjson")) == 0 ||
+           strncasecmp(ct, EP_STRLIT("application/ndjson")) == 0 ||
+           strncasecmp(ct, EP_STRLIT("text/plain")) == 0 ||
+           strncasecmp(ct, EP_STRLIT("application/x-www-form-urlencoded")) == 0;
 }
 
 static int has_client_id(const ep_event_t *ev)

@@ -7,6 +7,7 @@
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void on_enqueue(void *arg, ep_http_req_t *req)
     enq_t *e;
     int rc;
 
-    if (ct && strncasecmp(ct, "application/x-protobuf", 22) == 0) {
+    if (ct && strncasecmp(ct, EP_STRLIT("application/x-protobuf")) == 0) {
         rc = ep_event_batch_decode_pb(ep_http_req_body(req), ep_http_req_body_len(req), &evs, &n);
         if (rc != 0) {
             ep_http_respond_error(req, 400, "malformed protobuf DataBatch", NULL);

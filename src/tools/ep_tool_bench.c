@@ -5,16 +5,18 @@
  * fixed schedule and latency is measured from the time a request was due, so a
  * stalled server cannot hide its stall (no coordinated omission).
  *
- * Latency goes into a log-linear histogram (64 sub-buckets per power of two:
- * under 1.6% relative error) merged from the threads at the end.
+ * Latency goes into an ep_hist log-linear histogram (64 sub-buckets per power
+ * of two: under 1.6% relative error) merged from the threads at the end.
  *
  * At the end no new request starts, and the ones in flight are waited for (up
  * to DRAIN_NS) and counted: the server may have accepted them, so leaving them
  * unread would make the report's 2xx count fall short of what the server kept.
  * A request still unanswered after DRAIN_NS is a socket error.
  */
+#include "analytics/ep_hist.h"
 #include "ep_buf.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_time.h"
 #include "tools/ep_tools.h"
 
@@ -37,62 +39,28 @@
 
 /* ---------------------------------------------------------------- histogram */
 
-#define SUB_BITS   6
-#define SUB_COUNT  (1 << SUB_BITS)
-#define HIST_SLOTS (64 * SUB_COUNT)
-
-typedef struct hist_s {
-    uint64_t counts[HIST_SLOTS];
-    uint64_t total;
-    uint64_t max;
-} hist_t;
-
-static int hist_index(uint64_t v)
+/*
+ * ep_hist's buckets (64 per power of two), read with the bench's own rule: the
+ * rank is rounded to the nearest and the bucket's upper edge is reported (a
+ * conservative percentile), clamped to the largest latency seen.
+ */
+static uint64_t hist_pct(const ep_hist_t *h, double pct)
 {
-    int msb;
+    uint64_t want = (uint64_t)((double)h->count * pct / 100.0 + 0.5), seen = 0;
 
-    if (v < SUB_COUNT) {
-        return (int)v;
-    }
-    msb = 63 - __builtin_clzll(v);
-    return ((msb - SUB_BITS + 1) << SUB_BITS) + (int)((v >> (msb - SUB_BITS)) & (SUB_COUNT - 1));
-}
-
-static uint64_t hist_value(int idx)
-{
-    int exp = idx >> SUB_BITS, sub = idx & (SUB_COUNT - 1);
-
-    if (exp == 0) {
-        return (uint64_t)sub;
-    }
-    /* Upper edge of the bucket: a conservative percentile. */
-    return ((uint64_t)(SUB_COUNT + sub + 1) << (exp - 1)) - 1;
-}
-
-static void hist_add(hist_t *h, uint64_t v)
-{
-    h->counts[hist_index(v)]++;
-    h->total++;
-    if (v > h->max) {
-        h->max = v;
-    }
-}
-
-static uint64_t hist_pct(const hist_t *h, double pct)
-{
-    uint64_t want = (uint64_t)((double)h->total * pct / 100.0 + 0.5), seen = 0;
-
-    if (h->total == 0) {
+    if (h->count == 0) {
         return 0;
     }
     if (want < 1) {
         want = 1;
     }
-    for (int i = 0; i < HIST_SLOTS; i++) {
-        seen += h->counts[i];
+    for (uint32_t i = 0; i < EP_HIST_BUCKETS; i++) {
+        seen += h->b[i];
         if (seen >= want) {
-            uint64_t v = hist_value(i);
-            return v < h->max ? v : h->max;
+            uint64_t lo, hi;
+
+            ep_hist_bucket_range(i, &lo, &hi);
+            return hi < h->max ? hi : h->max;
         }
     }
     return h->max;
@@ -131,7 +99,7 @@ typedef struct worker_s {
     size_t req_len;
     int nconn;
     int64_t interval_ns; /* per connection, fixed rate */
-    hist_t hist;
+    ep_hist_t hist;
     uint64_t ok, non2xx, errors, status[6]; /* status by class: 1xx..5xx */
     atomic_uint_fast64_t done;              /* read by the progress thread */
     pthread_t tid;
@@ -228,7 +196,7 @@ static void try_send(worker_t *w, conn_t *c, int64_t now)
 /* Parses a complete response at the start of c->rbuf; returns its length or 0. */
 static size_t parse_response(const char *b, size_t len, int *status, int *close_after)
 {
-    const char *end = memmem(b, len, "\r\n\r\n", 4);
+    const char *end = memmem(b, len, EP_STRLIT("\r\n\r\n"));
     const char *p;
     size_t head, body = 0;
 
@@ -243,9 +211,10 @@ static size_t parse_response(const char *b, size_t len, int *status, int *close_
     *close_after = 0;
     for (p = b; p < end; p++) {
         if ((*p == 'C' || *p == 'c') && (size_t)(end - p) > 16 &&
-            strncasecmp(p, "Content-Length:", 15) == 0) {
+            strncasecmp(p, EP_STRLIT("Content-Length:")) == 0) {
             body = (size_t)strtoul(p + 15, NULL, 10);
-        } else if ((*p == 'C' || *p == 'c') && strncasecmp(p, "Connection: close", 17) == 0) {
+        } else if ((*p == 'C' || *p == 'c') &&
+                   strncasecmp(p, EP_STRLIT("Connection: close")) == 0) {
             *close_after = 1;
         }
     }
@@ -277,7 +246,7 @@ static void on_readable(worker_t *w, conn_t *c, int ep)
             }
             now = ep_time_mono_ns();
             if (c->busy) {
-                hist_add(&w->hist, (uint64_t)((now - c->due_ns) / 1000));
+                ep_hist_record(&w->hist, (uint64_t)((now - c->due_ns) / 1000));
                 if (status >= 200 && status < 300) {
                     w->ok++;
                 } else {
@@ -418,7 +387,7 @@ static int parse_url(const char *url, opts_t *o)
 {
     const char *p = url, *slash, *colon;
 
-    if (strncmp(p, "http://", 7) != 0) {
+    if (strncmp(p, EP_STRLIT("http://")) != 0) {
         return -1;
     }
     p += 7;
@@ -441,7 +410,7 @@ int ep_tool_bench(int argc, char **argv)
     ep_buf_t body = EP_BUF_INIT, req = EP_BUF_INIT;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     worker_t *ws;
-    hist_t all;
+    ep_hist_t all;
     uint64_t ok = 0, non2xx = 0, errors = 0, status[6] = {0};
     int64_t t0, t_end, next;
     double el;
@@ -518,6 +487,7 @@ int ep_tool_bench(int argc, char **argv)
     for (int i = 0; i < o.threads; i++) {
         worker_t *w = &ws[i];
         w->o = &o;
+        ep_hist_init(&w->hist);
         memcpy(&w->addr, ai->ai_addr, sizeof(w->addr));
         w->addr.sin_port = htons((uint16_t)o.port);
         w->req = req.data;
@@ -562,14 +532,10 @@ int ep_tool_bench(int argc, char **argv)
     }
     /* Until the last answer: the requests answered while draining are in the counts. */
     el = (double)(ep_time_mono_ns() - t0) / 1e9;
-    memset(&all, 0, sizeof(all));
+    ep_hist_init(&all);
     for (int i = 0; i < o.threads; i++) {
         worker_t *w = &ws[i];
-        for (int k = 0; k < HIST_SLOTS; k++) {
-            all.counts[k] += w->hist.counts[k];
-        }
-        all.total += w->hist.total;
-        all.max = w->hist.max > all.max ? w->hist.max : all.max;
+        ep_hist_merge(&all, &w->hist);
         ok += w->ok;
         non2xx += w->non2xx;
         errors += w->errors;
@@ -583,9 +549,9 @@ int ep_tool_bench(int argc, char **argv)
                "\"socket_errors\":%llu,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
                "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"p99_9\":%llu,"
                "\"max\":%llu},\"status\":{\"2xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}}\n",
-               url, o.connections, o.threads, o.batch, o.rate, el, (unsigned long long)all.total,
+               url, o.connections, o.threads, o.batch, o.rate, el, (unsigned long long)all.count,
                (unsigned long long)ok, (unsigned long long)non2xx, (unsigned long long)errors,
-               (double)all.total / el, (double)ok * o.batch / el,
+               (double)all.count / el, (double)ok * o.batch / el,
                (unsigned long long)hist_pct(&all, 50), (unsigned long long)hist_pct(&all, 90),
                (unsigned long long)hist_pct(&all, 99), (unsigned long long)hist_pct(&all, 99.9),
                (unsigned long long)all.max, (unsigned long long)status[2],
@@ -593,8 +559,8 @@ int ep_tool_bench(int argc, char **argv)
     } else {
         printf("%s: %d connections, %d threads, batch %d%s, %.2f s\n", url, o.connections,
                o.threads, o.batch, o.rate > 0 ? ", fixed rate" : "", el);
-        printf("  requests %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.total,
-               (double)all.total / el, (double)ok * o.batch / el);
+        printf("  requests %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
+               (double)all.count / el, (double)ok * o.batch / el);
         printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
                (double)hist_pct(&all, 50) / 1000.0, (double)hist_pct(&all, 90) / 1000.0,
                (double)hist_pct(&all, 99) / 1000.0, (double)hist_pct(&all, 99.9) / 1000.0,

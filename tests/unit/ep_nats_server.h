@@ -17,6 +17,8 @@
  * the test (it is not skipped).
  */
 
+#include "ep_str.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -220,7 +222,7 @@ static inline int ep_nats_rm_entry(const char *path, const struct stat *st, int 
 static inline void ep_nats_server_cleanup(ep_nats_server_t *ns)
 {
     ep_nats_server_stop(ns);
-    if (strncmp(ns->dir, "/tmp/ep-nats-unit-", 18) == 0) {
+    if (strncmp(ns->dir, EP_STRLIT("/tmp/ep-nats-unit-")) == 0) {
         nftw(ns->dir, ep_nats_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     }
 }

@@ -1,6 +1,7 @@
 #include "ep_error.h"
 #include "ep_http_client.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_test.h"
 #include "ep_time.h"
 
@@ -111,7 +112,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return reply(conn, 200, "text/plain", "hello", 5, NULL);
     }
-    if (strncmp(url, "/status/", 8) == 0) {
+    if (strncmp(url, EP_STRLIT("/status/")) == 0) {
         unsigned code = (unsigned)atoi(url + 8);
         return reply(conn, code, "application/json", "{\"status\":\"x\"}", 14,
                      code == 503 ? "7" : NULL);

@@ -2,6 +2,7 @@
  * Unit tests of ep_http_parse: finding and parsing request heads, the
  * refusals and their statuses, chunked bodies fed in any pieces, queries.
  */
+#include "ep_error.h"
 #include "ep_http_parse.h"
 #include "ep_test.h"
 
@@ -167,11 +168,11 @@ static void test_chunked(void)
         EP_ASSERT_EQ(out.len, 21);
         EP_ASSERT_STRN_EQ(out.data, "hello world0123456789", 21);
     }
-    EP_ASSERT_EQ(feed("3\r\nabc\r\n0\r\n\r\n", 2, 2, &out, &done), -2); /* over max */
-    EP_ASSERT_EQ(feed("3\r\nabcd\r\n0\r\n\r\n", 4, 100, &out, &done), -1);
-    EP_ASSERT_EQ(feed("z\r\n", 1, 100, &out, &done), -1);
-    EP_ASSERT_EQ(feed("\r\n", 1, 100, &out, &done), -1);
-    EP_ASSERT_EQ(feed("ffffffffffffffffff\r\n", 5, 100, &out, &done), -1);
+    EP_ASSERT_EQ(feed("3\r\nabc\r\n0\r\n\r\n", 2, 2, &out, &done), EP_E2BIG); /* over max */
+    EP_ASSERT_EQ(feed("3\r\nabcd\r\n0\r\n\r\n", 4, 100, &out, &done), EP_EPARSE);
+    EP_ASSERT_EQ(feed("z\r\n", 1, 100, &out, &done), EP_EPARSE);
+    EP_ASSERT_EQ(feed("\r\n", 1, 100, &out, &done), EP_EPARSE);
+    EP_ASSERT_EQ(feed("ffffffffffffffffff\r\n", 5, 100, &out, &done), EP_EPARSE);
     EP_ASSERT_EQ(feed("0\r\n\r", 5, 100, &out, &done), 4); /* not done yet */
     EP_ASSERT(!done);
     ep_buf_close(&out);

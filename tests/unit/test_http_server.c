@@ -3,6 +3,7 @@
  * another thread, draining, and many connections ready at once on one loop.
  */
 #include "ep_http_server.h"
+#include "ep_str.h"
 #include "ep_test.h"
 #include "ep_time.h"
 
@@ -34,11 +35,13 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
     resp_t *r = arg;
     size_t len = sz * n;
 
-    if (len > 7 && strncasecmp(p, "Allow: ", 7) == 0) {
+    if (len > EP_STRLEN("Allow: ") && strncasecmp(p, EP_STRLIT("Allow: ")) == 0) {
         snprintf(r->allow, sizeof(r->allow), "%.*s", (int)(len - 9), p + 7);
-    } else if (len > 14 && strncasecmp(p, "Content-Type: ", 14) == 0) {
+    } else if (len > EP_STRLEN("Content-Type: ") &&
+               strncasecmp(p, EP_STRLIT("Content-Type: ")) == 0) {
         snprintf(r->ctype, sizeof(r->ctype), "%.*s", (int)(len - 16), p + 14);
-    } else if (len > 13 && strncasecmp(p, "Retry-After: ", 13) == 0) {
+    } else if (len > EP_STRLEN("Retry-After: ") &&
+               strncasecmp(p, EP_STRLIT("Retry-After: ")) == 0) {
         snprintf(r->retry, sizeof(r->retry), "%.*s", (int)(len - 15), p + 13);
     }
     return len;
@@ -194,7 +197,8 @@ static void test_answer_from_another_thread(void)
 
 static size_t on_close_header(char *p, size_t sz, size_t n, void *arg)
 {
-    if (sz * n >= 17 && strncasecmp(p, "Connection: close", 17) == 0) {
+    if (sz * n >= EP_STRLEN("Connection: close") &&
+        strncasecmp(p, EP_STRLIT("Connection: close")) == 0) {
         *(int *)arg = 1;
     }
     return sz * n;
@@ -335,7 +339,8 @@ static void test_destroy_right_after_a_late_answer(void)
         fd = raw_connect(ep_http_server_port(s));
         raw_send(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         n = read(fd, buf, sizeof(buf) - 1);
-        EP_ASSERT(n > 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0);
+        EP_ASSERT(n > (ssize_t)EP_STRLEN("HTTP/1.1 200") &&
+                  strncmp(buf, EP_STRLIT("HTTP/1.1 200")) == 0);
         close(fd);
         ep_http_server_destroy(s);
     }
@@ -364,7 +369,7 @@ static void test_many_connections_ready_at_once(void)
         raw_send(fds[i], echo);
         while (!raw_read_some(fds[i], &bufs[i])) {
         }
-        EP_ASSERT(strncmp(bufs[i].data, "HTTP/1.1 200", 12) == 0);
+        EP_ASSERT(strncmp(bufs[i].data, EP_STRLIT("HTTP/1.1 200")) == 0);
         ep_buf_reset(&bufs[i]);
     }
     /* Hold the loop, then make all N ready together, then let it go. */
@@ -398,7 +403,7 @@ static void test_many_connections_ready_at_once(void)
                     i++;
                 }
                 if (raw_read_some(fds[i], &bufs[i])) {
-                    EP_ASSERT(strncmp(bufs[i].data, "HTTP/1.1 200", 12) == 0);
+                    EP_ASSERT(strncmp(bufs[i].data, EP_STRLIT("HTTP/1.1 200")) == 0);
                     done[i] = 1;
                     answered++;
                 }
@@ -505,7 +510,7 @@ static void test_malformed_requests_get_json(void)
             ep_buf_reset(&out);
             read_to_close(fd, &out);
             close(fd);
-            EP_ASSERT(strncmp(out.data, "HTTP/1.1 413 ", 13) == 0);
+            EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 413 ")) == 0);
         } else {
             exchange(port, cases[i].req, &out);
             if (strncmp(out.data, cases[i].status, strlen(cases[i].status)) != 0) {
@@ -534,7 +539,7 @@ static void test_versions_head_and_continue(void)
     ssize_t n;
 
     exchange(port, "GET /now HTTP/1.0\r\n\r\n", &out);
-    EP_ASSERT(strncmp(out.data, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 200 OK\r\n")) == 0);
     EP_ASSERT(strstr(out.data, "Connection: close\r\n") != NULL);
     EP_ASSERT(strstr(out.data, "\r\n\r\nnow") != NULL);
 
@@ -553,7 +558,7 @@ static void test_versions_head_and_continue(void)
     ep_buf_reset(&out);
     while (!raw_read_some(fd, &out) || strstr(out.data, "\r\n\r\nbody") == NULL) {
     }
-    EP_ASSERT(strncmp(out.data, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 200 OK\r\n")) == 0);
     close(fd);
     ep_buf_close(&out);
     ep_http_server_destroy(s);

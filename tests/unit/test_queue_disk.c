@@ -1,4 +1,5 @@
 /* Tests for the "disk" queue provider (src/queue/disk/). */
+#include "ep_str.h"
 #include "ep_test.h"
 
 #include "../../src/queue/disk/ep_disk_int.h"
@@ -136,7 +137,7 @@ static void publish_range(ep_queue_t *q, int from, int to)
 
 static int event_num(const ep_event_t *ev)
 {
-    EP_ASSERT(strncmp(ev->id.p, "e-", 2) == 0);
+    EP_ASSERT(strncmp(ev->id.p, EP_STRLIT("e-")) == 0);
     return atoi(ev->id.p + 2);
 }
 

@@ -3,6 +3,7 @@
  * mock cluster, created in-process: real sockets, the real Kafka protocol.
  * Each test owns its cluster (the harness forks per test).
  */
+#include "ep_str.h"
 #include "ep_test.h"
 
 #ifdef EP_WITH_KAFKA
@@ -424,7 +425,7 @@ static void test_compression_lz4(void)
         ep_event_t *dec = NULL;
         EP_ASSERT_EQ(ep_event_decode_pb(msgs[i]->payload, msgs[i]->len, &dec), 0);
         EP_ASSERT_STRN_EQ(dec->data.p, "payload", 7);
-        seen += strncmp(dec->id.p, "lz4-", 4) == 0;
+        seen += strncmp(dec->id.p, EP_STRLIT("lz4-")) == 0;
         ep_event_destroy(dec);
     }
     raw_close(&r);
@@ -528,7 +529,7 @@ static void test_out_of_order_acks(void)
         }
         ep_time_sleep_ms(100);
     } while (ep_time_mono_ms() < end);
-    EP_ASSERT(strncmp(b.data, "{\"total\":0,", 11) == 0);
+    EP_ASSERT(strncmp(b.data, EP_STRLIT("{\"total\":0,")) == 0);
     EP_ASSERT(strstr(b.data, "{\"partition\":0,\"committed\":10,\"high_watermark\":10,\"lag\":0}"));
     ep_buf_close(&b);
     ep_queue_destroy(q);

@@ -3,6 +3,7 @@
  * nats-server started by each test (ep_nats_server.h).
  */
 #include "ep_nats_server.h"
+#include "ep_str.h"
 #include "ep_test.h"
 
 #ifdef EP_WITH_NATS
@@ -640,13 +641,13 @@ static void test_stats_and_lag_json(void)
     }
     EP_ASSERT_EQ(st.size, 4);
     ep_queue_stats_json(q, &b);
-    EP_ASSERT(strncmp(b.data, ",\"nats\":{\"connected\":true,", 26) == 0);
+    EP_ASSERT(strncmp(b.data, EP_STRLIT(",\"nats\":{\"connected\":true,")) == 0);
     EP_ASSERT(strstr(b.data, "\"stream_messages\":5") != NULL);
     EP_ASSERT(strstr(b.data, "\"pending\":4") != NULL);
     EP_ASSERT(strstr(b.data, "\"ack_pending\":1") != NULL);
     ep_buf_reset(&b);
     ep_queue_lag_json(q, &b);
-    EP_ASSERT(strncmp(b.data, "{\"total\":4,\"pending\":4,\"ack_pending\":1", 38) == 0);
+    EP_ASSERT(strncmp(b.data, EP_STRLIT("{\"total\":4,\"pending\":4,\"ack_pending\":1")) == 0);
     EP_ASSERT(b.data[b.len - 1] == '}');
     ep_buf_close(&b);
     ep_queue_ack(q, out, 1);

@@ -1,4 +1,5 @@
 /* Tests for the processed-event sink (src/pipeline/ep_sink.c). */
+#include "ep_str.h"
 #include "ep_test.h"
 
 #include "ep_buf.h"
@@ -177,7 +178,7 @@ static void test_file_lines(void)
     ep_sink_destroy(s);
 
     text = slurp(path, &len);
-    EP_ASSERT(strncmp(text, "{\"id\":\"a\",", 10) == 0);
+    EP_ASSERT(strncmp(text, EP_STRLIT("{\"id\":\"a\",")) == 0);
     EP_ASSERT(strstr(text, "\"latency_us\":5}\n") != NULL);
     EP_ASSERT(strstr(text, "\"id\":\"b\\n\\\"c\\\"\"") != NULL);
     EP_ASSERT_EQ(check_lines(text, len), 4); /* cuts text into lines */

@@ -5,6 +5,7 @@
 #include "analytics/ep_topk.h"
 #include "ep_error.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 #include "ep_test.h"
 
 #include <stdio.h>
@@ -51,7 +52,7 @@ static void test_topk_heavy_hitters(void)
     }
     EP_ASSERT_EQ(ep_topk_top(t, it, 5), 5);
     for (int k = 0; k < 5; k++) {
-        EP_ASSERT(strncmp(it[k].name, "heavy", 5) == 0);
+        EP_ASSERT(strncmp(it[k].name, EP_STRLIT("heavy")) == 0);
         /* count over-estimates by at most error. */
         EP_ASSERT(it[k].count >= 1000 && it[k].count - it[k].error <= 1000);
     }

@@ -1,4 +1,5 @@
 /* Tests for the worker pool (src/pipeline/ep_worker_pool.c) over a memory queue. */
+#include "ep_str.h"
 #include "ep_test.h"
 
 #include "ep_buf.h"
@@ -93,7 +94,7 @@ static int check_sink_file(int n)
     EP_ASSERT(b.len == 0 || b.data[b.len - 1] == '\n');
     for (p = b.data; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
         int v;
-        EP_ASSERT(strncmp(p, "{\"id\":\"e", 8) == 0);
+        EP_ASSERT(strncmp(p, EP_STRLIT("{\"id\":\"e")) == 0);
         v = atoi(p + 8);
         EP_ASSERT(v >= 0 && v < n);
         EP_ASSERT_EQ(seen[v], 0);

@@ -14,7 +14,7 @@
  * Consume (workers): reads records back from the segment files under
  * read_lock through a buffer (page cache), checks each CRC again and decodes
  * it into a new event (ev->qseq = sequence, ev->qh = record bytes). Nacked
- * events wait on a redelivery list. Acks set bits in a window bitmap that
+ * events wait on an ep_redeliver list. Acks set bits in a window bitmap that
  * starts at the lowest un-acked sequence (the floor); the floor advances over
  * the contiguous acked prefix, and a keeper thread persists it into the cursor file
  * at most every CURSOR_INTERVAL_MS. After a restart everything from the
@@ -30,11 +30,13 @@
  * Lock order: read_lock, then seg_lock. pub_lock is never held with another.
  */
 #include "ep_disk_int.h"
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue.h"
+#include "ep_redeliver.h"
 #include "ep_time.h"
 
 #include <dirent.h>
@@ -69,12 +71,6 @@ typedef struct pub_cb_s {
     void *arg;
     size_t n;
 } pub_cb_t;
-
-typedef struct redeliver_s {
-    struct redeliver_s *next;
-    ep_event_t *ev;
-    int64_t not_before; /* monotonic ms */
-} redeliver_t;
 
 /* The queue directory's longest path (QUEUE_DIR's buffer in ep_config.h). */
 #define DISK_DIR_MAX sizeof(((ep_config_t *)0)->queue_dir)
@@ -140,7 +136,7 @@ typedef struct disk_ctx_s {
     uint8_t *rbuf; /* bytes [rbuf_off, rbuf_off + rbuf_len) of the read segment */
     size_t rbuf_cap, rbuf_len;
     int64_t rbuf_off;
-    redeliver_t *rd_head, *rd_tail;
+    ep_redeliver_t rd;
     uint64_t floor;  /* lowest un-acked sequence */
     uint64_t *bits;  /* acked flags of [floor, read_seq), indexed seq & (bits_cap - 1) */
     size_t bits_cap; /* in bits, a power of two */
@@ -166,16 +162,6 @@ typedef struct disk_ctx_s {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static uint64_t counter_get(_Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
 static void set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int err)
 {
     pthread_mutex_lock(&ctx->err_lock);
@@ -189,6 +175,12 @@ static void set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int e
     pthread_mutex_unlock(&ctx->err_lock);
 }
 
+/*
+ * fdatasync latency histogram: 8 buckets per power of two in relaxed atomics,
+ * so that the writer records and the stats path reads without a lock. Not
+ * ep_hist: that one is not thread-safe (a lock on the writer's path), and its
+ * 64 buckets per power of two and rounding would change the reported figures.
+ */
 static int hist_index(uint64_t us)
 {
     int e;
@@ -221,7 +213,7 @@ static uint64_t hist_percentile(disk_ctx_t *ctx, double pct)
     uint64_t total = 0, seen = 0, want;
 
     for (int i = 0; i < HIST_BUCKETS; i++) {
-        total += counter_get(&ctx->hist[i]);
+        total += ep_counter_get(&ctx->hist[i]);
     }
     if (total == 0) {
         return 0;
@@ -231,7 +223,7 @@ static uint64_t hist_percentile(disk_ctx_t *ctx, double pct)
         want = 1;
     }
     for (int i = 0; i < HIST_BUCKETS; i++) {
-        seen += counter_get(&ctx->hist[i]);
+        seen += ep_counter_get(&ctx->hist[i]);
         if (seen >= want) {
             return hist_value(i);
         }
@@ -248,9 +240,9 @@ static int timed_fdatasync(disk_ctx_t *ctx, int fd)
         return errno;
     }
     dt = (ep_time_mono_ns() - t0) / 1000;
-    counter_add(&ctx->hist[hist_index((uint64_t)(dt > 0 ? dt : 0))], 1);
-    counter_add(&ctx->fsyncs, 1);
-    counter_add(&ctx->synced_events, ctx->unsynced);
+    ep_counter_add(&ctx->hist[hist_index((uint64_t)(dt > 0 ? dt : 0))], 1);
+    ep_counter_add(&ctx->fsyncs, 1);
+    ep_counter_add(&ctx->synced_events, ctx->unsynced);
     ctx->unsynced = 0;
     ctx->last_fsync_ms = ep_time_mono_ms();
     return 0;
@@ -529,38 +521,11 @@ static int read_one(disk_ctx_t *ctx, ep_event_t **out)
     }
 }
 
-/* Takes due redeliveries. Sets *next_due to the earliest one left. Under read_lock. */
+/* Takes due redeliveries. Lowers *next_due to the earliest one left. Under read_lock. */
 static size_t take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
 {
-    redeliver_t *prev = NULL, *r, *next;
-    int64_t now = ep_time_mono_ms();
-    size_t got = 0;
+    size_t got = ep_redeliver_take_due(&ctx->rd, ep_time_mono_ms(), out, max, next_due);
 
-    for (r = ctx->rd_head; r != NULL && got < max; r = next) {
-        next = r->next;
-        if (r->not_before > now) {
-            if (r->not_before < *next_due) {
-                *next_due = r->not_before;
-            }
-            prev = r;
-            continue;
-        }
-        if (prev) {
-            prev->next = next;
-        } else {
-            ctx->rd_head = next;
-        }
-        if (ctx->rd_tail == r) {
-            ctx->rd_tail = prev;
-        }
-        out[got++] = r->ev;
-        ep_free(r);
-    }
-    for (; r != NULL; r = r->next) {
-        if (r->not_before < *next_due) {
-            *next_due = r->not_before;
-        }
-    }
     if (got) {
         atomic_fetch_sub_explicit(&ctx->rd_n, got, memory_order_relaxed);
     }
@@ -691,7 +656,7 @@ static int write_batch(disk_ctx_t *ctx, size_t n)
             goto fail;
         }
     }
-    counter_add(&ctx->enqueued, n);
+    ep_counter_add(&ctx->enqueued, n);
     return 0;
 
 fail:
@@ -808,17 +773,6 @@ static int64_t writer_timeout(disk_ctx_t *ctx, int64_t now)
     return t < 1 ? 1 : t;
 }
 
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /*
  * The keeper thread: persists the committed position every CURSOR_INTERVAL_MS
  * and runs retention, off the writer's path so that the cursor's own syncs
@@ -832,7 +786,7 @@ static void *keeper_main(void *arg)
     while (!ctx->keep_stop) {
         struct timespec ts;
 
-        deadline_in(&ts, CURSOR_INTERVAL_MS);
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, CURSOR_INTERVAL_MS);
         pthread_cond_timedwait(&ctx->keep_cond, &ctx->keep_lock, &ts);
         if (ctx->keep_stop) {
             break;
@@ -861,7 +815,7 @@ static void *writer_main(void *arg)
         if (ctx->pending.len == 0 && !ctx->stopping) {
             struct timespec ts;
 
-            deadline_in(&ts, writer_timeout(ctx, now));
+            ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, writer_timeout(ctx, now));
             ctx->writer_waiting = 1;
             pthread_cond_timedwait(&ctx->pub_cond, &ctx->pub_lock, &ts);
             ctx->writer_waiting = 0;
@@ -1299,7 +1253,7 @@ static int disk_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed) + bytes >
             ctx->retention_bytes) {
         rc = EP_EFULL;
-        counter_add(&ctx->rejected_full, n);
+        ep_counter_add(&ctx->rejected_full, n);
     }
     if (rc != 0) {
         /* All or nothing: the batch leaves no trace. */
@@ -1345,7 +1299,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         int64_t next_due = INT64_MAX, wait;
         struct timespec ts;
 
-        if (ctx->rd_head) {
+        if (ctx->rd.head) {
             got = take_due(ctx, out, max, &next_due);
         }
         while (got < max) {
@@ -1358,7 +1312,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         if (got > 0 || rc < 0) {
             break;
         }
-        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd_head == NULL) {
+        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd.head == NULL) {
             rc = EP_ECLOSED;
             break;
         }
@@ -1374,13 +1328,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
             until = until < 1 ? 1 : until;
             wait = until < wait ? until : wait;
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait);
         pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
     }
     pthread_mutex_unlock(&ctx->read_lock);
@@ -1390,7 +1338,7 @@ static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     for (size_t i = 0; i < got; i++) {
         out[i]->attempts++;
     }
-    counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->dequeued, got);
     return (int)got;
 }
 
@@ -1413,7 +1361,7 @@ static int disk_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->acked, n);
     return 0;
 }
 
@@ -1426,23 +1374,11 @@ static int disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
         return 0;
     }
     pthread_mutex_lock(&ctx->read_lock);
-    for (size_t i = 0; i < n; i++) {
-        redeliver_t *r = ep_malloc(sizeof(*r));
-
-        r->next = NULL;
-        r->ev = evs[i];
-        r->not_before = nb;
-        if (ctx->rd_tail) {
-            ctx->rd_tail->next = r;
-        } else {
-            ctx->rd_head = r;
-        }
-        ctx->rd_tail = r;
-    }
+    ep_redeliver_add(&ctx->rd, evs, n, nb);
     atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
     pthread_cond_broadcast(&ctx->read_cond);
     pthread_mutex_unlock(&ctx->read_lock);
-    counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->nacked, n);
     return 0;
 }
 
@@ -1484,7 +1420,7 @@ static int disk_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
         ep_log_error("disk", "%s/dlq.log: cannot append: %s", ctx->dir, strerror(-rc));
         return EP_EIO;
     }
-    counter_add(&ctx->dlq_records, n);
+    ep_counter_add(&ctx->dlq_records, n);
     ep_log_warn("disk", "dead-lettered %zu events into %s/dlq.log: %s", n, ctx->dir,
                 reason ? reason : "");
     return disk_ack(ctx, evs, n);
@@ -1497,14 +1433,14 @@ static void disk_stats(void *vctx, ep_queue_stats_t *st)
     int64_t in_flight;
 
     memset(st, 0, sizeof(*st));
-    st->acked = counter_get(&ctx->acked);
-    st->nacked = counter_get(&ctx->nacked);
-    st->dequeued = counter_get(&ctx->dequeued);
-    st->enqueued = counter_get(&ctx->enqueued);
-    st->rejected_full = counter_get(&ctx->rejected_full);
-    rs = counter_get(&ctx->read_seq_pub);
-    ns = counter_get(&ctx->next_seq_pub);
-    st->size = (int64_t)(ns > rs ? ns - rs : 0) + (int64_t)counter_get(&ctx->rd_n);
+    st->acked = ep_counter_get(&ctx->acked);
+    st->nacked = ep_counter_get(&ctx->nacked);
+    st->dequeued = ep_counter_get(&ctx->dequeued);
+    st->enqueued = ep_counter_get(&ctx->enqueued);
+    st->rejected_full = ep_counter_get(&ctx->rejected_full);
+    rs = ep_counter_get(&ctx->read_seq_pub);
+    ns = ep_counter_get(&ctx->next_seq_pub);
+    st->size = (int64_t)(ns > rs ? ns - rs : 0) + (int64_t)ep_counter_get(&ctx->rd_n);
     st->capacity = -1;
     in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
     st->in_flight = in_flight > 0 ? in_flight : 0;
@@ -1513,7 +1449,7 @@ static void disk_stats(void *vctx, ep_queue_stats_t *st)
 static void disk_stats_json(void *vctx, ep_buf_t *out)
 {
     disk_ctx_t *ctx = vctx;
-    uint64_t records = 0, fsyncs = counter_get(&ctx->fsyncs);
+    uint64_t records = 0, fsyncs = ep_counter_get(&ctx->fsyncs);
     int64_t bytes = 0, oldest = 0;
     size_t segs;
 
@@ -1535,17 +1471,17 @@ static void disk_stats_json(void *vctx, ep_buf_t *out)
         ",\"max_unacked_bytes\":%" PRId64 ",\"committed_seq\":%" PRIu64 ",\"next_seq\":%" PRIu64
         ",\"dlq_records\":%" PRIu64 ",\"broken\":%s}",
         records, bytes, segs, oldest > 0 ? (double)oldest / 1000.0 : 0.0, fsyncs,
-        fsyncs ? (double)counter_get(&ctx->synced_events) / (double)fsyncs : 0.0,
+        fsyncs ? (double)ep_counter_get(&ctx->synced_events) / (double)fsyncs : 0.0,
         hist_percentile(ctx, 50), hist_percentile(ctx, 99),
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed), ctx->retention_bytes,
-        counter_get(&ctx->floor_pub), counter_get(&ctx->next_seq_pub),
-        counter_get(&ctx->dlq_records), atomic_load(&ctx->broken) ? "true" : "false");
+        ep_counter_get(&ctx->floor_pub), ep_counter_get(&ctx->next_seq_pub),
+        ep_counter_get(&ctx->dlq_records), atomic_load(&ctx->broken) ? "true" : "false");
 }
 
 static void disk_lag_json(void *vctx, ep_buf_t *out)
 {
     disk_ctx_t *ctx = vctx;
-    uint64_t ns = counter_get(&ctx->next_seq_pub), fl = counter_get(&ctx->floor_pub);
+    uint64_t ns = ep_counter_get(&ctx->next_seq_pub), fl = ep_counter_get(&ctx->floor_pub);
 
     ep_buf_printf(out, "{\"total\":%" PRIu64 ",\"committed_seq\":%" PRIu64 "}",
                   ns > fl ? ns - fl : 0, fl);
@@ -1597,12 +1533,7 @@ static int disk_flush(void *vctx, int timeout_ms)
             break;
         }
         left = left > 50 ? 50 : left;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += left * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, left);
         pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
     }
     pthread_mutex_unlock(&ctx->read_lock);
@@ -1622,8 +1553,6 @@ static void disk_close(void *vctx)
 static void disk_destroy(void *vctx)
 {
     disk_ctx_t *ctx = vctx;
-    redeliver_t *r, *next;
-
     if (ctx == NULL) {
         return;
     }
@@ -1643,11 +1572,7 @@ static void disk_destroy(void *vctx)
         pthread_mutex_unlock(&ctx->keep_lock);
         pthread_join(ctx->keeper, NULL);
     }
-    for (r = ctx->rd_head; r != NULL; r = next) {
-        next = r->next;
-        ep_event_destroy(r->ev);
-        ep_free(r);
-    }
+    ep_redeliver_drop(&ctx->rd, NULL, NULL);
     if (ctx->seg_fd >= 0) {
         close(ctx->seg_fd);
     }

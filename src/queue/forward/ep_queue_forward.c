@@ -3,6 +3,7 @@
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <pthread.h>
@@ -315,8 +316,8 @@ static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen
         snprintf(err, errlen, "PROCESSOR_URL must be set for the forward queue");
         return EP_ECONFIG;
     }
-    if (strncmp(cfg->processor_url, "http://", 7) != 0 &&
-        strncmp(cfg->processor_url, "https://", 8) != 0) {
+    if (strncmp(cfg->processor_url, EP_STRLIT("http://")) != 0 &&
+        strncmp(cfg->processor_url, EP_STRLIT("https://")) != 0) {
         snprintf(err, errlen, "PROCESSOR_URL must start with http:// or https:// (got '%s')",
                  cfg->processor_url);
         return EP_ECONFIG;
@@ -479,13 +480,7 @@ static int fwd_flush(void *ctx, int timeout_ms)
     struct timespec ts;
     int rc = 0;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    ep_time_deadline_ts(&ts, CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&f->mu);
     while ((f->pending > 0 || f->inflight > 0) && rc == 0) {
         if (pthread_cond_timedwait(&f->idle, &f->mu, &ts) != 0) {

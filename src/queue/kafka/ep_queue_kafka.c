@@ -37,6 +37,7 @@
  */
 #include "ep_queue_kafka_int.h"
 
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -91,16 +92,6 @@ typedef struct dr_wait_s {
     int err; /* first failure, EP_E* */
 } dr_wait_t;
 
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static uint64_t counter_get(_Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
 static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -144,9 +135,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     (void)rk;
     if (rc == 0) {
-        counter_add(&ctx->delivered, 1);
+        ep_counter_add(&ctx->delivered, 1);
     } else {
-        counter_add(&ctx->delivery_failed, 1);
+        ep_counter_add(&ctx->delivery_failed, 1);
     }
     if (kind == DR_PUBLISH) {
         dr_slot_t *slot = m->_private;
@@ -154,7 +145,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
         call->status[slot->idx] = rc;
         if (rc != 0 && rc != EP_EFULL) {
-            counter_add(&ctx->rejected_unavail, 1);
+            ep_counter_add(&ctx->rejected_unavail, 1);
         }
         if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
             publish_done(call);
@@ -370,8 +361,8 @@ static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
 /* Counts and reports records an offset reset skipped. */
 static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
 {
-    counter_add(&ctx->lost, (uint64_t)n);
-    counter_add(&ctx->lost_resets, 1);
+    ep_counter_add(&ctx->lost, (uint64_t)n);
+    ep_counter_add(&ctx->lost_resets, 1);
     set_last_error(ctx,
                    "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
                    n, ctx->topic, partition);
@@ -472,7 +463,7 @@ static void commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync)
         return;
     }
     err = rd_kafka_commit(cons, l, sync ? 0 : 1);
-    counter_add(&ctx->commits, 1);
+    ep_counter_add(&ctx->commits, 1);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
     }
@@ -539,7 +530,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         pthread_mutex_unlock(&ctx->state_lock);
         if (l && !rd_kafka_assignment_lost(rk)) {
             rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, l, 0);
-            counter_add(&ctx->commits, 1);
+            ep_counter_add(&ctx->commits, 1);
             if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
                 ep_log_warn(LOG, "commit on revocation failed: %s", rd_kafka_err2str(cerr));
             }
@@ -871,8 +862,7 @@ static void *monitor_main(void *arg)
         if (atomic_load(&ctx->cons)) {
             refresh_lag(ctx);
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += MONITOR_INTERVAL_MS / 1000;
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, MONITOR_INTERVAL_MS);
         pthread_mutex_lock(&ctx->mon_lock);
         if (!atomic_load(&ctx->stop)) {
             pthread_cond_timedwait(&ctx->mon_cond, &ctx->mon_lock, &ts);
@@ -967,7 +957,7 @@ static void take_poison(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
     kafka_part_t *p;
     int rc;
 
-    counter_add(&ctx->poison, 1);
+    ep_counter_add(&ctx->poison, 1);
     rc = dlq_raw(ctx, m);
     if (rc != 0) {
         /* Left un-acked: the commit point stays before it, a restart retries. */
@@ -1047,7 +1037,7 @@ static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
     for (size_t i = 0; i < n; i++) {
         out[i]->attempts++;
     }
-    counter_add(&ctx->dequeued, n);
+    ep_counter_add(&ctx->dequeued, n);
     return (int)n;
 }
 
@@ -1181,8 +1171,8 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
          * Every broker is known to be down (what ready() reports): producing
          * would only wait for message.timeout.ms to fail the same way.
          */
-        counter_add(&ctx->rejected_down, n);
-        counter_add(&ctx->rejected_unavail, n);
+        ep_counter_add(&ctx->rejected_down, n);
+        ep_counter_add(&ctx->rejected_unavail, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1216,7 +1206,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
     if (produced == 0) {
         /* Nothing queued: the caller keeps the events and no callback runs. */
         ep_free(call);
-        counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n);
+        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n);
         return rc;
     }
     if (produced < n) {
@@ -1224,10 +1214,10 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         for (size_t i = produced; i < n; i++) {
             call->status[i] = rc;
         }
-        counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n - produced);
+        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n - produced);
         atomic_fetch_sub_explicit(&call->pending, n - produced, memory_order_acq_rel);
     }
-    counter_add(&ctx->enqueued, produced);
+    ep_counter_add(&ctx->enqueued, produced);
     /* The records hold copies: the events are done with. */
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
@@ -1332,7 +1322,7 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->acked, n);
     return 0;
 }
 
@@ -1345,7 +1335,7 @@ static int kafka_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     ep_redeliver_add(&ctx->retry, evs, n, not_before);
     atomic_fetch_add(&ctx->retry_n, n);
     pthread_mutex_unlock(&ctx->state_lock);
-    counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->nacked, n);
     return 0;
 }
 
@@ -1390,7 +1380,7 @@ static int kafka_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char 
                     ep_strerror(rc));
         return rc;
     }
-    counter_add(&ctx->dead_lettered, n);
+    ep_counter_add(&ctx->dead_lettered, n);
     return kafka_ack(ctx, evs, n);
 }
 
@@ -1400,13 +1390,13 @@ static void kafka_stats(void *vctx, ep_queue_stats_t *st)
     int64_t in_flight;
 
     memset(st, 0, sizeof(*st));
-    st->acked = counter_get(&ctx->acked);
-    st->nacked = counter_get(&ctx->nacked);
-    st->dequeued = counter_get(&ctx->dequeued);
-    st->enqueued = counter_get(&ctx->enqueued);
-    st->rejected_full = counter_get(&ctx->rejected_full);
-    st->rejected_unavailable = counter_get(&ctx->rejected_unavail);
-    st->lost = counter_get(&ctx->lost);
+    st->acked = ep_counter_get(&ctx->acked);
+    st->nacked = ep_counter_get(&ctx->nacked);
+    st->dequeued = ep_counter_get(&ctx->dequeued);
+    st->enqueued = ep_counter_get(&ctx->enqueued);
+    st->rejected_full = ep_counter_get(&ctx->rejected_full);
+    st->rejected_unavailable = ep_counter_get(&ctx->rejected_unavail);
+    st->lost = ep_counter_get(&ctx->lost);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
     st->capacity = -1;
@@ -1436,10 +1426,10 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   ",\"outq\":%d}",
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
-                  counter_get(&ctx->delivered), counter_get(&ctx->delivery_failed),
-                  counter_get(&ctx->rejected_down), counter_get(&ctx->lost),
-                  counter_get(&ctx->lost_resets), counter_get(&ctx->poison),
-                  counter_get(&ctx->dead_lettered), counter_get(&ctx->commits),
+                  ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
+                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->lost),
+                  ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),
+                  ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->commits),
                   rd_kafka_outq_len(ctx->prod));
 }
 

@@ -31,6 +31,7 @@
 
 #include "ep_error.h"
 #include "ep_mem.h"
+#include "ep_str.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -102,7 +103,7 @@ int ep__kafka_props_from_env(kafka_prop_t **props, size_t *n, char *err, size_t 
         size_t len;
         char *name;
 
-        if (strncmp(*e, "KAFKA_", 6) != 0 || eq == NULL) {
+        if (strncmp(*e, EP_STRLIT("KAFKA_")) != 0 || eq == NULL) {
             continue;
         }
         len = (size_t)(eq - *e);

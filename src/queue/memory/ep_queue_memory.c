@@ -8,10 +8,11 @@
  * redelivery list that consume looks at first. That list is the rare path: it
  * exists so a nack never loses an event, even with the ring full or closed,
  * and so a delay can be honoured (an event on it is not handed out before its
- * not-before time, kept in ev->qseq as monotonic milliseconds).
+ * not-before time, which ep_redeliver keeps in ev->due_ms, monotonic ms).
  *
  * Counters are relaxed atomics bumped once per batch, never per event.
  */
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_mem.h"
@@ -47,7 +48,7 @@ static const int zero_status[ZERO_STATUS_N];
 typedef struct mem_ctx_s {
     ep_mpmc_t *ring;
     int64_t capacity;
-    /* Redelivery list (nack), FIFO through ev->next; ev->qseq = not-before, monotonic ms. */
+    /* Redelivery list (nack), FIFO through ev->next; ev->due_ms = not-before, monotonic ms. */
     pthread_mutex_t lock;
     ep_redeliver_t redeliver;   /* nacked events waiting for their time, under lock */
     _Atomic size_t redeliver_n; /* lets consume skip the lock when the list is empty */
@@ -60,16 +61,6 @@ typedef struct mem_ctx_s {
     _Atomic uint64_t nacked;
     char pad2[CACHE_LINE];
 } mem_ctx_t;
-
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static uint64_t counter_get(_Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
 
 /* Takes due redeliveries (see ep_redeliver_take_due). Returns how many. */
 static size_t take_due(mem_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
@@ -100,7 +91,7 @@ static int handed_out(mem_ctx_t *ctx, ep_event_t **out, size_t n)
     for (size_t i = 0; i < n; i++) {
         out[i]->attempts++;
     }
-    counter_add(&ctx->dequeued, n);
+    ep_counter_add(&ctx->dequeued, n);
     return (int)n;
 }
 
@@ -160,7 +151,7 @@ static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb,
     if (rc != 0) {
         if (rc == EP_EFULL) {
             /* Counted in events, like enqueued. */
-            counter_add(&ctx->rejected_full, n);
+            ep_counter_add(&ctx->rejected_full, n);
         }
         return rc;
     }
@@ -168,7 +159,7 @@ static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb,
     for (size_t i = 0; i < n; i++) {
         evs[i] = NULL;
     }
-    counter_add(&ctx->enqueued, n);
+    ep_counter_add(&ctx->enqueued, n);
     if (cb) {
         if (n > ZERO_STATUS_N) {
             status = ep_calloc(n, sizeof(int));
@@ -253,7 +244,7 @@ static int mem_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->acked, n);
     return 0;
 }
 
@@ -264,7 +255,7 @@ static int mem_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     if (n == 0) {
         return 0;
     }
-    counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->nacked, n);
     /* Due now and room in the ring: the normal path, which also wakes consumers. */
     if (delay_ms <= 0 && ep_mpmc_push_batch(ctx->ring, (void *const *)evs, n) == 0) {
         return 0;
@@ -287,11 +278,11 @@ static void mem_stats(void *vctx, ep_queue_stats_t *st)
 
     memset(st, 0, sizeof(*st));
     /* Read the later-stage counters first so in_flight errs on the high side, not negative. */
-    st->acked = counter_get(&ctx->acked);
-    st->nacked = counter_get(&ctx->nacked);
-    st->dequeued = counter_get(&ctx->dequeued);
-    st->enqueued = counter_get(&ctx->enqueued);
-    st->rejected_full = counter_get(&ctx->rejected_full);
+    st->acked = ep_counter_get(&ctx->acked);
+    st->nacked = ep_counter_get(&ctx->nacked);
+    st->dequeued = ep_counter_get(&ctx->dequeued);
+    st->enqueued = ep_counter_get(&ctx->enqueued);
+    st->rejected_full = ep_counter_get(&ctx->rejected_full);
     st->size = (int64_t)ep_mpmc_size(ctx->ring) +
                (int64_t)atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed);
     st->capacity = ctx->capacity;

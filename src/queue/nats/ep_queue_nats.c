@@ -19,6 +19,7 @@
  *
  * Connection, stream policy and the keeper thread: ep_queue_nats_config.c.
  */
+#include "ep_counter.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_log.h"
@@ -43,16 +44,6 @@
 #define CRASH_MARGIN    3 /* deliveries past max_attempts before consume dead-letters */
 
 static const int empty_status[1];
-
-static void counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static uint64_t counter_get(_Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
 
 /* 1 when s can go into a NATS header value as is (no control characters). */
 static int header_safe(const char *s, size_t len)
@@ -120,9 +111,9 @@ static void batch_finish(ep_nats_ctx_t *ctx, ep_nats_batch_t *b)
         ok += b->status[i] == 0;
         full += b->status[i] == EP_EFULL;
     }
-    counter_add(&ctx->enqueued, ok);
-    counter_add(&ctx->rejected_full, full);
-    counter_add(&ctx->publish_failed, b->n - ok - full);
+    ep_counter_add(&ctx->enqueued, ok);
+    ep_counter_add(&ctx->rejected_full, full);
+    ep_counter_add(&ctx->publish_failed, b->n - ok - full);
     if (b->cb) {
         b->cb(b->arg, b->n, b->status);
     }
@@ -250,7 +241,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
         ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
-        counter_add(&ctx->publish_refused, n);
+        ep_counter_add(&ctx->publish_refused, n);
         return EP_EUNAVAIL;
     }
     b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
@@ -317,7 +308,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
                                 natsStatus_GetText(s));
             ep_free(b);
             rc = publish_error(s);
-            counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
+            ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
             return rc;
         }
         {
@@ -388,7 +379,7 @@ static void poison_out(ep_nats_ctx_t *ctx, natsMsg *msg, const char *reason, uin
     natsMsg *m = NULL;
     char msg_id[160];
 
-    counter_add(&ctx->poison, 1);
+    ep_counter_add(&ctx->poison, 1);
     if (natsMsg_Create(&m, ctx->cfg.nats_dlq_subject, NULL, natsMsg_GetData(msg),
                        natsMsg_GetDataLength(msg)) == NATS_OK) {
         dlq_headers(m, msg, reason, attempts, msg_id, sizeof(msg_id));
@@ -469,13 +460,7 @@ static int fetch_lock(ep_nats_ctx_t *ctx, int64_t deadline)
     if (wait <= 0) {
         return 0;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    ep_time_deadline_ts(&ts, CLOCK_REALTIME, wait);
     return pthread_mutex_timedlock(&ctx->fetch_lock, &ts) == 0;
 }
 
@@ -555,7 +540,7 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     }
     got = take_msgs(ctx, &list, out, 0);
     natsMsgList_Destroy(&list);
-    counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->dequeued, got);
     return (int)got;
 }
 
@@ -586,9 +571,9 @@ static int nats_ack(void *vctx, ep_event_t **evs, size_t n)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->acked, n);
     if (failed) {
-        counter_add(&ctx->ack_failed, failed);
+        ep_counter_add(&ctx->ack_failed, failed);
         ep__nats_note_error(
             ctx, "NATS ack of %" PRIu64 " messages failed; they will be redelivered", failed);
         return EP_EUNAVAIL;
@@ -611,7 +596,7 @@ static int nats_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->nacked, n);
     return 0;
 }
 
@@ -643,10 +628,10 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
         }
         if (rc == 0) {
             natsMsg_Ack(orig, NULL);
-            counter_add(&ctx->dead_lettered, 1);
+            ep_counter_add(&ctx->dead_lettered, 1);
         } else {
             natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
-            counter_add(&ctx->nacked, 1);
+            ep_counter_add(&ctx->nacked, 1);
         }
         natsMsg_Destroy(orig);
         ep_event_destroy(ev);
@@ -663,14 +648,14 @@ static void nats_stats(void *vctx, ep_queue_stats_t *st)
     uint64_t done;
 
     memset(st, 0, sizeof(*st));
-    done = counter_get(&ctx->acked) + counter_get(&ctx->dead_lettered);
+    done = ep_counter_get(&ctx->acked) + ep_counter_get(&ctx->dead_lettered);
     st->acked = done;
-    st->nacked = counter_get(&ctx->nacked);
-    st->dequeued = counter_get(&ctx->dequeued);
-    st->enqueued = counter_get(&ctx->enqueued);
-    st->rejected_full = counter_get(&ctx->rejected_full);
+    st->nacked = ep_counter_get(&ctx->nacked);
+    st->dequeued = ep_counter_get(&ctx->dequeued);
+    st->enqueued = ep_counter_get(&ctx->enqueued);
+    st->rejected_full = ep_counter_get(&ctx->rejected_full);
     st->rejected_unavailable =
-        counter_get(&ctx->publish_failed) + counter_get(&ctx->publish_refused);
+        ep_counter_get(&ctx->publish_failed) + ep_counter_get(&ctx->publish_refused);
     /* While disconnected the last figure is stale: unknown. */
     st->size = ep__nats_connected(ctx)
                    ? atomic_load_explicit(&ctx->num_pending, memory_order_relaxed)
@@ -715,8 +700,8 @@ static void nats_stats_json(void *vctx, ep_buf_t *out)
                   ",\"publish_failed\":%" PRIu64 ",\"ack_failed\":%" PRIu64 "}",
                   atomic_load(&ctx->stream_msgs), atomic_load(&ctx->num_pending),
                   atomic_load(&ctx->num_ack_pending), atomic_load(&ctx->num_redelivered),
-                  counter_get(&ctx->dead_lettered), counter_get(&ctx->poison),
-                  counter_get(&ctx->publish_failed), counter_get(&ctx->ack_failed));
+                  ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->poison),
+                  ep_counter_get(&ctx->publish_failed), ep_counter_get(&ctx->ack_failed));
 }
 
 static void nats_lag_json(void *vctx, ep_buf_t *out)

@@ -23,6 +23,7 @@
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_queue_nats_int.h"
+#include "ep_str.h"
 #include "ep_time.h"
 
 #include <ctype.h>
@@ -118,8 +119,8 @@ static int url_valid(const char *url, char *why, size_t len)
         host = strstr(p, "://");
         if (host != NULL && host < end) {
             size_t slen = (size_t)(host - p);
-            if (!((slen == 4 && strncasecmp(p, "nats", 4) == 0) ||
-                  (slen == 3 && strncasecmp(p, "tls", 3) == 0))) {
+            if (!((slen == EP_STRLEN("nats") && strncasecmp(p, EP_STRLIT("nats")) == 0) ||
+                  (slen == EP_STRLEN("tls") && strncasecmp(p, EP_STRLIT("tls")) == 0))) {
                 snprintf(why, len, "unsupported scheme '%.*s' (use nats:// or tls://)", (int)slen,
                          p);
                 return 0;
@@ -211,7 +212,7 @@ static natsStatus set_servers(natsOptions *opts, const char *list)
             e--;
         }
         if (b < e) {
-            int scheme = memmem(b, (size_t)(e - b), "://", 3) != NULL;
+            int scheme = memmem(b, (size_t)(e - b), EP_STRLIT("://")) != NULL;
             size_t len = (size_t)(e - b) + (scheme ? 0 : 7) + 1;
 
             if (n == EP_NATS_MAX_SERVERS) {
@@ -492,13 +493,7 @@ static void *keeper_main(void *arg)
             }
         }
         wait_ms = atomic_load(&ctx->stream_ok) ? EP_NATS_INFO_PERIOD_MS : KEEPER_FAST_MS;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait_ms);
         pthread_mutex_lock(&ctx->lock);
         while (!atomic_load(&ctx->wake) && !atomic_load(&ctx->stopping)) {
             if (pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts) != 0) {
@@ -659,8 +654,7 @@ static void wait_conn_closed(ep_nats_ctx_t *ctx)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += 10;
+    ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, 10000);
     pthread_mutex_lock(&ctx->lock);
     while (!ctx->conn_closed) {
         if (pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts) != 0) {
