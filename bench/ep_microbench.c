@@ -20,6 +20,7 @@
 #include "analytics/ep_analytics.h"
 #include "ep_buf.h"
 #include "ep_event.h"
+#include "ep_event_json_ref.h" /* tests/support */
 #include "ep_mem.h"
 #include "ep_mpmc.h"
 #include "ep_queue.h"

@@ -194,15 +194,4 @@ int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, siz
  */
 int ep__event_utf8_valid(const char *s, size_t n);
 
-/*
- * Internal, for the differential tests: ep_event_parser_parse driven by yajl
- * instead of the tokenizer, with the same handlers. Strictness differs only
- * where yajl is lax: it takes \v and \f as whitespace, turns a high surrogate
- * escape without a low one into '?' and checks UTF-8 only in strings it hands
- * over (so in a document already invalid it may report EP_EVALIDATE where the
- * tokenizer reports EP_EPARSE). Messages of syntax errors differ.
- */
-int ep__event_parser_parse_ref(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
-                               ep_parse_err_t *err);
-
 #endif /* EP_EVENT_H */

@@ -1,18 +1,18 @@
 /*
- * JSON -> event. A tokenizer of our own (RFC 8259, strict) walks the input once
- * and calls the same handlers a SAX parser would (on_open, on_key, on_value,
- * on_close), which fill a per-parser draft; the only heap allocation per
- * successful parse is the event block itself:
+ * JSON -> event. The tokenizer (ep_json_lex.h: RFC 8259, strict) walks the
+ * input once and calls the same handlers a SAX parser would (on_open, on_key,
+ * on_value, on_close; run_lexer passes them), which fill a per-parser draft;
+ * the only heap allocation per successful parse is the event block itself:
  *   - strings without escapes are handed over as slices of the input; escaped
  *     ones are decoded into a reusable buffer;
  *   - string values are copied into one reusable buffer and referred to by
  *     offset until the event is built.
  * The tokenizer checks UTF-8 as it scans (an invalid byte or an unpaired \u
- * surrogate is a syntax error with its byte offset). yajl drives the same
- * handlers in ep__event_parser_parse_ref, the reference the differential tests
- * and the fuzz target compare against (it was the parser until the tokenizer
- * replaced it for speed: yajl's handle, lexer and per-parse set-up cost more
- * than the rest of the parse for a typical event).
+ * surrogate is a syntax error with its byte offset). The handlers are also
+ * open to another driver (ep_event_json_int.h): the yajl-driven reference the
+ * differential tests and the fuzz target compare against lives under tests/
+ * (tests/support/ep_event_json_ref.c; yajl was the parser until the tokenizer
+ * replaced it for speed), so the product does not link yajl for this.
  *
  * Decisions the contract in ep_event.h leaves open:
  *   - null as a value means "absent": a null known field is ignored (so a null
@@ -33,14 +33,10 @@
  */
 #include "ep_error.h"
 #include "ep_event.h"
+#include "ep_event_json_int.h"
+#include "ep_json_lex.h"
 #include "ep_mem.h"
 #include "ep_time.h"
-
-#include <yajl/yajl_parse.h>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -49,168 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ arena */
-
-/*
- * yajl allocates a handle, a lexer, a decode buffer and two stacks per parse.
- * They come from this arena: one block reused across parses, with overflow
- * blocks from the heap that are freed at the next reset (and make the block
- * grow, up to ARENA_KEEP_MAX, so the steady state allocates nothing).
- */
-#define ARENA_MIN      (16 * 1024)
-#define ARENA_KEEP_MAX (1024 * 1024)
-
-typedef union ahdr_u {
-    size_t size;
-    max_align_t align_;
-} ahdr_t;
-
-typedef struct arena_s {
-    char *base;
-    size_t cap;
-    size_t used;
-    void **big; /* overflow blocks, freed at reset */
-    size_t n_big;
-    size_t cap_big;
-    size_t big_bytes;
-} arena_t;
-
-static size_t arena_round(size_t n)
-{
-    return (n + sizeof(ahdr_t) - 1) / sizeof(ahdr_t) * sizeof(ahdr_t);
-}
-
-static void arena_reset(arena_t *a)
-{
-    size_t want = a->cap;
-
-    for (size_t i = 0; i < a->n_big; i++) {
-        ep_free(a->big[i]);
-    }
-    if (a->big_bytes) {
-        want = a->cap + a->big_bytes;
-        want = want > ARENA_KEEP_MAX ? ARENA_KEEP_MAX : want;
-    }
-    if (want < ARENA_MIN) {
-        want = ARENA_MIN;
-    }
-    if (want != a->cap) {
-        ep_free(a->base);
-        a->base = ep_malloc(want);
-        a->cap = want;
-    }
-    a->n_big = 0;
-    a->big_bytes = 0;
-    a->used = 0;
-}
-
-static void arena_close(arena_t *a)
-{
-    for (size_t i = 0; i < a->n_big; i++) {
-        ep_free(a->big[i]);
-    }
-    ep_free(a->big);
-    ep_free(a->base);
-    memset(a, 0, sizeof(*a));
-}
-
-static bool arena_owns(const arena_t *a, const void *p)
-{
-    uintptr_t u = (uintptr_t)p, b = (uintptr_t)a->base;
-
-    return u >= b && u < b + a->cap;
-}
-
-static void *arena_alloc(void *ctx, size_t n)
-{
-    arena_t *a = ctx;
-    size_t need = sizeof(ahdr_t) + arena_round(n);
-    ahdr_t *h;
-
-    if (need <= a->cap - a->used) {
-        h = (ahdr_t *)(a->base + a->used);
-        a->used += need;
-    } else {
-        if (a->n_big == a->cap_big) {
-            a->cap_big = a->cap_big ? a->cap_big * 2 : 16;
-            a->big = ep_realloc(a->big, a->cap_big * sizeof(*a->big));
-        }
-        h = ep_malloc(need);
-        a->big[a->n_big++] = h;
-        a->big_bytes += need;
-    }
-    h->size = n;
-    return h + 1;
-}
-
-static void arena_free(void *ctx, void *p)
-{
-    arena_t *a = ctx;
-    ahdr_t *h;
-
-    if (p == NULL || !arena_owns(a, p)) {
-        return; /* heap overflow blocks live until the next reset */
-    }
-    h = (ahdr_t *)p - 1;
-    if ((char *)p + arena_round(h->size) == a->base + a->used) {
-        a->used = (size_t)((char *)h - a->base);
-    }
-}
-
-static void *arena_realloc(void *ctx, void *p, size_t n)
-{
-    arena_t *a = ctx;
-    ahdr_t *h;
-    void *q;
-
-    if (p == NULL) {
-        return arena_alloc(ctx, n);
-    }
-    h = (ahdr_t *)p - 1;
-    /* The last block of the arena grows in place when there is room. */
-    if (arena_owns(a, p) && (char *)p + arena_round(h->size) == a->base + a->used &&
-        arena_round(n) <= a->cap - (size_t)((char *)p - a->base)) {
-        a->used = (size_t)((char *)p - a->base) + arena_round(n);
-        h->size = n;
-        return p;
-    }
-    q = arena_alloc(ctx, n);
-    memcpy(q, p, h->size < n ? h->size : n);
-    arena_free(ctx, p);
-    return q;
-}
-
 /* ------------------------------------------------------------------ UTF-8 */
-
-/* Length of the well-formed UTF-8 sequence (2-4 bytes) starting at q, or 0. */
-static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    unsigned c = q[0], lo = 0x80, hi = 0xBF;
-    size_t k;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        k = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        k = 2;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
-        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 3;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - q) <= k || q[1] < lo || q[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i <= k; i++) {
-        if ((q[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-    }
-    return k + 1;
-}
 
 /*
  * Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
@@ -239,7 +74,7 @@ int ep__event_utf8_valid(const char *s, size_t n)
             p++;
             continue;
         }
-        k = utf8_seq(p, end);
+        k = ep_json_utf8_seq(p, end);
         if (k == 0) {
             return 0;
         }
@@ -283,7 +118,6 @@ typedef struct draft_kv_s {
 
 struct ep_event_parser_s {
     ep_event_limits_t lim;
-    arena_t arena;   /* yajl's memory, reference driver only */
     ep_buf_t strs;   /* every copied string, each NUL-terminated */
     ep_buf_t esc;    /* the decoded form of the string being handled, when it has escapes */
     uint8_t *stk;    /* tokenizer: open containers, 1 = object; lim.max_depth + 1 entries */
@@ -340,8 +174,8 @@ static size_t copy_trunc(char *dst, size_t cap, const char *s, size_t n)
 
 /*
  * Records an error unless a stronger one is already there. prefix + "." + key
- * (or only one of them) becomes the field path. Returns the value for a yajl
- * callback: 0 (stop) for parse errors, 1 (go on, in skip mode) for validation.
+ * (or only one of them) becomes the field path. Returns the value for a
+ * handler: 0 (stop) for parse errors, 1 (go on, in skip mode) for validation.
  */
 static int fail(ep_event_parser_t *p, int code, const char *prefix, const char *key, size_t klen,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -719,27 +553,7 @@ static int on_value(ep_event_parser_t *p, vkind_t k, const char *s, size_t n)
     }
 }
 
-/* ------------------------------------------------------------------ yajl callbacks */
-
-static int on_null(void *ctx)
-{
-    return on_value(ctx, V_NULL, "", 0);
-}
-
-static int on_bool(void *ctx, int b)
-{
-    return b ? on_value(ctx, V_BOOL, "true", 4) : on_value(ctx, V_BOOL, "false", 5);
-}
-
-static int on_number(void *ctx, const char *s, size_t n)
-{
-    return on_value(ctx, V_NUMBER, s, n);
-}
-
-static int on_string(void *ctx, const unsigned char *s, size_t n)
-{
-    return on_value(ctx, V_STRING, (const char *)s, n);
-}
+/* ------------------------------------------------------------------ handlers */
 
 static int on_open(ep_event_parser_t *p, bool is_map)
 {
@@ -780,16 +594,6 @@ static int on_open(ep_event_parser_t *p, bool is_map)
         return fail_here(p, EP_EVALIDATE, "must be a string, not %s", what);
     }
     return fail_here(p, EP_EVALIDATE, "must be a string, number or boolean, not %s", what);
-}
-
-static int on_start_map(void *ctx)
-{
-    return on_open(ctx, true);
-}
-
-static int on_start_array(void *ctx)
-{
-    return on_open(ctx, false);
 }
 
 static int on_close(void *ctx)
@@ -881,458 +685,117 @@ static int on_key(void *ctx, const unsigned char *s, size_t n)
     return 1;
 }
 
-static const yajl_callbacks callbacks = {
-    .yajl_null = on_null,
-    .yajl_boolean = on_bool,
-    .yajl_number = on_number,
-    .yajl_string = on_string,
-    .yajl_start_map = on_start_map,
-    .yajl_map_key = on_key,
-    .yajl_end_map = on_close,
-    .yajl_start_array = on_start_array,
-    .yajl_end_array = on_close,
-};
+/* ------------------------------------------------------------------ tokenizer driver */
 
-/* ------------------------------------------------------------------ tokenizer */
+/* Records the tokenizer's syntax error; it replaces any validation error. */
+static void syntax_error(ep_event_parser_t *p, size_t off, const char *why, int why_len)
+{
+    p->code = 0;
+    fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: %.*s", off, why_len, why);
+}
+
+/* The handlers as the tokenizer calls them; inlined into its walk. */
+static inline int lex_open(void *ctx, bool is_object)
+{
+    return on_open(ctx, is_object);
+}
+
+static inline int lex_close(void *ctx)
+{
+    return on_close(ctx);
+}
+
+static inline int lex_key(void *ctx, const char *s, size_t n, bool nul)
+{
+    ep_event_parser_t *p = ctx;
+
+    p->str_nul = nul;
+    return on_key(p, (const unsigned char *)s, n);
+}
+
+static inline int lex_value(void *ctx, ep_json_kind_t kind, const char *s, size_t n, bool nul)
+{
+    ep_event_parser_t *p = ctx;
+
+    switch (kind) {
+    case EP_JSON_STRING:
+        p->str_nul = nul;
+        return on_value(p, V_STRING, s, n);
+    case EP_JSON_NUMBER:
+        return on_value(p, V_NUMBER, s, n);
+    case EP_JSON_NULL:
+        return on_value(p, V_NULL, s, n);
+    default:
+        return on_value(p, V_BOOL, s, n);
+    }
+}
+
+static const ep_json_handlers_t lex_handlers = {lex_open, lex_close, lex_key, lex_value};
 
 /*
- * RFC 8259 without extensions: no comments, no trailing commas, whitespace is
- * space, tab, CR and LF only, strings are UTF-8 without raw control
- * characters, \u escapes must pair surrogates. A value's handler runs as soon as
- * the value is complete; a handler returning 0 stops the walk (its error is
- * already recorded). A syntax error replaces any validation error.
+ * Walks the whole input with the tokenizer (ep_json_lex.h), which calls the
+ * handlers; errors land in p->code and *p->err.
  */
-
-typedef struct lex_s {
-    const unsigned char *start, *p, *end;
-} lex_t;
-
-/* Records a syntax error at byte offset at; returns 0 so callers can `return syntax(...)`. */
-static int syntax(ep_event_parser_t *p, const lex_t *lx, const unsigned char *at, const char *why)
-{
-    size_t off = (size_t)(at - lx->start);
-
-    p->code = 0; /* a syntax error replaces any validation error */
-    if (at >= lx->end) {
-        fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: premature end of input",
-             off);
-    } else {
-        fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: %s", off, why);
-    }
-    return 0;
-}
-
-static const unsigned char *skip_ws(const unsigned char *q, const unsigned char *end)
-{
-    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
-        q++;
-    }
-    return q;
-}
-
-static int hex4(const unsigned char *q, const unsigned char *end, unsigned *out)
-{
-    unsigned v = 0;
-
-    if (end - q < 4) {
-        return -1;
-    }
-    for (int i = 0; i < 4; i++) {
-        unsigned c = q[i];
-        if (c >= '0' && c <= '9') {
-            c -= '0';
-        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-            c = (c | 0x20) - 'a' + 10;
-        } else {
-            return -1;
-        }
-        v = v << 4 | c;
-    }
-    *out = v;
-    return 0;
-}
-
-static void put_utf8(ep_buf_t *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | cp >> 18);
-        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    ep_buf_append(b, u, n);
-}
-
-/*
- * Offset of the first byte in q[0..16) that a string scan must look at ('"',
- * '\\', below 0x20, 0x80 and above), or 16 when there is none. Needs 16
- * readable bytes.
- */
-static inline unsigned str_special16(const unsigned char *q)
-{
-#if defined(__SSE2__)
-    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
-    /* Signed compare: bytes from 0x80 are negative, so "< 0x20" catches them too. */
-    __m128i m = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
-        _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
-    unsigned bits = (unsigned)_mm_movemask_epi8(m);
-
-    return bits ? (unsigned)__builtin_ctz(bits) : 16u;
-#else
-    for (unsigned i = 0; i < 16; i++) {
-        if (q[i] == '"' || q[i] == '\\' || q[i] < 0x20 || q[i] >= 0x80) {
-            return i;
-        }
-    }
-    return 16u;
-#endif
-}
-
-/*
- * Length of the character at q inside a string, which is neither '"' nor '\\':
- * 1 for printable ASCII, 2-4 for a UTF-8 sequence; 0 after recording a syntax
- * error (a raw control character or invalid UTF-8).
- */
-static size_t plain_char(ep_event_parser_t *p, const lex_t *lx, const unsigned char *q)
-{
-    size_t k;
-
-    if (*q < 0x20) {
-        syntax(p, lx, q, "control character inside a string (escape it)");
-        return 0;
-    }
-    if (*q < 0x80) {
-        return 1;
-    }
-    k = utf8_seq(q, lx->end);
-    if (k == 0) {
-        syntax(p, lx, q, "invalid UTF-8 in string");
-    }
-    return k;
-}
-
-/*
- * Scans the string whose opening quote is at lx->p. On success returns 1 with
- * *s, *n the decoded text (a slice of the input when there are no escapes, else
- * p->esc) and lx->p after the closing quote; on a syntax error returns 0.
- */
-static int lex_string(ep_event_parser_t *p, lex_t *lx, const char **s, size_t *n)
-{
-    const unsigned char *q = lx->p + 1, *end = lx->end, *from = q;
-    size_t k;
-
-    p->str_nul = false;
-    for (;;) {
-        /* Sixteen plain ASCII bytes at a time, straight to the first other one. */
-        while (end - q >= 16) {
-            unsigned skip = str_special16(q);
-            q += skip;
-            if (skip < 16) {
-                break;
-            }
-        }
-        if (q >= end) {
-            return syntax(p, lx, end, "");
-        }
-        if (*q == '"') {
-            *s = (const char *)from;
-            *n = (size_t)(q - from);
-            lx->p = q + 1;
-            return 1;
-        }
-        if (*q == '\\') {
-            break;
-        }
-        k = plain_char(p, lx, q);
-        if (k == 0) {
-            return 0;
-        }
-        q += k;
-    }
-
-    /* Escapes: decode into p->esc. */
-    ep_buf_reset(&p->esc);
-    ep_buf_append(&p->esc, from, (size_t)(q - from));
-    while (q < end && *q != '"') {
-        unsigned cp, lo;
-        const unsigned char *at = q;
-
-        if (*q != '\\') {
-            k = plain_char(p, lx, q);
-            if (k == 0) {
-                return 0;
-            }
-            ep_buf_append(&p->esc, q, k);
-            q += k;
-            continue;
-        }
-        if (++q >= end) {
-            break;
-        }
-        {
-            /* The one-character escapes, and what each stands for. */
-            static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
-            const char *e = *q != '\0' ? strchr(esc_in, *q) : NULL;
-            if (e != NULL) {
-                ep_buf_putc(&p->esc, esc_out[e - esc_in]);
-                q++;
-                continue;
-            }
-        }
-        if (*q++ != 'u') {
-            return syntax(p, lx, at, "invalid escape in string");
-        }
-        if (hex4(q, end, &cp) != 0) {
-            return syntax(p, lx, at, "invalid \\u escape (four hex digits expected)");
-        }
-        q += 4;
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || hex4(q + 2, end, &lo) != 0 ||
-                lo < 0xDC00 || lo > 0xDFFF) {
-                return syntax(p, lx, at, "unpaired UTF-16 surrogate in \\u escape (not UTF-8)");
-            }
-            q += 6;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        put_utf8(&p->esc, cp);
-        p->str_nul |= cp == 0;
-    }
-    if (q >= end) {
-        return syntax(p, lx, end, "");
-    }
-    *s = p->esc.data;
-    *n = p->esc.len;
-    lx->p = q + 1;
-    return 1;
-}
-
-/* Scans a number at lx->p (the grammar of RFC 8259); 0 on a syntax error. */
-static int lex_number(ep_event_parser_t *p, lex_t *lx)
-{
-    const unsigned char *q = lx->p, *end = lx->end;
-
-#define DIGIT(c) ((unsigned)((c) - '0') < 10u)
-    if (*q == '-') {
-        q++;
-    }
-    if (q < end && *q == '0') {
-        q++;
-    } else if (q < end && DIGIT(*q)) {
-        while (q < end && DIGIT(*q)) {
-            q++;
-        }
-    } else {
-        return syntax(p, lx, q, "invalid number (a digit expected)");
-    }
-    if (q < end && *q == '.') {
-        q++;
-        if (q >= end || !DIGIT(*q)) {
-            return syntax(p, lx, q, "invalid number (a digit expected after '.')");
-        }
-        while (q < end && DIGIT(*q)) {
-            q++;
-        }
-    }
-    if (q < end && (*q == 'e' || *q == 'E')) {
-        q++;
-        if (q < end && (*q == '+' || *q == '-')) {
-            q++;
-        }
-        if (q >= end || !DIGIT(*q)) {
-            return syntax(p, lx, q, "invalid number (a digit expected in the exponent)");
-        }
-        while (q < end && DIGIT(*q)) {
-            q++;
-        }
-    }
-#undef DIGIT
-    {
-        const unsigned char *s = lx->p;
-        lx->p = q;
-        return on_value(p, V_NUMBER, (const char *)s, (size_t)(q - s));
-    }
-}
-
-static int lex_literal(ep_event_parser_t *p, lex_t *lx)
-{
-    static const struct {
-        const char *text;
-        size_t len;
-        vkind_t kind;
-    } lits[] = {{"true", 4, V_BOOL}, {"false", 5, V_BOOL}, {"null", 4, V_NULL}};
-
-    for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
-        if ((size_t)(lx->end - lx->p) >= lits[i].len &&
-            memcmp(lx->p, lits[i].text, lits[i].len) == 0) {
-            lx->p += lits[i].len;
-            return on_value(p, lits[i].kind, lits[i].kind == V_NULL ? "" : lits[i].text,
-                            lits[i].kind == V_NULL ? 0 : lits[i].len);
-        }
-    }
-    return syntax(p, lx, lx->p,
-                  "invalid value (expected a string, number, object, array, "
-                  "true, false or null)");
-}
-
-/* Walks the whole input; errors land in p->code and *p->err. */
 static void run_lexer(ep_event_parser_t *p, const char *json, size_t len)
 {
-    lex_t lx = {(const unsigned char *)json, (const unsigned char *)json,
-                (const unsigned char *)json + len};
-    const char *s;
-    size_t n, sp = 0;
+    ep_json_lex_t lx;
 
-    lx.p = skip_ws(lx.p, lx.end);
-    if (lx.p == lx.end) {
-        return; /* no value: reported by the caller */
+    ep_json_lex_init(&lx, json, len, p->stk, (size_t)p->lim.max_depth + 1, &p->esc);
+    if (ep_json_walk(&lx, &lex_handlers, p) == EP_JSON_SYNTAX) {
+        syntax_error(p, lx.err_off, lx.err_why, (int)strlen(lx.err_why));
     }
+}
 
-value:
-    if (lx.p >= lx.end) {
-        syntax(p, &lx, lx.p, "");
-        return;
-    }
-    switch (*lx.p) {
-    case '{':
-    case '[': {
-        bool is_map = *lx.p == '{';
-        if (!on_open(p, is_map)) {
-            return;
-        }
-        if (sp > p->lim.max_depth) {
-            syntax(p, &lx, lx.p, "nested too deep"); /* on_open stops first; a guard */
-            return;
-        }
-        p->stk[sp++] = is_map;
-        lx.p = skip_ws(lx.p + 1, lx.end);
-        if (lx.p < lx.end && *lx.p == (is_map ? '}' : ']')) {
-            lx.p++;
-            sp--;
-            on_close(p);
-            goto after;
-        }
-        if (is_map) {
-            goto key;
-        }
-        goto value;
-    }
-    case '"':
-        if (!lex_string(p, &lx, &s, &n) || !on_value(p, V_STRING, s, n)) {
-            return;
-        }
-        goto after;
-    case '-':
-    case '0':
-    case '1':
-    case '2':
-    case '3':
-    case '4':
-    case '5':
-    case '6':
-    case '7':
-    case '8':
-    case '9':
-        if (!lex_number(p, &lx)) {
-            return;
-        }
-        goto after;
-    default:
-        if (!lex_literal(p, &lx)) {
-            return;
-        }
-        goto after;
-    }
+/* ------------------------------------------------------------------ other drivers */
 
-key:
-    if (lx.p >= lx.end || *lx.p != '"') {
-        syntax(p, &lx, lx.p, "object key expected (a string in double quotes)");
-        return;
-    }
-    if (!lex_string(p, &lx, &s, &n) || !on_key(p, (const unsigned char *)s, n)) {
-        return;
-    }
-    lx.p = skip_ws(lx.p, lx.end);
-    if (lx.p >= lx.end || *lx.p != ':') {
-        syntax(p, &lx, lx.p, "':' expected after an object key");
-        return;
-    }
-    lx.p = skip_ws(lx.p + 1, lx.end);
-    goto value;
+/* The handlers for another driver (ep_event_json_int.h). */
+int ep__event_json_null(void *ctx)
+{
+    return on_value(ctx, V_NULL, "", 0);
+}
 
-after:
-    lx.p = skip_ws(lx.p, lx.end);
-    if (sp == 0) {
-        if (lx.p < lx.end) {
-            syntax(p, &lx, lx.p, "trailing garbage after the JSON value");
-        }
-        return;
-    }
-    if (lx.p >= lx.end) {
-        syntax(p, &lx, lx.p, "");
-        return;
-    }
-    if (*lx.p == ',') {
-        lx.p = skip_ws(lx.p + 1, lx.end);
-        if (p->stk[sp - 1]) {
-            goto key;
-        }
-        goto value;
-    }
-    if (*lx.p == (p->stk[sp - 1] ? '}' : ']')) {
-        lx.p++;
-        sp--;
-        on_close(p);
-        goto after;
-    }
-    syntax(p, &lx, lx.p,
-           p->stk[sp - 1] ? "',' or '}' expected after an object member"
-                          : "',' or ']' expected after an array element");
+int ep__event_json_bool(void *ctx, int b)
+{
+    return b ? on_value(ctx, V_BOOL, "true", 4) : on_value(ctx, V_BOOL, "false", 5);
+}
+
+int ep__event_json_number(void *ctx, const char *s, size_t n)
+{
+    return on_value(ctx, V_NUMBER, s, n);
+}
+
+int ep__event_json_string(void *ctx, const unsigned char *s, size_t n)
+{
+    return on_value(ctx, V_STRING, (const char *)s, n);
+}
+
+int ep__event_json_start_map(void *ctx)
+{
+    return on_open(ctx, true);
+}
+
+int ep__event_json_start_array(void *ctx)
+{
+    return on_open(ctx, false);
+}
+
+int ep__event_json_end(void *ctx)
+{
+    return on_close(ctx);
+}
+
+int ep__event_json_key(void *ctx, const unsigned char *s, size_t n)
+{
+    return on_key(ctx, s, n);
+}
+
+void ep__event_json_syntax_error(ep_event_parser_t *p, size_t offset, const char *why,
+                                 size_t why_len)
+{
+    syntax_error(p, offset, why, (int)why_len);
 }
 
 /* ------------------------------------------------------------------ driver */
-
-/* Formats yajl's error as "malformed JSON at byte N: <reason>". */
-static void syntax_error(ep_event_parser_t *p, yajl_handle h, const char *json, size_t len,
-                         size_t offset)
-{
-    unsigned char *ye = yajl_get_error(h, 0, (const unsigned char *)json, len);
-    const char *why = ye ? (const char *)ye : "invalid JSON";
-    const char *colon = strstr(why, "error: ");
-    size_t n;
-
-    if (colon) {
-        why = colon + strlen("error: ");
-    }
-    n = strcspn(why, "\r\n");
-    while (n > 0 && (why[n - 1] == ' ' || why[n - 1] == '.')) {
-        n--;
-    }
-    p->code = 0; /* a syntax error replaces any validation error */
-    fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: %.*s", offset, (int)n, why);
-    if (ye) {
-        yajl_free_error(h, ye);
-    }
-}
 
 /* A field's text as (pointer, length); empty when the field is absent. */
 static ep_str_t field_str(const ep_event_parser_t *p, field_t f)
@@ -1402,33 +865,6 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
     return 0;
 }
 
-/* Runs yajl over the whole input; errors land in p->code and *p->err. */
-static void run_yajl(ep_event_parser_t *p, const char *json, size_t len)
-{
-    yajl_alloc_funcs af = {arena_alloc, arena_realloc, arena_free, &p->arena};
-    yajl_handle h;
-    yajl_status st;
-
-    h = yajl_alloc(&callbacks, &af, p);
-    yajl_config(h, yajl_allow_comments, 0);
-    yajl_config(h, yajl_dont_validate_strings, 0);
-    yajl_config(h, yajl_allow_trailing_garbage, 0);
-    yajl_config(h, yajl_allow_multiple_values, 0);
-    yajl_config(h, yajl_allow_partial_values, 0);
-
-    st = yajl_parse(h, (const unsigned char *)json, len);
-    if (st == yajl_status_error) {
-        syntax_error(p, h, json, len, yajl_get_bytes_consumed(h));
-    } else if (st == yajl_status_ok) {
-        st = yajl_complete_parse(h);
-        if (st == yajl_status_error) {
-            syntax_error(p, h, json, len, len);
-        }
-    }
-    /* yajl_status_client_canceled: one of the callbacks recorded the error. */
-    yajl_free(h);
-}
-
 /* Creates a parser (NULL lim = defaults); OOM aborts. The caller owns it; one thread at a time. */
 ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
 {
@@ -1456,7 +892,8 @@ int ep_event_parser_parse(ep_event_parser_t *p, const char *json, size_t len, ep
     return ep_event_parser_parse_opts(p, json, len, NULL, out, err);
 }
 
-static int parse_with(ep_event_parser_t *p, bool ref, const char *json, size_t len,
+/* The parse with run as the driver (NULL: the tokenizer). */
+static int parse_with(ep_event_parser_t *p, ep__event_json_run_t run, const char *json, size_t len,
                       const ep_event_parse_opts_t *opts, ep_event_t **out, ep_parse_err_t *err)
 {
     ep_parse_err_t scratch;
@@ -1469,10 +906,7 @@ static int parse_with(ep_event_parser_t *p, bool ref, const char *json, size_t l
     reset_draft(p);
     p->in = json;
     p->in_end = json + len;
-    p->utf8_done = !ref;
-    if (ref) {
-        arena_reset(&p->arena);
-    }
+    p->utf8_done = run == NULL;
     /* Decoded escapes of one huge string are not kept around either. */
     if (p->esc.cap > (size_t)p->lim.max_data_len * 2 + 64 * 1024) {
         ep_buf_close(&p->esc);
@@ -1487,10 +921,10 @@ static int parse_with(ep_event_parser_t *p, bool ref, const char *json, size_t l
         fail(p, EP_EPARSE, NULL, NULL, 0, "empty body");
     } else if (len > UINT32_MAX / 2) {
         fail(p, EP_EVALIDATE, NULL, NULL, 0, "body is larger than 2 GiB");
-    } else if (ref) {
-        run_yajl(p, json, len);
-    } else {
+    } else if (run == NULL) {
         run_lexer(p, json, len);
+    } else {
+        run(p, json, len);
     }
     if (p->code == 0 && !p->root_seen) {
         fail(p, EP_EPARSE, NULL, NULL, 0, "malformed JSON at byte %zu: no value", len);
@@ -1508,14 +942,14 @@ int ep_event_parser_parse_opts(ep_event_parser_t *p, const char *json, size_t le
                                const ep_event_parse_opts_t *opts, ep_event_t **out,
                                ep_parse_err_t *err)
 {
-    return parse_with(p, false, json, len, opts, out, err);
+    return parse_with(p, NULL, json, len, opts, out, err);
 }
 
-/* The same parse driven by yajl: the reference for the differential tests (ep_event.h). */
-int ep__event_parser_parse_ref(ep_event_parser_t *p, const char *json, size_t len, ep_event_t **out,
-                               ep_parse_err_t *err)
+/* The same parse with another driver (ep_event_json_int.h). */
+int ep__event_json_parse_driven(ep_event_parser_t *p, ep__event_json_run_t run, const char *json,
+                                size_t len, ep_event_t **out, ep_parse_err_t *err)
 {
-    return parse_with(p, true, json, len, NULL, out, err);
+    return parse_with(p, run, json, len, NULL, out, err);
 }
 
 /* Frees the parser and its buffers. Accepts NULL. */
@@ -1524,7 +958,6 @@ void ep_event_parser_destroy(ep_event_parser_t *p)
     if (p == NULL) {
         return;
     }
-    arena_close(&p->arena);
     ep_buf_close(&p->strs);
     ep_buf_close(&p->esc);
     ep_free(p->stk);

@@ -3,7 +3,7 @@
  * (ep_event_parser_parse) against the same handlers driven by yajl
  * (ep__event_parser_parse_ref). Shared by fuzz_event_json.c and
  * tests/unit/test_event_json.c. Any difference outside the documented ones
- * (ep_event.h) prints both results and aborts.
+ * (ep_event_json_ref.h) prints both results and aborts.
  *
  * Allowed differences:
  *   - yajl takes \v and \f as whitespace and turns a high surrogate escape
@@ -21,6 +21,7 @@
 
 #include "ep_error.h"
 #include "ep_event.h"
+#include "ep_event_json_ref.h"
 
 #include <stdio.h>
 #include <stdlib.h>
