@@ -16,14 +16,6 @@
 
 extern const ep_queue_provider_t ep_queue_forward_provider;
 
-typedef struct ready_ctx_s {
-    ep_app_t *app;
-    int (*ready)(ep_app_t *, char *, size_t);
-} ready_ctx_t;
-
-static ready_ctx_t ready_ctxs[4];
-static int n_ready_ctxs;
-
 static void on_health(void *arg, ep_http_req_t *req)
 {
     ep_http_respond(req, 200, NULL, "{\"healthy\":true}\n", 17);
@@ -31,7 +23,7 @@ static void on_health(void *arg, ep_http_req_t *req)
 
 static void on_ready(void *arg, ep_http_req_t *req)
 {
-    ready_ctx_t *rc = arg;
+    ep_ready_route_t *rc = arg;
     char reason[512] = "";
 
     if (rc->ready(rc->app, reason, sizeof(reason))) {
@@ -47,10 +39,14 @@ void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
     ep_http_server_route(srv, EP_HTTP_GET, "/health", on_health, app);
     ep__monitor_routes(app, srv); /* GET /metrics and the per-request metrics */
     if (ready) {
-        ep_assert(n_ready_ctxs < 4);
-        ready_ctxs[n_ready_ctxs].app = app;
-        ready_ctxs[n_ready_ctxs].ready = ready;
-        ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_ready, &ready_ctxs[n_ready_ctxs++]);
+        ep_ready_route_t *rr;
+
+        ep_assert(app->n_ready_routes <
+                  (int)(sizeof(app->ready_routes) / sizeof(app->ready_routes[0])));
+        rr = &app->ready_routes[app->n_ready_routes++];
+        rr->app = app;
+        rr->ready = ready;
+        ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_ready, rr);
     }
 }
 
@@ -83,7 +79,6 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
     app->cfg = *cfg;
     app->roles = roles;
     app->started_ms = ep_time_now_ms();
-    n_ready_ctxs = 0;
 
     qp = ep_queue_provider_find(cfg->queue_type);
     if (qp == NULL) {
@@ -326,5 +321,6 @@ void ep_app_destroy(ep_app_t *app)
     ep_queue_destroy(app->queue);
     ep_sink_destroy(app->sink);
     ep_http_client_destroy(app->client);
+    ep__monitor_close(app);
     ep_free(app);
 }

@@ -27,6 +27,17 @@
 typedef struct ep_app_s ep_app_t;
 typedef struct ep_analytics_push_s ep_analytics_push_t;
 
+/* Route contexts: what a route's handler gets, owned by the app (see ep_app_s). */
+typedef struct ep_ready_route_s {
+    ep_app_t *app;
+    int (*ready)(ep_app_t *, char *, size_t);
+} ep_ready_route_t; /* GET /ready of a role's port (ep_app.c) */
+
+typedef struct ep_proxy_route_s {
+    ep_app_t *app;
+    const char *target; /* the path on ingest */
+} ep_proxy_route_t;     /* a gateway path proxied to a remote ingest (ep_gateway.c) */
+
 typedef struct ep_ingest_s {
     ep_app_t *app;
     ep_queue_t *queue; /* where accepted events go: the local queue, a broker, or the forwarder */
@@ -35,6 +46,8 @@ typedef struct ep_ingest_s {
     atomic_uint_fast64_t duplicates, batches, async_accepted;
     atomic_uint_fast64_t publish_us_sum, publish_count; /* request start -> queue ack */
     atomic_uint_fast64_t typed[3];                      /* user, order, payment */
+    struct ep_ingest_routes_s *routes; /* its route contexts (ep_ingest.c), made by the first
+                                          ep__ingest_routes, freed by ep__ingest_close */
 } ep_ingest_t;
 
 struct ep_app_s {
@@ -53,6 +66,11 @@ struct ep_app_s {
     ep_http_server_t *analytics_srv;
     ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
     ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
+    struct ep_srv_obs_s *observers;   /* per-server answer observers (ep_monitor.c) */
+    ep_ready_route_t ready_routes[4]; /* one per port that serves GET /ready */
+    int n_ready_routes;
+    ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
+    int n_proxy_routes;
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -110,6 +128,8 @@ void ep__analytics_push_stop(ep_app_t *app);
 void ep__analytics_push_stats_json(ep_app_t *app, ep_buf_t *out);
 /** Frees the aggregate and the pusher (stopping it first). */
 void ep__analytics_close(ep_app_t *app);
+/** Frees the answer observers ep__monitor_routes made (after the servers are gone). */
+void ep__monitor_close(ep_app_t *app);
 /** Routes every port serves: /health, /ready (with the given readiness function). */
 void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
                        int (*ready)(ep_app_t *, char *, size_t));

@@ -35,18 +35,9 @@ static void on_proxy_done(void *arg, const ep_http_response_t *res)
                     res->body, res->body_len);
 }
 
-/* A public path and where it goes on ingest. */
-typedef struct proxy_route_s {
-    ep_app_t *app;
-    const char *target;
-} proxy_route_t;
-
-static proxy_route_t proxy_routes[16];
-static int n_proxy_routes;
-
 static void on_proxy_ingest(void *arg, ep_http_req_t *req)
 {
-    proxy_route_t *pr = arg;
+    ep_proxy_route_t *pr = arg;
     ep_app_t *app = pr->app;
     const char *enc = ep_http_req_header(req, "Content-Encoding");
     char url[300], hdr[96];
@@ -67,7 +58,7 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
 
 static void on_proxy_get(void *arg, ep_http_req_t *req)
 {
-    proxy_route_t *pr = arg;
+    ep_proxy_route_t *pr = arg;
     char url[300];
 
     snprintf(url, sizeof(url), "%s%s", pr->app->cfg.ingest_url, pr->target);
@@ -80,10 +71,12 @@ static void on_proxy_get(void *arg, ep_http_req_t *req)
 static void proxy(ep_app_t *app, ep_http_server_t *srv, unsigned method, const char *path,
                   const char *target, size_t max_body)
 {
-    proxy_route_t *pr;
+    ep_proxy_route_t *pr;
 
-    ep_assert(n_proxy_routes < (int)(sizeof(proxy_routes) / sizeof(proxy_routes[0])));
-    pr = &proxy_routes[n_proxy_routes++];
+    /* A public path and where it goes on ingest: its context lives in the app. */
+    ep_assert(app->n_proxy_routes <
+              (int)(sizeof(app->proxy_routes) / sizeof(app->proxy_routes[0])));
+    pr = &app->proxy_routes[app->n_proxy_routes++];
     pr->app = app;
     pr->target = target;
     ep_http_server_route_ex(srv, method, path,
@@ -271,7 +264,6 @@ void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
     } else {
         size_t batch = (size_t)app->cfg.max_batch_body;
 
-        n_proxy_routes = 0;
         proxy(app, srv, EP_HTTP_POST, "/api/v1/ingest", "/ingest", 0);
         proxy(app, srv, EP_HTTP_POST, "/api/ingest", "/ingest", 0);
         proxy(app, srv, EP_HTTP_POST, "/ingest", "/ingest", 0);

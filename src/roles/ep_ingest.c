@@ -883,47 +883,54 @@ int ep__ingest_ready(ep_app_t *app, char *reason, size_t len)
 
 /* ------------------------------------------------------------ wiring */
 
-/* Route contexts live as long as the process; one set per app (one app per process). */
-static route_t r_sync, r_async, r_batch, r_typed[3];
+/* The route contexts of one ingest (ep_ingest_t.routes), shared by the ports that serve it. */
+struct ep_ingest_routes_s {
+    route_t sync, async, batch, typed[3];
+};
 
 void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
 {
     ep_ingest_t *ig = &app->ingest;
     size_t batch_body = (size_t)app->cfg.max_batch_body;
+    struct ep_ingest_routes_s *r;
     char path[64];
 
     ig->app = app;
     if (ig->dedup == NULL && app->cfg.dedup_window_s > 0) {
         ig->dedup = ep_dedup_create(app->cfg.dedup_window_s, (size_t)app->cfg.dedup_capacity);
     }
-    r_sync = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
-    r_async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
-    r_batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
-    for (int i = 0; i < 3; i++) {
-        r_typed[i] = (route_t){
-            .ig = ig,
-            .mode = MODE_SYNC,
-            .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
-            .typed_index = i};
+    if (ig->routes == NULL) {
+        r = ig->routes = ep_calloc(1, sizeof(*r));
+        r->sync = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+        r->async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
+        r->batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+        for (int i = 0; i < 3; i++) {
+            r->typed[i] = (route_t){
+                .ig = ig,
+                .mode = MODE_SYNC,
+                .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
+                .typed_index = i};
+        }
     }
+    r = ig->routes;
 
     /* The gateway's public paths on ingest too: a client works against either base URL. */
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r_sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r_sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r_sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r_async);
-    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r_batch,
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r->async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r->batch,
                             batch_body);
     if (!as_gateway) {
         ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
     }
-    ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r_sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/events", on_single, &r_sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/events/async", on_single, &r_async);
-    ep_http_server_route_ex(srv, EP_HTTP_POST, "/events/batch", on_batch, &r_batch, batch_body);
+    ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events", on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events/async", on_single, &r->async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/events/batch", on_batch, &r->batch, batch_body);
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "/api/v1/events/%s", typed_names[i]);
-        ep_http_server_route(srv, EP_HTTP_POST, path, on_single, &r_typed[i]);
+        ep_http_server_route(srv, EP_HTTP_POST, path, on_single, &r->typed[i]);
     }
     ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/events/stats", on_events_stats, ig);
 }
@@ -932,4 +939,6 @@ void ep__ingest_close(ep_app_t *app)
 {
     ep_dedup_destroy(app->ingest.dedup);
     app->ingest.dedup = NULL;
+    ep_free(app->ingest.routes);
+    app->ingest.routes = NULL;
 }

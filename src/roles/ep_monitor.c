@@ -34,7 +34,7 @@ typedef struct route_row_s {
     _Atomic(ep_metric_child_t *) requests[N_METHODS][N_STATUSES];
 } route_row_t;
 
-typedef struct srv_obs_s {
+typedef struct ep_srv_obs_s {
     ep_app_t *app;
     ep_http_server_t *srv;
     const char *role;
@@ -43,11 +43,8 @@ typedef struct srv_obs_s {
     int sample_all;  /* ACCESS_LOG_SAMPLE=1 */
     ep_metric_t *f_requests, *f_duration;
     _Atomic(route_row_t *) rows[MAX_ROUTE_ROWS]; /* [0] = unmatched, [i + 1] = route i */
-    struct srv_obs_s *next;
+    struct ep_srv_obs_s *next;                   /* the app's list (ep_app_t.observers) */
 } srv_obs_t;
-
-/* Observers live as long as the process (the servers may be recreated in tests). */
-static srv_obs_t *observers;
 
 static int method_index(const char *m)
 {
@@ -189,9 +186,22 @@ void ep__monitor_routes(ep_app_t *app, ep_http_server_t *srv)
         ep_obs_http_families(&o->f_requests, &o->f_duration);
         ep_http_server_route(srv, EP_HTTP_GET, "/metrics", on_metrics, app);
     }
-    o->next = observers;
-    observers = o;
+    o->next = app->observers;
+    app->observers = o;
     ep_http_server_set_observer(srv, on_answer, o);
+}
+
+void ep__monitor_close(ep_app_t *app)
+{
+    srv_obs_t *o;
+
+    while ((o = app->observers) != NULL) {
+        app->observers = o->next;
+        for (int i = 0; i < MAX_ROUTE_ROWS; i++) {
+            ep_free(atomic_load_explicit(&o->rows[i], memory_order_relaxed));
+        }
+        ep_free(o);
+    }
 }
 
 /* ------------------------------------------------------------ collector */
