@@ -54,6 +54,7 @@ struct ep_worker_pool_s {
     int batch_size;
     ep_worker_batch_cb hook;
     void *hook_arg;
+    ep_obs_t *obs; /* the owner's metrics (event_processing_duration_seconds), or NULL */
     worker_t *workers;
     int max_attempts; /* deliveries before an event is dead-lettered */
     _Atomic uint64_t dead_lettered;
@@ -147,7 +148,7 @@ static void process_batch(worker_t *w, size_t n)
     if (p->hook) {
         p->hook(p->hook_arg, w->batch, good);
     }
-    ep_obs_processed(w->batch, good); /* before the ack, which may free them */
+    ep_obs_processed(p->obs, w->batch, good); /* before the ack, which may free them */
     ep_queue_ack(p->q, w->batch, good);
     ep_counter_add_single_writer(&w->processed, good);
     ep_counter_add_single_writer(&w->latency_us_sum, latency);
@@ -248,6 +249,12 @@ void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *a
 {
     p->hook = cb;
     p->hook_arg = arg;
+}
+
+/* Sets the metrics the workers record into (NULL: none). Before start; not thread-safe. */
+void ep_worker_pool_set_obs(ep_worker_pool_t *p, ep_obs_t *obs)
+{
+    p->obs = obs;
 }
 
 /*

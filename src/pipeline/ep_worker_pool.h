@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "ep_obs.h"
 #include "ep_queue.h"
 #include "ep_sink.h"
 
@@ -46,6 +47,13 @@ void ep_worker_pool_set_max_attempts(ep_worker_pool_t *p, int max_attempts);
 
 /** Sets the batch hook (before start). */
 void ep_worker_pool_set_hook(ep_worker_pool_t *p, ep_worker_batch_cb cb, void *arg);
+
+/**
+ * Sets the metrics the workers record processed events into
+ * (event_processing_duration_seconds); NULL (the default) records nothing.
+ * Borrowed: must outlive the pool's threads. Before start.
+ */
+void ep_worker_pool_set_obs(ep_worker_pool_t *p, ep_obs_t *obs);
 
 /** Starts the threads. Returns 0 or EP_E*. */
 int ep_worker_pool_start(ep_worker_pool_t *p);

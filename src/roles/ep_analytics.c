@@ -390,6 +390,7 @@ int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, 
     }
     ep_worker_pool_set_max_attempts(app->analytics_pool, cfg.max_attempts);
     ep_worker_pool_set_hook(app->analytics_pool, on_batch, app->analytics);
+    ep_worker_pool_set_obs(app->analytics_pool, app->obs);
     ep_log_info("analytics", "reading the %s queue with its own consumer (%s / %s)", qp->name,
                 cfg.kafka_group, cfg.nats_durable);
     return 0;

@@ -79,6 +79,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
     app->cfg = *cfg;
     app->roles = roles;
     app->started_ms = ep_time_now_ms();
+    if (strcmp(cfg->metrics_enabled, "true") == 0) {
+        app->obs = ep_obs_create(); /* before anything that records into it */
+    }
 
     qp = ep_queue_provider_find(cfg->queue_type);
     if (qp == NULL) {
@@ -114,6 +117,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
             goto err;
         }
         ep_worker_pool_set_max_attempts(app->pool, cfg->max_attempts);
+        ep_worker_pool_set_obs(app->pool, app->obs);
         ep__analytics_attach(app);
     }
     if (roles & EP_ROLE_INGEST) {
@@ -322,5 +326,6 @@ void ep_app_destroy(ep_app_t *app)
     ep_sink_destroy(app->sink);
     ep_http_client_destroy(app->client);
     ep__monitor_close(app);
+    ep_obs_destroy(app->obs);
     ep_free(app);
 }

@@ -7,6 +7,7 @@
 #include "ep_config.h"
 #include "ep_http_client.h"
 #include "ep_http_server.h"
+#include "ep_obs.h"
 #include "ep_queue.h"
 #include "ep_sink.h"
 #include "ep_worker_pool.h"
@@ -66,6 +67,7 @@ struct ep_app_s {
     ep_http_server_t *analytics_srv;
     ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
     ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
+    ep_obs_t *obs;                    /* the metric registry; NULL when METRICS_ENABLED=false */
     struct ep_srv_obs_s *observers;   /* per-server answer observers (ep_monitor.c) */
     ep_ready_route_t ready_routes[4]; /* one per port that serves GET /ready */
     int n_ready_routes;

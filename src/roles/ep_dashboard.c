@@ -47,19 +47,19 @@ static void on_dashboard(void *arg, ep_http_req_t *req)
     ep_metric_t *f_req, *f_dur;
     ep_metric_child_t *ingest = NULL;
 
-    ep_obs_http_families(&f_req, &f_dur);
+    ep_obs_http_families(app->obs, &f_req, &f_dur);
     if (f_dur) {
         /* The public single-event route: what a client of the gateway waits for. */
         const char *lv[2] = {"gateway", "/api/v1/ingest"};
         ingest = ep_metrics_child(f_dur, lv);
     }
     ep_buf_printf(&b, "{\"metrics_enabled\":%s,\"uptime_s\":%.1f,\"roles\":%u,",
-                  ep_obs_registry() ? "true" : "false",
+                  app->obs ? "true" : "false",
                   (double)(ep_time_now_ms() - app->started_ms) / 1000.0, app->roles);
     ep_buf_puts(&b, "\"ingest_latency_ms\":");
     put_quantiles(&b, ingest);
     ep_buf_puts(&b, ",\"processing_latency_ms\":");
-    put_quantiles(&b, app->pool ? ep_obs_processing_hist() : NULL);
+    put_quantiles(&b, app->pool ? ep_obs_processing_hist(app->obs) : NULL);
     ep_buf_puts(&b, "}\n");
     ep_http_respond_buf(req, 200, &b);
 }

@@ -168,7 +168,7 @@ static void on_single_published(void *arg, size_t n, const int *status)
     ep_ingest_t *ig = p->ig;
     ep_buf_t b = EP_BUF_INIT;
 
-    ep_obs_publish_done(n, status, p->start_ns);
+    ep_obs_publish_done(ig->app->obs, n, status, p->start_ns);
     if (status[0] == 0) {
         inc(&ig->sent, 1);
         inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
@@ -456,7 +456,7 @@ static void on_chunk_published(void *arg, size_t n, const int *status)
     chunk_t *c = arg;
     batch_t *b = c->b;
 
-    ep_obs_publish_done(n, status, b->start_ns);
+    ep_obs_publish_done(b->ig->app->obs, n, status, b->start_ns);
     for (size_t i = 0; i < n; i++) {
         item_t *it = &b->items[c->idx[i]];
         if (status[i] == 0) {

@@ -157,7 +157,7 @@ static void on_metrics(void *arg, ep_http_req_t *req)
     size_t len;
     char *body;
 
-    ep_metrics_render(ep_obs_registry(), &b);
+    ep_metrics_render(ep_obs_registry(app->obs), &b);
     ep__monitor_collect(app, &b);
     body = ep_buf_steal(&b, &len);
     ep_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
@@ -182,8 +182,7 @@ void ep__monitor_routes(ep_app_t *app, ep_http_server_t *srv)
     o->sample =
         (uint32_t)(sample * 4294967296.0 > 4294967295.0 ? 4294967295.0 : sample * 4294967296.0);
     if (metrics) {
-        ep_obs_init();
-        ep_obs_http_families(&o->f_requests, &o->f_duration);
+        ep_obs_http_families(app->obs, &o->f_requests, &o->f_duration);
         ep_http_server_route(srv, EP_HTTP_GET, "/metrics", on_metrics, app);
     }
     o->next = app->observers;
