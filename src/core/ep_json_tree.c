@@ -266,6 +266,11 @@ const char *ep_json_key(const ep_json_node_t *n)
     return n ? n->key : NULL;
 }
 
+size_t ep_json_key_len(const ep_json_node_t *n)
+{
+    return n && n->key ? n->key_len : 0;
+}
+
 const char *ep_json_text(const ep_json_node_t *n, size_t *len)
 {
     if (n == NULL || n->text == NULL) {

@@ -86,8 +86,11 @@ const ep_json_node_t *ep_json_first(const ep_json_node_t *n);
 /** The next member or element after n in its container, or NULL (last, root, NULL). */
 const ep_json_node_t *ep_json_next(const ep_json_node_t *n);
 
-/** The key of an object member (NUL-terminated), NULL otherwise. */
+/** The key of an object member (decoded, NUL-terminated), NULL otherwise. */
 const char *ep_json_key(const ep_json_node_t *n);
+
+/** The length in bytes of ep_json_key (it may hold U+0000); 0 when there is none. */
+size_t ep_json_key_len(const ep_json_node_t *n);
 
 /**
  * The text of a string (decoded) or a number (as written), NUL-terminated;

@@ -188,6 +188,10 @@ static void test_strings(void)
     EP_ASSERT(memcmp(ep_json_text(n, NULL), "x\0y", 4) == 0);
     /* A key holding U+0000 matches no path. */
     EP_ASSERT(ep_json_get(r, P("a")) == NULL);
+    n = ep_json_next(ep_json_get(r, P("nul")));
+    EP_ASSERT_EQ(ep_json_key_len(n), 3);
+    EP_ASSERT(memcmp(ep_json_key(n), "a\0b", 4) == 0);
+    EP_ASSERT_EQ(ep_json_key_len(r), 0);
     EP_ASSERT(ep_json_int(ep_json_get(r, P("")), &v)); /* the empty key */
     EP_ASSERT_EQ(v, 3);
     ep_json_tree_free(t);
