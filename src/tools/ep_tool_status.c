@@ -11,66 +11,63 @@
  */
 #include "ep_error.h"
 #include "ep_http_client.h"
+#include "ep_json_tree.h"
 #include "ep_mem.h"
 #include "tools/ep_tools.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <yajl/yajl_tree.h>
 
-static long long num(yajl_val root, const char **path)
+#define PATH(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* The integer at path, or -1 when it is missing or not an integer. */
+static long long num(const ep_json_node_t *root, const char *const *path)
 {
-    yajl_val v = yajl_tree_get(root, path, yajl_t_number);
+    int64_t v;
 
-    return v ? YAJL_GET_INTEGER(v) : -1;
+    return ep_json_int(ep_json_get(root, path), &v) ? (long long)v : -1;
 }
 
 /* Prints "queue=<size>[/<capacity>]", or "queue=unknown (<why>)" when the size is -1. */
-static void print_queue(yajl_val stats)
+static void print_queue(const ep_json_node_t *stats)
 {
-    long long size = num(stats, (const char *[]){"queue", "size", NULL});
-    long long cap = num(stats, (const char *[]){"queue", "capacity", NULL});
-    yajl_val why = yajl_tree_get(stats, (const char *[]){"queue", "reason", NULL}, yajl_t_string);
+    long long size = num(stats, PATH("queue", "size"));
+    long long cap = num(stats, PATH("queue", "capacity"));
+    const char *why = ep_json_str(ep_json_get(stats, PATH("queue", "reason")));
 
     if (size >= 0 && cap > 0) {
         printf("queue=%lld/%lld", size, cap);
     } else if (size >= 0) {
         printf("queue=%lld", size);
     } else {
-        printf("queue=unknown (%s)", why ? YAJL_GET_STRING(why) : "not reported by the broker yet");
+        printf("queue=unknown (%s)", why ? why : "not reported by the broker yet");
     }
 }
 
-static void print_role(const char *name, yajl_val role)
+static void print_role(const char *name, const ep_json_node_t *role)
 {
-    yajl_val healthy = yajl_tree_get(role, (const char *[]){"healthy", NULL}, yajl_t_any);
-    yajl_val err = yajl_tree_get(role, (const char *[]){"error", NULL}, yajl_t_string);
-    yajl_val stats = yajl_tree_get(role, (const char *[]){"stats", NULL}, yajl_t_object);
-    int up = healthy && YAJL_IS_TRUE(healthy);
+    const char *err = ep_json_str(ep_json_get(role, PATH("error")));
+    const ep_json_node_t *stats = ep_json_get_type(role, PATH("stats"), EP_JT_OBJECT);
+    int up = ep_json_is_true(ep_json_get(role, PATH("healthy")));
 
     printf("%-11s %-7s ", name, up ? "up" : "DOWN");
     if (!up) {
-        printf("%s\n", err ? YAJL_GET_STRING(err) : "unhealthy");
+        printf("%s\n", err ? err : "unhealthy");
         return;
     }
     if (stats == NULL) {
         printf("(no stats)\n");
     } else if (strcmp(name, "ingest") == 0) {
         printf("received=%lld sent=%lld failed=%lld rejected=%lld\n",
-               num(stats, (const char *[]){"TotalReceived", NULL}),
-               num(stats, (const char *[]){"TotalSent", NULL}),
-               num(stats, (const char *[]){"TotalFailed", NULL}),
-               num(stats, (const char *[]){"TotalRejected", NULL}));
+               num(stats, PATH("TotalReceived")), num(stats, PATH("TotalSent")),
+               num(stats, PATH("TotalFailed")), num(stats, PATH("TotalRejected")));
     } else if (strcmp(name, "processor") == 0) {
         print_queue(stats);
-        printf(" processed=%lld errors=%lld workers=%lld\n",
-               num(stats, (const char *[]){"pool", "processed", NULL}),
-               num(stats, (const char *[]){"pool", "errors", NULL}),
-               num(stats, (const char *[]){"pool", "workers", NULL}));
+        printf(" processed=%lld errors=%lld workers=%lld\n", num(stats, PATH("pool", "processed")),
+               num(stats, PATH("pool", "errors")), num(stats, PATH("pool", "workers")));
     } else {
-        printf("total_events=%lld unique_users=%lld\n",
-               num(stats, (const char *[]){"total_events", NULL}),
-               num(stats, (const char *[]){"unique_users", NULL}));
+        printf("total_events=%lld unique_users=%lld\n", num(stats, PATH("total_events")),
+               num(stats, PATH("unique_users")));
     }
 }
 
@@ -81,7 +78,8 @@ int ep_tool_status(int argc, char **argv)
     ep_http_client_t *c;
     char url[512], errbuf[256];
     char *body = NULL;
-    yajl_val root;
+    ep_json_tree_t *tree;
+    const ep_json_node_t *root;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
@@ -116,21 +114,20 @@ int ep_tool_status(int argc, char **argv)
         ep_free(body);
         return 0;
     }
-    root = yajl_tree_parse(body, errbuf, sizeof(errbuf));
-    if (root == NULL || !YAJL_IS_OBJECT(root)) {
-        fprintf(stderr, "eventpipe status: not JSON: %s\n", errbuf);
-        yajl_tree_free(root);
+    rc = ep_json_tree_parse(body, strlen(body), 0, &tree, errbuf, sizeof(errbuf));
+    root = rc == 0 ? ep_json_tree_root(tree) : NULL;
+    if (root == NULL || ep_json_type(root) != EP_JT_OBJECT) {
+        fprintf(stderr, "eventpipe status: not JSON: %s\n", rc == 0 ? "not an object" : errbuf);
+        ep_json_tree_free(tree);
         ep_free(body);
         return 1;
     }
     printf("%-11s %-7s %s\n", "ROLE", "HEALTH", "DETAIL");
-    for (size_t i = 0; i < root->u.object.len; i++) {
-        yajl_val role = root->u.object.values[i];
-        yajl_val h = yajl_tree_get(role, (const char *[]){"healthy", NULL}, yajl_t_any);
-        print_role(root->u.object.keys[i], role);
-        all_up &= h && YAJL_IS_TRUE(h);
+    for (const ep_json_node_t *role = ep_json_first(root); role; role = ep_json_next(role)) {
+        print_role(ep_json_key(role), role);
+        all_up &= ep_json_is_true(ep_json_get(role, PATH("healthy")));
     }
-    yajl_tree_free(root);
+    ep_json_tree_free(tree);
     ep_free(body);
     return all_up ? 0 : 1;
 }

@@ -39,6 +39,7 @@
 
 #include "ep_counter.h"
 #include "ep_error.h"
+#include "ep_json_tree.h"
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_time.h"
@@ -50,7 +51,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <yajl/yajl_tree.h>
 
 #define LOG                   "kafka"
 #define POLL_INTERVAL_MS      50   /* producer poll: delivery reports, statistics */
@@ -165,9 +165,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 /* 1 when v is a JSON string equal to s. */
-static int str_is(yajl_val v, const char *s)
+static int str_is(const ep_json_node_t *v, const char *s)
 {
-    const char *p = v ? YAJL_GET_STRING(v) : NULL;
+    const char *p = ep_json_str(v);
 
     return p != NULL && strcmp(p, s) == 0;
 }
@@ -180,37 +180,35 @@ static int str_is(yajl_val v, const char *s)
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
     kafka_ctx_t *ctx = opaque;
-    static const char *brokers_path[] = {"brokers", NULL};
-    static const char *nodeid_path[] = {"nodeid", NULL};
-    static const char *state_path[] = {"state", NULL};
-    static const char *source_path[] = {"source", NULL};
-    yajl_val root, brokers;
+    static const char *const brokers_path[] = {"brokers", NULL};
+    static const char *const nodeid_path[] = {"nodeid", NULL};
+    static const char *const state_path[] = {"state", NULL};
+    static const char *const source_path[] = {"source", NULL};
+    ep_json_tree_t *tree = NULL;
+    const ep_json_node_t *brokers = NULL;
     int learned = 0, bootstrap = 0;
 
     (void)rk;
-    (void)len;
-    root = yajl_tree_parse(json, NULL, 0);
-    brokers = root ? yajl_tree_get(root, brokers_path, yajl_t_object) : NULL;
-    for (size_t i = 0; brokers && i < YAJL_GET_OBJECT(brokers)->len; i++) {
-        yajl_val b = YAJL_GET_OBJECT(brokers)->values[i];
-        yajl_val id = yajl_tree_get(b, nodeid_path, yajl_t_number);
-        yajl_val st = yajl_tree_get(b, state_path, yajl_t_string);
-        yajl_val src = yajl_tree_get(b, source_path, yajl_t_string);
+    if (ep_json_tree_parse(json, len, 0, &tree, NULL, 0) == 0) {
+        brokers = ep_json_get_type(ep_json_tree_root(tree), brokers_path, EP_JT_OBJECT);
+    }
+    for (const ep_json_node_t *b = ep_json_first(brokers); b; b = ep_json_next(b)) {
+        int64_t id;
 
-        if (!str_is(st, "UP")) {
+        if (!str_is(ep_json_get(b, state_path), "UP")) {
             continue;
         }
-        if (id && YAJL_IS_INTEGER(id) && YAJL_GET_INTEGER(id) >= 0) {
+        if (ep_json_int(ep_json_get(b, nodeid_path), &id) && id >= 0) {
             learned++;
-        } else if (str_is(src, "configured")) {
+        } else if (str_is(ep_json_get(b, source_path), "configured")) {
             bootstrap = 1;
         }
     }
-    if (root) {
+    if (tree) {
         atomic_store(&ctx->brokers_up, learned ? learned : bootstrap);
         atomic_store(&ctx->stats_at_ms, ep_time_mono_ms());
     }
-    yajl_tree_free(root);
+    ep_json_tree_free(tree);
     return 0; /* librdkafka frees json */
 }
 
