@@ -29,8 +29,9 @@
  *
  * Lock order: read_lock, then seg_lock. pub_lock is never held with another.
  *
- * This file holds the provider's entry points; the writer and keeper threads,
- * the consumer side, the segment table and recovery, and the stats are in
+ * This file holds the provider's entry points but for the consumer's; the
+ * writer and keeper threads, the consumer side (consume, ack, nack), the
+ * segment table and recovery, and the stats are in
  * ep_queue_disk_{writer,read,segs,stats}.c around the context struct in
  * ep_queue_disk_int.h.
  */
@@ -326,107 +327,6 @@ static int disk_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     return 0;
 }
 
-static int disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
-{
-    disk_ctx_t *ctx = vctx;
-    int64_t deadline = timeout_ms > 0 ? ep_time_mono_ms() + timeout_ms : 0;
-    int rc = 0;
-    size_t got = 0;
-
-    if (max == 0) {
-        return 0;
-    }
-    if (max > INT_MAX) {
-        max = INT_MAX;
-    }
-    pthread_mutex_lock(&ctx->read_lock);
-    for (;;) {
-        int64_t next_due = INT64_MAX, wait;
-        struct timespec ts;
-
-        if (ctx->rd.head) {
-            got = ep__disk_take_due(ctx, out, max, &next_due);
-        }
-        while (got < max) {
-            rc = ep__disk_read_one(ctx, &out[got]);
-            if (rc <= 0) {
-                break;
-            }
-            got++;
-        }
-        if (got > 0 || rc < 0) {
-            break;
-        }
-        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd.head == NULL) {
-            rc = EP_ECLOSED;
-            break;
-        }
-        if (timeout_ms == 0) {
-            break;
-        }
-        wait = timeout_ms > 0 ? deadline - ep_time_mono_ms() : 1000;
-        if (timeout_ms > 0 && wait <= 0) {
-            break;
-        }
-        if (next_due != INT64_MAX) {
-            int64_t until = next_due - ep_time_mono_ms();
-            until = until < 1 ? 1 : until;
-            wait = until < wait ? until : wait;
-        }
-        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait);
-        pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
-    }
-    pthread_mutex_unlock(&ctx->read_lock);
-    if (got == 0) {
-        return rc < 0 ? rc : 0;
-    }
-    for (size_t i = 0; i < got; i++) {
-        out[i]->attempts++;
-    }
-    ep_counter_add(&ctx->dequeued, got);
-    return (int)got;
-}
-
-static int disk_ack(void *vctx, ep_event_t **evs, size_t n)
-{
-    disk_ctx_t *ctx = vctx;
-    int64_t bytes = 0;
-
-    if (n == 0) {
-        return 0;
-    }
-    pthread_mutex_lock(&ctx->read_lock);
-    for (size_t i = 0; i < n; i++) {
-        ep__disk_mark_acked(ctx, evs[i]->qseq);
-        bytes += (int64_t)(uintptr_t)evs[i]->qh;
-    }
-    ep__disk_floor_advance(ctx);
-    pthread_mutex_unlock(&ctx->read_lock);
-    atomic_fetch_sub_explicit(&ctx->unacked_bytes, bytes, memory_order_relaxed);
-    for (size_t i = 0; i < n; i++) {
-        ep_event_destroy(evs[i]);
-    }
-    ep_counter_add(&ctx->acked, n);
-    return 0;
-}
-
-static int disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
-{
-    disk_ctx_t *ctx = vctx;
-    int64_t nb = ep_time_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
-
-    if (n == 0) {
-        return 0;
-    }
-    pthread_mutex_lock(&ctx->read_lock);
-    ep_redeliver_add(&ctx->rd, evs, n, nb);
-    atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
-    pthread_cond_broadcast(&ctx->read_cond);
-    pthread_mutex_unlock(&ctx->read_lock);
-    ep_counter_add(&ctx->nacked, n);
-    return 0;
-}
-
 static int disk_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *reason)
 {
     disk_ctx_t *ctx = vctx;
@@ -468,7 +368,7 @@ static int disk_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
     ep_counter_add(&ctx->dlq_records, n);
     ep_log_warn("disk", "dead-lettered %zu events into %s/dlq.log: %s", n, ctx->dir,
                 reason ? reason : "");
-    return disk_ack(ctx, evs, n);
+    return ep__disk_ack(ctx, evs, n);
 }
 
 static int disk_ready(void *vctx, char *reason, size_t len)
@@ -598,9 +498,9 @@ const ep_queue_provider_t ep_queue_disk_provider = {
     .flags = EP_QUEUE_F_LOCAL,
     .init = disk_init,
     .publish = disk_publish,
-    .consume = disk_consume,
-    .ack = disk_ack,
-    .nack = disk_nack,
+    .consume = ep__disk_consume,
+    .ack = ep__disk_ack,
+    .nack = ep__disk_nack,
     .stats = ep__disk_stats,
     .stats_json = ep__disk_stats_json,
     .ready = disk_ready,

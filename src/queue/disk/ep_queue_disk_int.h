@@ -5,9 +5,10 @@
  * ep_queue_disk.c's opening comment.
  *
  * The parts:
- *   ep_queue_disk.c          the provider's entry points (init, publish, consume, ack, ...)
+ *   ep_queue_disk.c          the provider's entry points (init, publish, dead_letter, ...)
  *   ep_queue_disk_writer.c   the writer thread (group commit) and the keeper thread
- *   ep_queue_disk_read.c     the consumer side: ack window and reading records back
+ *   ep_queue_disk_read.c     the consumer side: ack window, reading records back,
+ *                            and the consume, ack and nack entry points
  *   ep_queue_disk_segs.c     the segment table and recovery at startup
  *   ep_queue_disk_stats.c    stats, stats JSON and the fdatasync latency histogram
  *
@@ -142,10 +143,9 @@ void *ep__disk_keeper_main(void *arg);
 void *ep__disk_writer_main(void *arg);
 
 /* ep_queue_disk_read.c */
-void ep__disk_floor_advance(disk_ctx_t *ctx);
-void ep__disk_mark_acked(disk_ctx_t *ctx, uint64_t seq);
-int ep__disk_read_one(disk_ctx_t *ctx, ep_event_t **out);
-size_t ep__disk_take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due);
+int ep__disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms);
+int ep__disk_ack(void *vctx, ep_event_t **evs, size_t n);
+int ep__disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms);
 
 /* ep_queue_disk_segs.c */
 size_t ep__disk_seg_upper(disk_ctx_t *ctx, uint64_t seq);

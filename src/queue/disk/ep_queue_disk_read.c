@@ -1,9 +1,11 @@
 /*
  * The disk queue's consumer side (design in ep_queue_disk.c): the ack window
- * (a bitmap from the lowest un-acked sequence, the floor) and reading records
+ * (a bitmap from the lowest un-acked sequence, the floor), reading records
  * back from the segment files through the read buffer, checking each CRC
- * again. All of it under read_lock; it takes seg_lock inside (lock order:
- * read_lock, then seg_lock).
+ * again, and the provider's consume, ack and nack entry points. All of it
+ * under read_lock; it takes seg_lock inside (lock order: read_lock, then
+ * seg_lock). One file with its entry points so that the per-event steps
+ * (read_one, mark_acked) stay static.
  */
 #include "ep_queue_disk_int.h"
 #include "ep_counter.h"
@@ -79,7 +81,7 @@ static int window_reserve(disk_ctx_t *ctx, uint64_t upto)
 }
 
 /* Moves the floor over the acked prefix. Under read_lock. */
-void ep__disk_floor_advance(disk_ctx_t *ctx)
+static void floor_advance(disk_ctx_t *ctx)
 {
     while (ctx->floor < ctx->read_seq && bit_get(ctx, ctx->floor)) {
         bit_set(ctx, ctx->floor, 0);
@@ -89,7 +91,7 @@ void ep__disk_floor_advance(disk_ctx_t *ctx)
 }
 
 /* Marks seq acked (it must be in [floor, read_seq)). Under read_lock. */
-void ep__disk_mark_acked(disk_ctx_t *ctx, uint64_t seq)
+static void mark_acked(disk_ctx_t *ctx, uint64_t seq)
 {
     if (seq >= ctx->floor && seq < ctx->read_seq) {
         bit_set(ctx, seq, 1);
@@ -133,7 +135,7 @@ static int read_next_segment(disk_ctx_t *ctx)
         }
         ctx->read_seq = next_first;
         atomic_store_explicit(&ctx->read_seq_pub, ctx->read_seq, memory_order_relaxed);
-        ep__disk_floor_advance(ctx);
+        floor_advance(ctx);
     }
     return 1;
 }
@@ -195,7 +197,7 @@ static int read_fill(disk_ctx_t *ctx, size_t need)
  * Reads the record at read_seq into *out. Returns 1, 0 when none is
  * available, or EP_EIO. Under read_lock.
  */
-int ep__disk_read_one(disk_ctx_t *ctx, ep_event_t **out)
+static int read_one(disk_ctx_t *ctx, ep_event_t **out)
 {
     for (;;) {
         const uint8_t *p;
@@ -254,7 +256,7 @@ int ep__disk_read_one(disk_ctx_t *ctx, ep_event_t **out)
             ep_log_warn("disk", "%s: record %" PRIu64 " is not a valid event; skipped", ctx->dir,
                         h.seq);
             bit_set(ctx, h.seq, 1);
-            ep__disk_floor_advance(ctx);
+            floor_advance(ctx);
             atomic_fetch_sub(&ctx->unacked_bytes, n);
             continue;
         }
@@ -266,7 +268,7 @@ int ep__disk_read_one(disk_ctx_t *ctx, ep_event_t **out)
 }
 
 /* Takes due redeliveries. Lowers *next_due to the earliest one left. Under read_lock. */
-size_t ep__disk_take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
+static size_t take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *next_due)
 {
     size_t got = ep_redeliver_take_due(&ctx->rd, ep_time_mono_ms(), out, max, next_due);
 
@@ -274,4 +276,107 @@ size_t ep__disk_take_due(disk_ctx_t *ctx, ep_event_t **out, size_t max, int64_t 
         atomic_fetch_sub_explicit(&ctx->rd_n, got, memory_order_relaxed);
     }
     return got;
+}
+
+/* ----------------------------------------------------- consumer entry points */
+
+int ep__disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    disk_ctx_t *ctx = vctx;
+    int64_t deadline = timeout_ms > 0 ? ep_time_mono_ms() + timeout_ms : 0;
+    int rc = 0;
+    size_t got = 0;
+
+    if (max == 0) {
+        return 0;
+    }
+    if (max > INT_MAX) {
+        max = INT_MAX;
+    }
+    pthread_mutex_lock(&ctx->read_lock);
+    for (;;) {
+        int64_t next_due = INT64_MAX, wait;
+        struct timespec ts;
+
+        if (ctx->rd.head) {
+            got = take_due(ctx, out, max, &next_due);
+        }
+        while (got < max) {
+            rc = read_one(ctx, &out[got]);
+            if (rc <= 0) {
+                break;
+            }
+            got++;
+        }
+        if (got > 0 || rc < 0) {
+            break;
+        }
+        if (ctx->writer_drained && ctx->read_seq >= ctx->visible_seq && ctx->rd.head == NULL) {
+            rc = EP_ECLOSED;
+            break;
+        }
+        if (timeout_ms == 0) {
+            break;
+        }
+        wait = timeout_ms > 0 ? deadline - ep_time_mono_ms() : 1000;
+        if (timeout_ms > 0 && wait <= 0) {
+            break;
+        }
+        if (next_due != INT64_MAX) {
+            int64_t until = next_due - ep_time_mono_ms();
+            until = until < 1 ? 1 : until;
+            wait = until < wait ? until : wait;
+        }
+        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, wait);
+        pthread_cond_timedwait(&ctx->read_cond, &ctx->read_lock, &ts);
+    }
+    pthread_mutex_unlock(&ctx->read_lock);
+    if (got == 0) {
+        return rc < 0 ? rc : 0;
+    }
+    for (size_t i = 0; i < got; i++) {
+        out[i]->attempts++;
+    }
+    ep_counter_add(&ctx->dequeued, got);
+    return (int)got;
+}
+
+int ep__disk_ack(void *vctx, ep_event_t **evs, size_t n)
+{
+    disk_ctx_t *ctx = vctx;
+    int64_t bytes = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    pthread_mutex_lock(&ctx->read_lock);
+    for (size_t i = 0; i < n; i++) {
+        mark_acked(ctx, evs[i]->qseq);
+        bytes += (int64_t)(uintptr_t)evs[i]->qh;
+    }
+    floor_advance(ctx);
+    pthread_mutex_unlock(&ctx->read_lock);
+    atomic_fetch_sub_explicit(&ctx->unacked_bytes, bytes, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        ep_event_destroy(evs[i]);
+    }
+    ep_counter_add(&ctx->acked, n);
+    return 0;
+}
+
+int ep__disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
+{
+    disk_ctx_t *ctx = vctx;
+    int64_t nb = ep_time_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+
+    if (n == 0) {
+        return 0;
+    }
+    pthread_mutex_lock(&ctx->read_lock);
+    ep_redeliver_add(&ctx->rd, evs, n, nb);
+    atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
+    pthread_cond_broadcast(&ctx->read_cond);
+    pthread_mutex_unlock(&ctx->read_lock);
+    ep_counter_add(&ctx->nacked, n);
+    return 0;
 }
