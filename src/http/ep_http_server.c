@@ -17,8 +17,14 @@
  * write; pipelined requests wait in the input buffer. A handler that answers
  * before returning is written at once; an answer from another thread goes
  * through the loop's list of answered requests and an eventfd wake-up.
+ *
+ * This file is the hot path: the loops, the connection state machine and the
+ * answer writing, one unit so that the per-request steps stay static and
+ * inlinable. Creating, starting and destroying a server, its route table and
+ * the request accessors are in ep_http_server_api.c; the structs in
+ * ep_http_server_int.h.
  */
-#include "ep_http_server.h"
+#include "ep_http_server_int.h"
 #include "ep_error.h"
 #include "ep_http_parse.h"
 #include "ep_log.h"
@@ -43,127 +49,6 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MAX_ROUTES      64
-#define MAX_QUERY       32
-#define IN_INITIAL      4096
-#define IN_MIN_SPACE    1024
-#define IN_MAX          (64 * 1024)  /* a read that fills the buffer doubles it, up to this */
-#define BODY_KEEP       (256 * 1024) /* larger body buffers are freed after their request */
-#define LINGER_NS       INT64_C(2000000000) /* reading what a closed-on client still sends */
-#define SWEEP_NS        INT64_C(250000000)
-#define ACCEPT_BATCH    64
-#define EPOLL_BATCH     128
-#define PAUSE_ACCEPT_NS INT64_C(100000000)
-
-typedef struct route_s {
-    unsigned methods;
-    char *path;
-    ep_http_handler_cb handler;
-    void *arg;
-    size_t max_body;
-} route_t;
-
-typedef struct loop_s loop_t;
-typedef struct conn_s conn_t;
-
-struct ep_http_req_s {
-    ep_http_server_t *srv;
-    loop_t *loop;
-    conn_t *conn;
-    ep_http_head_t head;
-    char *raw; /* a copy of the head, parsed in place */
-    size_t raw_cap;
-    const route_t *route;
-    unsigned method_bit;
-    ep_buf_t body;
-    int64_t start_ns;
-    int q_done, n_q;
-    char *q_name[MAX_QUERY], *q_value[MAX_QUERY];
-    ep_buf_t extra; /* response headers from ep_http_req_add_header, "Name: value\r\n" */
-    /* The answer: written by the answering thread before the hand-over. */
-    int close_after;
-    ep_buf_t out; /* status line and headers */
-    char *resp;
-    size_t resp_len;
-    int answered_inline; /* loop thread only: answered during its handler */
-    ep_http_req_t *next; /* in a loop's list of answered requests */
-};
-
-enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER };
-
-struct conn_s {
-    loop_t *lp;
-    int fd;
-    int state;
-    char *in; /* bytes read and not yet consumed: in[in_off, in_len) */
-    size_t in_off, in_len, in_cap;
-    ep_http_req_t req;
-    uint64_t body_left; /* Content-Length bytes still to come */
-    int chunked;
-    ep_http_chunked_t ch;
-    size_t out_off;  /* bytes of the answer written */
-    int in_request;  /* counted in in_flight */
-    int rd_pending;  /* the socket may hold unread bytes */
-    int hup;         /* the peer shut down or reset */
-    int64_t last_ns; /* last progress, for the idle timeout */
-    int64_t linger_until;
-    int queued;    /* in the loop's write queue */
-    conn_t *wnext; /* next in the write queue */
-    conn_t *prev, *next;
-};
-
-struct loop_s {
-    ep_http_server_t *srv;
-    pthread_t tid;
-    pthread_t self; /* set by the loop thread itself */
-    int started;
-    int epfd;
-    int wakefd; /* eventfd: an answer from another thread, or the stop */
-    /*
-     * An answering thread appends to answered under mu, bumps resumes, then
-     * writes wakefd only if the loop is (about to be) asleep; the loop sets
-     * sleeping, then rechecks resumes before it blocks. Both sides use
-     * sequentially consistent operations, so at least one sees the other.
-     */
-    pthread_mutex_t mu;
-    ep_http_req_t *answered, *answered_tail;
-    atomic_uint resumes;
-    atomic_int sleeping;
-    /* Loop thread only. */
-    ep_http_req_t *local, *local_tail; /* answered on this thread outside their handler */
-    ep_http_req_t *running;            /* the request whose handler runs now */
-    conn_t *wq, *wq_tail;              /* answers to write at the end of this round */
-    conn_t *conns;
-    int n_conns, max_conns;
-    int accept_paused;
-    int64_t now, last_sweep, resume_accept;
-    int listen_marker, wake_marker; /* epoll data for the two fds */
-};
-
-struct ep_http_server_s {
-    ep_http_server_opts_t opts;
-    char name[32];
-    char bind_addr[64];
-    loop_t *loops;
-    int n_loops;
-    int listen_fd;
-    atomic_int stop;
-    /*
-     * Answers being handed over by other threads: counted from before a request
-     * is appended to its loop's list until the wake-up is done, so that destroy
-     * does not free a loop under an answerer's last steps.
-     */
-    atomic_int handing_over;
-    route_t routes[MAX_ROUTES];
-    int n_routes;
-    int port;
-    atomic_int draining;
-    atomic_uint_fast64_t requests, s2xx, s4xx, s5xx;
-    atomic_int_fast64_t in_flight;
-    ep_http_observe_cb observe; /* metrics and access log; NULL = none */
-    void *observe_arg;
-};
 
 static void conn_run(conn_t *c);
 
@@ -434,7 +319,7 @@ static void conn_free(conn_t *c)
 }
 
 /* Closes at once, without an answer. Never for a connection waiting for one. */
-static void conn_close(conn_t *c)
+void ep__http_conn_close(conn_t *c)
 {
     loop_t *lp = c->lp;
 
@@ -478,7 +363,7 @@ static ssize_t conn_recv(conn_t *c, char *buf, size_t len)
             c->rd_pending = 0;
             return 0;
         }
-        conn_close(c); /* end of stream or error, in the middle of a request or between */
+        ep__http_conn_close(c); /* end of stream or error, in the middle of a request or between */
         return -1;
     }
 }
@@ -577,7 +462,7 @@ static int conn_write(conn_t *c)
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 return 0; /* EPOLLOUT raises an edge when there is room */
             }
-            conn_close(c);
+            ep__http_conn_close(c);
             return -1;
         }
         c->out_off += (size_t)n;
@@ -965,7 +850,7 @@ static void loop_sweep(loop_t *lp)
         conn_t *next = c->next;
         if (c->state == C_LINGER ? lp->now > c->linger_until
                                  : c->state != C_WAIT && lp->now - c->last_ns > idle) {
-            conn_close(c);
+            ep__http_conn_close(c);
         }
         c = next;
     }
@@ -981,7 +866,7 @@ static void loop_sweep(loop_t *lp)
     lp->last_sweep = lp->now;
 }
 
-static void *loop_main(void *arg)
+void *ep__http_loop_main(void *arg)
 {
     loop_t *lp = arg;
     ep_http_server_t *s = lp->srv;
@@ -1026,284 +911,4 @@ static void *loop_main(void *arg)
         }
     }
     return NULL;
-}
-
-int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **out)
-{
-    ep_http_server_t *s = ep_calloc(1, sizeof(*s));
-
-    s->opts = *opts;
-    snprintf(s->name, sizeof(s->name), "%s", opts->name ? opts->name : "http");
-    snprintf(s->bind_addr, sizeof(s->bind_addr), "%s",
-             opts->bind_addr ? opts->bind_addr : "0.0.0.0");
-    s->opts.name = s->name;
-    s->opts.bind_addr = s->bind_addr;
-    if (s->opts.threads < 1) {
-        s->opts.threads = 1;
-    }
-    s->listen_fd = -1;
-    if (s->opts.max_header == 0) {
-        s->opts.max_header = 8192;
-    }
-    if (s->opts.max_body == 0) {
-        s->opts.max_body = 1 << 20;
-    }
-    if (s->opts.idle_timeout_s <= 0) {
-        s->opts.idle_timeout_s = 30;
-    }
-    if (s->opts.max_connections <= 0) {
-        s->opts.max_connections = 4096;
-    }
-    *out = s;
-    return 0;
-}
-
-void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *path,
-                          ep_http_handler_cb handler, void *arg)
-{
-    ep_http_server_route_ex(s, methods, path, handler, arg, 0);
-}
-
-void ep_http_server_route_ex(ep_http_server_t *s, unsigned methods, const char *path,
-                             ep_http_handler_cb handler, void *arg, size_t max_body)
-{
-    route_t *r;
-
-    ep_assert(s->n_routes < MAX_ROUTES && s->loops == NULL);
-    if (methods & EP_HTTP_GET) {
-        methods |= EP_HTTP_HEAD;
-    }
-    r = &s->routes[s->n_routes++];
-    r->methods = methods;
-    r->path = ep_strdup(path);
-    r->handler = handler;
-    r->arg = arg;
-    r->max_body = max_body ? max_body : s->opts.max_body;
-}
-
-void ep_http_server_set_observer(ep_http_server_t *s, ep_http_observe_cb cb, void *arg)
-{
-    ep_assert(s->loops == NULL);
-    s->observe = cb;
-    s->observe_arg = arg;
-}
-
-const char *ep_http_server_name(const ep_http_server_t *s)
-{
-    return s->name;
-}
-
-const char *ep_http_server_route_path(const ep_http_server_t *s, int idx)
-{
-    return idx >= 0 && idx < s->n_routes ? s->routes[idx].path : NULL;
-}
-
-/* The listening socket all loops accept from. Returns the fd, or -1 with errno. */
-static int listen_on(const struct sockaddr_in *sa)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-
-    if (fd < 0) {
-        return -1;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 || listen(fd, 1024) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-static int loop_start(ep_http_server_t *s, loop_t *lp, char *err, size_t errlen)
-{
-    struct epoll_event ev;
-    int limit = s->opts.max_connections / s->n_loops;
-
-    lp->srv = s;
-    lp->max_conns = limit > 0 ? limit : 1;
-    lp->epfd = epoll_create1(EPOLL_CLOEXEC);
-    lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (lp->epfd < 0 || lp->wakefd < 0) {
-        snprintf(err, errlen, "%s: event loop set-up failed: %s", s->name, strerror(errno));
-        return EP_EIO;
-    }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-    ev.data.ptr = &lp->listen_marker;
-    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) != 0) {
-        snprintf(err, errlen, "%s: event loop set-up failed: %s", s->name, strerror(errno));
-        return EP_EIO;
-    }
-    ev.events = EPOLLIN;
-    ev.data.ptr = &lp->wake_marker;
-    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, &ev) != 0) {
-        snprintf(err, errlen, "%s: event loop set-up failed: %s", s->name, strerror(errno));
-        return EP_EIO;
-    }
-    if (pthread_create(&lp->tid, NULL, loop_main, lp) != 0) {
-        snprintf(err, errlen, "%s: cannot start a thread", s->name);
-        return EP_EIO;
-    }
-    lp->started = 1;
-    return 0;
-}
-
-int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
-{
-    struct sockaddr_in sa;
-    socklen_t salen = sizeof(sa);
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)s->opts.port);
-    if (inet_pton(AF_INET, s->bind_addr, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "BIND_ADDR: '%s' is not an IPv4 address", s->bind_addr);
-        return EP_EINVAL;
-    }
-    s->listen_fd = listen_on(&sa);
-    if (s->listen_fd < 0) {
-        snprintf(err, errlen, "%s: cannot listen on %s:%d (%s)", s->name, s->bind_addr,
-                 s->opts.port, strerror(errno));
-        return EP_EIO;
-    }
-    if (getsockname(s->listen_fd, (struct sockaddr *)&sa, &salen) == 0) {
-        s->port = ntohs(sa.sin_port);
-    }
-    s->n_loops = s->opts.threads;
-    s->loops = ep_calloc((size_t)s->n_loops, sizeof(loop_t));
-    for (int i = 0; i < s->n_loops; i++) {
-        s->loops[i].epfd = s->loops[i].wakefd = -1; /* destroy closes only what was opened */
-        pthread_mutex_init(&s->loops[i].mu, NULL);
-    }
-    for (int i = 0; i < s->n_loops; i++) {
-        int rc = loop_start(s, &s->loops[i], err, errlen);
-        if (rc != 0) {
-            return rc; /* ep_http_server_destroy undoes what was started */
-        }
-    }
-    return 0;
-}
-
-int ep_http_server_port(const ep_http_server_t *s)
-{
-    return s->port;
-}
-
-/*
- * Draining: connections that arrive now are accepted and closed at once, and
- * answers on open ones carry "Connection: close".
- */
-void ep_http_server_quiesce(ep_http_server_t *s)
-{
-    atomic_store(&s->draining, 1);
-}
-
-void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
-{
-    st->requests = atomic_load_explicit(&s->requests, memory_order_relaxed);
-    st->status_2xx = atomic_load_explicit(&s->s2xx, memory_order_relaxed);
-    st->status_4xx = atomic_load_explicit(&s->s4xx, memory_order_relaxed);
-    st->status_5xx = atomic_load_explicit(&s->s5xx, memory_order_relaxed);
-    st->in_flight = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
-}
-
-void ep_http_server_destroy(ep_http_server_t *s)
-{
-    if (s == NULL) {
-        return;
-    }
-    atomic_store_explicit(&s->stop, 1, memory_order_release);
-    for (int i = 0; i < s->n_loops; i++) {
-        loop_t *lp = &s->loops[i];
-        if (lp->started) {
-            uint64_t one = 1;
-            ssize_t w = write(lp->wakefd, &one, sizeof(one));
-            (void)w;
-            pthread_join(lp->tid, NULL);
-        }
-    }
-    /*
-     * A thread that answered a request the loops have already finished may still
-     * be between its append and its wake-up call; the joins above order its
-     * count before this read.
-     */
-    while (atomic_load(&s->handing_over) > 0) {
-        ep_time_sleep_ms(1);
-    }
-    for (int i = 0; i < s->n_loops; i++) {
-        loop_t *lp = &s->loops[i];
-        while (lp->conns) {
-            conn_t *c = lp->conns;
-            c->state = C_HEAD; /* a request still waiting is dropped with its connection */
-            conn_close(c);
-        }
-        if (lp->epfd >= 0) {
-            close(lp->epfd);
-        }
-        if (lp->wakefd >= 0) {
-            close(lp->wakefd);
-        }
-        pthread_mutex_destroy(&lp->mu);
-    }
-    ep_free(s->loops);
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-    }
-    for (int i = 0; i < s->n_routes; i++) {
-        ep_free(s->routes[i].path);
-    }
-    ep_free(s);
-}
-
-/* ---- request accessors ---- */
-
-const char *ep_http_req_method(const ep_http_req_t *r)
-{
-    return r->head.method ? r->head.method : "";
-}
-
-const char *ep_http_req_path(const ep_http_req_t *r)
-{
-    return r->head.path ? r->head.path : "";
-}
-
-const char *ep_http_req_header(ep_http_req_t *r, const char *name)
-{
-    return ep_http_head_field(&r->head, name);
-}
-
-const char *ep_http_req_query(ep_http_req_t *r, const char *name)
-{
-    if (!r->q_done) {
-        r->n_q = ep_http_query_split(r->head.query, r->q_name, r->q_value, MAX_QUERY);
-        r->q_done = 1;
-    }
-    for (int i = 0; i < r->n_q; i++) {
-        if (strcmp(r->q_name[i], name) == 0) {
-            return r->q_value[i];
-        }
-    }
-    return NULL;
-}
-
-const char *ep_http_req_body(const ep_http_req_t *r)
-{
-    return r->body.data ? r->body.data : "";
-}
-
-size_t ep_http_req_body_len(const ep_http_req_t *r)
-{
-    return r->body.len;
-}
-
-int64_t ep_http_req_start_ns(const ep_http_req_t *r)
-{
-    return r->start_ns;
-}
-
-int ep_http_req_route_index(const ep_http_req_t *r)
-{
-    return r->route ? (int)(r->route - r->srv->routes) : -1;
 }
