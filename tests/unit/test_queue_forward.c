@@ -380,25 +380,31 @@ static void test_processor_full(void)
     srv_stop();
 }
 
-static void test_processor_down(void)
+/* A socket bound to a loopback port and never listening: connections to it are refused. */
+static int refusing_socket(int *port)
 {
-    static call_t calls[40];
     struct sockaddr_in sa;
     socklen_t sl = sizeof(sa);
-    ep_queue_t *q;
-    char reason[256] = "";
-    int fd;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-    /* Bound, never listening: connections are refused. */
-    fd = socket(AF_INET, SOCK_STREAM, 0);
     EP_ASSERT(fd >= 0);
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
 
-    q = open_forward(ntohs(sa.sin_port), OK_MS);
+static void test_processor_down(void)
+{
+    static call_t calls[40];
+    ep_queue_t *q;
+    char reason[256] = "";
+    int port, fd = refusing_socket(&port);
+
+    q = open_forward(port, OK_MS);
     /* Never claimed before the processor answered. */
     EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
     EP_ASSERT(strncmp(reason, EP_STRLIT("processor ")) == 0);
@@ -482,21 +488,12 @@ static void wait_not_ready_reason(ep_queue_t *q, const char *what, char *reason,
 
 static void test_ready_is_probed_before_claimed(void)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     ep_queue_t *q;
     char reason[512] = "";
-    int fd;
+    int port, fd = refusing_socket(&port);
 
     /* Nothing listens: not ready from the first call, and the reason says why. */
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    q = open_forward(ntohs(sa.sin_port), 1000);
+    q = open_forward(port, 1000);
     EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
     EP_ASSERT(strncmp(reason, EP_STRLIT("processor not probed yet")) == 0 ||
               strncmp(reason, EP_STRLIT("processor unreachable: ")) == 0);
