@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static _Thread_local unsigned long long allocated; /* see ep_mem_thread_allocated */
+
 _Noreturn static void oom(size_t size)
 {
     fprintf(stderr, "eventpipe: out of memory allocating %zu bytes\n", size);
@@ -14,6 +16,7 @@ void *ep_malloc(size_t size)
 {
     void *p = malloc(size ? size : 1);
 
+    allocated += size;
     if (p == NULL) {
         oom(size);
     }
@@ -24,6 +27,7 @@ void *ep_calloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
 
+    allocated += (unsigned long long)n * size;
     if (p == NULL) {
         oom(n * size);
     }
@@ -34,6 +38,7 @@ void *ep_realloc(void *p, size_t size)
 {
     void *q = realloc(p, size ? size : 1);
 
+    allocated += size;
     if (q == NULL) {
         oom(size);
     }
@@ -57,6 +62,11 @@ char *ep_strdup(const char *s)
 void ep_free(void *p)
 {
     free(p);
+}
+
+unsigned long long ep_mem_thread_allocated(void)
+{
+    return allocated;
 }
 
 void ep__assert_fail(const char *expr, const char *file, int line)

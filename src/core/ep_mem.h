@@ -15,6 +15,13 @@ char *ep_strdup(const char *s);
 char *ep_strndup(const char *s, size_t n);
 void ep_free(void *p);
 
+/**
+ * Bytes the calling thread asked of ep_malloc, ep_calloc and ep_realloc so far
+ * (a per-thread counter, no lock): lets a test check that an operation does
+ * not allocate.
+ */
+unsigned long long ep_mem_thread_allocated(void);
+
 /* Broken invariant: prints file:line and aborts. */
 #define ep_assert(cond)                                                                            \
     do {                                                                                           \
