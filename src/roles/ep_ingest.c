@@ -832,7 +832,7 @@ void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
                   "{\"TotalReceived\":%llu,\"TotalSent\":%llu,\"TotalFailed\":%llu,"
                   "\"TotalRejected\":%llu,\"duplicates\":%llu,\"batches\":%llu,"
                   "\"async_accepted\":%llu,\"avg_publish_latency_ms\":%.3f,"
-                  "\"events_per_second\":%.1f,\"queue\":\"%s\",\"pending\":%lld}",
+                  "\"events_per_second\":%.1f,\"queue\":\"%s\",\"pending\":%lld",
                   (unsigned long long)atomic_load(&ig->received),
                   (unsigned long long)atomic_load(&ig->sent),
                   (unsigned long long)atomic_load(&ig->failed),
@@ -843,6 +843,16 @@ void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
                   pc ? (double)atomic_load(&ig->publish_us_sum) / (double)pc / 1000.0 : 0.0,
                   uptime > 0 ? (double)atomic_load(&ig->sent) / uptime : 0.0,
                   ig->queue->provider->name, (long long)(qs.size < 0 ? 0 : qs.size));
+    if (ig->dedup != NULL) {
+        ep_dedup_stats_t ds;
+        ep_dedup_stats(ig->dedup, now_s(), &ds);
+        ep_buf_printf(out,
+                      ",\"dedup\":{\"capacity\":%zu,\"size\":%zu,\"evicted\":%llu,"
+                      "\"window_s\":%lld,\"effective_window_s\":%lld}",
+                      ds.capacity, ds.size, (unsigned long long)ds.evicted, (long long)ds.window_s,
+                      (long long)ds.effective_window_s);
+    }
+    ep_buf_putc(out, '}');
 }
 
 static void on_stats(void *arg, ep_http_req_t *req)
@@ -898,6 +908,7 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
     ig->app = app;
     if (ig->dedup == NULL && app->cfg.dedup_window_s > 0) {
         ig->dedup = ep_dedup_create(app->cfg.dedup_window_s, (size_t)app->cfg.dedup_capacity);
+        ep_dedup_set_name(ig->dedup, "DEDUP_CAPACITY");
     }
     if (ig->routes == NULL) {
         r = ig->routes = ep_calloc(1, sizeof(*r));

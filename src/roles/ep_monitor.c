@@ -9,6 +9,7 @@
  * steady state is three relaxed atomic adds per request and no lock.
  */
 #include "ep_monitor.h"
+#include "ep_dedup.h"
 #include "ep_log.h"
 #include "ep_mem.h"
 #include "ep_obs.h"
@@ -346,6 +347,21 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
     put1(out, "ep_ingest_duplicates_total", EP_METRIC_COUNTER,
          "Events answered as duplicates of a client id already accepted.",
          (double)atomic_load(&ig->duplicates));
+    if (ig->dedup != NULL) {
+        ep_dedup_stats_t ds;
+        ep_dedup_stats(ig->dedup, ep_time_mono_ms() / 1000, &ds);
+        put1(out, "ep_dedup_capacity", EP_METRIC_GAUGE,
+             "Client ids the dedup table holds at most (DEDUP_CAPACITY).", (double)ds.capacity);
+        put1(out, "ep_dedup_ids", EP_METRIC_GAUGE, "Client ids the dedup table holds now.",
+             (double)ds.size);
+        put1(out, "ep_dedup_evicted_total", EP_METRIC_COUNTER,
+             "Client ids evicted from the full dedup table before DEDUP_WINDOW ended.",
+             (double)ds.evicted);
+        put1(out, "ep_dedup_effective_window_seconds", EP_METRIC_GAUGE,
+             "A repeat of a client id accepted less than this many seconds ago is caught: "
+             "DEDUP_WINDOW, or less while the full table evicts ids early.",
+             (double)ds.effective_window_s);
+    }
 
     ep_metrics_put_family(out, "errors_total", EP_METRIC_COUNTER,
                           "Errors by kind: publish (ingest publish failed), invalid_event "
