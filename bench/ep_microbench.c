@@ -16,9 +16,15 @@
  *   parse event          ep_event_parser_parse of a ~250-byte seed 004 event
  *   pb encode/decode     DataMessage of that event
  *   analytics add        ep_analytics_add_batch, batches of 64
+ *   dedup CAP fill F%    ep_dedup_reserve + ep_dedup_commit of a new id (an op) in a
+ *                        table of CAP ids already given F% of CAP ids (all within
+ *                        the window); the ops raise the fill by n / CAP. Above 100%
+ *                        the table stays full: one table serves every run, pre-filled
+ *                        once, untimed
  */
 #include "analytics/ep_analytics.h"
 #include "ep_buf.h"
+#include "ep_dedup.h"
 #include "ep_event.h"
 #include "ep_event_json_ref.h" /* tests/support */
 #include "ep_mem.h"
@@ -363,6 +369,75 @@ static double analytics_add(long long n)
     }
 }
 
+/* ------------------------------------------------------------ dedup */
+
+typedef struct dedup_case_s {
+    size_t cap;
+    int fill_pct;
+    ep_dedup_t *d;
+    long long next; /* the next id number */
+} dedup_case_t;
+
+static dedup_case_t dedup_cases[] = {
+    {100000, 10, NULL, 0},   {100000, 100, NULL, 0},  {100000, 1000, NULL, 0},
+    {1000000, 10, NULL, 0},  {1000000, 100, NULL, 0}, {1000000, 1000, NULL, 0},
+    {1000000, 200, NULL, 0},
+};
+
+/* Ids "d" + 16 hex digits, written without printf (its cost would dominate). */
+static void dedup_id(char *buf, long long v)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    buf[0] = 'd';
+    for (int i = 16; i >= 1; i--, v >>= 4) {
+        buf[i] = hex[v & 15];
+    }
+}
+
+static void dedup_add(dedup_case_t *c)
+{
+    char id[17];
+    int64_t now = 1 + c->next / 100000; /* 100k ids a second: all within the 300 s window */
+
+    dedup_id(id, c->next++);
+    if (ep_dedup_reserve(c->d, id, sizeof(id), now) == EP_DEDUP_NEW) {
+        ep_dedup_commit(c->d, id, sizeof(id), now);
+    }
+}
+
+static double dedup_run(dedup_case_t *c, long long n)
+{
+    int64_t t0;
+
+    if (c->d == NULL || c->fill_pct <= 100) {
+        ep_dedup_destroy(c->d);
+        c->d = ep_dedup_create(300, c->cap);
+        c->next = 0;
+        for (long long i = 0; i < (long long)c->cap * c->fill_pct / 100; i++) {
+            dedup_add(c);
+        }
+    }
+    t0 = ep_time_mono_ns();
+    for (long long i = 0; i < n; i++) {
+        dedup_add(c);
+    }
+    return (double)(ep_time_mono_ns() - t0) / 1e9;
+}
+
+#define DEDUP_CASE(k)                                                                              \
+    static double dedup_case_##k(long long n)                                                      \
+    {                                                                                              \
+        return dedup_run(&dedup_cases[k], n);                                                      \
+    }
+DEDUP_CASE(0)
+DEDUP_CASE(1)
+DEDUP_CASE(2)
+DEDUP_CASE(3)
+DEDUP_CASE(4)
+DEDUP_CASE(5)
+DEDUP_CASE(6)
+
 int main(int argc, char **argv)
 {
     double scale = argc > 1 ? atof(argv[1]) : 1.0;
@@ -392,5 +467,15 @@ int main(int argc, char **argv)
     report("pb encode", pb_encode, N(2000000));
     report("pb decode", pb_decode, N(1000000));
     report("analytics add (batch 64)", analytics_add, N(2000000));
+    report("dedup 100k fill 10%", dedup_case_0, N(10000));
+    report("dedup 100k fill 100%", dedup_case_1, N(10000));
+    report("dedup 100k fill 1000%", dedup_case_2, N(10000));
+    report("dedup 1M fill 10%", dedup_case_3, N(10000));
+    report("dedup 1M fill 100%", dedup_case_4, N(10000));
+    report("dedup 1M fill 200%", dedup_case_6, N(10000));
+    report("dedup 1M fill 1000%", dedup_case_5, N(10000));
+    for (size_t i = 0; i < sizeof(dedup_cases) / sizeof(dedup_cases[0]); i++) {
+        ep_dedup_destroy(dedup_cases[i].d);
+    }
     return 0;
 }

@@ -109,7 +109,7 @@ static const opt_t options[] = {
     {OPT_INT, "DEDUP_WINDOW", "dedup-window", "300", N(dedup_window_s), 0, 86400 * 7, NULL,
      "seconds a client-given event id is remembered for idempotency (0: off)"},
     {OPT_I64, "DEDUP_CAPACITY", "dedup-capacity", "1000000", N(dedup_capacity), 1000, 1000000000,
-     NULL, "client ids remembered at most"},
+     NULL, "client ids remembered at most; when full, the oldest go first"},
     {OPT_SIZE, "HTTP_MAX_BATCH_BODY", "max-batch-body", "33554432", N(max_batch_body), 1024,
      1073741824, NULL, "largest batch request body in bytes, after decompression too"},
     {OPT_INT, "BATCH_MAX_EVENTS", "batch-max-events", "100000", N(batch_max_events), 1, 10000000,

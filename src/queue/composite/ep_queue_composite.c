@@ -636,6 +636,7 @@ static int composite_init(const ep_config_t *cfg, void **out, char *err, size_t 
     }
     c->n = n;
     c->claims = ep_dedup_create(CLAIM_WINDOW_S, CLAIM_CAPACITY);
+    ep_dedup_set_name(c->claims, "the composite queue's claim table: capacity");
     ep_mpmc_create(INBOX_CAPACITY, &c->inbox);
     ep_log_info("queue", "composite over %s%s%s%s%s (%s)", names[0], n > 1 ? "," : "",
                 n > 1 ? names[1] : "", n > 2 ? ",..." : "", "",
