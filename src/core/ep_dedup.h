@@ -31,9 +31,9 @@ typedef struct ep_dedup_stats_s {
     size_t size;                /* ids held now (pending, committed, expired not yet dropped) */
     uint64_t evicted;           /* ids dropped to make room before their window ended */
     int64_t window_s;           /* the configured window */
-    int64_t effective_window_s; /* a repeat of an id committed less than this many seconds
-                                   ago is caught: window_s unless ids committed within the
-                                   last window_s were evicted */
+    int64_t effective_window_s; /* every id reserved or committed less than this many
+                                   seconds ago is held, so its repeat is caught: window_s
+                                   unless ids that recent were evicted */
     uint64_t probes;            /* index cells examined or moved, all operations (work count) */
 } ep_dedup_stats_t;
 
