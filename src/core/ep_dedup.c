@@ -290,9 +290,9 @@ static void warn_evicting(ep_dedup_t *d, int64_t age)
 {
     if (atomic_exchange(&d->warned, 1) == 0) {
         ep_log_warn("dedup",
-                    "%s=%zu ids reached: the oldest ids are now evicted before their %d s window "
-                    "ended (the first was %lld s old); a repeated id is caught only within the "
-                    "effective window (/stats dedup.effective_window_s, metric "
+                    "%s=%zu ids reached: the oldest ids are now evicted before their %d s "
+                    "window ended, the effective window is down to %lld s (a repeat of an "
+                    "older id may be missed; see /stats dedup.effective_window_s, metric "
                     "ep_dedup_effective_window_seconds)",
                     d->setting, d->capacity, d->window_s, (long long)age);
     }
