@@ -86,3 +86,59 @@ void ep_id_uuid7_at(char *out, int64_t unix_ms)
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     format(b, out);
 }
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* 1 when s[0..n) is 8-4-4-4-12 hex digits (either case). */
+int ep_id_uuid_valid(const char *s, size_t n)
+{
+    if (n != EP_UUID_STR_LEN) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return 0;
+            }
+        } else if (hex_val(s[i]) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * The i-th id of a request whose first id is base: base with i added to its
+ * last 48 bits (modulo 2^48), lowercase. base must pass ep_id_uuid_valid.
+ */
+void ep_id_uuid_add(const char *base, uint64_t i, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    uint64_t v = 0;
+
+    for (int k = 0; k < 24; k++) {
+        out[k] = digits[hex_val(base[k])];
+    }
+    for (int k = 24; k < 36; k++) {
+        v = (v << 4) | (uint64_t)hex_val(base[k]);
+    }
+    v = (v + i) & ((1ULL << 48) - 1);
+    for (int k = 35; k >= 24; k--) {
+        out[k] = digits[v & 15];
+        v >>= 4;
+    }
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[36] = '\0';
+}
