@@ -129,7 +129,7 @@ void ep_id_uuid_add(const char *base, uint64_t i, char *out)
     uint64_t v = 0;
 
     for (int k = 0; k < 24; k++) {
-        out[k] = digits[hex_val(base[k])];
+        out[k] = base[k] == '-' ? '-' : digits[hex_val(base[k])];
     }
     for (int k = 24; k < 36; k++) {
         v = (v << 4) | (uint64_t)hex_val(base[k]);
@@ -139,6 +139,5 @@ void ep_id_uuid_add(const char *base, uint64_t i, char *out)
         out[k] = digits[v & 15];
         v >>= 4;
     }
-    out[8] = out[13] = out[18] = out[23] = '-';
     out[36] = '\0';
 }
