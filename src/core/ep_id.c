@@ -87,6 +87,28 @@ void ep_id_uuid7_at(char *out, int64_t unix_ms)
     format(b, out);
 }
 
+/*
+ * A UUID v8 (RFC 9562 "custom"): the v7 layout (48 bits of Unix milliseconds,
+ * random bits) with version 8 and its last 24 bits zero, so that a request's
+ * events can be numbered base + i. The version tells these ids from a client's.
+ */
+void ep_id_assigned_base(char *out)
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)ep_time_now_ms();
+    uint64_t r1 = rng_next(), r2 = rng_next();
+
+    for (int i = 0; i < 6; i++) {
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    }
+    memcpy(b + 6, &r1, 2);
+    memcpy(b + 8, &r2, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x80);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    b[13] = b[14] = b[15] = 0;
+    format(b, out);
+}
+
 static int hex_val(char c)
 {
     if (c >= '0' && c <= '9') {
@@ -140,4 +162,23 @@ void ep_id_uuid_add(const char *base, uint64_t i, char *out)
         v >>= 4;
     }
     out[36] = '\0';
+}
+
+/* 1 when id is one ep_id_assigned_base numbering could give (a UUID of version 8). */
+int ep_id_is_assigned(const char *id, size_t len)
+{
+    return len == EP_UUID_STR_LEN && id[14] == '8' && ep_id_uuid_valid(id, len);
+}
+
+/* 1 when id is a base itself: assigned, its last 24 bits zero. */
+int ep_id_is_assigned_base(const char *id, size_t len)
+{
+    return ep_id_is_assigned(id, len) && memcmp(id + 30, "000000", 6) == 0;
+}
+
+/* The base of an assigned id (its last 24 bits zeroed), lowercase. */
+void ep_id_base_of(const char *id, char *out)
+{
+    ep_id_uuid_add(id, 0, out);
+    memcpy(out + 30, "000000", 6);
 }

@@ -79,7 +79,7 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     snprintf(url, sizeof(url), "%s%s", app->cfg.ingest_url, pr->target);
     ctx.req = req;
     ctx.pr = pr;
-    ep_id_uuid7(ctx.id);
+    ep_id_assigned_base(ctx.id);
     snprintf(hdr, sizeof(hdr), "X-Message-Id: %s", ctx.id);
     o.content_encoding = enc && *enc ? enc : NULL;
     o.headers = hdr;

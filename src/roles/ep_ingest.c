@@ -188,8 +188,8 @@ static int id_header(ep_http_req_t *req, const char **id)
     if (h == NULL || *h == '\0') {
         return 1;
     }
-    if (!ep_id_uuid_valid(h, strlen(h))) {
-        ep_http_respond_error(req, 400, "must be a UUID (8-4-4-4-12 hex digits)", ID_HEADER);
+    if (!ep_id_is_assigned_base(h, strlen(h))) {
+        ep_http_respond_error(req, 400, "must be a UUID of version 8 ending in 000000", ID_HEADER);
         return 0;
     }
     *id = h;
@@ -214,6 +214,27 @@ static int content_type_ok(ep_http_req_t *req)
 static int has_client_id(const ep_event_t *ev)
 {
     return (ev->flags & EP_EVENT_F_ID_GENERATED) == 0;
+}
+
+/*
+ * Reserves a client id in the window. An id the gateway assigned (UUID v8, see
+ * ep_id_assigned_base) is also a repeat when the request that numbered it was
+ * kept whole: such a request is remembered once, under its base, not per event.
+ */
+static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, int64_t now)
+{
+    if (ep_id_is_assigned(id, len) && !ep_id_is_assigned_base(id, len)) {
+        char base[EP_UUID_STR_LEN + 1];
+        ep_dedup_result_t r;
+
+        ep_id_base_of(id, base);
+        r = ep_dedup_reserve(d, base, EP_UUID_STR_LEN, now);
+        if (r != EP_DEDUP_NEW) {
+            return r;
+        }
+        ep_dedup_release(d, base, EP_UUID_STR_LEN);
+    }
+    return ep_dedup_reserve(d, id, len, now);
 }
 
 static void put_accepted(ep_buf_t *b, const char *id, size_t len, const char *status, int dup)
@@ -323,7 +344,7 @@ static void on_single(void *arg, ep_http_req_t *req)
 
     if (ig->dedup && has_client_id(ev)) {
         ep_buf_t b = EP_BUF_INIT;
-        switch (ep_dedup_reserve(ig->dedup, p->id, p->id_len, now_s())) {
+        switch (reserve_id(ig->dedup, p->id, p->id_len, now_s())) {
         case EP_DEDUP_DONE:
             inc(&ig->duplicates, 1);
             put_accepted(&b, p->id, p->id_len, "accepted", 1);
@@ -391,6 +412,7 @@ static void on_single(void *arg, ep_http_req_t *req)
 typedef struct item_s {
     uint8_t state;
     uint8_t dedup;   /* id reserved in the window */
+    uint8_t derived; /* id numbered from the gateway's X-Message-Id, covered by batch->base */
     uint32_t line;   /* 1-based line (NDJSON) or 0 */
     uint32_t id_off; /* into batch->strs */
     uint32_t id_len;
@@ -405,7 +427,9 @@ typedef struct batch_s {
     size_t n;
     item_t *items;
     ep_buf_t strs;
-    atomic_int pending; /* publish callbacks outstanding, +1 while publishing */
+    atomic_int pending;             /* publish callbacks outstanding, +1 while publishing */
+    int base_reserved;              /* base holds the window's one entry for every derived item */
+    char base[EP_UUID_STR_LEN + 1]; /* the gateway's X-Message-Id, lowercase */
 } batch_t;
 
 typedef struct chunk_s {
@@ -428,9 +452,30 @@ static void batch_finish(batch_t *b)
 {
     ep_ingest_t *ig = b->ig;
     size_t accepted = 0, dups = 0, invalid = 0, failed = 0, maybe = 0;
-    int first_err = 0;
+    int first_err = 0, all_derived_kept = 1;
     ep_buf_t out = EP_BUF_INIT;
     int status;
+
+    /*
+     * The events numbered from the gateway's id are remembered as one entry (the
+     * base) when all of them were kept; otherwise each kept one is remembered.
+     */
+    for (size_t i = 0; b->base_reserved && i < b->n; i++) {
+        all_derived_kept &= !b->items[i].derived || b->items[i].state == ITEM_ACCEPTED;
+    }
+    if (b->base_reserved && all_derived_kept) {
+        ep_dedup_commit(ig->dedup, b->base, EP_UUID_STR_LEN, now_s());
+    } else if (b->base_reserved) {
+        ep_dedup_release(ig->dedup, b->base, EP_UUID_STR_LEN);
+        for (size_t i = 0; i < b->n; i++) {
+            item_t *it = &b->items[i];
+            if (it->derived && it->state == ITEM_ACCEPTED &&
+                ep_dedup_reserve(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s()) ==
+                    EP_DEDUP_NEW) {
+                ep_dedup_commit(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s());
+            }
+        }
+    }
 
     for (size_t i = 0; i < b->n; i++) {
         item_t *it = &b->items[i];
@@ -888,8 +933,18 @@ static void on_batch(void *arg, ep_http_req_t *req)
         inc(&ig->received, 1);
         it->id_off = keep_str(b, ev->id.p, ev->id.len);
         it->id_len = ev->id.len;
-        if (ig->dedup && has_client_id(ev)) {
-            ep_dedup_result_t d = ep_dedup_reserve(ig->dedup, ev->id.p, ev->id.len, now_s());
+        if (ig->dedup && hid && ev->id.len == EP_UUID_STR_LEN &&
+            memcmp(ev->id.p, lid, EP_UUID_STR_LEN) == 0) {
+            /* Numbered from the gateway's id: one window entry for the whole request. */
+            if (b->base[0] == '\0') {
+                ep_id_uuid_add(hid, 0, b->base);
+                b->base_reserved =
+                    ep_dedup_reserve(ig->dedup, b->base, EP_UUID_STR_LEN, now_s()) == EP_DEDUP_NEW;
+            }
+            it->derived = (uint8_t)b->base_reserved;
+        }
+        if (ig->dedup && has_client_id(ev) && !it->derived) {
+            ep_dedup_result_t d = reserve_id(ig->dedup, ev->id.p, ev->id.len, now_s());
             if (d == EP_DEDUP_DONE) {
                 it->state = ITEM_DUP;
                 ep_event_destroy(ev);

@@ -164,6 +164,23 @@ static void test_uuid_valid_and_add(void)
     ep_id_uuid_add(id, 99999, out);
     EP_ASSERT(ep_id_uuid_valid(out, strlen(out)));
     EP_ASSERT(memcmp(out, id, 24) == 0);
+
+    /* The gateway's bases: version 8, last 24 bits zero; numbered ids lead back to them. */
+    ep_id_assigned_base(id);
+    EP_ASSERT(ep_id_uuid_valid(id, strlen(id)));
+    EP_ASSERT(id[14] == '8');
+    EP_ASSERT(strchr("89ab", id[19]) != NULL);
+    EP_ASSERT(ep_id_is_assigned_base(id, strlen(id)));
+    EP_ASSERT_STR_EQ(id + 30, "000000");
+    ep_id_uuid_add(id, 0xabcdef, out);
+    EP_ASSERT_STR_EQ(out + 30, "abcdef");
+    EP_ASSERT(ep_id_is_assigned(out, strlen(out)));
+    EP_ASSERT(!ep_id_is_assigned_base(out, strlen(out)));
+    ep_id_base_of(out, out);
+    EP_ASSERT_STR_EQ(out, id);
+    ep_id_uuid7(out);
+    EP_ASSERT(!ep_id_is_assigned(out, strlen(out)));
+    EP_ASSERT(!ep_id_is_assigned("event_123", 9));
 }
 
 EP_TEST_LIST = {
