@@ -224,7 +224,9 @@ def test_retry_after_a_maybe_kept_503_is_deduplicated():
     p = {"api": free_port(), "ingest": free_port(), "processor": free_port()}
     with Eventpipe("processor", ports=p) as proc, Eventpipe("ingest", ports=p) as ing:
         hold = HoldFirst(p["ingest"])
-        env = {"INGEST_URL": hold.ds.url, "UPSTREAM_TIMEOUT_MS": TIMEOUT_MS}
+        # Long enough for the relayed retries on a busy machine; the held answers
+        # end by this timeout whatever the machine's speed.
+        env = {"INGEST_URL": hold.ds.url, "UPSTREAM_TIMEOUT_MS": "8000"}
         with Eventpipe("gateway", ports=p, env=env) as gw:
             wait_for(lambda: request(p["ingest"], "GET", "/ready").status == 200, timeout=15,
                      what="ingest ready")
@@ -275,13 +277,15 @@ def big_answer_batch(n_invalid):
 
 def test_batch_answer_over_16_mib_passes_the_gateway():
     p = {"api": free_port(), "ingest": free_port(), "processor": free_port()}
+    # 18 MB cross the hop: time enough for a sanitizer build on a busy machine.
+    slow = {"UPSTREAM_TIMEOUT_MS": "120000"}
     with Eventpipe("processor", ports=p) as proc, Eventpipe("ingest", ports=p) as ing, \
-            Eventpipe("gateway", ports=p) as gw:
+            Eventpipe("gateway", ports=p, env=slow) as gw:
         wait_for(lambda: request(p["api"], "GET", "/ready").status == 200, timeout=15,
                  what="gateway ready")
         r = request(gw.api, "POST", "/api/v1/events/batch", big_answer_batch(30000),
                     headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"},
-                    timeout=120)
+                    timeout=300)
         assert len(r.body) > 16 * 1024 * 1024, (r.status, len(r.body), r.body[:300])
         assert r.status == 202, (r.status, r.body[:300])
         res = r.json()
