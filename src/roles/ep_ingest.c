@@ -216,23 +216,35 @@ static int has_client_id(const ep_event_t *ev)
     return (ev->flags & EP_EVENT_F_ID_GENERATED) == 0;
 }
 
-/*
- * Reserves a client id in the window. An id the gateway assigned (UUID v8, see
- * ep_id_assigned_base) is also a repeat when the request that numbered it was
- * kept whole: such a request is remembered once, under its base, not per event.
- */
-static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, int64_t now)
+/* The window key of a request's numbered ids: its base and a '*' (no event id is that). */
+#define RANGE_KEY_LEN (EP_UUID_STR_LEN + 1)
+
+static void range_key(const char *id, char *key)
 {
-    if (ep_id_is_assigned(id, len) && !ep_id_is_assigned_base(id, len)) {
-        char base[EP_UUID_STR_LEN + 1];
+    ep_id_base_of(id, key);
+    key[EP_UUID_STR_LEN] = '*';
+    key[RANGE_KEY_LEN] = '\0';
+}
+
+/*
+ * Reserves an event id in the window. numbered: the id is this request's own
+ * numbering (X-Message-Id). Else an id the gateway assigned once (UUID v8, see
+ * ep_id_assigned_base) is also a repeat when the request that numbered it was
+ * kept whole: such a request is remembered once, under its range key.
+ */
+static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, int numbered,
+                                    int64_t now)
+{
+    if (!numbered && ep_id_is_assigned(id, len)) {
+        char key[RANGE_KEY_LEN + 1];
         ep_dedup_result_t r;
 
-        ep_id_base_of(id, base);
-        r = ep_dedup_reserve(d, base, EP_UUID_STR_LEN, now);
+        range_key(id, key);
+        r = ep_dedup_reserve(d, key, RANGE_KEY_LEN, now);
         if (r != EP_DEDUP_NEW) {
             return r;
         }
-        ep_dedup_release(d, base, EP_UUID_STR_LEN);
+        ep_dedup_release(d, key, RANGE_KEY_LEN);
     }
     return ep_dedup_reserve(d, id, len, now);
 }
@@ -344,7 +356,8 @@ static void on_single(void *arg, ep_http_req_t *req)
 
     if (ig->dedup && has_client_id(ev)) {
         ep_buf_t b = EP_BUF_INIT;
-        switch (reserve_id(ig->dedup, p->id, p->id_len, now_s())) {
+        int numbered = hid && p->id_len == EP_UUID_STR_LEN && memcmp(p->id, lid, p->id_len) == 0;
+        switch (reserve_id(ig->dedup, p->id, p->id_len, numbered, now_s())) {
         case EP_DEDUP_DONE:
             inc(&ig->duplicates, 1);
             put_accepted(&b, p->id, p->id_len, "accepted", 1);
@@ -427,9 +440,9 @@ typedef struct batch_s {
     size_t n;
     item_t *items;
     ep_buf_t strs;
-    atomic_int pending;             /* publish callbacks outstanding, +1 while publishing */
-    int base_reserved;              /* base holds the window's one entry for every derived item */
-    char base[EP_UUID_STR_LEN + 1]; /* the gateway's X-Message-Id, lowercase */
+    atomic_int pending;           /* publish callbacks outstanding, +1 while publishing */
+    int base_reserved;            /* base holds the window's one entry for every derived item */
+    char base[RANGE_KEY_LEN + 1]; /* range key of the gateway's X-Message-Id */
 } batch_t;
 
 typedef struct chunk_s {
@@ -464,9 +477,9 @@ static void batch_finish(batch_t *b)
         all_derived_kept &= !b->items[i].derived || b->items[i].state == ITEM_ACCEPTED;
     }
     if (b->base_reserved && all_derived_kept) {
-        ep_dedup_commit(ig->dedup, b->base, EP_UUID_STR_LEN, now_s());
+        ep_dedup_commit(ig->dedup, b->base, RANGE_KEY_LEN, now_s());
     } else if (b->base_reserved) {
-        ep_dedup_release(ig->dedup, b->base, EP_UUID_STR_LEN);
+        ep_dedup_release(ig->dedup, b->base, RANGE_KEY_LEN);
         for (size_t i = 0; i < b->n; i++) {
             item_t *it = &b->items[i];
             if (it->derived && it->state == ITEM_ACCEPTED &&
@@ -914,7 +927,7 @@ static void on_batch(void *arg, ep_http_req_t *req)
         item_t *it = &b->items[i];
         ep_event_t *ev = NULL;
         ep_parse_err_t perr;
-        int rc;
+        int rc, numbered;
 
         it->line = sl[i].line;
         if (hid) {
@@ -933,18 +946,19 @@ static void on_batch(void *arg, ep_http_req_t *req)
         inc(&ig->received, 1);
         it->id_off = keep_str(b, ev->id.p, ev->id.len);
         it->id_len = ev->id.len;
-        if (ig->dedup && hid && ev->id.len == EP_UUID_STR_LEN &&
-            memcmp(ev->id.p, lid, EP_UUID_STR_LEN) == 0) {
+        numbered =
+            hid && ev->id.len == EP_UUID_STR_LEN && memcmp(ev->id.p, lid, EP_UUID_STR_LEN) == 0;
+        if (ig->dedup && numbered) {
             /* Numbered from the gateway's id: one window entry for the whole request. */
             if (b->base[0] == '\0') {
-                ep_id_uuid_add(hid, 0, b->base);
+                range_key(hid, b->base);
                 b->base_reserved =
-                    ep_dedup_reserve(ig->dedup, b->base, EP_UUID_STR_LEN, now_s()) == EP_DEDUP_NEW;
+                    ep_dedup_reserve(ig->dedup, b->base, RANGE_KEY_LEN, now_s()) == EP_DEDUP_NEW;
             }
             it->derived = (uint8_t)b->base_reserved;
         }
         if (ig->dedup && has_client_id(ev) && !it->derived) {
-            ep_dedup_result_t d = reserve_id(ig->dedup, ev->id.p, ev->id.len, now_s());
+            ep_dedup_result_t d = reserve_id(ig->dedup, ev->id.p, ev->id.len, numbered, now_s());
             if (d == EP_DEDUP_DONE) {
                 it->state = ITEM_DUP;
                 ep_event_destroy(ev);

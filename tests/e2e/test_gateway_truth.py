@@ -266,6 +266,52 @@ def test_retry_after_a_maybe_kept_503_is_deduplicated():
         assert proc.stop() == 0
 
 
+def test_numbered_ids_of_a_partly_kept_batch_are_remembered_each():
+    """A batch with the gateway's X-Message-Id where the queue kept only part: the
+    kept events are remembered one by one, the others can be stored by a retry.
+    The processor is a Python server that keeps the first /enqueue (202) and
+    refuses every later one (503): exactly one forwarded chunk is kept."""
+    first = threading.Lock()
+
+    def one_then_full(req):
+        if req[0].startswith("GET "):
+            return ready_only(req)
+        code = b"202 Accepted" if first.acquire(blocking=False) else b"503 Unavailable"
+        body = b'{"accepted":1}\n'
+        return (b"HTTP/1.1 " + code + b"\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+    ds = Downstream(one_then_full)
+    base = "01a24253-bfb6-841f-af9b-be4474000000"
+    with Eventpipe("ingest", env={"PROCESSOR_URL": ds.url}) as ing:
+        wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, timeout=15,
+                 what="ingest ready")
+        r = request(ing.ingest, "POST", "/events/batch", json.dumps(seed_event(1)),
+                    headers={"X-Message-Id": "01a24253-bfb6-741f-af9b-be4474000000"})
+        assert r.status == 400 and r.json()["field"] == "X-Message-Id", r
+        lines = [seed_event(i) for i in range(1000)]
+        body = "\n".join(json.dumps(x) for x in lines)
+        r = request(ing.ingest, "POST", "/events/batch", body, timeout=60,
+                    headers={"X-Message-Id": base})
+        res = r.json()
+        kept = {x["index"] for x in res["results"] if "messageId" in x}
+        ids = [x.get("messageId") or x.get("id") for x in res["results"]]
+        assert ids == [uuid_add(base, i) for i in range(1000)], ids[:3]
+        assert 0 < len(kept) < 1000 and res["accepted"] == len(kept), res["accepted"]
+        assert res["maybe_kept"] is False, res["maybe_kept"]  # 503 there: refused, not kept
+        # The retry of every event with its id: the kept ones are repeats, the others
+        # are new (and refused again).
+        retry = "\n".join(json.dumps(dict(x, id=i)) for x, i in zip(lines, ids))
+        r = request(ing.ingest, "POST", "/events/batch", retry, timeout=60)
+        res = r.json()
+        assert res["duplicates"] == len(kept) and res["accepted"] == 0, \
+            {k: res[k] for k in res if k != "results"}
+        assert [x.get("duplicate", False) for x in res["results"]] == \
+            [i in kept for i in range(1000)]
+        assert ing.stop() == 0
+    ds.close()
+
+
 def big_answer_batch(n_invalid):
     """n_invalid lines whose per-event error names a 90-character field that the
     answer escapes (\\u0001 each), then one valid event: an answer over 16 MiB."""
