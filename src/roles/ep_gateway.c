@@ -93,7 +93,14 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     if (rc == EP_EINVAL) {
         ep_http_respond_error(req, 400, "a header value holds a line break", NULL);
     } else if (rc != 0) {
-        ep_http_respond_error(req, 503, "shutting down", NULL);
+        /* Never sent: nothing can have been kept. */
+        ep_buf_t b = EP_BUF_INIT;
+        char v[16];
+
+        ep__ingest_unknown_answer(app, pr->batch, NULL, 0, NULL, NULL, "shutting down", 0, &b);
+        snprintf(v, sizeof(v), "%d", app->cfg.retry_after_s);
+        ep_http_req_add_header(req, "Retry-After", v);
+        ep_http_respond_buf(req, 503, &b);
     }
 }
 
