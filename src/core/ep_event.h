@@ -110,6 +110,7 @@ typedef struct ep_event_parse_opts_s {
     const char *event_type;     /* forced type; a different "event_type" in the body is an error */
     int require_data;           /* "data" (or "payload") must be present and non-empty */
     int64_t received_us;        /* receive time (ep_time_now_us) for the event; 0: read the clock */
+    const char *id;             /* id when the body has none (NUL-terminated); NULL: a UUID v7 */
 } ep_event_parse_opts_t;
 
 /** ep_event_parser_parse with options (NULL opts = none). Same contract otherwise. */

@@ -816,6 +816,11 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
              event_type = field_str(p, F_EVENT_TYPE), user_id = field_str(p, F_USER_ID),
              data = {"", 0};
 
+    if (id.len == 0 && opts && opts->id) {
+        /* Assigned by the hop in front (the gateway's X-Message-Id). */
+        id.p = opts->id;
+        id.len = strlen(opts->id);
+    }
     if (!(p->present & (1u << F_SOURCE)) && !(opts && opts->default_source)) {
         return fail(p, EP_EVALIDATE, NULL, "source", 6, "is required");
     }

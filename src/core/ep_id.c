@@ -86,3 +86,99 @@ void ep_id_uuid7_at(char *out, int64_t unix_ms)
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     format(b, out);
 }
+
+/*
+ * A UUID v8 (RFC 9562 "custom"): the v7 layout (48 bits of Unix milliseconds,
+ * random bits) with version 8 and its last 24 bits zero, so that a request's
+ * events can be numbered base + i. The version tells these ids from a client's.
+ */
+void ep_id_assigned_base(char *out)
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)ep_time_now_ms();
+    uint64_t r1 = rng_next(), r2 = rng_next();
+
+    for (int i = 0; i < 6; i++) {
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    }
+    memcpy(b + 6, &r1, 2);
+    memcpy(b + 8, &r2, 8);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x80);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    b[13] = b[14] = b[15] = 0;
+    format(b, out);
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* 1 when s[0..n) is 8-4-4-4-12 hex digits (either case). */
+int ep_id_uuid_valid(const char *s, size_t n)
+{
+    if (n != EP_UUID_STR_LEN) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return 0;
+            }
+        } else if (hex_val(s[i]) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * The i-th id of a request whose first id is base: base with i added to its
+ * last 48 bits (modulo 2^48), lowercase. base must pass ep_id_uuid_valid.
+ */
+void ep_id_uuid_add(const char *base, uint64_t i, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    uint64_t v = 0;
+
+    for (int k = 0; k < 24; k++) {
+        out[k] = base[k] == '-' ? '-' : digits[hex_val(base[k])];
+    }
+    for (int k = 24; k < 36; k++) {
+        v = (v << 4) | (uint64_t)hex_val(base[k]);
+    }
+    v = (v + i) & ((1ULL << 48) - 1);
+    for (int k = 35; k >= 24; k--) {
+        out[k] = digits[v & 15];
+        v >>= 4;
+    }
+    out[36] = '\0';
+}
+
+/* 1 when id is one ep_id_assigned_base numbering could give (a UUID of version 8). */
+int ep_id_is_assigned(const char *id, size_t len)
+{
+    return len == EP_UUID_STR_LEN && id[14] == '8' && ep_id_uuid_valid(id, len);
+}
+
+/* 1 when id is a base itself: assigned, its last 24 bits zero. */
+int ep_id_is_assigned_base(const char *id, size_t len)
+{
+    return ep_id_is_assigned(id, len) && memcmp(id + 30, "000000", 6) == 0;
+}
+
+/* The base of an assigned id (its last 24 bits zeroed), lowercase. */
+void ep_id_base_of(const char *id, char *out)
+{
+    ep_id_uuid_add(id, 0, out);
+    memcpy(out + 30, "000000", 6);
+}

@@ -20,32 +20,39 @@
  * handle's connection cache, so consecutive requests to the same host reuse them.
  */
 
-#define MAX_RESPONSE_BODY (16u * 1024 * 1024) /* larger bodies fail the request */
-#define MAX_CONNECT_MS    1000                /* connect timeout cap */
-#define MAX_FREE_EASY     64                  /* idle easy handles kept for reuse */
-#define POLL_IDLE_MS      1000                /* poll wait when nothing is scheduled */
-#define HEADER_VALUE_MAX  128                 /* bytes kept of Content-Type / Retry-After */
+#define MAX_CONNECT_MS   1000 /* connect timeout cap */
+#define MAX_FREE_EASY    64   /* idle easy handles kept for reuse */
+#define POLL_IDLE_MS     1000 /* poll wait when nothing is scheduled */
+#define HEADER_VALUE_MAX 128  /* bytes kept of Content-Type / Retry-After */
+#define MAX_HEADER_LINES 8    /* request header lines: Expect, Content-Type, extras */
 
 typedef struct req_s req_t;
 struct req_s {
-    req_t *next; /* submission list, then the active list */
-    req_t *prev; /* active list only */
-    CURL *easy;  /* set once started on the client thread */
-    char *method;
-    char *url;
-    char *body; /* copy of the request body, NULL when none */
+    req_t *next;        /* submission list, then the active list */
+    req_t *prev;        /* active list only */
+    CURL *easy;         /* set once started on the client thread */
+    const char *method; /* method, url, header lines and body live in mem[] */
+    const char *url;
+    const char *body; /* copy of the request body, NULL when none */
     size_t body_len;
-    char *content_type;
-    char *extra_header; /* one "Name: value" line or NULL */
+    size_t max_response; /* response body cap in bytes */
     int timeout_ms;
     ep_http_done_cb cb;
     void *arg;
-    struct curl_slist *headers;
+    /*
+     * The header list handed to libcurl, built in place (libcurl only reads it):
+     * no allocation per header line. hdr[0..n_hdr) point into mem[].
+     */
+    struct curl_slist hdr[MAX_HEADER_LINES];
+    int n_hdr;
     ep_buf_t resp; /* response body */
-    int too_large; /* response body exceeded MAX_RESPONSE_BODY */
+    int too_large; /* response body exceeded max_response */
     char resp_ctype[HEADER_VALUE_MAX];
     char resp_retry[HEADER_VALUE_MAX];
     char errbuf[CURL_ERROR_SIZE];
+    const void *ctx; /* the caller's context copy (start of mem), or NULL */
+    /* One allocation: the context, method, url, header lines, body. */
+    _Alignas(16) char mem[];
 };
 
 struct ep_http_client_s {
@@ -73,27 +80,23 @@ static void curl_global_once(void)
 
 static void req_free(req_t *r)
 {
-    curl_slist_free_all(r->headers);
     ep_buf_close(&r->resp);
-    ep_free(r->method);
-    ep_free(r->url);
-    ep_free(r->body);
-    ep_free(r->content_type);
-    ep_free(r->extra_header);
     ep_free(r);
 }
 
 /* Runs the user's callback once with the outcome, then frees the request. */
-static void req_complete(req_t *r, int status, int err, const char *error)
+static void req_complete(req_t *r, int status, int err, const char *error, int sent)
 {
     ep_http_response_t res;
 
     res.status = status;
     res.err = err;
+    res.sent = status != 0 || sent;
     res.error = error ? error : "";
     res.body = r->resp.data ? r->resp.data : "";
     res.body_len = r->resp.len;
     res.content_type = r->resp_ctype;
+    res.ctx = r->ctx;
     res.retry_after = r->resp_retry;
     r->cb(r->arg, &res);
     req_free(r);
@@ -104,7 +107,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     req_t *r = userdata;
     size_t n = size * nmemb;
 
-    if (r->resp.len + n > MAX_RESPONSE_BODY) {
+    if (r->resp.len + n > r->max_response) {
         r->too_large = 1;
         return 0; /* makes libcurl fail the transfer with CURLE_WRITE_ERROR */
     }
@@ -199,27 +202,13 @@ static void req_start(ep_http_client_t *c, req_t *r)
 {
     CURL *e = easy_get(c);
     long connect_ms = r->timeout_ms < MAX_CONNECT_MS ? r->timeout_ms : MAX_CONNECT_MS;
-    char hdr[300];
 
     if (e == NULL) {
-        req_complete(r, 0, EP_EUNAVAIL, "curl_easy_init failed");
+        req_complete(r, 0, EP_EUNAVAIL, "curl_easy_init failed", 0);
         return;
     }
     r->easy = e;
     r->errbuf[0] = '\0';
-
-    /* No "Expect: 100-continue" round trip before a POST body. */
-    r->headers = curl_slist_append(r->headers, "Expect:");
-    if (r->content_type) {
-        snprintf(hdr, sizeof(hdr), "Content-Type: %s", r->content_type);
-        r->headers = curl_slist_append(r->headers, hdr);
-    } else if (r->body) {
-        /* Without this libcurl would label a POST body as a form. */
-        r->headers = curl_slist_append(r->headers, "Content-Type:");
-    }
-    if (r->extra_header) {
-        r->headers = curl_slist_append(r->headers, r->extra_header);
-    }
 
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
@@ -232,7 +221,7 @@ static void req_start(ep_http_client_t *c, req_t *r)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr);
     /* Service-to-service hops go direct: ignore http_proxy and friends. */
     curl_easy_setopt(e, CURLOPT_PROXY, "");
 
@@ -255,7 +244,7 @@ static void req_start(ep_http_client_t *c, req_t *r)
     if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
         r->easy = NULL;
         easy_put(c, e);
-        req_complete(r, 0, EP_EUNAVAIL, "curl_multi_add_handle failed");
+        req_complete(r, 0, EP_EUNAVAIL, "curl_multi_add_handle failed", 0);
         return;
     }
     active_link(c, r);
@@ -266,6 +255,7 @@ static void req_finish(ep_http_client_t *c, req_t *r, CURLcode code)
 {
     long status = 0;
     long os_errno = 0;
+    long sent_bytes = 0;
     int err = 0;
     const char *error = NULL;
 
@@ -275,14 +265,18 @@ static void req_finish(ep_http_client_t *c, req_t *r, CURLcode code)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     } else {
         curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+        /* Bytes of request head sent: 0 means the server cannot have seen the request. */
+        curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent_bytes);
         error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
         if (code == CURLE_OPERATION_TIMEDOUT) {
             err = EP_ETIMEDOUT;
         } else if (code == CURLE_COULDNT_CONNECT && os_errno == ECONNREFUSED) {
             err = EP_ECONNREFUSED;
         } else if (code == CURLE_WRITE_ERROR && r->too_large) {
-            err = EP_EUNAVAIL;
-            error = "response body exceeds 16 MiB";
+            err = EP_E2BIG;
+            snprintf(r->errbuf, sizeof(r->errbuf), "response body exceeds %zu bytes",
+                     r->max_response);
+            error = r->errbuf;
         } else {
             err = EP_EUNAVAIL;
         }
@@ -293,7 +287,7 @@ static void req_finish(ep_http_client_t *c, req_t *r, CURLcode code)
     }
     easy_put(c, r->easy);
     r->easy = NULL;
-    req_complete(r, (int)status, err, error);
+    req_complete(r, (int)status, err, error, sent_bytes > 0);
 }
 
 /* Fails every request still active or waiting for submission (client thread, at exit). */
@@ -309,7 +303,7 @@ static void fail_all(ep_http_client_t *c)
         ep_buf_reset(&r->resp);
         r->resp_ctype[0] = '\0';
         r->resp_retry[0] = '\0';
-        req_complete(r, 0, EP_ECLOSED, "http client closed");
+        req_complete(r, 0, EP_ECLOSED, "http client closed", 1);
     }
     pthread_mutex_lock(&c->mu);
     r = c->sub_head;
@@ -317,7 +311,7 @@ static void fail_all(ep_http_client_t *c)
     pthread_mutex_unlock(&c->mu);
     for (; r; r = next) {
         next = r->next;
-        req_complete(r, 0, EP_ECLOSED, "http client closed");
+        req_complete(r, 0, EP_ECLOSED, "http client closed", 0);
     }
 }
 
@@ -415,30 +409,104 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
                            const char *content_type, const void *body, size_t body_len,
                            int timeout_ms, ep_http_done_cb cb, void *arg)
 {
-    return ep_http_client_request_ex(c, method, url, content_type, NULL, body, body_len, timeout_ms,
-                                     cb, arg);
+    ep_http_request_opts_t o = {.content_type = content_type};
+
+    return ep_http_client_request_ex(c, method, url, &o, body, body_len, timeout_ms, cb, arg);
 }
 
-/* ep_http_client_request with one extra request header line ("Name: value", or NULL). */
-int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const char *url,
-                              const char *content_type, const char *extra_header, const void *body,
-                              size_t body_len, int timeout_ms, ep_http_done_cb cb, void *arg)
+/* Appends one header line "<a><b>" to r (in mem at *at); returns 0 or EP_EINVAL. */
+static int add_line(req_t *r, size_t *at, const char *a, const char *b, size_t blen)
 {
+    size_t alen = strlen(a);
+    char *dst = r->mem + *at;
+
+    /* A CR or LF inside a value would start a new header line on the wire. */
+    if (r->n_hdr == MAX_HEADER_LINES || memchr(b, '\r', blen) || memchr(b, '\n', blen)) {
+        return EP_EINVAL;
+    }
+    memcpy(dst, a, alen);
+    memcpy(dst + alen, b, blen);
+    dst[alen + blen] = '\0';
+    *at += alen + blen + 1;
+    r->hdr[r->n_hdr].data = dst;
+    r->hdr[r->n_hdr].next = NULL;
+    if (r->n_hdr > 0) {
+        r->hdr[r->n_hdr - 1].next = &r->hdr[r->n_hdr];
+    }
+    r->n_hdr++;
+    return 0;
+}
+
+/*
+ * ep_http_client_request with options: the Content-Type is passed whole (never
+ * cut), extra header lines, a response cap. One allocation per request.
+ */
+int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const char *url,
+                              const ep_http_request_opts_t *opts, const void *body, size_t body_len,
+                              int timeout_ms, ep_http_done_cb cb, void *arg)
+{
+    static const ep_http_request_opts_t none = {0};
+    const char *ct, *ce, *hs;
+    size_t mlen, ulen, clen, elen, hlen, xlen, at = 0;
     req_t *r;
 
     if (c == NULL || method == NULL || url == NULL || cb == NULL) {
         return EP_EINVAL;
     }
-    r = ep_calloc(1, sizeof(*r));
-    r->method = ep_strdup(method);
-    r->url = ep_strdup(url);
-    r->content_type = content_type ? ep_strdup(content_type) : NULL;
-    r->extra_header = extra_header ? ep_strdup(extra_header) : NULL;
+    opts = opts ? opts : &none;
+    ct = opts->content_type;
+    ce = opts->content_encoding;
+    hs = opts->headers;
+    mlen = strlen(method);
+    ulen = strlen(url);
+    clen = ct ? strlen(ct) : 0;
+    elen = ce ? strlen(ce) : 0;
+    hlen = hs ? strlen(hs) : 0;
+    xlen = opts->ctx ? (opts->ctx_len + 15) & ~(size_t)15 : 0;
+    /*
+     * mem: ctx, method, url, "Expect:", "Content-Type: <ct>", "Content-Encoding: <ce>",
+     * the extra lines, body (NULs between).
+     */
+    r = ep_calloc(1, sizeof(*r) + xlen + mlen + ulen + clen + elen + hlen + body_len + 96);
+    if (opts->ctx) {
+        memcpy(r->mem, opts->ctx, opts->ctx_len);
+        r->ctx = r->mem;
+    }
+    at = xlen;
+    memcpy(r->mem + at, method, mlen + 1);
+    r->method = r->mem + at;
+    at += mlen + 1;
+    memcpy(r->mem + at, url, ulen + 1);
+    r->url = r->mem + at;
+    at += ulen + 1;
+    /* No "Expect: 100-continue" round trip before a POST body. */
+    add_line(r, &at, "Expect:", "", 0);
+    if (ct) {
+        if (add_line(r, &at, "Content-Type: ", ct, clen) != 0) {
+            goto invalid;
+        }
+    } else if (body) {
+        /* Without this libcurl would label a POST body as a form. */
+        add_line(r, &at, "Content-Type:", "", 0);
+    }
+    if (ce && add_line(r, &at, "Content-Encoding: ", ce, elen) != 0) {
+        goto invalid;
+    }
+    while (hs && *hs) {
+        const char *nl = strchr(hs, '\n');
+        size_t n = nl ? (size_t)(nl - hs) : strlen(hs);
+        if (n > 0 && add_line(r, &at, "", hs, n) != 0) {
+            goto invalid;
+        }
+        hs = nl ? nl + 1 : hs + n;
+    }
     if (body) {
-        r->body = ep_malloc(body_len ? body_len : 1);
-        memcpy(r->body, body, body_len);
+        char *dst = r->mem + at;
+        memcpy(dst, body, body_len);
+        r->body = dst;
         r->body_len = body_len;
     }
+    r->max_response = opts->max_response ? opts->max_response : EP_HTTP_CLIENT_MAX_RESPONSE;
     r->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
     r->cb = cb;
     r->arg = arg;
@@ -463,6 +531,10 @@ int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const cha
     curl_multi_wakeup(c->multi);
     pthread_mutex_unlock(&c->mu);
     return 0;
+
+invalid:
+    req_free(r);
+    return EP_EINVAL;
 }
 
 typedef struct sync_wait_s {

@@ -10,14 +10,18 @@
  */
 typedef struct ep_http_client_s ep_http_client_t;
 
+#define EP_HTTP_CLIENT_MAX_RESPONSE (16u * 1024 * 1024) /* default response body cap */
+
 typedef struct ep_http_response_s {
     int status;        /* HTTP status; 0 when no response arrived */
-    int err;           /* 0, or EP_ETIMEDOUT / EP_ECONNREFUSED / EP_EUNAVAIL */
+    int err;           /* 0, or EP_ETIMEDOUT / EP_ECONNREFUSED / EP_E2BIG / EP_EUNAVAIL */
+    int sent;          /* the request (or part of it) left: the server may have acted on it */
     const char *error; /* human-readable transport error ("" when none) */
     const char *body;  /* response body (NUL-terminated), borrowed */
     size_t body_len;
     const char *content_type; /* borrowed; "" when absent */
     const char *retry_after;  /* value of Retry-After; "" when absent */
+    const void *ctx;          /* the request's context copy (ep_http_request_opts_t), or NULL */
 } ep_http_response_t;
 
 /**
@@ -40,10 +44,24 @@ int ep_http_client_request(ep_http_client_t *c, const char *method, const char *
                            const char *content_type, const void *body, size_t body_len,
                            int timeout_ms, ep_http_done_cb cb, void *arg);
 
-/** Same as ep_http_client_request with one extra header line ("Content-Encoding: gzip"). */
+/* Options of ep_http_client_request_ex; zero values are the defaults. */
+typedef struct ep_http_request_opts_s {
+    const char *content_type;     /* sent whole; NULL: none */
+    const char *content_encoding; /* sent whole; NULL: none */
+    const char *headers; /* extra "Name: value" lines separated by '\n' (at most 6), or NULL */
+    size_t max_response; /* response body cap in bytes; 0: EP_HTTP_CLIENT_MAX_RESPONSE.
+                            A larger body fails the request with err EP_E2BIG */
+    const void *ctx;     /* caller data copied with the request (16-byte aligned copy), */
+    size_t ctx_len;      /* handed back as res->ctx: per-request state without a malloc */
+} ep_http_request_opts_t;
+
+/**
+ * ep_http_client_request with options (opts may be NULL). A CR or LF inside the
+ * Content-Type or a header line, or too many lines, is EP_EINVAL (cb never called).
+ */
 int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const char *url,
-                              const char *content_type, const char *extra_header, const void *body,
-                              size_t body_len, int timeout_ms, ep_http_done_cb cb, void *arg);
+                              const ep_http_request_opts_t *opts, const void *body, size_t body_len,
+                              int timeout_ms, ep_http_done_cb cb, void *arg);
 
 /**
  * Blocking convenience for tools and tests: runs one request and waits. On return

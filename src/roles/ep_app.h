@@ -37,6 +37,7 @@ typedef struct ep_ready_route_s {
 typedef struct ep_proxy_route_s {
     ep_app_t *app;
     const char *target; /* the path on ingest */
+    int batch;          /* target is a batch route (answers per event) */
 } ep_proxy_route_t;     /* a gateway path proxied to a remote ingest (ep_gateway.c) */
 
 typedef struct ep_ingest_s {
@@ -137,5 +138,29 @@ void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
                        int (*ready)(ep_app_t *, char *, size_t));
 /** Maps a publish error to an HTTP answer (503 with Retry-After, 400, ...). */
 void ep__respond_publish_error(ep_http_req_t *req, int err);
+/**
+ * Answers a failed publish of one event whose id is id (len bytes; NULL: none):
+ * 4xx when the queue refused it, else 503 with "messageId" and "maybe_kept"
+ * (whether the queue may have kept it anyway, see ep__publish_maybe_kept).
+ */
+void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,
+                                  int retry_after_s);
+/** 1 when a publish that failed with err may still have kept the event, else 0. */
+int ep__publish_maybe_kept(int err);
+/**
+ * The most bytes ingest's answer to one batch can take with cfg's limits (the
+ * gateway lets a batch answer grow to this, so it never fails a kept batch).
+ */
+size_t ep__ingest_batch_answer_max(const ep_config_t *cfg);
+/**
+ * The gateway's 503 body for a request to ingest whose outcome is unknown:
+ * {"error":error,"maybe_kept":maybe,...} with, when maybe, the "messageId" of
+ * the event (single) or a "results" entry with the "id" of each event (batch):
+ * the client's own id, or the one derived from base_id (X-Message-Id) as ingest
+ * would. body/len/enc are the request the gateway forwarded.
+ */
+void ep__ingest_unknown_answer(ep_app_t *app, int batch, const char *body, size_t len,
+                               const char *enc, const char *base_id, const char *error, int maybe,
+                               ep_buf_t *out);
 
 #endif /* EP_APP_H */

@@ -7,6 +7,7 @@
  */
 #include "ep_app.h"
 #include "ep_error.h"
+#include "ep_id.h"
 #include "ep_mem.h"
 #include "ep_monitor.h"
 
@@ -15,14 +16,44 @@
 
 /* ------------------------------------------------------------------ proxy */
 
+/*
+ * A POST to ingest carries an id the gateway assigned before the hop
+ * (X-Message-Id: the id of an event without one; in a batch, event i gets it
+ * plus i), so that an answer that never came can still name the ids under which
+ * the events may have been kept. It travels as the request's context (copied
+ * with the request: no allocation of its own).
+ */
+typedef struct proxy_ctx_s {
+    ep_http_req_t *req;
+    const ep_proxy_route_t *pr;
+    char id[EP_UUID_STR_LEN + 1];
+} proxy_ctx_t;
+
 static void on_proxy_done(void *arg, const ep_http_response_t *res)
 {
     ep_http_req_t *req = arg;
+    const proxy_ctx_t *ctx = res->ctx;
     char msg[256];
 
+    if (ctx) {
+        req = ctx->req;
+    }
     if (res->status == 0) {
         snprintf(msg, sizeof(msg), "ingest unavailable: %s", res->error);
-        ep_http_respond_error(req, 503, msg, NULL);
+        if (ctx == NULL) {
+            ep_http_respond_error(req, 503, msg, NULL);
+        } else {
+            /* Sent (even in part) and then no answer: ingest may have kept the event(s). */
+            ep_buf_t b = EP_BUF_INIT;
+            char v[16];
+            const char *enc = ep_http_req_header(req, "Content-Encoding");
+
+            ep__ingest_unknown_answer(ctx->pr->app, ctx->pr->batch, ep_http_req_body(req),
+                                      ep_http_req_body_len(req), enc, ctx->id, msg, res->sent, &b);
+            snprintf(v, sizeof(v), "%d", ctx->pr->app->cfg.retry_after_s);
+            ep_http_req_add_header(req, "Retry-After", v);
+            ep_http_respond_buf(req, 503, &b);
+        }
         return;
     }
     if (res->retry_after && *res->retry_after) {
@@ -40,19 +71,36 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     ep_proxy_route_t *pr = arg;
     ep_app_t *app = pr->app;
     const char *enc = ep_http_req_header(req, "Content-Encoding");
-    char url[300], hdr[96];
+    ep_http_request_opts_t o = {.content_type = ep_http_req_header(req, "Content-Type")};
+    proxy_ctx_t ctx;
+    char url[300], hdr[64];
     int rc;
 
     snprintf(url, sizeof(url), "%s%s", app->cfg.ingest_url, pr->target);
-    if (enc && *enc) {
-        snprintf(hdr, sizeof(hdr), "Content-Encoding: %.60s", enc);
-    }
-    rc = ep_http_client_request_ex(
-        app->client, "POST", url, ep_http_req_header(req, "Content-Type"), enc && *enc ? hdr : NULL,
-        ep_http_req_body(req), ep_http_req_body_len(req), app->cfg.upstream_timeout_ms,
-        on_proxy_done, req);
-    if (rc != 0) {
-        ep_http_respond_error(req, 503, "shutting down", NULL);
+    ctx.req = req;
+    ctx.pr = pr;
+    ep_id_assigned_base(ctx.id);
+    snprintf(hdr, sizeof(hdr), "X-Message-Id: %s", ctx.id);
+    o.content_encoding = enc && *enc ? enc : NULL;
+    o.headers = hdr;
+    o.ctx = &ctx;
+    o.ctx_len = sizeof(ctx);
+    /* A batch answer lists every event: let it grow as large as ingest can make it. */
+    o.max_response = pr->batch ? ep__ingest_batch_answer_max(&app->cfg) : 0;
+    rc = ep_http_client_request_ex(app->client, "POST", url, &o, ep_http_req_body(req),
+                                   ep_http_req_body_len(req), app->cfg.upstream_timeout_ms,
+                                   on_proxy_done, req);
+    if (rc == EP_EINVAL) {
+        ep_http_respond_error(req, 400, "a header value holds a line break", NULL);
+    } else if (rc != 0) {
+        /* Never sent: nothing can have been kept. */
+        ep_buf_t b = EP_BUF_INIT;
+        char v[16];
+
+        ep__ingest_unknown_answer(app, pr->batch, NULL, 0, NULL, NULL, "shutting down", 0, &b);
+        snprintf(v, sizeof(v), "%d", app->cfg.retry_after_s);
+        ep_http_req_add_header(req, "Retry-After", v);
+        ep_http_respond_buf(req, 503, &b);
     }
 }
 
@@ -79,6 +127,7 @@ static void proxy(ep_app_t *app, ep_http_server_t *srv, unsigned method, const c
     pr = &app->proxy_routes[app->n_proxy_routes++];
     pr->app = app;
     pr->target = target;
+    pr->batch = strcmp(target, "/events/batch") == 0;
     ep_http_server_route_ex(srv, method, path,
                             method == EP_HTTP_GET ? on_proxy_get : on_proxy_ingest, pr, max_body);
 }

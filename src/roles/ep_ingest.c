@@ -14,6 +14,7 @@
 #include "ep_dedup.h"
 #include "ep_error.h"
 #include "ep_event.h"
+#include "ep_id.h"
 #include "ep_mem.h"
 #include "ep_obs.h"
 #include "ep_str.h"
@@ -25,7 +26,8 @@
 #include <strings.h>
 #include <zlib.h>
 
-#define PUBLISH_CHUNK 256 /* events per publish call of a batch */
+#define PUBLISH_CHUNK 256            /* events per publish call of a batch */
+#define ID_HEADER     "X-Message-Id" /* id (UUID) assigned by the gateway before its hop */
 
 /* ------------------------------------------------------------ shared bits */
 
@@ -81,6 +83,57 @@ static void inc(atomic_uint_fast64_t *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
+/*
+ * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE or
+ * EP_E2BIG before keeping any of it. Any other failure (a timeout, a downstream
+ * that stopped answering after it got the event, a fail-fast composite where
+ * one provider had already stored it) leaves open whether it was kept.
+ */
+int ep__publish_maybe_kept(int err)
+{
+    return err != 0 && err != EP_EFULL && err != EP_ECLOSED && err != EP_EINVAL &&
+           err != EP_EVALIDATE && err != EP_E2BIG;
+}
+
+void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,
+                                  int retry_after_s)
+{
+    char msg[160];
+    ep_buf_t b = EP_BUF_INIT;
+    char v[16];
+
+    switch (err) {
+    case EP_EINVAL:
+    case EP_EVALIDATE:
+        ep_http_respond_error(req, 400, "the queue rejected the event as invalid", NULL);
+        return;
+    case EP_E2BIG:
+        ep_http_respond_error(req, 413, "the event is larger than the queue accepts", NULL);
+        return;
+    case EP_EFULL:
+        snprintf(msg, sizeof(msg), "queue is full, retry later");
+        break;
+    case EP_ECLOSED:
+        snprintf(msg, sizeof(msg), "shutting down, retry on another instance");
+        break;
+    default:
+        snprintf(msg, sizeof(msg), "queue unavailable: %s", ep_strerror(err));
+        break;
+    }
+    /* A 503 says whether the event may be kept anyway, and under which id to retry it. */
+    ep_buf_puts(&b, "{\"error\":");
+    ep_buf_put_json_str(&b, msg, strlen(msg));
+    if (id) {
+        ep_buf_puts(&b, ",\"messageId\":");
+        ep_buf_put_json_str(&b, id, len);
+    }
+    ep_buf_puts(&b, ep__publish_maybe_kept(err) ? ",\"maybe_kept\":true}\n"
+                                                : ",\"maybe_kept\":false}\n");
+    snprintf(v, sizeof(v), "%d", retry_after_s);
+    ep_http_req_add_header(req, "Retry-After", v);
+    ep_http_respond_buf(req, 503, &b);
+}
+
 void ep__respond_publish_error(ep_http_req_t *req, int err)
 {
     char msg[160];
@@ -116,9 +169,31 @@ static const char *publish_error_text(int err)
     case EP_EINVAL:
     case EP_EVALIDATE:
         return "the queue rejected the event as invalid";
+    case EP_EAGAIN:
+        return "an event with this id is still being stored; retry";
     default:
         return "queue unavailable, retry later";
     }
+}
+
+/*
+ * The gateway's X-Message-Id, when sent: 1 with *id set (NULL when absent), or
+ * 0 after answering 400 (not a UUID).
+ */
+static int id_header(ep_http_req_t *req, const char **id)
+{
+    const char *h = ep_http_req_header(req, ID_HEADER);
+
+    *id = NULL;
+    if (h == NULL || *h == '\0') {
+        return 1;
+    }
+    if (!ep_id_is_assigned_base(h, strlen(h))) {
+        ep_http_respond_error(req, 400, "must be a UUID of version 8 ending in 000000", ID_HEADER);
+        return 0;
+    }
+    *id = h;
+    return 1;
 }
 
 /* JSON, NDJSON, text and curl's default form type are read as JSON; others are refused. */
@@ -139,6 +214,39 @@ static int content_type_ok(ep_http_req_t *req)
 static int has_client_id(const ep_event_t *ev)
 {
     return (ev->flags & EP_EVENT_F_ID_GENERATED) == 0;
+}
+
+/* The window key of a request's numbered ids: its base and a '*' (no event id is that). */
+#define RANGE_KEY_LEN (EP_UUID_STR_LEN + 1)
+
+static void range_key(const char *id, char *key)
+{
+    ep_id_base_of(id, key);
+    key[EP_UUID_STR_LEN] = '*';
+    key[RANGE_KEY_LEN] = '\0';
+}
+
+/*
+ * Reserves an event id in the window. numbered: the id is this request's own
+ * numbering (X-Message-Id). Else an id the gateway assigned once (UUID v8, see
+ * ep_id_assigned_base) is also a repeat when the request that numbered it was
+ * kept whole: such a request is remembered once, under its range key.
+ */
+static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, int numbered,
+                                    int64_t now)
+{
+    if (!numbered && ep_id_is_assigned(id, len)) {
+        char key[RANGE_KEY_LEN + 1];
+        ep_dedup_result_t r;
+
+        range_key(id, key);
+        r = ep_dedup_reserve(d, key, RANGE_KEY_LEN, now);
+        if (r != EP_DEDUP_NEW) {
+            return r;
+        }
+        ep_dedup_release(d, key, RANGE_KEY_LEN);
+    }
+    return ep_dedup_reserve(d, id, len, now);
 }
 
 static void put_accepted(ep_buf_t *b, const char *id, size_t len, const char *status, int dup)
@@ -190,7 +298,8 @@ static void on_single_published(void *arg, size_t n, const int *status)
             ep_dedup_release(ig->dedup, p->id, p->id_len);
         }
         if (p->req) {
-            ep__respond_publish_error(p->req, status[0]);
+            ep__respond_publish_error_id(p->req, status[0], p->id, p->id_len,
+                                         ig->app->cfg.retry_after_s);
         }
     }
     ep_free(p);
@@ -202,6 +311,11 @@ static void on_single(void *arg, ep_http_req_t *req)
     ep_ingest_t *ig = rt->ig;
     ep_event_t *ev = NULL;
     ep_parse_err_t perr;
+    ep_event_parse_opts_t opts;
+    const ep_event_parse_opts_t *o =
+        rt->opts.event_type || rt->opts.default_source ? &rt->opts : NULL;
+    const char *hid;
+    char lid[EP_UUID_STR_LEN + 1];
     single_t *p;
     int rc;
 
@@ -211,9 +325,19 @@ static void on_single(void *arg, ep_http_req_t *req)
                               "Content-Type");
         return;
     }
-    rc = ep_event_parser_parse_opts(
-        thread_parser(&ig->app->cfg), ep_http_req_body(req), ep_http_req_body_len(req),
-        rt->opts.event_type || rt->opts.default_source ? &rt->opts : NULL, &ev, &perr);
+    if (!id_header(req, &hid)) {
+        inc(&ig->rejected, 1);
+        return;
+    }
+    if (hid) {
+        /* The id the gateway assigned (and would name in a 503) when the body has none. */
+        ep_id_uuid_add(hid, 0, lid);
+        opts = rt->opts;
+        opts.id = lid;
+        o = &opts;
+    }
+    rc = ep_event_parser_parse_opts(thread_parser(&ig->app->cfg), ep_http_req_body(req),
+                                    ep_http_req_body_len(req), o, &ev, &perr);
     if (rc != 0) {
         inc(&ig->rejected, 1);
         ep_http_respond_error(req, 400, perr.msg, perr.field);
@@ -232,7 +356,8 @@ static void on_single(void *arg, ep_http_req_t *req)
 
     if (ig->dedup && has_client_id(ev)) {
         ep_buf_t b = EP_BUF_INIT;
-        switch (ep_dedup_reserve(ig->dedup, p->id, p->id_len, now_s())) {
+        int numbered = hid && p->id_len == EP_UUID_STR_LEN && memcmp(p->id, lid, p->id_len) == 0;
+        switch (reserve_id(ig->dedup, p->id, p->id_len, numbered, now_s())) {
         case EP_DEDUP_DONE:
             inc(&ig->duplicates, 1);
             put_accepted(&b, p->id, p->id_len, "accepted", 1);
@@ -268,7 +393,7 @@ static void on_single(void *arg, ep_http_req_t *req)
             ep_event_destroy(ev);
             ep_free(p);
             inc(&ig->failed, 1);
-            ep__respond_publish_error(req, rc);
+            ep__respond_publish_error_id(req, rc, id, id_len, ig->app->cfg.retry_after_s);
             return;
         }
         inc(&ig->async_accepted, 1);
@@ -282,10 +407,10 @@ static void on_single(void *arg, ep_http_req_t *req)
         if (p->dedup) {
             ep_dedup_release(ig->dedup, p->id, p->id_len);
         }
+        inc(&ig->failed, 1);
+        ep__respond_publish_error_id(req, rc, p->id, p->id_len, ig->app->cfg.retry_after_s);
         ep_event_destroy(ev);
         ep_free(p);
-        inc(&ig->failed, 1);
-        ep__respond_publish_error(req, rc);
     }
 }
 
@@ -300,6 +425,7 @@ static void on_single(void *arg, ep_http_req_t *req)
 typedef struct item_s {
     uint8_t state;
     uint8_t dedup;   /* id reserved in the window */
+    uint8_t derived; /* id numbered from the gateway's X-Message-Id, covered by batch->base */
     uint32_t line;   /* 1-based line (NDJSON) or 0 */
     uint32_t id_off; /* into batch->strs */
     uint32_t id_len;
@@ -314,7 +440,9 @@ typedef struct batch_s {
     size_t n;
     item_t *items;
     ep_buf_t strs;
-    atomic_int pending; /* publish callbacks outstanding, +1 while publishing */
+    atomic_int pending;           /* publish callbacks outstanding, +1 while publishing */
+    int base_reserved;            /* base holds the window's one entry for every derived item */
+    char base[RANGE_KEY_LEN + 1]; /* range key of the gateway's X-Message-Id */
 } batch_t;
 
 typedef struct chunk_s {
@@ -336,10 +464,31 @@ static uint32_t keep_str(batch_t *b, const char *s, size_t n)
 static void batch_finish(batch_t *b)
 {
     ep_ingest_t *ig = b->ig;
-    size_t accepted = 0, dups = 0, invalid = 0, failed = 0;
-    int first_err = 0;
+    size_t accepted = 0, dups = 0, invalid = 0, failed = 0, maybe = 0;
+    int first_err = 0, all_derived_kept = 1;
     ep_buf_t out = EP_BUF_INIT;
     int status;
+
+    /*
+     * The events numbered from the gateway's id are remembered as one entry (the
+     * base) when all of them were kept; otherwise each kept one is remembered.
+     */
+    for (size_t i = 0; b->base_reserved && i < b->n; i++) {
+        all_derived_kept &= !b->items[i].derived || b->items[i].state == ITEM_ACCEPTED;
+    }
+    if (b->base_reserved && all_derived_kept) {
+        ep_dedup_commit(ig->dedup, b->base, RANGE_KEY_LEN, now_s());
+    } else if (b->base_reserved) {
+        ep_dedup_release(ig->dedup, b->base, RANGE_KEY_LEN);
+        for (size_t i = 0; i < b->n; i++) {
+            item_t *it = &b->items[i];
+            if (it->derived && it->state == ITEM_ACCEPTED &&
+                ep_dedup_reserve(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s()) ==
+                    EP_DEDUP_NEW) {
+                ep_dedup_commit(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s());
+            }
+        }
+    }
 
     for (size_t i = 0; i < b->n; i++) {
         item_t *it = &b->items[i];
@@ -359,6 +508,7 @@ static void batch_finish(batch_t *b)
             break;
         default:
             failed++;
+            maybe += (size_t)ep__publish_maybe_kept(it->err);
             first_err = first_err ? first_err : it->err;
             if (it->dedup) {
                 ep_dedup_release(ig->dedup, id, it->id_len);
@@ -376,10 +526,13 @@ static void batch_finish(batch_t *b)
     }
 
     ep_buf_reserve(&out, 64 + b->n * 64);
-    ep_buf_printf(&out,
-                  "{\"accepted\":%zu,\"rejected\":%zu,\"duplicates\":%zu,\"failed\":%zu,"
-                  "\"results\":[",
+    ep_buf_printf(&out, "{\"accepted\":%zu,\"rejected\":%zu,\"duplicates\":%zu,\"failed\":%zu,",
                   accepted, invalid, dups, failed);
+    if (failed) {
+        /* Some failed events may be kept anyway: retry those with their "id". */
+        ep_buf_puts(&out, maybe ? "\"maybe_kept\":true," : "\"maybe_kept\":false,");
+    }
+    ep_buf_puts(&out, "\"results\":[");
     for (size_t i = 0; i < b->n; i++) {
         item_t *it = &b->items[i];
         if (i) {
@@ -417,7 +570,9 @@ static void batch_finish(batch_t *b)
             }
             ep_buf_puts(&out, "\"error\":");
             ep_buf_put_json_str(&out, msg, strlen(msg));
-            ep_buf_puts(&out, ",\"retry\":true}");
+            ep_buf_puts(&out, ep__publish_maybe_kept(it->err)
+                                  ? ",\"retry\":true,\"maybe_kept\":true}"
+                                  : ",\"retry\":true,\"maybe_kept\":false}");
         }
     }
     ep_buf_puts(&out, "]}\n");
@@ -603,7 +758,10 @@ static int split_array(const char *s, size_t n, slice_t **out, size_t *count, si
             }
             have = 0;
             if (k > max_items) {
-                break;
+                /* Over BATCH_MAX_EVENTS: the caller answers 413 without reading the rest. */
+                *out = v;
+                *count = k;
+                return 0;
             }
             if (c == ']') {
                 break;
@@ -681,12 +839,17 @@ static void on_batch(void *arg, ep_http_req_t *req)
     int queue_err = 0;
     /* The events of one request share one receive time (one clock read). */
     ep_event_parse_opts_t batch_opts = {.received_us = ep_time_now_us()};
+    const char *hid;
+    char lid[EP_UUID_STR_LEN + 1];
 
     if (!content_type_ok(req)) {
         ep_http_respond_error(req, 415,
                               "unsupported Content-Type; send application/json (an array) or "
                               "application/x-ndjson",
                               "Content-Type");
+        return;
+    }
+    if (!id_header(req, &hid)) {
         return;
     }
     if (enc && *enc && strcasecmp(enc, "identity") != 0) {
@@ -764,9 +927,14 @@ static void on_batch(void *arg, ep_http_req_t *req)
         item_t *it = &b->items[i];
         ep_event_t *ev = NULL;
         ep_parse_err_t perr;
-        int rc;
+        int rc, numbered;
 
         it->line = sl[i].line;
+        if (hid) {
+            /* Event i without an id gets the gateway's id + i (what its 503 would name). */
+            ep_id_uuid_add(hid, i, lid);
+            batch_opts.id = lid;
+        }
         rc = ep_event_parser_parse_opts(parser, sl[i].p, sl[i].len, &batch_opts, &ev, &perr);
         if (rc != 0) {
             it->state = ITEM_INVALID;
@@ -778,8 +946,19 @@ static void on_batch(void *arg, ep_http_req_t *req)
         inc(&ig->received, 1);
         it->id_off = keep_str(b, ev->id.p, ev->id.len);
         it->id_len = ev->id.len;
-        if (ig->dedup && has_client_id(ev)) {
-            ep_dedup_result_t d = ep_dedup_reserve(ig->dedup, ev->id.p, ev->id.len, now_s());
+        numbered =
+            hid && ev->id.len == EP_UUID_STR_LEN && memcmp(ev->id.p, lid, EP_UUID_STR_LEN) == 0;
+        if (ig->dedup && numbered) {
+            /* Numbered from the gateway's id: one window entry for the whole request. */
+            if (b->base[0] == '\0') {
+                range_key(hid, b->base);
+                b->base_reserved =
+                    ep_dedup_reserve(ig->dedup, b->base, RANGE_KEY_LEN, now_s()) == EP_DEDUP_NEW;
+            }
+            it->derived = (uint8_t)b->base_reserved;
+        }
+        if (ig->dedup && has_client_id(ev) && !it->derived) {
+            ep_dedup_result_t d = reserve_id(ig->dedup, ev->id.p, ev->id.len, numbered, now_s());
             if (d == EP_DEDUP_DONE) {
                 it->state = ITEM_DUP;
                 ep_event_destroy(ev);
@@ -816,6 +995,98 @@ static void on_batch(void *arg, ep_http_req_t *req)
     ep_free(sl);
     ep_buf_close(&inflated);
     batch_release(b);
+}
+
+/*
+ * Bound of one batch answer: per event two numbers of up to 20 digits, the keys
+ * and punctuation of any result shape, and its texts (error message, field, id)
+ * with every byte escaped as \u00XX.
+ */
+size_t ep__ingest_batch_answer_max(const ep_config_t *cfg)
+{
+    const ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    size_t texts = sizeof(((ep_parse_err_t *)0)->msg) + sizeof(((ep_parse_err_t *)0)->field) +
+                   lim.max_id_len + 64;
+    size_t item = 160 + 6 * texts;
+
+    return 256 + (size_t)cfg->batch_max_events * item;
+}
+
+/* The id ingest gives the event in json[0..len) at index i: its own, else base + i. */
+static void unknown_id(ep_event_parser_t *parser, const char *json, size_t len, const char *base,
+                       size_t i, ep_buf_t *out)
+{
+    ep_event_t *ev = NULL;
+    ep_parse_err_t perr;
+    char lid[EP_UUID_STR_LEN + 1];
+
+    if (ep_event_parser_parse(parser, json, len, &ev, &perr) == 0 && has_client_id(ev)) {
+        ep_buf_put_json_str(out, ev->id.p, ev->id.len);
+    } else {
+        ep_id_uuid_add(base, i, lid);
+        ep_buf_put_json_str(out, lid, EP_UUID_STR_LEN);
+    }
+    ep_event_destroy(ev);
+}
+
+void ep__ingest_unknown_answer(ep_app_t *app, int batch, const char *body, size_t len,
+                               const char *enc, const char *base_id, const char *error, int maybe,
+                               ep_buf_t *out)
+{
+    const ep_config_t *cfg = &app->cfg;
+    ep_event_parser_t *parser = thread_parser(cfg);
+    ep_buf_t inflated = EP_BUF_INIT;
+    slice_t *sl = NULL;
+    size_t n = 0, j = 0, bad_at = 0;
+
+    ep_buf_puts(out, "{\"error\":");
+    ep_buf_put_json_str(out, error, strlen(error));
+    if (!maybe || base_id == NULL) {
+        ep_buf_puts(out, ",\"maybe_kept\":false}\n");
+        return;
+    }
+    ep_buf_puts(out, ",\"maybe_kept\":true");
+    if (!batch) {
+        ep_buf_puts(out, ",\"messageId\":");
+        unknown_id(parser, body, len, base_id, 0, out);
+        ep_buf_puts(out, "}\n");
+        return;
+    }
+    /* The batch as ingest reads it: each event's id, so that a retry can reuse them. */
+    if (enc && *enc && strcasecmp(enc, "identity") != 0) {
+        int grc = gunzip(body, len, (size_t)cfg->max_batch_body, &inflated);
+        body = inflated.data ? inflated.data : "";
+        len = grc == 0 ? inflated.len : 0; /* ingest refused it: nothing listed */
+    }
+    while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n')) {
+        j++;
+    }
+    if (j < len && body[j] == '[') {
+        if (split_array(body, len, &sl, &n, (size_t)cfg->batch_max_events, &bad_at) != 0) {
+            sl = NULL;
+            n = 0;
+        }
+    } else if (j < len) {
+        split_lines(body, len, &sl, &n, (size_t)cfg->batch_max_events);
+    }
+    if (n > (size_t)cfg->batch_max_events) {
+        n = 0; /* ingest answers 413: nothing kept */
+    }
+    ep_buf_puts(out, ",\"results\":[");
+    for (size_t i = 0; i < n; i++) {
+        ep_buf_puts(out, i ? ",{\"index\":" : "{\"index\":");
+        ep_buf_put_u64(out, i);
+        if (sl[i].line) {
+            ep_buf_puts(out, ",\"line\":");
+            ep_buf_put_u64(out, sl[i].line);
+        }
+        ep_buf_puts(out, ",\"id\":");
+        unknown_id(parser, sl[i].p, sl[i].len, base_id, i, out);
+        ep_buf_putc(out, '}');
+    }
+    ep_buf_puts(out, "]}\n");
+    ep_free(sl);
+    ep_buf_close(&inflated);
 }
 
 /* ------------------------------------------------------------ stats */

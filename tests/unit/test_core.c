@@ -140,6 +140,49 @@ static void test_uuid_format_and_order(void)
     EP_ASSERT(strncmp(a, EP_STRLIT("01234567-89ab-7")) == 0);
 }
 
+static void test_uuid_valid_and_add(void)
+{
+    char out[EP_UUID_STR_LEN + 1];
+    char id[EP_UUID_STR_LEN + 1];
+
+    EP_ASSERT(ep_id_uuid_valid("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", 36));
+    EP_ASSERT(ep_id_uuid_valid("0190A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B", 36));
+    EP_ASSERT(!ep_id_uuid_valid("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2", 35));
+    EP_ASSERT(!ep_id_uuid_valid("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2bb", 37));
+    EP_ASSERT(!ep_id_uuid_valid("0190a1b2xc3d4-7e5f-8a6b-7c8d9e0f1a2b", 36));
+    EP_ASSERT(!ep_id_uuid_valid("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2g", 36));
+    EP_ASSERT(!ep_id_uuid_valid("", 0));
+
+    ep_id_uuid_add("0190A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B", 0, out);
+    EP_ASSERT_STR_EQ(out, "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b");
+    ep_id_uuid_add("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", 5, out);
+    EP_ASSERT_STR_EQ(out, "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a30");
+    /* The last 48 bits wrap; the rest never changes. */
+    ep_id_uuid_add("0190a1b2-c3d4-7e5f-8a6b-ffffffffffff", 2, out);
+    EP_ASSERT_STR_EQ(out, "0190a1b2-c3d4-7e5f-8a6b-000000000001");
+    ep_id_uuid7(id);
+    ep_id_uuid_add(id, 99999, out);
+    EP_ASSERT(ep_id_uuid_valid(out, strlen(out)));
+    EP_ASSERT(memcmp(out, id, 24) == 0);
+
+    /* The gateway's bases: version 8, last 24 bits zero; numbered ids lead back to them. */
+    ep_id_assigned_base(id);
+    EP_ASSERT(ep_id_uuid_valid(id, strlen(id)));
+    EP_ASSERT(id[14] == '8');
+    EP_ASSERT(strchr("89ab", id[19]) != NULL);
+    EP_ASSERT(ep_id_is_assigned_base(id, strlen(id)));
+    EP_ASSERT_STR_EQ(id + 30, "000000");
+    ep_id_uuid_add(id, 0xabcdef, out);
+    EP_ASSERT_STR_EQ(out + 30, "abcdef");
+    EP_ASSERT(ep_id_is_assigned(out, strlen(out)));
+    EP_ASSERT(!ep_id_is_assigned_base(out, strlen(out)));
+    ep_id_base_of(out, out);
+    EP_ASSERT_STR_EQ(out, id);
+    ep_id_uuid7(out);
+    EP_ASSERT(!ep_id_is_assigned(out, strlen(out)));
+    EP_ASSERT(!ep_id_is_assigned("event_123", 9));
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_error_names),
     EP_TEST(test_buf_append_and_json),
@@ -147,6 +190,7 @@ EP_TEST_LIST = {
     EP_TEST(test_clocks_advance),
     EP_TEST(test_deadline_ts),
     EP_TEST(test_uuid_format_and_order),
+    EP_TEST(test_uuid_valid_and_add),
     EP_TEST_END,
 };
 EP_TEST_MAIN()

@@ -541,6 +541,30 @@ static void test_route_requires_data(void)
     ep_event_parser_destroy(p);
 }
 
+static void test_assigned_id_option(void)
+{
+    /* The id the hop in front assigned is used only when the body has none. */
+    ep_event_parse_opts_t opts = {.id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"};
+    ep_event_parser_t *p = ep_event_parser_create(NULL);
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    const char *own = "{\"id\":\"mine\",\"source\":\"s\",\"data\":\"x\"}";
+    const char *none = "{\"source\":\"s\",\"data\":\"x\"}";
+
+    EP_ASSERT_EQ(ep_event_parser_parse_opts(p, none, strlen(none), &opts, &ev, &err), 0);
+    EP_ASSERT_STR_EQ(ev->id.p, opts.id);
+    EP_ASSERT((ev->flags & EP_EVENT_F_ID_GENERATED) == 0); /* de-duplicated like a client id */
+    ep_event_destroy(ev);
+    EP_ASSERT_EQ(ep_event_parser_parse_opts(p, own, strlen(own), &opts, &ev, &err), 0);
+    EP_ASSERT_STR_EQ(ev->id.p, "mine");
+    ep_event_destroy(ev);
+    opts.id = NULL;
+    EP_ASSERT_EQ(ep_event_parser_parse_opts(p, none, strlen(none), &opts, &ev, &err), 0);
+    EP_ASSERT((ev->flags & EP_EVENT_F_ID_GENERATED) != 0);
+    ep_event_destroy(ev);
+    ep_event_parser_destroy(p);
+}
+
 static void test_parser_reuse(void)
 {
     ep_event_parser_t *p = ep_event_parser_create(NULL);
@@ -885,6 +909,7 @@ EP_TEST_LIST = {
     EP_TEST(test_large_data_default_limit),
     EP_TEST(test_overlong_key_field_is_truncated_safely),
     EP_TEST(test_route_requires_data),
+    EP_TEST(test_assigned_id_option),
     EP_TEST(test_parser_reuse),
     EP_TEST(test_to_json_round_trip),
     EP_TEST_END,

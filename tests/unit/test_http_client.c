@@ -41,6 +41,7 @@ static srv_t srv;
 typedef struct body_s {
     char *p;
     size_t len;
+    size_t cap;
 } body_t;
 
 static void note_port(struct MHD_Connection *conn)
@@ -97,7 +98,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        b->p = ep_realloc(b->p, b->len + *upload_size + 1);
+        if (b->len + *upload_size + 1 > b->cap) {
+            /* Doubling: a 17 MiB body arrives in many small pieces. */
+            b->cap = (b->len + *upload_size + 1) * 2;
+            b->p = ep_realloc(b->p, b->cap);
+        }
         memcpy(b->p + b->len, upload_data, *upload_size);
         b->len += *upload_size;
         *upload_size = 0;
@@ -116,6 +121,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         unsigned code = (unsigned)atoi(url + 8);
         return reply(conn, code, "application/json", "{\"status\":\"x\"}", 14,
                      code == 503 ? "7" : NULL);
+    }
+    if (strcmp(url, "/headers") == 0) {
+        /* The request's Content-Type, Content-Encoding and X-Message-Id, '|'-separated. */
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        const char *ce = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+        const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Message-Id");
+        size_t n = (ct ? strlen(ct) : 0) + (ce ? strlen(ce) : 0) + (id ? strlen(id) : 0) + 3;
+        char *out = ep_malloc(n);
+        enum MHD_Result rc;
+        snprintf(out, n, "%s|%s|%s", ct ? ct : "", ce ? ce : "", id ? id : "");
+        rc = reply(conn, 200, "text/plain", out, strlen(out), NULL);
+        ep_free(out);
+        return rc;
     }
     if (strcmp(url, "/slow") == 0) {
         atomic_fetch_add(&srv.slow, 1);
@@ -555,6 +573,159 @@ static void test_destroy_in_flight(void)
     srv_stop();
 }
 
+typedef struct ex_capture_s {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int status;
+    int err;
+    int sent;
+    char *body; /* a copy, NUL-terminated */
+    size_t body_len;
+    char ctx[32];
+} ex_capture_t;
+
+static void on_ex(void *arg, const ep_http_response_t *res)
+{
+    ex_capture_t *cap = *(ex_capture_t *const *)res->ctx;
+
+    EP_ASSERT(arg == NULL);
+    pthread_mutex_lock(&cap->mu);
+    cap->status = res->status;
+    cap->err = res->err;
+    cap->sent = res->sent;
+    cap->body = ep_strndup(res->body, res->body_len);
+    cap->body_len = res->body_len;
+    memcpy(cap->ctx, (const char *)res->ctx + sizeof(cap), sizeof(cap->ctx));
+    cap->done = 1;
+    pthread_cond_signal(&cap->cv);
+    pthread_mutex_unlock(&cap->mu);
+}
+
+/* Runs one request with opts; the context is {cap, "ctx-" + tag}, checked on the way back. */
+static int ex_run(ep_http_client_t *c, const char *url, ep_http_request_opts_t *o, const char *body,
+                  size_t body_len, int timeout_ms, ex_capture_t *cap)
+{
+    char ctx[sizeof(cap) + 32];
+    int rc;
+
+    memset(cap, 0, sizeof(*cap));
+    pthread_mutex_init(&cap->mu, NULL);
+    pthread_cond_init(&cap->cv, NULL);
+    memcpy(ctx, &cap, sizeof(cap));
+    snprintf(ctx + sizeof(cap), 32, "ctx-%s", url + strlen(url) - 4);
+    o->ctx = ctx;
+    o->ctx_len = sizeof(ctx);
+    rc = ep_http_client_request_ex(c, body ? "POST" : "GET", url, o, body, body_len, timeout_ms,
+                                   on_ex, NULL);
+    memset(ctx, 0, sizeof(ctx)); /* the client holds its own copy */
+    if (rc == 0) {
+        pthread_mutex_lock(&cap->mu);
+        while (!cap->done) {
+            pthread_cond_wait(&cap->cv, &cap->mu);
+        }
+        pthread_mutex_unlock(&cap->mu);
+    }
+    pthread_cond_destroy(&cap->cv);
+    pthread_mutex_destroy(&cap->mu);
+    return rc;
+}
+
+static void test_request_options(void)
+{
+    ep_http_client_t *c;
+    ex_capture_t cap;
+    ep_http_request_opts_t o;
+    char url[128], ct[1200], expect[1400];
+    size_t big = 17u * 1024 * 1024;
+    char *body;
+
+    srv_start();
+    EP_ASSERT_EQ(ep_http_client_create(4, &c), 0);
+
+    /* A long Content-Type and Content-Encoding travel whole, with the extra line. */
+    memset(ct, 'a', sizeof(ct) - 1);
+    memcpy(ct, "application/vnd.x-", 18);
+    memcpy(ct + sizeof(ct) - 6, "+json", 6);
+    o = (ep_http_request_opts_t){.content_type = ct,
+                                 .content_encoding = "gzip",
+                                 .headers = "X-Message-Id: 0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"};
+    url_of(url, sizeof(url), "/headers");
+    EP_ASSERT_EQ(ex_run(c, url, &o, "{}", 2, OK_MS, &cap), 0);
+    EP_ASSERT_EQ(cap.status, 200);
+    snprintf(expect, sizeof(expect), "%s|gzip|0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", ct);
+    EP_ASSERT_STR_EQ(cap.body, expect);
+    EP_ASSERT_STR_EQ(cap.ctx, "ctx-ders");
+    EP_ASSERT_EQ(cap.sent, 1);
+    ep_free(cap.body);
+
+    /* A line break inside a value would forge a header: refused, no callback. */
+    o = (ep_http_request_opts_t){.content_type = "text/plain\r\nX-Evil: 1"};
+    EP_ASSERT_EQ(ex_run(c, url, &o, "{}", 2, OK_MS, &cap), EP_EINVAL);
+    o = (ep_http_request_opts_t){.headers = "A: 1\nB: 2\nC: 3\nD: 4\nE: 5\nF: 6\nG: 7"};
+    EP_ASSERT_EQ(ex_run(c, url, &o, "{}", 2, OK_MS, &cap), EP_EINVAL);
+
+    /* The response cap: over 16 MiB when allowed, EP_E2BIG past a small one. */
+    body = ep_malloc(big);
+    memset(body, 'x', big);
+    url_of(url, sizeof(url), "/echo");
+    o = (ep_http_request_opts_t){.content_type = "text/plain", .max_response = 2 * big};
+    EP_ASSERT_EQ(ex_run(c, url, &o, body, big, OK_MS, &cap), 0);
+    EP_ASSERT_EQ(cap.status, 200);
+    EP_ASSERT_EQ(cap.body_len, big);
+    ep_free(cap.body);
+    o = (ep_http_request_opts_t){.content_type = "text/plain"};
+    EP_ASSERT_EQ(ex_run(c, url, &o, body, big, OK_MS, &cap), 0);
+    EP_ASSERT_EQ(cap.status, 0);
+    EP_ASSERT_EQ(cap.err, EP_E2BIG);
+    EP_ASSERT_EQ(cap.sent, 1); /* the server got it: it may have acted on it */
+    EP_ASSERT_EQ(cap.body_len, 0);
+    ep_free(cap.body);
+    o = (ep_http_request_opts_t){.content_type = "text/plain", .max_response = 10};
+    EP_ASSERT_EQ(ex_run(c, url, &o, "0123456789A", 11, OK_MS, &cap), 0);
+    EP_ASSERT_EQ(cap.err, EP_E2BIG);
+    ep_free(cap.body);
+    ep_free(body);
+
+    /* A timeout after the request left: sent. */
+    url_of(url, sizeof(url), "/slow");
+    o = (ep_http_request_opts_t){0};
+    EP_ASSERT_EQ(ex_run(c, url, &o, NULL, 0, 300, &cap), 0);
+    EP_ASSERT_EQ(cap.err, EP_ETIMEDOUT);
+    EP_ASSERT_EQ(cap.sent, 1);
+    ep_free(cap.body);
+    ep_http_client_destroy(c);
+    srv_stop();
+}
+
+static void test_refused_not_sent(void)
+{
+    ep_http_client_t *c;
+    ex_capture_t cap;
+    ep_http_request_opts_t o = {.content_type = "application/json"};
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    char url[128];
+    int fd;
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    EP_ASSERT(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/xxxx", ntohs(sa.sin_port));
+    EP_ASSERT_EQ(ep_http_client_create(4, &c), 0);
+    EP_ASSERT_EQ(ex_run(c, url, &o, "{}", 2, OK_MS, &cap), 0);
+    EP_ASSERT_EQ(cap.err, EP_ECONNREFUSED);
+    EP_ASSERT_EQ(cap.sent, 0); /* never left: the server cannot have acted on it */
+    EP_ASSERT_STR_EQ(cap.ctx, "ctx-xxxx");
+    ep_free(cap.body);
+    ep_http_client_destroy(c);
+    close(fd);
+}
+
 static void test_invalid_args(void)
 {
     ep_http_client_t *c;
@@ -567,11 +738,10 @@ static void test_invalid_args(void)
 }
 
 EP_TEST_LIST = {
-    EP_TEST(test_get_roundtrip),    EP_TEST(test_post_roundtrip),
-    EP_TEST(test_status_codes),     EP_TEST(test_concurrent_100),
-    EP_TEST(test_connection_reuse), EP_TEST(test_timeout),
-    EP_TEST(test_refused),          EP_TEST(test_destroy_in_flight),
-    EP_TEST(test_invalid_args),     EP_TEST_END,
+    EP_TEST(test_get_roundtrip),   EP_TEST(test_post_roundtrip),    EP_TEST(test_status_codes),
+    EP_TEST(test_concurrent_100),  EP_TEST(test_connection_reuse),  EP_TEST(test_timeout),
+    EP_TEST(test_refused),         EP_TEST(test_destroy_in_flight), EP_TEST(test_invalid_args),
+    EP_TEST(test_request_options), EP_TEST(test_refused_not_sent),  EP_TEST_END,
 };
 
 EP_TEST_MAIN()
