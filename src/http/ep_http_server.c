@@ -711,6 +711,7 @@ static int loop_shed(loop_t *lp, conn_t *self)
         for (int i = 0; i < n && atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low;
              i++) {
             conn_t *c = lp->shed[i].c;
+            count_kill(s, K_SHED);
             if (c->state == C_BODY) {
                 refuse_now(c, 503,
                            "the server is over its memory budget (HTTP_MEMORY_LIMIT); "
@@ -722,7 +723,6 @@ static int loop_shed(loop_t *lp, conn_t *self)
         }
     }
     if (closed) {
-        atomic_fetch_add_explicit(&s->kills[K_SHED], (uint64_t)closed, memory_order_relaxed);
         shed_warn(s, lp->now, "over the memory budget: closing the connections that hold the most");
     }
     if (mem_over(s)) {
@@ -1031,27 +1031,48 @@ static int64_t wait_score(const conn_t *c, int64_t now, int min_rate)
     }
 }
 
-/* At the cap: closes the connection that has kept us waiting longest. 1: room made. */
+/*
+ * At the cap: closes the connection that has kept us waiting longest, and with
+ * it up to EVICT_BATCH - 1 more that kept us waiting a second or more, so that
+ * a flood of new connections costs one scan per batch, not one per
+ * connection (nginx drains its reusable connections 32 at a time too).
+ * 1: room made.
+ */
 static int make_room(loop_t *lp)
 {
-    conn_t *victim = NULL;
-    int64_t worst = -1;
+    conn_t *top[EVICT_BATCH];
+    int64_t score[EVICT_BATCH];
+    int n = 0, k = lp->max_conns / 64;
 
+    k = k < 1 ? 1 : k > EVICT_BATCH ? EVICT_BATCH : k;
     for (conn_t *c = lp->conns; c; c = c->next) {
         int64_t w = wait_score(c, lp->now, lp->srv->opts.body_min_rate);
-        if (w > worst) {
-            worst = w;
-            victim = c;
+        int i;
+        if (w < 0 || (n == k && w <= score[n - 1])) {
+            continue;
         }
+        /* Insertion into the k worst so far, worst first. */
+        i = n < k ? n++ : n - 1;
+        while (i > 0 && score[i - 1] < w) {
+            score[i] = score[i - 1];
+            top[i] = top[i - 1];
+            i--;
+        }
+        score[i] = w;
+        top[i] = c;
     }
-    if (victim == NULL) {
-        return 0;
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && score[i] < INT64_C(1000000000)) {
+            break;
+        }
+        count_kill(lp->srv, K_EVICTED);
+        ep__http_conn_close(top[i]);
     }
-    ep__http_conn_close(victim);
-    count_kill(lp->srv, K_EVICTED);
-    shed_warn(lp->srv, lp->now,
-              "at HTTP_MAX_CONNECTIONS: closing the longest-waiting connections for new ones");
-    return 1;
+    if (n > 0) {
+        shed_warn(lp->srv, lp->now,
+                  "at HTTP_MAX_CONNECTIONS: closing the longest-waiting connections for new ones");
+    }
+    return n > 0;
 }
 
 /* A new connection over HTTP_MAX_CONNECTIONS_PER_CLIENT: a 503 if the socket takes it, closed. */
@@ -1247,8 +1268,8 @@ static void conn_check(conn_t *c, int64_t now)
     case C_HEAD:
         if (c->head_ns == 0) {
             if (now - c->idle_ns > idle) {
+                count_kill(s, K_IDLE); /* before the close: a client may look at once */
                 ep__http_conn_close(c);
-                count_kill(s, K_IDLE);
             } else if (now - c->idle_ns > IDLE_TRIM_NS) {
                 conn_trim(c);
             }
@@ -1283,8 +1304,8 @@ static void conn_check(conn_t *c, int64_t now)
         break;
     case C_WRITE:
         if (!c->queued && now - c->wr_ns > (int64_t)o->send_timeout_s * sec) {
-            ep__http_conn_close(c);
             count_kill(s, K_SEND_TIMEOUT);
+            ep__http_conn_close(c);
         }
         break;
     default:

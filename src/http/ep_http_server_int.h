@@ -27,13 +27,16 @@
 #define LINGER_NS       INT64_C(2000000000) /* reading what a closed-on client still sends */
 #define SWEEP_NS        INT64_C(250000000)
 #define ACCEPT_BATCH    64
+#define LISTEN_BACKLOG  4096 /* the kernel caps it at net.core.somaxconn */
 #define EPOLL_BATCH     128
 #define PAUSE_ACCEPT_NS INT64_C(100000000)
 #define IDLE_TRIM_NS    INT64_C(1000000000) /* idle this long: spare buffers are freed */
 #define SHED_RETRY_NS                                                                              \
-    INT64_C(10000000) /* a shedding pass that freed too little: not again sooner */
-#define WARN_EVERY_NS INT64_C(10000000000) /* shedding and eviction warnings, at most this often   \
-                                            */
+    INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
+#define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+#define WARN_EVERY_NS                                                                              \
+    INT64_C(10000000000) /* shedding and eviction warnings, at most this often                     \
+                          */
 
 typedef struct route_s {
     unsigned methods;
