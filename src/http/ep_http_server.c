@@ -18,6 +18,29 @@
  * before returning is written at once; an answer from another thread goes
  * through the loop's list of answered requests and an eventfd wake-up.
  *
+ * Hostile clients (issue 14). Every limit is a setting (ep_http_server_opts_t):
+ *  - Deadlines, checked by each loop's sweep every SWEEP_NS: idle time counts
+ *    from accept or from the end of the last answer (the clock is read again
+ *    after handlers ran); a head must complete within header_timeout_s of its
+ *    first byte; a body's deadline is body_timeout_s after its head plus
+ *    1/body_min_rate s per byte received (Apache mod_reqtimeout's MinRate); a
+ *    pause of idle_timeout_s inside a request also ends it. These answer 408
+ *    and close. An answer without write progress for send_timeout_s: closed.
+ *  - Memory: each connection accounts its buffers and its unwritten answer in
+ *    srv->mem_held (an atomic add when a buffer changes size, two per small
+ *    request). Past memory_limit the loop frees idle connections' spare
+ *    buffers, then closes the connections holding the most (an unfinished body
+ *    gets a 503 first) until 7/8 of the limit; a new request that finds the
+ *    server over the limit after that gets 503 with Retry-After. Bodies grow
+ *    with what arrives, never with what Content-Length announces.
+ *  - Connections: at the cap, the connection that has kept us waiting longest
+ *    (lingering, idle keep-alive, slowest head or body) is closed for the new
+ *    one, with up to EVICT_BATCH others waiting a second or more. Per client
+ *    address a counter table (one mutex, touched on accept and close only)
+ *    refuses connections past max_conns_per_client with a 503.
+ * A connection closed while the round's events may still name it is freed at
+ * the end of the round (C_DEAD, lp->dead); its buffers go at once.
+ *
  * This file is the hot path: the loops, the connection state machine and the
  * answer writing, one unit so that the per-request steps stay static and
  * inlinable. Creating, starting and destroying a server, its route table and
@@ -310,7 +333,12 @@ void ep_http_req_add_header(ep_http_req_t *r, const char *name, const char *valu
 static int64_t conn_bytes(const conn_t *c)
 {
     const ep_http_req_t *r = &c->req;
-    size_t n = sizeof(*c) + c->in_cap + r->raw_cap + r->body.cap + r->extra.cap + r->out.cap;
+    /*
+     * A body buffer past BODY_KEEP is an mmap of which only what was received
+     * is touched (its capacity doubles past a 32 MiB body to 64 MiB): count that.
+     */
+    size_t body = r->body.cap > BODY_KEEP ? r->body.len : r->body.cap;
+    size_t n = sizeof(*c) + c->in_cap + r->raw_cap + body + r->extra.cap + r->out.cap;
 
     if (c->state == C_WRITE) {
         n += r->resp_len;
@@ -842,7 +870,7 @@ static int body_some(conn_t *c)
         }
         c->in_off += (size_t)n;
         c->body_got += (uint64_t)n;
-        if (r->body.cap != cap) {
+        if (r->body.cap != cap || r->body.cap > BODY_KEEP) {
             conn_account(c);
         }
         if (!done) {
@@ -854,7 +882,7 @@ static int body_some(conn_t *c)
         c->in_off += take;
         c->body_left -= take;
         c->body_got += take;
-        if (r->body.cap != cap) {
+        if (r->body.cap != cap || r->body.cap > BODY_KEEP) {
             conn_account(c);
         }
         if (c->body_left > 0) {
@@ -881,14 +909,11 @@ static int body_read(conn_t *c)
      * the room offered starts at 16 KiB and doubles (to 256 KiB) only while
      * recvs fill it, so a body that trickles holds little more than it sent.
      */
-    if (room < c->body_offer / 2) {
-        ep_buf_reserve(b, c->body_offer);
+    if (room < c->body_offer / 2 && room < c->body_left) {
+        ep_buf_reserve(b, c->body_offer < c->body_left ? c->body_offer : (size_t)c->body_left);
         room = b->cap - b->len - 1;
     }
     want = room < c->body_left ? room : (size_t)c->body_left;
-    if (cap != b->cap) {
-        conn_account(c);
-    }
     n = conn_recv(c, b->data + b->len, want);
     if (n <= 0) {
         return (int)n;
@@ -897,6 +922,9 @@ static int body_read(conn_t *c)
     b->data[b->len] = '\0';
     c->body_left -= (uint64_t)n;
     c->body_got += (uint64_t)n;
+    if (cap != b->cap || b->cap > BODY_KEEP) {
+        conn_account(c); /* a big buffer counts what it received */
+    }
     if ((size_t)n == want && c->body_offer < 256 * 1024) {
         c->body_offer *= 2;
     }

@@ -9,8 +9,9 @@
 /*
  * HTTP/1.1 server (epoll event loops of our own, ep_http_parse): keep-alive,
  * pipelining, chunked request bodies, Expect: 100-continue, HTTP/1.0, bounded
- * headers and bodies, idle timeouts, and JSON errors for everything it
- * refuses, malformed requests included.
+ * headers and bodies, idle, header, body-rate and send timeouts, a memory
+ * budget, a connection cap that makes room and a per-client-address limit,
+ * and JSON errors for everything it refuses, malformed requests included.
  *
  * A handler runs on a server thread with the whole body in memory. It either
  * answers before returning (ep_http_respond*) or returns without answering, in

@@ -211,7 +211,8 @@ static int listen_on(const struct sockaddr_in *sa)
         return -1;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
         errno = e;
