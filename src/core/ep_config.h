@@ -65,6 +65,12 @@ typedef struct ep_config_s {
     int max_header;          /* HTTP_MAX_HEADER bytes (8 KiB) */
     int idle_timeout_s;      /* HTTP_IDLE_TIMEOUT seconds (30) */
     int max_connections;     /* HTTP_MAX_CONNECTIONS (4096) */
+    int max_per_client;      /* HTTP_MAX_CONNECTIONS_PER_CLIENT (256; 0 = no limit) */
+    int header_timeout_s;    /* HTTP_HEADER_TIMEOUT seconds (10) */
+    int body_timeout_s;      /* HTTP_BODY_TIMEOUT seconds (20) */
+    int body_min_rate;       /* HTTP_BODY_MIN_RATE bytes/s (500) */
+    int send_timeout_s;      /* HTTP_SEND_TIMEOUT seconds (30) */
+    int64_t memory_limit;    /* HTTP_MEMORY_LIMIT bytes per port (64 MiB) */
     int upstream_timeout_ms; /* UPSTREAM_TIMEOUT_MS (3000) */
     int status_timeout_ms;   /* STATUS_TIMEOUT_MS (1000) */
     int retry_after_s;       /* RETRY_AFTER (1) */

@@ -18,6 +18,29 @@
  * before returning is written at once; an answer from another thread goes
  * through the loop's list of answered requests and an eventfd wake-up.
  *
+ * Hostile clients (issue 14). Every limit is a setting (ep_http_server_opts_t):
+ *  - Deadlines, checked by each loop's sweep every SWEEP_NS: idle time counts
+ *    from accept or from the end of the last answer (the clock is read again
+ *    after handlers ran); a head must complete within header_timeout_s of its
+ *    first byte; a body's deadline is body_timeout_s after its head plus
+ *    1/body_min_rate s per byte received (Apache mod_reqtimeout's MinRate); a
+ *    pause of idle_timeout_s inside a request also ends it. These answer 408
+ *    and close. An answer without write progress for send_timeout_s: closed.
+ *  - Memory: each connection accounts its buffers and its unwritten answer in
+ *    srv->mem_held (an atomic add when a buffer changes size, two per small
+ *    request). Past memory_limit the loop frees idle connections' spare
+ *    buffers, then closes the connections holding the most (an unfinished body
+ *    gets a 503 first) until 7/8 of the limit; a new request that finds the
+ *    server over the limit after that gets 503 with Retry-After. Bodies grow
+ *    with what arrives, never with what Content-Length announces.
+ *  - Connections: at the cap, the connection that has kept us waiting longest
+ *    (lingering, idle keep-alive, slowest head or body) is closed for the new
+ *    one, with up to EVICT_BATCH others waiting a second or more. Per client
+ *    address a counter table (one mutex, touched on accept and close only)
+ *    refuses connections past max_conns_per_client with a 503.
+ * A connection closed while the round's events may still name it is freed at
+ * the end of the round (C_DEAD, lp->dead); its buffers go at once.
+ *
  * This file is the hot path: the loops, the connection state machine and the
  * answer writing, one unit so that the per-request steps stay static and
  * inlinable. Creating, starting and destroying a server, its route table and
@@ -51,6 +74,7 @@
 #include <unistd.h>
 
 static void conn_run(conn_t *c);
+static void queue_write(conn_t *c);
 
 static unsigned method_bit(const char *m)
 {
@@ -305,28 +329,101 @@ void ep_http_req_add_header(ep_http_req_t *r, const char *name, const char *valu
 
 /* ---- connections (loop thread only) ---- */
 
-static void conn_free(conn_t *c)
+/* Bytes the connection holds now: its buffers, and the answer once it is ours to write. */
+static int64_t conn_bytes(const conn_t *c)
+{
+    const ep_http_req_t *r = &c->req;
+    /*
+     * A body buffer past BODY_KEEP is an mmap of which only what was received
+     * is touched (its capacity doubles past a 32 MiB body to 64 MiB): count that.
+     */
+    size_t body = r->body.cap > BODY_KEEP ? r->body.len : r->body.cap;
+    size_t n = sizeof(*c) + c->in_cap + r->raw_cap + body + r->extra.cap + r->out.cap;
+
+    if (c->state == C_WRITE) {
+        n += r->resp_len;
+    }
+    return (int64_t)n;
+}
+
+/*
+ * Brings the server's count of held bytes up to date with this connection.
+ * Never while the request waits for its answer (C_WAIT): the answering thread
+ * owns its buffers then. Over the limit, the loop sheds at the end of its round.
+ */
+static void conn_account(conn_t *c)
+{
+    ep_http_server_t *s = c->lp->srv;
+    int64_t now = conn_bytes(c), d = now - c->held;
+
+    if (d != 0) {
+        int64_t total = atomic_fetch_add_explicit(&s->mem_held, d, memory_order_relaxed) + d;
+        c->held = now;
+        if (d > 0 && total > (int64_t)s->opts.memory_limit) {
+            c->lp->pressure = 1;
+        }
+    }
+}
+
+static int mem_over(const ep_http_server_t *s)
+{
+    return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > (int64_t)s->opts.memory_limit;
+}
+
+static void count_kill(ep_http_server_t *s, int kind)
+{
+    atomic_fetch_add_explicit(&s->kills[kind], 1, memory_order_relaxed);
+}
+
+/* Frees the buffers an idle connection keeps for its next request. */
+static void conn_trim(conn_t *c)
+{
+    ep_http_req_t *r = &c->req;
+
+    if (c->in_off == c->in_len && c->in_cap > IN_INITIAL) {
+        c->in_off = c->in_len = 0;
+        c->in_cap = IN_INITIAL;
+        c->in = ep_realloc(c->in, c->in_cap);
+    }
+    ep_buf_close(&r->body);
+    ep_buf_close(&r->extra);
+    ep_buf_close(&r->out);
+    if (r->raw_cap > 1024) {
+        ep_free(r->raw);
+        r->raw = NULL;
+        r->raw_cap = 0;
+    }
+    conn_account(c);
+}
+
+static void conn_free_buffers(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
 
     ep_free(c->in);
+    c->in = NULL;
+    c->in_cap = c->in_off = c->in_len = 0;
     ep_free(r->raw);
+    r->raw = NULL;
+    r->raw_cap = 0;
     ep_buf_close(&r->body);
     ep_buf_close(&r->extra);
     ep_buf_close(&r->out);
     ep_free(r->resp);
-    ep_free(c);
+    r->resp = NULL;
+    r->resp_len = 0;
 }
 
-/* Closes at once, without an answer. Never for a connection waiting for one. */
 void ep__http_conn_close(conn_t *c)
 {
     loop_t *lp = c->lp;
+    ep_http_server_t *s = lp->srv;
 
-    ep_assert(c->state != C_WAIT);
+    ep_assert(c->state != C_WAIT && c->state != C_DEAD);
     close(c->fd);
     if (c->in_request) {
-        atomic_fetch_sub_explicit(&lp->srv->in_flight, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+        c->in_request = 0;
     }
     if (c->prev) {
         c->prev->next = c->next;
@@ -337,7 +434,33 @@ void ep__http_conn_close(conn_t *c)
         c->next->prev = c->prev;
     }
     lp->n_conns--;
-    conn_free(c);
+    atomic_fetch_sub_explicit(&s->n_conns, 1, memory_order_relaxed);
+    if (c->has_peer) {
+        ep__http_peer_release(s, c->peer);
+    }
+    /* The memory goes back now; the struct at the end of the round (events may name it). */
+    conn_free_buffers(c);
+    atomic_fetch_sub_explicit(&s->mem_held, c->held, memory_order_relaxed);
+    c->held = 0;
+    c->state = C_DEAD;
+    c->prev = NULL;
+    c->next = lp->dead;
+    lp->dead = c;
+}
+
+void ep__http_loop_reap(loop_t *lp)
+{
+    conn_t **pp = &lp->dead;
+
+    while (*pp) {
+        conn_t *c = *pp;
+        if (c->queued) {
+            pp = &c->next; /* still in the write queue: the next flush drops it */
+            continue;
+        }
+        *pp = c->next;
+        ep_free(c);
+    }
 }
 
 /*
@@ -350,7 +473,7 @@ static ssize_t conn_recv(conn_t *c, char *buf, size_t len)
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
         if (n > 0) {
-            c->last_ns = c->lp->now;
+            c->rx_ns = c->lp->now;
             if ((size_t)n < len && !c->hup) {
                 c->rd_pending = 0;
             }
@@ -384,6 +507,7 @@ static int conn_read(conn_t *c)
     if (c->in_cap - c->in_len < IN_MIN_SPACE) {
         c->in_cap *= 2;
         c->in = ep_realloc(c->in, c->in_cap);
+        conn_account(c);
     }
     space = c->in_cap - c->in_len;
     n = conn_recv(c, c->in + c->in_len, space);
@@ -395,6 +519,7 @@ static int conn_read(conn_t *c)
         /* Requests larger than the buffer: grow it, so that one read takes one. */
         c->in_cap *= 2;
         c->in = ep_realloc(c->in, c->in_cap);
+        conn_account(c);
     }
     return 1;
 }
@@ -411,6 +536,7 @@ static void req_done(conn_t *c)
         ep_buf_close(&r->body);
     }
     c->in_request = 0;
+    c->idle_ns = c->lp->now;
     atomic_fetch_sub_explicit(&c->lp->srv->in_flight, 1, memory_order_relaxed);
     if (r->close_after) {
         /*
@@ -419,6 +545,7 @@ static void req_done(conn_t *c)
          * connection before the client has read the answer.
          */
         shutdown(c->fd, SHUT_WR);
+        ep_buf_close(&r->body);
         c->state = C_LINGER;
         c->linger_until = c->lp->now + LINGER_NS;
         c->rd_pending = 1;
@@ -430,6 +557,7 @@ static void req_done(conn_t *c)
             c->in = ep_realloc(c->in, c->in_cap);
         }
     }
+    conn_account(c);
 }
 
 /* Writes the answer. 1: all written (req_done ran); 0: the socket is full; -1: closed. */
@@ -438,6 +566,9 @@ static int conn_write(conn_t *c)
     ep_http_req_t *r = &c->req;
     size_t hl = r->out.len, total = hl + r->resp_len;
 
+    if (c->out_off == 0) {
+        c->wr_ns = c->lp->now; /* the send timeout counts from here */
+    }
     while (c->out_off < total) {
         struct iovec iov[2];
         struct msghdr m;
@@ -466,7 +597,7 @@ static int conn_write(conn_t *c)
             return -1;
         }
         c->out_off += (size_t)n;
-        c->last_ns = c->lp->now;
+        c->wr_ns = c->lp->now;
     }
     req_done(c);
     return 1;
@@ -495,18 +626,14 @@ static void dispatch(conn_t *c)
     lp->running = NULL;
 }
 
-/* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
-static void start_request(conn_t *c, size_t skip, size_t hl)
+/* A request begins: its per-request state is reset and it counts as in flight. */
+static void req_begin(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
     ep_http_server_t *s = c->lp->srv;
-    const char *head = c->in + c->in_off + skip;
-    const char *err;
-    char msg[160], allow[64];
-    int rc;
 
-    c->in_off += skip + hl;
     c->in_request = 1;
+    c->head_ns = 0;
     r->route = NULL;
     r->method_bit = 0;
     r->close_after = 0;
@@ -518,9 +645,138 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     r->start_ns = c->lp->now;
     atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+}
+
+/*
+ * A refusal outside conn_run (a deadline, memory shedding): the answer is made
+ * now and written with the round's others, then the connection closes. The
+ * body read so far is dropped first.
+ */
+static void refuse_now(conn_t *c, int status, const char *msg)
+{
+    ep_http_req_t *r = &c->req;
+
+    if (!c->in_request) {
+        /* No head yet: a request with no method, path or route. */
+        req_begin(c);
+        memset(&r->head, 0, sizeof(r->head));
+        r->head.method = r->head.path = (char *)"";
+        r->head.minor = 1;
+    }
+    ep_buf_close(&r->body);
+    r->close_after = 1;
+    refuse(c, status, msg);
+    r->answered_inline = 0;
+    c->state = C_WRITE;
+    conn_account(c);
+    queue_write(c);
+}
+
+static void shed_warn(ep_http_server_t *s, int64_t now, const char *what)
+{
+    int64_t last = atomic_load_explicit(&s->warned_ns, memory_order_relaxed);
+
+    if ((last == 0 || now - last >= WARN_EVERY_NS) &&
+        atomic_compare_exchange_strong(&s->warned_ns, &last, now)) {
+        ep_log_warn("http",
+                    "%s: %s (held %lld of HTTP_MEMORY_LIMIT %zu bytes, %lld connections; so far "
+                    "%llu shed, %llu requests refused for memory, %llu evicted at the cap)",
+                    s->name, what, (long long)atomic_load(&s->mem_held), s->opts.memory_limit,
+                    (long long)atomic_load(&s->n_conns),
+                    (unsigned long long)atomic_load(&s->kills[K_SHED]),
+                    (unsigned long long)atomic_load(&s->kills[K_REFUSED_MEMORY]),
+                    (unsigned long long)atomic_load(&s->kills[K_EVICTED]));
+    }
+}
+
+typedef struct shed_s {
+    int64_t held;
+    conn_t *c;
+} shed_t;
+
+static int shed_cmp(const void *a, const void *b)
+{
+    const shed_t *x = a, *y = b;
+
+    return x->held < y->held ? 1 : x->held > y->held ? -1 : 0;
+}
+
+/*
+ * Over the memory limit: frees the spare buffers of idle connections, then
+ * closes the connections that hold the most (an unread answer, the largest
+ * unfinished body; a body gets a 503 first) until the server holds at most
+ * 7/8 of the limit. Requests waiting for their handler's answer, and self,
+ * are left alone. Returns 1 when the server is under the limit afterwards.
+ * A pass that could not get under the limit is not repeated for
+ * SHED_RETRY_NS, so that refusing requests stays cheap.
+ */
+static int loop_shed(loop_t *lp, conn_t *self)
+{
+    ep_http_server_t *s = lp->srv;
+    int64_t limit = (int64_t)s->opts.memory_limit, low = limit - limit / 8;
+    int n = 0, closed = 0;
+
+    lp->pressure = 0;
+    if (lp->shed_fail_ns != 0 && lp->now - lp->shed_fail_ns < SHED_RETRY_NS) {
+        return !mem_over(s);
+    }
+    if (lp->shed == NULL) {
+        lp->shed = ep_malloc((size_t)lp->max_conns * sizeof(shed_t));
+    }
+    for (conn_t *c = lp->conns; c; c = c->next) {
+        if (c == self || c->state == C_WAIT) {
+            continue;
+        }
+        if (c->state == C_HEAD && c->head_ns == 0 && c->in_off == c->in_len) {
+            conn_trim(c);
+        } else if (n < lp->max_conns) {
+            lp->shed[n].held = c->held;
+            lp->shed[n++].c = c;
+        }
+    }
+    if (atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low) {
+        qsort(lp->shed, (size_t)n, sizeof(shed_t), shed_cmp);
+        for (int i = 0; i < n && atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low;
+             i++) {
+            conn_t *c = lp->shed[i].c;
+            count_kill(s, K_SHED);
+            if (c->state == C_BODY) {
+                refuse_now(c, 503,
+                           "the server is over its memory budget (HTTP_MEMORY_LIMIT); "
+                           "retry later");
+            } else {
+                ep__http_conn_close(c);
+            }
+            closed++;
+        }
+    }
+    if (closed) {
+        shed_warn(s, lp->now, "over the memory budget: closing the connections that hold the most");
+    }
+    if (mem_over(s)) {
+        lp->shed_fail_ns = lp->now;
+        return 0;
+    }
+    lp->shed_fail_ns = 0;
+    return 1;
+}
+
+/* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
+static void start_request(conn_t *c, size_t skip, size_t hl)
+{
+    ep_http_req_t *r = &c->req;
+    ep_http_server_t *s = c->lp->srv;
+    const char *head = c->in + c->in_off + skip;
+    const char *err;
+    char msg[160], allow[64];
+    int rc;
+
+    c->in_off += skip + hl;
+    req_begin(c);
     if (hl + 1 > r->raw_cap) {
         r->raw_cap = hl + 1 > 1024 ? hl + 1 : 1024;
         r->raw = ep_realloc(r->raw, r->raw_cap);
+        conn_account(c);
     }
     memcpy(r->raw, head, hl);
     r->raw[hl] = '\0';
@@ -540,7 +796,8 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         return;
     }
     r->method_bit = method_bit(r->head.method);
-    r->close_after = !r->head.keep_alive;
+    /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
+    r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
     r->route = find_route(s, r->head.path);
     if (r->route == NULL) {
         rc = 404;
@@ -554,6 +811,13 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
                (uint64_t)r->head.content_length > r->route->max_body) {
         rc = 413;
         snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
+    } else if (mem_over(s) && !loop_shed(c->lp, c)) {
+        /* New work while the held bytes cannot be brought back under the budget. */
+        rc = 503;
+        snprintf(msg, sizeof(msg),
+                 "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
+        count_kill(s, K_REFUSED_MEMORY);
+        shed_warn(s, c->lp->now, "over the memory budget: new requests are answered 503");
     }
     if (rc != 0) {
         if (r->head.content_length > 0 || r->head.chunked) {
@@ -566,6 +830,9 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         c->state = C_BODY;
         c->chunked = r->head.chunked;
         c->body_left = r->head.chunked ? 0 : (uint64_t)r->head.content_length;
+        c->body_ns = c->lp->now;
+        c->body_got = 0;
+        c->body_offer = 16 * 1024;
         ep_http_chunked_init(&c->ch);
         if (r->head.expect_continue && c->in_off == c->in_len) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -582,7 +849,7 @@ static int body_some(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
     const char *p = c->in + c->in_off;
-    size_t avail = c->in_len - c->in_off;
+    size_t avail = c->in_len - c->in_off, cap = r->body.cap;
     char msg[96];
 
     if (c->chunked) {
@@ -602,6 +869,10 @@ static int body_some(conn_t *c)
             return 1;
         }
         c->in_off += (size_t)n;
+        c->body_got += (uint64_t)n;
+        if (r->body.cap != cap || r->body.cap > BODY_KEEP) {
+            conn_account(c);
+        }
         if (!done) {
             return 0;
         }
@@ -610,6 +881,10 @@ static int body_some(conn_t *c)
         ep_buf_append(&r->body, p, take);
         c->in_off += take;
         c->body_left -= take;
+        c->body_got += take;
+        if (r->body.cap != cap || r->body.cap > BODY_KEEP) {
+            conn_account(c);
+        }
         if (c->body_left > 0) {
             return 0;
         }
@@ -626,11 +901,19 @@ static int body_some(conn_t *c)
 static int body_read(conn_t *c)
 {
     ep_buf_t *b = &c->req.body;
-    /* Memory grows with what arrives, not with what Content-Length announces. */
-    size_t want = c->body_left < 256 * 1024 ? (size_t)c->body_left : 256 * 1024;
+    size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0, cap = b->cap, want;
     ssize_t n;
 
-    ep_buf_reserve(b, want);
+    /*
+     * Memory grows with what arrives, not with what Content-Length announces:
+     * the room offered starts at 16 KiB and doubles (to 256 KiB) only while
+     * recvs fill it, so a body that trickles holds little more than it sent.
+     */
+    if (room < c->body_offer / 2 && room < c->body_left) {
+        ep_buf_reserve(b, c->body_offer < c->body_left ? c->body_offer : (size_t)c->body_left);
+        room = b->cap - b->len - 1;
+    }
+    want = room < c->body_left ? room : (size_t)c->body_left;
     n = conn_recv(c, b->data + b->len, want);
     if (n <= 0) {
         return (int)n;
@@ -638,6 +921,13 @@ static int body_read(conn_t *c)
     b->len += (size_t)n;
     b->data[b->len] = '\0';
     c->body_left -= (uint64_t)n;
+    c->body_got += (uint64_t)n;
+    if (cap != b->cap || b->cap > BODY_KEEP) {
+        conn_account(c); /* a big buffer counts what it received */
+    }
+    if ((size_t)n == want && c->body_offer < 256 * 1024) {
+        c->body_offer *= 2;
+    }
     return 1;
 }
 
@@ -682,6 +972,9 @@ static void conn_run(conn_t *c)
                 start_request(c, 0, c->in_len - c->in_off);
                 continue;
             }
+            if (c->head_ns == 0 && c->in_len > c->in_off) {
+                c->head_ns = c->lp->now; /* HTTP_HEADER_TIMEOUT counts from the first byte */
+            }
             break;
         }
         case C_BODY:
@@ -701,6 +994,7 @@ static void conn_run(conn_t *c)
             }
             c->req.answered_inline = 0;
             c->state = C_WRITE;
+            conn_account(c);
             queue_write(c);
             return;
         case C_WRITE:
@@ -715,6 +1009,8 @@ static void conn_run(conn_t *c)
                     return;
                 }
             }
+            return;
+        case C_DEAD:
             return;
         }
         /* C_HEAD or C_BODY wanting more bytes. */
@@ -741,12 +1037,122 @@ static void conn_event(conn_t *c, uint32_t ev)
     conn_run(c);
 }
 
+/*
+ * How long a connection has kept us waiting for its client, to pick whom to
+ * close at the connection cap: idle keep-alive since its last answer, a head
+ * since its first byte, a body since its start less the time its bytes earned
+ * at HTTP_BODY_MIN_RATE. -1: not to be evicted (a request being handled or
+ * answered).
+ */
+static int64_t wait_score(const conn_t *c, int64_t now, int min_rate)
+{
+    switch (c->state) {
+    case C_LINGER:
+        return INT64_MAX; /* closing anyway */
+    case C_HEAD:
+        return now - (c->head_ns ? c->head_ns : c->idle_ns);
+    case C_BODY:
+        return now - c->body_ns -
+               (int64_t)(c->body_got * UINT64_C(1000000000) / (uint64_t)min_rate);
+    default:
+        return -1;
+    }
+}
+
+/*
+ * At the cap: closes the connection that has kept us waiting longest, and with
+ * it up to EVICT_BATCH - 1 more that kept us waiting a second or more, so that
+ * a flood of new connections costs one scan per batch, not one per
+ * connection (nginx drains its reusable connections 32 at a time too).
+ * 1: room made.
+ */
+static int make_room(loop_t *lp)
+{
+    conn_t *top[EVICT_BATCH];
+    int64_t score[EVICT_BATCH];
+    int n = 0, k = lp->max_conns / 64;
+
+    k = k < 1 ? 1 : k > EVICT_BATCH ? EVICT_BATCH : k;
+    for (conn_t *c = lp->conns; c; c = c->next) {
+        int64_t w = wait_score(c, lp->now, lp->srv->opts.body_min_rate);
+        int i;
+        if (w < 0 || (n == k && w <= score[n - 1])) {
+            continue;
+        }
+        /* Insertion into the k worst so far, worst first. */
+        i = n < k ? n++ : n - 1;
+        while (i > 0 && score[i - 1] < w) {
+            score[i] = score[i - 1];
+            top[i] = top[i - 1];
+            i--;
+        }
+        score[i] = w;
+        top[i] = c;
+    }
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && score[i] < INT64_C(1000000000)) {
+            break;
+        }
+        count_kill(lp->srv, K_EVICTED);
+        ep__http_conn_close(top[i]);
+    }
+    if (n > 0) {
+        shed_warn(lp->srv, lp->now,
+                  "at HTTP_MAX_CONNECTIONS: closing the longest-waiting connections for new ones");
+    }
+    return n > 0;
+}
+
+/* A new connection over HTTP_MAX_CONNECTIONS_PER_CLIENT: a 503 if the socket takes it, closed. */
+static void refuse_per_client(ep_http_server_t *s, int fd)
+{
+    char msg[400];
+    int body, n;
+
+    body = snprintf(msg + 200, 200,
+                    "{\"error\":\"too many connections from this client address (limit %d, "
+                    "HTTP_MAX_CONNECTIONS_PER_CLIENT)\"}\n",
+                    s->opts.max_conns_per_client);
+    n = snprintf(msg, 200,
+                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
+                 body, s->opts.retry_after_s);
+    memmove(msg + n, msg + 200, (size_t)body);
+    if (send(fd, msg, (size_t)(n + body), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        /* nothing more to do: the close below is the refusal */
+    }
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    count_kill(s, K_PER_CLIENT);
+}
+
+/* The client's address as 16 bytes (IPv4 mapped into IPv6). 0: none (not IP). */
+static int peer_key(const struct sockaddr_storage *ss, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in->sin_addr, 4);
+        return 1;
+    }
+    if (ss->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+        return 1;
+    }
+    return 0;
+}
+
 static void loop_accept(loop_t *lp)
 {
     ep_http_server_t *s = lp->srv;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC),
+            one = 1, has_peer;
+        uint8_t peer[16];
         struct epoll_event ev;
         conn_t *c;
 
@@ -764,9 +1170,21 @@ static void loop_accept(loop_t *lp)
             }
             return;
         }
-        if (atomic_load_explicit(&s->draining, memory_order_relaxed) ||
-            lp->n_conns >= lp->max_conns) {
+        if (atomic_load_explicit(&s->draining, memory_order_relaxed)) {
             close(fd);
+            continue;
+        }
+        has_peer = peer_key(&ss, peer);
+        if (has_peer && ep__http_peer_acquire(s, peer) != 0) {
+            refuse_per_client(s, fd);
+            continue;
+        }
+        if (lp->n_conns >= lp->max_conns && !make_room(lp)) {
+            if (has_peer) {
+                ep__http_peer_release(s, peer);
+            }
+            close(fd);
+            count_kill(s, K_FULL);
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -782,21 +1200,29 @@ static void loop_accept(loop_t *lp)
         ep_buf_init(&c->req.body);
         ep_buf_init(&c->req.extra);
         ep_buf_init(&c->req.out);
-        c->last_ns = lp->now;
+        c->idle_ns = c->rx_ns = lp->now;
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
         ev.data.ptr = c;
         if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             close(fd);
-            conn_free(c);
+            if (has_peer) {
+                ep__http_peer_release(s, peer);
+            }
+            ep_free(c->in);
+            ep_free(c);
             continue;
         }
+        memcpy(c->peer, peer, sizeof(peer));
+        c->has_peer = has_peer;
         c->next = lp->conns;
         if (lp->conns) {
             lp->conns->prev = c;
         }
         lp->conns = c;
         lp->n_conns++;
+        atomic_fetch_add_explicit(&s->n_conns, 1, memory_order_relaxed);
+        conn_account(c);
     }
 }
 
@@ -820,17 +1246,23 @@ static void loop_answers(loop_t *lp)
         c = r->conn;
         ep_assert(c->state == C_WAIT);
         c->state = C_WRITE;
+        conn_account(c);
         queue_write(c);
         r = next;
     }
 }
 
-/* Writes the queued answers; a connection then goes on with its next request. */
+/*
+ * Writes the queued answers; a connection then goes on with its next request.
+ * The clock is read again before each pass: handlers ran since the loop woke,
+ * and an answer's end starts the idle time (a slow handler must not count).
+ */
 static void loop_flush(loop_t *lp)
 {
     while (lp->wq) {
         conn_t *c = lp->wq;
         lp->wq = lp->wq_tail = NULL;
+        lp->now = ep_time_mono_ns();
         while (c) {
             conn_t *next = c->wnext;
             c->queued = 0;
@@ -840,18 +1272,83 @@ static void loop_flush(loop_t *lp)
     }
 }
 
-/* Closes connections idle past the timeout, and lingering ones past their time. */
+/* The deadline a connection in C_BODY must meet: HTTP_BODY_TIMEOUT plus what its bytes earned. */
+static int64_t body_deadline(const conn_t *c, const ep_http_server_opts_t *o)
+{
+    return c->body_ns + (int64_t)o->body_timeout_s * INT64_C(1000000000) +
+           (int64_t)(c->body_got * UINT64_C(1000000000) / (uint64_t)o->body_min_rate);
+}
+
+/* Applies the deadlines to one connection (see ep_http_server.c's design notes). */
+static void conn_check(conn_t *c, int64_t now)
+{
+    ep_http_server_t *s = c->lp->srv;
+    const ep_http_server_opts_t *o = &s->opts;
+    int64_t sec = INT64_C(1000000000), idle = (int64_t)o->idle_timeout_s * sec;
+    char msg[160];
+
+    switch (c->state) {
+    case C_LINGER:
+        if (now > c->linger_until) {
+            ep__http_conn_close(c);
+        }
+        break;
+    case C_HEAD:
+        if (c->head_ns == 0) {
+            if (now - c->idle_ns > idle) {
+                count_kill(s, K_IDLE); /* before the close: a client may look at once */
+                ep__http_conn_close(c);
+            } else if (now - c->idle_ns > IDLE_TRIM_NS) {
+                conn_trim(c);
+            }
+        } else if (now - c->head_ns > (int64_t)o->header_timeout_s * sec) {
+            snprintf(msg, sizeof(msg),
+                     "the request head did not arrive within %d s of its first byte "
+                     "(HTTP_HEADER_TIMEOUT)",
+                     o->header_timeout_s);
+            refuse_now(c, 408, msg);
+            count_kill(s, K_HEADER_TIMEOUT);
+        } else if (now - c->rx_ns > idle) {
+            snprintf(msg, sizeof(msg), "no byte of the request head for %d s (HTTP_IDLE_TIMEOUT)",
+                     o->idle_timeout_s);
+            refuse_now(c, 408, msg);
+            count_kill(s, K_STALLED);
+        }
+        break;
+    case C_BODY:
+        if (now > body_deadline(c, o)) {
+            snprintf(msg, sizeof(msg),
+                     "the request body arrived slower than %d bytes/s after its first %d s "
+                     "(HTTP_BODY_MIN_RATE, HTTP_BODY_TIMEOUT)",
+                     o->body_min_rate, o->body_timeout_s);
+            refuse_now(c, 408, msg);
+            count_kill(s, K_BODY_TIMEOUT);
+        } else if (now - c->rx_ns > idle) {
+            snprintf(msg, sizeof(msg), "no byte of the request body for %d s (HTTP_IDLE_TIMEOUT)",
+                     o->idle_timeout_s);
+            refuse_now(c, 408, msg);
+            count_kill(s, K_STALLED);
+        }
+        break;
+    case C_WRITE:
+        if (!c->queued && now - c->wr_ns > (int64_t)o->send_timeout_s * sec) {
+            count_kill(s, K_SEND_TIMEOUT);
+            ep__http_conn_close(c);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Applies the deadlines to every connection; resumes accepting after a pause. */
 static void loop_sweep(loop_t *lp)
 {
-    int64_t idle = (int64_t)lp->srv->opts.idle_timeout_s * INT64_C(1000000000);
     conn_t *c = lp->conns;
 
     while (c) {
         conn_t *next = c->next;
-        if (c->state == C_LINGER ? lp->now > c->linger_until
-                                 : c->state != C_WAIT && lp->now - c->last_ns > idle) {
-            ep__http_conn_close(c);
-        }
+        conn_check(c, lp->now);
         c = next;
     }
     if (lp->accept_paused && lp->now >= lp->resume_accept) {
@@ -885,7 +1382,7 @@ void *ep__http_loop_main(void *arg)
         loop_answers(lp);
         loop_flush(lp);
         atomic_store(&lp->sleeping, 1);
-        if (atomic_load(&lp->resumes) != seen || lp->local) {
+        if (atomic_load(&lp->resumes) != seen || lp->local || lp->wq) {
             timeout = 0;
         } else {
             timeout = lp->n_conns > 0 || lp->accept_paused ? (int)(SWEEP_NS / 1000000) : -1;
@@ -909,6 +1406,10 @@ void *ep__http_loop_main(void *arg)
         if (lp->now - lp->last_sweep >= SWEEP_NS) {
             loop_sweep(lp);
         }
+        if (lp->pressure) {
+            loop_shed(lp, NULL); /* may queue 503 answers: the next round writes them */
+        }
+        ep__http_loop_reap(lp);
     }
     return NULL;
 }

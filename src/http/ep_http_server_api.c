@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -57,8 +58,108 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
     if (s->opts.max_connections <= 0) {
         s->opts.max_connections = 4096;
     }
+    if (s->opts.header_timeout_s <= 0) {
+        s->opts.header_timeout_s = 10;
+    }
+    if (s->opts.body_timeout_s <= 0) {
+        s->opts.body_timeout_s = 20;
+    }
+    if (s->opts.body_min_rate <= 0) {
+        s->opts.body_min_rate = 500;
+    }
+    if (s->opts.send_timeout_s <= 0) {
+        s->opts.send_timeout_s = 30;
+    }
+    if (s->opts.memory_limit == 0) {
+        s->opts.memory_limit = (size_t)64 << 20;
+    }
+    pthread_mutex_init(&s->peers_mu, NULL);
+    if (s->opts.max_conns_per_client > 0) {
+        size_t n = 64;
+        while (n < 2 * (size_t)s->opts.max_connections) {
+            n *= 2;
+        }
+        s->peers = ep_calloc(n, sizeof(peer_t));
+        s->peers_mask = n - 1;
+    }
     *out = s;
     return 0;
+}
+
+/* ---- connections per client address ---- */
+
+static size_t peer_home(const ep_http_server_t *s, const uint8_t addr[16])
+{
+    uint64_t a, b;
+
+    memcpy(&a, addr, 8);
+    memcpy(&b, addr + 8, 8);
+    a ^= b * UINT64_C(0x9e3779b97f4a7c15);
+    a ^= a >> 29;
+    a *= UINT64_C(0xbf58476d1ce4e5b9);
+    a ^= a >> 32;
+    return (size_t)a & s->peers_mask;
+}
+
+/* The slot of addr, or the free slot where it would go. Under peers_mu. */
+static size_t peer_find(const ep_http_server_t *s, const uint8_t addr[16])
+{
+    size_t i = peer_home(s, addr);
+
+    while (s->peers[i].count != 0 && memcmp(s->peers[i].addr, addr, 16) != 0) {
+        i = (i + 1) & s->peers_mask;
+    }
+    return i;
+}
+
+int ep__http_peer_acquire(ep_http_server_t *s, const uint8_t addr[16])
+{
+    size_t i;
+    int rc = 0;
+
+    if (s->peers == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&s->peers_mu);
+    i = peer_find(s, addr);
+    if (s->peers[i].count == 0) {
+        memcpy(s->peers[i].addr, addr, 16); /* the table is twice max_connections: room */
+        s->peers[i].count = 1;
+    } else if (s->peers[i].count >= (uint32_t)s->opts.max_conns_per_client) {
+        rc = -1;
+    } else {
+        s->peers[i].count++;
+    }
+    pthread_mutex_unlock(&s->peers_mu);
+    return rc;
+}
+
+void ep__http_peer_release(ep_http_server_t *s, const uint8_t addr[16])
+{
+    size_t i, j;
+
+    if (s->peers == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&s->peers_mu);
+    i = peer_find(s, addr);
+    ep_assert(s->peers[i].count > 0);
+    if (--s->peers[i].count == 0) {
+        /*
+         * Backward-shift deletion: move up every later entry of the run whose
+         * home is not between the hole and itself, so lookups need no tombstones.
+         */
+        for (j = (i + 1) & s->peers_mask; s->peers[j].count != 0; j = (j + 1) & s->peers_mask) {
+            size_t k = peer_home(s, s->peers[j].addr);
+            int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+            if (!stays) {
+                s->peers[i] = s->peers[j];
+                s->peers[j].count = 0;
+                i = j;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->peers_mu);
 }
 
 void ep_http_server_route(ep_http_server_t *s, unsigned methods, const char *path,
@@ -110,7 +211,8 @@ static int listen_on(const struct sockaddr_in *sa)
         return -1;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0 ||
+        listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
         errno = e;
@@ -161,6 +263,13 @@ int ep_http_server_start(ep_http_server_t *s, char *err, size_t errlen)
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)s->opts.port);
+    /*
+     * Bodies and answers of 256 KiB and more come straight from mmap, so that
+     * freeing them (a shed connection, a finished batch) gives the memory back
+     * to the system: glibc otherwise raises its mmap threshold to the largest
+     * block freed so far (up to 32 MiB) and keeps such blocks in its heaps.
+     */
+    mallopt(M_MMAP_THRESHOLD, BODY_KEEP);
     if (inet_pton(AF_INET, s->bind_addr, &sa.sin_addr) != 1) {
         snprintf(err, errlen, "BIND_ADDR: '%s' is not an IPv4 address", s->bind_addr);
         return EP_EINVAL;
@@ -210,6 +319,19 @@ void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
     st->status_4xx = atomic_load_explicit(&s->s4xx, memory_order_relaxed);
     st->status_5xx = atomic_load_explicit(&s->s5xx, memory_order_relaxed);
     st->in_flight = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
+    st->connections = atomic_load_explicit(&s->n_conns, memory_order_relaxed);
+    st->memory_held = atomic_load_explicit(&s->mem_held, memory_order_relaxed);
+    st->closed_idle = atomic_load_explicit(&s->kills[K_IDLE], memory_order_relaxed);
+    st->closed_header_timeout =
+        atomic_load_explicit(&s->kills[K_HEADER_TIMEOUT], memory_order_relaxed);
+    st->closed_body_timeout = atomic_load_explicit(&s->kills[K_BODY_TIMEOUT], memory_order_relaxed);
+    st->closed_stalled = atomic_load_explicit(&s->kills[K_STALLED], memory_order_relaxed);
+    st->closed_send_timeout = atomic_load_explicit(&s->kills[K_SEND_TIMEOUT], memory_order_relaxed);
+    st->evicted = atomic_load_explicit(&s->kills[K_EVICTED], memory_order_relaxed);
+    st->refused_full = atomic_load_explicit(&s->kills[K_FULL], memory_order_relaxed);
+    st->refused_per_client = atomic_load_explicit(&s->kills[K_PER_CLIENT], memory_order_relaxed);
+    st->shed_memory = atomic_load_explicit(&s->kills[K_SHED], memory_order_relaxed);
+    st->refused_memory = atomic_load_explicit(&s->kills[K_REFUSED_MEMORY], memory_order_relaxed);
 }
 
 void ep_http_server_destroy(ep_http_server_t *s)
@@ -242,6 +364,8 @@ void ep_http_server_destroy(ep_http_server_t *s)
             c->state = C_HEAD; /* a request still waiting is dropped with its connection */
             ep__http_conn_close(c);
         }
+        ep__http_loop_reap(lp);
+        ep_free(lp->shed);
         if (lp->epfd >= 0) {
             close(lp->epfd);
         }
@@ -257,6 +381,8 @@ void ep_http_server_destroy(ep_http_server_t *s)
     for (int i = 0; i < s->n_routes; i++) {
         ep_free(s->routes[i].path);
     }
+    ep_free(s->peers);
+    pthread_mutex_destroy(&s->peers_mu);
     ep_free(s);
 }
 

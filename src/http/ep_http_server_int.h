@@ -27,8 +27,16 @@
 #define LINGER_NS       INT64_C(2000000000) /* reading what a closed-on client still sends */
 #define SWEEP_NS        INT64_C(250000000)
 #define ACCEPT_BATCH    64
+#define LISTEN_BACKLOG  4096 /* the kernel caps it at net.core.somaxconn */
 #define EPOLL_BATCH     128
 #define PAUSE_ACCEPT_NS INT64_C(100000000)
+#define IDLE_TRIM_NS    INT64_C(1000000000) /* idle this long: spare buffers are freed */
+#define SHED_RETRY_NS                                                                              \
+    INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
+#define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+#define WARN_EVERY_NS                                                                              \
+    INT64_C(10000000000) /* shedding and eviction warnings, at most this often                     \
+                          */
 
 typedef struct route_s {
     unsigned methods;
@@ -64,7 +72,28 @@ struct ep_http_req_s {
     ep_http_req_t *next; /* in a loop's list of answered requests */
 };
 
-enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER };
+enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD };
+
+/* Why connections were closed or refused by a limit (ep_http_server_stats). */
+enum {
+    K_IDLE,           /* HTTP_IDLE_TIMEOUT between requests */
+    K_HEADER_TIMEOUT, /* 408: head not complete within HTTP_HEADER_TIMEOUT */
+    K_BODY_TIMEOUT,   /* 408: body slower than HTTP_BODY_MIN_RATE past HTTP_BODY_TIMEOUT */
+    K_STALLED,        /* 408: no byte of a started request for HTTP_IDLE_TIMEOUT */
+    K_SEND_TIMEOUT,   /* no write progress for HTTP_SEND_TIMEOUT */
+    K_EVICTED,        /* closed to make room for a new connection at the cap */
+    K_FULL,           /* new connection closed at the cap: nothing could make room */
+    K_PER_CLIENT,     /* new connection refused: HTTP_MAX_CONNECTIONS_PER_CLIENT */
+    K_SHED,           /* closed (or answered 503) to get back under HTTP_MEMORY_LIMIT */
+    K_REFUSED_MEMORY, /* new request answered 503: over HTTP_MEMORY_LIMIT */
+    K_N
+};
+
+/* Open connections of one client address (IPv4 as ::ffff:a.b.c.d). */
+typedef struct peer_s {
+    uint8_t addr[16];
+    uint32_t count; /* 0: free slot */
+} peer_t;
 
 struct conn_s {
     loop_t *lp;
@@ -76,12 +105,22 @@ struct conn_s {
     uint64_t body_left; /* Content-Length bytes still to come */
     int chunked;
     ep_http_chunked_t ch;
-    size_t out_off;  /* bytes of the answer written */
-    int in_request;  /* counted in in_flight */
-    int rd_pending;  /* the socket may hold unread bytes */
-    int hup;         /* the peer shut down or reset */
-    int64_t last_ns; /* last progress, for the idle timeout */
+    size_t out_off; /* bytes of the answer written */
+    int in_request; /* counted in in_flight */
+    int rd_pending; /* the socket may hold unread bytes */
+    int hup;        /* the peer shut down or reset */
+    /* Deadlines (checked by the loop's sweep), from lp->now. */
+    int64_t idle_ns;   /* accepted, or last answer written: idle since */
+    int64_t head_ns;   /* first byte of the current head; 0 = none yet */
+    int64_t rx_ns;     /* last byte received */
+    int64_t body_ns;   /* the body began (head complete) */
+    uint64_t body_got; /* body bytes received (before dechunking) */
+    int64_t wr_ns;     /* the answer's last write progress */
     int64_t linger_until;
+    int64_t held;      /* bytes accounted in srv->mem_held for this connection */
+    size_t body_offer; /* room offered to a body recv; doubles while recvs fill it */
+    uint8_t peer[16];  /* client address, counted in srv->peers */
+    int has_peer;
     int queued;    /* in the loop's write queue */
     conn_t *wnext; /* next in the write queue */
     conn_t *prev, *next;
@@ -111,7 +150,10 @@ struct loop_s {
     conn_t *conns;
     int n_conns, max_conns;
     int accept_paused;
-    int64_t now, last_sweep, resume_accept;
+    int pressure; /* held bytes went over the memory limit this round: shed */
+    int64_t now, last_sweep, resume_accept, shed_fail_ns;
+    conn_t *dead;        /* closed this round, freed at its end (events may still name them) */
+    struct shed_s *shed; /* scratch array of the shedding pass, max_conns entries */
     int listen_marker, wake_marker; /* epoll data for the two fds */
 };
 
@@ -137,10 +179,26 @@ struct ep_http_server_s {
     atomic_int_fast64_t in_flight;
     ep_http_observe_cb observe; /* metrics and access log; NULL = none */
     void *observe_arg;
+    /* Limits against hostile clients (design in ep_http_server.c). */
+    atomic_int_fast64_t mem_held; /* bytes the connections of all loops hold */
+    atomic_int_fast64_t n_conns;
+    atomic_uint_fast64_t kills[K_N];
+    atomic_int_fast64_t warned_ns; /* last shedding / eviction warning */
+    pthread_mutex_t peers_mu;      /* peers: touched on accept and close only */
+    peer_t *peers;                 /* open addressing, linear probing; NULL = no limit */
+    size_t peers_mask;
 };
 
 /* ep_http_server.c */
+/* Closes at once, without an answer (never a connection waiting for one); freed by loop_reap. */
 void ep__http_conn_close(conn_t *c);
+/* Frees the connections closed this round. Loop thread, or after the loop ended. */
+void ep__http_loop_reap(loop_t *lp);
 void *ep__http_loop_main(void *arg);
+
+/* ep_http_server_api.c: connections per client address. Thread-safe. */
+/* Counts one more connection of addr. 0, or -1 (nothing counted) when it has the limit. */
+int ep__http_peer_acquire(ep_http_server_t *s, const uint8_t addr[16]);
+void ep__http_peer_release(ep_http_server_t *s, const uint8_t addr[16]);
 
 #endif /* EP_HTTP_SERVER_INT_H */

@@ -8,7 +8,9 @@
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
+#include "ep_metrics.h"
 #include "ep_monitor.h"
+#include "ep_obs.h"
 #include "ep_time.h"
 
 #include <stdio.h>
@@ -62,6 +64,12 @@ static ep_http_server_t *new_server(ep_app_t *app, const char *name, int port)
         .idle_timeout_s = app->cfg.idle_timeout_s,
         .max_connections = app->cfg.max_connections,
         .retry_after_s = app->cfg.retry_after_s,
+        .header_timeout_s = app->cfg.header_timeout_s,
+        .body_timeout_s = app->cfg.body_timeout_s,
+        .body_min_rate = app->cfg.body_min_rate,
+        .send_timeout_s = app->cfg.send_timeout_s,
+        .max_conns_per_client = app->cfg.max_per_client,
+        .memory_limit = (size_t)app->cfg.memory_limit,
     };
     ep_http_server_t *s;
 
@@ -163,6 +171,78 @@ err:
     return rc;
 }
 
+/*
+ * /metrics: each HTTP server's connections, held bytes (HTTP_MEMORY_LIMIT) and
+ * what its limits closed or refused, labelled by server (the role of the port).
+ */
+static void http_limits_collect(void *arg, ep_buf_t *out)
+{
+    static const char *const l_srv[] = {"server"}, *const l_srv_reason[] = {"server", "reason"};
+    ep_app_t *app = arg;
+    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv};
+    ep_http_server_stats_t st[4];
+
+    for (int i = 0; i < 4; i++) {
+        if (srvs[i]) {
+            ep_http_server_stats(srvs[i], &st[i]);
+        }
+    }
+    ep_metrics_put_family(out, "ep_http_connections", EP_METRIC_GAUGE, "Open HTTP connections.");
+    for (int i = 0; i < 4; i++) {
+        const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
+        if (srvs[i]) {
+            ep_metrics_put_sample(out, "ep_http_connections", 1, l_srv, lv,
+                                  (double)st[i].connections);
+        }
+    }
+    ep_metrics_put_family(out, "ep_http_memory_held_bytes", EP_METRIC_GAUGE,
+                          "Bytes of buffered requests and unsent answers (HTTP_MEMORY_LIMIT).");
+    for (int i = 0; i < 4; i++) {
+        const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
+        if (srvs[i]) {
+            ep_metrics_put_sample(out, "ep_http_memory_held_bytes", 1, l_srv, lv,
+                                  (double)st[i].memory_held);
+        }
+    }
+    ep_metrics_put_family(out, "ep_http_connections_closed_total", EP_METRIC_COUNTER,
+                          "Connections closed or refused by a limit, by reason: idle, "
+                          "header_timeout, body_timeout, stalled, send_timeout (deadlines); "
+                          "evicted, full (HTTP_MAX_CONNECTIONS); per_client "
+                          "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT).");
+    for (int i = 0; i < 4; i++) {
+        const struct {
+            const char *reason;
+            uint64_t v;
+        } rows[] = {{"idle", st[i].closed_idle},
+                    {"header_timeout", st[i].closed_header_timeout},
+                    {"body_timeout", st[i].closed_body_timeout},
+                    {"stalled", st[i].closed_stalled},
+                    {"send_timeout", st[i].closed_send_timeout},
+                    {"evicted", st[i].evicted},
+                    {"full", st[i].refused_full},
+                    {"per_client", st[i].refused_per_client},
+                    {"memory", st[i].shed_memory}};
+        if (srvs[i] == NULL) {
+            continue;
+        }
+        for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++) {
+            const char *lv[2] = {ep_http_server_name(srvs[i]), rows[k].reason};
+            ep_metrics_put_sample(out, "ep_http_connections_closed_total", 2, l_srv_reason, lv,
+                                  (double)rows[k].v);
+        }
+    }
+    ep_metrics_put_family(out, "ep_http_requests_refused_memory_total", EP_METRIC_COUNTER,
+                          "Requests answered 503 because the server was over HTTP_MEMORY_LIMIT.");
+    for (int i = 0; i < 4; i++) {
+        const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
+        if (srvs[i]) {
+            ep_metrics_put_sample(out, "ep_http_requests_refused_memory_total", 1, l_srv, lv,
+                                  (double)st[i].refused_memory);
+        }
+    }
+}
+
 int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 {
     ep_http_server_t *srvs[4] = {app->processor_srv, app->ingest_srv, app->gateway_srv,
@@ -188,6 +268,9 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         if ((rc = ep_http_server_start(srvs[i], err, errlen)) != 0) {
             return rc;
         }
+    }
+    if (app->obs) {
+        ep_metrics_collector_add(ep_obs_registry(app->obs), http_limits_collect, app);
     }
     ep_log_info("app", "listening:%s%.0d%s%.0d%s%.0d; queue %s; %d workers",
                 app->gateway_srv ? " gateway :" : "",
@@ -240,7 +323,10 @@ int ep_app_stop(ep_app_t *app)
                     (long long)servers_in_flight(app));
         result = EP_ETIMEDOUT;
     }
-    /* 3. Close every connection. */
+    /* 3. Close every connection (the scrape-time collector reads the servers: first). */
+    if (app->obs) {
+        ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
+    }
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
@@ -311,6 +397,9 @@ void ep_app_destroy(ep_app_t *app)
 {
     if (app == NULL) {
         return;
+    }
+    if (app->obs) {
+        ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
     }
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
