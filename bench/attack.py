@@ -499,8 +499,8 @@ def http_req(method, path, port, body=b"", ctype=None, extra=""):
 
 
 async def spread(ctx, n, fn):
-    """Runs fn(i) for i < n, at most 256 connects in flight at a time."""
-    sem = asyncio.Semaphore(256)
+    """Runs fn(i) for i < n, at most 1024 connects in flight at a time."""
+    sem = asyncio.Semaphore(1024)
 
     async def one(i):
         await fn(i, sem)
@@ -646,56 +646,52 @@ def trickle_head(port):
             "Content-Length: %d\r\n\r\n" % (TARGET, port, 32 << 20)).encode()
 
 
-async def atk_trickled_bodies(ctx):
+async def trickle(ctx, piece, pause):
+    """Announces a 32 MiB batch body and sends piece after piece (pause seconds
+    apart) up to most of it, never finishing; holds the connection then. An
+    attacker whose connection the server closes comes back (0.1 s later)."""
     port = ctx.ports["ingest"]
     head = trickle_head(port)
-    line = b'{"source":"attack","data":"trickle"}\n'
-    piece = memoryview((line * (65536 // len(line) + 1))[:65536])
-    most = (32 << 20) - (1 << 20)  # most of the body: never finished
+    most = (32 << 20) - (1 << 20)
 
     async def one(i, sem):
-        s = await connect_retrying(ctx, port, i, sem)
-        if s is None:
-            return
-        try:
-            await ctx.loop.sock_sendall(s, head)
-            sent = 0
-            while sent < most and not ctx.stop.is_set():
-                done, _ = await ctx.until_stop(ctx.loop.sock_sendall(s, piece))
+        while not ctx.stop.is_set():
+            s = await connect_retrying(ctx, port, i, sem)
+            if s is None:
+                return
+            try:
+                await ctx.loop.sock_sendall(s, head)
+                if pause and await ctx.sleep(random.random() * pause):
+                    return
+                sent = 0
+                while sent < most:
+                    done, _ = await ctx.until_stop(ctx.loop.sock_sendall(s, piece))
+                    if not done:
+                        return
+                    sent += len(piece)
+                    ctx.count("body_bytes", len(piece))
+                    if pause and await ctx.sleep(pause):
+                        return
+                done, _ = await ctx.until_stop(ctx.loop.sock_recv(s, 4096))
                 if not done:
-                    break
-                sent += len(piece)
-            ctx.count("body_bytes", sent)
-        except OSError:
-            ctx.count("send_errors")
-        await ctx.stop.wait()
+                    return
+            except OSError:
+                pass
+            ctx.count("closed_by_server")
+            ctx.close(s)
+            if await ctx.sleep(0.1):
+                return
 
     await spread(ctx, ctx.conns, one)
+
+
+async def atk_trickled_bodies(ctx):
+    line = b'{"source":"attack","data":"trickle"}\n'
+    await trickle(ctx, memoryview((line * (65536 // len(line) + 1))[:65536]), 0)
 
 
 async def atk_trickled_bodies_slow(ctx):
-    port = ctx.ports["ingest"]
-    head = trickle_head(port)
-    piece = b'{"source":"a","data":"slow trickle"}\n'[:32] * 2  # 64 bytes
-
-    async def one(i, sem):
-        s = await connect_retrying(ctx, port, i, sem)
-        if s is None:
-            return
-        try:
-            await ctx.loop.sock_sendall(s, head)
-            if await ctx.sleep(random.random()):
-                return
-            while True:
-                await ctx.loop.sock_sendall(s, piece)
-                ctx.count("body_bytes", len(piece))
-                if await ctx.sleep(1.0):
-                    return
-        except OSError:
-            ctx.count("closed_by_server")
-        await ctx.stop.wait()
-
-    await spread(ctx, ctx.conns, one)
+    await trickle(ctx, b'{"source":"a","data":"slow trickle"}\n'[:32] * 2, 1.0)  # 64 B/s
 
 
 async def atk_slowloris(ctx):
@@ -786,7 +782,7 @@ async def atk_dedup_fill(ctx):
                     batch_s_last=round(times[-1], 3) if times else None)
     # The same id twice: the second must come back flagged as a duplicate.
     probe = ('{"id":"probe-%s","source":"dedup-fill","data":"x"}' % tag).encode()
-    flags = []
+    flags = []  # (status, flagged) of the two answers
     try:
         if ctx.stop.is_set():
             raise OSError("the attack was stopped before the probe")
@@ -796,17 +792,24 @@ async def atk_dedup_fill(ctx):
             status, _, ans = await asyncio.wait_for(read_response(ctx.loop, s),
                                                     ctx.args.dedup_probe_timeout)
             flags.append((status, b'"duplicate":true' in ans))
-    except (OSError, asyncio.TimeoutError) as e:
-        flags.append((0, "error: %s" % e))
+    except asyncio.TimeoutError:
+        flags.append((0, "no answer within %.0f s" % ctx.args.dedup_probe_timeout))
+    except OSError as e:
+        flags.append((0, "%s: %s" % (type(e).__name__, e)))
     ctx.close(s)
     filled = sent >= target
-    dup_flagged = len(flags) == 2 and flags[1][1] is True
-    ctx.info["second_send"] = flags[1] if len(flags) > 1 else flags
-    ctx.info["duplicate_flagged"] = dup_flagged
-    ctx.check = (filled and dup_flagged,
-                 "filled %d/%d ids, batch %.2f-%.2f s; repeated id %s" % (
-                     sent, target, min(times) if times else 0, max(times) if times else 0,
-                     "flagged duplicate" if dup_flagged else "NOT flagged duplicate"))
+    if len(flags) < 2:
+        probe = "repeated id: %s" % flags[-1][1]
+    elif flags[1][1]:
+        probe = "repeated id flagged duplicate"
+    else:
+        probe = "repeated id accepted twice, NOT flagged duplicate (HTTP %d, %d)" % (
+            flags[0][0], flags[1][0])
+    ctx.info["duplicate_flagged"] = len(flags) == 2 and flags[1][1]
+    ctx.check = (filled and ctx.info["duplicate_flagged"],
+                 "filled %d/%d ids in %d batches of %.2f-%.2f s; %s" % (
+                     sent, target, len(times), min(times) if times else 0,
+                     max(times) if times else 0, probe))
 
 
 def summary(port):
