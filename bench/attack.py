@@ -46,6 +46,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -112,6 +113,15 @@ def src_addr(i, per_addr, one_addr):
     return "127.%d.%d.%d" % (k // 62500 % 250, k // 250 % 250, 2 + k % 250)
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL if this script dies without cleaning up."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
@@ -148,12 +158,15 @@ class Server:
             self.log_path = os.path.join(self.dir, "server.log")
             self.log = open(self.log_path, "wb")
             self.proc = subprocess.Popen([binary, "run"], env=env, stdout=self.log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)
             if self._wait_healthy(20):
                 return
             self.stop()
-            if "Address already in use" not in self.log_text() or attempt == 2:
-                raise RuntimeError("eventpipe run did not come up:\n" + self.log_text()[-2000:])
+            text = self.log_text()
+            self.remove()
+            if "Address already in use" not in text or attempt == 2:
+                raise RuntimeError("eventpipe run did not come up:\n" + text[-2000:])
 
     def log_text(self):
         try:
@@ -191,6 +204,9 @@ class Server:
         except (OSError, ValueError, IndexError):
             pass
         return 0
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def alive(self):
         return self.proc.poll() is None
@@ -367,7 +383,7 @@ class NormalClient:
         if fresh:
             cmd.append("--fresh")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+                                     text=True, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             self.kill()
@@ -1105,8 +1121,10 @@ def main():
             row = asyncio.run(run_attack(name, conns, server, args))
         finally:
             server.stop()
+            log_tail = server.log_text()[-1500:]
+            server.remove()
         if not row["server_alive"]:
-            row["server_log_tail"] = server.log_text()[-1500:]
+            row["server_log_tail"] = log_tail
         rows.append(row)
         log.write("attack.py: %s: peak RSS %.1f MB, normal worst %.0f ms, %s\n" % (
             name, row["peak_rss_mb"], (row["normal"] or {}).get("worst_ms", -1), row["verdict"]))
