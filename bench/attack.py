@@ -623,7 +623,9 @@ async def atk_pb_enqueue(ctx):
                     s = await connect_retrying(ctx, port, i, sem)
                     if s is None:
                         return
-                await ctx.loop.sock_sendall(s, bodies[i % 2])
+                done, _ = await ctx.until_stop(ctx.loop.sock_sendall(s, bodies[i % 2]))
+                if not done:
+                    return
                 ctx.count("sent")
                 done, r = await ctx.until_stop(read_response(ctx.loop, s))
                 if not done:
@@ -781,8 +783,9 @@ async def atk_dedup_fill(ctx):
                            (tag.encode(), sent + k) for k in range(n)])
         t0 = time.monotonic()
         try:
-            await ctx.loop.sock_sendall(s, http_req("POST", "/events/batch", port, body,
-                                                    "application/x-ndjson"))
+            await asyncio.wait_for(ctx.loop.sock_sendall(s, http_req(
+                "POST", "/events/batch", port, body, "application/x-ndjson")),
+                max(budget_end - time.monotonic(), 0.1))
             left = budget_end - time.monotonic()
             status, _, ans = await asyncio.wait_for(read_response(ctx.loop, s), max(left, 0.1))
         except (asyncio.TimeoutError, OSError) as e:
@@ -899,9 +902,12 @@ async def atk_merge_forgery(ctx):
                 if sk is None:
                     sk = await ctx.connect(port, i + 1)
                 seq += 1
-                await ctx.loop.sock_sendall(sk, http_req("POST", "/analytics/merge", port,
-                                                         big_delta(base + 100 + i * 1000 + seq),
-                                                         "application/octet-stream"))
+                done, _ = await ctx.until_stop(ctx.loop.sock_sendall(
+                    sk, http_req("POST", "/analytics/merge", port,
+                                 big_delta(base + 100 + i * 1000 + seq),
+                                 "application/octet-stream")))
+                if not done:
+                    return
                 done, r = await ctx.until_stop(read_response(loop, sk))
                 if not done:
                     return
