@@ -7,7 +7,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN_ARGS ?=
 
 .PHONY: all deps build run test test-unit test-e2e test-builds test-asan test-tsan fuzz bench \
-        integration-test load-test soak format format-check clean test-under-load
+        integration-test load-test soak attack format format-check clean test-under-load
 
 all: build
 
@@ -108,6 +108,12 @@ load-test: build
 # RSS over a long fixed-rate single-event run (SOAK_DURATION=600 s; SOAK_RATE=0: closed loop).
 soak: build
 	@bash bench/soak.sh $(BUILD)/eventpipe
+
+# Hostile clients (issue 14): each attack against a fresh `eventpipe run` with default
+# settings, traffic to 127.0.0.0/8 only, about 4 minutes in all; per attack the server's
+# peak RSS and a normal client's worst latency. ATTACK_ARGS: e.g. --only slowloris --json.
+attack: build
+	@python3 bench/attack.py --binary $(BUILD)/eventpipe $(ATTACK_ARGS)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
