@@ -79,6 +79,7 @@ struct ep_analytics_s {
     ep_analytics_clock_cb clock;
     void *clock_arg;
     pthread_mutex_t senders_lock; /* also serialises delta merges */
+    part_t *scratch;              /* a delta is decoded here first (under senders_lock) */
     sender_t senders[EP_ANALYTICS_MAX_SENDERS];
     uint32_t n_senders;
     _Atomic uint64_t deltas_merged, deltas_rejected, deltas_duplicate;
@@ -91,9 +92,11 @@ static _Thread_local int tl_slot = -1;
 
 static void keymap_free(keymap_t *m)
 {
-    for (uint32_t i = 0; i < KEYMAP_CAP; i++) {
-        ep_free(m->name[i]);
-        m->name[i] = NULL;
+    for (uint32_t i = 0; i < KEYMAP_CAP && m->n > 0; i++) {
+        if (m->name[i]) {
+            ep_free(m->name[i]);
+            m->name[i] = NULL;
+        }
     }
     m->n = 0;
     m->other = 0;
@@ -144,6 +147,39 @@ static void keymap_merge(keymap_t *d, const keymap_t *s)
 }
 
 /* --------------------------------------------------------------- part */
+
+/* Empties what the sections in mask (1 << SEC_*) filled, so the part can be reused. */
+static void part_reset(part_t *p, uint32_t mask)
+{
+    if (mask & (1u << SEC_COUNTS)) {
+        p->total = p->with_user = p->batches = 0;
+        p->last_us = 0;
+    }
+    if (mask & (1u << SEC_TYPES)) {
+        keymap_free(&p->types);
+    }
+    if (mask & (1u << SEC_SOURCES)) {
+        keymap_free(&p->sources);
+    }
+    if (mask & (1u << SEC_USERS)) {
+        ep_hll_init(&p->users);
+    }
+    if (mask & (1u << SEC_TOP_USERS)) {
+        ep_topk_init(&p->top_users, EP_ANALYTICS_TOP_CAP);
+    }
+    if (mask & (1u << SEC_TOP_PAGES)) {
+        ep_topk_init(&p->top_pages, EP_ANALYTICS_TOP_CAP);
+    }
+    if (mask & (1u << SEC_WINDOW)) {
+        ep_window_init(&p->win);
+    }
+    if (mask & (1u << SEC_LATENCY)) {
+        ep_hist_init(&p->latency);
+    }
+    if (mask & (1u << SEC_LAG)) {
+        ep_hist_init(&p->lag);
+    }
+}
 
 static part_t *part_create(void)
 {
@@ -834,7 +870,10 @@ int ep_analytics_merge_delta_ex(ep_analytics_t *a, const void *buf, size_t len, 
         return EP_EEXIST;
     }
     /* Decode everything into a scratch part first: a bad delta changes nothing. */
-    p = part_create();
+    if (a->scratch == NULL) {
+        a->scratch = part_create();
+    }
+    p = a->scratch;
     for (;;) {
         const unsigned char *tag = ep_rd_bytes(&r, 1);
         uint64_t blen = ep_rd_varint(&r);
@@ -875,8 +914,8 @@ int ep_analytics_merge_delta_ex(ep_analytics_t *a, const void *buf, size_t len, 
     sender_record(a, sender, seq, a->clock(a->clock_arg));
     rc = 0;
 done:
+    part_reset(p, seen); /* kept for the next delta: no 500 KB allocation per merge */
     pthread_mutex_unlock(&a->senders_lock);
-    part_destroy(p);
     if (rc == EP_EPARSE && err && err->msg[0] == '\0') {
         delta_err(err, EP_EPARSE, "", "malformed delta");
     }
@@ -898,6 +937,7 @@ void ep_analytics_destroy(ep_analytics_t *a)
         part_destroy(a->shards[i].p);
         pthread_mutex_destroy(&a->shards[i].lock);
     }
+    part_destroy(a->scratch);
     pthread_mutex_destroy(&a->senders_lock);
     ep_free(a);
 }
