@@ -531,6 +531,9 @@ static int check_msg(pb_msg_t *m, const ep_kv_t **sorted, const ep_event_limits_
     memset(&d, 0, sizeof(d));
     d.id = m->id;
     d.source = m->source;
+    if (d.source.len == 0) {
+        d.source.p = NULL; /* proto3: an empty string is an absent one */
+    }
     d.event_type = m->event_type;
     d.user_id = m->user_id;
     d.data = m->payload;
