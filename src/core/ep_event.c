@@ -429,8 +429,10 @@ int ep_event_validate(const ep_event_draft_t *d, const ep_event_limits_t *lim, e
         return verr(err, EP_EVALIDATE, "timestamp", NULL,
                     "is out of range (0 to 9999-12-31T23:59:59.999Z)");
     }
-    if (d->received_us < 0) {
-        return verr(err, EP_EVALIDATE, "received_us", NULL, "must not be negative");
+    /* An absent timestamp becomes the receive time: it must be a valid timestamp too. */
+    if (d->received_us < 0 || d->received_us / 1000 > EP_EVENT_TS_MAX_MS) {
+        return verr(err, EP_EVALIDATE, "received_us", NULL,
+                    "is out of range (0 to 9999-12-31T23:59:59.999Z)");
     }
     if (d->attempts > EP_EVENT_MAX_ATTEMPTS) {
         return verr(err, EP_EVALIDATE, "attempts", NULL, "is larger than %u",

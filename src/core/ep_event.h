@@ -120,7 +120,7 @@ typedef struct ep_event_draft_s {
  * keys non-empty, distinct, at most max_key_len bytes, values at most
  * max_value_len, number values JSON numbers and bool values true/false; text
  * valid UTF-8 without NUL; timestamp in [0, EP_EVENT_TS_MAX_MS]; received_us
- * not negative; attempts at most EP_EVENT_MAX_ATTEMPTS. Linear in the draft's
+ * in the same range (in us); attempts at most EP_EVENT_MAX_ATTEMPTS. Linear in the draft's
  * size (duplicate keys are found by sorting: O(n log n)). Returns 0, or
  * EP_EVALIDATE (EP_EPARSE for text that is not UTF-8) with err filled (field
  * names the field: "source", "metadata.<key>", ...). Thread-safe.

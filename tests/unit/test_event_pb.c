@@ -676,6 +676,13 @@ static void test_enqueue_validation_of_finding_1(void)
     EP_ASSERT_EQ(decode_one(&m, &err), 0);
     m.attempts = 0;
 
+    /* An absent timestamp becomes the receive time, so that is bounded too (found by fuzz_enqueue).
+     */
+    m.received_us = INT64_MAX;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].received_us");
+    m.received_us = 0;
+
     m.event_type = "";
     EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
     EP_ASSERT_STR_EQ(err.field, "events[0].data");
