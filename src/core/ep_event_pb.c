@@ -453,7 +453,6 @@ static bool text_ok(const ep_str_t *s)
     return ep__event_utf8_valid(s->p, s->len) && memchr(s->p, '\0', s->len) == NULL;
 }
 
-
 /*
  * Sorts the metadata keys (O(n log n), no hash an attacker could flood) and
  * types the entries the typed keys name (binary search each). Returns -1 when
@@ -522,8 +521,9 @@ static int check_msg(pb_msg_t *m, const ep_kv_t **sorted, const ep_event_limits_
     if ((dup = assign_types(m, sorted)) >= 0) {
         if (err) {
             const ep_str_t *key = &m->meta[dup].key;
-            snprintf(err->msg, sizeof(err->msg), "duplicate metadata key");
-            snprintf(err->field, sizeof(err->field), "metadata.%.*s",
+            snprintf(err->msg, sizeof(err->msg),
+                     key->len ? "duplicate metadata key" : "keys must not be empty");
+            snprintf(err->field, sizeof(err->field), key->len ? "metadata.%.*s" : "metadata%.*s",
                      key->len > 64 ? 64 : (int)key->len, key->p);
         }
         return EP_EVALIDATE;
