@@ -547,7 +547,7 @@ static uint64_t key_work_for(size_t n)
     ep_event_t *ev = NULL;
     ep_parse_err_t err;
     uint64_t work;
-    char key[16];
+    char key[32];
 
     lim.max_meta_keys = 1u << 20;
     ep_buf_append(&msg, SRC, sizeof(SRC) - 1);
