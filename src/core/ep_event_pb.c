@@ -35,6 +35,7 @@
 #include <string.h>
 
 #define STACK_META 16 /* metadata entries decoded without a heap scratch block */
+#define SMALL_META 8  /* up to this many entries and typed keys: matched pairwise, no sort */
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -453,6 +454,11 @@ static bool text_ok(const ep_str_t *s)
     return ep__event_utf8_valid(s->p, s->len) && memchr(s->p, '\0', s->len) == NULL;
 }
 
+static bool str_eq(const ep_str_t *a, const ep_str_t *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
+
 /*
  * Sorts the metadata keys (O(n log n), no hash an attacker could flood) and
  * types the entries the typed keys name (binary search each). Returns -1 when
@@ -461,10 +467,29 @@ static bool text_ok(const ep_str_t *s)
 static long assign_types(pb_msg_t *m, const ep_kv_t **sorted)
 {
     uint32_t n = (uint32_t)m->n_meta;
-    long dup = ep__event_sort_keys(m->meta, n, sorted);
     const ep_kv_t *kv;
+    long dup;
 
-    if (dup >= 0) {
+    if (n <= SMALL_META && m->n_num + m->n_bool <= SMALL_META) {
+        /* The usual event: a few keys, compared pairwise (at most 28 + 64 comparisons). */
+        for (uint32_t i = 1; i < n; i++) {
+            for (uint32_t j = 0; j < i; j++) {
+                if (str_eq(&m->meta[i].key, &m->meta[j].key)) {
+                    return (long)i;
+                }
+            }
+        }
+        for (size_t k = 0; k < m->n_num + m->n_bool; k++) {
+            for (uint32_t i = 0; i < n; i++) {
+                if (str_eq(&m->meta[i].key, &m->num_keys[k])) {
+                    m->meta[i].type = k < m->n_num ? EP_VAL_NUMBER : EP_VAL_BOOL;
+                    break;
+                }
+            }
+        }
+        return -1;
+    }
+    if ((dup = ep__event_sort_keys(m->meta, n, sorted)) >= 0) {
         return dup;
     }
     for (size_t k = 0; k < m->n_num; k++) {
