@@ -22,6 +22,8 @@
 #include "ep_window.h"
 
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -77,6 +79,7 @@ struct ep_analytics_s {
     ep_analytics_clock_cb clock;
     void *clock_arg;
     pthread_mutex_t senders_lock; /* also serialises delta merges */
+    part_t *scratch;              /* a delta is decoded here first (under senders_lock) */
     sender_t senders[EP_ANALYTICS_MAX_SENDERS];
     uint32_t n_senders;
     _Atomic uint64_t deltas_merged, deltas_rejected, deltas_duplicate;
@@ -89,9 +92,11 @@ static _Thread_local int tl_slot = -1;
 
 static void keymap_free(keymap_t *m)
 {
-    for (uint32_t i = 0; i < KEYMAP_CAP; i++) {
-        ep_free(m->name[i]);
-        m->name[i] = NULL;
+    for (uint32_t i = 0; i < KEYMAP_CAP && m->n > 0; i++) {
+        if (m->name[i]) {
+            ep_free(m->name[i]);
+            m->name[i] = NULL;
+        }
     }
     m->n = 0;
     m->other = 0;
@@ -103,13 +108,13 @@ static void keymap_add(keymap_t *m, uint64_t h, const char *name, size_t len, ui
 
     while (m->name[i] != NULL) {
         if (m->hash[i] == h) {
-            m->count[i] += n;
+            m->count[i] = ep_sat_add(m->count[i], n);
             return;
         }
         i = (i + 1) & (KEYMAP_CAP - 1);
     }
     if (m->n >= EP_ANALYTICS_MAX_KEYS) {
-        m->other += n;
+        m->other = ep_sat_add(m->other, n);
         return;
     }
     if (len > EP_ANALYTICS_KEY_LEN) {
@@ -138,10 +143,43 @@ static void keymap_merge(keymap_t *d, const keymap_t *s)
             keymap_add(d, s->hash[i], s->name[i], strlen(s->name[i]), s->count[i]);
         }
     }
-    d->other += s->other;
+    d->other = ep_sat_add(d->other, s->other);
 }
 
 /* --------------------------------------------------------------- part */
+
+/* Empties what the sections in mask (1 << SEC_*) filled, so the part can be reused. */
+static void part_reset(part_t *p, uint32_t mask)
+{
+    if (mask & (1u << SEC_COUNTS)) {
+        p->total = p->with_user = p->batches = 0;
+        p->last_us = 0;
+    }
+    if (mask & (1u << SEC_TYPES)) {
+        keymap_free(&p->types);
+    }
+    if (mask & (1u << SEC_SOURCES)) {
+        keymap_free(&p->sources);
+    }
+    if (mask & (1u << SEC_USERS)) {
+        ep_hll_init(&p->users);
+    }
+    if (mask & (1u << SEC_TOP_USERS)) {
+        ep_topk_init(&p->top_users, EP_ANALYTICS_TOP_CAP);
+    }
+    if (mask & (1u << SEC_TOP_PAGES)) {
+        ep_topk_init(&p->top_pages, EP_ANALYTICS_TOP_CAP);
+    }
+    if (mask & (1u << SEC_WINDOW)) {
+        ep_window_init(&p->win);
+    }
+    if (mask & (1u << SEC_LATENCY)) {
+        ep_hist_init(&p->latency);
+    }
+    if (mask & (1u << SEC_LAG)) {
+        ep_hist_init(&p->lag);
+    }
+}
 
 static part_t *part_create(void)
 {
@@ -167,9 +205,9 @@ static void part_destroy(part_t *p)
 
 static void part_merge(part_t *d, const part_t *s)
 {
-    d->total += s->total;
-    d->with_user += s->with_user;
-    d->batches += s->batches;
+    d->total = ep_sat_add(d->total, s->total);
+    d->with_user = ep_sat_add(d->with_user, s->with_user);
+    d->batches = ep_sat_add(d->batches, s->batches);
     if (s->last_us > d->last_us) {
         d->last_us = s->last_us;
     }
@@ -469,8 +507,8 @@ void ep_analytics_stats(ep_analytics_t *a, ep_analytics_stats_t *st)
     memset(st, 0, sizeof(*st));
     for (int i = 0; i < EP_ANALYTICS_SHARDS; i++) {
         pthread_mutex_lock(&a->shards[i].lock);
-        st->total_events += a->shards[i].p->total;
-        st->batches += a->shards[i].p->batches;
+        st->total_events = ep_sat_add(st->total_events, a->shards[i].p->total);
+        st->batches = ep_sat_add(st->batches, a->shards[i].p->batches);
         if (a->shards[i].p->last_us > st->last_event_us) {
             st->last_event_us = a->shards[i].p->last_us;
         }
@@ -549,7 +587,7 @@ static int keymap_read(keymap_t *m, const void *buf, size_t len)
         }
         keymap_add(m, get_u64(h), (const char *)name, l, c);
     }
-    m->other += ep_rd_varint(&r);
+    m->other = ep_sat_add(m->other, ep_rd_varint(&r));
     return r.err || r.p != r.end ? EP_EPARSE : 0;
 }
 
@@ -591,9 +629,9 @@ static int section_read(part_t *p, int tag, const unsigned char *body, size_t le
     switch (tag) {
     case SEC_COUNTS:
         ep_rd_init(&r, body, len);
-        p->total += ep_rd_varint(&r);
-        p->with_user += ep_rd_varint(&r);
-        p->batches += ep_rd_varint(&r);
+        p->total = ep_sat_add(p->total, ep_rd_varint(&r));
+        p->with_user = ep_sat_add(p->with_user, ep_rd_varint(&r));
+        p->batches = ep_sat_add(p->batches, ep_rd_varint(&r));
         p->last_us = (int64_t)(ep_rd_varint(&r) & (uint64_t)INT64_MAX);
         return r.err ? EP_EPARSE : 0;
     case SEC_TYPES:
@@ -690,23 +728,138 @@ static void sender_record(ep_analytics_t *a, uint64_t id, uint64_t seq, int64_t 
     s->seen_us = now_us;
 }
 
-int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len)
+static const char *const section_names[] = {"end",       "counts",    "types",  "sources", "users",
+                                            "top_users", "top_pages", "window", "latency", "lag"};
+
+static int delta_err(ep_parse_err_t *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int delta_err(ep_parse_err_t *err, int code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err) {
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+        snprintf(err->field, sizeof(err->field), "%s", field);
+    }
+    return code;
+}
+
+/* Per-name counts: each at most the delta's total, and all of them together too. */
+static int keymap_check(const keymap_t *m, uint64_t total, const char *field, ep_parse_err_t *err)
+{
+    uint64_t sum = m->other;
+
+    if (m->other > total) {
+        return delta_err(err, EP_EVALIDATE, field, "\"other\" count is larger than the total");
+    }
+    for (uint32_t i = 0; i < KEYMAP_CAP; i++) {
+        if (m->name[i] == NULL) {
+            continue;
+        }
+        if (m->count[i] > total || (sum = ep_sat_add(sum, m->count[i])) > total) {
+            return delta_err(err, EP_EVALIDATE, field, "counts add up to more than the total");
+        }
+    }
+    return 0;
+}
+
+static int topk_check(const ep_topk_t *t, uint64_t total, const char *field, ep_parse_err_t *err)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        if (t->count[i] > total) {
+            return delta_err(err, EP_EVALIDATE, field, "a count is larger than the total");
+        }
+    }
+    return 0;
+}
+
+static int hist_check(const ep_hist_t *h, uint64_t total, const char *field, ep_parse_err_t *err)
+{
+    if (h->count > total || (h->count && h->sum / h->count > EP_HIST_MAX)) {
+        return delta_err(err, EP_EVALIDATE, field, "more values than events, or a sum too large");
+    }
+    return 0;
+}
+
+static int window_check(const ep_window_t *w, uint64_t total, ep_parse_err_t *err)
+{
+    for (int i = 0; i < EP_WINDOW_SECONDS + EP_WINDOW_MINUTES; i++) {
+        const ep_window_slot_t *s =
+            i < EP_WINDOW_SECONDS ? &w->sec[i] : &w->min[i - EP_WINDOW_SECONDS];
+
+        if (s->total > total || s->other[0] > s->total || s->other[1] > s->total) {
+            return delta_err(err, EP_EVALIDATE, "window", "a slot counts more than the total");
+        }
+        for (uint32_t k = 0; k < s->n; k++) {
+            if (s->cnt[k] > s->total) {
+                return delta_err(err, EP_EVALIDATE, "window", "a key counts more than its slot");
+            }
+        }
+    }
+    return 0;
+}
+
+/* A decoded delta is plausible: bounded total, no count above the total. */
+static int part_check(const part_t *p, ep_parse_err_t *err)
+{
+    uint64_t t = p->total;
+    int rc;
+
+    if (t > EP_ANALYTICS_DELTA_MAX_EVENTS) {
+        return delta_err(err, EP_EVALIDATE, "counts.total", "is larger than %llu events per delta",
+                         (unsigned long long)EP_ANALYTICS_DELTA_MAX_EVENTS);
+    }
+    if (p->with_user > t) {
+        return delta_err(err, EP_EVALIDATE, "counts.with_user", "is larger than the total");
+    }
+    if (p->batches > t) {
+        return delta_err(err, EP_EVALIDATE, "counts.batches", "is larger than the total");
+    }
+    if (p->last_us > EP_EVENT_TS_MAX_MS * 1000) {
+        return delta_err(err, EP_EVALIDATE, "counts.last_us", "is out of range");
+    }
+    if ((rc = keymap_check(&p->types, t, "types", err)) ||
+        (rc = keymap_check(&p->sources, t, "sources", err)) ||
+        (rc = topk_check(&p->top_users, t, "top_users", err)) ||
+        (rc = topk_check(&p->top_pages, t, "top_pages", err)) ||
+        (rc = hist_check(&p->latency, t, "latency", err)) ||
+        (rc = hist_check(&p->lag, t, "lag", err)) || (rc = window_check(&p->win, t, err))) {
+        return rc;
+    }
+    return 0;
+}
+
+int ep_analytics_merge_delta_ex(ep_analytics_t *a, const void *buf, size_t len, ep_parse_err_t *err)
 {
     ep_rd_t r;
     const unsigned char *hdr, *sid;
     uint64_t sender, seq;
+    uint32_t seen = 0;
     sender_t *known;
     part_t *p = NULL;
     shard_t *s;
     int rc = EP_EPARSE;
 
+    if (err) {
+        memset(err, 0, sizeof(*err));
+    }
+    if (len > EP_ANALYTICS_DELTA_MAX_BYTES) {
+        atomic_fetch_add(&a->deltas_rejected, 1);
+        return delta_err(err, EP_EVALIDATE, "", "delta is larger than %u bytes",
+                         EP_ANALYTICS_DELTA_MAX_BYTES);
+    }
     ep_rd_init(&r, buf, len);
     hdr = ep_rd_bytes(&r, 5);
     sid = ep_rd_bytes(&r, 8);
     seq = ep_rd_varint(&r);
     if (r.err || memcmp(hdr, EP_STRLIT("EPAD")) != 0 || hdr[4] != EP_ANALYTICS_DELTA_VERSION) {
         atomic_fetch_add(&a->deltas_rejected, 1);
-        return EP_EPARSE;
+        return delta_err(err, EP_EPARSE, "header",
+                         "not an analytics delta (\"EPAD\", version %d, sender, seq)",
+                         EP_ANALYTICS_DELTA_VERSION);
     }
     sender = get_u64(sid);
     pthread_mutex_lock(&a->senders_lock);
@@ -717,23 +870,42 @@ int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len)
         return EP_EEXIST;
     }
     /* Decode everything into a scratch part first: a bad delta changes nothing. */
-    p = part_create();
+    if (a->scratch == NULL) {
+        a->scratch = part_create();
+    }
+    p = a->scratch;
     for (;;) {
         const unsigned char *tag = ep_rd_bytes(&r, 1);
         uint64_t blen = ep_rd_varint(&r);
         const unsigned char *body = ep_rd_bytes(&r, blen);
+        const char *name;
+
         if (r.err) {
+            delta_err(err, EP_EPARSE, "", "truncated: a section runs past the end");
             goto done;
         }
+        name = tag[0] < sizeof(section_names) / sizeof(section_names[0]) ? section_names[tag[0]]
+                                                                         : "unknown";
         if (tag[0] == SEC_END) {
             if (blen != 0 || r.p != r.end) {
+                delta_err(err, EP_EPARSE, "end", "the end section must be empty and last");
                 goto done;
             }
             break;
         }
-        if (section_read(p, tag[0], body, blen) != 0) {
+        /* The writer sends each section once; a repeat could only pile counts up. */
+        if (tag[0] < 32 && (seen & (1u << tag[0]))) {
+            delta_err(err, EP_EPARSE, name, "section appears more than once");
             goto done;
         }
+        seen |= tag[0] < 32 ? 1u << tag[0] : 0;
+        if (section_read(p, tag[0], body, blen) != 0) {
+            delta_err(err, EP_EPARSE, name, "malformed section");
+            goto done;
+        }
+    }
+    if ((rc = part_check(p, err)) != 0) {
+        goto done;
     }
     s = my_shard(a);
     pthread_mutex_lock(&s->lock);
@@ -742,10 +914,18 @@ int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len)
     sender_record(a, sender, seq, a->clock(a->clock_arg));
     rc = 0;
 done:
+    part_reset(p, seen); /* kept for the next delta: no 500 KB allocation per merge */
     pthread_mutex_unlock(&a->senders_lock);
-    part_destroy(p);
+    if (rc == EP_EPARSE && err && err->msg[0] == '\0') {
+        delta_err(err, EP_EPARSE, "", "malformed delta");
+    }
     atomic_fetch_add(rc == 0 ? &a->deltas_merged : &a->deltas_rejected, 1);
     return rc;
+}
+
+int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len)
+{
+    return ep_analytics_merge_delta_ex(a, buf, len, NULL);
 }
 
 void ep_analytics_destroy(ep_analytics_t *a)
@@ -757,6 +937,7 @@ void ep_analytics_destroy(ep_analytics_t *a)
         part_destroy(a->shards[i].p);
         pthread_mutex_destroy(&a->shards[i].lock);
     }
+    part_destroy(a->scratch);
     pthread_mutex_destroy(&a->senders_lock);
     ep_free(a);
 }

@@ -43,6 +43,19 @@
 #define EP_ANALYTICS_DELTA_VERSION 1    /* version byte after the "EPAD" magic */
 #define EP_ANALYTICS_MAX_SENDERS   256  /* senders whose last seq is remembered */
 
+/*
+ * Bounds of a delta a receiver accepts. A delta carries what one processor
+ * counted since its last successful push (a push interval, or an outage of
+ * the analytics role): 10^10 events is 28 hours at 100k events/s. Every count
+ * in a delta (total, per type, per source, window slots, histograms, top-k)
+ * must be at most its total, and the total at most this. The largest delta the
+ * writer can produce (every name table, sketch, window slot and histogram
+ * bucket full) is measured by the unit tests to stay under
+ * EP_ANALYTICS_DELTA_MAX_BYTES; POST /analytics/merge refuses larger bodies.
+ */
+#define EP_ANALYTICS_DELTA_MAX_EVENTS UINT64_C(10000000000)
+#define EP_ANALYTICS_DELTA_MAX_BYTES  (2u << 20)
+
 typedef struct ep_analytics_s ep_analytics_t;
 
 /** Clock: wall-clock microseconds since the epoch. */
@@ -103,6 +116,15 @@ int ep_analytics_take_delta(ep_analytics_t *a, uint64_t sender, uint64_t seq, ep
  * malformed or of an unknown version (nothing changes). Thread-safe.
  */
 int ep_analytics_merge_delta(ep_analytics_t *a, const void *buf, size_t len);
+
+/**
+ * ep_analytics_merge_delta that also says what was wrong with a refused delta:
+ * err->msg what, err->field where ("header", "types", "counts.total", ...).
+ * Besides the format it checks the bounds above (EP_EVALIDATE when a count is
+ * implausible). Counters of the aggregate saturate at 2^64-1, never wrap.
+ */
+int ep_analytics_merge_delta_ex(ep_analytics_t *a, const void *buf, size_t len,
+                                ep_parse_err_t *err);
 
 /** Frees the aggregate. Accepts NULL. */
 void ep_analytics_destroy(ep_analytics_t *a);

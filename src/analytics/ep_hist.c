@@ -121,11 +121,11 @@ void ep_hist_merge(ep_hist_t *dst, const ep_hist_t *src)
         return;
     }
     for (uint32_t i = 0; i < EP_HIST_BUCKETS; i++) {
-        dst->b[i] += src->b[i];
+        dst->b[i] = ep_sat_add(dst->b[i], src->b[i]);
     }
-    dst->count += src->count;
-    dst->sum += src->sum;
-    dst->clamped += src->clamped;
+    dst->count = ep_sat_add(dst->count, src->count);
+    dst->sum = ep_sat_add(dst->sum, src->sum);
+    dst->clamped = ep_sat_add(dst->clamped, src->clamped);
     if (src->min < dst->min) {
         dst->min = src->min;
     }
@@ -201,11 +201,11 @@ int ep_hist_merge_serialized(ep_hist_t *h, const void *buf, size_t len)
     idx = 0;
     for (uint64_t k = 0; k < nz; k++) {
         idx += ep_rd_varint(&again);
-        h->b[idx] += ep_rd_varint(&again);
+        h->b[idx] = ep_sat_add(h->b[idx], ep_rd_varint(&again));
     }
-    h->count += count;
-    h->sum += sum;
-    h->clamped += clamped;
+    h->count = ep_sat_add(h->count, count);
+    h->sum = ep_sat_add(h->sum, sum);
+    h->clamped = ep_sat_add(h->clamped, clamped);
     if (mn < h->min) {
         h->min = mn;
     }

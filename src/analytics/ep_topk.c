@@ -55,8 +55,8 @@ static uint32_t add_hash(ep_topk_t *t, uint64_t h, const char *s, size_t len, ui
     uint32_t i = find(t, h);
 
     if (i != UINT32_MAX) {
-        t->count[i] += n;
-        t->error[i] += err;
+        t->count[i] = ep_sat_add(t->count[i], n);
+        t->error[i] = ep_sat_add(t->error[i], err);
         return i;
     }
     if (t->n < t->cap) {
@@ -66,7 +66,7 @@ static uint32_t add_hash(ep_topk_t *t, uint64_t h, const char *s, size_t len, ui
     } else {
         i = smallest(t);
         t->error[i] = t->count[i] + err;
-        t->count[i] += n;
+        t->count[i] = ep_sat_add(t->count[i], n);
     }
     t->hash[i] = h;
     set_name(t, i, s, len);

@@ -31,6 +31,12 @@ static inline void ep_varint_put(ep_buf_t *b, uint64_t v)
     ep_buf_append(b, tmp, n);
 }
 
+/** a + b, or UINT64_MAX where that would wrap: merged counters saturate, never wrap. */
+static inline uint64_t ep_sat_add(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
 /** Starts a reader over buf[0..len). */
 static inline void ep_rd_init(ep_rd_t *r, const void *buf, size_t len)
 {

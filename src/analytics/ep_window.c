@@ -35,7 +35,7 @@ static void slot_add_key(ep_window_slot_t *s, uint64_t key, uint64_t n)
 {
     for (uint32_t i = 0; i < s->n; i++) {
         if (s->key[i] == key) {
-            s->cnt[i] += n;
+            s->cnt[i] = ep_sat_add(s->cnt[i], n);
             return;
         }
     }
@@ -44,7 +44,7 @@ static void slot_add_key(ep_window_slot_t *s, uint64_t key, uint64_t n)
         s->cnt[s->n++] = n;
         return;
     }
-    s->other[(key & 3) - 1] += n;
+    s->other[(key & 3) - 1] = ep_sat_add(s->other[(key & 3) - 1], n);
 }
 
 /* The slot for time t in a ring, rolled over when it holds an older period; NULL when newer. */
@@ -74,7 +74,7 @@ void ep_window_init(ep_window_t *w)
 
 static void slot_add(ep_window_slot_t *s, uint64_t tk, uint64_t sk, uint64_t n)
 {
-    s->total += n;
+    s->total = ep_sat_add(s->total, n);
     slot_add_key(s, tk, n);
     slot_add_key(s, sk, n);
 }
@@ -259,9 +259,9 @@ static void slot_merge(ep_window_slot_t *ring, uint32_t mask, int64_t period,
     if (src->t == UNUSED || (d = slot_for(ring, mask, period, src->t)) == NULL) {
         return;
     }
-    d->total += src->total;
-    d->other[0] += src->other[0];
-    d->other[1] += src->other[1];
+    d->total = ep_sat_add(d->total, src->total);
+    d->other[0] = ep_sat_add(d->other[0], src->other[0]);
+    d->other[1] = ep_sat_add(d->other[1], src->other[1]);
     for (uint32_t i = 0; i < src->n; i++) {
         slot_add_key(d, src->key[i], src->cnt[i]);
     }

@@ -84,10 +84,54 @@ typedef struct ep_parse_err_s {
     uint32_t line;  /* 1-based line in an NDJSON body (0 when not applicable) */
 } ep_parse_err_t;
 
+/* Latest event time accepted: 9999-12-31T23:59:59.999Z in ms since the epoch. */
+#define EP_EVENT_TS_MAX_MS INT64_C(253402300799999)
+
+/*
+ * Most delivery attempts an event may carry. PROCESSOR_MAX_ATTEMPTS is at most
+ * 1000 and a queue may add a few deliveries past it before dead-lettering; a
+ * larger count can only be forged.
+ */
+#define EP_EVENT_MAX_ATTEMPTS 10000
+
+/* ep_event_draft_t.flags */
+#define EP_DRAFT_TEXT_CHECKED 0x1 /* strings known to be UTF-8 without NUL, typed values valid */
+#define EP_DRAFT_KEYS_UNIQUE  0x2 /* metadata keys known to be distinct */
+
+/*
+ * An event before it is built, as (pointer, length) views: what every decoder
+ * (JSON, protobuf) hands to ep_event_validate. A NULL source.p means "absent".
+ */
+typedef struct ep_event_draft_s {
+    ep_str_t id, source, event_type, user_id, data;
+    const ep_kv_t *meta;
+    uint32_t n_meta;
+    int64_t timestamp_ms; /* 0 = absent (receive time) */
+    int64_t received_us;  /* 0 = absent (now) */
+    uint32_t attempts;
+    uint32_t flags; /* EP_DRAFT_* */
+} ep_event_draft_t;
+
+/**
+ * The one validation every event passes, whatever its wire format: source
+ * present, non-empty, at most max_value_len bytes; id at most max_id_len;
+ * event_type and user_id at most max_value_len; data at most max_data_len; one
+ * of data or event_type non-empty; at most max_meta_keys metadata entries,
+ * keys non-empty, distinct, at most max_key_len bytes, values at most
+ * max_value_len, number values JSON numbers and bool values true/false; text
+ * valid UTF-8 without NUL; timestamp in [0, EP_EVENT_TS_MAX_MS]; received_us
+ * in the same range (in us); attempts at most EP_EVENT_MAX_ATTEMPTS. Linear in the draft's
+ * size (duplicate keys are found by sorting: O(n log n)). Returns 0, or
+ * EP_EVALIDATE (EP_EPARSE for text that is not UTF-8) with err filled (field
+ * names the field: "source", "metadata.<key>", ...). Thread-safe.
+ */
+int ep_event_validate(const ep_event_draft_t *d, const ep_event_limits_t *lim, ep_parse_err_t *err);
+
 /* A reusable parser (scratch buffers kept between calls). One per thread; not thread-safe. */
 typedef struct ep_event_parser_s ep_event_parser_t;
 
-/** Creates a parser with the given limits (NULL = defaults). Never fails (OOM aborts). */
+/** Creates a parser with the given limits (NULL = ep_event_limits_default()). Never fails (OOM
+ * aborts). */
 ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim);
 
 /**
@@ -184,10 +228,58 @@ int ep_event_batch_encode_pb(ep_event_t *const *evs, size_t n, ep_buf_t *out);
 
 /**
  * Decodes a DataBatch. On success returns 0, *out is a new array (ep_free) of
- * *count new events (each ep_event_destroy). On failure returns EP_EPARSE and
- * nothing is allocated.
+ * *count new events (each ep_event_destroy). On failure returns EP_EPARSE,
+ * EP_EVALIDATE or EP_E2BIG and nothing is allocated.
  */
 int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count);
+
+/*
+ * Every protobuf decode applies ep_event_validate with lim (NULL = the process
+ * default, ep_event_limits_default) and stops at the limits: at most
+ * max_meta_keys metadata entries and as many typed keys per message are
+ * walked, at most max_events messages per batch are counted. Linear in len.
+ * ep_event_decode_pb / ep_event_batch_decode_pb are these with lim NULL, no
+ * event cap and no error text.
+ */
+
+/**
+ * Decodes one DataMessage. Returns 0 and a new event, or EP_EPARSE (wire
+ * format, bad UTF-8) / EP_EVALIDATE (a rule of ep_event_validate) with *out
+ * NULL and err (may be NULL) saying what and which field. Thread-safe.
+ */
+int ep_event_decode_pb_ex(const void *buf, size_t len, const ep_event_limits_t *lim,
+                          ep_event_t **out, ep_parse_err_t *err);
+
+/**
+ * Decodes a DataBatch of at most max_events messages, all or nothing. Errors
+ * as ep_event_decode_pb_ex, plus EP_E2BIG past max_events; err->field names
+ * the message ("events[3].source"). Thread-safe.
+ */
+int ep_event_batch_decode_pb_ex(const void *buf, size_t len, const ep_event_limits_t *lim,
+                                size_t max_events, ep_event_t ***out, size_t *count,
+                                ep_parse_err_t *err);
+
+/*
+ * Internal (ep_event.c, ep_event_pb.c): metadata keys in sorted order, for
+ * duplicate detection and typed-key lookup in O(n log n) whatever the keys
+ * (no hash to flood). ep__event_sort_keys fills sorted[0..n) and returns the
+ * index in meta of a key that repeats an earlier one, or -1;
+ * ep__event_find_key binary-searches it. ep__event_key_work counts this
+ * thread's key comparisons (the tests check the growth is n log n).
+ */
+long ep__event_sort_keys(const ep_kv_t *meta, uint32_t n, const ep_kv_t **sorted);
+const ep_kv_t *ep__event_find_key(const ep_kv_t *const *sorted, uint32_t n, const ep_str_t *key);
+uint64_t ep__event_key_work(void);
+
+/**
+ * Sets the limits used where none are given (protobuf decodes from queues and
+ * /enqueue, parsers created with NULL). Call once at start-up, before any
+ * other thread decodes; the app sets it from EVENT_MAX_KEYS / EVENT_MAX_DATA.
+ */
+void ep_event_limits_set_default(const ep_event_limits_t *lim);
+
+/** The limits set by ep_event_limits_set_default (EP_EVENT_LIMITS_DEFAULT until then). */
+const ep_event_limits_t *ep_event_limits_default(void);
 
 /*
  * Internal (ep_event_json.c, ep_event_pb.c): 1 when s[0..n) is well-formed UTF-8

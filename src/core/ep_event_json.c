@@ -382,8 +382,8 @@ static int parse_u63(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-#define TS_MAX_MS  INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
-#define TS_SECONDS 1e11                     /* below: seconds, from here on: milliseconds */
+#define TS_MAX_MS  EP_EVENT_TS_MAX_MS /* 9999-12-31T23:59:59.999Z */
+#define TS_SECONDS 1e11               /* below: seconds, from here on: milliseconds */
 
 static int set_timestamp(ep_event_parser_t *p, vkind_t k, const char *s, size_t n)
 {
@@ -809,53 +809,59 @@ static ep_str_t field_str(const ep_event_parser_t *p, field_t f)
     return r;
 }
 
-/* Checks the requirements that need the whole object and builds the event. */
+/*
+ * Applies the route's options, runs the shared validation (ep_event_validate,
+ * the same one every protobuf path runs) and builds the event. The rules
+ * checked while tokenizing (lengths, key count, text, duplicate keys) stop a
+ * bad body early and name the exact JSON path; the shared validation is the
+ * final word on what an event may be.
+ */
 static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_event_t **out)
 {
-    ep_str_t id = field_str(p, F_ID), source = field_str(p, F_SOURCE),
-             event_type = field_str(p, F_EVENT_TYPE), user_id = field_str(p, F_USER_ID),
-             data = {"", 0};
+    ep_event_draft_t d;
+    int rc;
 
-    if (id.len == 0 && opts && opts->id) {
+    memset(&d, 0, sizeof(d));
+    d.id = field_str(p, F_ID);
+    d.source = field_str(p, F_SOURCE);
+    d.event_type = field_str(p, F_EVENT_TYPE);
+    d.user_id = field_str(p, F_USER_ID);
+    d.data.p = "";
+    if (d.id.len == 0 && opts && opts->id) {
         /* Assigned by the hop in front (the gateway's X-Message-Id). */
-        id.p = opts->id;
-        id.len = strlen(opts->id);
+        d.id.p = opts->id;
+        d.id.len = (uint32_t)strlen(opts->id);
     }
-    if (!(p->present & (1u << F_SOURCE)) && !(opts && opts->default_source)) {
-        return fail(p, EP_EVALIDATE, NULL, "source", 6, "is required");
+    if (!(p->present & (1u << F_SOURCE))) {
+        d.source.p = opts && opts->default_source ? opts->default_source : NULL;
+        d.source.len = d.source.p ? (uint32_t)strlen(d.source.p) : 0;
     }
-    if ((p->present & (1u << F_SOURCE)) && source.len == 0) {
-        return fail(p, EP_EVALIDATE, NULL, "source", 6, "must not be empty");
+    if (d.source.p == NULL || d.source.len == 0) {
+        /* Before the route's checks, as ep_event_validate would say it. */
+        return fail(p, EP_EVALIDATE, NULL, "source", 6,
+                    d.source.p == NULL ? "is required" : "must not be empty");
     }
     if (opts && opts->event_type) {
         size_t n = strlen(opts->event_type);
         if ((p->present & (1u << F_EVENT_TYPE)) &&
-            (event_type.len != n || memcmp(event_type.p, opts->event_type, n) != 0)) {
+            (d.event_type.len != n || memcmp(d.event_type.p, opts->event_type, n) != 0)) {
             return fail(p, EP_EVALIDATE, NULL, "event_type", 10,
                         "is set by this route; leave it out or use the route's type");
         }
-        event_type.p = opts->event_type;
-        event_type.len = n;
-    }
-    if (!(p->present & (1u << F_SOURCE))) {
-        source.p = opts->default_source;
-        source.len = strlen(source.p);
+        d.event_type.p = opts->event_type;
+        d.event_type.len = (uint32_t)n;
     }
     if (p->present & (1u << F_DATA)) {
-        data = field_str(p, F_DATA);
+        d.data = field_str(p, F_DATA);
     } else if (p->present & (1u << F_PAYLOAD)) {
-        data = field_str(p, F_PAYLOAD);
+        d.data = field_str(p, F_PAYLOAD);
     }
-    if (opts && opts->require_data && data.len == 0) {
+    if (opts && opts->require_data && d.data.len == 0) {
         if (!(p->present & ((1u << F_DATA) | (1u << F_PAYLOAD)))) {
             return fail(p, EP_EVALIDATE, NULL, "data", 4, "is required");
         }
         return fail(p, EP_EVALIDATE, NULL, (p->present & (1u << F_DATA)) ? "data" : "payload",
                     (p->present & (1u << F_DATA)) ? 4 : 7, "must not be empty");
-    }
-    if (data.len == 0 && event_type.len == 0) {
-        return fail(p, EP_EVALIDATE, NULL, "data", 4,
-                    "is required: one of data, payload or event_type must be non-empty");
     }
     for (uint32_t i = 0; i < p->n_kv; i++) {
         p->meta[i].key.p = str_at(p, p->kv[i].key);
@@ -864,8 +870,17 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
         p->meta[i].val.len = p->kv[i].val.len;
         p->meta[i].type = p->kv[i].type;
     }
-    *out = ep_event_create_at(&id, &source, &event_type, &user_id, data.p, data.len, p->meta,
-                              p->n_kv, p->ts_ms,
+    d.meta = p->meta;
+    d.n_meta = p->n_kv;
+    d.timestamp_ms = p->ts_ms;
+    /* The tokenizer checked the text and typed values, add_kv the keys' uniqueness. */
+    d.flags = EP_DRAFT_TEXT_CHECKED | EP_DRAFT_KEYS_UNIQUE;
+    if ((rc = ep_event_validate(&d, &p->lim, p->err)) != 0) {
+        p->code = rc;
+        return 1;
+    }
+    *out = ep_event_create_at(&d.id, &d.source, &d.event_type, &d.user_id, d.data.p, d.data.len,
+                              p->meta, p->n_kv, p->ts_ms,
                               opts && opts->received_us ? opts->received_us : ep_time_now_us());
     return 0;
 }
@@ -873,13 +888,12 @@ static int finish(ep_event_parser_t *p, const ep_event_parse_opts_t *opts, ep_ev
 /* Creates a parser (NULL lim = defaults); OOM aborts. The caller owns it; one thread at a time. */
 ep_event_parser_t *ep_event_parser_create(const ep_event_limits_t *lim)
 {
-    static const ep_event_limits_t defaults = EP_EVENT_LIMITS_DEFAULT;
     ep_event_parser_t *p = ep_calloc(1, sizeof(*p));
 
     for (int f = 0; f < F_COUNT_; f++) {
         ep_assert(strlen(field_names[f]) == field_lens[f]);
     }
-    p->lim = lim ? *lim : defaults;
+    p->lim = lim ? *lim : *ep_event_limits_default();
     ep_buf_init(&p->strs);
     ep_buf_init(&p->esc);
     p->stk = ep_malloc((size_t)p->lim.max_depth + 1);

@@ -10,14 +10,20 @@
  *
  * Decoding walks the message twice without allocating: once to check the
  * structure and count the repeated fields, once to collect (pointer, length)
- * views into the input; the event is then built with one allocation. It
- * rejects malformed wire data, wrong wire types for known fields, groups,
- * strings that are not UTF-8 or contain NUL, values of keys listed in
- * number_keys that are not JSON numbers and of those in bool_keys that are not
- * "true"/"false" (they are written into JSON unquoted), and a seconds timestamp
- * that does not fit in milliseconds. Unknown fields are skipped; for a
- * repeated singular field the last one wins. Metadata entries are kept in wire
- * order; duplicate keys are not merged.
+ * views into the input; the event is then built with one allocation. The
+ * first walk stops as soon as a message has more metadata entries (or typed
+ * keys) than the limits allow, and a batch is refused once it holds more
+ * messages than the caller's cap, so the work is bounded by the limits, not
+ * by the body. Typed keys are matched by sorting the metadata keys (O(n log
+ * n) whatever the keys; it also finds duplicate keys). Then every message
+ * passes ep_event_validate, the rules JSON ingest applies. It rejects
+ * malformed wire data, wrong wire types for known fields, groups, strings
+ * that are not UTF-8 or contain NUL, values of keys listed in number_keys
+ * that are not JSON numbers and of those in bool_keys that are not
+ * "true"/"false" (they are written into JSON unquoted), duplicate metadata
+ * keys, and a seconds timestamp that does not fit in milliseconds. Unknown
+ * fields are skipped; for a repeated singular field the last one wins.
+ * Metadata entries are kept in wire order.
  */
 #include "ep_error.h"
 #include "ep_event.h"
@@ -25,9 +31,11 @@
 #include "ep_time.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #define STACK_META 16 /* metadata entries decoded without a heap scratch block */
+#define SMALL_META 8  /* up to this many entries and typed keys: matched pairwise, no sort */
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -296,6 +304,9 @@ static int next_field(reader_t *r, field_t *f)
     }
 }
 
+/* parse_msg's results besides 0 and -1 (malformed): a limit was reached, the walk stopped. */
+enum { PB_TOO_MANY_META = -2, PB_TOO_MANY_TYPED = -3 };
+
 /* A decoded DataMessage: views into the input. */
 typedef struct pb_msg_s {
     ep_str_t id, source, payload, event_type, user_id;
@@ -334,7 +345,7 @@ static int parse_entry(const ep_str_t *in, ep_kv_t *kv)
  * repeated fields into m; with fill == 1 it stores them into the arrays the
  * caller sized from those counts.
  */
-static int parse_msg(const uint8_t *buf, size_t len, pb_msg_t *m, int fill)
+static int parse_msg(const uint8_t *buf, size_t len, pb_msg_t *m, int fill, size_t max_keys)
 {
     reader_t r = {buf, buf + len};
     size_t n_meta = 0, n_num = 0, n_bool = 0;
@@ -407,19 +418,25 @@ static int parse_msg(const uint8_t *buf, size_t len, pb_msg_t *m, int fill)
                     return -1;
                 }
             }
-            n_meta++;
+            if (++n_meta > max_keys) {
+                return PB_TOO_MANY_META;
+            }
             break;
         case F_NUMBER_KEYS:
             if (fill) {
                 m->num_keys[n_num] = f.bytes;
             }
-            n_num++;
+            if (++n_num + n_bool > max_keys) {
+                return PB_TOO_MANY_TYPED;
+            }
             break;
         case F_BOOL_KEYS:
             if (fill) {
                 m->bool_keys[n_bool] = f.bytes;
             }
-            n_bool++;
+            if (n_num + ++n_bool > max_keys) {
+                return PB_TOO_MANY_TYPED;
+            }
             break;
         default:
             break;
@@ -437,174 +454,176 @@ static bool text_ok(const ep_str_t *s)
     return ep__event_utf8_valid(s->p, s->len) && memchr(s->p, '\0', s->len) == NULL;
 }
 
-static bool same(const ep_str_t *a, const ep_str_t *b)
+static bool str_eq(const ep_str_t *a, const ep_str_t *b)
 {
-    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
-}
-
-static bool is_digit(const char *p, const char *end)
-{
-    return p < end && *p >= '0' && *p <= '9';
-}
-
-/* JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool json_number_ok(const ep_str_t *s)
-{
-    const char *p = s->p, *end = s->p + s->len;
-
-    if (p < end && *p == '-') {
-        p++;
-    }
-    if (p < end && *p == '0') {
-        p++;
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        while (is_digit(p, end)) {
-            p++;
-        }
-    } else {
-        return false;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (!is_digit(p, end)) {
-            return false;
-        }
-        while (is_digit(p, end)) {
-            p++;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-        if (!is_digit(p, end)) {
-            return false;
-        }
-        while (is_digit(p, end)) {
-            p++;
-        }
-    }
-    return p == end;
+    return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
 }
 
 /*
- * Index of the metadata entry named key, or -1. The search starts after the
- * previous hit, so keys listed in metadata order (as this encoder writes them)
- * cost one comparison each.
+ * Sorts the metadata keys (O(n log n), no hash an attacker could flood) and
+ * types the entries the typed keys name (binary search each). Returns -1 when
+ * done, or the index of the first entry whose key repeats an earlier one.
  */
-static long find_key(const pb_msg_t *m, const ep_str_t *key, size_t *hint)
+static long assign_types(pb_msg_t *m, const ep_kv_t **sorted)
 {
-    for (size_t k = 0; k < m->n_meta; k++) {
-        size_t i = (*hint + k) % m->n_meta;
-        if (same(&m->meta[i].key, key)) {
-            *hint = i + 1;
-            return (long)i;
+    uint32_t n = (uint32_t)m->n_meta;
+    const ep_kv_t *kv;
+    long dup;
+
+    if (n <= SMALL_META && m->n_num + m->n_bool <= SMALL_META) {
+        /* The usual event: a few keys, compared pairwise (at most 28 + 64 comparisons). */
+        for (uint32_t i = 1; i < n; i++) {
+            for (uint32_t j = 0; j < i; j++) {
+                if (str_eq(&m->meta[i].key, &m->meta[j].key)) {
+                    return (long)i;
+                }
+            }
+        }
+        for (size_t k = 0; k < m->n_num + m->n_bool; k++) {
+            for (uint32_t i = 0; i < n; i++) {
+                if (str_eq(&m->meta[i].key, &m->num_keys[k])) {
+                    m->meta[i].type = k < m->n_num ? EP_VAL_NUMBER : EP_VAL_BOOL;
+                    break;
+                }
+            }
+        }
+        return -1;
+    }
+    if ((dup = ep__event_sort_keys(m->meta, n, sorted)) >= 0) {
+        return dup;
+    }
+    for (size_t k = 0; k < m->n_num; k++) {
+        if ((kv = ep__event_find_key(sorted, n, &m->num_keys[k])) != NULL) {
+            m->meta[kv - m->meta].type = EP_VAL_NUMBER;
+        }
+    }
+    for (size_t k = 0; k < m->n_bool; k++) {
+        if ((kv = ep__event_find_key(sorted, n, &m->bool_keys[k])) != NULL) {
+            m->meta[kv - m->meta].type = EP_VAL_BOOL;
         }
     }
     return -1;
 }
 
-/* Types the metadata entries: each typed key applies to the entry find_key gives. */
-static void assign_types(pb_msg_t *m)
+/* Fills err with a wire-format error of the message at byte offset off. */
+static int wire_err(ep_parse_err_t *err, const char *msg)
 {
-    size_t hint = 0;
-    long i;
-
-    for (size_t k = 0; k < m->n_num; k++) {
-        if ((i = find_key(m, &m->num_keys[k], &hint)) >= 0) {
-            m->meta[i].type = EP_VAL_NUMBER;
-        }
+    if (err) {
+        snprintf(err->msg, sizeof(err->msg), "%s", msg);
+        err->field[0] = '\0';
     }
-    hint = 0;
-    for (size_t k = 0; k < m->n_bool; k++) {
-        if ((i = find_key(m, &m->bool_keys[k], &hint)) >= 0) {
-            m->meta[i].type = EP_VAL_BOOL;
-        }
-    }
+    return EP_EPARSE;
 }
 
-static bool value_ok(const ep_kv_t *kv)
+/*
+ * Checks what building the event needs (the seconds timestamp fits in ms, typed
+ * key names are text), types the entries, then runs the shared validation.
+ */
+static int check_msg(pb_msg_t *m, const ep_kv_t **sorted, const ep_event_limits_t *lim,
+                     ep_parse_err_t *err)
 {
-    static const ep_str_t t = {"true", 4}, f = {"false", 5};
+    ep_event_draft_t d;
+    long dup;
 
-    if (kv->type == EP_VAL_NUMBER) {
-        return json_number_ok(&kv->val);
-    }
-    if (kv->type == EP_VAL_BOOL) {
-        return same(&kv->val, &t) || same(&kv->val, &f);
-    }
-    return true;
-}
-
-/* Checks everything that could make building the event fail or produce bad JSON later. */
-static int check_msg(pb_msg_t *m)
-{
-    if (!text_ok(&m->id) || !text_ok(&m->source) || !text_ok(&m->event_type) ||
-        !text_ok(&m->user_id)) {
-        return EP_EPARSE;
-    }
     if (m->timestamp_ms == 0 &&
         (m->timestamp > INT64_MAX / 1000 || m->timestamp < INT64_MIN / 1000)) {
-        return EP_EPARSE;
+        if (err) {
+            snprintf(err->msg, sizeof(err->msg), "is out of range");
+            snprintf(err->field, sizeof(err->field), "timestamp");
+        }
+        return EP_EVALIDATE;
     }
-    if (m->n_meta > UINT32_MAX / 2) {
-        return EP_EPARSE;
-    }
-    for (size_t k = 0; k < m->n_num; k++) {
+    for (size_t k = 0; k < m->n_num + m->n_bool; k++) {
         if (!text_ok(&m->num_keys[k])) {
+            if (err) {
+                snprintf(err->msg, sizeof(err->msg), "is not valid UTF-8 or contains NUL");
+                snprintf(err->field, sizeof(err->field),
+                         k < m->n_num ? "number_keys" : "bool_keys");
+            }
             return EP_EPARSE;
         }
     }
-    for (size_t k = 0; k < m->n_bool; k++) {
-        if (!text_ok(&m->bool_keys[k])) {
-            return EP_EPARSE;
+    if ((dup = assign_types(m, sorted)) >= 0) {
+        if (err) {
+            const ep_str_t *key = &m->meta[dup].key;
+            snprintf(err->msg, sizeof(err->msg),
+                     key->len ? "duplicate metadata key" : "keys must not be empty");
+            snprintf(err->field, sizeof(err->field), key->len ? "metadata.%.*s" : "metadata%.*s",
+                     key->len > 64 ? 64 : (int)key->len, key->p);
         }
+        return EP_EVALIDATE;
     }
-    assign_types(m);
-    for (size_t i = 0; i < m->n_meta; i++) {
-        if (!text_ok(&m->meta[i].key) || !text_ok(&m->meta[i].val) || !value_ok(&m->meta[i])) {
-            return EP_EPARSE;
-        }
+    memset(&d, 0, sizeof(d));
+    d.id = m->id;
+    d.source = m->source;
+    if (d.source.len == 0) {
+        d.source.p = NULL; /* proto3: an empty string is an absent one */
     }
-    return 0;
+    d.event_type = m->event_type;
+    d.user_id = m->user_id;
+    d.data = m->payload;
+    d.meta = m->meta;
+    d.n_meta = (uint32_t)m->n_meta;
+    d.timestamp_ms = m->timestamp_ms ? m->timestamp_ms : m->timestamp * 1000;
+    d.received_us = m->received_us;
+    d.attempts = m->attempts;
+    d.flags = EP_DRAFT_KEYS_UNIQUE;
+    return ep_event_validate(&d, lim, err);
 }
 
 /* Scratch arrays for one message's repeated fields: on the stack when small. */
 typedef struct scratch_s {
     ep_kv_t meta[STACK_META];
     ep_str_t keys[STACK_META];
+    const ep_kv_t *sorted[STACK_META];
     void *heap;
 } scratch_t;
 
 /*
  * Decodes and checks one DataMessage into m (views into buf, arrays in sc;
- * release with scratch_free). Returns 0 or EP_EPARSE.
+ * release with scratch_free). Returns 0, EP_EPARSE (wire format) or
+ * EP_EVALIDATE (a limit or rule of ep_event_validate), with err filled.
  */
-static int decode_msg(const uint8_t *buf, size_t len, pb_msg_t *m, scratch_t *sc)
+static int decode_msg(const uint8_t *buf, size_t len, pb_msg_t *m, scratch_t *sc,
+                      const ep_event_limits_t *lim, ep_parse_err_t *err)
 {
     static const ep_str_t empty = {"", 0};
+    const ep_kv_t **sorted;
+    int rc;
 
     memset(m, 0, sizeof(*m));
     m->id = m->source = m->payload = m->event_type = m->user_id = empty;
     sc->heap = NULL;
-    if (parse_msg(buf, len, m, 0) != 0) {
-        return EP_EPARSE;
+    rc = parse_msg(buf, len, m, 0, lim->max_meta_keys);
+    if (rc == PB_TOO_MANY_META || rc == PB_TOO_MANY_TYPED) {
+        if (err) {
+            snprintf(err->msg, sizeof(err->msg), "too many %s (at most %u)",
+                     rc == PB_TOO_MANY_META ? "metadata entries" : "typed keys",
+                     lim->max_meta_keys);
+            snprintf(err->field, sizeof(err->field), "%s",
+                     rc == PB_TOO_MANY_META ? "metadata" : "number_keys");
+        }
+        return EP_EVALIDATE;
+    }
+    if (rc != 0) {
+        return wire_err(err, "malformed protobuf DataMessage");
     }
     if (m->n_meta <= STACK_META && m->n_num + m->n_bool <= STACK_META) {
         m->meta = sc->meta;
         m->num_keys = sc->keys;
+        sorted = sc->sorted;
     } else {
-        sc->heap =
-            ep_malloc(m->n_meta * sizeof(ep_kv_t) + (m->n_num + m->n_bool) * sizeof(ep_str_t) + 1);
-        m->meta = sc->heap;
+        sc->heap = ep_malloc(m->n_meta * (sizeof(ep_kv_t) + sizeof(ep_kv_t *)) +
+                             (m->n_num + m->n_bool) * sizeof(ep_str_t) + 1);
+        sorted = sc->heap;
+        m->meta = (ep_kv_t *)(sorted + m->n_meta);
         m->num_keys = (ep_str_t *)(m->meta + m->n_meta);
     }
     m->bool_keys = m->num_keys + m->n_num;
-    if (parse_msg(buf, len, m, 1) != 0) {
-        return EP_EPARSE; /* cannot happen: the first walk accepted it */
+    if (parse_msg(buf, len, m, 1, lim->max_meta_keys) != 0) {
+        return wire_err(err, "malformed protobuf DataMessage"); /* cannot happen */
     }
-    return check_msg(m);
+    return check_msg(m, sorted, lim, err);
 }
 
 static void scratch_free(scratch_t *sc)
@@ -627,23 +646,32 @@ static ep_event_t *build_event(const pb_msg_t *m)
     return ev;
 }
 
-/*
- * Decodes one DataMessage. Returns 0 and a caller-owned event in *out, or
- * EP_EPARSE (not protobuf, bad UTF-8, bad typed value) with *out NULL. Thread-safe.
- */
-int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
+int ep_event_decode_pb_ex(const void *buf, size_t len, const ep_event_limits_t *lim,
+                          ep_event_t **out, ep_parse_err_t *err)
 {
     pb_msg_t m;
     scratch_t sc;
-    int rc = decode_msg(buf, len, &m, &sc);
+    int rc;
 
+    if (err) {
+        memset(err, 0, sizeof(*err));
+    }
+    rc = decode_msg(buf, len, &m, &sc, lim ? lim : ep_event_limits_default(), err);
     *out = rc == 0 ? build_event(&m) : NULL;
     scratch_free(&sc);
     return rc;
 }
 
-/* Counts the messages of a DataBatch (field 1; unknown fields skipped). Returns 0 or EP_EPARSE. */
-static int batch_count(const void *buf, size_t len, size_t *count)
+int ep_event_decode_pb(const void *buf, size_t len, ep_event_t **out)
+{
+    return ep_event_decode_pb_ex(buf, len, NULL, out, NULL);
+}
+
+/*
+ * Counts the messages of a DataBatch (field 1; unknown fields skipped),
+ * stopping past max. Returns 0, EP_EPARSE or EP_E2BIG.
+ */
+static int batch_count(const void *buf, size_t len, size_t max, size_t *count)
 {
     reader_t r = {buf, (const uint8_t *)buf + len};
     field_t f;
@@ -654,45 +682,74 @@ static int batch_count(const void *buf, size_t len, size_t *count)
             return EP_EPARSE;
         }
         n += f.num == 1;
+        if (n > max) {
+            return EP_E2BIG;
+        }
     }
     *count = n;
     return 0;
 }
 
-/*
- * Decodes a DataBatch, all or nothing. Returns 0 with a caller-owned array
- * (ep_free) of *count caller-owned events, or EP_EPARSE with *out NULL, *count 0
- * and nothing allocated. Thread-safe. One pass over the messages: a bad one
- * frees the events built before it.
- */
-int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count)
+/* Prefixes err->field with "events[i]" (the message's index in the batch). */
+static void where_in_batch(ep_parse_err_t *err, size_t i)
+{
+    char field[sizeof(err->field)];
+
+    if (err == NULL) {
+        return;
+    }
+    if (err->field[0]) {
+        snprintf(field, sizeof(field), "events[%zu].%.*s", i, (int)(sizeof(field) - 32),
+                 err->field);
+    } else {
+        snprintf(field, sizeof(field), "events[%zu]", i);
+    }
+    memcpy(err->field, field, sizeof(field));
+}
+
+int ep_event_batch_decode_pb_ex(const void *buf, size_t len, const ep_event_limits_t *lim,
+                                size_t max_events, ep_event_t ***out, size_t *count,
+                                ep_parse_err_t *err)
 {
     reader_t r = {buf, (const uint8_t *)buf + len};
     ep_event_t **evs;
     size_t n = 0, built = 0;
     field_t f;
+    int rc;
 
     *out = NULL;
     *count = 0;
-    if (batch_count(buf, len, &n) != 0) {
-        return EP_EPARSE;
+    if (err) {
+        memset(err, 0, sizeof(*err));
+    }
+    lim = lim ? lim : ep_event_limits_default();
+    rc = batch_count(buf, len, max_events, &n);
+    if (rc == EP_E2BIG) {
+        if (err) {
+            snprintf(err->msg, sizeof(err->msg), "too many events in one batch (at most %zu)",
+                     max_events);
+        }
+        return EP_E2BIG;
+    }
+    if (rc != 0) {
+        return wire_err(err, "malformed protobuf DataBatch");
     }
     evs = ep_malloc((n ? n : 1) * sizeof(*evs));
     while (r.p < r.end) {
         pb_msg_t m;
         scratch_t sc;
-        int rc;
 
         (void)next_field(&r, &f); /* batch_count accepted the framing */
         if (f.num != 1) {
             continue;
         }
-        rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc);
+        rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc, lim, err);
         if (rc == 0) {
             evs[built++] = build_event(&m);
         }
         scratch_free(&sc);
         if (rc != 0) {
+            where_in_batch(err, built);
             while (built > 0) {
                 ep_event_destroy(evs[--built]);
             }
@@ -704,4 +761,9 @@ int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, siz
     *out = evs;
     *count = n;
     return 0;
+}
+
+int ep_event_batch_decode_pb(const void *buf, size_t len, ep_event_t ***out, size_t *count)
+{
+    return ep_event_batch_decode_pb_ex(buf, len, NULL, SIZE_MAX, out, count, NULL);
 }

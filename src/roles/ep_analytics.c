@@ -36,7 +36,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define MERGE_MAX_BODY (16u << 20) /* a delta is bounded (~1 MiB worst case); room to spare */
+/* The largest delta a processor can write is bounded (measured in test_analytics). */
+#define MERGE_MAX_BODY EP_ANALYTICS_DELTA_MAX_BYTES
 
 struct ep_analytics_push_s {
     ep_app_t *app;
@@ -156,15 +157,17 @@ static void on_health(void *arg, ep_http_req_t *req)
 static void on_merge(void *arg, ep_http_req_t *req)
 {
     ep_app_t *app = arg;
-    int rc =
-        ep_analytics_merge_delta(app->analytics, ep_http_req_body(req), ep_http_req_body_len(req));
+    ep_parse_err_t err;
+    int rc = ep_analytics_merge_delta_ex(app->analytics, ep_http_req_body(req),
+                                         ep_http_req_body_len(req), &err);
 
     if (rc == 0) {
         ep_http_respond(req, 200, NULL, "{\"merged\":true}\n", 16);
     } else if (rc == EP_EEXIST) {
         ep_http_respond(req, 200, NULL, "{\"merged\":false,\"duplicate\":true}\n", 35);
     } else {
-        ep_http_respond_error(req, 400, "malformed or unsupported analytics delta", NULL);
+        /* Malformed, another version, or implausible counts: nothing was merged. */
+        ep_http_respond_error(req, 400, err.msg, err.field[0] ? err.field : NULL);
     }
 }
 

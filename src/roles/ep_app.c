@@ -85,6 +85,13 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
 
     *out = NULL;
     app->cfg = *cfg;
+    {
+        /* Every decoder (JSON, protobuf from /enqueue and the queues) applies these. */
+        ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+        lim.max_meta_keys = (uint32_t)cfg->max_meta_keys;
+        lim.max_data_len = (uint32_t)cfg->max_data_len;
+        ep_event_limits_set_default(&lim);
+    }
     app->roles = roles;
     app->started_ms = ep_time_now_ms();
     if (strcmp(cfg->metrics_enabled, "true") == 0) {

@@ -1,7 +1,11 @@
 /*
  * The processor role: POST /enqueue puts events on the local queue (one JSON
- * event or DataMessage, or a protobuf DataBatch from a remote ingest); the
- * worker pool consumes it. GET /stats shows the queue and the pool.
+ * event, or a protobuf DataBatch from a remote ingest); the worker pool
+ * consumes it. GET /stats shows the queue and the pool. /enqueue applies the
+ * same validation and limits as ingest (ep_event_validate, EVENT_MAX_KEYS,
+ * EVENT_MAX_DATA) and at most BATCH_MAX_EVENTS events per body; a body with
+ * one bad event is refused whole (400 naming events[i].field, 413 past the
+ * event cap) and nothing of it is queued.
  */
 #include "ep_app.h"
 #include "ep_error.h"
@@ -51,9 +55,13 @@ static void on_enqueue(void *arg, ep_http_req_t *req)
     int rc;
 
     if (ct && strncasecmp(ct, EP_STRLIT("application/x-protobuf")) == 0) {
-        rc = ep_event_batch_decode_pb(ep_http_req_body(req), ep_http_req_body_len(req), &evs, &n);
+        ep_parse_err_t perr;
+        /* Decoded and validated whole (ep_event_validate, as ingest) before anything is queued. */
+        rc = ep_event_batch_decode_pb_ex(ep_http_req_body(req), ep_http_req_body_len(req), NULL,
+                                         (size_t)app->cfg.batch_max_events, &evs, &n, &perr);
         if (rc != 0) {
-            ep_http_respond_error(req, 400, "malformed protobuf DataBatch", NULL);
+            ep_http_respond_error(req, rc == EP_E2BIG ? 413 : 400, perr.msg,
+                                  perr.field[0] ? perr.field : NULL);
             return;
         }
         if (n == 0) {
@@ -66,7 +74,7 @@ static void on_enqueue(void *arg, ep_http_req_t *req)
         rc = ep_event_parse_json(ep_http_req_body(req), ep_http_req_body_len(req), NULL, &one,
                                  &perr);
         if (rc != 0) {
-            ep_http_respond_error(req, 400, perr.msg, perr.field);
+            ep_http_respond_error(req, 400, perr.msg, perr.field[0] ? perr.field : NULL);
             return;
         }
         evs = &one;

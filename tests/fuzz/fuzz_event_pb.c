@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     rc = ep_event_decode_pb(data, size, &one);
-    CHECK(rc == 0 || rc == EP_EPARSE);
+    CHECK(rc == 0 || rc == EP_EPARSE || rc == EP_EVALIDATE);
     CHECK(rc == 0 ? one != NULL : one == NULL);
     if (rc == 0) {
         check_event(one);
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     rc = ep_event_batch_decode_pb(data, size, &evs, &n);
     if (rc != 0) {
-        CHECK(rc == EP_EPARSE);
+        CHECK(rc == EP_EPARSE || rc == EP_EVALIDATE);
         CHECK(evs == NULL && n == 0);
         return 0;
     }

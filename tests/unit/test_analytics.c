@@ -4,6 +4,7 @@
  * series and rates with an injected clock. Also prints add_batch throughput.
  */
 #include "analytics/ep_analytics.h"
+#include "analytics/ep_varint.h"
 #include "ep_error.h"
 #include "ep_mem.h"
 #include "ep_test.h"
@@ -334,9 +335,217 @@ static void test_timeseries_json(void)
     ep_analytics_destroy(a);
 }
 
+/* ------------------------------------------------- issue 14: forged deltas (finding 6) */
+
+static void vput(ep_buf_t *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        ep_buf_putc(b, (char)(v | 0x80));
+        v >>= 7;
+    }
+    ep_buf_putc(b, (char)v);
+}
+
+static void u64put(ep_buf_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        ep_buf_putc(b, (char)(v >> (8 * i)));
+    }
+}
+
+static void section(ep_buf_t *b, int tag, const ep_buf_t *body)
+{
+    ep_buf_putc(b, (char)tag);
+    vput(b, body->len);
+    ep_buf_append(b, body->data, body->len);
+}
+
+/*
+ * A hand-made delta as a hostile client would send it: counts (total,
+ * with_user, batches, last_us), optionally a sources table with one name and
+ * a second counts section.
+ */
+static void forge(ep_buf_t *out, uint64_t seq, uint64_t total, const char *source,
+                  uint64_t source_count, int counts_twice)
+{
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_buf_append(out, "EPAD\x01", 5);
+    u64put(out, 0xf0f0);
+    vput(out, seq);
+    vput(&b, total);
+    vput(&b, 0);
+    vput(&b, total ? 1 : 0);
+    vput(&b, 0);
+    section(out, 1, &b);
+    if (counts_twice) {
+        section(out, 1, &b);
+    }
+    if (source) {
+        ep_buf_reset(&b);
+        vput(&b, 1);
+        u64put(&b, 0x1234);
+        vput(&b, source_count);
+        vput(&b, strlen(source));
+        ep_buf_append(&b, source, strlen(source));
+        vput(&b, 0);
+        section(out, 3, &b);
+    }
+    ep_buf_putc(out, 0);
+    ep_buf_putc(out, 0);
+    ep_buf_close(&b);
+}
+
+static uint64_t total_of(ep_analytics_t *a)
+{
+    ep_analytics_stats_t st;
+
+    ep_analytics_stats(a, &st);
+    return st.total_events;
+}
+
+/* Each forgery of finding 6 is refused with a reason, and nothing changes. */
+static void test_forged_deltas_refused(void)
+{
+    ep_analytics_t *a = ep_analytics_create();
+    ep_buf_t d = EP_BUF_INIT, sum = EP_BUF_INIT;
+    ep_parse_err_t err;
+    uint64_t seq = 1;
+
+    ep_analytics_set_clock(a, fake_clock, NULL);
+    /* A plausible hand-made delta is merged: the format is right. */
+    forge(&d, seq++, 5, "web", 5, 0);
+    EP_ASSERT_EQ(ep_analytics_merge_delta_ex(a, d.data, d.len, &err), 0);
+    EP_ASSERT_EQ(total_of(a), 5);
+    ep_analytics_summary_json(a, &sum);
+    strip_processing(&sum);
+
+    struct {
+        uint64_t total;
+        const char *source;
+        uint64_t count;
+        int twice;
+        const char *field;
+    } bad[] = {
+        {UINT64_C(1000000000000000), NULL, 0, 0, "counts.total"}, /* +10^15 events */
+        {1, "fake", UINT64_C(1000000000000), 0, "sources"},       /* a source claiming 10^12 */
+        {UINT64_C(1000000000000), "fake", UINT64_C(1000000000000), 0, "counts.total"},
+        {UINT64_MAX, NULL, 0, 0, "counts.total"},  /* 2^64-1: wrapped the total before */
+        {UINT64_C(1) << 63, NULL, 0, 1, "counts"}, /* twice 2^63 would wrap to 0 */
+        {3, "web", 4, 0, "sources"},               /* more by source than in total */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ep_buf_t y = EP_BUF_INIT;
+        ep_buf_reset(&d);
+        forge(&d, seq++, bad[i].total, bad[i].source, bad[i].count, bad[i].twice);
+        EP_ASSERT(ep_analytics_merge_delta_ex(a, d.data, d.len, &err) != 0);
+        EP_ASSERT(err.msg[0] != '\0');
+        EP_ASSERT_STR_EQ(err.field, bad[i].field);
+        EP_ASSERT_EQ(total_of(a), 5);
+        ep_analytics_summary_json(a, &y);
+        strip_processing(&y);               /* which counts the refusals */
+        EP_ASSERT_STR_EQ(y.data, sum.data); /* nothing merged, not even the source */
+        ep_buf_close(&y);
+    }
+    /* Too large a body: refused before it is read. */
+    {
+        ep_buf_t big = EP_BUF_INIT;
+        ep_buf_append(&big, d.data, d.len);
+        while (big.len <= EP_ANALYTICS_DELTA_MAX_BYTES) {
+            ep_buf_putc(&big, 0);
+        }
+        EP_ASSERT_EQ(ep_analytics_merge_delta_ex(a, big.data, big.len, &err), EP_EVALIDATE);
+        EP_ASSERT_EQ(total_of(a), 5);
+        ep_buf_close(&big);
+    }
+    ep_buf_close(&d);
+    ep_buf_close(&sum);
+    ep_analytics_destroy(a);
+}
+
+/* Merged totals saturate: many deltas at the cap can not wrap the aggregate around. */
+static void test_merge_saturates(void)
+{
+    ep_analytics_t *a = ep_analytics_create();
+    ep_buf_t d = EP_BUF_INIT;
+    uint64_t prev = 0;
+
+    ep_analytics_set_clock(a, fake_clock, NULL);
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        ep_buf_reset(&d);
+        forge(&d, seq, EP_ANALYTICS_DELTA_MAX_EVENTS, "web", EP_ANALYTICS_DELTA_MAX_EVENTS, 0);
+        EP_ASSERT_EQ(ep_analytics_merge_delta(a, d.data, d.len), 0);
+        EP_ASSERT(total_of(a) >= prev);
+        prev = total_of(a);
+    }
+    EP_ASSERT_EQ(prev, 40 * EP_ANALYTICS_DELTA_MAX_EVENTS);
+    EP_ASSERT_EQ(ep_sat_add(UINT64_MAX - 1, 5), UINT64_MAX);
+    ep_buf_close(&d);
+    ep_analytics_destroy(a);
+}
+
+/*
+ * The largest delta a processor can write: every type and source name slot
+ * full with 128-byte names, both top-k sketches full of long names, users in
+ * every HLL register, every per-second and per-minute slot holding 20 keys,
+ * latency and lag values in every histogram bucket. Measured, and it must fit
+ * under EP_ANALYTICS_DELTA_MAX_BYTES (the /analytics/merge body limit).
+ */
+static void test_largest_delta_fits(void)
+{
+    ep_analytics_t *a = ep_analytics_create();
+    ep_buf_t d = EP_BUF_INIT;
+    int64_t t0 = fake_now_us;
+    ep_parse_err_t err;
+    ep_analytics_t *b = ep_analytics_create();
+    int i = 0;
+
+    ep_analytics_set_clock(a, fake_clock, NULL);
+    ep_analytics_set_clock(b, fake_clock, NULL);
+    /* 64 minutes of seconds, 24 events a second of distinct types and sources. */
+    for (int sec = 0; sec < 64 * 60; sec++, fake_now_us += 1000000) {
+        ep_event_t *evs[24];
+        for (int k = 0; k < 24; k++, i++) {
+            char type[140], src[140], user[80], page[80];
+            ep_kv_t kv = {{"page", 4}, {page, 0}, 0};
+            snprintf(type, sizeof(type), "type-%05d-%0120d", i % 1200, 0);
+            snprintf(src, sizeof(src), "source-%05d-%0118d", (i * 7) % 1200, 0);
+            snprintf(user, sizeof(user), "user-%07d-%060d", i, 0);
+            snprintf(page, sizeof(page), "/page/%07d/%060d", i, 0);
+            kv.val.len = (uint32_t)strlen(page);
+            /* Latency and lag spread over every bucket of the histograms. */
+            int64_t spread = ((int64_t)1 << (i % 32)) + (i * 7919) % ((int64_t)1 << (i % 32));
+            evs[k] = ep_event_create(NULL, src, type, user, NULL, 0, &kv, 1,
+                                     (fake_now_us - spread) / 1000 - 1);
+            evs[k]->received_us = fake_now_us - spread;
+            evs[k]->processed_us = fake_now_us;
+        }
+        ep_analytics_add_batch(a, evs, 24);
+        for (int k = 0; k < 24; k++) {
+            ep_event_destroy(evs[k]);
+        }
+    }
+    EP_ASSERT_EQ(ep_analytics_take_delta(a, 0xbeef, 1, &d), 1);
+    printf("largest delta: %zu bytes (%d events; limit %u)\n", d.len, i,
+           EP_ANALYTICS_DELTA_MAX_BYTES);
+    EP_ASSERT(d.len <= EP_ANALYTICS_DELTA_MAX_BYTES);
+    EP_ASSERT_EQ(ep_analytics_merge_delta_ex(b, d.data, d.len, &err), 0);
+    EP_ASSERT_EQ(total_of(b), (uint64_t)i);
+    fake_now_us = t0;
+    ep_buf_close(&d);
+    ep_analytics_destroy(a);
+    ep_analytics_destroy(b);
+}
+
 EP_TEST_LIST = {
-    EP_TEST(test_known_set_exact), EP_TEST(test_concurrent_add_batch),
-    EP_TEST(test_throughput),      EP_TEST(test_delta_merge_equals_direct),
-    EP_TEST(test_timeseries_json), EP_TEST_END,
+    EP_TEST(test_known_set_exact),
+    EP_TEST(test_concurrent_add_batch),
+    EP_TEST(test_throughput),
+    EP_TEST(test_delta_merge_equals_direct),
+    EP_TEST(test_timeseries_json),
+    EP_TEST(test_forged_deltas_refused),
+    EP_TEST(test_merge_saturates),
+    EP_TEST(test_largest_delta_fits),
+    EP_TEST_END,
 };
 EP_TEST_MAIN()

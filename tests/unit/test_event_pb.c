@@ -201,6 +201,7 @@ static void test_invalid_utf8(void)
     ep_event_t *ev = NULL;
 
     m.source = "s";
+    m.event_type = "t"; /* the shared validation wants data or a type */
     m.n_metadata = 1;
     m.metadata = ep;
     e.key = "k";
@@ -240,6 +241,7 @@ static void test_typed_value_mismatch(void)
     ep_event_t *ev = NULL;
 
     m.source = "s";
+    m.event_type = "t";
     m.n_metadata = 1;
     m.metadata = ep;
     e.key = "k";
@@ -247,7 +249,8 @@ static void test_typed_value_mismatch(void)
     e.value = "1}{";
     m.n_number_keys = 1;
     m.number_keys = key;
-    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev),
+                 EP_EVALIDATE);
     e.value = "-1.5e+3";
     EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
     EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_NUMBER);
@@ -255,7 +258,8 @@ static void test_typed_value_mismatch(void)
     m.n_number_keys = 0;
     m.n_bool_keys = 1;
     m.bool_keys = key;
-    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev),
+                 EP_EVALIDATE);
     e.value = "true";
     EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
     EP_ASSERT_EQ(ev->meta[0].type, EP_VAL_BOOL);
@@ -274,6 +278,7 @@ static void test_timestamp_fallback(void)
     ep_event_t *ev = NULL;
 
     m.source = "s";
+    m.event_type = "t";
     m.timestamp = 1700000000;
     m.timestamp_ms = 1700000000999;
     EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), 0);
@@ -281,7 +286,8 @@ static void test_timestamp_fallback(void)
     ep_event_destroy(ev);
     m.timestamp_ms = 0;
     m.timestamp = INT64_MAX / 100; /* would overflow in milliseconds */
-    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev), EP_EPARSE);
+    EP_ASSERT_EQ(ep_event_decode_pb(buf, diplom__v1__data_message__pack(&m, buf), &ev),
+                 EP_EVALIDATE);
 }
 
 /* The last message of a batch is bad or cut off: nothing is returned, nothing leaks (ASan). */
@@ -407,6 +413,7 @@ static void test_protobuf_c_reads_ours(void)
 
 /* Wire-level cases protobuf-c does not produce: unknown fields, repeats, bad types. */
 #define B(lit) lit, sizeof(lit) - 1
+#define SRC    "\x1a\x01s\x32\x01t" /* source "s", event_type "t": what validation needs */
 
 static void test_wire_details(void)
 {
@@ -418,43 +425,43 @@ static void test_wire_details(void)
     } cases[] = {
         /* unknown fields of every wire type are skipped (string pieces end where a
            hex escape would swallow the next letter) */
-        {B("\x0a\x01"
-           "z\x78\x05\x81\x01\x01\x02\x03\x04\x05\x06\x07\x08\x8a\x01\x02"
-           "hi\x95\x01\x01\x02\x03\x04"),
+        {B(SRC "\x0a\x01"
+               "z\x78\x05\x81\x01\x01\x02\x03\x04\x05\x06\x07\x08\x8a\x01\x02"
+               "hi\x95\x01\x01\x02\x03\x04"),
          0, "z"},
         /* a repeated singular field: the last one wins */
-        {B("\x0a\x01"
-           "a\x0a\x01"
-           "b"),
+        {B(SRC "\x0a\x01"
+               "a\x0a\x01"
+               "b"),
          0, "b"},
         /* id with a wrong wire type */
-        {B("\x08\x01"), EP_EPARSE, NULL},
+        {B(SRC "\x08\x01"), EP_EPARSE, NULL},
         /* attempts as a length-delimited field */
-        {B("\x52\x01\x01"), EP_EPARSE, NULL},
+        {B(SRC "\x52\x01\x01"), EP_EPARSE, NULL},
         /* a group (start, wire type 3) */
-        {B("\x7b\x7c"), EP_EPARSE, NULL},
+        {B(SRC "\x7b\x7c"), EP_EPARSE, NULL},
         /* field number 0 */
-        {B("\x00\x01"), EP_EPARSE, NULL},
+        {B(SRC "\x00\x01"), EP_EPARSE, NULL},
         /* a varint of eleven bytes */
-        {B("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"), EP_EPARSE, NULL},
+        {B(SRC "\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"), EP_EPARSE, NULL},
         /* a varint with bits past 64 */
-        {B("\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02"), EP_EPARSE, NULL},
-        /* NUL inside a string field */
-        {B("\x0a\x03"
-           "a\x00"
-           "b"),
-         EP_EPARSE, NULL},
+        {B(SRC "\x40\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02"), EP_EPARSE, NULL},
+        /* NUL inside a string field (refused by the shared validation, as in JSON) */
+        {B(SRC "\x0a\x03"
+               "a\x00"
+               "b"),
+         EP_EVALIDATE, NULL},
         /* NUL inside a metadata key */
-        {B("\x0a\x01"
-           "a\x2a\x05\x0a\x03k\x00y"),
-         EP_EPARSE, NULL},
+        {B(SRC "\x0a\x01"
+               "a\x2a\x05\x0a\x03k\x00y"),
+         EP_EVALIDATE, NULL},
         /* a metadata entry that is not a message */
-        {B("\x0a\x01"
-           "a\x2a\x02\x0a\x05"),
+        {B(SRC "\x0a\x01"
+               "a\x2a\x02\x0a\x05"),
          EP_EPARSE, NULL},
         /* a cut I64 field */
-        {B("\x0a\x01"
-           "a\x79\x01\x02"),
+        {B(SRC "\x0a\x01"
+               "a\x79\x01\x02"),
          EP_EPARSE, NULL},
     };
 
@@ -475,7 +482,278 @@ static void test_wire_details(void)
     }
 }
 
+/* ------------------------------------------------- issue 14: bounded, validated decoding */
+
+/* Appends a varint. */
+static void put_vi(ep_buf_t *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        ep_buf_putc(b, (char)(v | 0x80));
+        v >>= 7;
+    }
+    ep_buf_putc(b, (char)v);
+}
+
+/* Wraps msg as the only DataMessage of a DataBatch. */
+static void as_batch(const ep_buf_t *msg, ep_buf_t *out)
+{
+    ep_buf_putc(out, 0x0a);
+    put_vi(out, msg->len);
+    ep_buf_append(out, msg->data, msg->len);
+}
+
+/*
+ * The body of finding 1, scaled: n empty metadata entries and n number keys
+ * that name none of them. The old decoder compared every number key with
+ * every entry (n^2); this one stops at EVENT_MAX_KEYS before matching a key.
+ */
+static void test_pathological_body_stops_at_limit(void)
+{
+    const size_t n = 30000;
+    ep_buf_t msg = EP_BUF_INIT, body = EP_BUF_INIT;
+    ep_event_t *ev = (ep_event_t *)1, **evs = (ep_event_t **)1;
+    ep_parse_err_t err;
+    size_t count = 99;
+    uint64_t work;
+
+    ep_buf_append(&msg, SRC, sizeof(SRC) - 1);
+    for (size_t i = 0; i < n; i++) {
+        ep_buf_append(&msg, "\x2a\x00", 2); /* metadata {} */
+    }
+    for (size_t i = 0; i < n; i++) {
+        ep_buf_append(&msg, "\x5a\x01x", 3); /* number_keys "x" */
+    }
+    as_batch(&msg, &body);
+    /* The plain API (queues) applies the default limits too. */
+    EP_ASSERT_EQ(ep_event_decode_pb(msg.data, msg.len, &ev), EP_EVALIDATE);
+    EP_ASSERT(ev == NULL);
+    work = ep__event_key_work();
+    EP_ASSERT_EQ(ep_event_batch_decode_pb_ex(body.data, body.len, NULL, 100000, &evs, &count, &err),
+                 EP_EVALIDATE);
+    EP_ASSERT_EQ(ep__event_key_work() - work, 0); /* stopped while counting */
+    EP_ASSERT(evs == NULL);
+    EP_ASSERT_EQ(count, 0);
+    EP_ASSERT_STR_EQ(err.msg, "too many metadata entries (at most 64)");
+    EP_ASSERT_STR_EQ(err.field, "events[0].metadata");
+    ep_buf_close(&msg);
+    ep_buf_close(&body);
+}
+
+/* A message of n distinct metadata keys and n number keys naming none of them. */
+static uint64_t key_work_for(size_t n)
+{
+    ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    ep_buf_t msg = EP_BUF_INIT;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t err;
+    uint64_t work;
+    char key[32];
+
+    lim.max_meta_keys = 1u << 20;
+    ep_buf_append(&msg, SRC, sizeof(SRC) - 1);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "k%07zu", (i * 7919) % n); /* not in order */
+        ep_buf_append(&msg, "\x2a\x0d\x0a\x08", 4);
+        ep_buf_append(&msg, key, 8);
+        ep_buf_append(&msg, "\x12\x01v", 3);
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "z%07zu", i);
+        ep_buf_append(&msg, "\x5a\x08", 2);
+        ep_buf_append(&msg, key, 8);
+    }
+    work = ep__event_key_work();
+    EP_ASSERT_EQ(ep_event_decode_pb_ex(msg.data, msg.len, &lim, &ev, &err), 0);
+    work = ep__event_key_work() - work;
+    EP_ASSERT_EQ(ev->n_meta, n);
+    ep_event_destroy(ev);
+    ep_buf_close(&msg);
+    return work;
+}
+
+/* Key matching grows as n log n (counted comparisons, not time): doubling n about doubles it. */
+static void test_key_matching_is_n_log_n(void)
+{
+    uint64_t w1 = key_work_for(20000), w2 = key_work_for(40000);
+
+    printf("key comparisons: n=20000: %llu, n=40000: %llu (ratio %.2f)\n", (unsigned long long)w1,
+           (unsigned long long)w2, (double)w2 / (double)w1);
+    EP_ASSERT(w1 <= 20000ull * 40); /* (n + n) * (log2 n + 2) at most */
+    EP_ASSERT(w2 * 10 <= w1 * 23);  /* quadratic would be 4x */
+}
+
+/* Packs m and decodes it as a one-message batch; returns the code, err filled. */
+static int decode_one(Diplom__V1__DataMessage *m, ep_parse_err_t *err)
+{
+    size_t len = diplom__v1__data_message__get_packed_size(m);
+    uint8_t *buf = ep_malloc(len + 8);
+    ep_buf_t msg = EP_BUF_INIT, body = EP_BUF_INIT;
+    ep_event_t **evs = NULL, *ev = NULL;
+    size_t n = 0;
+    int rc, rc1;
+
+    diplom__v1__data_message__pack(m, buf);
+    ep_buf_append(&msg, buf, len);
+    as_batch(&msg, &body);
+    rc = ep_event_batch_decode_pb_ex(body.data, body.len, NULL, 100000, &evs, &n, err);
+    rc1 = ep_event_decode_pb(buf, len, &ev); /* the queues' path: the same verdict */
+    EP_ASSERT_EQ(rc1, rc);
+    if (rc == 0) {
+        EP_ASSERT_EQ(n, 1);
+        ep_event_destroy(evs[0]);
+        ep_free(evs);
+        ep_event_destroy(ev);
+    }
+    ep_free(buf);
+    ep_buf_close(&msg);
+    ep_buf_close(&body);
+    return rc;
+}
+
+/* What /enqueue accepted in finding 1, each refused by the shared validation, naming the field. */
+static void test_enqueue_validation_of_finding_1(void)
+{
+    Diplom__V1__DataMessage m = DIPLOM__V1__DATA_MESSAGE__INIT;
+    Diplom__V1__DataMessage__MetadataEntry e[1000], *ep[1000];
+    char keys[1000][8], *big = ep_malloc(100 * 1024 + 1);
+    ep_parse_err_t err;
+
+    m.source = "s";
+    m.event_type = "t";
+    EP_ASSERT_EQ(decode_one(&m, &err), 0);
+
+    m.source = "";
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].source");
+    EP_ASSERT_STR_EQ(err.msg, "is required");
+    m.source = "s";
+
+    for (int i = 0; i < 1000; i++) {
+        Diplom__V1__DataMessage__MetadataEntry init =
+            DIPLOM__V1__DATA_MESSAGE__METADATA_ENTRY__INIT;
+        e[i] = init;
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+        e[i].key = keys[i];
+        e[i].value = "v";
+        ep[i] = &e[i];
+    }
+    m.n_metadata = 1000;
+    m.metadata = ep;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].metadata");
+    EP_ASSERT_STR_EQ(err.msg, "too many metadata entries (at most 64)");
+    m.n_metadata = 64; /* the limit itself is fine */
+    EP_ASSERT_EQ(decode_one(&m, &err), 0);
+    m.n_metadata = 2;
+    e[1].key = "k0"; /* JSON refuses a key given twice; so does protobuf now */
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].metadata.k0");
+    EP_ASSERT_STR_EQ(err.msg, "duplicate metadata key");
+    e[1].key = keys[1];
+    m.n_metadata = 0;
+
+    memset(big, 'a', 100 * 1024);
+    big[100 * 1024] = '\0';
+    m.source = big;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].source");
+    EP_ASSERT_STR_EQ(err.msg, "is longer than 1024 bytes");
+    m.source = "s";
+
+    m.timestamp_ms = -1;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].timestamp");
+    m.timestamp_ms = 0;
+    m.timestamp = -5;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].timestamp");
+    m.timestamp = 0;
+
+    m.attempts = UINT32_MAX;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].attempts");
+    m.attempts = EP_EVENT_MAX_ATTEMPTS;
+    EP_ASSERT_EQ(decode_one(&m, &err), 0);
+    m.attempts = 0;
+
+    /* An absent timestamp becomes the receive time, so that is bounded too (found by fuzz_enqueue).
+     */
+    m.received_us = INT64_MAX;
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].received_us");
+    m.received_us = 0;
+
+    m.event_type = "";
+    EP_ASSERT_EQ(decode_one(&m, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "events[0].data");
+    ep_free(big);
+}
+
+/* 1 MiB of 0a 00 pairs: 524,288 empty messages. Refused while counting past the cap. */
+static void test_batch_of_empty_messages(void)
+{
+    ep_buf_t body = EP_BUF_INIT;
+    ep_event_t **evs = (ep_event_t **)1;
+    ep_parse_err_t err;
+    size_t n = 99;
+
+    for (size_t i = 0; i < (1u << 20) / 2; i++) {
+        ep_buf_append(&body, "\x0a\x00", 2);
+    }
+    EP_ASSERT_EQ(ep_event_batch_decode_pb_ex(body.data, body.len, NULL, 100000, &evs, &n, &err),
+                 EP_E2BIG);
+    EP_ASSERT(evs == NULL && n == 0);
+    EP_ASSERT_STR_EQ(err.msg, "too many events in one batch (at most 100000)");
+    /* Without a cap, the first empty message fails validation; nothing is returned. */
+    EP_ASSERT_EQ(ep_event_batch_decode_pb(body.data, body.len, &evs, &n), EP_EVALIDATE);
+    EP_ASSERT(evs == NULL && n == 0);
+    ep_buf_close(&body);
+}
+
+/* The shared rules, called directly: duplicates found by sorting at any size. */
+static void test_validate_direct(void)
+{
+    ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
+    ep_kv_t meta[100];
+    char keys[100][8];
+    ep_event_draft_t d;
+    ep_parse_err_t err;
+
+    memset(&d, 0, sizeof(d));
+    d.source = (ep_str_t){"s", 1};
+    d.event_type = (ep_str_t){"t", 1};
+    for (int i = 0; i < 100; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%02d", i);
+        meta[i] = (ep_kv_t){{keys[i], 3}, {"1", 1}, EP_VAL_NUMBER};
+    }
+    d.meta = meta;
+    d.n_meta = 100;
+    lim.max_meta_keys = 100;
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), 0);
+    meta[77].key = meta[12].key; /* sorted path (> 8 entries) */
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "metadata.k12");
+    d.n_meta = 5;
+    meta[4].key = meta[1].key; /* pairwise path */
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.msg, "duplicate metadata key");
+    meta[4].key = (ep_str_t){keys[4], 3};
+    meta[2].val = (ep_str_t){"1}{", 3};
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.field, "metadata.k02");
+    d.flags = EP_DRAFT_TEXT_CHECKED; /* the JSON tokenizer vouches for typed values */
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), 0);
+    d.source = (ep_str_t){NULL, 0};
+    EP_ASSERT_EQ(ep_event_validate(&d, &lim, &err), EP_EVALIDATE);
+    EP_ASSERT_STR_EQ(err.msg, "is required");
+}
+
 EP_TEST_LIST = {
+    EP_TEST(test_pathological_body_stops_at_limit),
+    EP_TEST(test_key_matching_is_n_log_n),
+    EP_TEST(test_enqueue_validation_of_finding_1),
+    EP_TEST(test_batch_of_empty_messages),
+    EP_TEST(test_validate_direct),
     EP_TEST(test_protobuf_c_reads_ours),
     EP_TEST(test_wire_details),
     EP_TEST(test_round_trip_single),
