@@ -365,14 +365,44 @@ static void conn_account(conn_t *c)
     }
 }
 
+/* Over the soft limit, memory_limit: no new large request, no reading of large bodies. */
 static int mem_over(const ep_http_server_t *s)
 {
     return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > (int64_t)s->opts.memory_limit;
 }
 
+/* The hard limit: a quarter above the soft one, for the small requests admitted past it. */
+static int64_t mem_hard(const ep_http_server_t *s)
+{
+    return (int64_t)(s->opts.memory_limit + s->opts.memory_limit / 4);
+}
+
+static int mem_over_hard(const ep_http_server_t *s)
+{
+    return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > mem_hard(s);
+}
+
 static void count_kill(ep_http_server_t *s, int kind)
 {
     atomic_fetch_add_explicit(&s->kills[kind], 1, memory_order_relaxed);
+}
+
+/* Stops reading a large body until the server is back under its soft memory limit. */
+static void conn_pause(conn_t *c)
+{
+    if (!c->paused) {
+        c->paused = 1;
+        c->lp->n_paused++;
+        count_kill(c->lp->srv, K_PAUSED);
+    }
+}
+
+static void conn_unpause(conn_t *c)
+{
+    if (c->paused) {
+        c->paused = 0;
+        c->lp->n_paused--;
+    }
 }
 
 /* Frees the buffers an idle connection keeps for its next request. */
@@ -420,6 +450,7 @@ void ep__http_conn_close(conn_t *c)
     ep_http_server_t *s = lp->srv;
 
     ep_assert(c->state != C_WAIT && c->state != C_DEAD);
+    conn_unpause(c);
     close(c->fd);
     if (c->in_request) {
         atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
@@ -663,6 +694,7 @@ static void refuse_now(conn_t *c, int status, const char *msg)
         r->head.method = r->head.path = (char *)"";
         r->head.minor = 1;
     }
+    conn_unpause(c);
     ep_buf_close(&r->body);
     r->close_after = 1;
     refuse(c, status, msg);
@@ -702,13 +734,16 @@ static int shed_cmp(const void *a, const void *b)
 }
 
 /*
- * Over the memory limit: frees the spare buffers of idle connections, then
- * closes the connections that hold the most (an unread answer, the largest
- * unfinished body; a body gets a 503 first) until the server holds at most
- * 7/8 of the limit. Requests waiting for their handler's answer, and self,
- * are left alone. Returns 1 when the server is under the limit afterwards.
- * A pass that could not get under the limit is not repeated for
- * SHED_RETRY_NS, so that refusing requests stays cheap.
+ * Over the soft memory limit: frees the spare buffers of idle connections.
+ * Past the hard limit it then closes the connections that hold the most (an
+ * unread answer, the largest unfinished body; a body gets a 503 first) until
+ * the server holds at most 7/8 of the soft limit; under the hard limit unread
+ * answers are left to HTTP_SEND_TIMEOUT and large bodies are paused instead.
+ * Requests waiting for their handler's answer, and self, are left alone.
+ * Returns 1 when the server is under the soft limit afterwards. A pass that
+ * could not get under it (or under the hard limit) is not repeated for
+ * SHED_RETRY_NS unless the held bytes went past the hard limit since, so that
+ * refusing requests stays cheap.
  */
 static int loop_shed(loop_t *lp, conn_t *self)
 {
@@ -716,10 +751,12 @@ static int loop_shed(loop_t *lp, conn_t *self)
     int64_t limit = (int64_t)s->opts.memory_limit, low = limit - limit / 8;
     int n = 0, closed = 0;
 
-    lp->pressure = 0;
-    if (lp->shed_fail_ns != 0 && lp->now - lp->shed_fail_ns < SHED_RETRY_NS) {
-        return !mem_over(s);
+    /* A failed pass at the soft limit does not hold back one at the hard limit. */
+    if (lp->shed_fail_ns != 0 && lp->now - lp->shed_fail_ns < SHED_RETRY_NS &&
+        (mem_over_hard(s) ? 2 : 1) <= lp->shed_fail_level) {
+        return !mem_over(s); /* pressure stays: a later round tries again */
     }
+    lp->pressure = 0;
     if (lp->shed == NULL) {
         lp->shed = ep_malloc((size_t)lp->max_conns * sizeof(shed_t));
     }
@@ -734,7 +771,7 @@ static int loop_shed(loop_t *lp, conn_t *self)
             lp->shed[n++].c = c;
         }
     }
-    if (atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low) {
+    if (mem_over_hard(s)) {
         qsort(lp->shed, (size_t)n, sizeof(shed_t), shed_cmp);
         for (int i = 0; i < n && atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low;
              i++) {
@@ -751,14 +788,27 @@ static int loop_shed(loop_t *lp, conn_t *self)
         }
     }
     if (closed) {
-        shed_warn(s, lp->now, "over the memory budget: closing the connections that hold the most");
+        shed_warn(s, lp->now,
+                  "over the hard memory limit: closing the connections that hold the most");
     }
     if (mem_over(s)) {
         lp->shed_fail_ns = lp->now;
+        lp->shed_fail_level = mem_over_hard(s) ? 2 : 1;
         return 0;
     }
     lp->shed_fail_ns = 0;
     return 1;
+}
+
+/*
+ * A request whose body may make the server hold much: more than SMALL_BODY
+ * announced, chunked (no announcement), or encoded (a small gzip body may
+ * inflate to the route's maximum in its handler).
+ */
+static int req_may_grow(const ep_http_req_t *r)
+{
+    return r->head.chunked || r->head.content_length > SMALL_BODY ||
+           ep_http_head_field(&r->head, "Content-Encoding") != NULL;
 }
 
 /* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
@@ -811,13 +861,17 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
                (uint64_t)r->head.content_length > r->route->max_body) {
         rc = 413;
         snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
-    } else if (mem_over(s) && !loop_shed(c->lp, c)) {
-        /* New work while the held bytes cannot be brought back under the budget. */
+    } else if (mem_over(s) && !loop_shed(c->lp, c) && (req_may_grow(r) || mem_over_hard(s))) {
+        /*
+         * Over the soft limit: a request whose body may be large is refused
+         * before its body is read (a 503 costs less than the work); small ones
+         * go on up to the hard limit.
+         */
         rc = 503;
         snprintf(msg, sizeof(msg),
                  "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
         count_kill(s, K_REFUSED_MEMORY);
-        shed_warn(s, c->lp->now, "over the memory budget: new requests are answered 503");
+        shed_warn(s, c->lp->now, "over the memory budget: new large requests are answered 503");
     }
     if (rc != 0) {
         if (r->head.content_length > 0 || r->head.chunked) {
@@ -833,6 +887,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         c->body_ns = c->lp->now;
         c->body_got = 0;
         c->body_offer = 16 * 1024;
+        c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
         ep_http_chunked_init(&c->ch);
         if (r->head.expect_continue && c->in_off == c->in_len) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -981,6 +1036,11 @@ static void conn_run(conn_t *c)
             if (body_some(c)) {
                 continue;
             }
+            if (c->big_body && mem_over(s)) {
+                conn_pause(c); /* loop_resume reads on once memory is freed */
+                return;
+            }
+            conn_unpause(c);
             if (!c->chunked && c->rd_pending && c->body_left >= IN_MAX / 2) {
                 if (body_read(c) < 0) {
                     return;
@@ -1323,6 +1383,14 @@ static void conn_check(conn_t *c, int64_t now)
                      o->body_min_rate, o->body_timeout_s);
             refuse_now(c, 408, msg);
             count_kill(s, K_BODY_TIMEOUT);
+        } else if (now - c->rx_ns > idle && c->paused) {
+            /* Not the client's stall: we stopped reading. */
+            snprintf(msg, sizeof(msg),
+                     "the server stayed over its memory budget (HTTP_MEMORY_LIMIT) for %d s while "
+                     "this body waited; retry later",
+                     o->idle_timeout_s);
+            refuse_now(c, 503, msg);
+            count_kill(s, K_SHED);
         } else if (now - c->rx_ns > idle) {
             snprintf(msg, sizeof(msg), "no byte of the request body for %d s (HTTP_IDLE_TIMEOUT)",
                      o->idle_timeout_s);
@@ -1361,6 +1429,33 @@ static void loop_sweep(loop_t *lp)
         }
     }
     lp->last_sweep = lp->now;
+}
+
+/*
+ * Back under the soft memory limit: reads the paused bodies again. Their
+ * bytes may have arrived while they were paused, and an edge-triggered epoll
+ * raises no new edge for those. Each may pause again at once if its reads
+ * take the server over the limit.
+ */
+static void loop_resume(loop_t *lp)
+{
+    int n = 0;
+
+    if (lp->resume == NULL) {
+        lp->resume = ep_malloc((size_t)lp->max_conns * sizeof(conn_t *));
+    }
+    for (conn_t *c = lp->conns; c && n < lp->max_conns; c = c->next) {
+        if (c->paused) {
+            lp->resume[n++] = c;
+        }
+    }
+    /* A connection run here may close others (shedding): all were picked first. */
+    for (int i = 0; i < n; i++) {
+        conn_t *c = lp->resume[i];
+        if (c->paused && c->state == C_BODY && !c->queued) {
+            conn_run(c);
+        }
+    }
 }
 
 void *ep__http_loop_main(void *arg)
@@ -1408,6 +1503,9 @@ void *ep__http_loop_main(void *arg)
         }
         if (lp->pressure) {
             loop_shed(lp, NULL); /* may queue 503 answers: the next round writes them */
+        }
+        if (lp->n_paused > 0 && !mem_over(s)) {
+            loop_resume(lp);
         }
         ep__http_loop_reap(lp);
     }

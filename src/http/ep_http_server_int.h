@@ -34,6 +34,15 @@
 #define SHED_RETRY_NS                                                                              \
     INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
 #define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+/*
+ * Over the soft memory budget (memory_limit), a request whose body may be
+ * larger than this (Content-Length above it, chunked, or any Content-Encoding,
+ * which may inflate a few hundred bytes to the route's maximum) is refused
+ * with 503 before its body is read, and a body above it that is being
+ * received stops being read. Smaller requests go on, up to the hard limit.
+ * 64 KiB: IN_MAX, what one connection's input buffer holds anyway.
+ */
+#define SMALL_BODY IN_MAX
 #define WARN_EVERY_NS                                                                              \
     INT64_C(10000000000) /* shedding and eviction warnings, at most this often                     \
                           */
@@ -86,6 +95,7 @@ enum {
     K_PER_CLIENT,     /* new connection refused: HTTP_MAX_CONNECTIONS_PER_CLIENT */
     K_SHED,           /* closed (or answered 503) to get back under HTTP_MEMORY_LIMIT */
     K_REFUSED_MEMORY, /* new request answered 503: over HTTP_MEMORY_LIMIT */
+    K_PAUSED,         /* a large body stopped being read: over HTTP_MEMORY_LIMIT */
     K_N
 };
 
@@ -109,6 +119,8 @@ struct conn_s {
     int in_request; /* counted in in_flight */
     int rd_pending; /* the socket may hold unread bytes */
     int hup;        /* the peer shut down or reset */
+    int big_body;   /* the body may exceed SMALL_BODY: not read over the soft memory limit */
+    int paused;     /* big_body not read for now (counted in lp->n_paused) */
     /* Deadlines (checked by the loop's sweep), from lp->now. */
     int64_t idle_ns;   /* accepted, or last answer written: idle since */
     int64_t head_ns;   /* first byte of the current head; 0 = none yet */
@@ -150,8 +162,11 @@ struct loop_s {
     conn_t *conns;
     int n_conns, max_conns;
     int accept_paused;
-    int pressure; /* held bytes went over the memory limit this round: shed */
+    int pressure;    /* held bytes went over the memory limit this round: shed */
+    int n_paused;    /* connections whose body is not read for now (conn_t.paused) */
+    conn_t **resume; /* scratch array of loop_resume, max_conns entries */
     int64_t now, last_sweep, resume_accept, shed_fail_ns;
+    int shed_fail_level; /* the last failed pass ended over the soft (1) or hard (2) limit */
     conn_t *dead;        /* closed this round, freed at its end (events may still name them) */
     struct shed_s *shed; /* scratch array of the shedding pass, max_conns entries */
     int listen_marker, wake_marker; /* epoll data for the two fds */
