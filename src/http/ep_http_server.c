@@ -28,11 +28,20 @@
  *    and close. An answer without write progress for send_timeout_s: closed.
  *  - Memory: each connection accounts its buffers and its unwritten answer in
  *    srv->mem_held (an atomic add when a buffer changes size, two per small
- *    request). Past memory_limit the loop frees idle connections' spare
- *    buffers, then closes the connections holding the most (an unfinished body
- *    gets a 503 first) until 7/8 of the limit; a new request that finds the
- *    server over the limit after that gets 503 with Retry-After. Bodies grow
- *    with what arrives, never with what Content-Length announces.
+ *    request). memory_limit is a soft limit: past it the loop frees idle
+ *    connections' spare buffers; a new request whose body may be large
+ *    (Content-Length over SMALL_BODY, chunked, any Content-Encoding) gets 503
+ *    with Retry-After before its body is read, so expensive work costs a
+ *    refusal, not a handler run; and a large body being received is paused
+ *    (no recv) until the server is back under the limit, when the loop reads it
+ *    again itself (edge-triggered: bytes that arrived meanwhile raise no new
+ *    edge). Paused bodies keep their deadlines and stay evictable; one paused
+ *    for idle_timeout_s gets 503. Small requests go on up to the hard limit, a
+ *    quarter above; unread answers under it end by send_timeout_s. Past the
+ *    hard limit the loop closes the connections holding the most (an
+ *    unfinished body gets a 503 first) until 7/8 of the soft limit, and any
+ *    new request that still finds it over gets 503. Bodies grow with what
+ *    arrives, never with what Content-Length announces.
  *  - Connections: at the cap, the connection that has kept us waiting longest
  *    (lingering, idle keep-alive, slowest head or body) is closed for the new
  *    one, with up to EVICT_BATCH others waiting a second or more. Per client
