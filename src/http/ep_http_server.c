@@ -453,12 +453,33 @@ static void conn_free_buffers(conn_t *c)
     r->resp_len = 0;
 }
 
+/* Out of the loop's list of deferred heavy requests (it leaves C_DEFER). */
+static void defer_unlink(conn_t *c)
+{
+    loop_t *lp = c->lp;
+
+    if (c->dprev) {
+        c->dprev->dnext = c->dnext;
+    } else {
+        lp->defer = c->dnext;
+    }
+    if (c->dnext) {
+        c->dnext->dprev = c->dprev;
+    } else {
+        lp->defer_tail = c->dprev;
+    }
+    c->dprev = c->dnext = NULL;
+}
+
 void ep__http_conn_close(conn_t *c)
 {
     loop_t *lp = c->lp;
     ep_http_server_t *s = lp->srv;
 
     ep_assert(c->state != C_WAIT && c->state != C_DEAD);
+    if (c->state == C_DEFER) {
+        defer_unlink(c);
+    }
     conn_unpause(c);
     close(c->fd);
     if (c->in_request) {
@@ -655,15 +676,48 @@ static void refuse(conn_t *c, int status, const char *msg)
     lp->running = NULL;
 }
 
+/*
+ * A complete request goes to its handler. A heavy one (c->heavy) is timed: once
+ * this round's heavy requests took HEAVY_ROUND_NS, the next ones wait for a
+ * later round (C_DEFER), so the small requests of other connections are served
+ * in between. A heavy request that finds the server over its memory budget by
+ * the time it would run is refused (its answer could be as large as its work).
+ */
 static void dispatch(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
     loop_t *lp = c->lp;
+    int64_t t0 = 0;
 
+    if (c->heavy) {
+        if (lp->heavy_ns >= HEAVY_ROUND_NS) {
+            c->state = C_DEFER;
+            c->dnext = NULL;
+            c->dprev = lp->defer_tail;
+            if (lp->defer_tail) {
+                lp->defer_tail->dnext = c;
+            } else {
+                lp->defer = c;
+            }
+            lp->defer_tail = c;
+            count_kill(lp->srv, K_DEFERRED);
+            return;
+        }
+        if (mem_over(lp->srv)) {
+            r->close_after = 1;
+            count_kill(lp->srv, K_REFUSED_MEMORY);
+            refuse(c, 503, "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
+            return;
+        }
+        t0 = ep_time_mono_ns();
+    }
     c->state = C_WAIT;
     lp->running = r;
     r->route->handler(r->route->arg, r);
     lp->running = NULL;
+    if (t0 != 0) {
+        lp->heavy_ns += ep_time_mono_ns() - t0; /* c may be answered and gone: use lp */
+    }
 }
 
 /* A request begins: its per-request state is reset and it counts as in flight. */
@@ -889,6 +943,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         refuse(c, rc, msg);
         return;
     }
+    c->heavy = req_may_grow(r);
     if (r->head.chunked || r->head.content_length > 0) {
         c->state = C_BODY;
         c->chunked = r->head.chunked;
@@ -1080,6 +1135,7 @@ static void conn_run(conn_t *c)
             }
             return;
         case C_DEAD:
+        case C_DEFER: /* loop_deferred runs it */
             return;
         }
         /* C_HEAD or C_BODY wanting more bytes. */
@@ -1467,6 +1523,21 @@ static void loop_resume(loop_t *lp)
     }
 }
 
+/*
+ * Runs the heavy requests deferred by earlier rounds, oldest first, while this
+ * round's heavy budget lasts; the rest wait on (epoll is polled, not waited
+ * on, while any wait).
+ */
+static void loop_deferred(loop_t *lp)
+{
+    while (lp->defer && lp->heavy_ns < HEAVY_ROUND_NS) {
+        conn_t *c = lp->defer;
+        defer_unlink(c);
+        dispatch(c);
+        conn_run(c);
+    }
+}
+
 void *ep__http_loop_main(void *arg)
 {
     loop_t *lp = arg;
@@ -1486,7 +1557,7 @@ void *ep__http_loop_main(void *arg)
         loop_answers(lp);
         loop_flush(lp);
         atomic_store(&lp->sleeping, 1);
-        if (atomic_load(&lp->resumes) != seen || lp->local || lp->wq) {
+        if (atomic_load(&lp->resumes) != seen || lp->local || lp->wq || lp->defer) {
             timeout = 0;
         } else {
             timeout = lp->n_conns > 0 || lp->accept_paused ? (int)(SWEEP_NS / 1000000) : -1;
@@ -1494,6 +1565,7 @@ void *ep__http_loop_main(void *arg)
         n = epoll_wait(lp->epfd, ev, EPOLL_BATCH, timeout);
         atomic_store(&lp->sleeping, 0);
         lp->now = ep_time_mono_ns();
+        lp->heavy_ns = 0;
         for (int i = 0; i < n; i++) {
             void *p = ev[i].data.ptr;
             if (p == &lp->listen_marker) {
@@ -1506,6 +1578,7 @@ void *ep__http_loop_main(void *arg)
                 conn_event(p, ev[i].events);
             }
         }
+        loop_deferred(lp);
         loop_flush(lp);
         if (lp->now - lp->last_sweep >= SWEEP_NS) {
             loop_sweep(lp);

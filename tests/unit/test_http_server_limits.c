@@ -631,6 +631,112 @@ static void test_send_timeout(void)
     ep_http_server_destroy(s);
 }
 
+/*
+ * Heavy work is spread over rounds: handlers that spin longer than the loop's
+ * heavy budget, one per connection, all ready in the same round behind a
+ * request that holds the loop (the gate). Ready in the same round, the heavy
+ * requests came first and a small request last; without the budget the small
+ * one ran after all of them. With it, it runs after at most one.
+ */
+static atomic_int gate_open, gate_running, heavy_seq, small_seq;
+
+static void spin_ms(int ms)
+{
+    int64_t end = ep_time_mono_ns() + (int64_t)ms * 1000000;
+
+    while (ep_time_mono_ns() < end) {
+    }
+}
+
+static void on_heavy(void *arg, ep_http_req_t *req)
+{
+    (void)arg;
+    if (strcmp(ep_http_req_path(req), "/gate") == 0) {
+        atomic_store(&gate_running, 1);
+        while (!atomic_load(&gate_open)) {
+            ep_time_sleep_ms(1);
+        }
+    } else {
+        spin_ms(30); /* more than HEAVY_ROUND_NS */
+    }
+    atomic_fetch_add(&heavy_seq, 1);
+    ep_http_respond(req, 200, "text/plain", "h", 1);
+}
+
+static void on_small(void *arg, ep_http_req_t *req)
+{
+    (void)arg;
+    atomic_store(&small_seq, atomic_fetch_add(&heavy_seq, 1) + 1);
+    ep_http_respond(req, 200, "text/plain", "s", 1);
+}
+
+static void test_heavy_requests_spread_over_rounds(void)
+{
+    enum { N_HEAVY = 5 };
+    ep_http_server_opts_t o = {.idle_timeout_s = 60, .max_body = 1024};
+    ep_http_server_t *s;
+    const char *heavy = "POST /heavy HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+                        "Content-Length: 1\r\n\r\nx";
+    int gate, fds[N_HEAVY], small, port;
+    int64_t deadline = ep_time_mono_ns() + 30 * SEC;
+    ep_http_server_stats_t st;
+    ep_buf_t b = EP_BUF_INIT;
+    char err[256];
+
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_running, 0);
+    atomic_store(&heavy_seq, 0);
+    atomic_store(&small_seq, 0);
+    o.name = "test";
+    o.bind_addr = "127.0.0.1";
+    o.threads = 1;
+    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+    ep_http_server_route(s, EP_HTTP_POST, "/gate", on_heavy, NULL);
+    ep_http_server_route(s, EP_HTTP_POST, "/heavy", on_heavy, NULL);
+    ep_http_server_route(s, EP_HTTP_GET, "/small", on_small, NULL);
+    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+    port = ep_http_server_port(s);
+    gate = conn(port);
+    for (int i = 0; i < N_HEAVY; i++) {
+        fds[i] = conn(port);
+    }
+    small = conn(port);
+    do { /* every connection accepted before the gate holds the loop */
+        ep_time_sleep_ms(10);
+        stats(s, &st);
+    } while (st.connections < N_HEAVY + 2 && ep_time_mono_ns() < deadline);
+    EP_ASSERT_EQ(st.connections, N_HEAVY + 2);
+    send_str(gate, "POST /gate HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+                   "Content-Length: 1\r\n\r\nx");
+    while (!atomic_load(&gate_running) && ep_time_mono_ns() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT(atomic_load(&gate_running));
+    for (int i = 0; i < N_HEAVY; i++) {
+        send_str(fds[i], heavy);
+    }
+    send_str(small, "GET /small HTTP/1.1\r\nHost: t\r\n\r\n");
+    ep_time_sleep_ms(50); /* into the sockets before the loop's next epoll_wait */
+    atomic_store(&gate_open, 1);
+    EP_ASSERT(read_answer(small, &b, 1));
+    for (int i = 0; i < N_HEAVY; i++) {
+        EP_ASSERT(read_answer(fds[i], &b, 1));
+        EP_ASSERT(strstr(b.data, "200 OK") != NULL);
+    }
+    EP_ASSERT(read_answer(gate, &b, 1));
+    /* The gate is 1; the small request ran at most one heavy one after it. */
+    EP_ASSERT(atomic_load(&small_seq) <= 3);
+    stats(s, &st);
+    EP_ASSERT(st.deferred_heavy >= N_HEAVY - 2);
+    for (int i = 0; i < N_HEAVY; i++) {
+        close(fds[i]);
+    }
+    close(gate);
+    close(small);
+    ep_buf_close(&b);
+    ep_http_server_destroy(s);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_trickled_head_gets_408),
     EP_TEST(test_trickled_body_hits_min_rate),
@@ -643,6 +749,7 @@ EP_TEST_LIST = {
     EP_TEST(test_send_timeout),
     EP_TEST(test_over_soft_limit_refuses_large_requests),
     EP_TEST(test_large_body_paused_then_resumed),
+    EP_TEST(test_heavy_requests_spread_over_rounds),
     EP_TEST_END,
 };
 EP_TEST_MAIN()
