@@ -28,11 +28,20 @@
  *    and close. An answer without write progress for send_timeout_s: closed.
  *  - Memory: each connection accounts its buffers and its unwritten answer in
  *    srv->mem_held (an atomic add when a buffer changes size, two per small
- *    request). Past memory_limit the loop frees idle connections' spare
- *    buffers, then closes the connections holding the most (an unfinished body
- *    gets a 503 first) until 7/8 of the limit; a new request that finds the
- *    server over the limit after that gets 503 with Retry-After. Bodies grow
- *    with what arrives, never with what Content-Length announces.
+ *    request). memory_limit is a soft limit: past it the loop frees idle
+ *    connections' spare buffers; a new request whose body may be large
+ *    (Content-Length over SMALL_BODY, chunked, any Content-Encoding) gets 503
+ *    with Retry-After before its body is read, so expensive work costs a
+ *    refusal, not a handler run; and a large body being received is paused
+ *    (no recv) until the server is back under the limit, when the loop reads it
+ *    again itself (edge-triggered: bytes that arrived meanwhile raise no new
+ *    edge). Paused bodies keep their deadlines and stay evictable; one paused
+ *    for idle_timeout_s gets 503. Small requests go on up to the hard limit, a
+ *    quarter above; unread answers under it end by send_timeout_s. Past the
+ *    hard limit the loop closes the connections holding the most (an
+ *    unfinished body gets a 503 first) until 7/8 of the soft limit, and any
+ *    new request that still finds it over gets 503. Bodies grow with what
+ *    arrives, never with what Content-Length announces.
  *  - Connections: at the cap, the connection that has kept us waiting longest
  *    (lingering, idle keep-alive, slowest head or body) is closed for the new
  *    one, with up to EVICT_BATCH others waiting a second or more. Per client
@@ -365,14 +374,44 @@ static void conn_account(conn_t *c)
     }
 }
 
+/* Over the soft limit, memory_limit: no new large request, no reading of large bodies. */
 static int mem_over(const ep_http_server_t *s)
 {
     return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > (int64_t)s->opts.memory_limit;
 }
 
+/* The hard limit: a quarter above the soft one, for the small requests admitted past it. */
+static int64_t mem_hard(const ep_http_server_t *s)
+{
+    return (int64_t)(s->opts.memory_limit + s->opts.memory_limit / 4);
+}
+
+static int mem_over_hard(const ep_http_server_t *s)
+{
+    return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > mem_hard(s);
+}
+
 static void count_kill(ep_http_server_t *s, int kind)
 {
     atomic_fetch_add_explicit(&s->kills[kind], 1, memory_order_relaxed);
+}
+
+/* Stops reading a large body until the server is back under its soft memory limit. */
+static void conn_pause(conn_t *c)
+{
+    if (!c->paused) {
+        c->paused = 1;
+        c->lp->n_paused++;
+        count_kill(c->lp->srv, K_PAUSED);
+    }
+}
+
+static void conn_unpause(conn_t *c)
+{
+    if (c->paused) {
+        c->paused = 0;
+        c->lp->n_paused--;
+    }
 }
 
 /* Frees the buffers an idle connection keeps for its next request. */
@@ -414,12 +453,34 @@ static void conn_free_buffers(conn_t *c)
     r->resp_len = 0;
 }
 
+/* Out of the loop's list of deferred heavy requests (it leaves C_DEFER). */
+static void defer_unlink(conn_t *c)
+{
+    loop_t *lp = c->lp;
+
+    if (c->dprev) {
+        c->dprev->dnext = c->dnext;
+    } else {
+        lp->defer = c->dnext;
+    }
+    if (c->dnext) {
+        c->dnext->dprev = c->dprev;
+    } else {
+        lp->defer_tail = c->dprev;
+    }
+    c->dprev = c->dnext = NULL;
+}
+
 void ep__http_conn_close(conn_t *c)
 {
     loop_t *lp = c->lp;
     ep_http_server_t *s = lp->srv;
 
     ep_assert(c->state != C_WAIT && c->state != C_DEAD);
+    if (c->state == C_DEFER) {
+        defer_unlink(c);
+    }
+    conn_unpause(c);
     close(c->fd);
     if (c->in_request) {
         atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
@@ -615,15 +676,48 @@ static void refuse(conn_t *c, int status, const char *msg)
     lp->running = NULL;
 }
 
+/*
+ * A complete request goes to its handler. A heavy one (c->heavy) is timed: once
+ * this round's heavy requests took HEAVY_ROUND_NS, the next ones wait for a
+ * later round (C_DEFER), so the small requests of other connections are served
+ * in between. A heavy request that finds the server over its memory budget by
+ * the time it would run is refused (its answer could be as large as its work).
+ */
 static void dispatch(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
     loop_t *lp = c->lp;
+    int64_t t0 = 0;
 
+    if (c->heavy) {
+        if (lp->heavy_ns >= HEAVY_ROUND_NS) {
+            c->state = C_DEFER;
+            c->dnext = NULL;
+            c->dprev = lp->defer_tail;
+            if (lp->defer_tail) {
+                lp->defer_tail->dnext = c;
+            } else {
+                lp->defer = c;
+            }
+            lp->defer_tail = c;
+            count_kill(lp->srv, K_DEFERRED);
+            return;
+        }
+        if (mem_over(lp->srv)) {
+            r->close_after = 1;
+            count_kill(lp->srv, K_REFUSED_MEMORY);
+            refuse(c, 503, "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
+            return;
+        }
+        t0 = ep_time_mono_ns();
+    }
     c->state = C_WAIT;
     lp->running = r;
     r->route->handler(r->route->arg, r);
     lp->running = NULL;
+    if (t0 != 0) {
+        lp->heavy_ns += ep_time_mono_ns() - t0; /* c may be answered and gone: use lp */
+    }
 }
 
 /* A request begins: its per-request state is reset and it counts as in flight. */
@@ -663,6 +757,7 @@ static void refuse_now(conn_t *c, int status, const char *msg)
         r->head.method = r->head.path = (char *)"";
         r->head.minor = 1;
     }
+    conn_unpause(c);
     ep_buf_close(&r->body);
     r->close_after = 1;
     refuse(c, status, msg);
@@ -702,13 +797,16 @@ static int shed_cmp(const void *a, const void *b)
 }
 
 /*
- * Over the memory limit: frees the spare buffers of idle connections, then
- * closes the connections that hold the most (an unread answer, the largest
- * unfinished body; a body gets a 503 first) until the server holds at most
- * 7/8 of the limit. Requests waiting for their handler's answer, and self,
- * are left alone. Returns 1 when the server is under the limit afterwards.
- * A pass that could not get under the limit is not repeated for
- * SHED_RETRY_NS, so that refusing requests stays cheap.
+ * Over the soft memory limit: frees the spare buffers of idle connections.
+ * Past the hard limit it then closes the connections that hold the most (an
+ * unread answer, the largest unfinished body; a body gets a 503 first) until
+ * the server holds at most 7/8 of the soft limit; under the hard limit unread
+ * answers are left to HTTP_SEND_TIMEOUT and large bodies are paused instead.
+ * Requests waiting for their handler's answer, and self, are left alone.
+ * Returns 1 when the server is under the soft limit afterwards. A pass that
+ * could not get under it (or under the hard limit) is not repeated for
+ * SHED_RETRY_NS unless the held bytes went past the hard limit since, so that
+ * refusing requests stays cheap.
  */
 static int loop_shed(loop_t *lp, conn_t *self)
 {
@@ -716,10 +814,12 @@ static int loop_shed(loop_t *lp, conn_t *self)
     int64_t limit = (int64_t)s->opts.memory_limit, low = limit - limit / 8;
     int n = 0, closed = 0;
 
-    lp->pressure = 0;
-    if (lp->shed_fail_ns != 0 && lp->now - lp->shed_fail_ns < SHED_RETRY_NS) {
-        return !mem_over(s);
+    /* A failed pass at the soft limit does not hold back one at the hard limit. */
+    if (lp->shed_fail_ns != 0 && lp->now - lp->shed_fail_ns < SHED_RETRY_NS &&
+        (mem_over_hard(s) ? 2 : 1) <= lp->shed_fail_level) {
+        return !mem_over(s); /* pressure stays: a later round tries again */
     }
+    lp->pressure = 0;
     if (lp->shed == NULL) {
         lp->shed = ep_malloc((size_t)lp->max_conns * sizeof(shed_t));
     }
@@ -734,7 +834,7 @@ static int loop_shed(loop_t *lp, conn_t *self)
             lp->shed[n++].c = c;
         }
     }
-    if (atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low) {
+    if (mem_over_hard(s)) {
         qsort(lp->shed, (size_t)n, sizeof(shed_t), shed_cmp);
         for (int i = 0; i < n && atomic_load_explicit(&s->mem_held, memory_order_relaxed) > low;
              i++) {
@@ -751,14 +851,27 @@ static int loop_shed(loop_t *lp, conn_t *self)
         }
     }
     if (closed) {
-        shed_warn(s, lp->now, "over the memory budget: closing the connections that hold the most");
+        shed_warn(s, lp->now,
+                  "over the hard memory limit: closing the connections that hold the most");
     }
     if (mem_over(s)) {
         lp->shed_fail_ns = lp->now;
+        lp->shed_fail_level = mem_over_hard(s) ? 2 : 1;
         return 0;
     }
     lp->shed_fail_ns = 0;
     return 1;
+}
+
+/*
+ * A request whose body may make the server hold much: more than SMALL_BODY
+ * announced, chunked (no announcement), or encoded (a small gzip body may
+ * inflate to the route's maximum in its handler).
+ */
+static int req_may_grow(const ep_http_req_t *r)
+{
+    return r->head.chunked || r->head.content_length > SMALL_BODY ||
+           ep_http_head_field(&r->head, "Content-Encoding") != NULL;
 }
 
 /* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
@@ -811,13 +924,17 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
                (uint64_t)r->head.content_length > r->route->max_body) {
         rc = 413;
         snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
-    } else if (mem_over(s) && !loop_shed(c->lp, c)) {
-        /* New work while the held bytes cannot be brought back under the budget. */
+    } else if (mem_over(s) && !loop_shed(c->lp, c) && (req_may_grow(r) || mem_over_hard(s))) {
+        /*
+         * Over the soft limit: a request whose body may be large is refused
+         * before its body is read (a 503 costs less than the work); small ones
+         * go on up to the hard limit.
+         */
         rc = 503;
         snprintf(msg, sizeof(msg),
                  "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
         count_kill(s, K_REFUSED_MEMORY);
-        shed_warn(s, c->lp->now, "over the memory budget: new requests are answered 503");
+        shed_warn(s, c->lp->now, "over the memory budget: new large requests are answered 503");
     }
     if (rc != 0) {
         if (r->head.content_length > 0 || r->head.chunked) {
@@ -826,6 +943,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         refuse(c, rc, msg);
         return;
     }
+    c->heavy = req_may_grow(r);
     if (r->head.chunked || r->head.content_length > 0) {
         c->state = C_BODY;
         c->chunked = r->head.chunked;
@@ -833,6 +951,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
         c->body_ns = c->lp->now;
         c->body_got = 0;
         c->body_offer = 16 * 1024;
+        c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
         ep_http_chunked_init(&c->ch);
         if (r->head.expect_continue && c->in_off == c->in_len) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -981,6 +1100,11 @@ static void conn_run(conn_t *c)
             if (body_some(c)) {
                 continue;
             }
+            if (c->big_body && mem_over(s)) {
+                conn_pause(c); /* loop_resume reads on once memory is freed */
+                return;
+            }
+            conn_unpause(c);
             if (!c->chunked && c->rd_pending && c->body_left >= IN_MAX / 2) {
                 if (body_read(c) < 0) {
                     return;
@@ -1011,6 +1135,7 @@ static void conn_run(conn_t *c)
             }
             return;
         case C_DEAD:
+        case C_DEFER: /* loop_deferred runs it */
             return;
         }
         /* C_HEAD or C_BODY wanting more bytes. */
@@ -1323,6 +1448,14 @@ static void conn_check(conn_t *c, int64_t now)
                      o->body_min_rate, o->body_timeout_s);
             refuse_now(c, 408, msg);
             count_kill(s, K_BODY_TIMEOUT);
+        } else if (now - c->rx_ns > idle && c->paused) {
+            /* Not the client's stall: we stopped reading. */
+            snprintf(msg, sizeof(msg),
+                     "the server stayed over its memory budget (HTTP_MEMORY_LIMIT) for %d s while "
+                     "this body waited; retry later",
+                     o->idle_timeout_s);
+            refuse_now(c, 503, msg);
+            count_kill(s, K_SHED);
         } else if (now - c->rx_ns > idle) {
             snprintf(msg, sizeof(msg), "no byte of the request body for %d s (HTTP_IDLE_TIMEOUT)",
                      o->idle_timeout_s);
@@ -1363,6 +1496,48 @@ static void loop_sweep(loop_t *lp)
     lp->last_sweep = lp->now;
 }
 
+/*
+ * Back under the soft memory limit: reads the paused bodies again. Their
+ * bytes may have arrived while they were paused, and an edge-triggered epoll
+ * raises no new edge for those. Each may pause again at once if its reads
+ * take the server over the limit.
+ */
+static void loop_resume(loop_t *lp)
+{
+    int n = 0;
+
+    if (lp->resume == NULL) {
+        lp->resume = ep_malloc((size_t)lp->max_conns * sizeof(conn_t *));
+    }
+    for (conn_t *c = lp->conns; c && n < lp->max_conns; c = c->next) {
+        if (c->paused) {
+            lp->resume[n++] = c;
+        }
+    }
+    /* A connection run here may close others (shedding): all were picked first. */
+    for (int i = 0; i < n; i++) {
+        conn_t *c = lp->resume[i];
+        if (c->paused && c->state == C_BODY && !c->queued) {
+            conn_run(c);
+        }
+    }
+}
+
+/*
+ * Runs the heavy requests deferred by earlier rounds, oldest first, while this
+ * round's heavy budget lasts; the rest wait on (epoll is polled, not waited
+ * on, while any wait).
+ */
+static void loop_deferred(loop_t *lp)
+{
+    while (lp->defer && lp->heavy_ns < HEAVY_ROUND_NS) {
+        conn_t *c = lp->defer;
+        defer_unlink(c);
+        dispatch(c);
+        conn_run(c);
+    }
+}
+
 void *ep__http_loop_main(void *arg)
 {
     loop_t *lp = arg;
@@ -1382,7 +1557,7 @@ void *ep__http_loop_main(void *arg)
         loop_answers(lp);
         loop_flush(lp);
         atomic_store(&lp->sleeping, 1);
-        if (atomic_load(&lp->resumes) != seen || lp->local || lp->wq) {
+        if (atomic_load(&lp->resumes) != seen || lp->local || lp->wq || lp->defer) {
             timeout = 0;
         } else {
             timeout = lp->n_conns > 0 || lp->accept_paused ? (int)(SWEEP_NS / 1000000) : -1;
@@ -1390,6 +1565,7 @@ void *ep__http_loop_main(void *arg)
         n = epoll_wait(lp->epfd, ev, EPOLL_BATCH, timeout);
         atomic_store(&lp->sleeping, 0);
         lp->now = ep_time_mono_ns();
+        lp->heavy_ns = 0;
         for (int i = 0; i < n; i++) {
             void *p = ev[i].data.ptr;
             if (p == &lp->listen_marker) {
@@ -1402,12 +1578,16 @@ void *ep__http_loop_main(void *arg)
                 conn_event(p, ev[i].events);
             }
         }
+        loop_deferred(lp);
         loop_flush(lp);
         if (lp->now - lp->last_sweep >= SWEEP_NS) {
             loop_sweep(lp);
         }
         if (lp->pressure) {
             loop_shed(lp, NULL); /* may queue 503 answers: the next round writes them */
+        }
+        if (lp->n_paused > 0 && !mem_over(s)) {
+            loop_resume(lp);
         }
         ep__http_loop_reap(lp);
     }

@@ -72,6 +72,8 @@ typedef struct ep_http_server_stats_s {
     uint64_t refused_per_client;    /* new connections over max_conns_per_client (503) */
     uint64_t shed_memory;           /* closed or answered 503 to get under memory_limit */
     uint64_t refused_memory;        /* new requests answered 503 over memory_limit */
+    uint64_t paused_memory;         /* large bodies whose reading stopped over memory_limit */
+    uint64_t deferred_heavy;        /* heavy requests that waited for a later loop round */
 } ep_http_server_stats_t;
 
 /** Creates a server (not listening yet). Returns 0 or EP_E*. opts is copied. */

@@ -332,6 +332,8 @@ void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
     st->refused_per_client = atomic_load_explicit(&s->kills[K_PER_CLIENT], memory_order_relaxed);
     st->shed_memory = atomic_load_explicit(&s->kills[K_SHED], memory_order_relaxed);
     st->refused_memory = atomic_load_explicit(&s->kills[K_REFUSED_MEMORY], memory_order_relaxed);
+    st->paused_memory = atomic_load_explicit(&s->kills[K_PAUSED], memory_order_relaxed);
+    st->deferred_heavy = atomic_load_explicit(&s->kills[K_DEFERRED], memory_order_relaxed);
 }
 
 void ep_http_server_destroy(ep_http_server_t *s)
@@ -366,6 +368,7 @@ void ep_http_server_destroy(ep_http_server_t *s)
         }
         ep__http_loop_reap(lp);
         ep_free(lp->shed);
+        ep_free(lp->resume);
         if (lp->epfd >= 0) {
             close(lp->epfd);
         }

@@ -34,6 +34,22 @@
 #define SHED_RETRY_NS                                                                              \
     INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
 #define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+/*
+ * Over the soft memory budget (memory_limit), a request whose body may be
+ * larger than this (Content-Length above it, chunked, or any Content-Encoding,
+ * which may inflate a few hundred bytes to the route's maximum) is refused
+ * with 503 before its body is read, and a body above it that is being
+ * received stops being read. Smaller requests go on, up to the hard limit.
+ * 64 KiB: IN_MAX, what one connection's input buffer holds anyway.
+ */
+#define SMALL_BODY IN_MAX
+/*
+ * Handler time a loop gives heavy requests (those of req_may_grow: a large,
+ * chunked or encoded body) per round. Past it, further heavy requests wait for
+ * the next round, after the events that came meanwhile: small requests are
+ * never stuck behind more than this much heavy work (plus one handler).
+ */
+#define HEAVY_ROUND_NS INT64_C(20000000)
 #define WARN_EVERY_NS                                                                              \
     INT64_C(10000000000) /* shedding and eviction warnings, at most this often                     \
                           */
@@ -72,7 +88,8 @@ struct ep_http_req_s {
     ep_http_req_t *next; /* in a loop's list of answered requests */
 };
 
-enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD };
+/* C_DEFER: a complete heavy request waiting for a later round (loop_deferred). */
+enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD, C_DEFER };
 
 /* Why connections were closed or refused by a limit (ep_http_server_stats). */
 enum {
@@ -86,6 +103,8 @@ enum {
     K_PER_CLIENT,     /* new connection refused: HTTP_MAX_CONNECTIONS_PER_CLIENT */
     K_SHED,           /* closed (or answered 503) to get back under HTTP_MEMORY_LIMIT */
     K_REFUSED_MEMORY, /* new request answered 503: over HTTP_MEMORY_LIMIT */
+    K_PAUSED,         /* a large body stopped being read: over HTTP_MEMORY_LIMIT */
+    K_DEFERRED,       /* a heavy request waited for a later round (HEAVY_ROUND_NS) */
     K_N
 };
 
@@ -109,6 +128,9 @@ struct conn_s {
     int in_request; /* counted in in_flight */
     int rd_pending; /* the socket may hold unread bytes */
     int hup;        /* the peer shut down or reset */
+    int big_body;   /* the body may exceed SMALL_BODY: not read over the soft memory limit */
+    int paused;     /* big_body not read for now (counted in lp->n_paused) */
+    int heavy;      /* the request's body may be large or encoded (req_may_grow) */
     /* Deadlines (checked by the loop's sweep), from lp->now. */
     int64_t idle_ns;   /* accepted, or last answer written: idle since */
     int64_t head_ns;   /* first byte of the current head; 0 = none yet */
@@ -121,8 +143,9 @@ struct conn_s {
     size_t body_offer; /* room offered to a body recv; doubles while recvs fill it */
     uint8_t peer[16];  /* client address, counted in srv->peers */
     int has_peer;
-    int queued;    /* in the loop's write queue */
-    conn_t *wnext; /* next in the write queue */
+    int queued;            /* in the loop's write queue */
+    conn_t *wnext;         /* next in the write queue */
+    conn_t *dprev, *dnext; /* in the loop's list of deferred heavy requests (C_DEFER) */
     conn_t *prev, *next;
 };
 
@@ -150,8 +173,13 @@ struct loop_s {
     conn_t *conns;
     int n_conns, max_conns;
     int accept_paused;
-    int pressure; /* held bytes went over the memory limit this round: shed */
+    int pressure;               /* held bytes went over the memory limit this round: shed */
+    int n_paused;               /* connections whose body is not read for now (conn_t.paused) */
+    int64_t heavy_ns;           /* handler time of heavy requests this round */
+    conn_t *defer, *defer_tail; /* heavy requests waiting for a later round, oldest first */
+    conn_t **resume;            /* scratch array of loop_resume, max_conns entries */
     int64_t now, last_sweep, resume_accept, shed_fail_ns;
+    int shed_fail_level; /* the last failed pass ended over the soft (1) or hard (2) limit */
     conn_t *dead;        /* closed this round, freed at its end (events may still name them) */
     struct shed_s *shed; /* scratch array of the shedding pass, max_conns entries */
     int listen_marker, wake_marker; /* epoll data for the two fds */

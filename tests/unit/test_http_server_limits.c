@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -53,6 +54,16 @@ static void on_big(void *arg, ep_http_req_t *req)
     atomic_fetch_add(&big_answered, 1);
 }
 
+/* Answers the body's length in decimal (an upload larger than the answer budget). */
+static void on_count(void *arg, ep_http_req_t *req)
+{
+    char n[32];
+
+    (void)arg;
+    snprintf(n, sizeof(n), "%zu", ep_http_req_body_len(req));
+    ep_http_respond(req, 200, "text/plain", n, strlen(n));
+}
+
 /* Starts a one-loop server on 127.0.0.1 with o's limits (name, address and port set here). */
 static ep_http_server_t *start(ep_http_server_opts_t o)
 {
@@ -73,6 +84,7 @@ static ep_http_server_t *start(ep_http_server_opts_t o)
     ep_http_server_route(s, EP_HTTP_GET, "/sleep", on_sleep, NULL);
     ep_http_server_route(s, EP_HTTP_GET, "/big", on_big, NULL);
     ep_http_server_route_ex(s, EP_HTTP_POST, "/upload", on_echo, NULL, 64 << 20);
+    ep_http_server_route_ex(s, EP_HTTP_POST, "/count", on_count, NULL, 64 << 20);
     EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
     return s;
 }
@@ -410,9 +422,9 @@ static void test_per_client_limit(void)
 }
 
 /*
- * Answers that are never read are bounded by the memory budget: the largest
- * unread ones are closed, the server holds no more than its limit, and a
- * normal request is still served.
+ * Answers that are never read are bounded by the memory budget: past the hard
+ * limit (a quarter above it) the largest unread ones are closed, the server
+ * holds no more than that, and a normal request is still served.
  */
 static void test_unread_answers_are_shed(void)
 {
@@ -440,7 +452,7 @@ static void test_unread_answers_are_shed(void)
     EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 200 ")) == 0);
     close(fd);
     stats(s, &st);
-    EP_ASSERT(st.memory_held <= 16 << 20);
+    EP_ASSERT(st.memory_held <= 20 << 20); /* the hard limit: a quarter above the budget */
     EP_ASSERT(st.shed_memory >= 1);
     /* Some of the unread answers were cut short by the close. */
     for (int i = 0; i < N; i++) {
@@ -451,6 +463,151 @@ static void test_unread_answers_are_shed(void)
         close(fds[i]);
     }
     EP_ASSERT(cut >= 1);
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
+/*
+ * Two unread answers of BIG_ANSWER take a server with a 16 MiB budget over
+ * its soft limit but not its hard one (20 MiB): none is closed for that. The
+ * big answers' connections (a small receive buffer each) come back in fds.
+ */
+static void fill_with_unread_answers(ep_http_server_t *s, int fds[2])
+{
+    int64_t deadline = ep_time_mono_ns() + 30 * SEC;
+    ep_http_server_stats_t st;
+
+    atomic_store(&big_answered, 0);
+    for (int i = 0; i < 2; i++) {
+        fds[i] = connect_from(ep_http_server_port(s), "127.0.0.3", 4096);
+        send_str(fds[i], "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    do {
+        ep_time_sleep_ms(10);
+        stats(s, &st);
+    } while ((atomic_load(&big_answered) < 2 || st.memory_held <= 16 << 20) &&
+             ep_time_mono_ns() < deadline);
+    EP_ASSERT_EQ(atomic_load(&big_answered), 2);
+    EP_ASSERT(st.memory_held > 16 << 20);
+}
+
+/*
+ * Over the soft memory budget a request whose body may be large (a big
+ * Content-Length, or any Content-Encoding: a few gzip bytes may inflate to
+ * megabytes) gets 503 with Retry-After at once, before its body is sent,
+ * while a small request on another connection is still served; the unread
+ * answers are not closed under the hard limit.
+ */
+static void test_over_soft_limit_refuses_large_requests(void)
+{
+    ep_http_server_t *s = start((ep_http_server_opts_t){
+        .memory_limit = 16 << 20, .retry_after_s = 2, .idle_timeout_s = 60, .send_timeout_s = 60});
+    int port = ep_http_server_port(s), big[2], fd;
+    ep_buf_t out = EP_BUF_INIT;
+    ep_http_server_stats_t st;
+    static const char *const large[] = {
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Length: 20\r\n\r\n",
+    };
+
+    fill_with_unread_answers(s, big);
+    for (size_t i = 0; i < sizeof(large) / sizeof(large[0]); i++) {
+        fd = conn(port);
+        send_str(fd, large[i]); /* the head only: the answer must not wait for the body */
+        ep_buf_reset(&out);
+        EP_ASSERT(read_some(fd, &out, 10000)); /* answered and closed */
+        EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 503 ")) == 0);
+        EP_ASSERT(strstr(out.data, "Retry-After: 2\r\n") != NULL);
+        EP_ASSERT(strstr(out.data, "{\"error\":\"") != NULL);
+        EP_ASSERT(strstr(out.data, "HTTP_MEMORY_LIMIT") != NULL);
+        close(fd);
+    }
+    fd = conn(port);
+    send_str(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    EP_ASSERT(read_answer(fd, &out, 2));
+    EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 200 ")) == 0);
+    EP_ASSERT(strstr(out.data, "\r\n\r\nhi") != NULL);
+    close(fd);
+    stats(s, &st);
+    EP_ASSERT_EQ(st.refused_memory, 3);
+    EP_ASSERT_EQ(st.shed_memory, 0);
+    EP_ASSERT(st.memory_held > 16 << 20 && st.memory_held <= 20 << 20);
+    close(big[0]);
+    close(big[1]);
+    ep_buf_close(&out);
+    ep_http_server_destroy(s);
+}
+
+/*
+ * A large body being received when the server goes over its soft memory
+ * budget stops being read: the client's sends block and the server's held
+ * bytes stay put. Once the unread answers that filled the budget go away,
+ * the body is read on and answered.
+ */
+static void test_large_body_paused_then_resumed(void)
+{
+    enum { BODY = 15 << 20, FIRST = 256 << 10, PIECE = 64 << 10 };
+    ep_http_server_t *s = start((ep_http_server_opts_t){.memory_limit = 16 << 20,
+                                                        .idle_timeout_s = 60,
+                                                        .send_timeout_s = 60,
+                                                        .body_timeout_s = 60});
+    int up = conn(ep_http_server_port(s)), big[2], sndbuf = 64 << 10, stalls = 0;
+    int64_t deadline = ep_time_mono_ns() + 30 * SEC, held;
+    size_t sent = 0;
+    char *body = malloc(BODY);
+    char expect[32];
+    ep_buf_t out = EP_BUF_INIT;
+    ep_http_server_stats_t st;
+
+    EP_ASSERT(body != NULL);
+    memset(body, 'b', BODY);
+    setsockopt(up, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    send_str(up, "POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 15728640\r\n\r\n");
+    send_all(up, body, FIRST);
+    sent = FIRST;
+    do { /* the server reads while under its budget */
+        ep_time_sleep_ms(10);
+        stats(s, &st);
+    } while (st.memory_held < FIRST && ep_time_mono_ns() < deadline);
+    EP_ASSERT(st.memory_held >= FIRST);
+    fill_with_unread_answers(s, big);
+    /* Send on until the server has taken nothing for a second. */
+    fcntl(up, F_SETFL, fcntl(up, F_GETFL) | O_NONBLOCK);
+    while (stalls < 5 && sent < BODY && ep_time_mono_ns() < deadline) {
+        size_t n = BODY - sent < PIECE ? BODY - sent : PIECE;
+        ssize_t w = send(up, body + sent, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (size_t)w;
+            stalls = 0;
+            continue;
+        }
+        EP_ASSERT(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        struct pollfd p = {.fd = up, .events = POLLOUT};
+        if (poll(&p, 1, 200) == 0) {
+            stalls++;
+        }
+    }
+    EP_ASSERT(sent < BODY); /* the server stopped reading */
+    stats(s, &st);
+    held = st.memory_held;
+    EP_ASSERT(st.paused_memory >= 1);
+    EP_ASSERT(held <= 20 << 20);
+    ep_time_sleep_ms(500);
+    stats(s, &st);
+    EP_ASSERT(st.memory_held <= held); /* nothing more was read */
+    EP_ASSERT_EQ(st.shed_memory, 0);
+    /* The unread answers go: the body is read on and answered. */
+    close(big[0]);
+    close(big[1]);
+    fcntl(up, F_SETFL, fcntl(up, F_GETFL) & ~O_NONBLOCK);
+    send_all(up, body + sent, BODY - sent);
+    snprintf(expect, sizeof(expect), "\r\n\r\n%d", BODY);
+    EP_ASSERT(read_answer(up, &out, strlen(expect) - 4));
+    EP_ASSERT(strncmp(out.data, EP_STRLIT("HTTP/1.1 200 ")) == 0);
+    EP_ASSERT(strstr(out.data, expect) != NULL);
+    close(up);
+    free(body);
     ep_buf_close(&out);
     ep_http_server_destroy(s);
 }
@@ -474,6 +631,112 @@ static void test_send_timeout(void)
     ep_http_server_destroy(s);
 }
 
+/*
+ * Heavy work is spread over rounds: handlers that spin longer than the loop's
+ * heavy budget, one per connection, all ready in the same round behind a
+ * request that holds the loop (the gate). Ready in the same round, the heavy
+ * requests came first and a small request last; without the budget the small
+ * one ran after all of them. With it, it runs after at most one.
+ */
+static atomic_int gate_open, gate_running, heavy_seq, small_seq;
+
+static void spin_ms(int ms)
+{
+    int64_t end = ep_time_mono_ns() + (int64_t)ms * 1000000;
+
+    while (ep_time_mono_ns() < end) {
+    }
+}
+
+static void on_heavy(void *arg, ep_http_req_t *req)
+{
+    (void)arg;
+    if (strcmp(ep_http_req_path(req), "/gate") == 0) {
+        atomic_store(&gate_running, 1);
+        while (!atomic_load(&gate_open)) {
+            ep_time_sleep_ms(1);
+        }
+    } else {
+        spin_ms(30); /* more than HEAVY_ROUND_NS */
+    }
+    atomic_fetch_add(&heavy_seq, 1);
+    ep_http_respond(req, 200, "text/plain", "h", 1);
+}
+
+static void on_small(void *arg, ep_http_req_t *req)
+{
+    (void)arg;
+    atomic_store(&small_seq, atomic_fetch_add(&heavy_seq, 1) + 1);
+    ep_http_respond(req, 200, "text/plain", "s", 1);
+}
+
+static void test_heavy_requests_spread_over_rounds(void)
+{
+    enum { N_HEAVY = 5 };
+    ep_http_server_opts_t o = {.idle_timeout_s = 60, .max_body = 1024};
+    ep_http_server_t *s;
+    const char *heavy = "POST /heavy HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+                        "Content-Length: 1\r\n\r\nx";
+    int gate, fds[N_HEAVY], small, port;
+    int64_t deadline = ep_time_mono_ns() + 30 * SEC;
+    ep_http_server_stats_t st;
+    ep_buf_t b = EP_BUF_INIT;
+    char err[256];
+
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_running, 0);
+    atomic_store(&heavy_seq, 0);
+    atomic_store(&small_seq, 0);
+    o.name = "test";
+    o.bind_addr = "127.0.0.1";
+    o.threads = 1;
+    EP_ASSERT_EQ(ep_http_server_create(&o, &s), 0);
+    ep_http_server_route(s, EP_HTTP_POST, "/gate", on_heavy, NULL);
+    ep_http_server_route(s, EP_HTTP_POST, "/heavy", on_heavy, NULL);
+    ep_http_server_route(s, EP_HTTP_GET, "/small", on_small, NULL);
+    EP_ASSERT_EQ(ep_http_server_start(s, err, sizeof(err)), 0);
+    port = ep_http_server_port(s);
+    gate = conn(port);
+    for (int i = 0; i < N_HEAVY; i++) {
+        fds[i] = conn(port);
+    }
+    small = conn(port);
+    do { /* every connection accepted before the gate holds the loop */
+        ep_time_sleep_ms(10);
+        stats(s, &st);
+    } while (st.connections < N_HEAVY + 2 && ep_time_mono_ns() < deadline);
+    EP_ASSERT_EQ(st.connections, N_HEAVY + 2);
+    send_str(gate, "POST /gate HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+                   "Content-Length: 1\r\n\r\nx");
+    while (!atomic_load(&gate_running) && ep_time_mono_ns() < deadline) {
+        ep_time_sleep_ms(1);
+    }
+    EP_ASSERT(atomic_load(&gate_running));
+    for (int i = 0; i < N_HEAVY; i++) {
+        send_str(fds[i], heavy);
+    }
+    send_str(small, "GET /small HTTP/1.1\r\nHost: t\r\n\r\n");
+    ep_time_sleep_ms(50); /* into the sockets before the loop's next epoll_wait */
+    atomic_store(&gate_open, 1);
+    EP_ASSERT(read_answer(small, &b, 1));
+    for (int i = 0; i < N_HEAVY; i++) {
+        EP_ASSERT(read_answer(fds[i], &b, 1));
+        EP_ASSERT(strstr(b.data, "200 OK") != NULL);
+    }
+    EP_ASSERT(read_answer(gate, &b, 1));
+    /* The gate is 1; the small request ran at most one heavy one after it. */
+    EP_ASSERT(atomic_load(&small_seq) <= 3);
+    stats(s, &st);
+    EP_ASSERT(st.deferred_heavy >= N_HEAVY - 2);
+    for (int i = 0; i < N_HEAVY; i++) {
+        close(fds[i]);
+    }
+    close(gate);
+    close(small);
+    ep_buf_close(&b);
+    ep_http_server_destroy(s);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_trickled_head_gets_408),
     EP_TEST(test_trickled_body_hits_min_rate),
@@ -484,6 +747,9 @@ EP_TEST_LIST = {
     EP_TEST(test_per_client_limit),
     EP_TEST(test_unread_answers_are_shed),
     EP_TEST(test_send_timeout),
+    EP_TEST(test_over_soft_limit_refuses_large_requests),
+    EP_TEST(test_large_body_paused_then_resumed),
+    EP_TEST(test_heavy_requests_spread_over_rounds),
     EP_TEST_END,
 };
 EP_TEST_MAIN()
