@@ -9,9 +9,11 @@
  *   the rest      the stream
  *
  * Each piece is written, then the fuzzer waits until the server has read it
- * (its socket's receive queue is empty), so that the server's reads see the
- * pieces as cut, the same on every run. Then the client shuts down its
- * sending side and reads everything until the server closes.
+ * (the server's end of the connection is an fd of this same process, found by
+ * its peer address; FIONREAD on it says 0), so that the server's reads see
+ * the pieces as cut, the same on every run. Only the public server API is
+ * used. Then the client shuts down its sending side and reads everything
+ * until the server closes.
  *
  * The answers are checked against a model: the stream is read sequentially
  * with ep_http_parse (the server's own parser; what is under test here is the
@@ -23,8 +25,13 @@
  * refusal that leaves the framing unknown must say Connection: close and be
  * the last bytes; nothing may follow a Connection: close answer; there are
  * exactly as many answers as complete requests up to the first close; and the
- * server must close after the client's end of stream. Any violation, or no
+ * server must close after the client's end of stream; a 100 Continue comes
+ * only before the answer to a request that asked for it. Any violation, or no
  * close within a generous time, aborts.
+ *
+ * Run (libFuzzer's own leak check re-runs inputs whenever the server thread
+ * frees a connection after the input returned; the leak check at exit stays):
+ *   build-fuzz/fuzz_http_conn -max_len=8192 -detect_leaks=0 CORPUS_DIR
  */
 #include "ep_buf.h"
 #include "ep_error.h"
