@@ -9,10 +9,10 @@
  *   the rest      the stream
  *
  * Each piece is written, then the fuzzer waits until the server has read it
- * (the server's end of the connection is an fd of this same process, found by
- * its peer address; FIONREAD on it says 0), so that the server's reads see
- * the pieces as cut, the same on every run. Only the public server API is
- * used. Then the client shuts down its sending side and reads everything
+ * (the kernel, asked by address through sock_diag, says the server's end has
+ * nothing unread), so that the server's reads see the pieces as cut, the same
+ * on every run. Only the public server API is used; the server's fds are
+ * never touched. Then the client shuts down its sending side and reads everything
  * until the server closes.
  *
  * The answers are checked against a model: the stream is read sequentially
@@ -40,6 +40,9 @@
 #include "ep_mem.h"
 
 #include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,7 +55,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,7 +418,6 @@ static int64_t now_ns(void)
 typedef struct client_s {
     int fd;
     int local_port;
-    int sfd; /* the server's end of the connection (same process), or -1 */
     int eof; /* the server closed (or reset) */
     ep_buf_t in;
     int64_t deadline;
@@ -455,38 +456,64 @@ static void client_wait(client_t *c, long us)
     }
 }
 
-/* The server's end of this connection: an fd of this process with our address as peer. */
-static int find_server_fd(const client_t *c)
+/*
+ * Bytes the server has not read yet on this connection, or -1 when its end
+ * is gone: asked of the kernel by address (sock_diag), never through the
+ * server's fd. (A syscall on the server's fd from this thread holds a
+ * reference to its file, so the server's close() would not take the socket
+ * out of its epoll set, and epoll could report an event for a freed
+ * connection: that was a false use-after-free of an earlier version.)
+ */
+static int server_unread(const client_t *c)
 {
-    int top = c->fd + 64;
+    static int nl = -1;
+    struct {
+        struct nlmsghdr h;
+        struct inet_diag_req_v2 r;
+    } req;
+    union {
+        struct nlmsghdr h;
+        char b[1024];
+    } ans;
+    const struct inet_diag_msg *m;
+    ssize_t n;
 
-    for (int fd = 3; fd < top; fd++) {
-        struct sockaddr_in a;
-        socklen_t l = sizeof(a);
-        if (fd != c->fd && getpeername(fd, (struct sockaddr *)&a, &l) == 0 &&
-            a.sin_family == AF_INET && ntohs(a.sin_port) == c->local_port) {
-            l = sizeof(a);
-            if (getsockname(fd, (struct sockaddr *)&a, &l) == 0 && ntohs(a.sin_port) == srv_port) {
-                return fd;
-            }
-        }
+    if (nl < 0 && (nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0) {
+        FAIL("sock_diag: %s", strerror(errno));
     }
-    return -1;
+    memset(&req, 0, sizeof(req));
+    req.h.nlmsg_len = sizeof(req);
+    req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.h.nlmsg_flags = NLM_F_REQUEST;
+    req.r.sdiag_family = AF_INET;
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    req.r.idiag_states = ~0u;
+    req.r.id.idiag_sport = htons((uint16_t)srv_port); /* the server's end */
+    req.r.id.idiag_dport = htons((uint16_t)c->local_port);
+    req.r.id.idiag_src[0] = htonl(INADDR_LOOPBACK);
+    req.r.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+    req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (send(nl, &req, sizeof(req), 0) != (ssize_t)sizeof(req)) {
+        FAIL("sock_diag send: %s", strerror(errno));
+    }
+    n = recv(nl, &ans, sizeof(ans), 0);
+    if (n < (ssize_t)sizeof(struct nlmsghdr) || ans.h.nlmsg_type != SOCK_DIAG_BY_FAMILY) {
+        return -1; /* NLMSG_ERROR (ENOENT): no such connection any more */
+    }
+    m = NLMSG_DATA(&ans.h);
+    /* Not found, the lookup may answer with the listening socket; closed ones wait in TIME_WAIT. */
+    if (m->idiag_state == 10 /* TCP_LISTEN */ || m->idiag_state == 6 /* TCP_TIME_WAIT */ ||
+        m->idiag_state == 7 /* TCP_CLOSE */) {
+        return -1;
+    }
+    return (int)m->idiag_rqueue;
 }
 
 /* Waits until the server has read everything sent so far, or has closed. */
 static void client_settle(client_t *c)
 {
     for (int spins = 0; !c->eof; spins++) {
-        int queued = 0;
-
-        if (c->sfd < 0) {
-            c->sfd = find_server_fd(c);
-        }
-        if (c->sfd >= 0 && ioctl(c->sfd, FIONREAD, &queued) != 0) {
-            return; /* closed by the server: nothing more will be read */
-        }
-        if (c->sfd >= 0 && queued == 0) {
+        if (server_unread(c) <= 0) {
             return;
         }
         client_drain(c);
@@ -540,7 +567,6 @@ static int client_open(client_t *c)
     socklen_t l = sizeof(a);
 
     memset(c, 0, sizeof(*c));
-    c->sfd = -1;
     c->deadline = now_ns() + DEADLINE_NS;
     c->fd = client_socket();
     memset(&a, 0, sizeof(a));
