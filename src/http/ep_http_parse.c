@@ -3,6 +3,7 @@
  * read two ways (both Content-Length and Transfer-Encoding, differing
  * Content-Lengths, folded lines, space before a colon), lenient where it
  * costs nothing (bare LF line ends, empty lines before the request line).
+ * A bare CR is refused everywhere, chunk extensions and trailers included.
  */
 #include "ep_http_parse.h"
 #include "ep_error.h"
@@ -289,16 +290,34 @@ const char *ep_http_head_field(const ep_http_head_t *h, const char *name)
     return NULL;
 }
 
+/*
+ * The chunked decoder's states. A size line is chunk-size [ chunk-ext ] CRLF
+ * (RFC 9112 7.1.1), with
+ *   chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * names and values tokens, values also quoted strings. Extensions are read
+ * to their end and ignored. A trailer line is field-name ":" field-value; they
+ * are checked and dropped. A CR must be followed by LF everywhere (RFC 9112
+ * 2.2: a bare CR is refused); a bare LF ends a line, as in the head.
+ */
 enum {
-    CH_SIZE,    /* hex digits of a chunk size */
-    CH_EXT,     /* chunk extensions, up to the line end */
-    CH_SIZE_LF, /* after the size line's CR */
+    CH_SIZE,        /* hex digits of a chunk size */
+    CH_EXT_WS,      /* after the size or a value: BWS, then ';' or the line end */
+    CH_EXT_NAME_WS, /* after ';': BWS, then a name */
+    CH_EXT_NAME,    /* in an extension name */
+    CH_EXT_EQ_WS,   /* after a name: BWS, then '=', ';' or the line end */
+    CH_EXT_VAL_WS,  /* after '=': BWS, then a value */
+    CH_EXT_VAL,     /* in a token value */
+    CH_EXT_QVAL,    /* in a quoted-string value */
+    CH_EXT_QESC,    /* after a backslash in a quoted string */
+    CH_SIZE_LF,     /* after the size line's CR */
     CH_DATA,
     CH_DATA_CR, /* the CRLF after chunk data */
     CH_DATA_LF,
-    CH_TRAILER,      /* start of a trailer line (or the final blank line) */
-    CH_TRAILER_LINE, /* inside a trailer line */
-    CH_END_LF,       /* after the final blank line's CR */
+    CH_TRAILER,       /* start of a trailer line (or the final blank line) */
+    CH_TRAILER_NAME,  /* in a trailer's field name */
+    CH_TRAILER_VALUE, /* in a trailer's value, up to the line end */
+    CH_TRAILER_LF,    /* after a trailer line's CR */
+    CH_END_LF,        /* after the final blank line's CR */
     CH_DONE
 };
 
@@ -315,6 +334,51 @@ static void size_done(ep_http_chunked_t *c)
 {
     c->state = c->left ? CH_DATA : CH_TRAILER;
     c->line = 0;
+}
+
+/* qdtext and quoted-pair characters of RFC 9110 5.6.4 (HTAB, SP, VCHAR, obs-text). */
+static int is_qchar(unsigned char ch)
+{
+    return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/*
+ * One byte of a size line after its digits. Returns the next state, or -1
+ * when the byte cannot be there.
+ */
+static int ext_step(int state, unsigned char ch)
+{
+    int ws = ch == ' ' || ch == '\t';
+
+    switch (state) {
+    case CH_EXT_NAME_WS:
+        return ws ? state : is_tchar(ch) ? CH_EXT_NAME : -1;
+    case CH_EXT_VAL_WS:
+        return ws ? state : ch == '"' ? CH_EXT_QVAL : is_tchar(ch) ? CH_EXT_VAL : -1;
+    case CH_EXT_QVAL:
+        return ch == '"' ? CH_EXT_WS : ch == '\\' ? CH_EXT_QESC : is_qchar(ch) ? state : -1;
+    case CH_EXT_QESC:
+        return is_qchar(ch) ? CH_EXT_QVAL : -1;
+    case CH_EXT_NAME:
+    case CH_EXT_VAL:
+        if (is_tchar(ch)) {
+            return state;
+        }
+        break;
+    default:
+        break;
+    }
+    /* Between the parts (CH_EXT_WS, CH_EXT_EQ_WS) or right after a name or a value. */
+    if (ws) {
+        return state == CH_EXT_NAME ? CH_EXT_EQ_WS : state == CH_EXT_VAL ? CH_EXT_WS : state;
+    }
+    if (ch == ';') {
+        return CH_EXT_NAME_WS;
+    }
+    if (ch == '=' && (state == CH_EXT_NAME || state == CH_EXT_EQ_WS)) {
+        return CH_EXT_VAL_WS;
+    }
+    return -1;
 }
 
 ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, ep_buf_t *out,
@@ -337,7 +401,7 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
                 c->left = c->left * 16 + (uint64_t)d;
                 c->line++;
             } else if (c->line > 0 && (ch == ';' || ch == ' ' || ch == '\t')) {
-                c->state = CH_EXT;
+                c->state = ch == ';' ? CH_EXT_NAME_WS : CH_EXT_WS;
             } else if (c->line > 0 && ch == '\r') {
                 c->state = CH_SIZE_LF;
             } else if (c->line > 0 && ch == '\n') {
@@ -348,18 +412,38 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
             }
             i++;
             break;
-        case CH_EXT:
-            if (ch == '\n') {
-                size_done(c);
-            } else if (++c->line > CH_MAX_LINE) {
+        case CH_EXT_WS:
+        case CH_EXT_NAME_WS:
+        case CH_EXT_NAME:
+        case CH_EXT_EQ_WS:
+        case CH_EXT_VAL_WS:
+        case CH_EXT_VAL:
+        case CH_EXT_QVAL:
+        case CH_EXT_QESC:
+            if (++c->line > CH_MAX_LINE) {
                 *err = "chunk extension too long";
+                return EP_EPARSE;
+            }
+            /* The line may end after the size, a name or a value, not inside a part. */
+            if ((ch == '\r' || ch == '\n') &&
+                (c->state == CH_EXT_WS || c->state == CH_EXT_NAME || c->state == CH_EXT_EQ_WS ||
+                 c->state == CH_EXT_VAL)) {
+                if (ch == '\r') {
+                    c->state = CH_SIZE_LF;
+                } else {
+                    size_done(c);
+                }
+            } else if ((d = ext_step(c->state, ch)) >= 0) {
+                c->state = d;
+            } else {
+                *err = "malformed chunk extension";
                 return EP_EPARSE;
             }
             i++;
             break;
         case CH_SIZE_LF:
             if (ch != '\n') {
-                *err = "malformed chunk size line";
+                *err = "bare CR in a chunk size line";
                 return EP_EPARSE;
             }
             size_done(c);
@@ -402,23 +486,45 @@ ssize_t ep_http_chunked_feed(ep_http_chunked_t *c, const char *in, size_t len, e
             i++;
             break;
         case CH_TRAILER:
-            if (ch == '\r') {
-                c->state = CH_END_LF;
-            } else if (ch == '\n') {
-                c->state = CH_DONE;
-            } else {
-                c->state = CH_TRAILER_LINE;
-                continue; /* count this byte in the line */
-            }
-            i++;
-            break;
-        case CH_TRAILER_LINE:
+        case CH_TRAILER_NAME:
+        case CH_TRAILER_VALUE:
+        case CH_TRAILER_LF:
             if (++c->trailer > CH_MAX_TRAILER) {
                 *err = "chunked trailers too long";
                 return EP_EPARSE;
             }
-            if (ch == '\n') {
+            if (c->state == CH_TRAILER) {
+                if (ch == '\r') {
+                    c->state = CH_END_LF;
+                } else if (ch == '\n') {
+                    c->state = CH_DONE;
+                } else if (is_tchar(ch)) {
+                    c->state = CH_TRAILER_NAME;
+                } else {
+                    *err = "malformed trailer line";
+                    return EP_EPARSE;
+                }
+            } else if (c->state == CH_TRAILER_NAME) {
+                if (ch == ':') {
+                    c->state = CH_TRAILER_VALUE;
+                } else if (!is_tchar(ch)) {
+                    *err = "malformed trailer line";
+                    return EP_EPARSE;
+                }
+            } else if (c->state == CH_TRAILER_VALUE) {
+                if (ch == '\r') {
+                    c->state = CH_TRAILER_LF;
+                } else if (ch == '\n') {
+                    c->state = CH_TRAILER;
+                } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                    *err = "control character in a trailer";
+                    return EP_EPARSE;
+                }
+            } else if (ch == '\n') {
                 c->state = CH_TRAILER;
+            } else {
+                *err = "bare CR in a trailer";
+                return EP_EPARSE;
             }
             i++;
             break;

@@ -178,6 +178,101 @@ static void test_chunked(void)
     ep_buf_close(&out);
 }
 
+/*
+ * Chunk extensions follow RFC 9112 7.1.1 and trailers are field lines; a CR
+ * not followed by LF is refused anywhere (RFC 9112 2.2). Fed in every piece size.
+ */
+static void test_chunked_strict(void)
+{
+    static const char *good[] = {
+        "5;a\r\nhello\r\n0\r\n\r\n",
+        "5 ; a = b\r\nhello\r\n0\r\n\r\n",
+        "5;a=\"x y\\\"z;\"\r\nhello\r\n0\r\n\r\n",
+        "5;a;b=c ;d\r\nhello\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0;last\r\n\r\n",
+        "5;a=b \nhello\n0\nT: v\nU:\n\n",
+        "5\r\nhello\r\n0\r\nT: v\t w\r\nU: x\r\n\r\n",
+    };
+    static const char *bad[] = {
+        "5;a\rb\r\nhello\r\n0\r\n\r\n", /* the bare CR of issue 14 */
+        "5;a\r\r\nhello\r\n0\r\n\r\n",
+        "5\rx\nhello\r\n0\r\n\r\n",
+        "5;a=\"x\ry\"\r\nhello\r\n0\r\n\r\n",
+        "5;\r\nhello\r\n0\r\n\r\n",
+        "5;a=\r\nhello\r\n0\r\n\r\n",
+        "5;a=\"x\r\nhello\r\n0\r\n\r\n",
+        "5;a\x01\r\nhello\r\n0\r\n\r\n",
+        "5 x\r\nhello\r\n0\r\n\r\n",
+        "5;a b\r\nhello\r\n0\r\n\r\n",
+        "5;a=b c\r\nhello\r\n0\r\n\r\n",
+        "5;a==b\r\nhello\r\n0\r\n\r\n",
+        "5;a;;b\r\nhello\r\n0\r\n\r\n",
+        "0\r\nT: a\rb\r\n\r\n",
+        "0\r\nT: a\r\r\n\r\n",
+        "0\r\nT: \x01\r\n\r\n",
+        "0\r\nNoColon\r\n\r\n",
+        "0\r\nT: a\r\n folded\r\n\r\n",
+        "0\r\n: v\r\n\r\n",
+        "0\r\nT : v\r\n\r\n",
+    };
+    ep_buf_t out = EP_BUF_INIT;
+    int done;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        for (size_t step = 1; step <= strlen(good[i]); step++) {
+            ssize_t r = feed(good[i], step, 100, &out, &done);
+            if (r != (ssize_t)strlen(good[i]) || !done) {
+                fprintf(stderr, "good case %zu, step %zu: %zd\n", i, step, r);
+            }
+            EP_ASSERT_EQ(r, (ssize_t)strlen(good[i]));
+            EP_ASSERT(done);
+            EP_ASSERT_EQ(out.len, 5);
+            EP_ASSERT_STRN_EQ(out.data, "hello", 5);
+        }
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (size_t step = 1; step <= strlen(bad[i]); step++) {
+            ssize_t r = feed(bad[i], step, 100, &out, &done);
+            if (r != EP_EPARSE) {
+                fprintf(stderr, "bad case %zu, step %zu: %zd\n", i, step, r);
+            }
+            EP_ASSERT_EQ(r, EP_EPARSE);
+        }
+    }
+    ep_buf_close(&out);
+}
+
+/* A bare CR in the request line or a header line is refused; a bare LF ends a line. */
+static void test_bare_cr(void)
+{
+    static const char *bad[] = {
+        "GET / HTTP/1.1\rHost: a\r\n\r\n",      "GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET\r/ HTTP/1.1\r\nHost: a\r\n\r\n",   "GET / HTTP/1.1\r\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\r\n\r\n",
+        "GET / HTTP/1.1\r\nHo\rst: a\r\n\r\n",  "GET / HTTP/1.1\r\nHost: a\r\n\r\r\n\r\n",
+        "\rGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    ep_http_head_t h;
+    char buf[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t skip = 0, len = strlen(bad[i]), hl = ep_http_head_end(bad[i], len, &skip);
+        const char *err = NULL;
+        int rc = -1;
+        if (hl > 0) {
+            memcpy(buf, bad[i] + skip, hl);
+            buf[hl] = '\0';
+            rc = ep_http_parse_head(buf, hl, &h, &err);
+        }
+        if (rc != 400) {
+            fprintf(stderr, "case %zu: head %zu, rc %d\n", i, hl, rc);
+        }
+        EP_ASSERT_EQ(rc, 400);
+    }
+    EP_ASSERT_EQ(parse("GET / HTTP/1.1\nHost: a\n\n", &h, buf, sizeof(buf)), 0);
+    EP_ASSERT_STR_EQ(ep_http_head_field(&h, "Host"), "a");
+}
+
 static void test_query(void)
 {
     char q[] = "limit=10&source=a%20b+c&&flag&x=%zz";
@@ -195,12 +290,8 @@ static void test_query(void)
 }
 
 EP_TEST_LIST = {
-    EP_TEST(test_head_end),
-    EP_TEST(test_parse_fields),
-    EP_TEST(test_refusals),
-    EP_TEST(test_too_many_fields),
-    EP_TEST(test_chunked),
-    EP_TEST(test_query),
-    EP_TEST_END,
+    EP_TEST(test_head_end),        EP_TEST(test_parse_fields), EP_TEST(test_refusals),
+    EP_TEST(test_too_many_fields), EP_TEST(test_chunked),      EP_TEST(test_chunked_strict),
+    EP_TEST(test_bare_cr),         EP_TEST(test_query),        EP_TEST_END,
 };
 EP_TEST_MAIN()
