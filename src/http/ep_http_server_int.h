@@ -4,6 +4,8 @@
  *   ep_http_server.c      the event loops, connections and answer writing (the hot path)
  *   ep_http_server_api.c  creating, starting and destroying a server, its route
  *                         table, and the request accessors handlers call
+ *   ep_http_server_limits.c  deadlines, shedding over the memory budget, room at
+ *                         the connection cap, the per-client refusal
  */
 #ifndef EP_HTTP_SERVER_INT_H
 #define EP_HTTP_SERVER_INT_H
@@ -219,6 +221,42 @@ struct ep_http_server_s {
 
 /* ep_http_server.c */
 /* Closes at once, without an answer (never a connection waiting for one); freed by loop_reap. */
+/* ep_http_server.c: the connection state machine, used by the limits. */
+void ep__http_conn_run(conn_t *c);
+void ep__http_conn_trim(conn_t *c);
+void ep__http_refuse_now(conn_t *c, int status, const char *msg);
+
+/* ep_http_server_limits.c: deadlines, shedding, room at the cap (design in ep_http_server.c). */
+void ep__http_shed_warn(ep_http_server_t *s, int64_t now, const char *what);
+int ep__http_loop_shed(loop_t *lp, conn_t *self);
+int ep__http_make_room(loop_t *lp);
+void ep__http_refuse_per_client(ep_http_server_t *s, int fd);
+int ep__http_peer_key(const struct sockaddr_storage *ss, uint8_t out[16]);
+void ep__http_loop_sweep(loop_t *lp);
+void ep__http_loop_resume(loop_t *lp);
+
+/* Over the soft limit, memory_limit: no new large request, no reading of large bodies. */
+static inline int mem_over(const ep_http_server_t *s)
+{
+    return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > (int64_t)s->opts.memory_limit;
+}
+
+/* The hard limit: a quarter above the soft one, for the small requests admitted past it. */
+static inline int64_t mem_hard(const ep_http_server_t *s)
+{
+    return (int64_t)(s->opts.memory_limit + s->opts.memory_limit / 4);
+}
+
+static inline int mem_over_hard(const ep_http_server_t *s)
+{
+    return atomic_load_explicit(&s->mem_held, memory_order_relaxed) > mem_hard(s);
+}
+
+static inline void count_kill(ep_http_server_t *s, int kind)
+{
+    atomic_fetch_add_explicit(&s->kills[kind], 1, memory_order_relaxed);
+}
+
 void ep__http_conn_close(conn_t *c);
 /* Frees the connections closed this round. Loop thread, or after the loop ended. */
 void ep__http_loop_reap(loop_t *lp);
