@@ -23,13 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_enqueue: %s:%d: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define FUZZ_NAME "fuzz_enqueue"
+#include "fuzz_event_same.h"
 
 static void check_text(const ep_str_t *s, uint32_t max)
 {
@@ -84,30 +79,6 @@ static void check_event(const ep_event_t *ev, const ep_event_limits_t *lim)
     d.received_us = ev->received_us;
     d.attempts = ev->attempts;
     CHECK(ep_event_validate(&d, lim, &err) == 0);
-}
-
-static void same_str(const ep_str_t *a, const ep_str_t *b)
-{
-    CHECK(a->len == b->len);
-    CHECK(memcmp(a->p, b->p, a->len) == 0);
-}
-
-static void check_same(const ep_event_t *a, const ep_event_t *b)
-{
-    same_str(&a->id, &b->id);
-    same_str(&a->source, &b->source);
-    same_str(&a->event_type, &b->event_type);
-    same_str(&a->user_id, &b->user_id);
-    same_str(&a->data, &b->data);
-    CHECK(a->timestamp_ms == b->timestamp_ms);
-    CHECK(a->received_us == b->received_us);
-    CHECK(a->attempts == b->attempts);
-    CHECK(a->n_meta == b->n_meta);
-    for (uint32_t i = 0; i < a->n_meta; i++) {
-        same_str(&a->meta[i].key, &b->meta[i].key);
-        same_str(&a->meta[i].val, &b->meta[i].val);
-        CHECK(a->meta[i].type == b->meta[i].type);
-    }
 }
 
 static unsigned log2_ceil(uint32_t n)
