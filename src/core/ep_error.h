@@ -24,7 +24,8 @@
     XX(EVALIDATE, -10004, "validation failed")                                                     \
     XX(EUNAVAIL, -10005, "downstream unavailable")                                                 \
     XX(EPROTO, -10006, "protocol error")                                                           \
-    XX(ECONFIG, -10007, "invalid configuration")
+    XX(ECONFIG, -10007, "invalid configuration")                                                   \
+    XX(ECIRCUIT, -10008, "circuit breaker open")
 
 typedef enum {
     EP_OK = 0,
