@@ -152,6 +152,12 @@ static const opt_t options[] = {
      "how long /api/v1/status waits for a role (ms)"},
     {OPT_INT, "RETRY_AFTER", "retry-after", "1", N(retry_after_s), 0, 3600, NULL,
      "Retry-After seconds sent with 503 and 429"},
+    {OPT_INT, "CIRCUIT_BREAKER_FAILURES", "circuit-breaker-failures", "5", N(breaker_failures), 0,
+     1000000, NULL,
+     "consecutive failed calls (no answer, timeout, 5xx but 503) that open a hop's circuit "
+     "breaker: calls then get 503 at once (0: no breakers)"},
+    {OPT_INT, "CIRCUIT_BREAKER_OPEN_MS", "circuit-breaker-open", "5000", N(breaker_open_ms), 1,
+     3600000, NULL, "ms an open circuit breaker refuses calls before one probe may try"},
     {OPT_INT, "EVENT_MAX_KEYS", "max-keys", "64", N(max_meta_keys), 1, 100000, NULL,
      "metadata/properties entries per event"},
     {OPT_INT, "EVENT_MAX_DATA", "max-data", "262144", N(max_data_len), 1, 1073741824, NULL,

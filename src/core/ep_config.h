@@ -74,6 +74,9 @@ typedef struct ep_config_s {
     int upstream_timeout_ms; /* UPSTREAM_TIMEOUT_MS (3000) */
     int status_timeout_ms;   /* STATUS_TIMEOUT_MS (1000) */
     int retry_after_s;       /* RETRY_AFTER (1) */
+    /* circuit breakers on the hops (gateway -> ingest, ingest -> processor or broker) */
+    int breaker_failures; /* CIRCUIT_BREAKER_FAILURES consecutive failures that open (5; 0 = off) */
+    int breaker_open_ms;  /* CIRCUIT_BREAKER_OPEN_MS cool-down before the probe (5000) */
     /* events */
     int max_meta_keys; /* EVENT_MAX_KEYS (64) */
     int max_data_len;  /* EVENT_MAX_DATA (262144) */

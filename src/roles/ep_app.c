@@ -5,6 +5,7 @@
  */
 #include "ep_app.h"
 #include "analytics/ep_analytics.h"
+#include "ep_breaker.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -50,6 +51,20 @@ void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
         rr->ready = ready;
         ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_ready, rr);
     }
+}
+
+/* A circuit breaker for the hop to target, or NULL when CIRCUIT_BREAKER_FAILURES=0. */
+static struct ep_breaker_s *new_breaker(const ep_config_t *cfg, const char *target)
+{
+    ep_breaker_opts_t o = {.target = target,
+                           .failures = (uint32_t)cfg->breaker_failures,
+                           .open_ms = cfg->breaker_open_ms};
+    ep_breaker_t *b = NULL;
+
+    if (cfg->breaker_failures > 0) {
+        ep_breaker_create(&o, &b); /* the options are validated by the config table */
+    }
+    return b;
 }
 
 static ep_http_server_t *new_server(ep_app_t *app, const char *name, int port)
@@ -151,6 +166,14 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
             }
             app->ingest.queue = app->queue;
         }
+        /* A queue elsewhere (the processor's, a broker) is a hop that can fail. */
+        if (!ep_queue_is_local(app->ingest.queue)) {
+            app->ingest.breaker =
+                new_breaker(cfg, app->forward ? "processor" : app->ingest.queue->provider->name);
+        }
+    }
+    if ((roles & EP_ROLE_GATEWAY) && !(roles & EP_ROLE_INGEST)) {
+        app->ingest_breaker = new_breaker(cfg, "ingest");
     }
     if (roles & EP_ROLE_GATEWAY) {
         app->gateway_srv = new_server(app, "gateway", cfg->api_port);
@@ -421,6 +444,8 @@ void ep_app_destroy(ep_app_t *app)
     ep_queue_destroy(app->queue);
     ep_sink_destroy(app->sink);
     ep_http_client_destroy(app->client);
+    ep_breaker_destroy(app->ingest.breaker);
+    ep_breaker_destroy(app->ingest_breaker);
     ep__monitor_close(app);
     ep_obs_destroy(app->obs);
     ep_free(app);

@@ -43,7 +43,9 @@ typedef struct ep_proxy_route_s {
 typedef struct ep_ingest_s {
     ep_app_t *app;
     ep_queue_t *queue; /* where accepted events go: the local queue, a broker, or the forwarder */
-    struct ep_dedup_s *dedup; /* client-id idempotency window; NULL when DEDUP_WINDOW=0 */
+    struct ep_dedup_s *dedup;     /* client-id idempotency window; NULL when DEDUP_WINDOW=0 */
+    struct ep_breaker_s *breaker; /* circuit breaker of the hop to a remote queue (the forwarder
+                                     or a broker); NULL when local or CIRCUIT_BREAKER_FAILURES=0 */
     atomic_uint_fast64_t received, sent, failed, rejected;
     atomic_uint_fast64_t duplicates, batches, async_accepted;
     atomic_uint_fast64_t publish_us_sum, publish_count; /* request start -> queue ack */
@@ -74,6 +76,7 @@ struct ep_app_s {
     int n_ready_routes;
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
+    struct ep_breaker_s *ingest_breaker; /* the gateway's hop to a remote ingest, or NULL */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */

@@ -6,6 +6,7 @@
  * shows up as unhealthy instead of hanging the call.
  */
 #include "ep_app.h"
+#include "ep_breaker.h"
 #include "ep_error.h"
 #include "ep_id.h"
 #include "ep_mem.h"
@@ -26,8 +27,34 @@
 typedef struct proxy_ctx_s {
     ep_http_req_t *req;
     const ep_proxy_route_t *pr;
+    ep_breaker_pass_t pass; /* from the hop's circuit breaker (app->ingest_breaker) */
     char id[EP_UUID_STR_LEN + 1];
 } proxy_ctx_t;
+
+/*
+ * Reports a POST's outcome to the hop's breaker: no answer or a 5xx other than
+ * 503 is a failure; a 503 (ingest's queue full or its own next hop down) is
+ * ingest working, so the breakers of two hops never open each other.
+ */
+static void proxy_report(const proxy_ctx_t *ctx, const ep_http_response_t *res)
+{
+    ep_breaker_t *b = ctx->pr->app->ingest_breaker;
+    char why[200];
+
+    if (b == NULL) {
+        return;
+    }
+    if (res->status == 0 && res->err == EP_ECLOSED) {
+        ep_breaker_record(b, &ctx->pass, EP_BREAKER_NEUTRAL, "shutting down");
+        return;
+    }
+    if (res->status == 0) {
+        snprintf(why, sizeof(why), "%s", res->error);
+    } else {
+        snprintf(why, sizeof(why), "HTTP %d", res->status);
+    }
+    ep_breaker_record(b, &ctx->pass, ep_breaker_outcome_of_http(res->status), why);
+}
 
 static void on_proxy_done(void *arg, const ep_http_response_t *res)
 {
@@ -37,6 +64,7 @@ static void on_proxy_done(void *arg, const ep_http_response_t *res)
 
     if (ctx) {
         req = ctx->req;
+        proxy_report(ctx, res);
     }
     if (res->status == 0) {
         snprintf(msg, sizeof(msg), "ingest unavailable: %s", res->error);
@@ -76,6 +104,19 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     char url[300], hdr[64];
     int rc;
 
+    ctx.pass.gen = 0;
+    if (app->ingest_breaker && ep_breaker_allow(app->ingest_breaker, &ctx.pass) != 0) {
+        /* Open: refused at once, nothing sent, so nothing kept. */
+        ep_buf_t b = EP_BUF_INIT;
+        char v[16];
+
+        ep__ingest_unknown_answer(app, pr->batch, NULL, 0, NULL, NULL,
+                                  ep_breaker_message(app->ingest_breaker), 0, &b);
+        snprintf(v, sizeof(v), "%d", ep_breaker_retry_after_s(app->ingest_breaker));
+        ep_http_req_add_header(req, "Retry-After", v);
+        ep_http_respond_buf(req, 503, &b);
+        return;
+    }
     snprintf(url, sizeof(url), "%s%s", app->cfg.ingest_url, pr->target);
     ctx.req = req;
     ctx.pr = pr;
@@ -90,6 +131,10 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     rc = ep_http_client_request_ex(app->client, "POST", url, &o, ep_http_req_body(req),
                                    ep_http_req_body_len(req), app->cfg.upstream_timeout_ms,
                                    on_proxy_done, req);
+    if (rc != 0 && app->ingest_breaker) {
+        /* Never sent: says nothing about ingest. */
+        ep_breaker_record(app->ingest_breaker, &ctx.pass, EP_BREAKER_NEUTRAL, ep_strerror(rc));
+    }
     if (rc == EP_EINVAL) {
         ep_http_respond_error(req, 400, "a header value holds a line break", NULL);
     } else if (rc != 0) {
@@ -277,6 +322,22 @@ static void on_status(void *arg, ep_http_req_t *req)
     }
 }
 
+/* ------------------------------------------------------------ stats */
+
+/* GET /stats of a gateway apart from ingest: its hop's circuit breaker. */
+static void on_gateway_stats(void *arg, ep_http_req_t *req)
+{
+    ep_app_t *app = arg;
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_buf_puts(&b, "{\"circuit_breakers\":{");
+    if (app->ingest_breaker) {
+        ep_breaker_stats_json(app->ingest_breaker, &b);
+    }
+    ep_buf_puts(&b, "}}\n");
+    ep_http_respond_buf(req, 200, &b);
+}
+
 /* ------------------------------------------------------------ readiness */
 
 static void on_ready_done(void *arg, const ep_http_response_t *res)
@@ -325,6 +386,7 @@ void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
         proxy(app, srv, EP_HTTP_GET, "/api/v1/events/stats", "/api/v1/events/stats", 0);
         ep__common_routes(app, srv, NULL);
         ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_gateway_ready, app);
+        ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_gateway_stats, app);
     }
     ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/status", on_status, app);
     ep_http_server_route(srv, EP_HTTP_GET, "/status", on_status, app);

@@ -11,6 +11,7 @@
  * again (with "duplicate":true) and not enqueued twice.
  */
 #include "ep_app.h"
+#include "ep_breaker.h"
 #include "ep_dedup.h"
 #include "ep_error.h"
 #include "ep_event.h"
@@ -92,15 +93,73 @@ static void inc(atomic_uint_fast64_t *c, uint64_t n)
 int ep__publish_maybe_kept(int err)
 {
     return err != 0 && err != EP_EFULL && err != EP_ECLOSED && err != EP_EINVAL &&
-           err != EP_EVALIDATE && err != EP_E2BIG;
+           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT;
+}
+
+/*
+ * Publishes through the hop's circuit breaker, when there is one: EP_ECIRCUIT
+ * (nothing taken, nothing sent) while it is open. The callback must report the
+ * outcome with report_published(); a synchronous failure is reported here.
+ */
+static int publish(ep_ingest_t *ig, ep_breaker_pass_t *pass, ep_event_t **evs, size_t n,
+                   ep_publish_cb cb, void *arg)
+{
+    int rc;
+
+    if (ig->breaker == NULL) {
+        return ep_queue_publish(ig->queue, evs, n, cb, arg);
+    }
+    /* The pass is written before the publish: the callback may run before it returns. */
+    if ((rc = ep_breaker_allow(ig->breaker, pass)) != 0) {
+        return rc;
+    }
+    rc = ep_queue_publish(ig->queue, evs, n, cb, arg);
+    if (rc != 0) {
+        ep_breaker_record_status(ig->breaker, pass, 1, &rc);
+    }
+    return rc;
+}
+
+static void report_published(ep_ingest_t *ig, const ep_breaker_pass_t *pass, size_t n,
+                             const int *status)
+{
+    if (ig->breaker) {
+        ep_breaker_record_status(ig->breaker, pass, n, status);
+    }
+}
+
+/* Retry-After for a failed publish: the breaker's cool-down left while it is open. */
+static int retry_after_of(ep_ingest_t *ig, int err)
+{
+    return err == EP_ECIRCUIT && ig->breaker ? ep_breaker_retry_after_s(ig->breaker)
+                                             : ig->app->cfg.retry_after_s;
+}
+
+/* A 503 for a failed publish: what, the event's id, whether it may be kept, Retry-After. */
+static void respond_503(ep_http_req_t *req, const char *msg, int err, const char *id, size_t len,
+                        int retry_after_s)
+{
+    ep_buf_t b = EP_BUF_INIT;
+    char v[16];
+
+    /* A 503 says whether the event may be kept anyway, and under which id to retry it. */
+    ep_buf_puts(&b, "{\"error\":");
+    ep_buf_put_json_str(&b, msg, strlen(msg));
+    if (id) {
+        ep_buf_puts(&b, ",\"messageId\":");
+        ep_buf_put_json_str(&b, id, len);
+    }
+    ep_buf_puts(&b, ep__publish_maybe_kept(err) ? ",\"maybe_kept\":true}\n"
+                                                : ",\"maybe_kept\":false}\n");
+    snprintf(v, sizeof(v), "%d", retry_after_s);
+    ep_http_req_add_header(req, "Retry-After", v);
+    ep_http_respond_buf(req, 503, &b);
 }
 
 void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,
                                   int retry_after_s)
 {
     char msg[160];
-    ep_buf_t b = EP_BUF_INIT;
-    char v[16];
 
     switch (err) {
     case EP_EINVAL:
@@ -116,22 +175,24 @@ void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, s
     case EP_ECLOSED:
         snprintf(msg, sizeof(msg), "shutting down, retry on another instance");
         break;
+    case EP_ECIRCUIT:
+        snprintf(msg, sizeof(msg), "circuit breaker open for the next hop; retry later");
+        break;
     default:
         snprintf(msg, sizeof(msg), "queue unavailable: %s", ep_strerror(err));
         break;
     }
-    /* A 503 says whether the event may be kept anyway, and under which id to retry it. */
-    ep_buf_puts(&b, "{\"error\":");
-    ep_buf_put_json_str(&b, msg, strlen(msg));
-    if (id) {
-        ep_buf_puts(&b, ",\"messageId\":");
-        ep_buf_put_json_str(&b, id, len);
+    respond_503(req, msg, err, id, len, retry_after_s);
+}
+
+/* Answers a failed publish; while the hop's breaker is open, with its message and cool-down. */
+static void respond_failed(ep_ingest_t *ig, ep_http_req_t *req, int err, const char *id, size_t len)
+{
+    if (err == EP_ECIRCUIT && ig->breaker) {
+        respond_503(req, ep_breaker_message(ig->breaker), err, id, len, retry_after_of(ig, err));
+    } else {
+        ep__respond_publish_error_id(req, err, id, len, ig->app->cfg.retry_after_s);
     }
-    ep_buf_puts(&b, ep__publish_maybe_kept(err) ? ",\"maybe_kept\":true}\n"
-                                                : ",\"maybe_kept\":false}\n");
-    snprintf(v, sizeof(v), "%d", retry_after_s);
-    ep_http_req_add_header(req, "Retry-After", v);
-    ep_http_respond_buf(req, 503, &b);
 }
 
 void ep__respond_publish_error(ep_http_req_t *req, int err)
@@ -159,9 +220,11 @@ void ep__respond_publish_error(ep_http_req_t *req, int err)
     }
 }
 
-static const char *publish_error_text(int err)
+static const char *publish_error_text(ep_ingest_t *ig, int err)
 {
     switch (err) {
+    case EP_ECIRCUIT:
+        return ig->breaker ? ep_breaker_message(ig->breaker) : "circuit breaker open, retry later";
     case EP_EFULL:
         return "queue is full, retry later";
     case EP_ECLOSED:
@@ -266,6 +329,7 @@ typedef struct single_s {
     int dedup;          /* the id was reserved in the window */
     int typed_index;
     int64_t start_ns;
+    ep_breaker_pass_t pass; /* from the hop's circuit breaker */
     size_t id_len;
     char id[132];
 } single_t;
@@ -277,6 +341,7 @@ static void on_single_published(void *arg, size_t n, const int *status)
     ep_buf_t b = EP_BUF_INIT;
 
     ep_obs_publish_done(ig->app->obs, n, status, p->start_ns);
+    report_published(ig, &p->pass, n, status);
     if (status[0] == 0) {
         inc(&ig->sent, 1);
         inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
@@ -298,8 +363,7 @@ static void on_single_published(void *arg, size_t n, const int *status)
             ep_dedup_release(ig->dedup, p->id, p->id_len);
         }
         if (p->req) {
-            ep__respond_publish_error_id(p->req, status[0], p->id, p->id_len,
-                                         ig->app->cfg.retry_after_s);
+            respond_failed(ig, p->req, status[0], p->id, p->id_len);
         }
     }
     ep_free(p);
@@ -385,7 +449,7 @@ static void on_single(void *arg, ep_http_req_t *req)
 
         memcpy(id, p->id, id_len + 1);
         p->req = NULL;
-        rc = ep_queue_publish(ig->queue, &ev, 1, on_single_published, p);
+        rc = publish(ig, &p->pass, &ev, 1, on_single_published, p);
         if (rc != 0) {
             if (p->dedup) {
                 ep_dedup_release(ig->dedup, id, id_len);
@@ -393,7 +457,7 @@ static void on_single(void *arg, ep_http_req_t *req)
             ep_event_destroy(ev);
             ep_free(p);
             inc(&ig->failed, 1);
-            ep__respond_publish_error_id(req, rc, id, id_len, ig->app->cfg.retry_after_s);
+            respond_failed(ig, req, rc, id, id_len);
             return;
         }
         inc(&ig->async_accepted, 1);
@@ -402,13 +466,13 @@ static void on_single(void *arg, ep_http_req_t *req)
         ep_http_respond_buf(req, 202, &b);
         return;
     }
-    rc = ep_queue_publish(ig->queue, &ev, 1, on_single_published, p);
+    rc = publish(ig, &p->pass, &ev, 1, on_single_published, p);
     if (rc != 0) {
         if (p->dedup) {
             ep_dedup_release(ig->dedup, p->id, p->id_len);
         }
         inc(&ig->failed, 1);
-        ep__respond_publish_error_id(req, rc, p->id, p->id_len, ig->app->cfg.retry_after_s);
+        respond_failed(ig, req, rc, p->id, p->id_len);
         ep_event_destroy(ev);
         ep_free(p);
     }
@@ -448,6 +512,7 @@ typedef struct batch_s {
 typedef struct chunk_s {
     batch_t *b;
     size_t n;
+    ep_breaker_pass_t pass;         /* from the hop's circuit breaker */
     uint32_t idx[PUBLISH_CHUNK];    /* item index of each published event */
     ep_event_t *evs[PUBLISH_CHUNK]; /* the events; the queue takes them */
 } chunk_t;
@@ -528,6 +593,12 @@ static void batch_finish(batch_t *b)
     ep_buf_reserve(&out, 64 + b->n * 64);
     ep_buf_printf(&out, "{\"accepted\":%zu,\"rejected\":%zu,\"duplicates\":%zu,\"failed\":%zu,",
                   accepted, invalid, dups, failed);
+    if (accepted + dups == 0 && first_err == EP_ECIRCUIT) {
+        const char *msg = publish_error_text(ig, first_err);
+        ep_buf_puts(&out, "\"error\":");
+        ep_buf_put_json_str(&out, msg, strlen(msg));
+        ep_buf_putc(&out, ',');
+    }
     if (failed) {
         /* Some failed events may be kept anyway: retry those with their "id". */
         ep_buf_puts(&out, maybe ? "\"maybe_kept\":true," : "\"maybe_kept\":false,");
@@ -562,7 +633,7 @@ static void batch_finish(batch_t *b)
             }
             ep_buf_putc(&out, '}');
         } else {
-            const char *msg = publish_error_text(it->err);
+            const char *msg = publish_error_text(ig, it->err);
             if (it->id_len) {
                 ep_buf_puts(&out, "\"id\":");
                 ep_buf_put_json_str(&out, b->strs.data + it->id_off, it->id_len);
@@ -590,7 +661,7 @@ static void batch_finish(batch_t *b)
     }
     if (status == 503) {
         char v[16];
-        snprintf(v, sizeof(v), "%d", ig->app->cfg.retry_after_s);
+        snprintf(v, sizeof(v), "%d", retry_after_of(ig, first_err));
         ep_http_req_add_header(b->req, "Retry-After", v);
     }
     ep_http_respond_buf(b->req, status, &out);
@@ -612,6 +683,7 @@ static void on_chunk_published(void *arg, size_t n, const int *status)
     batch_t *b = c->b;
 
     ep_obs_publish_done(b->ig->app->obs, n, status, b->start_ns);
+    report_published(b->ig, &c->pass, n, status);
     for (size_t i = 0; i < n; i++) {
         item_t *it = &b->items[c->idx[i]];
         if (status[i] == 0) {
@@ -638,7 +710,7 @@ static int flush_chunk(batch_t *b, chunk_t **cp)
 
     *cp = NULL;
     atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
-    rc = ep_queue_publish(b->ig->queue, c->evs, cn, on_chunk_published, c);
+    rc = publish(b->ig, &c->pass, c->evs, cn, on_chunk_published, c);
     if (rc == 0) {
         return 0;
     }
@@ -1122,6 +1194,11 @@ void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
                       "\"window_s\":%lld,\"effective_window_s\":%lld}",
                       ds.capacity, ds.size, (unsigned long long)ds.evicted, (long long)ds.window_s,
                       (long long)ds.effective_window_s);
+    }
+    if (ig->breaker != NULL) {
+        ep_buf_puts(out, ",\"circuit_breakers\":{");
+        ep_breaker_stats_json(ig->breaker, out);
+        ep_buf_putc(out, '}');
     }
     ep_buf_putc(out, '}');
 }

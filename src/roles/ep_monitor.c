@@ -9,6 +9,7 @@
  * steady state is three relaxed atomic adds per request and no lock.
  */
 #include "ep_monitor.h"
+#include "ep_breaker.h"
 #include "ep_dedup.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -274,6 +275,49 @@ static double queue_lag(ep_queue_t *q)
     return v > 0 ? v : 0;
 }
 
+/*
+ * The circuit breakers of this process's hops: the gateway's to ingest, ingest's
+ * to the processor or broker. State 0 closed, 1 open, 2 half-open.
+ */
+static void put_breakers(ep_app_t *app, ep_buf_t *out)
+{
+    static const char *const l_target[] = {"target"};
+    ep_breaker_t *bs[2] = {app->ingest_breaker, app->ingest.breaker};
+    ep_breaker_stats_t st[2];
+    static const char *const names[3] = {"circuit_breaker_state", "circuit_breaker_rejected_total",
+                                         "circuit_breaker_opened_total"};
+    static const char *const helps[3] = {
+        "State of the circuit breaker of a hop: 0 closed, 1 open (calls refused with 503), "
+        "2 half-open (one probe out).",
+        "Calls refused with 503 because the hop's circuit breaker was open or half-open.",
+        "Times the hop's circuit breaker opened."};
+    static const ep_metric_type_t types[3] = {EP_METRIC_GAUGE, EP_METRIC_COUNTER,
+                                              EP_METRIC_COUNTER};
+
+    if (bs[0] == NULL && bs[1] == NULL) {
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (bs[i]) {
+            ep_breaker_stats(bs[i], &st[i]);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        ep_metrics_put_family(out, names[k], types[k], helps[k]);
+        for (int i = 0; i < 2; i++) {
+            const char *lv[1];
+            double v;
+            if (bs[i] == NULL) {
+                continue;
+            }
+            lv[0] = ep_breaker_target(bs[i]);
+            v = k == 0 ? (double)st[i].state
+                       : (double)(k == 1 ? st[i].rejected : st[i].times_opened);
+            ep_metrics_put_sample(out, names[k], 1, l_target, lv, v);
+        }
+    }
+}
+
 static void put_health(ep_buf_t *out, const char *role, int ok)
 {
     const char *lv[1] = {role};
@@ -382,6 +426,7 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
          queue_lag(app->queue));
     put1(out, "service_uptime_seconds", EP_METRIC_GAUGE, "Seconds since the process started.",
          (double)(ep_time_now_ms() - app->started_ms) / 1000.0);
+    put_breakers(app, out);
 
     ep_metrics_put_family(out, "system_health_status", EP_METRIC_GAUGE,
                           "1 when the role is ready to serve, 0 when not (see /ready).");
