@@ -74,6 +74,7 @@ struct ep_app_s {
     int n_ready_routes;
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
+    ep_http_cors_t *cors; /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
