@@ -785,6 +785,18 @@ static void preflight(conn_t *c)
     lp->running = NULL;
 }
 
+/* The Origin header, or NULL: every request looks, so the first letter is checked first. */
+static const char *req_origin(const ep_http_head_t *h)
+{
+    for (int i = 0; i < h->n_fields; i++) {
+        const char *n = h->fields[i].name;
+        if ((n[0] | 0x20) == 'o' && strcasecmp(n, "Origin") == 0) {
+            return h->fields[i].value;
+        }
+    }
+    return NULL;
+}
+
 static int is_preflight(const ep_http_req_t *r, const char *origin)
 {
     return origin != NULL && r->method_bit == EP_HTTP_OPTIONS &&
@@ -855,7 +867,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
     r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
     r->route = find_route(s, r->head.path);
-    origin = ep_http_head_field(&r->head, "Origin");
+    origin = req_origin(&r->head);
     if (origin != NULL && s->opts.cors != NULL) {
         r->cors_allow = ep_http_cors_allow(s->opts.cors, origin);
     }

@@ -18,6 +18,11 @@
  * answers before returning (ep_http_respond*) or returns without answering, in
  * which case the connection is suspended until some thread answers; the
  * request object stays valid until then. Exactly one answer per request.
+ *
+ * Before any handler, requests from web pages follow opts.cors
+ * (ep_http_cors.h): a CORS preflight from an allowed origin is answered 204 by
+ * the server, and a request from a page of an origin neither allowed nor the
+ * server's own gets 403.
  */
 
 #define EP_HTTP_GET     0x1
