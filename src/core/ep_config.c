@@ -177,6 +177,10 @@ static const opt_t options[] = {
      "GET /metrics on every port and the request/event metrics behind it"},
     {OPT_RATIO, "ACCESS_LOG_SAMPLE", "access-log-sample", "0", N(access_log_sample), 0, 1, NULL,
      "fraction of requests written to the access log (0: none, 1: all)"},
+    {OPT_STR, "CORS_ALLOWED_ORIGINS", "cors-allowed-origins", "", S(cors_allowed_origins), 0, 0,
+     NULL,
+     "web origins (scheme://host[:port], comma-separated) whose pages may call the API, or * "
+     "(empty: none)"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -91,6 +91,8 @@ typedef struct ep_config_s {
     /* observability */
     char metrics_enabled[8];  /* METRICS_ENABLED: true | false (true) */
     double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
+    /* browser access */
+    char cors_allowed_origins[2048]; /* CORS_ALLOWED_ORIGINS: origins, or * ("": none) */
 } ep_config_t;
 
 /** Fills cfg with every default. */

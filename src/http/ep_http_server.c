@@ -250,7 +250,16 @@ static void respond_take(ep_http_req_t *r, int status, const char *content_type,
         ep_buf_puts(o, "\r\nContent-Length: ");
         ep_buf_put_u64(o, len);
     }
-    ep_buf_puts(o, "\r\n");
+    /* On every answer, refusals included; an API answer is not to be stored by any cache. */
+    if (r->own_cache) {
+        ep_buf_append(o, EP_STRLIT("\r\nX-Content-Type-Options: nosniff\r\n"));
+    } else {
+        ep_buf_append(o, EP_STRLIT("\r\nX-Content-Type-Options: nosniff\r\n"
+                                   "Cache-Control: no-store\r\n"));
+    }
+    if (srv->opts.cors) {
+        ep_http_cors_put_headers(srv->opts.cors, r->cors_allow, o);
+    }
     if (r->extra.len) {
         ep_buf_append(o, r->extra.data, r->extra.len);
     }
@@ -331,6 +340,9 @@ void ep_http_req_add_header(ep_http_req_t *r, const char *name, const char *valu
 {
     if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) {
         return; /* would split the header block */
+    }
+    if (strcasecmp(name, "Cache-Control") == 0) {
+        r->own_cache = 1;
     }
     ep_buf_puts(&r->extra, name);
     ep_buf_puts(&r->extra, ": ");
@@ -713,6 +725,8 @@ static void req_begin(conn_t *c)
     r->close_after = 0;
     r->q_done = r->n_q = 0;
     r->answered_inline = 0;
+    r->own_cache = 0;
+    r->cors_allow = NULL;
     c->out_off = 0;
     ep_buf_reset(&r->body);
     ep_buf_reset(&r->extra);
@@ -748,6 +762,63 @@ void ep__http_refuse_now(conn_t *c, int status, const char *msg)
 }
 
 /*
+ * A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) for
+ * an existing route from an allowed origin: 204 with what the route accepts.
+ * The route's handler never sees it.
+ */
+static void preflight(conn_t *c)
+{
+    ep_http_req_t *r = &c->req;
+    loop_t *lp = c->lp;
+    char allow[64];
+
+    if (r->head.content_length > 0 || r->head.chunked) {
+        r->close_after = 1; /* its body stays unread */
+    }
+    allow_header(r->route->methods, allow, sizeof(allow));
+    ep_http_req_add_header(r, "Access-Control-Allow-Methods", allow);
+    ep_buf_append(&r->extra, EP_STRLIT("Access-Control-Allow-Headers: " EP_HTTP_CORS_ALLOW_HEADERS
+                                       "\r\nAccess-Control-Max-Age: " EP_HTTP_CORS_MAX_AGE "\r\n"));
+    c->state = C_WAIT;
+    lp->running = r;
+    ep_http_respond(r, 204, NULL, "", 0);
+    lp->running = NULL;
+}
+
+/* The Origin header, or NULL: every request looks, so the first letter is checked first. */
+static const char *req_origin(const ep_http_head_t *h)
+{
+    for (int i = 0; i < h->n_fields; i++) {
+        const char *n = h->fields[i].name;
+        if ((n[0] | 0x20) == 'o' && strcasecmp(n, "Origin") == 0) {
+            return h->fields[i].value;
+        }
+    }
+    return NULL;
+}
+
+static int is_preflight(const ep_http_req_t *r, const char *origin)
+{
+    return origin != NULL && r->method_bit == EP_HTTP_OPTIONS &&
+           ep_http_head_field(&r->head, "Access-Control-Request-Method") != NULL;
+}
+
+/*
+ * A page of another web origin, not in CORS_ALLOWED_ORIGINS, is refused even
+ * where the browser sends without asking first (a form-like POST of
+ * text/plain): only so is nothing of such a request kept.
+ */
+static int origin_refused(const ep_http_req_t *r, const char *origin)
+{
+    if (origin == NULL || r->cors_allow != NULL) {
+        return 0;
+    }
+    return is_preflight(r, origin) ||
+           !ep_http_cors_same_origin(origin, ep_http_head_field(&r->head, "Host"),
+                                     ep_http_head_field(&r->head, "Sec-Fetch-Site"));
+}
+
+/*
  * A request whose body may make the server hold much: more than SMALL_BODY
  * announced, chunked (no announcement), or encoded (a small gzip body may
  * inflate to the route's maximum in its handler).
@@ -764,7 +835,7 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     ep_http_req_t *r = &c->req;
     ep_http_server_t *s = c->lp->srv;
     const char *head = c->in + c->in_off + skip;
-    const char *err;
+    const char *err, *origin;
     char msg[160], allow[64];
     int rc;
 
@@ -796,9 +867,22 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
     r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
     r->route = find_route(s, r->head.path);
-    if (r->route == NULL) {
+    origin = req_origin(&r->head);
+    if (origin != NULL && s->opts.cors != NULL) {
+        r->cors_allow = ep_http_cors_allow(s->opts.cors, origin);
+    }
+    if (origin_refused(r, origin)) {
+        rc = 403;
+        snprintf(msg, sizeof(msg),
+                 "pages of the web origin %.60s may not call this server "
+                 "(CORS_ALLOWED_ORIGINS)",
+                 origin);
+    } else if (r->route == NULL) {
         rc = 404;
         snprintf(msg, sizeof(msg), "no such path");
+    } else if (is_preflight(r, origin)) {
+        preflight(c); /* from an allowed origin */
+        return;
     } else if ((r->route->methods & r->method_bit) == 0) {
         rc = 405;
         allow_header(r->route->methods, allow, sizeof(allow));

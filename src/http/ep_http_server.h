@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "ep_buf.h"
+#include "ep_http_cors.h"
 
 /*
  * HTTP/1.1 server (epoll event loops of our own, ep_http_parse): keep-alive,
@@ -17,6 +18,11 @@
  * answers before returning (ep_http_respond*) or returns without answering, in
  * which case the connection is suspended until some thread answers; the
  * request object stays valid until then. Exactly one answer per request.
+ *
+ * Before any handler, requests from web pages follow opts.cors
+ * (ep_http_cors.h): a CORS preflight from an allowed origin is answered 204 by
+ * the server, and a request from a page of an origin neither allowed nor the
+ * server's own gets 403.
  */
 
 #define EP_HTTP_GET     0x1
@@ -54,6 +60,8 @@ typedef struct ep_http_server_opts_s {
     int send_timeout_s;    /* an answer without write progress this long: close (0: 30) */
     int max_conns_per_client; /* per client address (0: no limit) */
     size_t memory_limit;      /* bytes of buffered requests and unsent answers (0: 64 MiB) */
+    /* CORS_ALLOWED_ORIGINS; NULL: no cross-origin access. Borrowed: outlives the server. */
+    const ep_http_cors_t *cors;
 } ep_http_server_opts_t;
 
 typedef struct ep_http_server_stats_s {
@@ -136,7 +144,11 @@ int ep_http_req_route_index(const ep_http_req_t *r);
 
 /* ---- answering (exactly once per request, from any thread) ---- */
 
-/** Adds a response header to the coming answer (before ep_http_respond*). */
+/**
+ * Adds a response header to the coming answer (before ep_http_respond*).
+ * Every answer carries X-Content-Type-Options: nosniff, and Cache-Control:
+ * no-store unless a Cache-Control is added here.
+ */
 void ep_http_req_add_header(ep_http_req_t *r, const char *name, const char *value);
 
 /** Answers with a copy of body. content_type NULL = application/json. */

@@ -81,6 +81,9 @@ struct ep_http_req_s {
     int q_done, n_q;
     char *q_name[MAX_QUERY], *q_value[MAX_QUERY];
     ep_buf_t extra; /* response headers from ep_http_req_add_header, "Name: value\r\n" */
+    /* extra has a Cache-Control (no default no-store); the answer's Access-Control-Allow-Origin. */
+    int own_cache;
+    const char *cors_allow; /* NULL: none */
     /* The answer: written by the answering thread before the hand-over. */
     int close_after;
     ep_buf_t out; /* status line and headers */

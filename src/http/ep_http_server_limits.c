@@ -185,18 +185,19 @@ int ep__http_make_room(loop_t *lp)
 /* A new connection over HTTP_MAX_CONNECTIONS_PER_CLIENT: a 503 if the socket takes it, closed. */
 void ep__http_refuse_per_client(ep_http_server_t *s, int fd)
 {
-    char msg[400];
+    char msg[512]; /* the head in [0, 256), the body first at 256 */
     int body, n;
 
-    body = snprintf(msg + 200, 200,
+    body = snprintf(msg + 256, 256,
                     "{\"error\":\"too many connections from this client address (limit %d, "
                     "HTTP_MAX_CONNECTIONS_PER_CLIENT)\"}\n",
                     s->opts.max_conns_per_client);
-    n = snprintf(msg, 200,
+    n = snprintf(msg, 256,
                  "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n",
+                 "Content-Length: %d\r\nRetry-After: %d\r\nX-Content-Type-Options: nosniff\r\n"
+                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                  body, s->opts.retry_after_s);
-    memmove(msg + n, msg + 200, (size_t)body);
+    memmove(msg + n, msg + 256, (size_t)body);
     if (send(fd, msg, (size_t)(n + body), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         /* nothing more to do: the close below is the refusal */
     }

@@ -85,6 +85,7 @@ static ep_http_server_t *new_server(ep_app_t *app, const char *name, int port)
         .send_timeout_s = app->cfg.send_timeout_s,
         .max_conns_per_client = app->cfg.max_per_client,
         .memory_limit = (size_t)app->cfg.memory_limit,
+        .cors = app->cors,
     };
     ep_http_server_t *s;
 
@@ -109,6 +110,14 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
     }
     app->roles = roles;
     app->started_ms = ep_time_now_ms();
+    {
+        char why[400];
+        rc = ep_http_cors_create(cfg->cors_allowed_origins, &app->cors, why, sizeof(why));
+        if (rc != 0) {
+            snprintf(err, errlen, "CORS_ALLOWED_ORIGINS: %s", why);
+            goto err;
+        }
+    }
     if (strcmp(cfg->metrics_enabled, "true") == 0) {
         app->obs = ep_obs_create(); /* before anything that records into it */
     }
@@ -435,6 +444,7 @@ void ep_app_destroy(ep_app_t *app)
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
     ep_http_server_destroy(app->analytics_srv);
+    ep_http_cors_destroy(app->cors); /* after the servers that read it */
     ep_worker_pool_destroy(app->pool);
     ep_worker_pool_destroy(app->analytics_pool);
     ep_queue_destroy(app->analytics_queue);

@@ -77,6 +77,7 @@ struct ep_app_s {
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
     struct ep_breaker_s *ingest_breaker; /* the gateway's hop to a remote ingest, or NULL */
+    ep_http_cors_t *cors; /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */

@@ -307,9 +307,10 @@ static void model_run(model_t *m, const char *s, size_t n)
         ep_http_head_t h;
         const char *err = NULL;
         const route_t *rt = NULL;
+        const char *origin;
         unsigned mb;
         exp_t *e;
-        int rc;
+        int rc, foreign;
 
         if (hl == 0) {
             if (n - pos > MAX_HEADER + 2) {
@@ -347,9 +348,16 @@ static void model_run(model_t *m, const char *s, size_t n)
         }
         e->no_body = mb == EP_HTTP_HEAD;
         e->must_close = !h.keep_alive;
-        if (rt == NULL || (rt->methods & mb) == 0 ||
+        /* No CORS_ALLOWED_ORIGINS: a page of another origin, or any preflight, gets 403. */
+        origin = ep_http_head_field(&h, "Origin");
+        foreign =
+            origin != NULL && ((mb == EP_HTTP_OPTIONS &&
+                                ep_http_head_field(&h, "Access-Control-Request-Method") != NULL) ||
+                               !ep_http_cors_same_origin(origin, ep_http_head_field(&h, "Host"),
+                                                         ep_http_head_field(&h, "Sec-Fetch-Site")));
+        if (foreign || rt == NULL || (rt->methods & mb) == 0 ||
             (h.content_length > 0 && (uint64_t)h.content_length > rt->max_body)) {
-            e->status = rt == NULL ? 404 : (rt->methods & mb) == 0 ? 405 : 413;
+            e->status = foreign ? 403 : rt == NULL ? 404 : (rt->methods & mb) == 0 ? 405 : 413;
             if (h.content_length > 0 || h.chunked) {
                 e->must_close = 1; /* the body stays unread */
                 break;
