@@ -74,6 +74,7 @@ struct ep_app_s {
     int n_ready_routes;
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
+    struct ep_access_s *access; /* API keys, internal token, rate limits (ep_access.h) */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
