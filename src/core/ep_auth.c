@@ -30,7 +30,45 @@ void ep_auth_init(ep_auth_t *a)
 void ep_auth_close(ep_auth_t *a)
 {
     ep_free(a->keys);
+    ep_free(a->index);
     ep_auth_init(a);
+}
+
+static size_t home_of(const uint8_t *digest)
+{
+    uint64_t h;
+
+    memcpy(&h, digest, sizeof(h)); /* a SHA-256: already uniform */
+    return (size_t)h;
+}
+
+/* The slot of digest in the index: the key's, or the empty one where it would go. */
+static size_t index_slot(const ep_auth_t *a, const uint8_t *digest)
+{
+    size_t i = home_of(digest) & a->index_mask;
+
+    while (a->index[i] != 0 &&
+           !ep_auth_ct_equal(a->keys[a->index[i] - 1].digest, digest, EP_AUTH_DIGEST_SZ)) {
+        i = (i + 1) & a->index_mask;
+    }
+    return i;
+}
+
+/* Makes room for one more key: the index stays at most half full. */
+static void index_grow(ep_auth_t *a)
+{
+    size_t cap = a->index ? a->index_mask + 1 : 0;
+
+    if ((size_t)(a->n + 1) * 2 <= cap) {
+        return;
+    }
+    cap = cap ? cap * 2 : 16;
+    ep_free(a->index);
+    a->index = ep_calloc(cap, sizeof(*a->index));
+    a->index_mask = cap - 1;
+    for (int k = 0; k < a->n; k++) {
+        a->index[index_slot(a, a->keys[k].digest)] = k + 1;
+    }
 }
 
 void ep_auth_sha256(const void *p, size_t n, uint8_t out[EP_AUTH_DIGEST_SZ])
@@ -66,19 +104,12 @@ int ep_auth_token_equal(const char *a, size_t alen, const char *b, size_t blen)
 int ep_auth_find(const ep_auth_t *a, const char *key, size_t len)
 {
     uint8_t d[EP_AUTH_DIGEST_SZ];
-    int found = -1;
 
     if (a->n == 0) {
         return -1;
     }
     ep_auth_sha256(key, len, d);
-    /* Every digest is compared, whatever matched before: the time says nothing of which. */
-    for (int i = 0; i < a->n; i++) {
-        int eq = ep_auth_ct_equal(d, a->keys[i].digest, sizeof(d));
-        int mask = -eq; /* all ones when equal */
-        found = (found & ~mask) | (i & mask);
-    }
-    return found;
+    return a->index[index_slot(a, d)] - 1;
 }
 
 int ep_auth_bearer(const char *h, const char **tok, size_t *len)
@@ -202,10 +233,12 @@ static int add_key(ep_auth_t *a, const char *name, size_t nlen, const uint8_t *d
             snprintf(why, wlen, "the name '%.*s' is used twice", (int)nlen, name);
             return -1;
         }
-        if (memcmp(a->keys[i].digest, digest, EP_AUTH_DIGEST_SZ) == 0) {
-            snprintf(why, wlen, "the same key as '%s'", a->keys[i].name);
-            return -1;
-        }
+    }
+    index_grow(a);
+    if (a->index[index_slot(a, digest)] != 0) {
+        snprintf(why, wlen, "the same key as '%s'",
+                 a->keys[a->index[index_slot(a, digest)] - 1].name);
+        return -1;
     }
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 8;
@@ -217,6 +250,7 @@ static int add_key(ep_auth_t *a, const char *name, size_t nlen, const uint8_t *d
     memcpy(k->digest, digest, EP_AUTH_DIGEST_SZ);
     k->rate = rate;
     k->burst = burst;
+    a->index[index_slot(a, digest)] = a->n;
     return 0;
 }
 

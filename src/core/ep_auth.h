@@ -37,6 +37,14 @@ typedef struct ep_auth_key_s {
 typedef struct ep_auth_s {
     ep_auth_key_t *keys;
     int n, cap;
+    /*
+     * Index by digest (open addressing on its first 8 bytes, at most half
+     * full): a lookup compares the presented key's digest with the few keys
+     * on its probe path, so the time depends on that digest only, never on
+     * the stored keys, and stays flat with thousands of keys.
+     */
+    int32_t *index; /* key number + 1; 0: empty */
+    size_t index_mask;
 } ep_auth_t;
 
 /** An empty table (no allocation until the first key). */
@@ -61,9 +69,11 @@ int ep_auth_add_text(ep_auth_t *a, const char *text, size_t len, const char *fna
 int ep_auth_add_file(ep_auth_t *a, const char *path, char *err, size_t errlen);
 
 /**
- * The index of the key whose text is key[0..len), or -1. Constant time in the
- * presented key and in which key matches (every digest is compared). No
- * allocation; thread-safe on a table no longer changed.
+ * The index of the key whose text is key[0..len), or -1. The key is hashed and
+ * its digest compared in constant time with the keys on its probe path in the
+ * index: the time depends on nothing an attacker does not already know (the
+ * digest of what they sent). No allocation; thread-safe on a table no longer
+ * changed.
  */
 int ep_auth_find(const ep_auth_t *a, const char *key, size_t len);
 

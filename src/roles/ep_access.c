@@ -509,22 +509,22 @@ void ep_access_collect(void *arg, ep_buf_t *out)
 void ep_access_log(const ep_access_t *a)
 {
     if (a->keys.n > 0) {
-        ep_log_info("access", "API keys: %d; ingesting routes need one%s", a->keys.n,
+        ep_log_info("auth", "API keys: %d; ingesting routes need one%s", a->keys.n,
                     a->protect_reads ? ", and so do reading routes (API_KEYS_PROTECT_READS)"
                                      : "; reading routes are open");
     } else {
-        ep_log_warn("access", "no API keys (API_KEYS, API_KEYS_FILE): anyone who reaches a "
-                              "port may send events");
+        ep_log_warn("auth", "no API keys (API_KEYS, API_KEYS_FILE): anyone who reaches a "
+                            "port may send events");
     }
     if (a->has_token) {
-        ep_log_info("access", "role-to-role routes (/enqueue, /analytics/merge) need "
-                              "INTERNAL_TOKEN");
+        ep_log_info("auth", "role-to-role routes (/enqueue, /analytics/merge) need "
+                            "INTERNAL_TOKEN");
     } else {
-        ep_log_warn("access", "INTERNAL_TOKEN is unset: role-to-role routes (/enqueue, "
-                              "/analytics/merge) answer loopback clients only");
+        ep_log_warn("auth", "INTERNAL_TOKEN is unset: role-to-role routes (/enqueue, "
+                            "/analytics/merge) answer loopback clients only");
     }
     if (a->rate_on) {
-        ep_log_info("access", "rate limit: %lld events/s, burst %lld, per %s",
+        ep_log_info("auth", "rate limit: %lld events/s, burst %lld, per %s",
                     (long long)a->rate.rate, (long long)a->rate.burst,
                     a->keys.n > 0 ? "API key" : "client address");
     }

@@ -5,6 +5,7 @@
  */
 #include "ep_access.h"
 #include "ep_auth.h"
+#include "ep_buf.h"
 #include "ep_error.h"
 #include "ep_test.h"
 
@@ -200,6 +201,29 @@ static void test_csv(void)
     ep_auth_close(&a);
 }
 
+/* Thousands of keys: each found by its text, none by a near miss; the index grows. */
+static void test_many_keys(void)
+{
+    ep_auth_t a;
+    ep_buf_t text = EP_BUF_INIT;
+    char err[256], key[64];
+
+    for (int i = 0; i < 5000; i++) {
+        ep_buf_printf(&text, "k%d key-number-%08d\n", i, i);
+    }
+    ep_auth_init(&a);
+    EP_ASSERT_EQ(ep_auth_add_text(&a, text.data, text.len, "many", err, sizeof(err)), 0);
+    EP_ASSERT_EQ(a.n, 5000);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key-number-%08d", i);
+        EP_ASSERT_EQ(ep_auth_find(&a, key, strlen(key)), i);
+        snprintf(key, sizeof(key), "key-number-%08d", i + 5000);
+        EP_ASSERT_EQ(ep_auth_find(&a, key, strlen(key)), -1);
+    }
+    ep_auth_close(&a);
+    ep_buf_close(&text);
+}
+
 static void test_credential(void)
 {
     const char *k;
@@ -274,6 +298,7 @@ EP_TEST_LIST = {EP_TEST(test_sha256_known_value),
                 EP_TEST(test_file_errors),
                 EP_TEST(test_file_nul_and_empty),
                 EP_TEST(test_csv),
+                EP_TEST(test_many_keys),
                 EP_TEST(test_credential),
                 EP_TEST(test_loopback),
                 EP_TEST(test_access_config_errors),
