@@ -169,7 +169,18 @@ def test_reads_behind_keys():
             assert curl(port, path)[0] == 200, path
         st, h, b = curl(ep.api, "/api/v1/ingest", EVENT, [AUTH(BOB)])
         assert st == 202, b
-        assert_kept(ep, 1, headers={"X-API-Key": BOB})
+        # The tools send a key when given one.
+        binary = os.environ.get("EP_BIN", "build/eventpipe")
+        url = "http://127.0.0.1:%d" % ep.api
+        tool = lambda *a: subprocess.run([binary] + list(a), capture_output=True, text=True,  # noqa
+                                         timeout=60, check=False)
+        assert tool("status", "--url", url).returncode == 1
+        out = tool("status", "--url", url, "--api-key", ALICE)
+        assert out.returncode == 0, out
+        assert tool("send", "--url", url, "--count", "3", "--quiet").returncode == 1
+        out = tool("send", "--url", url, "--count", "3", "--quiet", "--api-key", CAROL)
+        assert out.returncode == 0, out
+        assert_kept(ep, 4, headers={"X-API-Key": BOB})
         assert ep.stop() == 0
 
 
