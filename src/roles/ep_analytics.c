@@ -246,10 +246,15 @@ static void push_once(ep_analytics_push_t *p)
     } else {
         atomic_fetch_add(&p->failed, 1);
         if (!p->failing) {
-            ep_log_warn("analytics", "delta push to %s failed (%s); retrying every tick", url,
-                        rc != 0  ? ep_strerror(rc)
-                        : status ? "bad status"
-                                 : "no answer");
+            char why[96];
+            snprintf(why, sizeof(why), "%s",
+                     rc != 0                          ? ep_strerror(rc)
+                     : status == 401 || status == 403 ? "refused: INTERNAL_TOKEN must be the same "
+                                                        "on both roles"
+                     : status                         ? "bad status"
+                                                      : "no answer");
+            ep_log_warn("analytics", "delta push to %s failed (HTTP %d, %s); retrying every tick",
+                        url, status, why);
         }
         p->failing = 1;
     }

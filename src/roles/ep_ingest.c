@@ -85,15 +85,16 @@ static void inc(atomic_uint_fast64_t *c, uint64_t n)
 }
 
 /*
- * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE or
- * EP_E2BIG before keeping any of it. Any other failure (a timeout, a downstream
+ * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE,
+ * EP_E2BIG or EP_ECONFIG (the processor refused ingest's INTERNAL_TOKEN) before
+ * keeping any of it. Any other failure (a timeout, a downstream
  * that stopped answering after it got the event, a fail-fast composite where
  * one provider had already stored it) leaves open whether it was kept.
  */
 int ep__publish_maybe_kept(int err)
 {
     return err != 0 && err != EP_EFULL && err != EP_ECLOSED && err != EP_EINVAL &&
-           err != EP_EVALIDATE && err != EP_E2BIG;
+           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECONFIG;
 }
 
 void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,

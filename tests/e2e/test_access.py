@@ -326,6 +326,28 @@ def test_split_roles_with_token_and_keys():
             assert e.stop() == 0
 
 
+def test_split_roles_with_different_tokens():
+    """A processor that refuses ingest's token is ingest's 503 (nothing kept), not the
+    client's 400, and the log says what to fix."""
+    p = {"api": free_port(), "ingest": free_port(), "processor": free_port()}
+    with Eventpipe("processor", ports=p, env={"INTERNAL_TOKEN": TOKEN}) as proc, \
+            Eventpipe("ingest", ports=p, env={"INTERNAL_TOKEN": TOKEN[::-1]}) as ing:
+        wait_for(lambda: request(p["ingest"], "GET", "/ready").status == 200, timeout=15,
+                 what="ingest ready")
+        st, h, b = curl(p["ingest"], "/ingest", EVENT)
+        assert st == 503 and h.get("retry-after"), (st, b)
+        assert json.loads(b)["maybe_kept"] is False, b
+        st, h, b = curl(p["ingest"], "/events/batch", batch(2))
+        assert st == 503, (st, b)
+        s = get_json(p["ingest"], "/stats")
+        assert s["TotalSent"] == 0 and s["TotalFailed"] == 3, s
+        assert get_json(p["processor"], "/stats")["queue"]["enqueued"] == 0
+        m = metrics(p["processor"])
+        assert sample(m, "ep_auth_refused_total", 'reason="invalid_token"') >= 2
+        for e in (ing, proc):
+            assert e.stop() == 0
+
+
 # ------------------------------------------------------------------ rate limits
 
 def batch(n):

@@ -115,6 +115,10 @@ static int status_of(const ep_http_response_t *res)
     if (res->status == 503 || res->status == 429) {
         return EP_EFULL;
     }
+    if (res->status == 401 || res->status == 403) {
+        /* The processor refused ingest itself (INTERNAL_TOKEN): not the client's fault. */
+        return EP_ECONFIG;
+    }
     if (res->status >= 400 && res->status < 500) {
         return EP_EINVAL;
     }
@@ -163,12 +167,18 @@ static void on_enqueue_done(void *arg, const ep_http_response_t *res)
     fwd_t *f = b->f;
     int st = status_of(res);
     /* The processor is reachable when it answered with anything but a server fault. */
-    int reachable = res->err == 0 && (res->status < 500 || res->status == 503);
+    int reachable = res->err == 0 && (res->status < 500 || res->status == 503) &&
+                    res->status != 401 && res->status != 403;
     char error[160];
 
     atomic_fetch_add(&f->requests, 1);
     if (res->err != 0) {
         snprintf(error, sizeof(error), "%s", res->error);
+    } else if (res->status == 401 || res->status == 403) {
+        snprintf(error, sizeof(error),
+                 "HTTP %d from /enqueue: the processor refused ingest (INTERNAL_TOKEN must be "
+                 "the same on both)",
+                 res->status);
     } else {
         snprintf(error, sizeof(error), "HTTP %d from /enqueue", res->status);
     }
