@@ -181,6 +181,20 @@ static const opt_t options[] = {
      NULL,
      "web origins (scheme://host[:port], comma-separated) whose pages may call the API, or * "
      "(empty: none)"},
+    {OPT_STR, "API_KEYS", "api-keys", "", S(api_keys), 0, 0, NULL,
+     "API keys, comma-separated (named key1, key2, ...); when any key is set, ingesting routes "
+     "need one (Authorization: Bearer <key> or X-API-Key)"},
+    {OPT_STR, "API_KEYS_FILE", "api-keys-file", "", S(api_keys_file), 0, 0, NULL,
+     "file of API keys, one a line: name key-or-sha256:<hex> [rate=N] [burst=N]"},
+    {OPT_ENUM, "API_KEYS_PROTECT_READS", "api-keys-protect-reads", "false",
+     S(api_keys_protect_reads), 0, 0, "true|false",
+     "reading routes (stats, status, analytics, lag) need an API key too"},
+    {OPT_STR, "INTERNAL_TOKEN", "internal-token", "", S(internal_token), 0, 0, NULL,
+     "Bearer token of role-to-role routes (/enqueue, /analytics/merge); unset: loopback only"},
+    {OPT_I64, "RATE_LIMIT_EVENTS_PER_SEC", "rate-limit", "0", N(rate_limit), 0, 1000000000, NULL,
+     "events/s per API key (per client address without keys); over it 429 (0: off)"},
+    {OPT_I64, "RATE_LIMIT_BURST", "rate-limit-burst", "0", N(rate_limit_burst), 0, 1000000000, NULL,
+     "events a key or address may send at once (0: RATE_LIMIT_EVENTS_PER_SEC)"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -93,6 +93,13 @@ typedef struct ep_config_s {
     double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
     /* browser access */
     char cors_allowed_origins[2048]; /* CORS_ALLOWED_ORIGINS: origins, or * ("": none) */
+    /* access control (issue 15, README "Running eventpipe on the internet") */
+    char api_keys[4096];            /* API_KEYS: comma-separated keys, named key1, key2, ... */
+    char api_keys_file[512];        /* API_KEYS_FILE: "name key|sha256:<hex> [rate=N] [burst=N]" */
+    char api_keys_protect_reads[8]; /* API_KEYS_PROTECT_READS: true | false (false) */
+    char internal_token[256];       /* INTERNAL_TOKEN: Bearer token of role-to-role routes */
+    int64_t rate_limit;             /* RATE_LIMIT_EVENTS_PER_SEC per key or address (0 = off) */
+    int64_t rate_limit_burst;       /* RATE_LIMIT_BURST events (0 = one second's worth) */
 } ep_config_t;
 
 /** Fills cfg with every default. */

@@ -25,6 +25,7 @@
 #define POLL_IDLE_MS     1000 /* poll wait when nothing is scheduled */
 #define HEADER_VALUE_MAX 128  /* bytes kept of Content-Type / Retry-After */
 #define MAX_HEADER_LINES 8    /* request header lines: Expect, Content-Type, extras */
+#define PASS_MAX         384  /* bytes kept of the headers a proxy passes on (pass_headers) */
 
 typedef struct req_s req_t;
 struct req_s {
@@ -49,6 +50,7 @@ struct req_s {
     int too_large; /* response body exceeded max_response */
     char resp_ctype[HEADER_VALUE_MAX];
     char resp_retry[HEADER_VALUE_MAX];
+    char resp_pass[PASS_MAX]; /* WWW-Authenticate and RateLimit-* lines, "Name: value\n" */
     char errbuf[CURL_ERROR_SIZE];
     const void *ctx; /* the caller's context copy (start of mem), or NULL */
     /* One allocation: the context, method, url, header lines, body. */
@@ -98,6 +100,7 @@ static void req_complete(req_t *r, int status, int err, const char *error, int s
     res.content_type = r->resp_ctype;
     res.ctx = r->ctx;
     res.retry_after = r->resp_retry;
+    res.pass_headers = r->resp_pass;
     r->cb(r->arg, &res);
     req_free(r);
 }
@@ -143,6 +146,20 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
     if (n >= EP_STRLEN("HTTP/") && memcmp(buf, EP_STRLIT("HTTP/")) == 0) {
         r->resp_ctype[0] = '\0';
         r->resp_retry[0] = '\0';
+        r->resp_pass[0] = '\0';
+    } else if ((n >= EP_STRLEN("www-authenticate:") &&
+                strncasecmp(buf, EP_STRLIT("www-authenticate:")) == 0) ||
+               (n >= EP_STRLEN("ratelimit-") && strncasecmp(buf, EP_STRLIT("ratelimit-")) == 0)) {
+        /* Access-control answers a proxy passes on whole (a line that does not fit is left out). */
+        size_t have = strlen(r->resp_pass), len = n;
+        while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n')) {
+            len--;
+        }
+        if (have + len + 2 <= sizeof(r->resp_pass)) {
+            memcpy(r->resp_pass + have, buf, len);
+            r->resp_pass[have + len] = '\n';
+            r->resp_pass[have + len + 1] = '\0';
+        }
     } else if (n >= sizeof(ct) - 1 && strncasecmp(buf, ct, sizeof(ct) - 1) == 0) {
         copy_header_value(r->resp_ctype, sizeof(r->resp_ctype), buf + sizeof(ct) - 1,
                           n - (sizeof(ct) - 1));
@@ -571,6 +588,16 @@ int ep_http_client_request_sync(ep_http_client_t *c, const char *method, const c
                                 const char *content_type, const void *body, size_t body_len,
                                 int timeout_ms, int *status, char **body_out)
 {
+    ep_http_request_opts_t o = {.content_type = content_type};
+
+    return ep_http_client_request_sync_ex(c, method, url, &o, body, body_len, timeout_ms, status,
+                                          body_out);
+}
+
+int ep_http_client_request_sync_ex(ep_http_client_t *c, const char *method, const char *url,
+                                   const ep_http_request_opts_t *opts, const void *body,
+                                   size_t body_len, int timeout_ms, int *status, char **body_out)
+{
     sync_wait_t w;
     int rc;
 
@@ -583,8 +610,8 @@ int ep_http_client_request_sync(ep_http_client_t *c, const char *method, const c
     }
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    rc = ep_http_client_request(c, method, url, content_type, body, body_len, timeout_ms,
-                                on_sync_done, &w);
+    rc = ep_http_client_request_ex(c, method, url, opts, body, body_len, timeout_ms, on_sync_done,
+                                   &w);
     if (rc == 0) {
         pthread_mutex_lock(&w.mu);
         while (!w.done) {

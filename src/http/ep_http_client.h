@@ -21,6 +21,7 @@ typedef struct ep_http_response_s {
     size_t body_len;
     const char *content_type; /* borrowed; "" when absent */
     const char *retry_after;  /* value of Retry-After; "" when absent */
+    const char *pass_headers; /* WWW-Authenticate and RateLimit-* lines ("Name: value\n"), or "" */
     const void *ctx;          /* the request's context copy (ep_http_request_opts_t), or NULL */
 } ep_http_response_t;
 
@@ -71,6 +72,11 @@ int ep_http_client_request_ex(ep_http_client_t *c, const char *method, const cha
 int ep_http_client_request_sync(ep_http_client_t *c, const char *method, const char *url,
                                 const char *content_type, const void *body, size_t body_len,
                                 int timeout_ms, int *status, char **body_out);
+
+/** ep_http_client_request_sync with options (opts may be NULL; its ctx is not used). */
+int ep_http_client_request_sync_ex(ep_http_client_t *c, const char *method, const char *url,
+                                   const ep_http_request_opts_t *opts, const void *body,
+                                   size_t body_len, int timeout_ms, int *status, char **body_out);
 
 /**
  * Stops the thread. Requests still in flight complete with err EP_ECLOSED (their

@@ -141,6 +141,11 @@ size_t ep_http_req_body_len(const ep_http_req_t *r);
 int64_t ep_http_req_start_ns(const ep_http_req_t *r);
 /** Index of the matched route (see ep_http_server_route_path), or -1 when none matched. */
 int ep_http_req_route_index(const ep_http_req_t *r);
+/**
+ * The client's address (the TCP peer) as 16 bytes, an IPv4 address mapped into
+ * IPv6 (::ffff:a.b.c.d). Returns 1, or 0 (out zeroed) when it is not an IP peer.
+ */
+int ep_http_req_peer(const ep_http_req_t *r, uint8_t out[16]);
 
 /* ---- answering (exactly once per request, from any thread) ---- */
 

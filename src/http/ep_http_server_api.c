@@ -439,3 +439,9 @@ int ep_http_req_route_index(const ep_http_req_t *r)
 {
     return r->route ? (int)(r->route - r->srv->routes) : -1;
 }
+
+int ep_http_req_peer(const ep_http_req_t *r, uint8_t out[16])
+{
+    memcpy(out, r->conn->peer, 16);
+    return r->conn->has_peer;
+}

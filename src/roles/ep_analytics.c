@@ -22,6 +22,7 @@
  * (ANALYTICS_PUSH=auto), so nothing is counted twice.
  */
 #include "analytics/ep_analytics.h"
+#include "ep_access.h"
 #include "ep_app.h"
 #include "ep_error.h"
 #include "ep_log.h"
@@ -190,11 +191,15 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len)
 
 void ep__analytics_routes(ep_app_t *app, ep_http_server_t *srv)
 {
-    ep_http_server_route(srv, EP_HTTP_GET, "/analytics/summary", on_summary, app);
-    ep_http_server_route(srv, EP_HTTP_GET, "/analytics/timeseries", on_timeseries, app);
+    ep_access_t *ac = app->access;
+
+    ep_access_route(ac, srv, EP_HTTP_GET, "/analytics/summary", EP_ACCESS_READ, on_summary, app, 0);
+    ep_access_route(ac, srv, EP_HTTP_GET, "/analytics/timeseries", EP_ACCESS_READ, on_timeseries,
+                    app, 0);
     ep_http_server_route(srv, EP_HTTP_GET, "/analytics/health", on_health, app);
-    ep_http_server_route_ex(srv, EP_HTTP_POST, "/analytics/merge", on_merge, app, MERGE_MAX_BODY);
-    ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
+    ep_access_route(ac, srv, EP_HTTP_POST, "/analytics/merge", EP_ACCESS_INTERNAL, on_merge, app,
+                    MERGE_MAX_BODY);
+    ep_access_route(ac, srv, EP_HTTP_GET, "/stats", EP_ACCESS_READ, on_stats, app, 0);
 }
 
 /* -------------------------------------------------------------- pusher */
@@ -208,7 +213,8 @@ static void on_batch(void *arg, ep_event_t *const *evs, size_t n)
 static void push_once(ep_analytics_push_t *p)
 {
     ep_app_t *app = p->app;
-    char url[300], *body = NULL;
+    char url[300], *body = NULL, hop[300];
+    ep_http_request_opts_t o = {.content_type = "application/octet-stream"};
     int status = 0, rc;
 
     if (p->pending.len == 0) {
@@ -218,9 +224,12 @@ static void push_once(ep_analytics_push_t *p)
         p->seq++;
     }
     snprintf(url, sizeof(url), "%s/analytics/merge", app->cfg.analytics_url);
-    rc = ep_http_client_request_sync(app->client, "POST", url, "application/octet-stream",
-                                     p->pending.data, p->pending.len, app->cfg.upstream_timeout_ms,
-                                     &status, &body);
+    /* /analytics/merge is a role-to-role route: the internal token when one is set. */
+    ep_access_hop_header(&app->cfg, hop, sizeof(hop));
+    o.headers = hop[0] ? hop : NULL;
+    rc = ep_http_client_request_sync_ex(app->client, "POST", url, &o, p->pending.data,
+                                        p->pending.len, app->cfg.upstream_timeout_ms, &status,
+                                        &body);
     if (rc == 0 && status == 200) {
         atomic_fetch_add(&p->pushed, 1);
         ep_buf_reset(&p->pending);
@@ -237,10 +246,15 @@ static void push_once(ep_analytics_push_t *p)
     } else {
         atomic_fetch_add(&p->failed, 1);
         if (!p->failing) {
-            ep_log_warn("analytics", "delta push to %s failed (%s); retrying every tick", url,
-                        rc != 0  ? ep_strerror(rc)
-                        : status ? "bad status"
-                                 : "no answer");
+            char why[96];
+            snprintf(why, sizeof(why), "%s",
+                     rc != 0                          ? ep_strerror(rc)
+                     : status == 401 || status == 403 ? "refused: INTERNAL_TOKEN must be the same "
+                                                        "on both roles"
+                     : status                         ? "bad status"
+                                                      : "no answer");
+            ep_log_warn("analytics", "delta push to %s failed (HTTP %d, %s); retrying every tick",
+                        url, status, why);
         }
         p->failing = 1;
     }

@@ -6,6 +6,7 @@
 #include "ep_app.h"
 #include "analytics/ep_analytics.h"
 #include "ep_breaker.h"
+#include "ep_access.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -129,6 +130,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         snprintf(err, errlen, "QUEUE_TYPE: '%s' is not available in this build (available: %s)",
                  cfg->queue_type, names);
         rc = EP_ECONFIG;
+        goto err;
+    }
+    if ((rc = ep_access_create(cfg, &app->access, err, errlen)) != 0) {
         goto err;
     }
     rc = ep_http_client_create(64, &app->client);
@@ -310,7 +314,9 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
     }
     if (app->obs) {
         ep_metrics_collector_add(ep_obs_registry(app->obs), http_limits_collect, app);
+        ep_metrics_collector_add(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
+    ep_access_log(app->access);
     ep_log_info("app", "listening:%s%.0d%s%.0d%s%.0d; queue %s; %d workers",
                 app->gateway_srv ? " gateway :" : "",
                 app->gateway_srv ? ep_http_server_port(app->gateway_srv) : 0,
@@ -365,6 +371,7 @@ int ep_app_stop(ep_app_t *app)
     /* 3. Close every connection (the scrape-time collector reads the servers: first). */
     if (app->obs) {
         ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
+        ep_metrics_collector_remove(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
@@ -439,6 +446,7 @@ void ep_app_destroy(ep_app_t *app)
     }
     if (app->obs) {
         ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
+        ep_metrics_collector_remove(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
@@ -458,5 +466,6 @@ void ep_app_destroy(ep_app_t *app)
     ep_breaker_destroy(app->ingest_breaker);
     ep__monitor_close(app);
     ep_obs_destroy(app->obs);
+    ep_access_destroy(app->access);
     ep_free(app);
 }

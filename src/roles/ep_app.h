@@ -78,6 +78,7 @@ struct ep_app_s {
     int n_proxy_routes;
     struct ep_breaker_s *ingest_breaker; /* the gateway's hop to a remote ingest, or NULL */
     ep_http_cors_t *cors; /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
+    struct ep_access_s *access; /* API keys, internal token, rate limits (ep_access.h) */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */

@@ -5,15 +5,79 @@
  * health and stats, each within STATUS_TIMEOUT_MS, so a role that is down
  * shows up as unhealthy instead of hanging the call.
  */
+#include "ep_access.h"
 #include "ep_app.h"
 #include "ep_breaker.h"
+#include "ep_auth.h"
 #include "ep_error.h"
 #include "ep_id.h"
 #include "ep_mem.h"
 #include "ep_monitor.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+
+/*
+ * The header lines of a hop for the client's request: its API key (sent on as
+ * X-API-Key: ingest checks it and charges its events, once), the internal
+ * token, and the client's address (X-Forwarded-For: ingest limits that address,
+ * not the gateway's, and believes it only on a hop). Returns the length
+ * written, or -1 when the key cannot be any key (longer than a key may be).
+ */
+static int hop_headers(ep_app_t *app, ep_http_req_t *req, char *out, size_t len)
+{
+    const char *key;
+    size_t klen, at = 0;
+    uint8_t peer[16];
+    char ip[INET6_ADDRSTRLEN];
+
+    out[0] = '\0';
+    if (ep_auth_credential(ep_http_req_header(req, "X-API-Key"),
+                           ep_http_req_header(req, "Authorization"), &key, &klen)) {
+        if (klen > EP_AUTH_KEY_MAX) {
+            return -1;
+        }
+        at += (size_t)snprintf(out + at, len - at, "X-API-Key: %.*s\n", (int)klen, key);
+    }
+    if (app->cfg.internal_token[0]) {
+        ep_access_hop_header(&app->cfg, out + at, len - at);
+        at += strlen(out + at);
+        at += (size_t)snprintf(out + at, len - at, "\n");
+    }
+    if (ep_http_req_peer(req, peer)) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(peer, mapped, 12) == 0) {
+            inet_ntop(AF_INET, peer + 12, ip, sizeof(ip));
+        } else {
+            inet_ntop(AF_INET6, peer, ip, sizeof(ip));
+        }
+        at += (size_t)snprintf(out + at, len - at, "X-Forwarded-For: %s\n", ip);
+    }
+    return (int)at;
+}
+
+/* Passes the access-control headers of ingest's answer on (WWW-Authenticate, RateLimit-*). */
+static void pass_headers(ep_http_req_t *req, const char *h)
+{
+    while (h && *h) {
+        const char *nl = strchr(h, '\n'), *colon = strchr(h, ':');
+        size_t n = nl ? (size_t)(nl - h) : strlen(h);
+        char name[64], value[320];
+
+        if (colon && colon < h + n && (size_t)(colon - h) < sizeof(name)) {
+            const char *v = colon + 1;
+            memcpy(name, h, (size_t)(colon - h));
+            name[colon - h] = '\0';
+            while (v < h + n && *v == ' ') {
+                v++;
+            }
+            snprintf(value, sizeof(value), "%.*s", (int)(h + n - v), v);
+            ep_http_req_add_header(req, name, value);
+        }
+        h += n + (nl ? 1 : 0);
+    }
+}
 
 /* ------------------------------------------------------------------ proxy */
 
@@ -87,6 +151,7 @@ static void on_proxy_done(void *arg, const ep_http_response_t *res)
     if (res->retry_after && *res->retry_after) {
         ep_http_req_add_header(req, "Retry-After", res->retry_after);
     }
+    pass_headers(req, res->pass_headers);
     /* A failing downstream is the client's 503, never a 500 of ours. */
     ep_http_respond(req, res->status >= 500 ? 503 : res->status,
                     res->content_type && *res->content_type ? res->content_type
@@ -101,8 +166,8 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     const char *enc = ep_http_req_header(req, "Content-Encoding");
     ep_http_request_opts_t o = {.content_type = ep_http_req_header(req, "Content-Type")};
     proxy_ctx_t ctx;
-    char url[300], hdr[64];
-    int rc;
+    char url[300], hdr[1024];
+    int rc, at;
 
     ctx.pass.gen = 0;
     if (app->ingest_breaker && ep_breaker_allow(app->ingest_breaker, &ctx.pass) != 0) {
@@ -120,8 +185,13 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
     snprintf(url, sizeof(url), "%s%s", app->cfg.ingest_url, pr->target);
     ctx.req = req;
     ctx.pr = pr;
+    if ((at = hop_headers(app, req, hdr, sizeof(hdr))) < 0) {
+        ep_http_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"eventpipe\"");
+        ep_http_respond_error(req, 401, "invalid API key", NULL);
+        return;
+    }
     ep_id_assigned_base(ctx.id);
-    snprintf(hdr, sizeof(hdr), "X-Message-Id: %s", ctx.id);
+    snprintf(hdr + at, sizeof(hdr) - (size_t)at, "X-Message-Id: %s", ctx.id);
     o.content_encoding = enc && *enc ? enc : NULL;
     o.headers = hdr;
     o.ctx = &ctx;
@@ -152,11 +222,15 @@ static void on_proxy_ingest(void *arg, ep_http_req_t *req)
 static void on_proxy_get(void *arg, ep_http_req_t *req)
 {
     ep_proxy_route_t *pr = arg;
-    char url[300];
+    char url[300], hdr[1024];
+    ep_http_request_opts_t o = {.headers = hdr};
 
+    if (hop_headers(pr->app, req, hdr, sizeof(hdr)) < 0) {
+        hdr[0] = '\0';
+    }
     snprintf(url, sizeof(url), "%s%s", pr->app->cfg.ingest_url, pr->target);
-    if (ep_http_client_request(pr->app->client, "GET", url, NULL, NULL, 0,
-                               pr->app->cfg.upstream_timeout_ms, on_proxy_done, req) != 0) {
+    if (ep_http_client_request_ex(pr->app->client, "GET", url, &o, NULL, 0,
+                                  pr->app->cfg.upstream_timeout_ms, on_proxy_done, req) != 0) {
         ep_http_respond_error(req, 503, "shutting down", NULL);
     }
 }
@@ -173,8 +247,14 @@ static void proxy(ep_app_t *app, ep_http_server_t *srv, unsigned method, const c
     pr->app = app;
     pr->target = target;
     pr->batch = strcmp(target, "/events/batch") == 0;
-    ep_http_server_route_ex(srv, method, path,
-                            method == EP_HTTP_GET ? on_proxy_get : on_proxy_ingest, pr, max_body);
+    /*
+     * With keys, the gateway refuses a bad key at the edge; ingest checks it as
+     * well and charges the events (it is where they are counted), so a split
+     * gateway never charges a second time.
+     */
+    ep_access_route(app->access, srv, method, path,
+                    method == EP_HTTP_GET ? EP_ACCESS_READ : EP_ACCESS_INGEST,
+                    method == EP_HTTP_GET ? on_proxy_get : on_proxy_ingest, pr, max_body);
 }
 
 /* ----------------------------------------------------------------- status */
@@ -198,6 +278,7 @@ typedef struct role_result_s {
 
 struct agg_s {
     ep_http_req_t *req;
+    char hdr[1024]; /* the hop's headers (the client's key, the internal token) */
     atomic_int pending;
     int n;
     role_result_t r[MAX_PROBES];
@@ -263,15 +344,18 @@ static void probe_remote(ep_app_t *app, agg_t *a, int idx, const char *base, con
         p->agg = a;
         p->idx = idx;
         p->is_stats = k;
+        ep_http_request_opts_t o = {.headers = a->hdr};
+
         snprintf(url, sizeof(url), "%s/%s", base, k ? stats_path : "health");
-        if (ep_http_client_request(app->client, "GET", url, NULL, NULL, 0,
-                                   app->cfg.status_timeout_ms, on_probe_done, p) != 0) {
+        if (ep_http_client_request_ex(app->client, "GET", url, &o, NULL, 0,
+                                      app->cfg.status_timeout_ms, on_probe_done, p) != 0) {
             ep_http_response_t res = {.status = 0,
                                       .err = EP_ECLOSED,
                                       .error = "shutting down",
                                       .body = "",
                                       .content_type = "",
-                                      .retry_after = ""};
+                                      .retry_after = "",
+                                      .pass_headers = ""};
             on_probe_done(p, &res);
         }
     }
@@ -293,6 +377,9 @@ static void on_status(void *arg, ep_http_req_t *req)
     int remote = 0;
 
     a->req = req;
+    if (hop_headers(app, req, a->hdr, sizeof(a->hdr)) < 0) {
+        a->hdr[0] = '\0';
+    }
     a->r[0].name = "ingest";
     a->r[1].name = "processor";
     a->r[2].name = "analytics";
@@ -388,7 +475,8 @@ void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv)
         ep_http_server_route(srv, EP_HTTP_GET, "/ready", on_gateway_ready, app);
         ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_gateway_stats, app);
     }
-    ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/status", on_status, app);
-    ep_http_server_route(srv, EP_HTTP_GET, "/status", on_status, app);
+    ep_access_route(app->access, srv, EP_HTTP_GET, "/api/v1/status", EP_ACCESS_READ, on_status, app,
+                    0);
+    ep_access_route(app->access, srv, EP_HTTP_GET, "/status", EP_ACCESS_READ, on_status, app, 0);
     ep__dashboard_routes(app, srv);
 }

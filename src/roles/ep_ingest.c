@@ -10,6 +10,7 @@
  * Client-given ids are idempotent within DEDUP_WINDOW: a repeat is acknowledged
  * again (with "duplicate":true) and not enqueued twice.
  */
+#include "ep_access.h"
 #include "ep_app.h"
 #include "ep_breaker.h"
 #include "ep_dedup.h"
@@ -85,15 +86,17 @@ static void inc(atomic_uint_fast64_t *c, uint64_t n)
 }
 
 /*
- * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE or
- * EP_E2BIG before keeping any of it. Any other failure (a timeout, a downstream
+ * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE,
+ * EP_E2BIG or EP_ECONFIG (the processor refused ingest's INTERNAL_TOKEN) before
+ * keeping any of it. Any other failure (a timeout, a downstream
  * that stopped answering after it got the event, a fail-fast composite where
  * one provider had already stored it) leaves open whether it was kept.
  */
 int ep__publish_maybe_kept(int err)
 {
     return err != 0 && err != EP_EFULL && err != EP_ECLOSED && err != EP_EINVAL &&
-           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT;
+           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT &&
+           err != EP_ECONFIG;
 }
 
 /*
@@ -381,8 +384,12 @@ static void on_single(void *arg, ep_http_req_t *req)
     const char *hid;
     char lid[EP_UUID_STR_LEN + 1];
     single_t *p;
+    ep_access_who_t who;
     int rc;
 
+    if (!ep_access_check(ig->app->access, req, EP_ACCESS_INGEST, &who)) {
+        return;
+    }
     if (!content_type_ok(req)) {
         inc(&ig->rejected, 1);
         ep_http_respond_error(req, 415, "unsupported Content-Type; send application/json",
@@ -405,6 +412,11 @@ static void on_single(void *arg, ep_http_req_t *req)
     if (rc != 0) {
         inc(&ig->rejected, 1);
         ep_http_respond_error(req, 400, perr.msg, perr.field);
+        return;
+    }
+    /* Charged once parsed, before anything is kept: a refusal (429) keeps nothing. */
+    if (!ep_access_charge(ig->app->access, req, &who, 1)) {
+        ep_event_destroy(ev);
         return;
     }
     inc(&ig->received, 1);
@@ -913,7 +925,11 @@ static void on_batch(void *arg, ep_http_req_t *req)
     ep_event_parse_opts_t batch_opts = {.received_us = ep_time_now_us()};
     const char *hid;
     char lid[EP_UUID_STR_LEN + 1];
+    ep_access_who_t who;
 
+    if (!ep_access_check(ig->app->access, req, EP_ACCESS_INGEST, &who)) {
+        return;
+    }
     if (!content_type_ok(req)) {
         ep_http_respond_error(req, 415,
                               "unsupported Content-Type; send application/json (an array) or "
@@ -981,6 +997,12 @@ static void on_batch(void *arg, ep_http_req_t *req)
         ep_free(sl);
         ep_buf_close(&inflated);
         ep_http_respond_error(req, 400, "empty batch", NULL);
+        return;
+    }
+    /* A batch of n events costs n, charged before any of them is kept (429: none is). */
+    if (!ep_access_charge(ig->app->access, req, &who, n)) {
+        ep_free(sl);
+        ep_buf_close(&inflated);
         return;
     }
 
@@ -1281,7 +1303,7 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
     ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r->batch,
                             batch_body);
     if (!as_gateway) {
-        ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
+        ep_access_route(app->access, srv, EP_HTTP_GET, "/stats", EP_ACCESS_READ, on_stats, app, 0);
     }
     ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r->sync);
     ep_http_server_route(srv, EP_HTTP_POST, "/events", on_single, &r->sync);
@@ -1291,7 +1313,8 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
         snprintf(path, sizeof(path), "/api/v1/events/%s", typed_names[i]);
         ep_http_server_route(srv, EP_HTTP_POST, path, on_single, &r->typed[i]);
     }
-    ep_http_server_route(srv, EP_HTTP_GET, "/api/v1/events/stats", on_events_stats, ig);
+    ep_access_route(app->access, srv, EP_HTTP_GET, "/api/v1/events/stats", EP_ACCESS_READ,
+                    on_events_stats, ig, 0);
 }
 
 void ep__ingest_close(ep_app_t *app)

@@ -7,6 +7,7 @@
  * one bad event is refused whole (400 naming events[i].field, 413 past the
  * event cap) and nothing of it is queued.
  */
+#include "ep_access.h"
 #include "ep_app.h"
 #include "ep_error.h"
 #include "ep_event.h"
@@ -166,7 +167,8 @@ int ep__processor_ready(ep_app_t *app, char *reason, size_t len)
 
 void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv)
 {
-    ep_http_server_route(srv, EP_HTTP_POST, "/enqueue", on_enqueue, app);
-    ep_http_server_route(srv, EP_HTTP_GET, "/stats", on_stats, app);
-    ep_http_server_route(srv, EP_HTTP_GET, "/lag", on_lag, app);
+    ep_access_route(app->access, srv, EP_HTTP_POST, "/enqueue", EP_ACCESS_INTERNAL, on_enqueue, app,
+                    0);
+    ep_access_route(app->access, srv, EP_HTTP_GET, "/stats", EP_ACCESS_READ, on_stats, app, 0);
+    ep_access_route(app->access, srv, EP_HTTP_GET, "/lag", EP_ACCESS_READ, on_lag, app, 0);
 }

@@ -77,6 +77,7 @@ typedef struct opts_s {
     int duration_given; /* -d given: it bounds a -n run too */
     long long requests;
     const char *body_arg;
+    const char *api_key; /* sent as X-API-Key (API_KEYS) */
     int json, quiet;
 } opts_t;
 
@@ -379,6 +380,7 @@ static void usage(FILE *f)
                "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
                "  --batch B          events per request as NDJSON (1: one JSON event)\n"
                "  --body JSON        the event to send (a seed 000 event by default)\n"
+               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
                "  --json             print the report as JSON\n"
                "  --quiet            no progress line\n");
 }
@@ -450,6 +452,12 @@ int ep_tool_bench(int argc, char **argv)
             o.batch = atoi(v);
         } else if (strcmp(a, "--body") == 0) {
             o.body_arg = v;
+        } else if (strcmp(a, "--api-key") == 0) {
+            if (strpbrk(v, "\r\n") != NULL) {
+                fprintf(stderr, "eventpipe bench: --api-key holds a line break\n");
+                return 2;
+            }
+            o.api_key = v;
         } else {
             fprintf(stderr, "eventpipe bench: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -475,10 +483,13 @@ int ep_tool_bench(int argc, char **argv)
         }
     }
     ep_buf_printf(&req,
-                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "\r\n",
+                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
                   o.path, o.host, o.port, o.batch > 1 ? "application/x-ndjson" : "application/json",
                   body.len);
+    if (o.api_key) {
+        ep_buf_printf(&req, "X-API-Key: %s\r\n", o.api_key);
+    }
+    ep_buf_puts(&req, "\r\n");
     ep_buf_append(&req, body.data, body.len);
     atomic_store(&stop_flag, 0);
     atomic_store(&budget, o.requests);

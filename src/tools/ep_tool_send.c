@@ -124,6 +124,7 @@ static void usage(FILE *f)
                "  --path P           path for single events (/api/v1/events)\n"
                "  --event JSON       send this one event once (seed 004 example client)\n"
                "  --seed S           random seed (fixed data sets)\n"
+               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
                "  --quiet            no progress line\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
@@ -136,7 +137,7 @@ int ep_tool_send(int argc, char **argv)
     int batch = 1, conc = 8, users = 1000, quiet = 0;
     send_t s;
     ep_http_client_t *c;
-    char url[512];
+    char url[512], key_hdr[300] = "";
     ep_buf_t body = EP_BUF_INIT;
     long long sent = 0;
     int64_t t0, next_progress;
@@ -157,6 +158,13 @@ int ep_tool_send(int argc, char **argv)
             base = v;
         } else if (strcmp(a, "--path") == 0) {
             path = v;
+        } else if (strcmp(a, "--api-key") == 0) {
+            if (strpbrk(v, "\r\n") != NULL || strlen(v) > 256) {
+                fprintf(stderr,
+                        "eventpipe send: --api-key must be one line of at most 256 bytes\n");
+                return 2;
+            }
+            snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", v);
         } else if (strcmp(a, "--event") == 0) {
             one = v;
         } else if (strcmp(a, "--count") == 0) {
@@ -241,9 +249,11 @@ int ep_tool_send(int argc, char **argv)
         rc = ep_malloc(sizeof(*rc));
         rc->s = &s;
         rc->events = n;
-        if (ep_http_client_request(c, "POST", url,
-                                   batch > 1 ? "application/x-ndjson" : "application/json",
-                                   body.data, body.len, 10000, on_done, rc) != 0) {
+        ep_http_request_opts_t o = {.content_type =
+                                        batch > 1 ? "application/x-ndjson" : "application/json",
+                                    .headers = key_hdr[0] ? key_hdr : NULL};
+        if (ep_http_client_request_ex(c, "POST", url, &o, body.data, body.len, 10000, on_done,
+                                      rc) != 0) {
             ep_free(rc);
             break;
         }

@@ -76,7 +76,7 @@ int ep_tool_status(int argc, char **argv)
     const char *base = "http://localhost:8080";
     int json = 0, status = 0, rc, all_up = 1;
     ep_http_client_t *c;
-    char url[512], errbuf[256];
+    char url[512], errbuf[256], key_hdr[300] = "";
     char *body = NULL;
     ep_json_tree_t *tree;
     const ep_json_node_t *root;
@@ -84,12 +84,21 @@ int ep_tool_status(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
             base = argv[++i];
+        } else if (strcmp(argv[i], "--api-key") == 0 && i + 1 < argc) {
+            const char *k = argv[++i];
+            if (strpbrk(k, "\r\n") != NULL || strlen(k) > 256) {
+                fprintf(stderr, "eventpipe status: --api-key must be one line of at most 256 "
+                                "bytes\n");
+                return 2;
+            }
+            snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", k);
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("Usage: eventpipe status [--url http://localhost:8080] [--json]\n"
-                   "Shows every role's health and stats (GET /api/v1/status on the gateway).\n"
-                   "Exit status: 0 all roles up, 1 a role is down or the gateway unreachable.\n");
+            printf(
+                "Usage: eventpipe status [--url http://localhost:8080] [--json] [--api-key KEY]\n"
+                "Shows every role's health and stats (GET /api/v1/status on the gateway).\n"
+                "Exit status: 0 all roles up, 1 a role is down or the gateway unreachable.\n");
             return 0;
         } else {
             fprintf(stderr, "eventpipe status: unknown argument '%s' (see --help)\n", argv[i]);
@@ -101,7 +110,11 @@ int ep_tool_status(int argc, char **argv)
         fprintf(stderr, "eventpipe status: cannot start the HTTP client\n");
         return 1;
     }
-    rc = ep_http_client_request_sync(c, "GET", url, NULL, NULL, 0, 5000, &status, &body);
+    {
+        /* With API_KEYS_PROTECT_READS the status needs a key. */
+        ep_http_request_opts_t o = {.headers = key_hdr[0] ? key_hdr : NULL};
+        rc = ep_http_client_request_sync_ex(c, "GET", url, &o, NULL, 0, 5000, &status, &body);
+    }
     ep_http_client_destroy(c);
     if (rc != 0 || status != 200 || body == NULL) {
         fprintf(stderr, "eventpipe status: %s: %s\n", url,

@@ -58,6 +58,7 @@ struct fwd_s {
     ep_http_client_t *http;
     char enqueue_url[300];
     char ready_url[300];
+    char auth_hdr[300]; /* "Authorization: Bearer <INTERNAL_TOKEN>" for /enqueue, or "" */
     int timeout_ms;
 
     pthread_mutex_t mu;
@@ -114,6 +115,10 @@ static int status_of(const ep_http_response_t *res)
     if (res->status == 503 || res->status == 429) {
         return EP_EFULL;
     }
+    if (res->status == 401 || res->status == 403) {
+        /* The processor refused ingest itself (INTERNAL_TOKEN): not the client's fault. */
+        return EP_ECONFIG;
+    }
     if (res->status >= 400 && res->status < 500) {
         return EP_EINVAL;
     }
@@ -162,12 +167,18 @@ static void on_enqueue_done(void *arg, const ep_http_response_t *res)
     fwd_t *f = b->f;
     int st = status_of(res);
     /* The processor is reachable when it answered with anything but a server fault. */
-    int reachable = res->err == 0 && (res->status < 500 || res->status == 503);
+    int reachable = res->err == 0 && (res->status < 500 || res->status == 503) &&
+                    res->status != 401 && res->status != 403;
     char error[160];
 
     atomic_fetch_add(&f->requests, 1);
     if (res->err != 0) {
         snprintf(error, sizeof(error), "%s", res->error);
+    } else if (res->status == 401 || res->status == 403) {
+        snprintf(error, sizeof(error),
+                 "HTTP %d from /enqueue: the processor refused ingest (INTERNAL_TOKEN must be "
+                 "the same on both)",
+                 res->status);
     } else {
         snprintf(error, sizeof(error), "HTTP %d from /enqueue", res->status);
     }
@@ -235,9 +246,13 @@ static void pump(fwd_t *f)
             batch_finish(b, EP_EINVAL, 1, "cannot encode batch");
             continue;
         }
-        rc = ep_http_client_request(f->http, "POST", f->enqueue_url, "application/x-protobuf",
-                                    body.data ? body.data : "", body.len, f->timeout_ms,
-                                    on_enqueue_done, b);
+        {
+            ep_http_request_opts_t o = {.content_type = "application/x-protobuf",
+                                        .headers = f->auth_hdr[0] ? f->auth_hdr : NULL};
+            rc = ep_http_client_request_ex(f->http, "POST", f->enqueue_url, &o,
+                                           body.data ? body.data : "", body.len, f->timeout_ms,
+                                           on_enqueue_done, b);
+        }
         ep_buf_close(&body);
         if (rc != 0) {
             /* Only while the HTTP client shuts down: nothing will answer this batch. */
@@ -329,6 +344,10 @@ static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen
     f = ep_calloc(1, sizeof(*f));
     snprintf(f->enqueue_url, sizeof(f->enqueue_url), "%.*s/enqueue", (int)ulen, cfg->processor_url);
     snprintf(f->ready_url, sizeof(f->ready_url), "%.*s/ready", (int)ulen, cfg->processor_url);
+    /* /enqueue is a role-to-role route: it needs INTERNAL_TOKEN when one is set (issue 15). */
+    if (cfg->internal_token[0]) {
+        snprintf(f->auth_hdr, sizeof(f->auth_hdr), "Authorization: Bearer %s", cfg->internal_token);
+    }
     f->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : DEFAULT_TIMEOUT;
     f->last_ok = 0;
     snprintf(f->last_error, sizeof(f->last_error), "processor not probed yet (GET %s)",
