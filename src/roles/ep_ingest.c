@@ -95,8 +95,7 @@ static void inc(atomic_uint_fast64_t *c, uint64_t n)
 int ep__publish_maybe_kept(int err)
 {
     return err != 0 && err != EP_EFULL && err != EP_ECLOSED && err != EP_EINVAL &&
-           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT &&
-           err != EP_ECONFIG;
+           err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT && err != EP_ECONFIG;
 }
 
 /*
