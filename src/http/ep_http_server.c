@@ -772,6 +772,8 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     int rc;
 
     c->in_off += skip + hl;
+    /* The request's first byte: when its head came in pieces, else now (one read). */
+    c->req_ns = c->head_ns ? c->head_ns : c->lp->now;
     req_begin(c);
     if (hl + 1 > r->raw_cap) {
         r->raw_cap = hl + 1 > 1024 ? hl + 1 : 1024;

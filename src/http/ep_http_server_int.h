@@ -138,6 +138,7 @@ struct conn_s {
     int64_t head_ns;     /* first byte of the current head; 0 = none yet */
     int64_t rx_ns;       /* last byte received */
     int64_t body_ns;     /* the body began (head complete) */
+    int64_t req_ns;      /* the current request's first byte (SERVER_READ_TIMEOUT) */
     uint64_t body_got;   /* body bytes received (before dechunking) */
     int64_t wr_ns;       /* the answer's last write progress */
     int64_t wr_start_ns; /* the answer's first write (SERVER_WRITE_TIMEOUT counts from it) */

@@ -240,8 +240,9 @@ static const char *dur(int ms, char *buf)
 /* SERVER_READ_TIMEOUT: the whole request (head and body) within it of its first byte. */
 static int read_late(const conn_t *c, const ep_http_server_opts_t *o, int64_t now)
 {
-    return o->read_timeout_ms > 0 && c->head_ns > 0 &&
-           now - c->head_ns > (int64_t)o->read_timeout_ms * MS;
+    int64_t first = c->state == C_BODY ? c->req_ns : c->head_ns;
+
+    return o->read_timeout_ms > 0 && first > 0 && now - first > (int64_t)o->read_timeout_ms * MS;
 }
 
 static void refuse_read_late(conn_t *c, const ep_http_server_opts_t *o, int kind)

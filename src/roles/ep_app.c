@@ -5,6 +5,7 @@
  */
 #include "ep_app.h"
 #include "analytics/ep_analytics.h"
+#include "ep_duration.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -342,7 +343,11 @@ int ep_app_stop(ep_app_t *app)
                                  app->analytics_srv, app->metrics_srv};
     int result = 0;
 
-    ep_log_info("app", "shutting down: finishing requests, draining the queue");
+    char limit[32];
+
+    ep_log_info("app",
+                "shutting down: finishing requests, draining the queue (SHUTDOWN_TIMEOUT %s)",
+                ep_duration_format(app->cfg.shutdown_timeout_ms * EP_MS, limit, sizeof(limit)));
     /* 1. No new connections; open ones are told to close after their next answer. */
     for (int i = 0; i < 5; i++) {
         if (srvs[i]) {
