@@ -67,6 +67,7 @@ static int serve(const command_t *cmd, int argc, char **argv)
     }
     ep_log_level_parse(cfg.log_level, &level);
     ep_log_configure(level, strcmp(cfg.log_format, "json") == 0);
+    ep_log_set_app(cfg.app_name, cfg.app_version, cfg.app_env);
 
     /* Signals are taken by this thread only: every thread started later inherits the mask. */
     sigemptyset(&set);
@@ -87,17 +88,22 @@ static int serve(const command_t *cmd, int argc, char **argv)
         ep_app_destroy(app);
         return 1;
     }
-    next_summary = ep_time_mono_ms() + (int64_t)cfg.stats_interval_s * 1000;
+    next_summary = ep_time_mono_ms() + cfg.stats_interval_ms;
     for (;;) {
-        struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+        /* A second at most between looks, less for a shorter STATS_INTERVAL. */
+        int64_t wait_ms = cfg.stats_interval_ms > 0 && cfg.stats_interval_ms < 1000
+                              ? cfg.stats_interval_ms
+                              : 1000;
+        struct timespec ts = {.tv_sec = (time_t)(wait_ms / 1000),
+                              .tv_nsec = (long)(wait_ms % 1000) * 1000000L};
         sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) {
             ep_log_info("app", "received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
             break;
         }
-        if (cfg.stats_interval_s > 0 && ep_time_mono_ms() >= next_summary) {
+        if (cfg.stats_interval_ms > 0 && ep_time_mono_ms() >= next_summary) {
             ep_app_log_summary(app);
-            next_summary += (int64_t)cfg.stats_interval_s * 1000;
+            next_summary += cfg.stats_interval_ms;
         }
     }
     rc = ep_app_stop(app);

@@ -8,13 +8,18 @@
  * Configuration: the seeds' environment variables with their defaults, a
  * command-line flag for each (--queue-size 2000 or --queue-size=2000), flags
  * winning over the environment. The table in ep_config.c is the single source
- * of truth (names, defaults, help text, validation).
+ * of truth (names, defaults, help text, validation). Durations are written as
+ * Go writes them ("15s", "500ms", "1m30s"; see ep_duration.h); a bare number
+ * keeps the option's historic unit (HTTP_IDLE_TIMEOUT=30 is 30 s).
  */
 
 typedef struct ep_config_s {
     /* ports and addresses */
     char bind_addr[64];      /* BIND_ADDR (0.0.0.0) */
     int api_port;            /* API_PORT (8080) */
+    char server_address[80]; /* SERVER_ADDRESS host:port of the gateway ("": BIND_ADDR:API_PORT) */
+    char api_bind_addr[64];  /* the gateway's address from SERVER_ADDRESS ("": BIND_ADDR) */
+    int metrics_port;        /* METRICS_PORT: a listener for /metrics and /health (0: none) */
     int ingest_port;         /* INGEST_PORT (8081) */
     int processor_port;      /* PROCESSOR_PORT (8082) */
     int analytics_port;      /* ANALYTICS_PORT (8083) */
@@ -35,7 +40,7 @@ typedef struct ep_config_s {
     char queue_fsync[32];          /* QUEUE_FSYNC: always | never | <interval ms> (always) */
     int64_t queue_segment_bytes;   /* QUEUE_SEGMENT_SIZE (64 MiB) */
     int64_t queue_retention_bytes; /* QUEUE_RETENTION_BYTES (1 GiB; 0 = no size bound) */
-    int64_t queue_retention_age_s; /* QUEUE_RETENTION_AGE seconds (604800; 0 = no age bound) */
+    int64_t queue_retention_age_s; /* QUEUE_RETENTION_AGE seconds (7 days; 0 = no age bound) */
     /* NATS JetStream */
     char nats_stream[64];       /* NATS_STREAM (DIPLOM_STREAM) */
     char nats_subject[128];     /* NATS_SUBJECT (diplom.messages) */
@@ -60,34 +65,36 @@ typedef struct ep_config_s {
     int batch_size;         /* PROCESSOR_BATCH (64) */
     char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
     /* http */
-    int http_threads;        /* HTTP_THREADS (1) */
-    int64_t max_body;        /* HTTP_MAX_BODY bytes (1 MiB) */
-    int max_header;          /* HTTP_MAX_HEADER bytes (8 KiB) */
-    int idle_timeout_s;      /* HTTP_IDLE_TIMEOUT seconds (30) */
-    int max_connections;     /* HTTP_MAX_CONNECTIONS (4096) */
-    int max_per_client;      /* HTTP_MAX_CONNECTIONS_PER_CLIENT (256; 0 = no limit) */
-    int header_timeout_s;    /* HTTP_HEADER_TIMEOUT seconds (10) */
-    int body_timeout_s;      /* HTTP_BODY_TIMEOUT seconds (20) */
-    int body_min_rate;       /* HTTP_BODY_MIN_RATE bytes/s (500) */
-    int send_timeout_s;      /* HTTP_SEND_TIMEOUT seconds (30) */
-    int64_t memory_limit;    /* HTTP_MEMORY_LIMIT bytes per port (64 MiB) */
-    int upstream_timeout_ms; /* UPSTREAM_TIMEOUT_MS (3000) */
-    int status_timeout_ms;   /* STATUS_TIMEOUT_MS (1000) */
-    int retry_after_s;       /* RETRY_AFTER (1) */
+    int http_threads;      /* HTTP_THREADS (1) */
+    int64_t max_body;      /* HTTP_MAX_BODY bytes (1 MiB) */
+    int max_header;        /* HTTP_MAX_HEADER bytes (8 KiB) */
+    int idle_timeout_ms;   /* HTTP_IDLE_TIMEOUT (30s) */
+    int max_connections;   /* HTTP_MAX_CONNECTIONS (4096) */
+    int max_per_client;    /* HTTP_MAX_CONNECTIONS_PER_CLIENT (256; 0 = no limit) */
+    int header_timeout_ms; /* HTTP_HEADER_TIMEOUT (10s) */
+    int body_timeout_ms;   /* HTTP_BODY_TIMEOUT (20s) */
+    int body_min_rate;     /* HTTP_BODY_MIN_RATE bytes/s (500) */
+    int send_timeout_ms;   /* HTTP_SEND_TIMEOUT (30s) */
+    int read_timeout_ms;   /* SERVER_READ_TIMEOUT: a whole request, from its first byte (0: off) */
+    int write_timeout_ms;  /* SERVER_WRITE_TIMEOUT: a whole answer, from its first byte (0: off) */
+    int64_t memory_limit;  /* HTTP_MEMORY_LIMIT bytes per port (64 MiB) */
+    int upstream_timeout_ms; /* UPSTREAM_TIMEOUT_MS (3s) */
+    int status_timeout_ms;   /* STATUS_TIMEOUT_MS (1s) */
+    int retry_after_s;       /* RETRY_AFTER whole seconds (1) */
     /* circuit breakers on the hops (gateway -> ingest, ingest -> processor or broker) */
     int breaker_failures; /* CIRCUIT_BREAKER_FAILURES consecutive failures that open (5; 0 = off) */
-    int breaker_open_ms;  /* CIRCUIT_BREAKER_OPEN_MS cool-down before the probe (5000) */
+    int breaker_open_ms;  /* CIRCUIT_BREAKER_OPEN_MS cool-down before the probe (5s) */
     /* events */
     int max_meta_keys; /* EVENT_MAX_KEYS (64) */
     int max_data_len;  /* EVENT_MAX_DATA (262144) */
     /* lifecycle and logs */
-    int shutdown_timeout_s; /* SHUTDOWN_TIMEOUT (10) */
-    char log_level[16];     /* LOG_LEVEL (info) */
-    char log_format[16];    /* LOG_FORMAT (text) */
-    int stats_interval_s;   /* STATS_INTERVAL seconds between summary log lines (60; 0 = off) */
+    int shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT = SERVER_SHUTDOWN_TIMEOUT (10s) */
+    char log_level[16];      /* LOG_LEVEL (info) */
+    char log_format[16];     /* LOG_FORMAT (text) */
+    int stats_interval_ms;   /* STATS_INTERVAL between summary log lines (60s; 0 = off) */
     /* analytics */
     char analytics_push[8];         /* ANALYTICS_PUSH: auto | on | off (auto) */
-    int analytics_push_interval_ms; /* ANALYTICS_PUSH_INTERVAL_MS (1000) */
+    int analytics_push_interval_ms; /* ANALYTICS_PUSH_INTERVAL_MS (1s) */
     /* observability */
     char metrics_enabled[8];  /* METRICS_ENABLED: true | false (true) */
     double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
@@ -100,6 +107,9 @@ typedef struct ep_config_s {
     char internal_token[256];       /* INTERNAL_TOKEN: Bearer token of role-to-role routes */
     int64_t rate_limit;             /* RATE_LIMIT_EVENTS_PER_SEC per key or address (0 = off) */
     int64_t rate_limit_burst;       /* RATE_LIMIT_BURST events (0 = one second's worth) */
+    char app_name[64];              /* APP_NAME (eventpipe): JSON log lines, app_info metric */
+    char app_version[64];           /* APP_VERSION (the build's version) */
+    char app_env[64];               /* APP_ENV (development) */
 } ep_config_t;
 
 /** Fills cfg with every default. */

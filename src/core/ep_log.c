@@ -10,6 +10,7 @@
 
 static ep_log_level_t log_level = EP_LOG_INFO;
 static int log_json;
+static char app_fields[4096]; /* ,"app":"...","version":"...","env":"..." (ep_log_set_app) */
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -154,6 +155,28 @@ static void put_escaped(line_t *l, const char *s, size_t n, int json)
     }
 }
 
+void ep_log_set_app(const char *name, const char *version, const char *env)
+{
+    const char *keys[3] = {"app", "version", "env"}, *vals[3] = {name, version, env};
+    line_t l;
+
+    l.len = 0;
+    for (int i = 0; i < 3; i++) {
+        if (vals[i] && vals[i][0]) {
+            line_puts(&l, ",\"");
+            line_puts(&l, keys[i]);
+            line_puts(&l, "\":\"");
+            put_escaped(&l, vals[i], strnlen(vals[i], 128), 1);
+            line_puts(&l, "\"");
+        }
+    }
+    if (l.len >= sizeof(app_fields)) {
+        l.len = 0; /* cannot happen: three values of at most 128 bytes, escaped */
+    }
+    memcpy(app_fields, l.text, l.len);
+    app_fields[l.len] = '\0';
+}
+
 void ep_log_write(ep_log_level_t level, const char *component, const char *fmt, ...)
 {
     char ts[32];
@@ -185,7 +208,9 @@ void ep_log_write(ep_log_level_t level, const char *component, const char *fmt, 
         put_escaped(&l, component, strlen(component), 1);
         line_puts(&l, "\",\"msg\":\"");
         put_escaped(&l, msg, (size_t)n, 1);
-        line_puts(&l, "\"}\n");
+        line_puts(&l, "\"");
+        line_puts(&l, app_fields);
+        line_puts(&l, "}\n");
     } else {
         char pre[64];
         int pn = snprintf(pre, sizeof(pre), "%s %-5s [", ts, level_names[level]);

@@ -21,6 +21,13 @@ typedef enum {
 
 /** Sets the level and format. Call at start-up. json != 0 selects JSON lines. */
 void ep_log_configure(ep_log_level_t level, int json);
+
+/**
+ * Names the application in every JSON log line: "app", "version" and "env"
+ * fields (APP_NAME, APP_VERSION, APP_ENV of seed 003). NULL or "" leaves a
+ * field out. Call before the threads that log start.
+ */
+void ep_log_set_app(const char *name, const char *version, const char *env);
 /** Parses "debug|info|warn|error|off". Returns 0 or EP_EINVAL. */
 int ep_log_level_parse(const char *s, ep_log_level_t *out);
 int ep_log_enabled(ep_log_level_t level);

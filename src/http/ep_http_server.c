@@ -21,11 +21,14 @@
  * Hostile clients (issue 14). Every limit is a setting (ep_http_server_opts_t):
  *  - Deadlines, checked by each loop's sweep every SWEEP_NS: idle time counts
  *    from accept or from the end of the last answer (the clock is read again
- *    after handlers ran); a head must complete within header_timeout_s of its
- *    first byte; a body's deadline is body_timeout_s after its head plus
+ *    after handlers ran); a head must complete within header_timeout_ms of its
+ *    first byte; a body's deadline is body_timeout_ms after its head plus
  *    1/body_min_rate s per byte received (Apache mod_reqtimeout's MinRate); a
- *    pause of idle_timeout_s inside a request also ends it. These answer 408
- *    and close. An answer without write progress for send_timeout_s: closed.
+ *    pause of idle_timeout_ms inside a request also ends it; with
+ *    read_timeout_ms (Go's ReadTimeout) the whole request must arrive within
+ *    it of its first byte. These answer 408 and close. An answer without write
+ *    progress for send_timeout_ms, or (write_timeout_ms, Go's WriteTimeout) not
+ *    written whole within it of its first write: closed.
  *  - Memory: each connection accounts its buffers and its unwritten answer in
  *    srv->mem_held (an atomic add when a buffer changes size, two per small
  *    request). memory_limit is a soft limit: past it the loop frees idle
@@ -36,8 +39,8 @@
  *    (no recv) until the server is back under the limit, when the loop reads it
  *    again itself (edge-triggered: bytes that arrived meanwhile raise no new
  *    edge). Paused bodies keep their deadlines and stay evictable; one paused
- *    for idle_timeout_s gets 503. Small requests go on up to the hard limit, a
- *    quarter above; unread answers under it end by send_timeout_s. Past the
+ *    for idle_timeout_ms gets 503. Small requests go on up to the hard limit, a
+ *    quarter above; unread answers under it end by send_timeout_ms. Past the
  *    hard limit the loop closes the connections holding the most (an
  *    unfinished body gets a 503 first) until 7/8 of the soft limit, and any
  *    new request that still finds it over gets 503. Bodies grow with what
@@ -620,7 +623,7 @@ static int conn_write(conn_t *c)
     size_t hl = r->out.len, total = hl + r->resp_len;
 
     if (c->out_off == 0) {
-        c->wr_ns = c->lp->now; /* the send timeout counts from here */
+        c->wr_ns = c->wr_start_ns = c->lp->now; /* the send and write timeouts count from here */
     }
     while (c->out_off < total) {
         struct iovec iov[2];
@@ -840,6 +843,8 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     int rc;
 
     c->in_off += skip + hl;
+    /* The request's first byte: when its head came in pieces, else now (one read). */
+    c->req_ns = c->head_ns ? c->head_ns : c->lp->now;
     req_begin(c);
     if (hl + 1 > r->raw_cap) {
         r->raw_cap = hl + 1 > 1024 ? hl + 1 : 1024;

@@ -50,14 +50,19 @@ typedef struct ep_http_server_opts_s {
     int threads;           /* event-loop threads, each with its own epoll set (default 1) */
     size_t max_body;       /* larger bodies: 413 */
     size_t max_header;     /* larger header blocks: 431 */
-    int idle_timeout_s;    /* between requests, from the end of the last answer; and the
-                              longest pause inside a request (408) (0: 30) */
+    int idle_timeout_ms;   /* between requests, from the end of the last answer; and the
+                              longest pause inside a request (408) (0: 30 s) */
     int max_connections;   /* per server; at the cap a new one makes room (0: 4096) */
     int retry_after_s;     /* used by ep_http_respond_error for 429 / 503 */
-    int header_timeout_s;  /* a head completes within this from its first byte, else 408 (0: 10) */
-    int body_timeout_s;    /* a body's deadline starts this far from its head... (0: 20) */
+    int header_timeout_ms; /* a head completes within this from its first byte, else 408 (0: 10 s)
+                            */
+    int body_timeout_ms;   /* a body's deadline starts this far from its head... (0: 20 s) */
     int body_min_rate;     /* ...and each byte received moves it 1/this s later (0: 500) */
-    int send_timeout_s;    /* an answer without write progress this long: close (0: 30) */
+    int send_timeout_ms;   /* an answer without write progress this long: close (0: 30 s) */
+    int read_timeout_ms;   /* a whole request (head and body) within this of its first byte,
+                              else 408 (0: no such bound; Go's ReadTimeout) */
+    int write_timeout_ms;  /* a whole answer written within this of its first byte, else
+                              close (0: no such bound; Go's WriteTimeout) */
     int max_conns_per_client; /* per client address (0: no limit) */
     size_t memory_limit;      /* bytes of buffered requests and unsent answers (0: 64 MiB) */
     /* CORS_ALLOWED_ORIGINS; NULL: no cross-origin access. Borrowed: outlives the server. */
@@ -70,18 +75,19 @@ typedef struct ep_http_server_stats_s {
     int64_t in_flight;
     int64_t connections;            /* open now */
     int64_t memory_held;            /* bytes the connections hold (memory_limit) */
-    uint64_t closed_idle;           /* idle between requests past idle_timeout_s */
-    uint64_t closed_header_timeout; /* 408: head past header_timeout_s */
-    uint64_t closed_body_timeout;   /* 408: body slower than body_min_rate */
-    uint64_t closed_stalled;        /* 408: no byte of a started request for idle_timeout_s */
-    uint64_t closed_send_timeout;   /* no write progress for send_timeout_s */
-    uint64_t evicted;               /* closed to make room for a new connection at the cap */
-    uint64_t refused_full;          /* new connections closed at the cap, nothing to evict */
-    uint64_t refused_per_client;    /* new connections over max_conns_per_client (503) */
-    uint64_t shed_memory;           /* closed or answered 503 to get under memory_limit */
-    uint64_t refused_memory;        /* new requests answered 503 over memory_limit */
-    uint64_t paused_memory;         /* large bodies whose reading stopped over memory_limit */
-    uint64_t deferred_heavy;        /* heavy requests that waited for a later loop round */
+    uint64_t closed_idle;           /* idle between requests past idle_timeout_ms */
+    uint64_t closed_header_timeout; /* 408: head past header_timeout_ms or read_timeout_ms */
+    uint64_t closed_body_timeout; /* 408: body slower than body_min_rate, or past read_timeout_ms */
+    uint64_t closed_stalled;      /* 408: no byte of a started request for idle_timeout_ms */
+    uint64_t closed_send_timeout; /* no write progress for send_timeout_ms, or past
+                                     write_timeout_ms */
+    uint64_t evicted;             /* closed to make room for a new connection at the cap */
+    uint64_t refused_full;        /* new connections closed at the cap, nothing to evict */
+    uint64_t refused_per_client;  /* new connections over max_conns_per_client (503) */
+    uint64_t shed_memory;         /* closed or answered 503 to get under memory_limit */
+    uint64_t refused_memory;      /* new requests answered 503 over memory_limit */
+    uint64_t paused_memory;       /* large bodies whose reading stopped over memory_limit */
+    uint64_t deferred_heavy;      /* heavy requests that waited for a later loop round */
 } ep_http_server_stats_t;
 
 /** Creates a server (not listening yet). Returns 0 or EP_E*. opts is copied. */

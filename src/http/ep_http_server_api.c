@@ -52,23 +52,23 @@ int ep_http_server_create(const ep_http_server_opts_t *opts, ep_http_server_t **
     if (s->opts.max_body == 0) {
         s->opts.max_body = 1 << 20;
     }
-    if (s->opts.idle_timeout_s <= 0) {
-        s->opts.idle_timeout_s = 30;
+    if (s->opts.idle_timeout_ms <= 0) {
+        s->opts.idle_timeout_ms = 30000;
     }
     if (s->opts.max_connections <= 0) {
         s->opts.max_connections = 4096;
     }
-    if (s->opts.header_timeout_s <= 0) {
-        s->opts.header_timeout_s = 10;
+    if (s->opts.header_timeout_ms <= 0) {
+        s->opts.header_timeout_ms = 10000;
     }
-    if (s->opts.body_timeout_s <= 0) {
-        s->opts.body_timeout_s = 20;
+    if (s->opts.body_timeout_ms <= 0) {
+        s->opts.body_timeout_ms = 20000;
     }
     if (s->opts.body_min_rate <= 0) {
         s->opts.body_min_rate = 500;
     }
-    if (s->opts.send_timeout_s <= 0) {
-        s->opts.send_timeout_s = 30;
+    if (s->opts.send_timeout_ms <= 0) {
+        s->opts.send_timeout_ms = 30000;
     }
     if (s->opts.memory_limit == 0) {
         s->opts.memory_limit = (size_t)64 << 20;

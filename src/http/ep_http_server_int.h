@@ -137,12 +137,14 @@ struct conn_s {
     int paused;     /* big_body not read for now (counted in lp->n_paused) */
     int heavy;      /* the request's body may be large or encoded (req_may_grow) */
     /* Deadlines (checked by the loop's sweep), from lp->now. */
-    int64_t idle_ns;   /* accepted, or last answer written: idle since */
-    int64_t head_ns;   /* first byte of the current head; 0 = none yet */
-    int64_t rx_ns;     /* last byte received */
-    int64_t body_ns;   /* the body began (head complete) */
-    uint64_t body_got; /* body bytes received (before dechunking) */
-    int64_t wr_ns;     /* the answer's last write progress */
+    int64_t idle_ns;     /* accepted, or last answer written: idle since */
+    int64_t head_ns;     /* first byte of the current head; 0 = none yet */
+    int64_t rx_ns;       /* last byte received */
+    int64_t body_ns;     /* the body began (head complete) */
+    int64_t req_ns;      /* the current request's first byte (SERVER_READ_TIMEOUT) */
+    uint64_t body_got;   /* body bytes received (before dechunking) */
+    int64_t wr_ns;       /* the answer's last write progress */
+    int64_t wr_start_ns; /* the answer's first write (SERVER_WRITE_TIMEOUT counts from it) */
     int64_t linger_until;
     int64_t held;      /* bytes accounted in srv->mem_held for this connection */
     size_t body_offer; /* room offered to a body recv; doubles while recvs fill it */

@@ -6,6 +6,7 @@
  * policy side, off the per-request path: the connection state machine they
  * act on is in ep_http_server.c.
  */
+#include "ep_duration.h"
 #include "ep_http_server_int.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -223,11 +224,37 @@ int ep__http_peer_key(const struct sockaddr_storage *ss, uint8_t out[16])
     return 0;
 }
 
+#define MS INT64_C(1000000) /* ns in a ms */
+
 /* The deadline a connection in C_BODY must meet: HTTP_BODY_TIMEOUT plus what its bytes earned. */
 static int64_t body_deadline(const conn_t *c, const ep_http_server_opts_t *o)
 {
-    return c->body_ns + (int64_t)o->body_timeout_s * INT64_C(1000000000) +
+    return c->body_ns + (int64_t)o->body_timeout_ms * MS +
            (int64_t)(c->body_got * UINT64_C(1000000000) / (uint64_t)o->body_min_rate);
+}
+
+static const char *dur(int ms, char *buf)
+{
+    return ep_duration_format((int64_t)ms * MS, buf, 32);
+}
+
+/* SERVER_READ_TIMEOUT: the whole request (head and body) within it of its first byte. */
+static int read_late(const conn_t *c, const ep_http_server_opts_t *o, int64_t now)
+{
+    int64_t first = c->state == C_BODY ? c->req_ns : c->head_ns;
+
+    return o->read_timeout_ms > 0 && first > 0 && now - first > (int64_t)o->read_timeout_ms * MS;
+}
+
+static void refuse_read_late(conn_t *c, const ep_http_server_opts_t *o, int kind)
+{
+    char msg[160], d[32];
+
+    snprintf(msg, sizeof(msg),
+             "the request did not arrive within %s of its first byte (SERVER_READ_TIMEOUT)",
+             dur(o->read_timeout_ms, d));
+    ep__http_refuse_now(c, 408, msg);
+    count_kill(c->lp->srv, kind);
 }
 
 /* Applies the deadlines to one connection (see ep_http_server.c's design notes). */
@@ -235,8 +262,8 @@ static void conn_check(conn_t *c, int64_t now)
 {
     ep_http_server_t *s = c->lp->srv;
     const ep_http_server_opts_t *o = &s->opts;
-    int64_t sec = INT64_C(1000000000), idle = (int64_t)o->idle_timeout_s * sec;
-    char msg[160];
+    int64_t idle = (int64_t)o->idle_timeout_ms * MS;
+    char msg[200], d1[32];
 
     switch (c->state) {
     case C_LINGER:
@@ -252,45 +279,51 @@ static void conn_check(conn_t *c, int64_t now)
             } else if (now - c->idle_ns > IDLE_TRIM_NS) {
                 ep__http_conn_trim(c);
             }
-        } else if (now - c->head_ns > (int64_t)o->header_timeout_s * sec) {
+        } else if (read_late(c, o, now)) {
+            refuse_read_late(c, o, K_HEADER_TIMEOUT);
+        } else if (now - c->head_ns > (int64_t)o->header_timeout_ms * MS) {
             snprintf(msg, sizeof(msg),
-                     "the request head did not arrive within %d s of its first byte "
+                     "the request head did not arrive within %s of its first byte "
                      "(HTTP_HEADER_TIMEOUT)",
-                     o->header_timeout_s);
+                     dur(o->header_timeout_ms, d1));
             ep__http_refuse_now(c, 408, msg);
             count_kill(s, K_HEADER_TIMEOUT);
         } else if (now - c->rx_ns > idle) {
-            snprintf(msg, sizeof(msg), "no byte of the request head for %d s (HTTP_IDLE_TIMEOUT)",
-                     o->idle_timeout_s);
+            snprintf(msg, sizeof(msg), "no byte of the request head for %s (HTTP_IDLE_TIMEOUT)",
+                     dur(o->idle_timeout_ms, d1));
             ep__http_refuse_now(c, 408, msg);
             count_kill(s, K_STALLED);
         }
         break;
     case C_BODY:
-        if (now > body_deadline(c, o)) {
+        if (read_late(c, o, now)) {
+            refuse_read_late(c, o, K_BODY_TIMEOUT);
+        } else if (now > body_deadline(c, o)) {
             snprintf(msg, sizeof(msg),
-                     "the request body arrived slower than %d bytes/s after its first %d s "
+                     "the request body arrived slower than %d bytes/s after its first %s "
                      "(HTTP_BODY_MIN_RATE, HTTP_BODY_TIMEOUT)",
-                     o->body_min_rate, o->body_timeout_s);
+                     o->body_min_rate, dur(o->body_timeout_ms, d1));
             ep__http_refuse_now(c, 408, msg);
             count_kill(s, K_BODY_TIMEOUT);
         } else if (now - c->rx_ns > idle && c->paused) {
             /* Not the client's stall: we stopped reading. */
             snprintf(msg, sizeof(msg),
-                     "the server stayed over its memory budget (HTTP_MEMORY_LIMIT) for %d s while "
+                     "the server stayed over its memory budget (HTTP_MEMORY_LIMIT) for %s while "
                      "this body waited; retry later",
-                     o->idle_timeout_s);
+                     dur(o->idle_timeout_ms, d1));
             ep__http_refuse_now(c, 503, msg);
             count_kill(s, K_SHED);
         } else if (now - c->rx_ns > idle) {
-            snprintf(msg, sizeof(msg), "no byte of the request body for %d s (HTTP_IDLE_TIMEOUT)",
-                     o->idle_timeout_s);
+            snprintf(msg, sizeof(msg), "no byte of the request body for %s (HTTP_IDLE_TIMEOUT)",
+                     dur(o->idle_timeout_ms, d1));
             ep__http_refuse_now(c, 408, msg);
             count_kill(s, K_STALLED);
         }
         break;
     case C_WRITE:
-        if (!c->queued && now - c->wr_ns > (int64_t)o->send_timeout_s * sec) {
+        if (!c->queued && (now - c->wr_ns > (int64_t)o->send_timeout_ms * MS ||
+                           (o->write_timeout_ms > 0 && c->wr_start_ns > 0 &&
+                            now - c->wr_start_ns > (int64_t)o->write_timeout_ms * MS))) {
             count_kill(s, K_SEND_TIMEOUT);
             ep__http_conn_close(c);
         }

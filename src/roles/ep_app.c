@@ -7,6 +7,7 @@
 #include "analytics/ep_analytics.h"
 #include "ep_breaker.h"
 #include "ep_access.h"
+#include "ep_duration.h"
 #include "ep_error.h"
 #include "ep_log.h"
 #include "ep_mem.h"
@@ -68,22 +69,24 @@ static struct ep_breaker_s *new_breaker(const ep_config_t *cfg, const char *targ
     return b;
 }
 
-static ep_http_server_t *new_server(ep_app_t *app, const char *name, int port)
+static ep_http_server_t *new_server(ep_app_t *app, const char *name, const char *addr, int port)
 {
     ep_http_server_opts_t o = {
         .name = name,
-        .bind_addr = app->cfg.bind_addr,
+        .bind_addr = addr,
         .port = port,
         .threads = app->cfg.http_threads,
         .max_body = (size_t)app->cfg.max_body,
         .max_header = (size_t)app->cfg.max_header,
-        .idle_timeout_s = app->cfg.idle_timeout_s,
+        .idle_timeout_ms = app->cfg.idle_timeout_ms,
         .max_connections = app->cfg.max_connections,
         .retry_after_s = app->cfg.retry_after_s,
-        .header_timeout_s = app->cfg.header_timeout_s,
-        .body_timeout_s = app->cfg.body_timeout_s,
+        .header_timeout_ms = app->cfg.header_timeout_ms,
+        .body_timeout_ms = app->cfg.body_timeout_ms,
         .body_min_rate = app->cfg.body_min_rate,
-        .send_timeout_s = app->cfg.send_timeout_s,
+        .send_timeout_ms = app->cfg.send_timeout_ms,
+        .read_timeout_ms = app->cfg.read_timeout_ms,
+        .write_timeout_ms = app->cfg.write_timeout_ms,
         .max_conns_per_client = app->cfg.max_per_client,
         .memory_limit = (size_t)app->cfg.memory_limit,
         .cors = app->cors,
@@ -189,23 +192,47 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         app->ingest_breaker = new_breaker(cfg, "ingest");
     }
     if (roles & EP_ROLE_GATEWAY) {
-        app->gateway_srv = new_server(app, "gateway", cfg->api_port);
+        /* SERVER_ADDRESS gives the gateway its own address; the other roles keep BIND_ADDR. */
+        app->gateway_srv =
+            new_server(app, "gateway", cfg->api_bind_addr[0] ? cfg->api_bind_addr : cfg->bind_addr,
+                       cfg->api_port);
         ep__gateway_routes(app, app->gateway_srv);
     }
     if (roles & EP_ROLE_INGEST) {
-        app->ingest_srv = new_server(app, "ingest", cfg->ingest_port);
+        app->ingest_srv = new_server(app, "ingest", cfg->bind_addr, cfg->ingest_port);
         ep__ingest_routes(app, app->ingest_srv, 0);
         ep__common_routes(app, app->ingest_srv, ep__ingest_ready);
     }
     if (roles & EP_ROLE_PROCESSOR) {
-        app->processor_srv = new_server(app, "processor", cfg->processor_port);
+        app->processor_srv = new_server(app, "processor", cfg->bind_addr, cfg->processor_port);
         ep__processor_routes(app, app->processor_srv);
         ep__common_routes(app, app->processor_srv, ep__processor_ready);
     }
     if (roles & EP_ROLE_ANALYTICS) {
-        app->analytics_srv = new_server(app, "analytics", cfg->analytics_port);
+        app->analytics_srv = new_server(app, "analytics", cfg->bind_addr, cfg->analytics_port);
         ep__analytics_routes(app, app->analytics_srv);
         ep__common_routes(app, app->analytics_srv, ep__analytics_ready);
+    }
+    if (cfg->metrics_port > 0) {
+        /* METRICS_PORT (seed 003): /metrics and /health on a port of their own. */
+        const struct {
+            unsigned role;
+            int port;
+            const char *name;
+        } used[] = {{EP_ROLE_GATEWAY, cfg->api_port, "API_PORT"},
+                    {EP_ROLE_INGEST, cfg->ingest_port, "INGEST_PORT"},
+                    {EP_ROLE_PROCESSOR, cfg->processor_port, "PROCESSOR_PORT"},
+                    {EP_ROLE_ANALYTICS, cfg->analytics_port, "ANALYTICS_PORT"}};
+        for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
+            if ((roles & used[i].role) && used[i].port == cfg->metrics_port) {
+                snprintf(err, errlen, "METRICS_PORT: %d is also %s of this process",
+                         cfg->metrics_port, used[i].name);
+                rc = EP_ECONFIG;
+                goto err;
+            }
+        }
+        app->metrics_srv = new_server(app, "metrics", cfg->bind_addr, cfg->metrics_port);
+        ep__common_routes(app, app->metrics_srv, NULL);
     }
     *out = app;
     return 0;
@@ -222,17 +249,17 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
 {
     static const char *const l_srv[] = {"server"}, *const l_srv_reason[] = {"server", "reason"};
     ep_app_t *app = arg;
-    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
-                                 app->analytics_srv};
-    ep_http_server_stats_t st[4];
+    ep_http_server_t *srvs[5] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv, app->metrics_srv};
+    ep_http_server_stats_t st[5];
 
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (srvs[i]) {
             ep_http_server_stats(srvs[i], &st[i]);
         }
     }
     ep_metrics_put_family(out, "ep_http_connections", EP_METRIC_GAUGE, "Open HTTP connections.");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
         if (srvs[i]) {
             ep_metrics_put_sample(out, "ep_http_connections", 1, l_srv, lv,
@@ -241,7 +268,7 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
     }
     ep_metrics_put_family(out, "ep_http_memory_held_bytes", EP_METRIC_GAUGE,
                           "Bytes of buffered requests and unsent answers (HTTP_MEMORY_LIMIT).");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
         if (srvs[i]) {
             ep_metrics_put_sample(out, "ep_http_memory_held_bytes", 1, l_srv, lv,
@@ -253,7 +280,7 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
                           "header_timeout, body_timeout, stalled, send_timeout (deadlines); "
                           "evicted, full (HTTP_MAX_CONNECTIONS); per_client "
                           "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT).");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         const struct {
             const char *reason;
             uint64_t v;
@@ -277,7 +304,7 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
     }
     ep_metrics_put_family(out, "ep_http_requests_refused_memory_total", EP_METRIC_COUNTER,
                           "Requests answered 503 because the server was over HTTP_MEMORY_LIMIT.");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         const char *lv[1] = {srvs[i] ? ep_http_server_name(srvs[i]) : NULL};
         if (srvs[i]) {
             ep_metrics_put_sample(out, "ep_http_requests_refused_memory_total", 1, l_srv, lv,
@@ -288,8 +315,8 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
 
 int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 {
-    ep_http_server_t *srvs[4] = {app->processor_srv, app->ingest_srv, app->gateway_srv,
-                                 app->analytics_srv};
+    ep_http_server_t *srvs[5] = {app->processor_srv, app->ingest_srv, app->gateway_srv,
+                                 app->analytics_srv, app->metrics_srv};
     int rc;
 
     if (app->pool && (rc = ep_worker_pool_start(app->pool)) != 0) {
@@ -304,7 +331,7 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the analytics consumer: %s", ep_strerror(rc));
         return rc;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (srvs[i] == NULL) {
             continue;
         }
@@ -317,13 +344,15 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         ep_metrics_collector_add(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
     ep_access_log(app->access);
-    ep_log_info("app", "listening:%s%.0d%s%.0d%s%.0d; queue %s; %d workers",
+    ep_log_info("app", "listening:%s%.0d%s%.0d%s%.0d%s%.0d; queue %s; %d workers",
                 app->gateway_srv ? " gateway :" : "",
                 app->gateway_srv ? ep_http_server_port(app->gateway_srv) : 0,
                 app->ingest_srv ? " ingest :" : "",
                 app->ingest_srv ? ep_http_server_port(app->ingest_srv) : 0,
                 app->processor_srv ? " processor :" : "",
                 app->processor_srv ? ep_http_server_port(app->processor_srv) : 0,
+                app->metrics_srv ? " metrics :" : "",
+                app->metrics_srv ? ep_http_server_port(app->metrics_srv) : 0,
                 app->ingest.queue ? app->ingest.queue->provider->name : app->cfg.queue_type,
                 app->pool ? app->cfg.workers : 0);
     return 0;
@@ -331,12 +360,12 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 
 static int64_t servers_in_flight(ep_app_t *app)
 {
-    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
-                                 app->analytics_srv};
+    ep_http_server_t *srvs[5] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv, app->metrics_srv};
     ep_http_server_stats_t st;
     int64_t n = 0;
 
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (srvs[i]) {
             ep_http_server_stats(srvs[i], &st);
             n += st.in_flight;
@@ -347,14 +376,18 @@ static int64_t servers_in_flight(ep_app_t *app)
 
 int ep_app_stop(ep_app_t *app)
 {
-    int64_t deadline = ep_time_mono_ms() + (int64_t)app->cfg.shutdown_timeout_s * 1000;
-    ep_http_server_t *srvs[4] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
-                                 app->analytics_srv};
+    int64_t deadline = ep_time_mono_ms() + app->cfg.shutdown_timeout_ms;
+    ep_http_server_t *srvs[5] = {app->gateway_srv, app->ingest_srv, app->processor_srv,
+                                 app->analytics_srv, app->metrics_srv};
     int result = 0;
 
-    ep_log_info("app", "shutting down: finishing requests, draining the queue");
+    char limit[32];
+
+    ep_log_info("app",
+                "shutting down: finishing requests, draining the queue (SHUTDOWN_TIMEOUT %s)",
+                ep_duration_format(app->cfg.shutdown_timeout_ms * EP_MS, limit, sizeof(limit)));
     /* 1. No new connections; open ones are told to close after their next answer. */
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (srvs[i]) {
             ep_http_server_quiesce(srvs[i]);
         }
@@ -377,7 +410,9 @@ int ep_app_stop(ep_app_t *app)
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);
     ep_http_server_destroy(app->analytics_srv);
+    ep_http_server_destroy(app->metrics_srv);
     app->gateway_srv = app->ingest_srv = app->processor_srv = app->analytics_srv = NULL;
+    app->metrics_srv = NULL;
     /* 4. Hand over what ingest still holds. */
     if (app->forward) {
         int64_t left = deadline - ep_time_mono_ms();
@@ -453,6 +488,7 @@ void ep_app_destroy(ep_app_t *app)
     ep_http_server_destroy(app->processor_srv);
     ep_http_server_destroy(app->analytics_srv);
     ep_http_cors_destroy(app->cors); /* after the servers that read it */
+    ep_http_server_destroy(app->metrics_srv);
     ep_worker_pool_destroy(app->pool);
     ep_worker_pool_destroy(app->analytics_pool);
     ep_queue_destroy(app->analytics_queue);

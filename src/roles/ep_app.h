@@ -68,6 +68,7 @@ struct ep_app_s {
     struct ep_analytics_s *analytics; /* the analytics role's aggregate (NULL without the role) */
     ep_analytics_push_t *push;        /* processor -> remote analytics deltas, or NULL */
     ep_http_server_t *analytics_srv;
+    ep_http_server_t *metrics_srv;    /* METRICS_PORT: /metrics and /health only */
     ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
     ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
     ep_obs_t *obs;                    /* the metric registry; NULL when METRICS_ENABLED=false */
@@ -89,7 +90,7 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen);
 
 /**
  * Graceful stop: stop accepting, finish in-flight requests, drain the queue
- * through the workers, flush the sink; bounded by cfg.shutdown_timeout_s.
+ * through the workers, flush the sink; bounded by cfg.shutdown_timeout_ms.
  * Returns 0, or EP_ETIMEDOUT when something was left undone.
  */
 int ep_app_stop(ep_app_t *app);

@@ -335,6 +335,14 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
     if (app->pool) {
         ep_worker_pool_stats(app->pool, &ps);
     }
+    {
+        /* Seed 003's APP_NAME, APP_VERSION, APP_ENV, as an info metric (always 1). */
+        static const char *const l_app[] = {"name", "version", "env"};
+        const char *av[3] = {app->cfg.app_name, app->cfg.app_version, app->cfg.app_env};
+        ep_metrics_put_family(out, "app_info", EP_METRIC_GAUGE,
+                              "The application: APP_NAME, APP_VERSION, APP_ENV (always 1).");
+        ep_metrics_put_sample(out, "app_info", 3, l_app, av, 1);
+    }
     ep_metrics_put_family(out, "queue_size", EP_METRIC_GAUGE,
                           "Events waiting in the queue (by queue provider); no sample while "
                           "unknown (a broker unreachable).");

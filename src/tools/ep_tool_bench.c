@@ -15,6 +15,7 @@
  */
 #include "analytics/ep_hist.h"
 #include "ep_buf.h"
+#include "ep_duration.h"
 #include "ep_mem.h"
 #include "ep_str.h"
 #include "ep_time.h"
@@ -375,7 +376,7 @@ static void usage(FILE *f)
                "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
                "  -c, --connections N  connections (64)\n"
                "  -t, --threads N    load threads (1)\n"
-               "  -d, --duration SEC run time (10)\n"
+               "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
                "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
                "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
                "  --batch B          events per request as NDJSON (1: one JSON event)\n"
@@ -442,7 +443,18 @@ int ep_tool_bench(int argc, char **argv)
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             o.threads = atoi(v);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
-            o.duration_s = atof(v);
+            /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
+            char *end;
+            int64_t ns;
+            const char *why;
+            o.duration_s = strtod(v, &end);
+            if (end == v || *end != '\0') {
+                if (ep_duration_parse(v, &ns, &why) != 0) {
+                    fprintf(stderr, "eventpipe bench: --duration '%s': %s\n", v, why);
+                    return 2;
+                }
+                o.duration_s = (double)ns / 1e9;
+            }
             o.duration_given = 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {
             o.requests = atoll(v);

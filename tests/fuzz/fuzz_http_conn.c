@@ -224,7 +224,7 @@ static void start_server(void)
     o.threads = 1;
     o.max_body = MAX_BODY;
     o.max_header = MAX_HEADER;
-    o.idle_timeout_s = 3600;
+    o.idle_timeout_ms = 3600000;
     o.max_connections = 256;
     o.retry_after_s = 1;
     signal(SIGPIPE, SIG_IGN);

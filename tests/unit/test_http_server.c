@@ -108,7 +108,7 @@ static ep_http_server_t *start(void)
                                .threads = 2,
                                .max_body = 1024,
                                .max_header = 2048,
-                               .idle_timeout_s = 5,
+                               .idle_timeout_ms = 5000,
                                .retry_after_s = 7};
     ep_http_server_t *s;
     char err[256];
@@ -311,7 +311,7 @@ static ep_http_server_t *start_one_loop(int idle_timeout_s)
                                .threads = 1,
                                .max_body = 1024,
                                .max_header = 2048,
-                               .idle_timeout_s = idle_timeout_s};
+                               .idle_timeout_ms = idle_timeout_s * 1000};
     ep_http_server_t *s;
     char err[256];
 

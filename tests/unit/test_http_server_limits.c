@@ -192,7 +192,7 @@ static void stats(ep_http_server_t *s, ep_http_server_stats_t *st)
 static void test_trickled_head_gets_408(void)
 {
     ep_http_server_t *s =
-        start((ep_http_server_opts_t){.header_timeout_s = 1, .idle_timeout_s = 30});
+        start((ep_http_server_opts_t){.header_timeout_ms = 1000, .idle_timeout_ms = 30000});
     static const char head[] = "GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaa";
     int fd = conn(ep_http_server_port(s)), closed = 0;
     int64_t deadline = ep_time_mono_ns() + 10 * SEC;
@@ -228,8 +228,8 @@ static void test_trickled_head_gets_408(void)
  */
 static void test_trickled_body_hits_min_rate(void)
 {
-    ep_http_server_t *s = start(
-        (ep_http_server_opts_t){.body_timeout_s = 1, .body_min_rate = 1000, .idle_timeout_s = 30});
+    ep_http_server_t *s = start((ep_http_server_opts_t){
+        .body_timeout_ms = 1000, .body_min_rate = 1000, .idle_timeout_ms = 30000});
     int fd = conn(ep_http_server_port(s)), closed = 0;
     int64_t deadline = ep_time_mono_ns() + 15 * SEC;
     ep_buf_t out = EP_BUF_INIT;
@@ -266,7 +266,7 @@ static void test_trickled_body_hits_min_rate(void)
 /* A keep-alive connection with nothing sent is closed, without an answer, after the idle time. */
 static void test_idle_connection_closed_silently(void)
 {
-    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_s = 1});
+    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_ms = 1000});
     int fd = conn(ep_http_server_port(s));
     int64_t t0 = ep_time_mono_ns();
     ep_buf_t out = EP_BUF_INIT;
@@ -289,7 +289,7 @@ static void test_idle_connection_closed_silently(void)
  */
 static void test_idle_clock_starts_after_a_slow_handler(void)
 {
-    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_s = 2});
+    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_ms = 2000});
     int fd = conn(ep_http_server_port(s));
     ep_buf_t out = EP_BUF_INIT;
 
@@ -309,7 +309,7 @@ static void test_idle_clock_starts_after_a_slow_handler(void)
 /* HTTP/1.0 with Transfer-Encoding: answered with Connection: close, then closed (RFC 9112 6.1). */
 static void test_http10_chunked_closes(void)
 {
-    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_s = 30});
+    ep_http_server_t *s = start((ep_http_server_opts_t){.idle_timeout_ms = 30000});
     int fd = conn(ep_http_server_port(s));
     ep_buf_t out = EP_BUF_INIT;
 
@@ -334,7 +334,7 @@ static void test_cap_evicts_the_longest_idle(void)
 {
     enum { CAP = 4 };
     ep_http_server_t *s =
-        start((ep_http_server_opts_t){.max_connections = CAP, .idle_timeout_s = 60});
+        start((ep_http_server_opts_t){.max_connections = CAP, .idle_timeout_ms = 60000});
     int port = ep_http_server_port(s), fds[CAP], fresh;
     ep_buf_t out = EP_BUF_INIT;
     ep_http_server_stats_t st;
@@ -377,7 +377,7 @@ static void test_cap_evicts_the_longest_idle(void)
 static void test_per_client_limit(void)
 {
     ep_http_server_t *s = start((ep_http_server_opts_t){
-        .max_conns_per_client = 2, .threads = 2, .retry_after_s = 3, .idle_timeout_s = 60});
+        .max_conns_per_client = 2, .threads = 2, .retry_after_s = 3, .idle_timeout_ms = 60000});
     int port = ep_http_server_port(s), a, b, c, other;
     ep_buf_t out = EP_BUF_INIT;
     ep_http_server_stats_t st;
@@ -430,7 +430,7 @@ static void test_unread_answers_are_shed(void)
 {
     enum { N = 8 };
     ep_http_server_t *s = start((ep_http_server_opts_t){
-        .memory_limit = 16 << 20, .idle_timeout_s = 60, .send_timeout_s = 60});
+        .memory_limit = 16 << 20, .idle_timeout_ms = 60000, .send_timeout_ms = 60000});
     int port = ep_http_server_port(s), fds[N], fd, cut = 0;
     int64_t deadline = ep_time_mono_ns() + 30 * SEC;
     ep_buf_t out = EP_BUF_INIT;
@@ -500,8 +500,10 @@ static void fill_with_unread_answers(ep_http_server_t *s, int fds[2])
  */
 static void test_over_soft_limit_refuses_large_requests(void)
 {
-    ep_http_server_t *s = start((ep_http_server_opts_t){
-        .memory_limit = 16 << 20, .retry_after_s = 2, .idle_timeout_s = 60, .send_timeout_s = 60});
+    ep_http_server_t *s = start((ep_http_server_opts_t){.memory_limit = 16 << 20,
+                                                        .retry_after_s = 2,
+                                                        .idle_timeout_ms = 60000,
+                                                        .send_timeout_ms = 60000});
     int port = ep_http_server_port(s), big[2], fd;
     ep_buf_t out = EP_BUF_INIT;
     ep_http_server_stats_t st;
@@ -549,9 +551,9 @@ static void test_large_body_paused_then_resumed(void)
 {
     enum { BODY = 15 << 20, FIRST = 256 << 10, PIECE = 64 << 10 };
     ep_http_server_t *s = start((ep_http_server_opts_t){.memory_limit = 16 << 20,
-                                                        .idle_timeout_s = 60,
-                                                        .send_timeout_s = 60,
-                                                        .body_timeout_s = 60});
+                                                        .idle_timeout_ms = 60000,
+                                                        .send_timeout_ms = 60000,
+                                                        .body_timeout_ms = 60000});
     int up = conn(ep_http_server_port(s)), big[2], sndbuf = 64 << 10, stalls = 0;
     int64_t deadline = ep_time_mono_ns() + 30 * SEC, held;
     size_t sent = 0;
@@ -615,7 +617,8 @@ static void test_large_body_paused_then_resumed(void)
 /* An answer that makes no write progress for HTTP_SEND_TIMEOUT: the connection is closed. */
 static void test_send_timeout(void)
 {
-    ep_http_server_t *s = start((ep_http_server_opts_t){.send_timeout_s = 1, .idle_timeout_s = 60});
+    ep_http_server_t *s =
+        start((ep_http_server_opts_t){.send_timeout_ms = 1000, .idle_timeout_ms = 60000});
     int fd = connect_from(ep_http_server_port(s), "127.0.0.1", 4096);
     int64_t deadline = ep_time_mono_ns() + 20 * SEC;
     ep_http_server_stats_t st;
@@ -673,7 +676,7 @@ static void on_small(void *arg, ep_http_req_t *req)
 static void test_heavy_requests_spread_over_rounds(void)
 {
     enum { N_HEAVY = 5 };
-    ep_http_server_opts_t o = {.idle_timeout_s = 60, .max_body = 1024};
+    ep_http_server_opts_t o = {.idle_timeout_ms = 60000, .max_body = 1024};
     ep_http_server_t *s;
     const char *heavy = "POST /heavy HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
                         "Content-Length: 1\r\n\r\nx";

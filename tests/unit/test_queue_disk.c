@@ -66,7 +66,9 @@ static void test_bad_config(void)
     EP_ASSERT(q == NULL);
     snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "0");
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "50ms");
+    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "50x"); /* unknown unit */
+    EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
+    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "500us"); /* finer than whole ms */
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     /* A path under a regular file cannot be created. */
     snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "always");

@@ -37,6 +37,7 @@
  */
 #include "ep_queue_disk_int.h"
 #include "ep_counter.h"
+#include "ep_duration.h"
 #include "ep_error.h"
 #include "ep_event.h"
 #include "ep_log.h"
@@ -78,8 +79,8 @@ void ep__disk_set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int
 
 static int parse_fsync(const char *s, int *mode, int64_t *ms)
 {
-    char *end;
-    long long v;
+    const char *why;
+    int64_t ns;
 
     if (strcmp(s, "always") == 0) {
         *mode = FSYNC_ALWAYS;
@@ -89,13 +90,13 @@ static int parse_fsync(const char *s, int *mode, int64_t *ms)
         *mode = FSYNC_NEVER;
         return 0;
     }
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno != 0 || v < 1 || v > 3600000) {
+    /* An interval: a duration ("50ms", "1s"), a bare number being ms; whole ms in [1ms, 1h]. */
+    if (ep_duration_parse_bare(s, EP_MS, &ns, &why) != 0 || ns % EP_MS != 0 || ns < EP_MS ||
+        ns > 3600 * EP_S) {
         return EP_ECONFIG;
     }
     *mode = FSYNC_EVERY;
-    *ms = v;
+    *ms = ns / EP_MS;
     return 0;
 }
 
@@ -132,7 +133,7 @@ static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errle
 
     if (parse_fsync(cfg->queue_fsync, &ctx->fsync_mode, &ctx->fsync_interval_ms) != 0) {
         snprintf(err, errlen,
-                 "QUEUE_FSYNC: '%s' is not valid (always, never or an interval in ms, 1-3600000)",
+                 "QUEUE_FSYNC: '%s' is not valid (always, never or an interval, 1ms-1h)",
                  cfg->queue_fsync);
         rc = EP_ECONFIG;
         goto err;
