@@ -373,7 +373,8 @@ def test_breakers_off_and_bad_settings():
         assert ing.stop() == 0
 
     for var, val in (("CIRCUIT_BREAKER_FAILURES", "-1"), ("CIRCUIT_BREAKER_FAILURES", "abc"),
-                     ("CIRCUIT_BREAKER_OPEN_MS", "0"), ("CIRCUIT_BREAKER_OPEN_MS", "1s")):
+                     ("CIRCUIT_BREAKER_OPEN_MS", "0"), ("CIRCUIT_BREAKER_OPEN_MS", "1x"),
+                     ("CIRCUIT_BREAKER_OPEN_MS", "-1s")):
         r = subprocess.run([EP_BIN, "ingest"], env=dict(os.environ, **{var: val}),
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and r.stderr.count("%s:" % var) == 1, (var, val, r)
