@@ -88,6 +88,11 @@ typedef struct ep_config_s {
     /* observability */
     char metrics_enabled[8];  /* METRICS_ENABLED: true | false (true) */
     double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
+    /* TLS (issue 15): "" = unset */
+    char tls_cert_file[512];      /* TLS_CERT_FILE: PEM chain; with the key, every listener TLS */
+    char tls_key_file[512];       /* TLS_KEY_FILE: PEM private key */
+    char tls_ca_file[512];        /* TLS_CA_FILE: CAs the hops verify servers with ("": system) */
+    char tls_client_ca_file[512]; /* TLS_CLIENT_CA_FILE: mutual TLS, clients' CAs */
 } ep_config_t;
 
 /** Fills cfg with every default. */

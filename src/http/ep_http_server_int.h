@@ -34,8 +34,14 @@
 #define PAUSE_ACCEPT_NS INT64_C(100000000)
 #define IDLE_TRIM_NS    INT64_C(1000000000) /* idle this long: spare buffers are freed */
 #define SHED_RETRY_NS                                                                              \
-    INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
-#define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+    INT64_C(10000000) /* a shedding pass that freed too little: not again sooner */
+#define EVICT_BATCH 32
+/*
+ * What OpenSSL holds for a TLS connection, counted with its buffers in
+ * HTTP_MEMORY_LIMIT: the SSL object and its read and write buffers (a record
+ * of 16 KiB plus overhead each, kept for the connection's life).
+ */
+#define TLS_CONN_BYTES (40 * 1024) /* connections closed at most per scan at the connection cap */
 /*
  * Over the soft memory budget (memory_limit), a request whose body may be
  * larger than this (Content-Length above it, chunked, or any Content-Encoding,
@@ -90,8 +96,11 @@ struct ep_http_req_s {
     ep_http_req_t *next; /* in a loop's list of answered requests */
 };
 
-/* C_DEFER: a complete heavy request waiting for a later round (loop_deferred). */
-enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD, C_DEFER };
+/*
+ * C_DEFER: a complete heavy request waiting for a later round (loop_deferred).
+ * C_TLS: the TLS handshake (opts.tls), within HTTP_HEADER_TIMEOUT of the accept.
+ */
+enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD, C_DEFER, C_TLS };
 
 /* Why connections were closed or refused by a limit (ep_http_server_stats). */
 enum {
@@ -107,6 +116,7 @@ enum {
     K_REFUSED_MEMORY, /* new request answered 503: over HTTP_MEMORY_LIMIT */
     K_PAUSED,         /* a large body stopped being read: over HTTP_MEMORY_LIMIT */
     K_DEFERRED,       /* a heavy request waited for a later round (HEAVY_ROUND_NS) */
+    K_TLS_FAILED,     /* the TLS handshake failed (or did not finish in HTTP_HEADER_TIMEOUT) */
     K_N
 };
 
@@ -120,7 +130,9 @@ struct conn_s {
     loop_t *lp;
     int fd;
     int state;
-    char *in; /* bytes read and not yet consumed: in[in_off, in_len) */
+    struct ssl_st *ssl;  /* TLS (opts.tls): every byte goes through it; NULL: plain */
+    int tls_rd_wants_wr; /* an SSL_read needs the socket writable first (an EPOLLOUT reads on) */
+    char *in;            /* bytes read and not yet consumed: in[in_off, in_len) */
     size_t in_off, in_len, in_cap;
     ep_http_req_t req;
     uint64_t body_left; /* Content-Length bytes still to come */

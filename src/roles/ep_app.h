@@ -74,6 +74,7 @@ struct ep_app_s {
     int n_ready_routes;
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
+    struct ep_tls_s *tls; /* every listener's TLS (TLS_CERT_FILE), or NULL: plain HTTP */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -91,6 +92,12 @@ int ep_app_stop(ep_app_t *app);
 
 /** Frees everything. Accepts NULL. */
 void ep_app_destroy(ep_app_t *app);
+
+/**
+ * SIGHUP: loads TLS_CERT_FILE and TLS_KEY_FILE again for new connections (open
+ * ones keep theirs); a file that does not load leaves the old ones, logged.
+ */
+void ep_app_reload(ep_app_t *app);
 
 /** Writes one summary log line (throughput so far). */
 void ep_app_log_summary(ep_app_t *app);
