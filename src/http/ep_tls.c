@@ -132,7 +132,10 @@ static SSL_CTX *server_ctx(const ep_tls_t *t, char *err, size_t errlen)
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
-        file_error(err, errlen, "TLS_KEY_FILE", t->key_file, "cannot load a PEM private key");
+        int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        file_error(err, errlen, "TLS_KEY_FILE", t->key_file,
+                   mismatch ? "the key does not belong to the certificate of TLS_CERT_FILE"
+                            : "cannot load a PEM private key");
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

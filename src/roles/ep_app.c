@@ -271,7 +271,8 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
                           "Connections closed or refused by a limit, by reason: idle, "
                           "header_timeout, body_timeout, stalled, send_timeout (deadlines); "
                           "evicted, full (HTTP_MAX_CONNECTIONS); per_client "
-                          "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT).");
+                          "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT); "
+                          "tls_handshake (failed, or not done within HTTP_HEADER_TIMEOUT).");
     for (int i = 0; i < 4; i++) {
         const struct {
             const char *reason;
@@ -284,7 +285,8 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
                     {"evicted", st[i].evicted},
                     {"full", st[i].refused_full},
                     {"per_client", st[i].refused_per_client},
-                    {"memory", st[i].shed_memory}};
+                    {"memory", st[i].shed_memory},
+                    {"tls_handshake", st[i].tls_failed}};
         if (srvs[i] == NULL) {
             continue;
         }
