@@ -55,9 +55,10 @@
  * through SSL_read / SSL_write on the same edge-triggered events (conn_recv,
  * conn_write: one branch on c->ssl, the plain path unchanged). An SSL_read
  * returns one record at most, so a TLS connection's socket counts as drained
- * only when SSL_read says SSL_ERROR_WANT_READ (its buffers are empty then
- * too: nothing waits in SSL_pending). A write that wants a read is retried on
- * any event; a read that wants a write on the next EPOLLOUT.
+ * only when the last recv under OpenSSL came short (ep_tls_io_t) and OpenSSL
+ * holds nothing more (SSL_has_pending), or SSL_read said SSL_ERROR_WANT_READ.
+ * A write that wants a read is retried on any event; a read that wants a write
+ * on the next EPOLLOUT.
  *
  * This file is the hot path: the loops, the connection state machine and the
  * answer writing, one unit so that the per-request steps stay static and
@@ -537,7 +538,14 @@ static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
     ERR_clear_error();
     n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0) {
-        c->rx_ns = c->lp->now; /* rd_pending stays: only WANT_READ tells the socket is empty */
+        c->rx_ns = c->lp->now;
+        /*
+         * One record at most per SSL_read: the socket is drained only when the
+         * last recv under it came short and OpenSSL holds nothing more.
+         */
+        if (c->tio.drained && !c->hup && !SSL_has_pending(c->ssl)) {
+            c->rd_pending = 0;
+        }
         return n;
     }
     switch (SSL_get_error(c->ssl, n)) {
@@ -1266,7 +1274,8 @@ static void loop_accept(loop_t *lp)
         ep_buf_init(&c->req.out);
         c->idle_ns = c->rx_ns = lp->now;
         if (s->opts.tls) {
-            c->ssl = ep_tls_accept(s->opts.tls, fd);
+            c->tio.fd = fd;
+            c->ssl = ep_tls_accept(s->opts.tls, &c->tio);
             c->state = C_TLS;
         }
         memset(&ev, 0, sizeof(ev));

@@ -12,6 +12,7 @@
 
 #include "ep_http_server.h"
 #include "ep_http_parse.h"
+#include "ep_tls.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -131,6 +132,7 @@ struct conn_s {
     int fd;
     int state;
     struct ssl_st *ssl;  /* TLS (opts.tls): every byte goes through it; NULL: plain */
+    ep_tls_io_t tio;     /* its socket: fd, and whether the last recv drained it */
     int tls_rd_wants_wr; /* an SSL_read needs the socket writable first (an EPOLLOUT reads on) */
     char *in;            /* bytes read and not yet consumed: in[in_off, in_len) */
     size_t in_off, in_len, in_cap;

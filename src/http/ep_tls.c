@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* TLS 1.2: ECDHE key exchange and AEAD ciphers only (TLS 1.3's suites are all AEAD). */
 #define TLS12_CIPHERS                                                                              \
@@ -207,18 +208,91 @@ int ep_tls_reload(ep_tls_t *t, char *err, size_t errlen)
     return 0;
 }
 
-SSL *ep_tls_accept(ep_tls_t *t, int fd)
+/*
+ * The server's socket BIO (ep_tls_io_t): recv and send, one syscall each, and
+ * the drained flag. OpenSSL's own socket BIO uses read and write, which cost
+ * more in the kernel (the file position lock), and says nothing of a short read.
+ */
+static int io_write(BIO *b, const char *buf, int len)
+{
+    ep_tls_io_t *io = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    do {
+        n = send(io->fd, buf, (size_t)len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_write(b);
+    }
+    return (int)n;
+}
+
+static int io_read(BIO *b, char *buf, int len)
+{
+    ep_tls_io_t *io = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    do {
+        n = recv(io->fd, buf, (size_t)len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        io->drained = n < len;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        io->drained = 1;
+        BIO_set_retry_read(b);
+    } else {
+        io->drained = 0; /* the end of the stream, or an error: to be read, not waited for */
+    }
+    return (int)n;
+}
+
+static long io_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* every write goes out at once */
+}
+
+static BIO_METHOD *io_method;
+static pthread_once_t io_once = PTHREAD_ONCE_INIT;
+
+static void io_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ep_tls_io");
+
+    if (m && BIO_meth_set_write(m, io_write) == 1 && BIO_meth_set_read(m, io_read) == 1 &&
+        BIO_meth_set_ctrl(m, io_ctrl) == 1) {
+        io_method = m;
+    } else {
+        BIO_meth_free(m);
+    }
+}
+
+SSL *ep_tls_accept(ep_tls_t *t, ep_tls_io_t *io)
 {
     SSL *ssl;
+    BIO *b;
 
-    pthread_mutex_lock(&t->mu);
-    ssl = SSL_new(t->ctx);
-    pthread_mutex_unlock(&t->mu);
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
+    pthread_once(&io_once, io_method_init);
+    if (io_method == NULL || (b = BIO_new(io_method)) == NULL) {
         ERR_clear_error();
         return NULL;
     }
+    BIO_set_data(b, io);
+    BIO_set_init(b, 1);
+    io->drained = 0;
+    pthread_mutex_lock(&t->mu);
+    ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->mu);
+    if (ssl == NULL) {
+        BIO_free(b);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_bio(ssl, b, b); /* the SSL owns it */
     SSL_set_accept_state(ssl);
     return ssl;
 }

@@ -31,8 +31,22 @@ int ep_tls_server_create(const char *cert_file, const char *key_file, const char
  */
 int ep_tls_reload(ep_tls_t *t, char *err, size_t errlen);
 
-/** A server-side SSL for an accepted socket, on the current context; NULL when out of memory. */
-SSL *ep_tls_accept(ep_tls_t *t, int fd);
+/*
+ * The socket under a server-side SSL: OpenSSL reads and writes it with recv
+ * and send (not read and write), and says whether its last recv drained the
+ * socket (returned less than asked for, or nothing yet), so that an
+ * edge-triggered loop need not call SSL_read once more only to learn that.
+ */
+typedef struct ep_tls_io_s {
+    int fd;
+    int drained; /* the last recv returned less than asked for, or EAGAIN */
+} ep_tls_io_t;
+
+/**
+ * A server-side SSL for an accepted socket (io->fd), on the current context;
+ * NULL when out of memory. io must outlive the SSL.
+ */
+SSL *ep_tls_accept(ep_tls_t *t, ep_tls_io_t *io);
 
 /** "subject, expires date" of the certificate in use, for logs. */
 void ep_tls_describe(ep_tls_t *t, char *out, size_t len);

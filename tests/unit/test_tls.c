@@ -197,13 +197,15 @@ static int handshake(SSL *srv, SSL *cli)
 
 typedef struct pair_s {
     int fd[2];
+    ep_tls_io_t io;
     SSL *srv, *cli;
 } pair_t;
 
 static void pair_open(pair_t *p, ep_tls_t *t, SSL_CTX *cctx)
 {
     EP_ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fd), 0);
-    p->srv = ep_tls_accept(t, p->fd[0]);
+    p->io.fd = p->fd[0];
+    p->srv = ep_tls_accept(t, &p->io);
     p->cli = ep_tls_connect(cctx, p->fd[1], "localhost");
     EP_ASSERT(p->srv != NULL && p->cli != NULL);
 }
@@ -313,6 +315,7 @@ static void test_reload_swaps_for_new_connections_only(void)
     ep_tls_t *t;
     char err[600], what[300], cn[64];
     SSL *before, *after;
+    ep_tls_io_t io0, io1;
     int fd[2];
 
     setup();
@@ -322,14 +325,16 @@ static void test_reload_swaps_for_new_connections_only(void)
     ep_tls_describe(t, what, sizeof(what));
     EP_ASSERT(strstr(what, "CN = a") != NULL && strstr(what, "expires") != NULL);
     EP_ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fd), 0);
-    before = ep_tls_accept(t, fd[0]);
+    io0.fd = fd[0];
+    io1.fd = fd[1];
+    before = ep_tls_accept(t, &io0);
 
     copy_file("b.pem", "live.pem");
     copy_file("b.key", "live.key");
     EP_ASSERT_EQ(ep_tls_reload(t, err, sizeof(err)), 0);
     ep_tls_describe(t, what, sizeof(what));
     EP_ASSERT(strstr(what, "CN = b") != NULL);
-    after = ep_tls_accept(t, fd[1]);
+    after = ep_tls_accept(t, &io1);
     served_cn(after, cn, sizeof(cn));
     EP_ASSERT_STR_EQ(cn, "b");
     /* The connection made before keeps its context (freed with it, not before). */
@@ -346,7 +351,7 @@ static void test_reload_swaps_for_new_connections_only(void)
     EP_ASSERT(strncmp(err, "TLS_KEY_FILE: ", 14) == 0);
     ep_tls_describe(t, what, sizeof(what));
     EP_ASSERT(strstr(what, "CN = b") != NULL);
-    after = ep_tls_accept(t, fd[1]);
+    after = ep_tls_accept(t, &io1);
     served_cn(after, cn, sizeof(cn));
     EP_ASSERT_STR_EQ(cn, "b");
     SSL_free(after);
