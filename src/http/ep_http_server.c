@@ -366,7 +366,7 @@ static int64_t conn_bytes(const conn_t *c)
     size_t n = sizeof(*c) + c->in_cap + r->raw_cap + body + r->extra.cap + r->out.cap;
 
     if (c->ssl) {
-        n += TLS_CONN_BYTES;
+        n += c->tls_idle ? TLS_IDLE_BYTES : TLS_CONN_BYTES;
     }
 
     if (c->state == C_WRITE) {
@@ -425,6 +425,10 @@ void ep__http_conn_trim(conn_t *c)
     ep_buf_close(&r->body);
     ep_buf_close(&r->extra);
     ep_buf_close(&r->out);
+    /* OpenSSL allocates them again for the next record; refused while it holds unread bytes. */
+    if (c->ssl && !c->tls_idle && c->state == C_HEAD && SSL_free_buffers(c->ssl) == 1) {
+        c->tls_idle = 1;
+    }
     if (r->raw_cap > 1024) {
         ep_free(r->raw);
         r->raw = NULL;
@@ -535,6 +539,10 @@ static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
 {
     int n;
 
+    if (c->tls_idle) {
+        c->tls_idle = 0; /* the read allocates its buffers again */
+        conn_account(c);
+    }
     ERR_clear_error();
     n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
     if (n > 0) {

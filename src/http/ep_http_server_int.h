@@ -35,14 +35,16 @@
 #define PAUSE_ACCEPT_NS INT64_C(100000000)
 #define IDLE_TRIM_NS    INT64_C(1000000000) /* idle this long: spare buffers are freed */
 #define SHED_RETRY_NS                                                                              \
-    INT64_C(10000000) /* a shedding pass that freed too little: not again sooner */
-#define EVICT_BATCH 32
+    INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
+#define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
 /*
- * What OpenSSL holds for a TLS connection, counted with its buffers in
- * HTTP_MEMORY_LIMIT: the SSL object and its read and write buffers (a record
- * of 16 KiB plus overhead each, kept for the connection's life).
+ * What OpenSSL allocates for a TLS connection, counted in HTTP_MEMORY_LIMIT:
+ * its read and write buffers (a record of 16 KiB plus overhead each) and the
+ * SSL object. An idle connection's buffers are freed with its others
+ * (ep__http_conn_trim): then only the SSL object counts.
  */
-#define TLS_CONN_BYTES (40 * 1024) /* connections closed at most per scan at the connection cap */
+#define TLS_CONN_BYTES (40 * 1024)
+#define TLS_IDLE_BYTES (6 * 1024)
 /*
  * Over the soft memory budget (memory_limit), a request whose body may be
  * larger than this (Content-Length above it, chunked, or any Content-Encoding,
@@ -134,6 +136,7 @@ struct conn_s {
     struct ssl_st *ssl;  /* TLS (opts.tls): every byte goes through it; NULL: plain */
     ep_tls_io_t tio;     /* its socket: fd, and whether the last recv drained it */
     int tls_rd_wants_wr; /* an SSL_read needs the socket writable first (an EPOLLOUT reads on) */
+    int tls_idle;        /* its buffers were freed (SSL_free_buffers): TLS_IDLE_BYTES counted */
     char *in;            /* bytes read and not yet consumed: in[in_off, in_len) */
     size_t in_off, in_len, in_cap;
     ep_http_req_t req;
