@@ -311,7 +311,16 @@ def test_sighup_reloads_certificate_keeping_connections():
         # Every listener took it.
         for port in (p["api"], p["processor"], p["analytics"]):
             assert curl("https://127.0.0.1:%d/health" % port, "--cacert", c["ca2"])[0] == 200
-        # The open connection was not dropped and keeps its session.
+        # Idle, the connection's OpenSSL buffers are freed (HTTP_MEMORY_LIMIT counts the SSL
+        # object only: under 40 KiB for the whole connection)...
+        def ingest_held():
+            body = curl("https://127.0.0.1:%d/metrics" % p["api"], "--cacert", c["ca2"])[1]
+            for line in body.splitlines():
+                if line.startswith('ep_http_memory_held_bytes{server="ingest"}'):
+                    return float(line.split()[-1])
+            raise AssertionError("no ep_http_memory_held_bytes for ingest")
+        wait_for(lambda: ingest_held() < 40 * 1024, timeout=15, what="idle TLS buffers freed")
+        # ...and the open connection was not dropped and keeps its session.
         assert post_keepalive(2) == 202
         ok += 1
         assert conn.sock is sock
