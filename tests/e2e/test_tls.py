@@ -151,6 +151,13 @@ def test_run_every_port_https_and_plain_refused():
                                        data=seed_event(ok))
                 assert status == 202, (port, path, status, body)
                 ok += 1
+        # Expect: 100-continue over TLS: the interim answer comes (curl would wait 30 s for
+        # it, past its 10 s limit), then the 202.
+        status, body, _ = curl("https://127.0.0.1:%d/api/v1/ingest" % p["ingest"], *ca,
+                               "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+                               data=seed_event(ok))
+        assert status == 202, (status, body)
+        ok += 1
         # By name too (the certificate's DNS entry), and every port over TLS only.
         status, body, _ = curl("https://localhost:%d/api/v1/ingest" % p["api"], *ca,
                                data=seed_event(ok))
