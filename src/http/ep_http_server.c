@@ -82,9 +82,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -530,11 +530,7 @@ void ep__http_loop_reap(loop_t *lp)
     }
 }
 
-/*
- * One recv into buf. Returns the bytes read, 0 when there are none now, -1
- * when the connection ended (then it is closed). A read shorter than len has
- * drained the socket: the next bytes raise a new edge.
- */
+/* conn_recv over TLS: one SSL_read (the same contract). */
 static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
 {
     int n;
@@ -571,6 +567,11 @@ static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
     }
 }
 
+/*
+ * One recv into buf. Returns the bytes read, 0 when there are none now, -1
+ * when the connection ended (then it is closed). A read shorter than len has
+ * drained the socket: the next bytes raise a new edge.
+ */
 static ssize_t conn_recv(conn_t *c, char *buf, size_t len)
 {
     if (c->ssl) {

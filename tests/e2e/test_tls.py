@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 
 from eptest import EP_BIN, Eventpipe, free_port, main, seed_event, wait_for
 
@@ -347,6 +348,37 @@ def test_sighup_reloads_certificate_keeping_connections():
         ok += 1
         conn.close()
         wait_processed(p["processor"], ok, "--cacert", c["ca2"])
+        assert ep.stop() == 0
+
+
+def test_handshake_must_finish_within_header_timeout():
+    c = certs()
+    p = ports()
+    ca = ("--cacert", c["ca1"])
+    with Eventpipe("run", ports=p, env=tls_env(c, p, HTTP_HEADER_TIMEOUT="1"), wait=False) as ep:
+        wait_https(ep, p["ingest"], *ca)
+        # A client that connects and never starts its handshake is closed, not kept for
+        # HTTP_IDLE_TIMEOUT (30 s), and counted.
+        with socket.create_connection(("127.0.0.1", p["ingest"]), timeout=20) as s:
+            t = time.monotonic()
+            try:
+                got = s.recv(100)
+            except ConnectionResetError:
+                got = b""
+            assert got == b"" and time.monotonic() - t < 15, got
+
+        def failed():
+            body = curl("https://127.0.0.1:%d/metrics" % p["api"], *ca)[1]
+            for line in body.splitlines():
+                if line.startswith('ep_http_connections_closed_total{server="ingest",'
+                                   'reason="tls_handshake"}'):
+                    return float(line.split()[-1])
+            return 0
+        assert failed() >= 1
+        status, body, _ = curl("https://127.0.0.1:%d/api/v1/ingest" % p["ingest"], *ca,
+                               data=seed_event(0))
+        assert status == 202, (status, body)
+        wait_processed(p["processor"], 1, *ca)
         assert ep.stop() == 0
 
 
