@@ -271,28 +271,34 @@ static void io_method_init(void)
     }
 }
 
-SSL *ep_tls_accept(ep_tls_t *t, ep_tls_io_t *io)
+/* Puts ssl on io's socket (the SSL owns the BIO). 0, or -1 with ssl freed. */
+static int io_attach(SSL *ssl, ep_tls_io_t *io)
 {
-    SSL *ssl;
     BIO *b;
 
     pthread_once(&io_once, io_method_init);
-    if (io_method == NULL || (b = BIO_new(io_method)) == NULL) {
+    if (ssl == NULL || io_method == NULL || (b = BIO_new(io_method)) == NULL) {
+        SSL_free(ssl);
         ERR_clear_error();
-        return NULL;
+        return -1;
     }
     BIO_set_data(b, io);
     BIO_set_init(b, 1);
     io->drained = 0;
+    SSL_set_bio(ssl, b, b);
+    return 0;
+}
+
+SSL *ep_tls_accept(ep_tls_t *t, ep_tls_io_t *io)
+{
+    SSL *ssl;
+
     pthread_mutex_lock(&t->mu);
     ssl = SSL_new(t->ctx);
     pthread_mutex_unlock(&t->mu);
-    if (ssl == NULL) {
-        BIO_free(b);
-        ERR_clear_error();
+    if (io_attach(ssl, io) != 0) {
         return NULL;
     }
-    SSL_set_bio(ssl, b, b); /* the SSL owns it */
     SSL_set_accept_state(ssl);
     return ssl;
 }
@@ -374,14 +380,13 @@ fail:
     return NULL;
 }
 
-SSL *ep_tls_connect(SSL_CTX *ctx, int fd, const char *host)
+SSL *ep_tls_connect(SSL_CTX *ctx, ep_tls_io_t *io, const char *host)
 {
     SSL *ssl = SSL_new(ctx);
     unsigned char ip[16];
     int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
 
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
-        SSL_free(ssl);
+    if (io_attach(ssl, io) != 0) {
         return NULL;
     }
     if (is_ip) {

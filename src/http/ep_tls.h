@@ -62,8 +62,11 @@ void ep_tls_destroy(ep_tls_t *t);
 SSL_CTX *ep_tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
                            char *err, size_t errlen);
 
-/** A client-side SSL on a connecting socket: SNI and the name or IP host checked. */
-SSL *ep_tls_connect(SSL_CTX *ctx, int fd, const char *host);
+/**
+ * A client-side SSL on a connecting socket (io->fd, the same recv/send BIO as
+ * the server's): SNI and the name or IP host checked. io must outlive the SSL.
+ */
+SSL *ep_tls_connect(SSL_CTX *ctx, ep_tls_io_t *io, const char *host);
 
 /** OpenSSL's reason for the last failure on this thread ("" when none); clears the queue. */
 void ep_tls_last_error(char *out, size_t len);

@@ -98,6 +98,7 @@ typedef struct conn_s {
     int connected;       /* the connect completed (else a reset is a connect error) */
     int64_t retry_ns;    /* fd < 0: when to try connecting again */
     SSL *ssl;            /* https:// */
+    ep_tls_io_t tio;     /* its socket (ep_tls.h): whether the last recv drained it */
     int tls_ready;       /* the handshake is done */
     char rbuf[16384];
     size_t rlen;
@@ -206,7 +207,8 @@ static int conn_open(worker_t *w, conn_t *c, int ep)
     c->sent = 0;
     c->tls_ready = 0;
     if (w->o->tls) {
-        c->ssl = ep_tls_connect(w->o->tls, c->fd, w->o->host);
+        c->tio.fd = c->fd;
+        c->ssl = ep_tls_connect(w->o->tls, &c->tio, w->o->host);
         if (c->ssl == NULL) {
             close(c->fd);
             c->fd = -1;
@@ -348,6 +350,11 @@ static void on_readable(worker_t *w, conn_t *c, int ep)
                 return;
             }
             try_send(w, c, now);
+        }
+        /* TLS: one record per read; the socket is empty once a recv came short and
+           OpenSSL holds nothing (no extra SSL_read only to get WANT_READ). */
+        if (c->ssl && c->tio.drained && !SSL_has_pending(c->ssl)) {
+            return;
         }
     }
 }

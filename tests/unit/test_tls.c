@@ -197,7 +197,7 @@ static int handshake(SSL *srv, SSL *cli)
 
 typedef struct pair_s {
     int fd[2];
-    ep_tls_io_t io;
+    ep_tls_io_t io, cio;
     SSL *srv, *cli;
 } pair_t;
 
@@ -206,7 +206,8 @@ static void pair_open(pair_t *p, ep_tls_t *t, SSL_CTX *cctx)
     EP_ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fd), 0);
     p->io.fd = p->fd[0];
     p->srv = ep_tls_accept(t, &p->io);
-    p->cli = ep_tls_connect(cctx, p->fd[1], "localhost");
+    p->cio.fd = p->fd[1];
+    p->cli = ep_tls_connect(cctx, &p->cio, "localhost");
     EP_ASSERT(p->srv != NULL && p->cli != NULL);
 }
 
