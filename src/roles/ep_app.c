@@ -102,6 +102,9 @@ static int tls_setup(ep_app_t *app, char *err, size_t errlen)
         ep_log_info("tls", "every listener speaks TLS only (1.2, 1.3): %s%s", what,
                     cfg->tls_client_ca_file[0] ? "; mutual TLS: clients need a certificate" : "");
     }
+    if (!cfg->tls_ca_file[0] && !cfg->tls_cert_file[0]) {
+        return 0; /* https:// hops, if any, verify with the system store */
+    }
     client =
         ep_tls_client_ctx(cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file, err, errlen);
     if (client == NULL) {
