@@ -7,6 +7,7 @@ SIGHUP serves a new certificate without dropping an open keep-alive connection
 the start with exit 2 naming the setting. `send`, `status` and `bench` speak
 https too. In every case the processor's /stats shows exactly the 2xx events."""
 
+import atexit
 import http.client
 import json
 import os
@@ -56,6 +57,7 @@ def certs():
     global _certs
     if _certs is None:
         d = tempfile.mkdtemp(prefix="ep-tls-")
+        atexit.register(shutil.rmtree, d, True)
         ca1, ca2 = make_ca(d, "ca1"), make_ca(d, "ca2")
         san = "IP:127.0.0.1,DNS:localhost"
         _certs = {
@@ -284,6 +286,7 @@ def test_sighup_reloads_certificate_keeping_connections():
     c = certs()
     p = ports()
     d = tempfile.mkdtemp(prefix="ep-tls-reload-")
+    atexit.register(shutil.rmtree, d, True)
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     shutil.copy(c["srv1"][0], cert)
     shutil.copy(c["srv1"][1], key)
@@ -397,6 +400,7 @@ def start_fails(env_extra):
 def test_bad_tls_settings_exit_2():
     c = certs()
     d = tempfile.mkdtemp(prefix="ep-tls-bad-")
+    atexit.register(shutil.rmtree, d, True)
     junk = os.path.join(d, "junk.pem")
     with open(junk, "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")

@@ -106,6 +106,20 @@ static void copy_file(const char *from, const char *to)
     fclose(out);
 }
 
+/* Removes the directory and what the tests wrote into it. */
+static void cleanup(void)
+{
+    static const char *const files[] = {"a.pem",    "a.key",    "b.pem",   "b.key",
+                                        "junk.pem", "live.pem", "live.key"};
+    char p[128];
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        path(p, sizeof(p), files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 static void setup(void)
 {
     if (dir[0]) {
@@ -113,6 +127,7 @@ static void setup(void)
     }
     snprintf(dir, sizeof(dir), "/tmp/ep-test-tls-XXXXXX");
     EP_ASSERT(mkdtemp(dir) != NULL);
+    atexit(cleanup);
     make_cert("a");
     make_cert("b");
     write_file("junk.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
