@@ -17,12 +17,27 @@ root=$(cd "$here/.." && pwd)
 
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 pid=""
+# https: every port of the server speaks TLS (certificates made below), curl and bench
+# verify it with the test CA.
+SCHEME=http
+TLS_ARGS=()
+tls_dir=$(mktemp -d)
 start_server() { # extra env assignments as arguments
+    local tls_env=()
     pick_ports
-    env "${port_env[@]}" LOG_LEVEL=warn "$@" "${srv_pin[@]}" "$BIN" run >/dev/null 2>&1 &
+    if [ "$SCHEME" = https ]; then
+        tls_env=(TLS_CERT_FILE="$tls_dir/srv.pem" TLS_KEY_FILE="$tls_dir/srv.key"
+            TLS_CA_FILE="$tls_dir/ca.pem" INGEST_URL="https://127.0.0.1:$ING"
+            PROCESSOR_URL="https://127.0.0.1:$PROC" ANALYTICS_URL="https://127.0.0.1:$ANA")
+    fi
+    env "${port_env[@]}" "${tls_env[@]}" LOG_LEVEL=warn "$@" "${srv_pin[@]}" "$BIN" run \
+        >/dev/null 2>&1 &
     pid=$!
     accepted_total=0
-    wait_healthy "$API" && return 0
+    for _ in $(seq 100); do
+        curl -sf "${TLS_ARGS[@]}" "$SCHEME://127.0.0.1:$API/health" >/dev/null && return 0
+        sleep 0.1
+    done
     echo "server did not start" >&2
     exit 1
 }
@@ -30,10 +45,10 @@ stop_server() {
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
-trap stop_server EXIT
+trap 'stop_server; rm -rf "$tls_dir"' EXIT
 
 rss_mb() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$pid/status"; }
-processed() { curl -s "http://127.0.0.1:$PROC/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pool"]["processed"])'; }
+processed() { curl -s "${TLS_ARGS[@]}" "$SCHEME://127.0.0.1:$PROC/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pool"]["processed"])'; }
 
 # CPU time the hypervisor gave to others ("steal", /proc/stat) during the whole run: on a
 # shared host it is what turns a quiet run into a noisy one, so the table reports it.
@@ -74,7 +89,7 @@ print("| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %d | %s MB | %d of %d (%.1f%%) 
 EOF
 )")
 }
-bench() { "${load_pin[@]}" "$BIN" bench --quiet --json -d "$DURATION" "$@"; }
+bench() { "${load_pin[@]}" "$BIN" bench --quiet --json -d "$DURATION" "${TLS_ARGS[@]}" "$@"; }
 
 # 1. One event per request through the gateway, memory queue, processing included.
 start_server QUEUE_SIZE=100000
@@ -87,6 +102,20 @@ if command -v wrk >/dev/null; then
         "http://127.0.0.1:$API/api/v1/ingest" | grep -E "^(events/s|latency)" | tr '\n' ' ')
 fi
 stop_server
+
+# 1b. The same over HTTPS (issue 15): TLS 1.3 on every port, a P-256 certificate made now.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/ca.key" \
+    -out "$tls_dir/ca.pem" -days 2 -subj "/CN=load-test CA" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls_dir/srv.key" \
+    -out "$tls_dir/srv.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls_dir/ext"
+openssl x509 -req -in "$tls_dir/srv.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
+    -CAcreateserial -out "$tls_dir/srv.pem" -days 2 -extfile "$tls_dir/ext" 2>/dev/null
+SCHEME=https TLS_ARGS=(--cacert "$tls_dir/ca.pem")
+start_server QUEUE_SIZE=100000
+mark; row "single event over HTTPS, 64 conns, memory" "$(bench -c 64 --url "https://127.0.0.1:$API/api/v1/ingest")"
+stop_server
+SCHEME=http TLS_ARGS=()
 
 # 2. 100-event NDJSON batches on ingest.
 start_server QUEUE_SIZE=1000000

@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
-    libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev libssl-dev
+    libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
+    libssl-dev openssl
     libprotobuf-c-dev protobuf-c-compiler
     libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format stress-ng

@@ -73,6 +73,7 @@ static int serve(const command_t *cmd, int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP); /* reloads the TLS certificate (ep_app_reload) */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -100,6 +101,9 @@ static int serve(const command_t *cmd, int argc, char **argv)
         if (sig == SIGINT || sig == SIGTERM) {
             ep_log_info("app", "received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
             break;
+        }
+        if (sig == SIGHUP) {
+            ep_app_reload(app);
         }
         if (cfg.stats_interval_ms > 0 && ep_time_mono_ms() >= next_summary) {
             ep_app_log_summary(app);

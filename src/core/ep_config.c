@@ -226,6 +226,15 @@ static const opt_t options[] = {
      "\"version\" of every JSON log line and of app_info (default: this build's)"},
     {OPT_STR, "APP_ENV", "app-env", "development", S(app_env), 0, 0, NULL,
      "\"env\" of every JSON log line and of app_info (development, staging, production...)"},
+    {OPT_STR, "TLS_CERT_FILE", "tls-cert", "", S(tls_cert_file), 0, 0, NULL,
+     "PEM certificate chain: with TLS_KEY_FILE every listener speaks only TLS (reloaded on "
+     "SIGHUP); the default role URLs become https://"},
+    {OPT_STR, "TLS_KEY_FILE", "tls-key", "", S(tls_key_file), 0, 0, NULL,
+     "PEM private key of TLS_CERT_FILE"},
+    {OPT_STR, "TLS_CA_FILE", "tls-ca", "", S(tls_ca_file), 0, 0, NULL,
+     "PEM CAs that hops to https:// roles verify with (empty: the system store)"},
+    {OPT_STR, "TLS_CLIENT_CA_FILE", "tls-client-ca", "", S(tls_client_ca_file), 0, 0, NULL,
+     "mutual TLS: clients must present a certificate from these PEM CAs"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -518,6 +527,44 @@ static const opt_t *find_flag(const char *name, size_t len)
     return NULL;
 }
 
+/*
+ * TLS settings that cannot work together; whether the files load is checked
+ * when the process starts (ep_tls). With TLS on, the role URLs still at their
+ * plain-HTTP defaults point at the same ports over https.
+ */
+static int tls_check(ep_config_t *cfg, char *err, size_t errlen)
+{
+    static const struct {
+        size_t off;
+        const char *def, *tls;
+    } urls[] = {
+        {offsetof(ep_config_t, ingest_url), "http://localhost:8081", "https://localhost:8081"},
+        {offsetof(ep_config_t, processor_url), "http://localhost:8082", "https://localhost:8082"},
+        {offsetof(ep_config_t, analytics_url), "http://localhost:8083", "https://localhost:8083"},
+    };
+
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0]) {
+        snprintf(err, errlen, "%s: must be set together with %s",
+                 cfg->tls_cert_file[0] ? "TLS_KEY_FILE" : "TLS_CERT_FILE",
+                 cfg->tls_cert_file[0] ? "TLS_CERT_FILE" : "TLS_KEY_FILE");
+        return EP_ECONFIG;
+    }
+    if (cfg->tls_client_ca_file[0] && !cfg->tls_cert_file[0]) {
+        snprintf(err, errlen,
+                 "TLS_CLIENT_CA_FILE: mutual TLS needs TLS_CERT_FILE and TLS_KEY_FILE too");
+        return EP_ECONFIG;
+    }
+    if (cfg->tls_cert_file[0]) {
+        for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+            char *u = (char *)cfg + urls[i].off;
+            if (strcmp(u, urls[i].def) == 0) {
+                strcpy(u, urls[i].tls);
+            }
+        }
+    }
+    return 0;
+}
+
 int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     const char *given[N_OPTIONS] = {0}; /* the value each option was given, if any */
@@ -570,7 +617,10 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
         }
         given[o - options] = val;
     }
-    return check_relations(cfg, given, err, errlen);
+    {
+        int rc = check_relations(cfg, given, err, errlen);
+        return rc != 0 ? rc : tls_check(cfg, err, errlen);
+    }
 }
 
 void ep_config_usage(FILE *f)

@@ -110,6 +110,11 @@ typedef struct ep_config_s {
     char app_name[64];              /* APP_NAME (eventpipe): JSON log lines, app_info metric */
     char app_version[64];           /* APP_VERSION (the build's version) */
     char app_env[64];               /* APP_ENV (development) */
+    /* TLS (issue 15): "" = unset */
+    char tls_cert_file[512];      /* TLS_CERT_FILE: PEM chain; with the key, every listener TLS */
+    char tls_key_file[512];       /* TLS_KEY_FILE: PEM private key */
+    char tls_ca_file[512];        /* TLS_CA_FILE: CAs the hops verify servers with ("": system) */
+    char tls_client_ca_file[512]; /* TLS_CLIENT_CA_FILE: mutual TLS, clients' CAs */
 } ep_config_t;
 
 /** Fills cfg with every default. */

@@ -36,6 +36,15 @@ typedef void (*ep_http_done_cb)(void *arg, const ep_http_response_t *res);
 int ep_http_client_create(int max_per_host, ep_http_client_t **out);
 
 /**
+ * TLS for https:// URLs: servers are verified against ca_file (NULL or "": the
+ * system store); cert_file and key_file (PEM), when set, are presented to a
+ * server that asks for a client certificate (mutual TLS). Call before the
+ * first request. Paths are copied; libcurl reads the files per connection.
+ */
+void ep_http_client_set_tls(ep_http_client_t *c, const char *ca_file, const char *cert_file,
+                            const char *key_file);
+
+/**
  * Starts a request. method "GET"/"POST"; body may be NULL. The body is copied.
  * content_type may be NULL. timeout_ms bounds the whole request (connect
  * included). Returns 0 (cb will be called once) or EP_ECLOSED after destroy began

@@ -67,6 +67,8 @@ typedef struct ep_http_server_opts_s {
     size_t memory_limit;      /* bytes of buffered requests and unsent answers (0: 64 MiB) */
     /* CORS_ALLOWED_ORIGINS; NULL: no cross-origin access. Borrowed: outlives the server. */
     const ep_http_cors_t *cors;
+    struct ep_tls_s *tls; /* not NULL: every connection speaks TLS (ep_tls.h); borrowed,
+                             it outlives the server */
 } ep_http_server_opts_t;
 
 typedef struct ep_http_server_stats_s {
@@ -88,6 +90,7 @@ typedef struct ep_http_server_stats_s {
     uint64_t refused_memory;      /* new requests answered 503 over memory_limit */
     uint64_t paused_memory;       /* large bodies whose reading stopped over memory_limit */
     uint64_t deferred_heavy;      /* heavy requests that waited for a later loop round */
+    uint64_t tls_failed;          /* TLS handshakes that failed (plain HTTP to a TLS port...) */
 } ep_http_server_stats_t;
 
 /** Creates a server (not listening yet). Returns 0 or EP_E*. opts is copied. */

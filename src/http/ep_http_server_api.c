@@ -334,6 +334,7 @@ void ep_http_server_stats(ep_http_server_t *s, ep_http_server_stats_t *st)
     st->refused_memory = atomic_load_explicit(&s->kills[K_REFUSED_MEMORY], memory_order_relaxed);
     st->paused_memory = atomic_load_explicit(&s->kills[K_PAUSED], memory_order_relaxed);
     st->deferred_heavy = atomic_load_explicit(&s->kills[K_DEFERRED], memory_order_relaxed);
+    st->tls_failed = atomic_load_explicit(&s->kills[K_TLS_FAILED], memory_order_relaxed);
 }
 
 void ep_http_server_destroy(ep_http_server_t *s)

@@ -12,6 +12,7 @@
 
 #include "ep_http_server.h"
 #include "ep_http_parse.h"
+#include "ep_tls.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -36,6 +37,14 @@
 #define SHED_RETRY_NS                                                                              \
     INT64_C(10000000)  /* a shedding pass that freed too little: not again sooner */
 #define EVICT_BATCH 32 /* connections closed at most per scan at the connection cap */
+/*
+ * What OpenSSL allocates for a TLS connection, counted in HTTP_MEMORY_LIMIT:
+ * its read and write buffers (a record of 16 KiB plus overhead each) and the
+ * SSL object. An idle connection's buffers are freed with its others
+ * (ep__http_conn_trim): then only the SSL object counts.
+ */
+#define TLS_CONN_BYTES (40 * 1024)
+#define TLS_IDLE_BYTES (6 * 1024)
 /*
  * Over the soft memory budget (memory_limit), a request whose body may be
  * larger than this (Content-Length above it, chunked, or any Content-Encoding,
@@ -93,8 +102,11 @@ struct ep_http_req_s {
     ep_http_req_t *next; /* in a loop's list of answered requests */
 };
 
-/* C_DEFER: a complete heavy request waiting for a later round (loop_deferred). */
-enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD, C_DEFER };
+/*
+ * C_DEFER: a complete heavy request waiting for a later round (loop_deferred).
+ * C_TLS: the TLS handshake (opts.tls), within HTTP_HEADER_TIMEOUT of the accept.
+ */
+enum { C_HEAD, C_BODY, C_WAIT, C_WRITE, C_LINGER, C_DEAD, C_DEFER, C_TLS };
 
 /* Why connections were closed or refused by a limit (ep_http_server_stats). */
 enum {
@@ -110,6 +122,7 @@ enum {
     K_REFUSED_MEMORY, /* new request answered 503: over HTTP_MEMORY_LIMIT */
     K_PAUSED,         /* a large body stopped being read: over HTTP_MEMORY_LIMIT */
     K_DEFERRED,       /* a heavy request waited for a later round (HEAVY_ROUND_NS) */
+    K_TLS_FAILED,     /* the TLS handshake failed (or did not finish in HTTP_HEADER_TIMEOUT) */
     K_N
 };
 
@@ -123,7 +136,11 @@ struct conn_s {
     loop_t *lp;
     int fd;
     int state;
-    char *in; /* bytes read and not yet consumed: in[in_off, in_len) */
+    struct ssl_st *ssl;  /* TLS (opts.tls): every byte goes through it; NULL: plain */
+    ep_tls_io_t tio;     /* its socket: fd, and whether the last recv drained it */
+    int tls_rd_wants_wr; /* an SSL_read needs the socket writable first (an EPOLLOUT reads on) */
+    int tls_idle;        /* its buffers were freed (SSL_free_buffers): TLS_IDLE_BYTES counted */
+    char *in;            /* bytes read and not yet consumed: in[in_off, in_len) */
     size_t in_off, in_len, in_cap;
     ep_http_req_t req;
     uint64_t body_left; /* Content-Length bytes still to come */

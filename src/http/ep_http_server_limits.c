@@ -130,6 +130,8 @@ static int64_t wait_score(const conn_t *c, int64_t now, int min_rate)
         return INT64_MAX; /* closing anyway */
     case C_HEAD:
         return now - (c->head_ns ? c->head_ns : c->idle_ns);
+    case C_TLS:
+        return now - c->idle_ns; /* the handshake, since the accept */
     case C_BODY:
         return now - c->body_ns -
                (int64_t)(c->body_got * UINT64_C(1000000000) / (uint64_t)min_rate);
@@ -183,12 +185,21 @@ int ep__http_make_room(loop_t *lp)
     return n > 0;
 }
 
-/* A new connection over HTTP_MAX_CONNECTIONS_PER_CLIENT: a 503 if the socket takes it, closed. */
+/*
+ * A new connection over HTTP_MAX_CONNECTIONS_PER_CLIENT: a 503 if the socket
+ * takes it, closed. Over TLS only closed (a handshake would cost more than the
+ * connection is allowed).
+ */
 void ep__http_refuse_per_client(ep_http_server_t *s, int fd)
 {
     char msg[512]; /* the head in [0, 256), the body first at 256 */
     int body, n;
 
+    if (s->opts.tls) {
+        close(fd);
+        count_kill(s, K_PER_CLIENT);
+        return;
+    }
     body = snprintf(msg + 256, 256,
                     "{\"error\":\"too many connections from this client address (limit %d, "
                     "HTTP_MAX_CONNECTIONS_PER_CLIENT)\"}\n",
@@ -268,6 +279,13 @@ static void conn_check(conn_t *c, int64_t now)
     switch (c->state) {
     case C_LINGER:
         if (now > c->linger_until) {
+            ep__http_conn_close(c);
+        }
+        break;
+    case C_TLS:
+        /* No 408: there is no channel to send it on yet. */
+        if (now - c->idle_ns > (int64_t)o->header_timeout_s * sec) {
+            count_kill(s, K_TLS_FAILED);
             ep__http_conn_close(c);
         }
         break;

@@ -15,7 +15,9 @@
 #include "ep_monitor.h"
 #include "ep_obs.h"
 #include "ep_time.h"
+#include "ep_tls.h"
 
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,11 +92,63 @@ static ep_http_server_t *new_server(ep_app_t *app, const char *name, const char 
         .max_conns_per_client = app->cfg.max_per_client,
         .memory_limit = (size_t)app->cfg.memory_limit,
         .cors = app->cors,
+        .tls = app->tls,
     };
     ep_http_server_t *s;
 
     ep_http_server_create(&o, &s);
     return s;
+}
+
+/*
+ * TLS (issue 15): the listeners' context from TLS_CERT_FILE and TLS_KEY_FILE,
+ * and the files the hops' client uses loaded once here, so that a bad file
+ * stops the start (exit 2) instead of failing every hop later.
+ */
+static int tls_setup(ep_app_t *app, char *err, size_t errlen)
+{
+    const ep_config_t *cfg = &app->cfg;
+    SSL_CTX *client;
+    char what[300];
+    int rc;
+
+    if (cfg->tls_cert_file[0] || cfg->tls_key_file[0]) {
+        rc = ep_tls_server_create(cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file,
+                                  &app->tls, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+        ep_tls_describe(app->tls, what, sizeof(what));
+        ep_log_info("tls", "every listener speaks TLS only (1.2, 1.3): %s%s", what,
+                    cfg->tls_client_ca_file[0] ? "; mutual TLS: clients need a certificate" : "");
+    }
+    if (!cfg->tls_ca_file[0] && !cfg->tls_cert_file[0]) {
+        return 0; /* https:// hops, if any, verify with the system store */
+    }
+    client =
+        ep_tls_client_ctx(cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file, err, errlen);
+    if (client == NULL) {
+        return EP_ECONFIG;
+    }
+    SSL_CTX_free(client);
+    return 0;
+}
+
+void ep_app_reload(ep_app_t *app)
+{
+    char err[600], what[300];
+
+    if (app->tls == NULL) {
+        ep_log_info("app", "SIGHUP: nothing to reload (TLS_CERT_FILE is not set)");
+        return;
+    }
+    if (ep_tls_reload(app->tls, err, sizeof(err)) != 0) {
+        ep_log_error("tls", "SIGHUP: the certificate stays as it was: %s", err);
+        return;
+    }
+    ep_tls_describe(app->tls, what, sizeof(what));
+    ep_log_info("tls", "SIGHUP: reloaded TLS_CERT_FILE and TLS_KEY_FILE for new connections: %s",
+                what);
 }
 
 int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *err, size_t errlen)
@@ -135,6 +189,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         rc = EP_ECONFIG;
         goto err;
     }
+    if ((rc = tls_setup(app, err, errlen)) != 0) {
+        goto err;
+    }
     if ((rc = ep_access_create(cfg, &app->access, err, errlen)) != 0) {
         goto err;
     }
@@ -143,6 +200,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         snprintf(err, errlen, "cannot create the HTTP client: %s", ep_strerror(rc));
         goto err;
     }
+    ep_http_client_set_tls(app->client, cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file);
     if (roles & EP_ROLE_ANALYTICS) {
         app->analytics = ep_analytics_create();
         if ((rc = ep__analytics_consumer_create(app, qp, err, errlen)) != 0) {
@@ -279,7 +337,8 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
                           "Connections closed or refused by a limit, by reason: idle, "
                           "header_timeout, body_timeout, stalled, send_timeout (deadlines); "
                           "evicted, full (HTTP_MAX_CONNECTIONS); per_client "
-                          "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT).");
+                          "(HTTP_MAX_CONNECTIONS_PER_CLIENT); memory (HTTP_MEMORY_LIMIT); "
+                          "tls_handshake (failed, or not done within HTTP_HEADER_TIMEOUT).");
     for (int i = 0; i < 5; i++) {
         const struct {
             const char *reason;
@@ -292,7 +351,8 @@ static void http_limits_collect(void *arg, ep_buf_t *out)
                     {"evicted", st[i].evicted},
                     {"full", st[i].refused_full},
                     {"per_client", st[i].refused_per_client},
-                    {"memory", st[i].shed_memory}};
+                    {"memory", st[i].shed_memory},
+                    {"tls_handshake", st[i].tls_failed}};
         if (srvs[i] == NULL) {
             continue;
         }
@@ -503,5 +563,6 @@ void ep_app_destroy(ep_app_t *app)
     ep__monitor_close(app);
     ep_obs_destroy(app->obs);
     ep_access_destroy(app->access);
+    ep_tls_destroy(app->tls); /* after the servers: their connections held it */
     ep_free(app);
 }

@@ -78,8 +78,9 @@ struct ep_app_s {
     ep_proxy_route_t proxy_routes[16]; /* the gateway's routes to a remote ingest */
     int n_proxy_routes;
     struct ep_breaker_s *ingest_breaker; /* the gateway's hop to a remote ingest, or NULL */
-    ep_http_cors_t *cors; /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
-    struct ep_access_s *access; /* API keys, internal token, rate limits (ep_access.h) */
+    ep_http_cors_t *cors;                /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
+    struct ep_access_s *access;          /* API keys, internal token, rate limits (ep_access.h) */
+    struct ep_tls_s *tls; /* every listener's TLS (TLS_CERT_FILE), or NULL: plain HTTP */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -97,6 +98,12 @@ int ep_app_stop(ep_app_t *app);
 
 /** Frees everything. Accepts NULL. */
 void ep_app_destroy(ep_app_t *app);
+
+/**
+ * SIGHUP: loads TLS_CERT_FILE and TLS_KEY_FILE again for new connections (open
+ * ones keep theirs); a file that does not load leaves the old ones, logged.
+ */
+void ep_app_reload(ep_app_t *app);
 
 /** Writes one summary log line (throughput so far). */
 void ep_app_log_summary(ep_app_t *app);

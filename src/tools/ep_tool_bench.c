@@ -12,6 +12,11 @@
  * to DRAIN_NS) and counted: the server may have accepted them, so leaving them
  * unread would make the report's 2xx count fall short of what the server kept.
  * A request still unanswered after DRAIN_NS is a socket error.
+ *
+ * https:// URLs go over OpenSSL on the same non-blocking sockets: a connection
+ * first finishes its handshake (a failed one is a socket error), then its
+ * requests go through SSL_write and SSL_read; the server is verified against
+ * --cacert (else TLS_CA_FILE, else the system store).
  */
 #include "analytics/ep_hist.h"
 #include "ep_buf.h"
@@ -19,6 +24,7 @@
 #include "ep_mem.h"
 #include "ep_str.h"
 #include "ep_time.h"
+#include "ep_tls.h"
 #include "tools/ep_tools.h"
 
 #include <arpa/inet.h>
@@ -27,6 +33,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -80,6 +88,7 @@ typedef struct opts_s {
     const char *body_arg;
     const char *api_key; /* sent as X-API-Key (API_KEYS) */
     int json, quiet;
+    SSL_CTX *tls; /* https:// */
 } opts_t;
 
 typedef struct conn_s {
@@ -90,6 +99,9 @@ typedef struct conn_s {
     size_t sent;         /* bytes of the request written */
     int connected;       /* the connect completed (else a reset is a connect error) */
     int64_t retry_ns;    /* fd < 0: when to try connecting again */
+    SSL *ssl;            /* https:// */
+    ep_tls_io_t tio;     /* its socket (ep_tls.h): whether the last recv drained it */
+    int tls_ready;       /* the handshake is done */
     char rbuf[16384];
     size_t rlen;
 } conn_t;
@@ -112,6 +124,63 @@ static atomic_llong budget;  /* requests left to start when --requests is set */
 
 #define RECONNECT_NS 100000000     /* 100 ms between attempts after a failed connect */
 #define DRAIN_NS     10000000000LL /* answers to requests in flight at the end: 10 s at most */
+
+/* send() or SSL_write: bytes written, or -1 (errno EAGAIN: later; else the connection failed). */
+static ssize_t c_send(conn_t *c, const char *buf, size_t len)
+{
+    int n, e;
+
+    if (c->ssl == NULL) {
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    }
+    ERR_clear_error();
+    n = SSL_write(c->ssl, buf, (int)len);
+    if (n > 0) {
+        return n;
+    }
+    e = SSL_get_error(c->ssl, n);
+    ERR_clear_error();
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EIO;
+    return -1;
+}
+
+/* recv() or SSL_read: bytes read, 0 at the end, or -1 (errno EAGAIN: none now). */
+static ssize_t c_recv(conn_t *c, char *buf, size_t len)
+{
+    int n, e;
+
+    if (c->ssl == NULL) {
+        return recv(c->fd, buf, len, 0);
+    }
+    ERR_clear_error();
+    n = SSL_read(c->ssl, buf, (int)len);
+    if (n > 0) {
+        return n;
+    }
+    e = SSL_get_error(c->ssl, n);
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0;
+    }
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EIO;
+    return -1;
+}
+
+/* The first failed handshake says why (every later one counts as a socket error only). */
+static void tls_fail_once(SSL *ssl)
+{
+    static atomic_int said;
+    long v = SSL_get_verify_result(ssl);
+    char why[256];
+
+    ep_tls_last_error(why, sizeof(why));
+    if (!atomic_exchange(&said, 1)) {
+        fprintf(stderr, "eventpipe bench: TLS handshake failed: %s\n",
+                v != X509_V_OK ? X509_verify_cert_error_string(v)
+                : why[0]       ? why
+                               : "closed");
+    }
+}
 
 static int conn_open(worker_t *w, conn_t *c, int ep)
 {
@@ -138,6 +207,18 @@ static int conn_open(worker_t *w, conn_t *c, int ep)
     c->busy = 0;
     c->rlen = 0;
     c->sent = 0;
+    c->tls_ready = 0;
+    if (w->o->tls) {
+        c->tio.fd = c->fd;
+        c->ssl = ep_tls_connect(w->o->tls, &c->tio, w->o->host);
+        if (c->ssl == NULL) {
+            close(c->fd);
+            c->fd = -1;
+            w->errors++;
+            c->retry_ns = ep_time_mono_ns() + RECONNECT_NS;
+            return -1;
+        }
+    }
     /* Edge-triggered: a writable socket must not wake the loop over and over. */
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = c;
@@ -151,6 +232,8 @@ static void conn_reset(worker_t *w, conn_t *c, int ep)
         epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     c->fd = -1;
     if (c->busy) {
         w->errors++;
@@ -171,7 +254,8 @@ static void try_send(worker_t *w, conn_t *c, int64_t now)
 {
     ssize_t n;
 
-    if (c->busy || c->fd < 0 || atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
+    if (c->busy || c->fd < 0 || (c->ssl && !c->tls_ready) ||
+        atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
         return;
     }
     if (w->interval_ns > 0) {
@@ -189,7 +273,7 @@ static void try_send(worker_t *w, conn_t *c, int64_t now)
     }
     c->busy = 1;
     c->sent = 0;
-    n = send(c->fd, w->req, w->req_len, MSG_NOSIGNAL);
+    n = c_send(c, w->req, w->req_len);
     if (n > 0) {
         c->sent = (size_t)n;
     }
@@ -226,7 +310,7 @@ static size_t parse_response(const char *b, size_t len, int *status, int *close_
 static void on_readable(worker_t *w, conn_t *c, int ep)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+        ssize_t n = c_recv(c, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             conn_reset(w, c, ep);
             return;
@@ -268,6 +352,11 @@ static void on_readable(worker_t *w, conn_t *c, int ep)
                 return;
             }
             try_send(w, c, now);
+        }
+        /* TLS: one record per read; the socket is empty once a recv came short and
+           OpenSSL holds nothing (no extra SSL_read only to get WANT_READ). */
+        if (c->ssl && c->tio.drained && !SSL_has_pending(c->ssl)) {
+            return;
         }
     }
 }
@@ -328,12 +417,29 @@ static void *worker_main(void *arg)
                 continue;
             }
             c->connected = 1;
+            if (c->ssl && !c->tls_ready) {
+                int r;
+                ERR_clear_error();
+                r = SSL_do_handshake(c->ssl);
+                if (r != 1) {
+                    int e = SSL_get_error(c->ssl, r);
+                    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                        tls_fail_once(c->ssl);
+                        c->busy = 0;
+                        c->connected = 0; /* counted as a connect error, retried later */
+                        conn_reset(w, c, ep);
+                    }
+                    continue;
+                }
+                c->tls_ready = 1;
+                try_send(w, c, now);
+            }
             if (evs[i].events & EPOLLIN) {
                 on_readable(w, c, ep);
             }
             if (c->fd >= 0 && (evs[i].events & EPOLLOUT)) {
                 if (c->busy && c->sent < w->req_len) {
-                    ssize_t s = send(c->fd, w->req + c->sent, w->req_len - c->sent, MSG_NOSIGNAL);
+                    ssize_t s = c_send(c, w->req + c->sent, w->req_len - c->sent);
                     if (s > 0) {
                         c->sent += (size_t)s;
                     }
@@ -359,6 +465,7 @@ static void *worker_main(void *arg)
             if (conns[i].busy) {
                 w->errors++; /* no answer within DRAIN_NS */
             }
+            SSL_free(conns[i].ssl);
             close(conns[i].fd);
         }
     }
@@ -382,6 +489,9 @@ static void usage(FILE *f)
                "  --batch B          events per request as NDJSON (1: one JSON event)\n"
                "  --body JSON        the event to send (a seed 000 event by default)\n"
                "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
+               "  --cacert FILE      https://: PEM CAs to verify the server with (TLS_CA_FILE;\n"
+               "                     default the system store)\n"
+               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
                "  --json             print the report as JSON\n"
                "  --quiet            no progress line\n");
 }
@@ -389,18 +499,19 @@ static void usage(FILE *f)
 static int parse_url(const char *url, opts_t *o)
 {
     const char *p = url, *slash, *colon;
+    int https = strncmp(p, EP_STRLIT("https://")) == 0;
 
-    if (strncmp(p, EP_STRLIT("http://")) != 0) {
+    if (!https && strncmp(p, EP_STRLIT("http://")) != 0) {
         return -1;
     }
-    p += 7;
+    p += https ? 8 : 7;
     slash = strchr(p, '/');
     colon = memchr(p, ':', slash ? (size_t)(slash - p) : strlen(p));
     snprintf(o->host, sizeof(o->host), "%.*s",
              (int)((colon ? colon : (slash ? slash : p + strlen(p))) - p), p);
-    o->port = colon ? atoi(colon + 1) : 80;
+    o->port = colon ? atoi(colon + 1) : https ? 443 : 80;
     snprintf(o->path, sizeof(o->path), "%s", slash ? slash : "/");
-    return o->port > 0 ? 0 : -1;
+    return o->port > 0 ? https : -1;
 }
 
 int ep_tool_bench(int argc, char **argv)
@@ -417,6 +528,8 @@ int ep_tool_bench(int argc, char **argv)
     uint64_t ok = 0, non2xx = 0, errors = 0, status[6] = {0};
     int64_t t0, t_end, next;
     double el;
+    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
+    int https;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -470,22 +583,38 @@ int ep_tool_bench(int argc, char **argv)
                 return 2;
             }
             o.api_key = v;
+        } else if (strcmp(a, "--cacert") == 0) {
+            cacert = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            cert = v;
+        } else if (strcmp(a, "--key") == 0) {
+            key = v;
         } else {
             fprintf(stderr, "eventpipe bench: unknown option '%s' (see --help)\n", a);
             return 2;
         }
         i++;
     }
-    if (parse_url(url, &o) != 0 || o.connections < 1 || o.threads < 1 || o.batch < 1 ||
-        o.rate < 0 || (o.duration_s <= 0 && o.requests <= 0)) {
+    https = parse_url(url, &o);
+    if (https < 0 || o.connections < 1 || o.threads < 1 || o.batch < 1 || o.rate < 0 ||
+        (o.duration_s <= 0 && o.requests <= 0)) {
         fprintf(stderr, "eventpipe bench: invalid options (see --help)\n");
         return 2;
     }
     if (o.threads > o.connections) {
         o.threads = o.connections;
     }
+    if (https) {
+        char err[600];
+        o.tls = ep_tls_client_ctx(cacert, cert, key, err, sizeof(err));
+        if (o.tls == NULL) {
+            fprintf(stderr, "eventpipe bench: %s\n", err);
+            return 2;
+        }
+    }
     if (getaddrinfo(o.host, NULL, &hints, &ai) != 0 || ai == NULL) {
         fprintf(stderr, "eventpipe bench: cannot resolve %s\n", o.host);
+        SSL_CTX_free(o.tls);
         return 1;
     }
     for (int k = 0; k < o.batch; k++) {
@@ -595,5 +724,6 @@ int ep_tool_bench(int argc, char **argv)
     ep_free(ws);
     ep_buf_close(&body);
     ep_buf_close(&req);
+    SSL_CTX_free(o.tls);
     return errors == 0 && non2xx == 0 ? 0 : 1;
 }

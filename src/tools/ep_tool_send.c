@@ -125,6 +125,9 @@ static void usage(FILE *f)
                "  --event JSON       send this one event once (seed 004 example client)\n"
                "  --seed S           random seed (fixed data sets)\n"
                "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
+               "  --cacert FILE      https://: PEM CAs to verify the server with (default\n"
+               "                     TLS_CA_FILE, else the system store)\n"
+               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
                "  --quiet            no progress line\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
@@ -132,6 +135,7 @@ static void usage(FILE *f)
 int ep_tool_send(int argc, char **argv)
 {
     const char *base = "http://localhost:8080", *path = "/api/v1/events", *one = NULL;
+    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
     long long count = -1;
     double duration = 0, rate = 0;
     int batch = 1, conc = 8, users = 1000, quiet = 0;
@@ -156,6 +160,12 @@ int ep_tool_send(int argc, char **argv)
             return 2;
         } else if (strcmp(a, "--url") == 0) {
             base = v;
+        } else if (strcmp(a, "--cacert") == 0) {
+            cacert = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            cert = v;
+        } else if (strcmp(a, "--key") == 0) {
+            key = v;
         } else if (strcmp(a, "--path") == 0) {
             path = v;
         } else if (strcmp(a, "--api-key") == 0) {
@@ -205,6 +215,7 @@ int ep_tool_send(int argc, char **argv)
         fprintf(stderr, "eventpipe send: cannot start the HTTP client\n");
         return 1;
     }
+    ep_http_client_set_tls(c, cacert, cert, key);
     snprintf(url, sizeof(url), "%s%s", base, batch > 1 ? "/api/v1/events/batch" : path);
 
     t0 = ep_time_mono_ms();

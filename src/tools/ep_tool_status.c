@@ -16,6 +16,7 @@
 #include "tools/ep_tools.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PATH(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -73,7 +74,8 @@ static void print_role(const char *name, const ep_json_node_t *role)
 
 int ep_tool_status(int argc, char **argv)
 {
-    const char *base = "http://localhost:8080";
+    const char *base = "http://localhost:8080", *cacert = getenv("TLS_CA_FILE"), *cert = NULL,
+               *key = NULL;
     int json = 0, status = 0, rc, all_up = 1;
     ep_http_client_t *c;
     char url[512], errbuf[256], key_hdr[300] = "";
@@ -92,12 +94,21 @@ int ep_tool_status(int argc, char **argv)
                 return 2;
             }
             snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", k);
+        } else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
+            cacert = argv[++i];
+        } else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            key = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             printf(
                 "Usage: eventpipe status [--url http://localhost:8080] [--json] [--api-key KEY]\n"
+                "       [--cacert FILE] [--cert FILE --key FILE]\n"
                 "Shows every role's health and stats (GET /api/v1/status on the gateway).\n"
+                "https:// URLs are verified against --cacert (else TLS_CA_FILE, else the\n"
+                "system store); --cert and --key answer a server that asks (mutual TLS).\n"
                 "Exit status: 0 all roles up, 1 a role is down or the gateway unreachable.\n");
             return 0;
         } else {
@@ -110,6 +121,7 @@ int ep_tool_status(int argc, char **argv)
         fprintf(stderr, "eventpipe status: cannot start the HTTP client\n");
         return 1;
     }
+    ep_http_client_set_tls(c, cacert, cert, key);
     {
         /* With API_KEYS_PROTECT_READS the status needs a key. */
         ep_http_request_opts_t o = {.headers = key_hdr[0] ? key_hdr : NULL};

@@ -228,6 +228,32 @@ static void test_flag_errors_and_help(void)
     EP_ASSERT_EQ(ep_config_load(&c, 2, help, err, sizeof(err)), EP_ENOENT);
 }
 
+/* TLS (issue 15): cert and key together; mutual TLS needs both; default URLs go https. */
+static void test_tls_settings(void)
+{
+    ep_config_t c;
+    char err[256];
+    char *only_cert[] = {"run", "--tls-cert", "/c.pem", NULL};
+    char *only_key[] = {"run", "--tls-key", "/k.pem", NULL};
+    char *client_ca[] = {"run", "--tls-client-ca", "/ca.pem", NULL};
+    char *both[] = {"run",          "--tls-cert",          "/c.pem", "--tls-key", "/k.pem",
+                    "--ingest-url", "https://ingest:9443", NULL};
+
+    EP_ASSERT_EQ(ep_config_load(&c, 3, only_cert, err, sizeof(err)), EP_ECONFIG);
+    EP_ASSERT(strstr(err, "TLS_KEY_FILE: must be set together with TLS_CERT_FILE") != NULL);
+    EP_ASSERT_EQ(ep_config_load(&c, 3, only_key, err, sizeof(err)), EP_ECONFIG);
+    EP_ASSERT(strstr(err, "TLS_CERT_FILE: must be set together with TLS_KEY_FILE") != NULL);
+    EP_ASSERT_EQ(ep_config_load(&c, 3, client_ca, err, sizeof(err)), EP_ECONFIG);
+    EP_ASSERT(strncmp(err, "TLS_CLIENT_CA_FILE: ", 20) == 0);
+    EP_ASSERT_EQ(ep_config_load(&c, 1, both, err, sizeof(err)), 0);
+    EP_ASSERT_STR_EQ(c.processor_url, "http://localhost:8082"); /* no TLS: unchanged */
+    EP_ASSERT_EQ(ep_config_load(&c, 7, both, err, sizeof(err)), 0);
+    EP_ASSERT_STR_EQ(c.tls_cert_file, "/c.pem");
+    EP_ASSERT_STR_EQ(c.ingest_url, "https://ingest:9443"); /* given: kept */
+    EP_ASSERT_STR_EQ(c.processor_url, "https://localhost:8082");
+    EP_ASSERT_STR_EQ(c.analytics_url, "https://localhost:8083");
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_defaults_are_the_seeds),
     EP_TEST(test_env_then_flags),
@@ -236,6 +262,7 @@ EP_TEST_LIST = {
     EP_TEST(test_durations_everywhere),
     EP_TEST(test_duration_refusals),
     EP_TEST(test_server_address_and_aliases),
+    EP_TEST(test_tls_settings),
     EP_TEST_END,
 };
 EP_TEST_MAIN()

@@ -361,6 +361,7 @@ static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen
         fwd_free(f);
         return rc;
     }
+    ep_http_client_set_tls(f->http, cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file);
     probe_start(f);
     *ctx = f;
     return 0;
