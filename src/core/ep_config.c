@@ -617,10 +617,10 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
         }
         given[o - options] = val;
     }
-    {
-        int rc = check_relations(cfg, given, err, errlen);
-        return rc != 0 ? rc : tls_check(cfg, err, errlen);
+    if ((rc = check_relations(cfg, given, err, errlen)) != 0) {
+        return rc;
     }
+    return tls_check(cfg, err, errlen);
 }
 
 void ep_config_usage(FILE *f)

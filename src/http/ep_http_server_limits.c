@@ -284,7 +284,7 @@ static void conn_check(conn_t *c, int64_t now)
         break;
     case C_TLS:
         /* No 408: there is no channel to send it on yet. */
-        if (now - c->idle_ns > (int64_t)o->header_timeout_s * sec) {
+        if (now - c->idle_ns > (int64_t)o->header_timeout_ms * MS) {
             count_kill(s, K_TLS_FAILED);
             ep__http_conn_close(c);
         }
