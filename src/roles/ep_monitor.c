@@ -287,8 +287,8 @@ static void put_breakers(ep_app_t *app, ep_buf_t *out)
     static const char *const names[3] = {"circuit_breaker_state", "circuit_breaker_rejected_total",
                                          "circuit_breaker_opened_total"};
     static const char *const helps[3] = {
-        "State of the circuit breaker of a hop: 0 closed, 1 open (calls refused with 503), "
-        "2 half-open (one probe out).",
+        ("State of the circuit breaker of a hop: 0 closed, 1 open (calls refused with 503), "
+         "2 half-open (one probe out)."),
         "Calls refused with 503 because the hop's circuit breaker was open or half-open.",
         "Times the hop's circuit breaker opened."};
     static const ep_metric_type_t types[3] = {EP_METRIC_GAUGE, EP_METRIC_COUNTER,
