@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 typedef struct command_s {
@@ -111,6 +112,12 @@ static int serve(const command_t *cmd, int argc, char **argv)
         }
     }
     rc = ep_app_stop(app);
+    if (ep_app_abandoned(app) > 0) {
+        /* Threads may still answer the abandoned requests: exit without freeing. */
+        ep_log_info("app", "stopped (shutdown deadline reached; %lld requests abandoned)",
+                    (long long)ep_app_abandoned(app));
+        _exit(1);
+    }
     ep_app_destroy(app);
     ep_log_info("app", "stopped%s", rc == 0 ? "" : " (shutdown deadline reached)");
     return rc == 0 ? 0 : 1;

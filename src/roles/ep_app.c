@@ -456,23 +456,31 @@ int ep_app_stop(ep_app_t *app)
     while (servers_in_flight(app) > 0 && ep_time_mono_ms() < deadline) {
         ep_time_sleep_ms(10);
     }
-    if (servers_in_flight(app) > 0) {
-        ep_log_warn("app", "%lld requests still in flight at the shutdown deadline",
-                    (long long)servers_in_flight(app));
+    if ((app->abandoned = servers_in_flight(app)) > 0) {
+        ep_log_warn("app",
+                    "%lld requests still in flight at the shutdown deadline: they get no answer "
+                    "(their servers stay open until the process exits)",
+                    (long long)app->abandoned);
         result = EP_ETIMEDOUT;
     }
-    /* 3. Close every connection (the scrape-time collector reads the servers: first). */
-    if (app->obs) {
+    /*
+     * 3. Close every connection (the scrape-time collector reads the servers: first),
+     * unless a request is still waiting: another thread (the HTTP client, a queue's
+     * acknowledgement) may answer it at any time, so its server must not be freed.
+     */
+    if (app->abandoned == 0 && app->obs) {
         ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
         ep_metrics_collector_remove(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
-    ep_http_server_destroy(app->gateway_srv);
-    ep_http_server_destroy(app->ingest_srv);
-    ep_http_server_destroy(app->processor_srv);
-    ep_http_server_destroy(app->analytics_srv);
-    ep_http_server_destroy(app->metrics_srv);
-    app->gateway_srv = app->ingest_srv = app->processor_srv = app->analytics_srv = NULL;
-    app->metrics_srv = NULL;
+    if (app->abandoned == 0) {
+        ep_http_server_destroy(app->gateway_srv);
+        ep_http_server_destroy(app->ingest_srv);
+        ep_http_server_destroy(app->processor_srv);
+        ep_http_server_destroy(app->analytics_srv);
+        ep_http_server_destroy(app->metrics_srv);
+        app->gateway_srv = app->ingest_srv = app->processor_srv = app->analytics_srv = NULL;
+        app->metrics_srv = NULL;
+    }
     /* 4. Hand over what ingest still holds. */
     if (app->forward) {
         int64_t left = deadline - ep_time_mono_ms();
@@ -503,6 +511,11 @@ int ep_app_stop(ep_app_t *app)
     }
     ep_app_log_summary(app);
     return result;
+}
+
+int64_t ep_app_abandoned(const ep_app_t *app)
+{
+    return app->abandoned;
 }
 
 void ep_app_log_summary(ep_app_t *app)

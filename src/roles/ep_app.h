@@ -56,6 +56,7 @@ typedef struct ep_ingest_s {
 
 struct ep_app_s {
     ep_config_t cfg;
+    int64_t abandoned; /* requests left unanswered at the shutdown deadline (ep_app_stop) */
     unsigned roles;
     int64_t started_ms;
     ep_queue_t *queue;   /* the processor's queue (or a broker shared with ingest) */
@@ -92,9 +93,15 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen);
 /**
  * Graceful stop: stop accepting, finish in-flight requests, drain the queue
  * through the workers, flush the sink; bounded by cfg.shutdown_timeout_ms.
- * Returns 0, or EP_ETIMEDOUT when something was left undone.
+ * Returns 0, or EP_ETIMEDOUT when something was left undone. Requests still
+ * waiting for an answer at the deadline are abandoned: their servers are left
+ * open (another thread may still answer them), ep_app_abandoned says so, and
+ * the caller must then exit without ep_app_destroy.
  */
 int ep_app_stop(ep_app_t *app);
+
+/** The number of requests ep_app_stop abandoned at the deadline (0: none). */
+int64_t ep_app_abandoned(const ep_app_t *app);
 
 /** Frees everything. Accepts NULL. */
 void ep_app_destroy(ep_app_t *app);
