@@ -88,7 +88,9 @@ def test_server_address_moves_the_gateway():
             raise AssertionError("the gateway also answers on 127.0.0.1:%d" % port)
         except ConnectionRefusedError:
             pass
-        assert "gateway :%d" % port in ep.log_text()
+        # The "listening" line is written once every listener is up, after the gateway's.
+        wait_for(lambda: "gateway :%d" % port in ep.log_text(), timeout=30,
+                 what="the listening log line naming the gateway's port")
         assert_exactly_processed(ep, 5)
         assert ep.stop() == 0
 
