@@ -224,6 +224,11 @@ class Eventpipe:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def wait_log(self, text, timeout=30):
+        """Waits until the log holds text. The start-up lines (access rules, "listening")
+        are written after the listeners answer /health, so a test reads them this way."""
+        wait_for(lambda: text in self.log_text(), timeout=timeout, what="%r in the log" % text)
+
     def __enter__(self):
         return self
 

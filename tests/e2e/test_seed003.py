@@ -89,8 +89,7 @@ def test_server_address_moves_the_gateway():
         except ConnectionRefusedError:
             pass
         # The "listening" line is written once every listener is up, after the gateway's.
-        wait_for(lambda: "gateway :%d" % port in ep.log_text(), timeout=30,
-                 what="the listening log line naming the gateway's port")
+        ep.wait_log("gateway :%d" % port)
         assert_exactly_processed(ep, 5)
         assert ep.stop() == 0
 
@@ -232,11 +231,12 @@ def test_metrics_port_serves_metrics():
         assert request(mport, "GET", "/stats").status == 404
         # /metrics stays on the role ports.
         assert request(ep.api, "GET", "/metrics").status == 200
-        assert "metrics :%d" % mport in ep.log_text()
+        ep.wait_log("metrics :%d" % mport)
         assert get_json(ep.ingest, "/stats")["TotalReceived"] == 4
         assert ep.stop() == 0
     # Off by default: nothing listens on a port nobody named.
     with Eventpipe("run") as ep:
+        ep.wait_log("listening:")
         assert " metrics :" not in ep.log_text()
         assert ep.stop() == 0
 
