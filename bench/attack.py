@@ -564,7 +564,7 @@ def pb_quadratic_batch(max_bytes=1 << 20):
     """A DataBatch of one DataMessage with ~260k empty metadata entries (field 5,
     `2a 00`) and ~174k number_keys (field 11) naming a key no entry has: the old
     decoder scans every entry for every number key (proto/eventpipe.proto,
-    src/core/ep_event_pb.c find_key)."""
+    src/event/ep_event_pb.c find_key)."""
     n_meta, n_num = 260000, 174000
     msg = b"\x2a\x00" * n_meta + pb_len_field(11, b"x") * n_num
     body = pb_len_field(1, msg)

@@ -23,15 +23,15 @@
  *                        once, untimed
  */
 #include "analytics/ep_analytics.h"
-#include "ep_buf.h"
-#include "ep_dedup.h"
-#include "ep_event.h"
-#include "ep_event_json_ref.h" /* tests/support */
-#include "ep_mem.h"
-#include "ep_mpmc.h"
-#include "ep_queue.h"
-#include "ep_time.h"
-#include "ep_worker_pool.h"
+#include "base/ep_buf.h"
+#include "event/ep_dedup.h"
+#include "event/ep_event.h"
+#include "support/ep_event_json_ref.h" /* tests/support */
+#include "base/ep_mem.h"
+#include "queue/ep_mpmc.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
+#include "pipeline/ep_worker_pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

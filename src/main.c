@@ -1,11 +1,11 @@
 /*
  * eventpipe: one binary, a subcommand per role.
  */
-#include "ep_app.h"
-#include "ep_config.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_time.h"
+#include "roles/ep_app.h"
+#include "config/ep_config.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_time.h"
 #include "tools/ep_tools.h"
 
 #include <pthread.h>

@@ -10,16 +10,16 @@
  *   4 users (ep_hll), 5 top users, 6 top pages (ep_topk), 7 window (ep_window),
  *   8 latency, 9 lag (ep_hist); 0 end (empty, required last: a truncated delta is refused)
  */
-#include "ep_analytics.h"
-#include "ep_error.h"
-#include "ep_hist.h"
-#include "ep_hll.h"
-#include "ep_mem.h"
-#include "ep_str.h"
-#include "ep_time.h"
-#include "ep_topk.h"
-#include "ep_varint.h"
-#include "ep_window.h"
+#include "analytics/ep_analytics.h"
+#include "base/ep_error.h"
+#include "analytics/ep_hist.h"
+#include "analytics/ep_hll.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
+#include "analytics/ep_topk.h"
+#include "analytics/ep_varint.h"
+#include "analytics/ep_window.h"
 
 #include <pthread.h>
 #include <stdarg.h>

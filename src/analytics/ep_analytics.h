@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
-#include "ep_event.h"
+#include "base/ep_buf.h"
+#include "event/ep_event.h"
 
 /*
  * The real-time analytics aggregate (seed 004's Analytics Service):

@@ -2,9 +2,9 @@
  * Log-linear histogram: bucket = (power of two, 64ths of it). See ep_hist.h for
  * the error bound.
  */
-#include "ep_hist.h"
-#include "ep_error.h"
-#include "ep_varint.h"
+#include "analytics/ep_hist.h"
+#include "base/ep_error.h"
+#include "analytics/ep_varint.h"
 
 #include <string.h>
 

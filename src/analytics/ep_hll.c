@@ -2,8 +2,8 @@
  * HyperLogLog with a 64-bit hash: the top EP_HLL_P bits choose the register,
  * the rank is 1 + the number of leading zeros of the remaining 50 bits.
  */
-#include "ep_hll.h"
-#include "ep_error.h"
+#include "analytics/ep_hll.h"
+#include "base/ep_error.h"
 
 #include <math.h>
 #include <string.h>

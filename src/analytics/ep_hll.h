@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * HyperLogLog distinct counter, precision 14: 16384 one-byte registers

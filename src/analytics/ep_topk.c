@@ -2,11 +2,11 @@
  * Space-saving heavy hitters. Structure of arrays so the per-value lookup and
  * the smallest-counter search scan contiguous 64-bit words.
  */
-#include "ep_topk.h"
-#include "ep_error.h"
-#include "ep_hll.h"
-#include "ep_mem.h"
-#include "ep_varint.h"
+#include "analytics/ep_topk.h"
+#include "base/ep_error.h"
+#include "analytics/ep_hll.h"
+#include "base/ep_mem.h"
+#include "analytics/ep_varint.h"
 
 #include <stdlib.h>
 #include <string.h>

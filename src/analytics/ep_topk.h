@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * Heavy hitters with the space-saving sketch: at most `cap` counters. A value

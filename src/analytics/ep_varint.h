@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * Unsigned LEB128 varints and a bounds-checked reader, shared by the analytics

@@ -1,9 +1,9 @@
 /*
  * Per-second and per-minute rings of keyed counts. See ep_window.h.
  */
-#include "ep_window.h"
-#include "ep_error.h"
-#include "ep_varint.h"
+#include "analytics/ep_window.h"
+#include "base/ep_error.h"
+#include "analytics/ep_varint.h"
 
 #include <string.h>
 

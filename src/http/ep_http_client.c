@@ -1,9 +1,9 @@
-#include "ep_http_client.h"
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "http/ep_http_client.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 
 #include <curl/curl.h>
 #include <errno.h>

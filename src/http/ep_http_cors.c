@@ -4,10 +4,10 @@
  * itself (OPTIONS with Access-Control-Request-Method) is answered by the HTTP
  * server before any route runs (ep_http_server.c, start_request).
  */
-#include "ep_http_cors.h"
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "http/ep_http_cors.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 
 #include <ctype.h>
 #include <stdio.h>

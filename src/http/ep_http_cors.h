@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * Cross-origin resource sharing (CORS_ALLOWED_ORIGINS): the web origins whose

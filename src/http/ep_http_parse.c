@@ -5,9 +5,9 @@
  * costs nothing (bare LF line ends, empty lines before the request line).
  * A bare CR is refused everywhere, chunk extensions and trailers included.
  */
-#include "ep_http_parse.h"
-#include "ep_error.h"
-#include "ep_str.h"
+#include "http/ep_http_parse.h"
+#include "base/ep_error.h"
+#include "base/ep_str.h"
 
 #include <string.h>
 #include <strings.h>

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * HTTP/1.x request parsing without I/O: finding the end of a request head,

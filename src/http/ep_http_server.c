@@ -71,14 +71,14 @@
  * in ep_http_server_limits.c, off the per-request path; the structs in
  * ep_http_server_int.h.
  */
-#include "ep_http_server_int.h"
-#include "ep_error.h"
-#include "ep_http_parse.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_str.h"
-#include "ep_time.h"
-#include "ep_tls.h"
+#include "http/ep_http_server_int.h"
+#include "base/ep_error.h"
+#include "http/ep_http_parse.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
+#include "http/ep_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

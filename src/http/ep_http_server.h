@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
-#include "ep_http_cors.h"
+#include "base/ep_buf.h"
+#include "http/ep_http_cors.h"
 
 /*
  * HTTP/1.1 server (epoll event loops of our own, ep_http_parse): keep-alive,

@@ -5,13 +5,13 @@
  * handler reads its request with. The loops and connections are in
  * ep_http_server.c.
  */
-#include "ep_http_server_int.h"
-#include "ep_error.h"
-#include "ep_http_parse.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_str.h"
-#include "ep_time.h"
+#include "http/ep_http_server_int.h"
+#include "base/ep_error.h"
+#include "http/ep_http_parse.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -10,9 +10,9 @@
 #ifndef EP_HTTP_SERVER_INT_H
 #define EP_HTTP_SERVER_INT_H
 
-#include "ep_http_server.h"
-#include "ep_http_parse.h"
-#include "ep_tls.h"
+#include "http/ep_http_server.h"
+#include "http/ep_http_parse.h"
+#include "http/ep_tls.h"
 
 #include <netinet/in.h>
 #include <pthread.h>

@@ -6,10 +6,10 @@
  * policy side, off the per-request path: the connection state machine they
  * act on is in ep_http_server.c.
  */
-#include "ep_duration.h"
-#include "ep_http_server_int.h"
-#include "ep_log.h"
-#include "ep_mem.h"
+#include "base/ep_duration.h"
+#include "http/ep_http_server_int.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
 
 #include <netinet/in.h>
 #include <stdatomic.h>

@@ -5,9 +5,9 @@
  * context from the files and swaps the pointer, and the old one lives on in
  * the SSLs of the connections that still use it (SSL_new takes a reference).
  */
-#include "ep_tls.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "http/ep_tls.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

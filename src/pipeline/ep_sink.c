@@ -5,10 +5,10 @@
  * written with one write(2) under the sink's mutex, so lines from concurrent
  * workers never interleave and the lock is taken once per batch.
  */
-#include "ep_sink.h"
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "pipeline/ep_sink.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-#include "ep_event.h"
+#include "event/ep_event.h"
 
 /*
  * The output for processed events (PROCESSOR_SINK): "none", "stdout" or

@@ -10,13 +10,13 @@
  * workers, which drain the queue and exit on EP_ECLOSED. Past the timeout a
  * stop flag makes them exit after their current batch.
  */
-#include "ep_worker_pool.h"
-#include "ep_counter.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_obs.h"
-#include "ep_time.h"
+#include "pipeline/ep_worker_pool.h"
+#include "base/ep_counter.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "obs/ep_obs.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -3,9 +3,9 @@
 
 #include <stdint.h>
 
-#include "ep_obs.h"
-#include "ep_queue.h"
-#include "ep_sink.h"
+#include "obs/ep_obs.h"
+#include "queue/ep_queue.h"
+#include "pipeline/ep_sink.h"
 
 /*
  * The worker pool: N threads, each taking batches from the queue, processing

@@ -42,10 +42,10 @@
  * room, bounded by its timeout. Consumers bump `room` only while a producer
  * waits (`room_waiters`), so the common path pays one relaxed load per pop.
  */
-#include "ep_mpmc.h"
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "queue/ep_mpmc.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <limits.h>
 #include <linux/futex.h>

@@ -1,6 +1,6 @@
-#include "ep_queue.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "queue/ep_queue.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,10 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
-#include "ep_config.h"
-#include "ep_error.h"
-#include "ep_event.h"
+#include "base/ep_buf.h"
+#include "config/ep_config.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
 
 /*
  * The queue provider interface. Every queue (memory, disk, nats, kafka,

@@ -1,4 +1,4 @@
-#include "ep_redeliver.h"
+#include "queue/ep_redeliver.h"
 
 void ep_redeliver_add(ep_redeliver_t *r, ep_event_t **evs, size_t n, int64_t due_ms)
 {

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_event.h"
+#include "event/ep_event.h"
 
 /*
  * The list of nacked events waiting for their redelivery time, shared by the

@@ -2,14 +2,14 @@
  * Access control of every role's routes (design in ep_access.h): API keys,
  * the internal token, loopback-only internal routes, event rate limits.
  */
-#include "ep_access.h"
-#include "ep_auth.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_metrics.h"
-#include "ep_ratelimit.h"
-#include "ep_time.h"
+#include "roles/ep_access.h"
+#include "guard/ep_auth.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "obs/ep_metrics.h"
+#include "guard/ep_ratelimit.h"
+#include "base/ep_time.h"
 
 #include <arpa/inet.h>
 #include <stdatomic.h>

@@ -4,9 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
-#include "ep_config.h"
-#include "ep_http_server.h"
+#include "base/ep_buf.h"
+#include "config/ep_config.h"
+#include "http/ep_http_server.h"
 
 /*
  * Who may do what (issue 15): API keys on the routes that ingest (and, with

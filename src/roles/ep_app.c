@@ -3,19 +3,19 @@
  * start them, and stop them in the order that loses nothing: stop accepting,
  * finish requests, drain the queue through the workers, flush the sink.
  */
-#include "ep_app.h"
+#include "roles/ep_app.h"
 #include "analytics/ep_analytics.h"
-#include "ep_breaker.h"
-#include "ep_access.h"
-#include "ep_duration.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_metrics.h"
-#include "ep_monitor.h"
-#include "ep_obs.h"
-#include "ep_time.h"
-#include "ep_tls.h"
+#include "guard/ep_breaker.h"
+#include "roles/ep_access.h"
+#include "base/ep_duration.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "obs/ep_metrics.h"
+#include "roles/ep_monitor.h"
+#include "obs/ep_obs.h"
+#include "base/ep_time.h"
+#include "http/ep_tls.h"
 
 #include <openssl/ssl.h>
 #include <stdio.h>

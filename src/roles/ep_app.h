@@ -4,13 +4,13 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "ep_config.h"
-#include "ep_http_client.h"
-#include "ep_http_server.h"
-#include "ep_obs.h"
-#include "ep_queue.h"
-#include "ep_sink.h"
-#include "ep_worker_pool.h"
+#include "config/ep_config.h"
+#include "http/ep_http_client.h"
+#include "http/ep_http_server.h"
+#include "obs/ep_obs.h"
+#include "queue/ep_queue.h"
+#include "pipeline/ep_sink.h"
+#include "pipeline/ep_worker_pool.h"
 
 /*
  * One eventpipe process: the roles it runs (all of them for `eventpipe run`),
@@ -125,7 +125,7 @@ void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv);
 void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out);
 int ep__processor_ready(ep_app_t *app, char *reason, size_t len);
 void ep__gateway_routes(ep_app_t *app, ep_http_server_t *srv);
-/* Analytics (ep_analytics.c). */
+/* Analytics (roles/ep_analytics_role.c). */
 void ep__analytics_routes(ep_app_t *app, ep_http_server_t *srv);
 /** Appends the summary JSON (the /api/v1/status "analytics" stats). */
 void ep__analytics_stats_json(ep_app_t *app, ep_buf_t *out);

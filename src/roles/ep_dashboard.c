@@ -9,10 +9,10 @@
  * origin's script, styles and fetches, nothing inline, and no framing (also
  * X-Frame-Options for older browsers); no Referer leaves it.
  */
-#include "ep_error.h"
-#include "ep_monitor.h"
-#include "ep_obs.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "roles/ep_monitor.h"
+#include "obs/ep_obs.h"
+#include "base/ep_time.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,14 +5,14 @@
  * health and stats, each within STATUS_TIMEOUT_MS, so a role that is down
  * shows up as unhealthy instead of hanging the call.
  */
-#include "ep_access.h"
-#include "ep_app.h"
-#include "ep_breaker.h"
-#include "ep_auth.h"
-#include "ep_error.h"
-#include "ep_id.h"
-#include "ep_mem.h"
-#include "ep_monitor.h"
+#include "roles/ep_access.h"
+#include "roles/ep_app.h"
+#include "guard/ep_breaker.h"
+#include "guard/ep_auth.h"
+#include "base/ep_error.h"
+#include "event/ep_id.h"
+#include "base/ep_mem.h"
+#include "roles/ep_monitor.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

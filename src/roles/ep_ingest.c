@@ -10,17 +10,17 @@
  * Client-given ids are idempotent within DEDUP_WINDOW: a repeat is acknowledged
  * again (with "duplicate":true) and not enqueued twice.
  */
-#include "ep_access.h"
-#include "ep_app.h"
-#include "ep_breaker.h"
-#include "ep_dedup.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_id.h"
-#include "ep_mem.h"
-#include "ep_obs.h"
-#include "ep_str.h"
-#include "ep_time.h"
+#include "roles/ep_access.h"
+#include "roles/ep_app.h"
+#include "guard/ep_breaker.h"
+#include "event/ep_dedup.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "event/ep_id.h"
+#include "base/ep_mem.h"
+#include "obs/ep_obs.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -8,13 +8,13 @@
  * (registry lock) and cached in per-route rows published with a CAS, so the
  * steady state is three relaxed atomic adds per request and no lock.
  */
-#include "ep_monitor.h"
-#include "ep_breaker.h"
-#include "ep_dedup.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_obs.h"
-#include "ep_time.h"
+#include "roles/ep_monitor.h"
+#include "guard/ep_breaker.h"
+#include "event/ep_dedup.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "obs/ep_obs.h"
+#include "base/ep_time.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

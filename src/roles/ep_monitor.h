@@ -1,7 +1,7 @@
 #ifndef EP_MONITOR_H
 #define EP_MONITOR_H
 
-#include "ep_app.h"
+#include "roles/ep_app.h"
 
 /*
  * Observability of a role's port: GET /metrics (Prometheus text format), the

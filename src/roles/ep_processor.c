@@ -7,12 +7,12 @@
  * one bad event is refused whole (400 naming events[i].field, 413 past the
  * event cap) and nothing of it is queued.
  */
-#include "ep_access.h"
-#include "ep_app.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "roles/ep_access.h"
+#include "roles/ep_app.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -19,12 +19,12 @@
  * --cacert (else TLS_CA_FILE, else the system store).
  */
 #include "analytics/ep_hist.h"
-#include "ep_buf.h"
-#include "ep_duration.h"
-#include "ep_mem.h"
-#include "ep_str.h"
-#include "ep_time.h"
-#include "ep_tls.h"
+#include "base/ep_buf.h"
+#include "base/ep_duration.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
+#include "http/ep_tls.h"
 #include "tools/ep_tools.h"
 
 #include <arpa/inet.h>

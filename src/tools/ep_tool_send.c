@@ -3,12 +3,12 @@
  * and generate-data) at a chosen rate or count, one per request or in NDJSON
  * batches, with a progress line on stderr and a summary at the end.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_http_client.h"
-#include "ep_id.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "http/ep_http_client.h"
+#include "event/ep_id.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 #include "tools/ep_tools.h"
 
 #include <pthread.h>

@@ -9,10 +9,10 @@
  * known now shows queue=unknown with the queue's own reason, e.g.
  * "queue=unknown (NATS disconnected from nats://...: reconnecting)".
  */
-#include "ep_error.h"
-#include "ep_http_client.h"
-#include "ep_json_tree.h"
-#include "ep_mem.h"
+#include "base/ep_error.h"
+#include "http/ep_http_client.h"
+#include "event/ep_json_tree.h"
+#include "base/ep_mem.h"
 #include "tools/ep_tools.h"
 
 #include <stdio.h>

@@ -19,9 +19,9 @@
 #ifndef EP_EVENT_JSON_DIFF_H
 #define EP_EVENT_JSON_DIFF_H
 
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_event_json_ref.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "support/ep_event_json_ref.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /*
  * Fuzz target: arbitrary bytes -> ep_analytics_merge_delta_ex, what POST
- * /analytics/merge runs (src/roles/ep_analytics.c). One aggregate lives
+ * /analytics/merge runs (src/roles/ep_analytics_role.c). One aggregate lives
  * across inputs, so merges pile up as they would on a long-running analytics
  * role. Invariants:
  *   - a refused delta (malformed, implausible, too large) changes nothing:
@@ -11,8 +11,8 @@
  * Any broken invariant aborts.
  */
 #include "analytics/ep_analytics.h"
-#include "ep_buf.h"
-#include "ep_error.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -5,10 +5,10 @@
  * digests are distinct, and which written back as "name sha256:<hex> rate=
  * burst=" lines parses to the same table. Any broken invariant aborts.
  */
-#include "ep_auth.h"
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "guard/ep_auth.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 
 #include <ctype.h>
 #include <stdint.h>

@@ -13,10 +13,10 @@
  *     blow-up: at most size * (log2(max keys) + 3) comparisons).
  * Any broken invariant aborts.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
 
 #include <stdint.h>
 #include <stdio.h>

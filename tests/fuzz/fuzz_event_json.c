@@ -6,10 +6,10 @@
  * is also parsed by the yajl-driven reference and the results compared
  * (event_json_diff.h). Any broken invariant aborts.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
 #include "event_json_diff.h"
 
 #include <stdint.h>

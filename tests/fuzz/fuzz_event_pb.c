@@ -4,10 +4,10 @@
  * must be well-formed, re-encode to the same content, and render as JSON that
  * is at least syntactically valid. Any broken invariant aborts.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 #ifndef FUZZ_EVENT_SAME_H
 #define FUZZ_EVENT_SAME_H
 
-#include "ep_event.h"
+#include "event/ep_event.h"
 
 #include <stdio.h>
 #include <stdlib.h>

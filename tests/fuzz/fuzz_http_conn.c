@@ -33,11 +33,11 @@
  * frees a connection after the input returned; the leak check at exit stays):
  *   build-fuzz/fuzz_http_conn -max_len=8192 -detect_leaks=0 CORPUS_DIR
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_http_parse.h"
-#include "ep_http_server.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "http/ep_http_parse.h"
+#include "http/ep_http_server.h"
+#include "base/ep_mem.h"
 
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>

@@ -4,9 +4,9 @@
  * fed once whole and once in small pieces: both feeds must agree. A parsed
  * head must be well-formed; any broken invariant aborts.
  */
-#include "ep_buf.h"
-#include "ep_http_parse.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "http/ep_http_parse.h"
+#include "base/ep_mem.h"
 
 #include <stdint.h>
 #include <stdio.h>

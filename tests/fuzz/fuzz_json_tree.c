@@ -5,10 +5,10 @@
  * elements do not, texts are NUL-terminated at their length, a lookup by a
  * member's key finds a member with that key). Any broken invariant aborts.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_json_lex.h"
-#include "ep_json_tree.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_json_lex.h"
+#include "event/ep_json_tree.h"
 
 #include <stdint.h>
 #include <stdio.h>

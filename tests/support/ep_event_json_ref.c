@@ -2,15 +2,15 @@
  * The yajl-driven reference of the JSON event parser, for the differential
  * tests (tests/unit/test_event_json.c, tests/fuzz/fuzz_event_json.c through
  * tests/fuzz/event_json_diff.h) and the microbenchmark's comparison figure.
- * yajl calls the parser's own handlers (src/core/ep_event_json_int.h), so
+ * yajl calls the parser's own handlers (src/event/ep_event_json_int.h), so
  * only the tokenizing differs from ep_event_parser_parse. yajl was the
  * product's parser until the tokenizer replaced it; it now lives here, built
  * only into the targets that use it, so the product does not link yajl for it.
  */
-#include "ep_event_json_ref.h"
+#include "support/ep_event_json_ref.h"
 
-#include "ep_event_json_int.h"
-#include "ep_mem.h"
+#include "event/ep_event_json_int.h"
+#include "base/ep_mem.h"
 
 #include <yajl/yajl_parse.h>
 

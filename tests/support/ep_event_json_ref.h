@@ -7,7 +7,7 @@
  * tests/support/ep_event_json_ref.c and links yajl (see CMakeLists.txt).
  */
 
-#include "ep_event.h"
+#include "event/ep_event.h"
 
 #include <stddef.h>
 

@@ -17,7 +17,7 @@
  * the test (it is not skipped).
  */
 
-#include "ep_str.h"
+#include "base/ep_str.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -7,15 +7,15 @@
  * publishing and consuming numbered events, reading the stats JSON, and the
  * segment files.
  */
-#include "ep_str.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
-#include "../../src/queue/disk/ep_disk_int.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_time.h"
+#include "queue/disk/ep_disk_int.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -5,10 +5,10 @@
  */
 #include "analytics/ep_analytics.h"
 #include "analytics/ep_varint.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <stdio.h>

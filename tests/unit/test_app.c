@@ -2,9 +2,9 @@
  * Apps in one process: each keeps its own route contexts, readiness routes,
  * proxy routes, observers and metric registry (issue 19 item 2).
  */
-#include "ep_app.h"
-#include "ep_http_client.h"
-#include "ep_mem.h"
+#include "roles/ep_app.h"
+#include "http/ep_http_client.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
 #include <stdio.h>

@@ -1,12 +1,12 @@
 /*
- * API key table (src/core/ep_auth.c): the key file parser and its errors,
+ * API key table (src/guard/ep_auth.c): the key file parser and its errors,
  * API_KEYS, constant-time comparison, credentials from the request headers,
  * and the loopback check of the role-to-role routes (src/roles/ep_access.c).
  */
-#include "ep_access.h"
-#include "ep_auth.h"
-#include "ep_buf.h"
-#include "ep_error.h"
+#include "roles/ep_access.h"
+#include "guard/ep_auth.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
 #include "ep_test.h"
 
 #include <stdio.h>

@@ -5,9 +5,9 @@
  * reopening, outcomes from an older generation ignored, and the
  * classification of publish statuses and HTTP answers (issue 15).
  */
-#include "ep_breaker.h"
-#include "ep_error.h"
-#include "ep_log.h"
+#include "guard/ep_breaker.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
 #include "ep_test.h"
 
 #include <pthread.h>

@@ -1,6 +1,6 @@
 /* Unit tests of ep_config: defaults, environment, flags, validation messages. */
-#include "ep_config.h"
-#include "ep_error.h"
+#include "config/ep_config.h"
+#include "base/ep_error.h"
 #include "ep_test.h"
 
 #include <stddef.h>

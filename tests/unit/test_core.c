@@ -1,11 +1,11 @@
 /* Unit tests of the small core modules: ep_error, ep_buf, ep_time, ep_id. */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_id.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_id.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 static void test_error_names(void)
 {

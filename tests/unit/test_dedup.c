@@ -4,8 +4,8 @@
  * caught, no allocation and a bounded number of probes per operation, the
  * effective window and eviction counts.
  */
-#include "ep_dedup.h"
-#include "ep_mem.h"
+#include "event/ep_dedup.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
 #include <pthread.h>

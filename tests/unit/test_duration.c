@@ -1,5 +1,5 @@
 /* Unit tests of ep_duration: Go's time.ParseDuration syntax, units, refusals, formatting. */
-#include "ep_duration.h"
+#include "base/ep_duration.h"
 #include "ep_test.h"
 
 #include <string.h>

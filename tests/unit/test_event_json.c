@@ -1,14 +1,14 @@
 /*
- * Tests for src/core/ep_event_json.c: accepted shapes, rejected inputs with
+ * Tests for src/event/ep_event_json.c: accepted shapes, rejected inputs with
  * their error code and field, limits, parser reuse, the tokenizer's grammar
  * edges, and a differential run against the yajl-driven reference.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
-#include "../fuzz/event_json_diff.h"
+#include "fuzz/event_json_diff.h"
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -1,14 +1,14 @@
 /*
- * Tests for src/core/ep_event_pb.c: round trips, seed compatibility, and
+ * Tests for src/event/ep_event_pb.c: round trips, seed compatibility, and
  * rejection of malformed input.
  */
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
-#include "eventpipe.pb-c.h"
+#include "proto/eventpipe.pb-c.h"
 
 static ep_event_t *sample(int with_many_meta)
 {

@@ -3,8 +3,8 @@
  * on known distributions, merge and serialisation.
  */
 #include "analytics/ep_hist.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
 #include <math.h>

@@ -3,8 +3,8 @@
  * merge, serialisation round trips and rejection of malformed input.
  */
 #include "analytics/ep_hll.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
 #include <math.h>

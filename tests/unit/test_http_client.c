@@ -1,9 +1,9 @@
-#include "ep_error.h"
-#include "ep_http_client.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "base/ep_error.h"
+#include "http/ep_http_client.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>

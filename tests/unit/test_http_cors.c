@@ -1,6 +1,6 @@
 /* Unit tests of ep_http_cors: parsing CORS_ALLOWED_ORIGINS, matching, same origin, headers. */
-#include "ep_error.h"
-#include "ep_http_cors.h"
+#include "base/ep_error.h"
+#include "http/ep_http_cors.h"
 #include "ep_test.h"
 
 static void test_empty_is_no_cross_origin_access(void)

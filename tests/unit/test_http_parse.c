@@ -2,8 +2,8 @@
  * Unit tests of ep_http_parse: finding and parsing request heads, the
  * refusals and their statuses, chunked bodies fed in any pieces, queries.
  */
-#include "ep_error.h"
-#include "ep_http_parse.h"
+#include "base/ep_error.h"
+#include "http/ep_http_parse.h"
 #include "ep_test.h"
 
 /* Parses text as one whole head; returns the status (0 = parsed). */

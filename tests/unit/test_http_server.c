@@ -2,10 +2,10 @@
  * Unit tests of ep_http_server: routing, limits, JSON errors, answers from
  * another thread, draining, and many connections ready at once on one loop.
  */
-#include "ep_http_server.h"
-#include "ep_str.h"
+#include "http/ep_http_server.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -7,10 +7,10 @@
  * Small settings keep them quick; waits are on real conditions with generous
  * limits, never on the machine being fast.
  */
-#include "ep_http_server.h"
-#include "ep_str.h"
+#include "http/ep_http_server.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
 /*
- * Unit tests for src/core/ep_json_tree.c: the JSON tree of `eventpipe status`
+ * Unit tests for src/event/ep_json_tree.c: the JSON tree of `eventpipe status`
  * and of the Kafka statistics.
  */
-#include "ep_error.h"
-#include "ep_json_tree.h"
+#include "base/ep_error.h"
+#include "event/ep_json_tree.h"
 #include "ep_test.h"
 
 #include <math.h>

@@ -3,7 +3,7 @@
  * characters, DEL, C1 controls and malformed UTF-8 escaped (\xNN in text, a
  * backslash doubled; \u00NN in JSON), well-formed UTF-8 kept (issue 14).
  */
-#include "ep_log.h"
+#include "base/ep_log.h"
 #include "ep_test.h"
 
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* ep_metrics: exact striped counters under threads, histograms, exposition, escaping. */
-#include "ep_metrics.h"
+#include "obs/ep_metrics.h"
 #include "ep_test.h"
 
 #include <math.h>

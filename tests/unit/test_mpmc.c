@@ -1,11 +1,11 @@
 /* Tests for the bounded MPMC queue (src/queue/ep_mpmc.c). */
 #include "ep_test.h"
 
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_mpmc.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "queue/ep_mpmc.h"
 #include "ep_test_thread.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <sched.h>

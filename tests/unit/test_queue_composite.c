@@ -3,8 +3,8 @@
  * double (a memory queue whose writes can be switched off): strategies, per-
  * provider figures, reading from every provider with de-duplication by id.
  */
-#include "ep_error.h"
-#include "ep_queue.h"
+#include "base/ep_error.h"
+#include "queue/ep_queue.h"
 #include "ep_test.h"
 
 #include <stdatomic.h>

@@ -3,18 +3,18 @@
  * mock cluster, created in-process: real sockets, the real Kafka protocol.
  * Each test owns its cluster (the harness forks per test).
  */
-#include "ep_str.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
 #ifdef EP_WITH_KAFKA
 
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_time.h"
-#include "kafka/ep_queue_kafka_int.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
+#include "queue/kafka/ep_queue_kafka_int.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>

@@ -1,12 +1,12 @@
 /* Tests for the "memory" queue provider (src/queue/memory/ep_queue_memory.c). */
 #include "ep_test.h"
 
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
 #include "ep_test_thread.h"
-#include "ep_time.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <sched.h>

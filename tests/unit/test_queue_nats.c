@@ -3,16 +3,16 @@
  * nats-server started by each test (ep_nats_server.h).
  */
 #include "ep_nats_server.h"
-#include "ep_str.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
 #ifdef EP_WITH_NATS
 
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
 
 #include <nats/nats.h>
 #include <pthread.h>

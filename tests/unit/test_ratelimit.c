@@ -1,10 +1,10 @@
 /*
- * Token buckets (src/core/ep_ratelimit.c) on a clock the test drives: burst,
+ * Token buckets (src/guard/ep_ratelimit.c) on a clock the test drives: burst,
  * refill, batches costing their size, the answer's figures (RateLimit-*,
  * Retry-After), independent buckets, and the bounded per-address table.
  */
-#include "ep_error.h"
-#include "ep_ratelimit.h"
+#include "base/ep_error.h"
+#include "guard/ep_ratelimit.h"
 #include "ep_test.h"
 
 #include <pthread.h>

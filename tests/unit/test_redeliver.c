@@ -1,5 +1,5 @@
 /* Unit tests of ep_redeliver: due order, next_due, max, selective drop. */
-#include "ep_redeliver.h"
+#include "queue/ep_redeliver.h"
 #include "ep_test.h"
 
 static ep_event_t *ev(const char *id, const char *source)

@@ -1,12 +1,12 @@
 /* Tests for the processed-event sink (src/pipeline/ep_sink.c). */
-#include "ep_str.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_sink.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "pipeline/ep_sink.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -5,9 +5,9 @@
  * at least, ALPN http/1.1, mutual TLS). Certificates are made here with
  * OpenSSL's API.
  */
-#include "ep_error.h"
+#include "base/ep_error.h"
 #include "ep_test.h"
-#include "ep_tls.h"
+#include "http/ep_tls.h"
 
 #include <fcntl.h>
 #include <openssl/err.h>

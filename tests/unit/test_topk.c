@@ -3,9 +3,9 @@
  * stream with many distinct values, merge and serialisation.
  */
 #include "analytics/ep_topk.h"
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
 #include <stdio.h>

@@ -3,8 +3,8 @@
  * buckets by dimension, merge and serialisation.
  */
 #include "analytics/ep_window.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 #include "ep_test.h"
 
 #define T0 1700000000 /* an arbitrary epoch second */

@@ -1,15 +1,15 @@
 /* Tests for the worker pool (src/pipeline/ep_worker_pool.c) over a memory queue. */
-#include "ep_str.h"
+#include "base/ep_str.h"
 #include "ep_test.h"
 
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_sink.h"
-#include "ep_time.h"
-#include "ep_worker_pool.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "pipeline/ep_sink.h"
+#include "base/ep_time.h"
+#include "pipeline/ep_worker_pool.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>

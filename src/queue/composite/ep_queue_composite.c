@@ -17,13 +17,13 @@
  * without processing. A nack forgets the claim, so whichever copy comes next is
  * processed (at-least-once).
  */
-#include "ep_dedup.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_mpmc.h"
-#include "ep_queue.h"
-#include "ep_time.h"
+#include "event/ep_dedup.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/ep_mpmc.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
 
 #include <ctype.h>
 #include <pthread.h>

@@ -2,7 +2,7 @@
  * CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-4 over
  * tables built once on first use. Check value: crc32c("123456789") = 0xE3069283.
  */
-#include "ep_disk_int.h"
+#include "queue/disk/ep_disk_int.h"
 
 #include <pthread.h>
 

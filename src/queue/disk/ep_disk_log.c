@@ -3,8 +3,8 @@
  * recovery runs over every segment, segment names, the cursor file, and a
  * few file helpers. Nothing here keeps state; ep_queue_disk.c owns the files.
  */
-#include "ep_disk_int.h"
-#include "ep_error.h"
+#include "queue/disk/ep_disk_int.h"
+#include "base/ep_error.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -17,11 +17,11 @@
 #ifndef EP_QUEUE_DISK_INT_H
 #define EP_QUEUE_DISK_INT_H
 
-#include "ep_disk_int.h"
-#include "ep_config.h"
-#include "ep_event.h"
-#include "ep_queue.h"
-#include "ep_redeliver.h"
+#include "queue/disk/ep_disk_int.h"
+#include "config/ep_config.h"
+#include "event/ep_event.h"
+#include "queue/ep_queue.h"
+#include "queue/ep_redeliver.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -5,15 +5,15 @@
  * visible to consumers and completes the publish callbacks. The keeper thread
  * persists the committed position into the cursor file and runs retention.
  */
-#include "ep_queue_disk_int.h"
-#include "ep_counter.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_redeliver.h"
-#include "ep_time.h"
+#include "queue/disk/ep_queue_disk_int.h"
+#include "base/ep_counter.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "queue/ep_redeliver.h"
+#include "base/ep_time.h"
 
 #include <dirent.h>
 #include <errno.h>

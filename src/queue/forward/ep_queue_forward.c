@@ -1,10 +1,10 @@
-#include "ep_error.h"
-#include "ep_http_client.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_str.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "http/ep_http_client.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -35,14 +35,14 @@
  *
  * Nothing here knows about test brokers: it talks to KAFKA_BROKERS.
  */
-#include "ep_queue_kafka_int.h"
+#include "queue/kafka/ep_queue_kafka_int.h"
 
-#include "ep_counter.h"
-#include "ep_error.h"
-#include "ep_json_tree.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "base/ep_counter.h"
+#include "base/ep_error.h"
+#include "event/ep_json_tree.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -27,11 +27,11 @@
  * was rejected on purpose: it would get a new idempotence sequence number and
  * could duplicate or reorder what the idempotent producer already protects.
  */
-#include "ep_queue_kafka_int.h"
+#include "queue/kafka/ep_queue_kafka_int.h"
 
-#include "ep_error.h"
-#include "ep_mem.h"
-#include "ep_str.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "base/ep_str.h"
 
 #include <ctype.h>
 #include <stdio.h>

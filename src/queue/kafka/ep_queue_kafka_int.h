@@ -8,11 +8,11 @@
  * src/queue/kafka/: rd_kafka_resp_err_t is mapped to EP_E* at this boundary.
  */
 
-#include "ep_buf.h"
-#include "ep_config.h"
-#include "ep_event.h"
-#include "ep_queue.h"
-#include "ep_redeliver.h"
+#include "base/ep_buf.h"
+#include "config/ep_config.h"
+#include "event/ep_event.h"
+#include "queue/ep_queue.h"
+#include "queue/ep_redeliver.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>

@@ -12,14 +12,14 @@
  *
  * Counters are relaxed atomics bumped once per batch, never per event.
  */
-#include "ep_counter.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_mpmc.h"
-#include "ep_redeliver.h"
-#include "ep_queue.h"
-#include "ep_time.h"
+#include "base/ep_counter.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "queue/ep_mpmc.h"
+#include "queue/ep_redeliver.h"
+#include "queue/ep_queue.h"
+#include "base/ep_time.h"
 
 #include <limits.h>
 #include <pthread.h>

@@ -19,14 +19,14 @@
  *
  * Connection, stream policy and the keeper thread: ep_queue_nats_config.c.
  */
-#include "ep_counter.h"
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_queue.h"
-#include "ep_queue_nats_int.h"
-#include "ep_time.h"
+#include "base/ep_counter.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/ep_queue.h"
+#include "queue/nats/ep_queue_nats_int.h"
+#include "base/ep_time.h"
 
 #include <inttypes.h>
 #include <stdio.h>

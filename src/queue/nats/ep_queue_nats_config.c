@@ -19,12 +19,12 @@
  * acknowledged or not, once the stream is full; with DiscardNew a full stream
  * refuses publishes (EP_EFULL, a 503 to the client) instead.
  */
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_queue_nats_int.h"
-#include "ep_str.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "queue/nats/ep_queue_nats_int.h"
+#include "base/ep_str.h"
+#include "base/ep_time.h"
 
 #include <ctype.h>
 #include <stdarg.h>

@@ -13,8 +13,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "ep_config.h"
-#include "ep_queue.h"
+#include "config/ep_config.h"
+#include "queue/ep_queue.h"
 
 #define EP_NATS_PUB_BUCKETS     4096  /* in-flight publish map (power of two) */
 #define EP_NATS_FETCH_MAX       256   /* most messages asked for in one pull request */

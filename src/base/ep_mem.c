@@ -1,4 +1,4 @@
-#include "ep_mem.h"
+#include "base/ep_mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>

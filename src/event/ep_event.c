@@ -2,10 +2,10 @@
  * Event construction, copy, destruction and JSON output. The JSON parser lives
  * in ep_event_json.c and the protobuf codec in ep_event_pb.c.
  */
-#include "ep_event.h"
-#include "ep_id.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "event/ep_event.h"
+#include "event/ep_id.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <string.h>
 
@@ -207,7 +207,7 @@ const ep_event_limits_t *ep_event_limits_default(void)
     return &default_limits;
 }
 
-#include "ep_error.h"
+#include "base/ep_error.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

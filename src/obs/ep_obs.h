@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_event.h"
-#include "ep_metrics.h"
+#include "event/ep_event.h"
+#include "obs/ep_metrics.h"
 
 /*
  * An app's metrics: the registry behind its GET /metrics and the hooks the

@@ -1,5 +1,5 @@
-#include "ep_id.h"
-#include "ep_time.h"
+#include "event/ep_id.h"
+#include "base/ep_time.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -4,8 +4,8 @@
  * the same cell range in every block. A thread picks its stripe once, so two
  * threads only write the same cache line when they share a stripe.
  */
-#include "ep_metrics.h"
-#include "ep_mem.h"
+#include "obs/ep_metrics.h"
+#include "base/ep_mem.h"
 
 #include <math.h>
 #include <pthread.h>

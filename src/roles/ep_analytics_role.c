@@ -22,12 +22,12 @@
  * (ANALYTICS_PUSH=auto), so nothing is counted twice.
  */
 #include "analytics/ep_analytics.h"
-#include "ep_access.h"
-#include "ep_app.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "roles/ep_access.h"
+#include "roles/ep_app.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <ctype.h>
 #include <pthread.h>

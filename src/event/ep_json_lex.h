@@ -1,7 +1,7 @@
 #ifndef EP_JSON_LEX_H
 #define EP_JSON_LEX_H
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,9 +8,9 @@
  * every request. The low-level functions work on a context on the stack.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include "ep_auth.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "guard/ep_auth.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 
 #include <ctype.h>
 #include <errno.h>

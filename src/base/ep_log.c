@@ -1,6 +1,6 @@
-#include "ep_log.h"
-#include "ep_error.h"
-#include "ep_time.h"
+#include "base/ep_log.h"
+#include "base/ep_error.h"
+#include "base/ep_time.h"
 
 #include <stdarg.h>
 #include <stdio.h>

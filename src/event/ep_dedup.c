@@ -19,9 +19,9 @@
  * shard; `horizon` is the newest commit (or reservation) time of an evicted id
  * whose window had not ended, so every id committed after it is still held.
  */
-#include "ep_dedup.h"
-#include "ep_log.h"
-#include "ep_mem.h"
+#include "event/ep_dedup.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

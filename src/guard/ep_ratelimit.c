@@ -1,9 +1,9 @@
 /*
  * Token buckets kept as the time they are full again (see ep_ratelimit.h).
  */
-#include "ep_ratelimit.h"
-#include "ep_error.h"
-#include "ep_mem.h"
+#include "guard/ep_ratelimit.h"
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
 
 #include <string.h>
 #include <sys/random.h>

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * A circuit breaker for one hop (gateway -> ingest, ingest -> processor, a

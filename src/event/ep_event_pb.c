@@ -25,10 +25,10 @@
  * fields are skipped; for a repeated singular field the last one wins.
  * Metadata entries are kept in wire order.
  */
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <stdbool.h>
 #include <stdio.h>

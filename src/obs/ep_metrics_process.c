@@ -2,7 +2,7 @@
  * The process_* metrics, read from /proc at scrape time (Linux), with the
  * names and meanings the Prometheus client libraries use.
  */
-#include "ep_metrics.h"
+#include "obs/ep_metrics.h"
 
 #include <dirent.h>
 #include <stdio.h>

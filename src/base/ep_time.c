@@ -1,5 +1,5 @@
-#include "ep_time.h"
-#include "ep_error.h"
+#include "base/ep_time.h"
+#include "base/ep_error.h"
 
 #include <errno.h>
 #include <stdio.h>

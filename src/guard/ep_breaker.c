@@ -8,11 +8,11 @@
  * generation; the mutex only orders transitions (and their log lines), the
  * hot path never takes it.
  */
-#include "ep_breaker.h"
-#include "ep_error.h"
-#include "ep_log.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "guard/ep_breaker.h"
+#include "base/ep_error.h"
+#include "base/ep_log.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -4,7 +4,7 @@
  * and numbers are inline in the header. Moved out of ep_event_json.c, which
  * drives it; the scanning code is unchanged.
  */
-#include "ep_json_lex.h"
+#include "event/ep_json_lex.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>

@@ -1,4 +1,4 @@
-#include "ep_error.h"
+#include "base/ep_error.h"
 
 #include <string.h>
 

@@ -2,9 +2,9 @@
  * An app's metric set. The hooks read plain pointers written once by
  * ep_obs_create before the threads that call them were created.
  */
-#include "ep_obs.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "obs/ep_obs.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 struct ep_obs_s {
     ep_metrics_t *reg;

@@ -15,7 +15,7 @@
  * the handlers check them (the tokenizer checks while scanning instead).
  */
 
-#include "ep_event.h"
+#include "event/ep_event.h"
 
 #include <stddef.h>
 

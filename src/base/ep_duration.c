@@ -3,7 +3,7 @@
  * arithmetic (the fraction is scaled per unit without floating point, as Go
  * does) and refusal of anything past INT64_MAX nanoseconds (~292 years).
  */
-#include "ep_duration.h"
+#include "base/ep_duration.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-#include "ep_buf.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_mem.h"
 
 #include <stdio.h>
 #include <string.h>

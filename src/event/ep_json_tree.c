@@ -7,12 +7,12 @@
  * children and, on close, records the subtree's size and marks the last
  * child. Once the walk is done the offsets become pointers.
  */
-#include "ep_json_tree.h"
+#include "event/ep_json_tree.h"
 
-#include "ep_buf.h"
-#include "ep_error.h"
-#include "ep_json_lex.h"
-#include "ep_mem.h"
+#include "base/ep_buf.h"
+#include "base/ep_error.h"
+#include "event/ep_json_lex.h"
+#include "base/ep_mem.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,10 +2,10 @@
  * Configuration table: one row per option, with its environment variable, its
  * flag, its default and its bounds. Environment first, then flags.
  */
-#include "ep_config.h"
-#include "ep_duration.h"
-#include "ep_error.h"
-#include "ep_str.h"
+#include "config/ep_config.h"
+#include "base/ep_duration.h"
+#include "base/ep_error.h"
+#include "base/ep_str.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

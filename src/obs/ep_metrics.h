@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ep_buf.h"
+#include "base/ep_buf.h"
 
 /*
  * Metrics in the Prometheus text exposition format (version 0.0.4).

@@ -31,12 +31,12 @@
  *     the document, so the parse continues after the first validation error,
  *     only tracking depth; exceeding max_depth stops it at once.
  */
-#include "ep_error.h"
-#include "ep_event.h"
-#include "ep_event_json_int.h"
-#include "ep_json_lex.h"
-#include "ep_mem.h"
-#include "ep_time.h"
+#include "base/ep_error.h"
+#include "event/ep_event.h"
+#include "event/ep_event_json_int.h"
+#include "event/ep_json_lex.h"
+#include "base/ep_mem.h"
+#include "base/ep_time.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
