@@ -63,7 +63,17 @@ typedef struct ep_config_s {
     int batch_max_events;   /* BATCH_MAX_EVENTS per batch request (100000) */
     int workers;            /* PROCESSOR_WORKERS (4) */
     int batch_size;         /* PROCESSOR_BATCH (64) */
-    char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH) */
+    char sink[512];         /* PROCESSOR_SINK (none | stdout | file:PATH | http(s)://...) */
+
+    /* the webhook sink (PROCESSOR_SINK=http(s)://...) */
+    int sink_batch;           /* PROCESSOR_SINK_BATCH events per POST (500) */
+    int64_t sink_batch_bytes; /* PROCESSOR_SINK_BATCH_BYTES per POST (1 MiB) */
+    int sink_linger_ms;       /* PROCESSOR_SINK_LINGER to fill a POST (5ms) */
+    int sink_timeout_ms;      /* PROCESSOR_SINK_TIMEOUT of one POST (10s) */
+    int sink_retries;         /* PROCESSOR_SINK_RETRIES after a failed POST (5) */
+    int sink_backoff_ms;      /* PROCESSOR_SINK_BACKOFF first retry delay (100ms) */
+    int sink_backoff_max_ms;  /* PROCESSOR_SINK_BACKOFF_MAX cap of the delay (10s) */
+
     /* http */
     int http_threads;      /* HTTP_THREADS (1) */
     int64_t max_body;      /* HTTP_MAX_BODY bytes (1 MiB) */

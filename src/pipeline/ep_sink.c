@@ -1,14 +1,17 @@
 /*
- * The processed-event sink (PROCESSOR_SINK): "none", "stdout" or "file:PATH".
+ * The processed-event sink (PROCESSOR_SINK): "none", "stdout", "file:PATH" or a
+ * webhook ("http://...", "https://...", in ep_sink_http.c).
  *
  * A batch is formatted into the caller's scratch buffer outside any lock, then
  * written with one write(2) under the sink's mutex, so lines from concurrent
- * workers never interleave and the lock is taken once per batch.
+ * workers never interleave and the lock is taken once per batch. A webhook
+ * needs no lock: each worker POSTs its own buffer on its own connection.
  */
 #include "pipeline/ep_sink.h"
 #include "base/ep_error.h"
 #include "base/ep_mem.h"
 #include "base/ep_str.h"
+#include "pipeline/ep_sink_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,13 +20,23 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { SINK_NONE = 0, SINK_STDOUT, SINK_FILE } sink_kind_t;
+typedef enum { SINK_NONE = 0, SINK_STDOUT, SINK_FILE, SINK_HTTP } sink_kind_t;
+
+static const char *const kind_names[] = {"none", "stdout", "file", "http"};
 
 struct ep_sink_s {
     sink_kind_t kind;
     int fd; /* -1 for none */
     pthread_mutex_t lock;
-    char *path; /* file sinks only */
+    char *path;            /* file sinks only */
+    ep__sink_http_t *http; /* webhooks only */
+};
+
+struct ep_sink_worker_s {
+    ep_buf_t scratch;           /* the batch's NDJSON lines */
+    size_t *ends;               /* webhooks: end offset of each event's line in scratch */
+    size_t ends_cap;            /* entries ends holds (grows to the largest batch, then stays) */
+    ep__sink_http_conn_t *conn; /* webhooks: this worker's keep-alive connection */
 };
 
 /* Writes all of buf, retrying short writes and EINTR. Returns 0 or a negative errno. */
@@ -44,13 +57,16 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 /*
- * Opens the sink named by spec ("none", "stdout", "file:PATH"). Returns 0 and
- * *out (free with ep_sink_destroy), EP_EINVAL for an unknown spec or EP_EIO
- * when the file cannot be opened, with a message in err. Thread-safe.
+ * Opens the sink named by spec ("none", "stdout", "file:PATH", "http://...",
+ * "https://...") with opts (NULL: defaults). Returns 0 and *out (free with
+ * ep_sink_destroy), EP_EINVAL for an unknown spec or a bad URL, or EP_EIO when
+ * the file cannot be opened, with a message in err. Thread-safe.
  */
-int ep_sink_create(const char *spec, ep_sink_t **out, char *err, size_t errlen)
+int ep_sink_create_ex(const char *spec, const ep_sink_opts_t *opts, ep_sink_t **out, char *err,
+                      size_t errlen)
 {
     ep_sink_t *s;
+    int rc;
 
     *out = NULL;
     if (spec == NULL) {
@@ -73,8 +89,17 @@ int ep_sink_create(const char *spec, ep_sink_t **out, char *err, size_t errlen)
             ep_free(s);
             return EP_EIO;
         }
+    } else if (strncmp(spec, EP_STRLIT("http://")) == 0 ||
+               strncmp(spec, EP_STRLIT("https://")) == 0) {
+        s->kind = SINK_HTTP;
+        if ((rc = ep__sink_http_create(spec, opts, &s->http, err, errlen)) != 0) {
+            ep_free(s);
+            return rc;
+        }
     } else {
-        snprintf(err, errlen, "PROCESSOR_SINK: expected none, stdout or file:PATH (got '%s')",
+        snprintf(err, errlen,
+                 "PROCESSOR_SINK: expected none, stdout, file:PATH or an http(s):// URL "
+                 "(got '%s')",
                  spec);
         ep_free(s);
         return EP_EINVAL;
@@ -82,6 +107,12 @@ int ep_sink_create(const char *spec, ep_sink_t **out, char *err, size_t errlen)
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return 0;
+}
+
+/* ep_sink_create_ex with the default options. */
+int ep_sink_create(const char *spec, ep_sink_t **out, char *err, size_t errlen)
+{
+    return ep_sink_create_ex(spec, NULL, out, err, errlen);
 }
 
 /*
@@ -95,6 +126,16 @@ int ep_sink_write(ep_sink_t *s, ep_event_t *const *evs, size_t n, ep_buf_t *scra
 
     if (s == NULL || s->kind == SINK_NONE || n == 0) {
         return 0;
+    }
+    if (s->kind == SINK_HTTP) {
+        /* For occasional callers (tests, tools): the workers keep their connection. */
+        ep_sink_worker_t *w = ep_sink_worker_create(s);
+        uint8_t *result = ep_malloc(n);
+        size_t ok = ep_sink_deliver(s, w, evs, n, result);
+
+        ep_free(result);
+        ep_sink_worker_destroy(w);
+        return ok == n ? 0 : EP_EIO;
     }
     ep_buf_reset(scratch);
     for (size_t i = 0; i < n; i++) {
@@ -118,6 +159,147 @@ int ep_sink_flush(ep_sink_t *s, int sync)
     return fdatasync(s->fd) == 0 ? 0 : EP_EIO;
 }
 
+/*
+ * Creates a worker's state: its scratch buffer and, for a webhook, its
+ * connection (NULL when libcurl cannot make one: deliveries then fail and are
+ * redelivered). s may be NULL. Thread-safe.
+ */
+ep_sink_worker_t *ep_sink_worker_create(ep_sink_t *s)
+{
+    ep_sink_worker_t *w = ep_calloc(1, sizeof(*w));
+
+    ep_buf_init(&w->scratch);
+    if (s != NULL && s->kind == SINK_HTTP) {
+        w->conn = ep__sink_http_conn_create(s->http);
+    }
+    return w;
+}
+
+/* Closes the connection and frees w. Accepts NULL. */
+void ep_sink_worker_destroy(ep_sink_worker_t *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    ep__sink_http_conn_destroy(w->conn);
+    ep_buf_close(&w->scratch);
+    ep_free(w->ends);
+    ep_free(w);
+}
+
+static void set_results(uint8_t *result, size_t n, uint8_t v)
+{
+    memset(result, v, n);
+}
+
+/*
+ * A webhook: formats every line once into w->scratch (noting where each ends),
+ * then POSTs runs of at most batch_events events and batch_bytes bytes (a
+ * single larger line goes alone), each with its own retries.
+ */
+static size_t deliver_http(ep_sink_t *s, ep_sink_worker_t *w, ep_event_t *const *evs, size_t n,
+                           uint8_t *result)
+{
+    size_t max_events, max_bytes, delivered = 0, i = 0;
+    int linger;
+
+    if (w->conn == NULL) {
+        set_results(result, n, EP_SINK_FAILED);
+        return 0;
+    }
+    if (w->ends_cap < n) {
+        ep_free(w->ends);
+        w->ends = ep_malloc(n * sizeof(*w->ends));
+        w->ends_cap = n;
+    }
+    ep_buf_reset(&w->scratch);
+    for (size_t k = 0; k < n; k++) {
+        ep_event_to_sink_line(evs[k], &w->scratch);
+        w->ends[k] = w->scratch.len;
+    }
+    ep__sink_http_limits(s->http, &max_events, &max_bytes, &linger);
+    while (i < n) {
+        size_t start = i == 0 ? 0 : w->ends[i - 1], j = i + 1;
+        int r;
+
+        while (j < n && j - i < max_events && w->ends[j] - start <= max_bytes) {
+            j++;
+        }
+        r = ep__sink_http_post(s->http, w->conn, w->scratch.data + start, w->ends[j - 1] - start,
+                               j - i);
+        set_results(result + i, j - i, (uint8_t)r);
+        delivered += r == EP_SINK_DELIVERED ? j - i : 0;
+        i = j;
+    }
+    return delivered;
+}
+
+/*
+ * Delivers evs[0..n): a webhook by POSTs (see deliver_http), the others with
+ * one write. Fills result[0..n) and returns how many were delivered.
+ * Thread-safe with other workers' w.
+ */
+size_t ep_sink_deliver(ep_sink_t *s, ep_sink_worker_t *w, ep_event_t *const *evs, size_t n,
+                       uint8_t *result)
+{
+    if (s != NULL && s->kind == SINK_HTTP) {
+        return deliver_http(s, w, evs, n, result);
+    }
+    if (ep_sink_write(s, evs, n, &w->scratch) != 0) {
+        set_results(result, n, EP_SINK_FAILED);
+        return 0;
+    }
+    set_results(result, n, EP_SINK_DELIVERED);
+    return n;
+}
+
+/* A webhook's PROCESSOR_SINK_BATCH and linger; 0 for the other sinks. Thread-safe. */
+size_t ep_sink_gather(const ep_sink_t *s, int *linger_ms)
+{
+    size_t events = 0, bytes;
+
+    *linger_ms = 0;
+    if (s != NULL && s->kind == SINK_HTTP) {
+        ep__sink_http_limits(s->http, &events, &bytes, linger_ms);
+    }
+    return events;
+}
+
+/* Stops a webhook's retries (shutdown deadline). Thread-safe; accepts NULL. */
+void ep_sink_cancel(ep_sink_t *s)
+{
+    if (s != NULL && s->kind == SINK_HTTP) {
+        ep__sink_http_cancel(s->http);
+    }
+}
+
+/* A webhook's counters, zeros otherwise. Thread-safe. */
+void ep_sink_stats(const ep_sink_t *s, ep_sink_stats_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (s != NULL && s->kind == SINK_HTTP) {
+        ep__sink_http_stats(s->http, st);
+    }
+}
+
+/* Appends the sink's kind, and a webhook's counters, as a JSON object. Thread-safe. */
+void ep_sink_stats_json(const ep_sink_t *s, ep_buf_t *out)
+{
+    ep_sink_stats_t st;
+
+    ep_buf_printf(out, "{\"type\":\"%s\"", kind_names[s ? s->kind : SINK_NONE]);
+    if (s != NULL && s->kind == SINK_HTTP) {
+        ep_sink_stats(s, &st);
+        ep_buf_printf(out,
+                      ",\"requests\":%llu,\"failed_requests\":%llu,\"retries\":%llu,"
+                      "\"delivered\":%llu,\"rejected\":%llu,\"failed\":%llu",
+                      (unsigned long long)st.requests, (unsigned long long)st.failures,
+                      (unsigned long long)st.retries, (unsigned long long)st.delivered,
+                      (unsigned long long)st.rejected, (unsigned long long)st.failed);
+    }
+    ep_buf_putc(out, '}');
+}
+
 /* Closes the file (never stdout) and frees the sink. Accepts NULL. Not thread-safe. */
 void ep_sink_destroy(ep_sink_t *s)
 {
@@ -127,6 +309,7 @@ void ep_sink_destroy(ep_sink_t *s)
     if (s->kind == SINK_FILE && s->fd >= 0) {
         close(s->fd);
     }
+    ep__sink_http_destroy(s->http);
     pthread_mutex_destroy(&s->lock);
     ep_free(s->path);
     ep_free(s);

@@ -6,9 +6,17 @@
  * only by their owner (relaxed load + store, no read-modify-write across
  * threads) and summed by ep_worker_pool_stats. Nothing is logged per event.
  *
+ * A sink that wants bigger batches than PROCESSOR_BATCH (a webhook's
+ * PROCESSOR_SINK_BATCH) gets them: a worker keeps consuming for up to the
+ * sink's linger until it holds that many events, and delivers them at once.
+ * The sink says per event whether it was delivered (acked), failed (nacked
+ * for a later redelivery, dead-lettered past PROCESSOR_MAX_ATTEMPTS) or
+ * rejected for good (dead-lettered at once).
+ *
  * Shutdown: the owner closes the queue, then ep_worker_pool_stop waits for the
- * workers, which drain the queue and exit on EP_ECLOSED. Past the timeout a
- * stop flag makes them exit after their current batch.
+ * workers, which drain the queue (delivering what they gathered) and exit on
+ * EP_ECLOSED. Past the timeout the sink's retries are cancelled and a stop
+ * flag makes the workers exit after their current batch.
  */
 #include "pipeline/ep_worker_pool.h"
 #include "base/ep_counter.h"
@@ -43,7 +51,9 @@ typedef struct worker_s {
     int started;
     ep_event_t **batch;
     ep_event_t **poison;
-    ep_buf_t scratch;
+    ep_event_t **retry;   /* events the sink could not deliver this time */
+    uint8_t *result;      /* the sink's EP_SINK_* per event of batch */
+    ep_sink_worker_t *sw; /* the worker's sink buffer and connection */
     char pad1[CACHE_LINE];
 } worker_t;
 
@@ -52,6 +62,8 @@ struct ep_worker_pool_s {
     ep_sink_t *sink;
     int n_workers;
     int batch_size;
+    size_t gather; /* events to gather for one delivery (>= batch_size) */
+    int linger_ms; /* how long to wait for them */
     ep_worker_batch_cb hook;
     void *hook_arg;
     ep_obs_t *obs; /* the owner's metrics (event_processing_duration_seconds), or NULL */
@@ -114,7 +126,6 @@ static void process_batch(worker_t *w, size_t n)
             continue;
         }
         ev->processed_us = now;
-        latency += (uint64_t)(now > ev->received_us ? now - ev->received_us : 0);
         w->batch[good++] = ev;
     }
     if (bad > 0) {
@@ -124,25 +135,47 @@ static void process_batch(worker_t *w, size_t n)
     if (good == 0) {
         return;
     }
-    if (ep_sink_write(p->sink, w->batch, good, &w->scratch) != 0) {
-        size_t retry = 0, dead = 0;
+    if (ep_sink_deliver(p->sink, w->sw, w->batch, good, w->result) != good) {
+        size_t ok = 0, retry = 0, dead = 0, rejected = 0;
 
-        ep_counter_add_single_writer(&w->errors, good);
-        /* Events out of attempts go to the dead-letter store; the others come back later. */
+        /* Sort the batch: delivered stay in w->batch, the others are set aside. */
         for (size_t i = 0; i < good; i++) {
-            if (w->batch[i]->attempts >= (uint32_t)p->max_attempts) {
-                w->poison[dead++] = w->batch[i];
+            ep_event_t *ev = w->batch[i];
+
+            if (w->result[i] == EP_SINK_DELIVERED) {
+                w->batch[ok++] = ev;
+            } else if (w->result[i] == EP_SINK_REJECTED) {
+                w->poison[rejected++] = ev;
             } else {
-                w->batch[retry++] = w->batch[i];
+                w->retry[retry++] = ev;
+            }
+        }
+        ep_counter_add_single_writer(&w->errors, good - ok);
+        if (rejected > 0) {
+            dead_letter(p, w->poison, rejected, "the output refused the events (a 4xx)");
+        }
+        /* Events out of attempts go to the dead-letter store; the others come back later. */
+        for (size_t i = 0; i < retry; i++) {
+            if (w->retry[i]->attempts >= (uint32_t)p->max_attempts) {
+                w->poison[dead++] = w->retry[i];
+            } else {
+                w->retry[i - dead] = w->retry[i];
             }
         }
         if (dead > 0) {
             dead_letter(p, w->poison, dead, "output failed on every attempt");
         }
-        if (retry > 0) {
-            ep_queue_nack(p->q, w->batch, retry, backoff_ms(w->batch, retry));
+        if (retry - dead > 0) {
+            ep_queue_nack(p->q, w->retry, retry - dead, backoff_ms(w->retry, retry - dead));
         }
-        return;
+        good = ok;
+        if (good == 0) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < good; i++) {
+        int64_t rec = w->batch[i]->received_us;
+        latency += (uint64_t)(now > rec ? now - rec : 0);
     }
     /* The analytics hook sees an event once it is in the output, right before its ack. */
     if (p->hook) {
@@ -154,12 +187,43 @@ static void process_batch(worker_t *w, size_t n)
     ep_counter_add_single_writer(&w->latency_us_sum, latency);
 }
 
+/*
+ * After a first batch of n events, keeps consuming until the sink's gather
+ * size or its linger is reached. Returns the new count; *closed is set when
+ * the queue said EP_ECLOSED (the events held are still delivered).
+ */
+static size_t gather_more(worker_t *w, size_t n, int *closed)
+{
+    ep_worker_pool_t *p = w->pool;
+    int64_t deadline = ep_time_mono_ms() + p->linger_ms;
+
+    while (n < p->gather) {
+        int64_t left = deadline - ep_time_mono_ms();
+        size_t want = p->gather - n;
+        int m;
+
+        if (want > (size_t)p->batch_size) {
+            want = (size_t)p->batch_size;
+        }
+        m = ep_queue_consume(p->q, w->batch + n, want, left > 0 ? (int)left : 0);
+        if (m == EP_ECLOSED) {
+            *closed = 1;
+        }
+        if (m <= 0) {
+            break;
+        }
+        n += (size_t)m;
+    }
+    return n;
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     ep_worker_pool_t *p = w->pool;
+    int closed = 0;
 
-    while (!atomic_load_explicit(&p->stop, memory_order_acquire)) {
+    while (!closed && !atomic_load_explicit(&p->stop, memory_order_acquire)) {
         int n = ep_queue_consume(p->q, w->batch, (size_t)p->batch_size, CONSUME_TIMEOUT_MS);
 
         if (n == EP_ECLOSED) {
@@ -175,6 +239,9 @@ static void *worker_main(void *arg)
         }
         atomic_store_explicit(&w->active, 1, memory_order_relaxed);
         ep_counter_add_single_writer(&w->batches, 1);
+        if (p->gather > (size_t)n) {
+            n = (int)gather_more(w, (size_t)n, &closed);
+        }
         process_batch(w, (size_t)n);
         atomic_store_explicit(&w->active, 0, memory_order_relaxed);
     }
@@ -208,6 +275,7 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
 {
     ep_worker_pool_t *p;
     pthread_condattr_t ca;
+    size_t cap;
 
     *out = NULL;
     if (q == NULL || workers < 1 || workers > MAX_WORKERS || batch_size < 1) {
@@ -219,14 +287,21 @@ int ep_worker_pool_create(ep_queue_t *q, ep_sink_t *sink, int workers, int batch
     p->n_workers = workers;
     p->batch_size = batch_size;
     p->max_attempts = 5;
+    p->gather = ep_sink_gather(sink, &p->linger_ms);
+    if (p->gather < (size_t)batch_size) {
+        p->gather = (size_t)batch_size;
+    }
+    cap = p->gather;
     p->workers = ep_calloc((size_t)workers, sizeof(worker_t));
     for (int i = 0; i < workers; i++) {
         worker_t *w = &p->workers[i];
 
         w->pool = p;
-        w->batch = ep_malloc((size_t)batch_size * sizeof(ep_event_t *));
-        w->poison = ep_malloc((size_t)batch_size * sizeof(ep_event_t *));
-        ep_buf_init(&w->scratch);
+        w->batch = ep_malloc(cap * sizeof(ep_event_t *));
+        w->poison = ep_malloc(cap * sizeof(ep_event_t *));
+        w->retry = ep_malloc(cap * sizeof(ep_event_t *));
+        w->result = ep_malloc(cap);
+        w->sw = ep_sink_worker_create(sink);
     }
     atomic_init(&p->stop, 0);
     pthread_mutex_init(&p->lock, NULL);
@@ -312,6 +387,10 @@ int ep_worker_pool_stop(ep_worker_pool_t *p, int timeout_ms)
     }
     drained = p->n_exited == p->n_workers;
     pthread_mutex_unlock(&p->lock);
+    if (!drained) {
+        /* Past the deadline: a worker waiting out a webhook's backoff gives its events back. */
+        ep_sink_cancel(p->sink);
+    }
 
     join_all(p);
     p->running = 0;
@@ -355,7 +434,9 @@ void ep_worker_pool_destroy(ep_worker_pool_t *p)
     for (int i = 0; i < p->n_workers; i++) {
         ep_free(p->workers[i].batch);
         ep_free(p->workers[i].poison);
-        ep_buf_close(&p->workers[i].scratch);
+        ep_free(p->workers[i].retry);
+        ep_free(p->workers[i].result);
+        ep_sink_worker_destroy(p->workers[i].sw);
     }
     ep_free(p->workers);
     pthread_cond_destroy(&p->exited_cond);

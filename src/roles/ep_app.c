@@ -151,6 +151,24 @@ void ep_app_reload(ep_app_t *app)
                 what);
 }
 
+/* Opens PROCESSOR_SINK with the PROCESSOR_SINK_* and TLS client settings. */
+static int sink_create(ep_app_t *app, const ep_config_t *cfg, char *err, size_t errlen)
+{
+    ep_sink_opts_t so = {.batch_events = cfg->sink_batch,
+                         .batch_bytes = (size_t)cfg->sink_batch_bytes,
+                         .linger_ms = cfg->sink_linger_ms,
+                         .timeout_ms = cfg->sink_timeout_ms,
+                         .retries = cfg->sink_retries,
+                         .backoff_ms = cfg->sink_backoff_ms,
+                         .backoff_max_ms = cfg->sink_backoff_max_ms,
+                         .tls_ca_file = cfg->tls_ca_file,
+                         .tls_cert_file = cfg->tls_cert_file,
+                         .tls_key_file = cfg->tls_key_file,
+                         .metrics = ep_obs_registry(app->obs)};
+
+    return ep_sink_create_ex(cfg->sink, &so, &app->sink, err, errlen);
+}
+
 int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *err, size_t errlen)
 {
     ep_app_t *app = ep_calloc(1, sizeof(*app));
@@ -211,7 +229,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         if ((rc = ep_queue_create_with(qp, cfg, &app->queue, err, errlen)) != 0) {
             goto err;
         }
-        if ((rc = ep_sink_create(cfg->sink, &app->sink, err, errlen)) != 0) {
+        if ((rc = sink_create(app, cfg, err, errlen)) != 0) {
             goto err;
         }
         rc =

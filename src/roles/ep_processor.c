@@ -136,6 +136,8 @@ void ep__processor_stats_json(ep_app_t *app, ep_buf_t *out)
                   (unsigned long long)(ps.processed ? ps.latency_us_sum / ps.processed : 0),
                   (unsigned long long)ps.processed, (unsigned long long)ps.errors);
     ep__analytics_push_stats_json(app, out);
+    ep_buf_puts(out, ",\"sink\":");
+    ep_sink_stats_json(app->sink, out);
     ep_buf_putc(out, '}');
 }
 
