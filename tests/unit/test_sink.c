@@ -684,6 +684,45 @@ static void test_http_backoff_grows(void)
     free_events(evs, 1);
 }
 
+/* One delivery, several POSTs with different answers: each run of events gets its own result. */
+static void test_http_results_per_post(void)
+{
+    static const unsigned codes[] = {200, 400, 503, 200};
+    ep_sink_opts_t o = fast_opts(0);
+    ep_sink_t *s = NULL;
+    ep_sink_worker_t *w;
+    ep_event_t **evs = make_events(8, "m");
+    uint8_t result[8];
+    static const uint8_t want[8] = {EP_SINK_DELIVERED, EP_SINK_DELIVERED, EP_SINK_REJECTED,
+                                    EP_SINK_REJECTED,  EP_SINK_FAILED,    EP_SINK_FAILED,
+                                    EP_SINK_DELIVERED, EP_SINK_DELIVERED};
+    ep_sink_stats_t st;
+    char url[128], err[256];
+
+    rx_start(codes, 4, 500);
+    rx_url(url, sizeof(url));
+    o.batch_events = 2;
+    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
+    w = ep_sink_worker_create(s);
+    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 8, result), 4);
+    for (int i = 0; i < 8; i++) {
+        EP_ASSERT_EQ(result[i], want[i]);
+    }
+    EP_ASSERT_EQ(atomic_load(&rx.requests), 4);
+    ep_buf_putc(&rx.accepted, '\0');
+    EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-0\"") != NULL);
+    EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-7\"") != NULL);
+    EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-2\"") == NULL);
+    ep_sink_stats(s, &st);
+    EP_ASSERT_EQ(st.delivered, 4);
+    EP_ASSERT_EQ(st.rejected, 2);
+    EP_ASSERT_EQ(st.failed, 2);
+    ep_sink_worker_destroy(w);
+    ep_sink_destroy(s);
+    rx_stop();
+    free_events(evs, 8);
+}
+
 /* A Retry-After replaces the (here 1 ms) backoff. */
 static void test_http_retry_after(void)
 {
@@ -839,6 +878,7 @@ EP_TEST_LIST = {
     EP_TEST(test_http_rejected_not_retried),
     EP_TEST(test_http_retries_exhausted),
     EP_TEST(test_http_backoff_grows),
+    EP_TEST(test_http_results_per_post),
     EP_TEST(test_http_retry_after),
     EP_TEST(test_http_connection_refused),
     EP_TEST(test_http_cancel),
