@@ -10,6 +10,8 @@ and acks them only after a 2xx.
 - a receiver answering after 50 ms: delivered, in batches;
 - no receiver at start, one later: delivered once it is up;
 - SIGTERM delivers a batch a worker was still gathering (long linger);
+- the same over a real nats-server (QUEUE_TYPE=nats): 503s retried, each
+  event once; a 400 puts the events on the dead-letter subject;
 - https:// verified with TLS_CA_FILE (a wrong CA delivers nothing);
 - bad settings exit 2 naming the setting."""
 
@@ -250,6 +252,36 @@ def test_sigterm_delivers_the_batch_being_gathered():
             assert recv.requests == 0  # still gathering
             assert ep.stop(signal.SIGTERM, timeout=60) == 0
         assert sorted(recv.ids) == sorted(accepted)
+
+
+def test_nats_queue_retried_then_dead_lettered():
+    from ep_nats import NatsClient, NatsServer
+
+    with NatsServer() as ns, Receiver(script=[503, 503], code=200) as recv:
+        env = {"QUEUE_TYPE": "nats", "NATS_URL": ns.url, "PROCESSOR_SINK": recv.url(),
+               "PROCESSOR_SINK_BACKOFF": "10ms"}
+        with Eventpipe("run", env=env) as ep:
+            wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, timeout=30,
+                     what="ingest ready")
+            accepted = send(ep, 1000, "nats")
+            wait_processed(ep, len(accepted))
+            check_exactly_once(recv, accepted, ep)
+            assert recv.statuses.get(503) == 2, recv.statuses
+            # Now the receiver refuses: the events go to NATS_DLQ_SUBJECT, once each.
+            with recv.lock:
+                recv.code = 400
+            bad = send(ep, 30, "refused")
+            c = NatsClient(ns.port)
+            wait_for(lambda: c.subject_count("diplom.dlq") >= 30, timeout=60,
+                     what="30 events on diplom.dlq")
+            assert c.subject_count("diplom.dlq") == 30
+            dlq = b"".join(data for _, data in c.read_stream("diplom.dlq"))
+            for eid in bad:
+                assert eid.encode() in dlq, eid
+            c.close()
+            st = stats(ep)
+            assert st["pool"]["dead_lettered"] == 30 and st["pool"]["processed"] == 1000, st
+            assert ep.stop() == 0
 
 
 def _certs():
