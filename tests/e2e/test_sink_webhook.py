@@ -10,8 +10,9 @@ and acks them only after a 2xx.
 - a receiver answering after 50 ms: delivered, in batches;
 - no receiver at start, one later: delivered once it is up;
 - SIGTERM delivers a batch a worker was still gathering (long linger);
-- the same over a real nats-server (QUEUE_TYPE=nats): 503s retried, each
-  event once; a 400 puts the events on the dead-letter subject;
+- the same over a real nats-server (QUEUE_TYPE=nats) and librdkafka's mock
+  cluster (QUEUE_TYPE=kafka): 503s retried, each event once; a 400 puts the
+  events on the dead-letter subject / topic;
 - https:// verified with TLS_CA_FILE (a wrong CA delivers nothing);
 - bad settings exit 2 naming the setting."""
 
@@ -282,6 +283,37 @@ def test_nats_queue_retried_then_dead_lettered():
             st = stats(ep)
             assert st["pool"]["dead_lettered"] == 30 and st["pool"]["processed"] == 1000, st
             assert ep.stop() == 0
+
+
+def test_kafka_queue_retried_then_dead_lettered():
+    from ep_kafka import MockKafka, mock_path
+
+    if mock_path() is None:
+        print("skip: ep_kafka_mock not built (EP_WITH_KAFKA off)")
+        return
+    mock = MockKafka(topics={"diplom-messages": 3, "diplom-messages-dlq": 1})
+    try:
+        with Receiver(script=[503, 503], code=200) as recv:
+            env = {"QUEUE_TYPE": "kafka", "KAFKA_BROKERS": mock.bootstraps,
+                   "PROCESSOR_SINK": recv.url(), "PROCESSOR_SINK_BACKOFF": "10ms"}
+            with Eventpipe("run", env=env) as ep:
+                wait_for(lambda: request(ep.ingest, "GET", "/ready").status == 200, timeout=60,
+                         what="ingest ready")
+                accepted = send(ep, 1000, "kafka")
+                wait_processed(ep, len(accepted))
+                check_exactly_once(recv, accepted, ep)
+                assert recv.statuses.get(503) == 2, recv.statuses
+                with recv.lock:
+                    recv.code = 400
+                send(ep, 30, "refused")
+                wait_for(lambda: stats(ep)["queue"]["kafka"]["dead_lettered"] >= 30, timeout=60,
+                         what="30 events to the dead-letter topic")
+                st = stats(ep)
+                assert st["queue"]["kafka"]["dead_lettered"] == 30, st["queue"]["kafka"]
+                assert st["pool"]["dead_lettered"] == 30 and st["pool"]["processed"] == 1000, st
+                assert ep.stop() == 0
+    finally:
+        mock.stop()
 
 
 def _certs():
