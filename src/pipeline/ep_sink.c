@@ -273,6 +273,15 @@ void ep_sink_cancel(ep_sink_t *s)
     }
 }
 
+/* A webhook failing for a while is not ready; the other sinks always are. Thread-safe. */
+int ep_sink_ready(ep_sink_t *s, char *reason, size_t len)
+{
+    if (s != NULL && s->kind == SINK_HTTP) {
+        return ep__sink_http_ready(s->http, reason, len);
+    }
+    return 1;
+}
+
 /* A webhook's counters, zeros otherwise. Thread-safe. */
 void ep_sink_stats(const ep_sink_t *s, ep_sink_stats_t *st)
 {

@@ -27,8 +27,9 @@ typedef struct ep_sink_worker_s ep_sink_worker_t; /* one worker's buffers and co
 
 #define EP_SINK_DELIVERED 0 /* in the output (a webhook answered 2xx) */
 #define EP_SINK_FAILED    1 /* not delivered, may succeed later: redeliver */
-#define EP_SINK_REJECTED  2 /* refused for good (a webhook's 4xx other than 408/429): dead-letter  \
-                             */
+#define EP_SINK_REJECTED                                                                           \
+    2 /* refused for good (a webhook's 4xx other than 408/429): dead-letter                        \
+       */
 
 /*
  * Webhook settings (PROCESSOR_SINK_*); zero values take the defaults except where
@@ -106,13 +107,20 @@ size_t ep_sink_gather(const ep_sink_t *s, int *linger_ms);
 
 /**
  * Makes retries stop: the backoff waits and requests in progress end at once
- * and their events come back EP_SINK_FAILED; later deliveries try once.
+ * and their events come back EP_SINK_FAILED; later deliveries fail at once.
  * For the shutdown deadline. Thread-safe; accepts NULL.
  */
 void ep_sink_cancel(ep_sink_t *s);
 
 /** Flushes to the OS (and fdatasync for files when sync != 0). Returns 0 or EP_EIO. */
 int ep_sink_flush(ep_sink_t *s, int sync);
+
+/**
+ * Whether the output is usable, for /ready: 0 with a reason when a webhook
+ * has failed every POST (408, 429, 5xx, no answer) for 5 s, else 1 (and
+ * always 1 for the other sinks and NULL). A 2xx makes it 1 again. Thread-safe.
+ */
+int ep_sink_ready(ep_sink_t *s, char *reason, size_t len);
 
 /** Reads a webhook's counters (zeros for other sinks and NULL). Thread-safe. */
 void ep_sink_stats(const ep_sink_t *s, ep_sink_stats_t *st);

@@ -45,6 +45,7 @@
 #define RETRY_AFTER_MAX_MS 300000 /* a receiver's Retry-After is honoured up to 5 minutes */
 #define LOG_EVERY_MS       1000   /* at most one failure line a second per sink */
 #define SNIPPET            160    /* bytes of a refusal's body kept for the log */
+#define UNREADY_AFTER_MS   5000   /* failing this long without a 2xx: /ready says so */
 
 /* Request results: the label values of ep_sink_requests_total{result}. */
 enum { R_OK = 0, R_REJECTED, R_SERVER_ERROR, R_THROTTLED, R_TRANSPORT, R_N };
@@ -62,6 +63,8 @@ struct ep__sink_http_s {
     pthread_mutex_t lock; /* with wake: the backoff waits */
     pthread_cond_t wake;
     _Atomic int64_t last_log_ms;
+    _Atomic int64_t failing_since_ms; /* first failed POST since the last 2xx; 0: none */
+    char last_error[CURL_ERROR_SIZE]; /* what the last failed POST got (under lock) */
     _Atomic uint64_t requests, failures, retried;
     _Atomic uint64_t events[3];                                               /* by EP_SINK_* */
     ep_metric_child_t *m_requests[R_N], *m_events[3], *m_seconds, *m_retries; /* or NULL */
@@ -390,6 +393,21 @@ static void log_failure(ep__sink_http_t *h, ep__sink_http_conn_t *c, int r, long
     }
 }
 
+/* Remembers that the receiver is failing, since when, and with what (for /ready). */
+static void note_failure(ep__sink_http_t *h, ep__sink_http_conn_t *c, int r, long status)
+{
+    int64_t zero = 0;
+
+    atomic_compare_exchange_strong(&h->failing_since_ms, &zero, ep_time_mono_ms());
+    pthread_mutex_lock(&h->lock);
+    if (r == R_TRANSPORT) {
+        snprintf(h->last_error, sizeof(h->last_error), "%s", c->errbuf);
+    } else {
+        snprintf(h->last_error, sizeof(h->last_error), "answered %ld", status);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 static int finish(ep__sink_http_t *h, int result, size_t n)
 {
     atomic_fetch_add_explicit(&h->events[result], n, memory_order_relaxed);
@@ -412,9 +430,15 @@ int ep__sink_http_post(ep__sink_http_t *h, ep__sink_http_conn_t *c, const char *
         atomic_fetch_add_explicit(&h->requests, 1, memory_order_relaxed);
         ep_metrics_counter_add(h->m_requests[r], 1);
         if (r == R_OK) {
+            if (atomic_load_explicit(&h->failing_since_ms, memory_order_relaxed) != 0) {
+                atomic_store(&h->failing_since_ms, 0);
+            }
             return finish(h, EP_SINK_DELIVERED, n);
         }
         atomic_fetch_add_explicit(&h->failures, 1, memory_order_relaxed);
+        if (r != R_REJECTED) {
+            note_failure(h, c, r, status);
+        }
         if (r == R_REJECTED) {
             log_failure(h, c, r, status, n, 1);
             return finish(h, EP_SINK_REJECTED, n);
@@ -438,6 +462,20 @@ void ep__sink_http_limits(const ep__sink_http_t *h, size_t *events, size_t *byte
     *events = h->batch_events;
     *bytes = h->batch_bytes;
     *linger_ms = h->linger_ms;
+}
+
+int ep__sink_http_ready(ep__sink_http_t *h, char *reason, size_t len)
+{
+    int64_t since = atomic_load(&h->failing_since_ms), now = ep_time_mono_ms();
+
+    if (since == 0 || now - since < UNREADY_AFTER_MS) {
+        return 1;
+    }
+    pthread_mutex_lock(&h->lock);
+    snprintf(reason, len, "PROCESSOR_SINK: the webhook has failed every POST for %llds (%s)",
+             (long long)((now - since) / 1000), h->last_error);
+    pthread_mutex_unlock(&h->lock);
+    return 0;
 }
 
 void ep__sink_http_cancel(ep__sink_http_t *h)

@@ -40,6 +40,12 @@ int ep__sink_http_post(ep__sink_http_t *h, ep__sink_http_conn_t *c, const char *
 /** The batch limits: events and bytes per POST, and the linger in ms. */
 void ep__sink_http_limits(const ep__sink_http_t *h, size_t *events, size_t *bytes, int *linger_ms);
 
+/**
+ * 1 when the receiver answered 2xx lately; 0 with a reason once every POST has
+ * failed (408, 429, 5xx, no answer) for 5 s. Thread-safe.
+ */
+int ep__sink_http_ready(ep__sink_http_t *h, char *reason, size_t len);
+
 /** Ends retries and requests in progress (see ep_sink_cancel). Thread-safe. */
 void ep__sink_http_cancel(ep__sink_http_t *h);
 

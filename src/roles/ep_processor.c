@@ -164,7 +164,8 @@ static void on_lag(void *arg, ep_http_req_t *req)
 
 int ep__processor_ready(ep_app_t *app, char *reason, size_t len)
 {
-    return ep_queue_ready(app->queue, reason, len);
+    /* The output is a downstream too: a webhook failing for seconds makes it not ready. */
+    return ep_queue_ready(app->queue, reason, len) && ep_sink_ready(app->sink, reason, len);
 }
 
 void ep__processor_routes(ep_app_t *app, ep_http_server_t *srv)

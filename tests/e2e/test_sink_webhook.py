@@ -8,7 +8,8 @@ and acks them only after a 2xx.
 - 400: not retried, the events go to the dead-letter store (disk queue:
   dlq.log) and are counted;
 - a receiver answering after 50 ms: delivered, in batches;
-- no receiver at start, one later: delivered once it is up;
+- no receiver at start, one later: delivered once it is up; meanwhile (after
+  5 s of failures) processor:/ready answers 503 naming PROCESSOR_SINK;
 - SIGTERM delivers a batch a worker was still gathering (long linger);
 - the same over a real nats-server (QUEUE_TYPE=nats) and librdkafka's mock
   cluster (QUEUE_TYPE=kafka): 503s retried, each event once; a 400 puts the
@@ -234,9 +235,14 @@ def test_receiver_down_at_start_then_up():
         st = stats(ep)
         assert st["pool"]["processed"] == 0 and st["sink"]["delivered"] == 0, st
         assert st["queue"]["nacked"] >= 300, st["queue"]
+        # The receiver is a downstream: after 5 s of failures the processor is not ready.
+        r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(
+            request(ep.processor, "GET", "/ready")), timeout=60, what="processor /ready 503")
+        assert b"PROCESSOR_SINK" in r.body, r.body
         with Receiver(port=port) as recv:
             wait_processed(ep, len(accepted))
             check_exactly_once(recv, accepted, ep)
+            assert request(ep.processor, "GET", "/ready").status == 200
             assert stats(ep)["pool"]["dead_lettered"] == 0
             assert metric(ep, 'ep_sink_requests_total{result="transport"}') >= 2
             assert ep.stop() == 0
