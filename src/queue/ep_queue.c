@@ -41,6 +41,8 @@ static const ep_queue_provider_t *const builtin_providers[] = {
     &ep_queue_forward_provider,   NULL,
 };
 
+#define MAX_BUILTIN (sizeof(builtin_providers) / sizeof(builtin_providers[0]) - 1)
+
 /* Providers registered at run time (plugins, test doubles); filled before use. */
 #define MAX_EXTRA_PROVIDERS 8
 static const ep_queue_provider_t *extra_providers[MAX_EXTRA_PROVIDERS];
@@ -87,22 +89,96 @@ void ep_queue_provider_names(char *out, size_t len)
     }
 }
 
-int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
-                         ep_queue_t **out, char *err, size_t errlen)
+size_t ep_queue_option_tables(ep_opt_table_t *out, size_t max)
 {
+    size_t n = 0;
+
+    for (size_t i = 0; i < MAX_BUILTIN + MAX_EXTRA_PROVIDERS && n < max; i++) {
+        const ep_queue_provider_t *p =
+            i < MAX_BUILTIN
+                ? builtin_providers[i]
+                : (i - MAX_BUILTIN < n_extra_providers ? extra_providers[i - MAX_BUILTIN] : NULL);
+        if (p == NULL || (p->flags & EP_QUEUE_F_INTERNAL)) {
+            continue;
+        }
+        if (p->options) {
+            out[n] = *p->options;
+        } else {
+            memset(&out[n], 0, sizeof(out[n]));
+        }
+        out[n++].name = p->name;
+    }
+    return n;
+}
+
+#define MAX_TABLES (MAX_BUILTIN + MAX_EXTRA_PROVIDERS)
+
+int ep_queue_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    ep_opt_table_t tables[MAX_TABLES];
+    size_t n = ep_queue_option_tables(tables, MAX_TABLES);
+
+    return ep_config_load(cfg, tables, n, argc, argv, err, errlen);
+}
+
+void ep_queue_config_usage(FILE *f)
+{
+    ep_opt_table_t tables[MAX_TABLES];
+    size_t n = ep_queue_option_tables(tables, MAX_TABLES);
+
+    ep_config_usage(f, tables, n);
+}
+
+/* Parses the provider's options from cfg (opts: NULL when it has none), then the hook, then init.
+ */
+static int create(const ep_queue_provider_t *provider, const ep_config_t *cfg, const char *consumer,
+                  ep_queue_t **out, char *err, size_t errlen)
+{
+    const ep_opt_table_t *t = provider->options;
+    void *opts = NULL;
     ep_queue_t *q;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
+    if (t != NULL) {
+        opts = ep_malloc(t->size);
+        rc = ep_config_table_parse(cfg, t, opts, err, errlen);
+    }
+    if (rc == 0 && consumer != NULL) {
+        rc = provider->own_consumer(opts, consumer, err, errlen);
+    }
+    if (rc != 0) {
+        ep_free(opts);
+        return rc;
+    }
     q = ep_calloc(1, sizeof(*q));
     q->provider = provider;
-    rc = provider->init(cfg, &q->ctx, err, errlen);
+    rc = provider->init(cfg, opts, &q->ctx, err, errlen);
+    ep_free(opts);
     if (rc != 0) {
         ep_free(q);
         return rc;
     }
     *out = q;
     return 0;
+}
+
+int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                         ep_queue_t **out, char *err, size_t errlen)
+{
+    return create(provider, cfg, NULL, out, err, errlen);
+}
+
+int ep_queue_open_consumer(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                           const char *name, ep_queue_t **out, char *err, size_t errlen)
+{
+    if (provider->own_consumer == NULL) {
+        *out = NULL;
+        snprintf(err, errlen, "QUEUE_TYPE: the %s queue has no consumers of their own (wanted: %s)",
+                 provider->name, name);
+        return EP_ENOTSUP;
+    }
+    return create(provider, cfg, name, out, err, errlen);
 }
 
 int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, char *err,

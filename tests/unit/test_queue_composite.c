@@ -49,9 +49,13 @@ static ep_queue_t *make(const char *providers, const char *strategy, int64_t siz
         EP_ASSERT_EQ(ep_queue_provider_register(&flaky), 0);
     }
     ep_config_defaults(&cfg);
-    cfg.queue_size = size;
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "%s", providers);
-    snprintf(cfg.composite_strategy, sizeof(cfg.composite_strategy), "%s", strategy);
+    {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld", (long long)size);
+        EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", v), 0);
+    }
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", providers), 0);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_STRATEGY", strategy), 0);
     if (ep_queue_create("composite", &cfg, &q, err, sizeof(err)) != 0) {
         EP__FAIL("create: %s", err);
     }
@@ -247,14 +251,14 @@ static void test_config_errors(void)
 
     ep_queue_destroy(make("memory", "fail-fast", 10)); /* registers the double */
     ep_config_defaults(&cfg);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory, bogus");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "memory, bogus"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(strstr(err, "COMPOSITE_PROVIDERS") && strstr(err, "bogus"));
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory,memory");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "memory,memory"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "composite");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "composite"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), " , ");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", " , "), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(q == NULL);
 }

@@ -25,7 +25,7 @@
 static void make_cfg(ep_config_t *cfg, const char *url)
 {
     ep_config_defaults(cfg);
-    snprintf(cfg->nats_url, sizeof(cfg->nats_url), "%s", url);
+    EP_ASSERT_EQ(ep_config_put(cfg, "NATS_URL", url), 0);
     cfg->max_attempts = 5;
     cfg->upstream_timeout_ms = 10000; /* a PubAck late on a loaded machine is no failure */
 }

@@ -28,6 +28,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,7 +38,44 @@
 #define CLAIM_WINDOW_S 3600
 #define CLAIM_CAPACITY 200000
 
-typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t;
+typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t; /* COMPOSITE_STRATEGY */
+
+/* The composite's settings (its table below), and the consumer name own_consumer gives it. */
+typedef struct {
+    char providers[128]; /* COMPOSITE_PROVIDERS */
+    int strategy;        /* COMPOSITE_STRATEGY: a strategy_t */
+    char consumer[32];   /* a consumer of its own for each child that has one ("": none) */
+} composite_opts_t;
+
+static const ep_opt_t composite_opt_rows[] = {
+    {EP_OPT_STR, "COMPOSITE_PROVIDERS", "composite-providers", "nats,kafka",
+     offsetof(composite_opts_t, providers), sizeof(((composite_opts_t *)0)->providers), 0, 0, NULL,
+     "providers of the composite queue"},
+    {EP_OPT_CHOICE, "COMPOSITE_STRATEGY", "composite-strategy", "fail-fast",
+     offsetof(composite_opts_t, strategy), 0, 0, 0, "fail-fast|best-effort",
+     "composite write strategy"},
+};
+
+static const ep_opt_table_t composite_options = {
+    .name = "composite",
+    .opts = composite_opt_rows,
+    .n_opts = sizeof(composite_opt_rows) / sizeof(composite_opt_rows[0]),
+    .size = sizeof(composite_opts_t),
+};
+
+static int composite_own_consumer(void *vopts, const char *name, char *err, size_t errlen)
+{
+    composite_opts_t *opts = vopts;
+
+    if (name[0] == '\0' || strlen(name) >= sizeof(opts->consumer)) {
+        snprintf(err, errlen, "COMPOSITE_PROVIDERS: consumer name '%s' is empty or too long", name);
+        return EP_EINVAL;
+    }
+    snprintf(opts->consumer, sizeof(opts->consumer), "%s", name);
+    return 0;
+}
+
+extern const ep_queue_provider_t ep_queue_composite_provider;
 
 typedef struct child_s {
     ep_queue_t *q;
@@ -549,6 +587,26 @@ static void composite_destroy(void *ctx)
 
 /* ------------------------------------------------------------ config */
 
+/* The providers a composite can wrap: any a QUEUE_TYPE can name, but a composite. */
+static int can_wrap(const ep_queue_provider_t *p)
+{
+    return p != NULL && !(p->flags & EP_QUEUE_F_INTERNAL) && p != &ep_queue_composite_provider;
+}
+
+static void wrappable_names(char *out, size_t len)
+{
+    ep_opt_table_t t[16];
+    size_t n = ep_queue_option_tables(t, 16), off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        if (can_wrap(ep_queue_provider_find(t[i].name))) {
+            int w = snprintf(out + off, len - off, "%s%s", off ? ", " : "", t[i].name);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+}
+
 static int parse_providers(const char *spec, char names[][32], int *count, char *err, size_t errlen)
 {
     const char *p = spec;
@@ -580,13 +638,10 @@ static int parse_providers(const char *spec, char names[][32], int *count, char 
         }
         memcpy(names[n], start, len);
         names[n][len] = '\0';
-        if (strcmp(names[n], "composite") == 0 || ep_queue_provider_find(names[n]) == NULL ||
-            strcmp(names[n], "forward") == 0) {
+        if (!can_wrap(ep_queue_provider_find(names[n]))) {
             char avail[160];
-            ep_queue_provider_names(avail, sizeof(avail));
-            snprintf(err, errlen,
-                     "COMPOSITE_PROVIDERS: unknown provider '%s' (use memory, disk, "
-                     "nats or kafka; built here: %s)",
+            wrappable_names(avail, sizeof(avail));
+            snprintf(err, errlen, "COMPOSITE_PROVIDERS: unknown provider '%s' (built here: %s)",
                      names[n], avail);
             return EP_ECONFIG;
         }
@@ -606,23 +661,37 @@ static int parse_providers(const char *spec, char names[][32], int *count, char 
     return 0;
 }
 
-static int composite_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+/* Its children, each made as a queue of its own from the same cfg; a consumer of their own when
+ * the composite was asked for one (own_consumer), for those children that have one. */
+static int create_child(const char *name, const ep_config_t *cfg, const char *consumer,
+                        ep_queue_t **out, char *err, size_t errlen)
 {
+    const ep_queue_provider_t *p = ep_queue_provider_find(name);
+
+    if (consumer[0] && p->own_consumer) {
+        return ep_queue_open_consumer(p, cfg, consumer, out, err, errlen);
+    }
+    return ep_queue_create_with(p, cfg, out, err, errlen);
+}
+
+static int composite_init(const ep_config_t *cfg, const void *vopts, void **out, char *err,
+                          size_t errlen)
+{
+    const composite_opts_t *opts = vopts;
     char names[MAX_CHILDREN][32];
     composite_t *c;
     int n = 0, rc;
 
     *out = NULL;
-    if ((rc = parse_providers(cfg->composite_providers, names, &n, err, errlen)) != 0) {
+    if ((rc = parse_providers(opts->providers, names, &n, err, errlen)) != 0) {
         return rc;
     }
     c = ep_calloc(1, sizeof(*c));
-    c->strategy = strcmp(cfg->composite_strategy, "best-effort") == 0 ? STRATEGY_BEST_EFFORT
-                                                                      : STRATEGY_FAIL_FAST;
+    c->strategy = opts->strategy;
     pthread_mutex_init(&c->start_mu, NULL);
     for (int k = 0; k < n; k++) {
         char cerr[256] = "";
-        rc = ep_queue_create(names[k], cfg, &c->child[k].q, cerr, sizeof(cerr));
+        rc = create_child(names[k], cfg, opts->consumer, &c->child[k].q, cerr, sizeof(cerr));
         if (rc != 0) {
             snprintf(err, errlen, "COMPOSITE_PROVIDERS: provider '%s': %s", names[k], cerr);
             for (int j = 0; j < k; j++) {
@@ -662,4 +731,6 @@ const ep_queue_provider_t ep_queue_composite_provider = {
     .destroy = composite_destroy,
     .dead_letter = composite_dead_letter,
     .lag_json = composite_lag_json,
+    .options = &composite_options,
+    .own_consumer = composite_own_consumer,
 };

@@ -47,8 +47,8 @@ typedef struct pub_cb_s {
     size_t n;
 } pub_cb_t;
 
-/* The queue directory's longest path (QUEUE_DIR's buffer in ep_config.h). */
-#define DISK_DIR_MAX sizeof(((ep_config_t *)0)->queue_dir)
+/* The queue directory's longest path (QUEUE_DIR's buffer, disk_opts_t in ep_queue_disk.c). */
+#define DISK_DIR_MAX 512
 
 typedef struct disk_ctx_s {
     char dir[DISK_DIR_MAX];

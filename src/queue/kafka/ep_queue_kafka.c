@@ -1043,8 +1043,10 @@ static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
 
 static void kafka_destroy(void *vctx);
 
-static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char *err,
+                      size_t errlen)
 {
+    const ep_kafka_opts_t *set = vset;
     kafka_ctx_t *ctx;
     rd_kafka_conf_t *conf = NULL, *cconf = NULL;
     char errstr[512];
@@ -1052,24 +1054,23 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
 
     *out = NULL;
     ep__kafka_tsan_link();
-    if (cfg->kafka_brokers[0] == '\0') {
+    if (set->brokers[0] == '\0') {
         snprintf(err, errlen, "KAFKA_BROKERS: empty (host:port,...)");
         return EP_ECONFIG;
     }
-    if (cfg->kafka_topic[0] == '\0') {
+    if (set->topic[0] == '\0') {
         snprintf(err, errlen, "KAFKA_TOPIC: empty");
         return EP_ECONFIG;
     }
     ctx = ep_calloc(1, sizeof(*ctx));
-    snprintf(ctx->brokers, sizeof(ctx->brokers), "%s", cfg->kafka_brokers);
-    snprintf(ctx->topic, sizeof(ctx->topic), "%s", cfg->kafka_topic);
+    snprintf(ctx->brokers, sizeof(ctx->brokers), "%s", set->brokers);
+    snprintf(ctx->topic, sizeof(ctx->topic), "%s", set->topic);
     snprintf(ctx->dlq_topic, sizeof(ctx->dlq_topic), "%s",
-             cfg->kafka_dlq_topic[0] ? cfg->kafka_dlq_topic : "diplom-messages-dlq");
-    snprintf(ctx->group, sizeof(ctx->group), "%s",
-             cfg->kafka_group[0] ? cfg->kafka_group : "processor-group");
+             set->dlq_topic[0] ? set->dlq_topic : "diplom-messages-dlq");
+    snprintf(ctx->group, sizeof(ctx->group), "%s", set->group[0] ? set->group : "processor-group");
     snprintf(ctx->client_id, sizeof(ctx->client_id), "%s",
-             cfg->kafka_client_id[0] ? cfg->kafka_client_id : "eventpipe");
-    ctx->partitions = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 1;
+             set->client_id[0] ? set->client_id : "eventpipe");
+    ctx->partitions = set->partitions > 0 ? set->partitions : 1;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
     atomic_init(&ctx->brokers_up, -1);
     pthread_mutex_init(&ctx->cons_lock, NULL);
@@ -1091,7 +1092,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
     if (rc != 0) {
         goto err;
     }
-    rc = ep__kafka_producer_conf(ctx, cfg, &conf, err, errlen);
+    rc = ep__kafka_producer_conf(ctx, cfg, set, &conf, err, errlen);
     if (rc != 0) {
         goto err;
     }
@@ -1140,8 +1141,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
     }
     ctx->mon_started = 1;
     ep_log_info(LOG, "producer to %s, topic %s (compression %s, linger %d ms, batch %d)",
-                ctx->brokers, ctx->topic, cfg->kafka_compression, cfg->kafka_linger_ms,
-                cfg->kafka_batch_size);
+                ctx->brokers, ctx->topic, set->compression, set->linger_ms, set->batch_size);
     *out = ctx;
     return 0;
 
@@ -1561,4 +1561,6 @@ const ep_queue_provider_t ep_queue_kafka_provider = {
     .destroy = kafka_destroy,
     .dead_letter = kafka_dead_letter,
     .lag_json = kafka_lag_json,
+    .options = &ep__kafka_options,
+    .own_consumer = ep__kafka_own_consumer,
 };

@@ -21,6 +21,25 @@
 #include <stdint.h>
 
 /* A KAFKA_<X> variable passed through to librdkafka as property x (lowercase, '_' -> '.'). */
+/* The provider's settings (its table, ep__kafka_options, in ep_queue_kafka_config.c). */
+typedef struct ep_kafka_opts_s {
+    char brokers[256];    /* KAFKA_BROKERS (seed 003: KAFKA_BROKER_LIST) */
+    char topic[128];      /* KAFKA_TOPIC */
+    char group[128];      /* KAFKA_CONSUMER_GROUP */
+    char compression[16]; /* KAFKA_COMPRESSION */
+    int partitions;       /* KAFKA_PARTITIONS of a topic created here */
+    int max_retries;      /* KAFKA_MAX_RETRIES */
+    int batch_size;       /* KAFKA_BATCH_SIZE */
+    int linger_ms;        /* KAFKA_LINGER_MS */
+    char client_id[64];   /* KAFKA_CLIENT_ID */
+    char dlq_topic[128];  /* KAFKA_DLQ_TOPIC */
+} ep_kafka_opts_t;
+
+extern const ep_opt_table_t ep__kafka_options;
+
+/* Makes opts those of a group of its own: "<KAFKA_CONSUMER_GROUP>-<name>" (own_consumer). */
+int ep__kafka_own_consumer(void *opts, const char *name, char *err, size_t errlen);
+
 typedef struct kafka_prop_s {
     char *name;  /* librdkafka property, e.g. "sasl.mechanism" */
     char *value; /* as given */
@@ -135,8 +154,8 @@ void ep__kafka_props_free(kafka_prop_t *props, size_t n);
  * retries, bounded message timeout) with the passthrough properties applied
  * last. Returns 0 and a conf owned by the caller, or EP_ECONFIG with a message.
  */
-int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_conf_t **out,
-                            char *err, size_t errlen);
+int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_kafka_opts_t *opts,
+                            rd_kafka_conf_t **out, char *err, size_t errlen);
 
 /**
  * Builds the consumer's configuration (group, manual commits, earliest reset),

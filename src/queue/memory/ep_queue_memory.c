@@ -22,6 +22,7 @@
 #include "base/ep_time.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -95,24 +96,41 @@ static int handed_out(mem_ctx_t *ctx, ep_event_t **out, size_t n)
     return (int)n;
 }
 
-static int mem_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+/* The memory queue's settings (its table below). */
+typedef struct {
+    int64_t size; /* QUEUE_SIZE */
+} mem_opts_t;
+
+static const ep_opt_t mem_opt_rows[] = {
+    {EP_OPT_I64, "QUEUE_SIZE", "queue-size", "1000", offsetof(mem_opts_t, size), 0, 1, 100000000,
+     NULL, "capacity of the memory queue in events (memory only)"},
+};
+
+static const ep_opt_table_t mem_options = {
+    .name = "memory",
+    .opts = mem_opt_rows,
+    .n_opts = sizeof(mem_opt_rows) / sizeof(mem_opt_rows[0]),
+    .size = sizeof(mem_opts_t),
+};
+
+static int mem_init(const ep_config_t *cfg, const void *vopts, void **out, char *err, size_t errlen)
 {
+    const mem_opts_t *opts = vopts;
     mem_ctx_t *ctx;
     int rc;
 
     *out = NULL;
-    if (cfg->queue_size < 1) {
-        snprintf(err, errlen, "QUEUE_SIZE must be at least 1 (got %lld)",
-                 (long long)cfg->queue_size);
+    if (opts->size < 1) {
+        snprintf(err, errlen, "QUEUE_SIZE must be at least 1 (got %lld)", (long long)opts->size);
         return EP_ECONFIG;
     }
-    if ((uint64_t)cfg->queue_size > EP_MPMC_MAX_CAPACITY) {
+    if ((uint64_t)opts->size > EP_MPMC_MAX_CAPACITY) {
         snprintf(err, errlen, "QUEUE_SIZE must be at most %zu (got %lld)", EP_MPMC_MAX_CAPACITY,
-                 (long long)cfg->queue_size);
+                 (long long)opts->size);
         return EP_ECONFIG;
     }
     ctx = ep_calloc(1, sizeof(*ctx));
-    rc = ep_mpmc_create((size_t)cfg->queue_size, &ctx->ring);
+    rc = ep_mpmc_create((size_t)opts->size, &ctx->ring);
     if (rc != 0) {
         snprintf(err, errlen, "memory queue: %s", ep_strerror(rc));
         goto err;
@@ -125,7 +143,7 @@ static int mem_init(const ep_config_t *cfg, void **out, char *err, size_t errlen
      */
     ep_mpmc_set_linger(ctx->ring, LINGER_US, LINGER_WAKE_BATCH);
     pthread_mutex_init(&ctx->lock, NULL);
-    ctx->capacity = cfg->queue_size;
+    ctx->capacity = opts->size;
     atomic_init(&ctx->redeliver_n, 0);
     atomic_init(&ctx->enqueued, 0);
     atomic_init(&ctx->rejected_full, 0);
@@ -356,4 +374,5 @@ const ep_queue_provider_t ep_queue_memory_provider = {
     .flush = NULL,
     .close = mem_close,
     .destroy = mem_destroy,
+    .options = &mem_options,
 };

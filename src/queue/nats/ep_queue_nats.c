@@ -173,7 +173,7 @@ void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
 
     if (pa == NULL) {
         rc = pae ? puback_error(pae) : EP_EUNAVAIL;
-        ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+        ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->set.subject,
                             pae && pae->ErrText ? pae->ErrText
                                                 : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
     }
@@ -196,13 +196,13 @@ void ep__nats_fail_pending(ep_nats_ctx_t *ctx, natsMsg *msg, int err)
 
 /* ------------------------------------------------------------ provider operations */
 
-static int nats_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+static int nats_init(const ep_config_t *cfg, const void *set, void **out, char *err, size_t errlen)
 {
     ep_nats_ctx_t *ctx = NULL;
     int rc;
 
     *out = NULL;
-    rc = ep__nats_ctx_create(cfg, &ctx, err, errlen);
+    rc = ep__nats_ctx_create(cfg, set, &ctx, err, errlen);
     if (rc == 0) {
         *out = ctx;
     }
@@ -240,7 +240,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     }
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
-        ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->set.url);
         ep_counter_add(&ctx->publish_refused, n);
         return EP_EUNAVAIL;
     }
@@ -255,7 +255,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         b->slots[i].idx = (uint32_t)i;
         b->slots[i].next = NULL;
         b->status[i] = 0;
-        b->slots[i].msg = build_msg(ctx->cfg.nats_subject, evs[i], &buf);
+        b->slots[i].msg = build_msg(ctx->set.subject, evs[i], &buf);
         if (b->slots[i].msg == NULL) {
             rc = EP_ENOMEM;
             break;
@@ -304,7 +304,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
             for (size_t j = 0; j < n; j++) {
                 natsMsg_Destroy(b->slots[j].msg);
             }
-            ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+            ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->set.subject,
                                 natsStatus_GetText(s));
             ep_free(b);
             rc = publish_error(s);
@@ -344,8 +344,8 @@ static int dlq_publish(ep_nats_ctx_t *ctx, natsMsg *m, const char *msg_id)
     s = js_PublishMsg(&pa, ctx->js, m, &po, &jerr);
     jsPubAck_Destroy(pa);
     if (s != NATS_OK) {
-        ep__nats_note_error(ctx, "NATS dead-letter publish to %s failed: %s",
-                            ctx->cfg.nats_dlq_subject, natsStatus_GetText(s));
+        ep__nats_note_error(ctx, "NATS dead-letter publish to %s failed: %s", ctx->set.dlq_subject,
+                            natsStatus_GetText(s));
         return EP_EUNAVAIL;
     }
     return 0;
@@ -380,15 +380,14 @@ static void poison_out(ep_nats_ctx_t *ctx, natsMsg *msg, const char *reason, uin
     char msg_id[160];
 
     ep_counter_add(&ctx->poison, 1);
-    if (natsMsg_Create(&m, ctx->cfg.nats_dlq_subject, NULL, natsMsg_GetData(msg),
+    if (natsMsg_Create(&m, ctx->set.dlq_subject, NULL, natsMsg_GetData(msg),
                        natsMsg_GetDataLength(msg)) == NATS_OK) {
         dlq_headers(m, msg, reason, attempts, msg_id, sizeof(msg_id));
         if (dlq_publish(ctx, m, msg_id[0] ? msg_id : NULL) == 0) {
             natsMsg_Term(msg, NULL);
             natsMsg_Destroy(m);
             natsMsg_Destroy(msg);
-            ep__nats_note_error(ctx, "NATS message moved to %s: %s", ctx->cfg.nats_dlq_subject,
-                                reason);
+            ep__nats_note_error(ctx, "NATS message moved to %s: %s", ctx->set.dlq_subject, reason);
             return;
         }
         natsMsg_Destroy(m);
@@ -525,8 +524,8 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         ctx->consumer_ok = 0;
         if (ep__nats_connected(ctx)) {
             /* While disconnected the disconnection itself was logged. */
-            ep__nats_note_error(ctx, "NATS fetch from consumer %s failed: %s",
-                                ctx->cfg.nats_durable, why && *why ? why : natsStatus_GetText(s));
+            ep__nats_note_error(ctx, "NATS fetch from consumer %s failed: %s", ctx->set.durable,
+                                why && *why ? why : natsStatus_GetText(s));
         }
     }
     pthread_mutex_unlock(&ctx->fetch_lock);
@@ -615,7 +614,7 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
 
     for (size_t i = 0; i < n; i++) {
         ep_event_t *ev = evs[i];
-        natsMsg *orig = ev->qh, *m = build_msg(ctx->cfg.nats_dlq_subject, ev, &buf);
+        natsMsg *orig = ev->qh, *m = build_msg(ctx->set.dlq_subject, ev, &buf);
         int rc = EP_ENOMEM;
 
         if (m != NULL) {
@@ -692,7 +691,7 @@ static void nats_stats_json(void *vctx, ep_buf_t *out)
     put_server(ctx, out);
     ep_buf_printf(
         out, ",\"stream_ready\":%s,\"stream\":", atomic_load(&ctx->stream_ok) ? "true" : "false");
-    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_put_json_str(out, ctx->set.stream, strlen(ctx->set.stream));
     ep_buf_printf(out,
                   ",\"stream_messages\":%" PRId64 ",\"pending\":%" PRId64
                   ",\"ack_pending\":%" PRId64 ",\"redelivered\":%" PRId64
@@ -713,9 +712,9 @@ static void nats_lag_json(void *vctx, ep_buf_t *out)
                   "{\"total\":%" PRId64 ",\"pending\":%" PRId64 ",\"ack_pending\":%" PRId64
                   ",\"stream\":",
                   pending, pending, atomic_load(&ctx->num_ack_pending));
-    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_put_json_str(out, ctx->set.stream, strlen(ctx->set.stream));
     ep_buf_puts(out, ",\"durable\":");
-    ep_buf_put_json_str(out, ctx->cfg.nats_durable, strlen(ctx->cfg.nats_durable));
+    ep_buf_put_json_str(out, ctx->set.durable, strlen(ctx->set.durable));
     ep_buf_putc(out, '}');
 }
 
@@ -728,12 +727,12 @@ static int nats_ready(void *vctx, char *reason, size_t len)
         return 0;
     }
     if (!ep__nats_connected(ctx)) {
-        snprintf(reason, len, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        snprintf(reason, len, "NATS disconnected from %s: reconnecting", ctx->set.url);
         return 0;
     }
     if (!atomic_load(&ctx->stream_ok)) {
         pthread_mutex_lock(&ctx->lock);
-        snprintf(reason, len, "NATS stream %s not confirmed yet (%s)", ctx->cfg.nats_stream,
+        snprintf(reason, len, "NATS stream %s not confirmed yet (%s)", ctx->set.stream,
                  ctx->last_error);
         pthread_mutex_unlock(&ctx->lock);
         return 0;
@@ -785,4 +784,6 @@ const ep_queue_provider_t ep_queue_nats_provider = {
     .destroy = nats_destroy,
     .dead_letter = nats_dead_letter,
     .lag_json = nats_lag_json,
+    .options = &ep__nats_options,
+    .own_consumer = ep__nats_own_consumer,
 };
