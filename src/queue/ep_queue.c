@@ -1,4 +1,5 @@
 #include "queue/ep_queue.h"
+#include "base/ep_counter.h"
 #include "base/ep_error.h"
 #include "base/ep_mem.h"
 
@@ -194,6 +195,25 @@ int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, 
         return EP_EINVAL;
     }
     return ep_queue_create_with(p, cfg, out, err, errlen);
+}
+
+void ep_queue_counters_read(ep_queue_counters_t *c, ep_queue_stats_t *st)
+{
+    int64_t in_flight;
+
+    memset(st, 0, sizeof(*st));
+    /* The later-stage counters first, so in_flight errs on the high side, not negative. */
+    st->acked = ep_counter_get(&c->acked);
+    st->nacked = ep_counter_get(&c->nacked);
+    st->lost = ep_counter_get(&c->lost);
+    st->dequeued = ep_counter_get(&c->dequeued);
+    st->enqueued = ep_counter_get(&c->enqueued);
+    st->rejected_full = ep_counter_get(&c->rejected_full);
+    st->rejected_unavailable = ep_counter_get(&c->rejected_unavailable);
+    st->size = -1;
+    st->capacity = -1;
+    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 void ep_queue_destroy(ep_queue_t *q)

@@ -1,6 +1,7 @@
 #ifndef EP_QUEUE_H
 #define EP_QUEUE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +54,31 @@ typedef struct ep_queue_stats_s {
                                     * broker unreachable, timed out, closed, refused */
     uint64_t lost; /* acknowledged events skipped without being processed (Kafka: offset reset) */
 } ep_queue_stats_t;
+
+/*
+ * The counters behind ep_queue_stats_t that every provider keeps, bumped once
+ * per batch (ep_counter_add). Publisher and consumer sides are a full cache line
+ * apart, so publishing threads and workers do not write the same line.
+ */
+#define EP_QUEUE_CACHE_LINE 64
+
+typedef struct ep_queue_counters_s {
+    _Atomic uint64_t enqueued; /* publisher side */
+    _Atomic uint64_t rejected_full;
+    _Atomic uint64_t rejected_unavailable;
+    char pad[EP_QUEUE_CACHE_LINE];
+    _Atomic uint64_t dequeued; /* consumer side */
+    _Atomic uint64_t acked;
+    _Atomic uint64_t nacked;
+    _Atomic uint64_t lost;
+} ep_queue_counters_t;
+
+/**
+ * Fills st from c: every counter, in_flight = dequeued - acked - nacked (read in
+ * that order, so it errs on the high side; never below 0), size and capacity -1
+ * (unknown: the provider sets what it knows after the call). Thread-safe.
+ */
+void ep_queue_counters_read(ep_queue_counters_t *c, ep_queue_stats_t *st);
 
 /**
  * Publish completion: status[i] is 0 or a negative EP_E* for evs[i] of the

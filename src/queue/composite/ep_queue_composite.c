@@ -17,6 +17,7 @@
  * without processing. A nack forgets the claim, so whichever copy comes next is
  * processed (at-least-once).
  */
+#include "base/ep_counter.h"
 #include "event/ep_dedup.h"
 #include "base/ep_error.h"
 #include "base/ep_log.h"
@@ -97,8 +98,8 @@ typedef struct composite_s {
     int pumps_started;
     atomic_int closed;
     atomic_int pumps_running;
-    atomic_uint_fast64_t enqueued, rejected, dequeued, acked, nacked, deduped;
-    atomic_uint_fast64_t rejected_unavailable; /* rejected: EP_EFULL; this: any other error */
+    ep_queue_counters_t counts; /* rejected_full: EP_EFULL; rejected_unavailable: any other error */
+    atomic_uint_fast64_t deduped;
 } composite_t;
 
 /* One publish call fanned out to the children. */
@@ -135,9 +136,9 @@ static void fan_finish(fan_t *f)
         ok += status[i] == 0;
         full += status[i] == EP_EFULL;
     }
-    atomic_fetch_add_explicit(&c->enqueued, ok, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->rejected, full, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->rejected_unavailable, f->n - ok - full, memory_order_relaxed);
+    ep_counter_add(&c->counts.enqueued, ok);
+    ep_counter_add(&c->counts.rejected_full, full);
+    ep_counter_add(&c->counts.rejected_unavailable, f->n - ok - full);
     if (f->cb) {
         f->cb(f->arg, f->n, status);
     }
@@ -331,7 +332,7 @@ static int composite_consume(void *ctx, ep_event_t **out, size_t max, int timeou
     start_pumps(c);
     n = ep_mpmc_pop_batch(c->inbox, (void **)out, max, timeout_ms);
     if (n > 0) {
-        atomic_fetch_add_explicit(&c->dequeued, (uint64_t)n, memory_order_relaxed);
+        ep_counter_add(&c->counts.dequeued, (uint64_t)n);
     }
     return n;
 }
@@ -405,7 +406,7 @@ static int composite_ack(void *ctx, ep_event_t **evs, size_t n)
 {
     composite_t *c = ctx;
 
-    atomic_fetch_add_explicit(&c->acked, n, memory_order_relaxed);
+    ep_counter_add(&c->counts.acked, n);
     return per_child(c, evs, n, do_ack, NULL);
 }
 
@@ -413,7 +414,7 @@ static int composite_nack(void *ctx, ep_event_t **evs, size_t n, int delay_ms)
 {
     composite_t *c = ctx;
 
-    atomic_fetch_add_explicit(&c->nacked, n, memory_order_relaxed);
+    ep_counter_add(&c->counts.nacked, n);
     return per_child(c, evs, n, do_nack, &delay_ms);
 }
 
@@ -430,13 +431,7 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
     int64_t size = 0;
     int unknown = 0;
 
-    memset(st, 0, sizeof(*st));
-    st->enqueued = atomic_load(&c->enqueued);
-    st->rejected_full = atomic_load(&c->rejected);
-    st->rejected_unavailable = atomic_load(&c->rejected_unavailable);
-    st->dequeued = atomic_load(&c->dequeued);
-    st->acked = atomic_load(&c->acked);
-    st->nacked = atomic_load(&c->nacked);
+    ep_queue_counters_read(&c->counts, st);
     for (int k = 0; k < c->n; k++) {
         ep_queue_stats_t cs;
         ep_queue_stats(c->child[k].q, &cs);
@@ -448,8 +443,6 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
         }
     }
     st->size = unknown ? -1 : size + (int64_t)ep_mpmc_size(c->inbox);
-    st->capacity = -1;
-    st->in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
 }
 
 static void composite_stats_json(void *ctx, ep_buf_t *out)

@@ -338,7 +338,7 @@ static int disk_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed) + bytes >
             ctx->retention_bytes) {
         rc = EP_EFULL;
-        ep_counter_add(&ctx->rejected_full, n);
+        ep_counter_add(&ctx->counts.rejected_full, n);
     }
     if (rc != 0) {
         /* All or nothing: the batch leaves no trace. */

@@ -128,7 +128,8 @@ typedef struct disk_ctx_s {
     int dlq_fd;
 
     /* Counters (relaxed atomics). */
-    _Atomic uint64_t enqueued, dequeued, acked, nacked, rejected_full, dlq_records;
+    ep_queue_counters_t counts;
+    _Atomic uint64_t dlq_records;
     _Atomic uint64_t fsyncs, synced_events;
     _Atomic int64_t unacked_bytes;
     _Atomic uint64_t next_seq_pub, read_seq_pub, floor_pub, rd_n;

@@ -145,7 +145,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
         call->status[slot->idx] = rc;
         if (rc != 0 && rc != EP_EFULL) {
-            ep_counter_add(&ctx->rejected_unavail, 1);
+            ep_counter_add(&ctx->counts.rejected_unavailable, 1);
         }
         if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
             publish_done(call);
@@ -359,7 +359,7 @@ static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
 /* Counts and reports records an offset reset skipped. */
 static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
 {
-    ep_counter_add(&ctx->lost, (uint64_t)n);
+    ep_counter_add(&ctx->counts.lost, (uint64_t)n);
     ep_counter_add(&ctx->lost_resets, 1);
     set_last_error(ctx,
                    "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
@@ -1035,7 +1035,7 @@ static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
     for (size_t i = 0; i < n; i++) {
         out[i]->attempts++;
     }
-    ep_counter_add(&ctx->dequeued, n);
+    ep_counter_add(&ctx->counts.dequeued, n);
     return (int)n;
 }
 
@@ -1170,7 +1170,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
          * would only wait for message.timeout.ms to fail the same way.
          */
         ep_counter_add(&ctx->rejected_down, n);
-        ep_counter_add(&ctx->rejected_unavail, n);
+        ep_counter_add(&ctx->counts.rejected_unavailable, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1204,7 +1204,8 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
     if (produced == 0) {
         /* Nothing queued: the caller keeps the events and no callback runs. */
         ep_free(call);
-        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n);
+        ep_counter_add(
+            rc == EP_EFULL ? &ctx->counts.rejected_full : &ctx->counts.rejected_unavailable, n);
         return rc;
     }
     if (produced < n) {
@@ -1212,10 +1213,12 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         for (size_t i = produced; i < n; i++) {
             call->status[i] = rc;
         }
-        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n - produced);
+        ep_counter_add(rc == EP_EFULL ? &ctx->counts.rejected_full
+                                      : &ctx->counts.rejected_unavailable,
+                       n - produced);
         atomic_fetch_sub_explicit(&call->pending, n - produced, memory_order_acq_rel);
     }
-    ep_counter_add(&ctx->enqueued, produced);
+    ep_counter_add(&ctx->counts.enqueued, produced);
     /* The records hold copies: the events are done with. */
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
@@ -1320,7 +1323,7 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     return 0;
 }
 
@@ -1333,7 +1336,7 @@ static int kafka_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     ep_redeliver_add(&ctx->retry, evs, n, not_before);
     atomic_fetch_add(&ctx->retry_n, n);
     pthread_mutex_unlock(&ctx->state_lock);
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     return 0;
 }
 
@@ -1385,21 +1388,10 @@ static int kafka_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char 
 static void kafka_stats(void *vctx, ep_queue_stats_t *st)
 {
     kafka_ctx_t *ctx = vctx;
-    int64_t in_flight;
 
-    memset(st, 0, sizeof(*st));
-    st->acked = ep_counter_get(&ctx->acked);
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
-    st->rejected_unavailable = ep_counter_get(&ctx->rejected_unavail);
-    st->lost = ep_counter_get(&ctx->lost);
+    ep_queue_counters_read(&ctx->counts, st);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
-    st->capacity = -1;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 static void kafka_stats_json(void *vctx, ep_buf_t *out)
@@ -1425,7 +1417,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
                   ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
-                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->lost),
+                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->counts.lost),
                   ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),
                   ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->commits),
                   rd_kafka_outq_len(ctx->prod));

@@ -123,19 +123,14 @@ typedef struct kafka_ctx_s {
     _Atomic int closed;
 
     /* Counters. */
-    _Atomic uint64_t enqueued;
-    _Atomic uint64_t rejected_full;
-    _Atomic uint64_t rejected_down;    /* publishes refused at once: every broker known down */
-    _Atomic uint64_t rejected_unavail; /* publishes failed for another reason than full */
+    ep_queue_counters_t counts;     /* rejected_unavailable: failed for another reason than full;
+                                     * lost: records skipped by an offset reset, never processed */
+    _Atomic uint64_t rejected_down; /* publishes refused at once: every broker known down */
     _Atomic uint64_t delivered;
     _Atomic uint64_t delivery_failed;
-    _Atomic uint64_t dequeued;
-    _Atomic uint64_t acked;
-    _Atomic uint64_t nacked;
     _Atomic uint64_t poison;
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t commits;
-    _Atomic uint64_t lost;        /* records skipped by an offset reset, never processed */
     _Atomic uint64_t lost_resets; /* offset resets that skipped records */
 } kafka_ctx_t;
 

@@ -111,8 +111,9 @@ static void batch_finish(ep_nats_ctx_t *ctx, ep_nats_batch_t *b)
         ok += b->status[i] == 0;
         full += b->status[i] == EP_EFULL;
     }
-    ep_counter_add(&ctx->enqueued, ok);
-    ep_counter_add(&ctx->rejected_full, full);
+    ep_counter_add(&ctx->counts.enqueued, ok);
+    ep_counter_add(&ctx->counts.rejected_full, full);
+    ep_counter_add(&ctx->counts.rejected_unavailable, b->n - ok - full);
     ep_counter_add(&ctx->publish_failed, b->n - ok - full);
     if (b->cb) {
         b->cb(b->arg, b->n, b->status);
@@ -241,7 +242,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
         ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->set.url);
-        ep_counter_add(&ctx->publish_refused, n);
+        ep_counter_add(&ctx->counts.rejected_unavailable, n);
         return EP_EUNAVAIL;
     }
     b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
@@ -308,7 +309,8 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
                                 natsStatus_GetText(s));
             ep_free(b);
             rc = publish_error(s);
-            ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
+            ep_counter_add(
+                rc == EP_EFULL ? &ctx->counts.rejected_full : &ctx->counts.rejected_unavailable, n);
             return rc;
         }
         {
@@ -539,7 +541,7 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     }
     got = take_msgs(ctx, &list, out, 0);
     natsMsgList_Destroy(&list);
-    ep_counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->counts.dequeued, got);
     return (int)got;
 }
 
@@ -570,7 +572,7 @@ static int nats_ack(void *vctx, ep_event_t **evs, size_t n)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     if (failed) {
         ep_counter_add(&ctx->ack_failed, failed);
         ep__nats_note_error(
@@ -595,7 +597,7 @@ static int nats_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     return 0;
 }
 
@@ -628,9 +630,10 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
         if (rc == 0) {
             natsMsg_Ack(orig, NULL);
             ep_counter_add(&ctx->dead_lettered, 1);
+            ep_counter_add(&ctx->counts.acked, 1); /* done with, as an ack */
         } else {
             natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
-            ep_counter_add(&ctx->nacked, 1);
+            ep_counter_add(&ctx->counts.nacked, 1);
         }
         natsMsg_Destroy(orig);
         ep_event_destroy(ev);
@@ -643,25 +646,12 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
 static void nats_stats(void *vctx, ep_queue_stats_t *st)
 {
     ep_nats_ctx_t *ctx = vctx;
-    int64_t in_flight;
-    uint64_t done;
 
-    memset(st, 0, sizeof(*st));
-    done = ep_counter_get(&ctx->acked) + ep_counter_get(&ctx->dead_lettered);
-    st->acked = done;
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
-    st->rejected_unavailable =
-        ep_counter_get(&ctx->publish_failed) + ep_counter_get(&ctx->publish_refused);
+    ep_queue_counters_read(&ctx->counts, st);
     /* While disconnected the last figure is stale: unknown. */
     st->size = ep__nats_connected(ctx)
                    ? atomic_load_explicit(&ctx->num_pending, memory_order_relaxed)
                    : -1;
-    st->capacity = -1;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 /* Appends the server in use (of the NATS_URL list), without user or password, or null. */

@@ -104,13 +104,9 @@ typedef struct ep_nats_ctx_s {
     _Atomic int64_t num_redelivered;
 
     /* Counters (relaxed). */
-    _Atomic uint64_t enqueued;
-    _Atomic uint64_t rejected_full;
-    _Atomic uint64_t publish_failed;  /* PubAck errors other than full */
-    _Atomic uint64_t publish_refused; /* publish calls refused at once, not full (events) */
-    _Atomic uint64_t dequeued;
-    _Atomic uint64_t acked;
-    _Atomic uint64_t nacked;
+    ep_queue_counters_t counts;      /* acked counts the dead-lettered too; rejected_unavailable
+                                      * the failed and the refused (not full) publishes */
+    _Atomic uint64_t publish_failed; /* PubAck errors other than full */
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t poison;
     _Atomic uint64_t ack_failed;
