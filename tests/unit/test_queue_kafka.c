@@ -1002,6 +1002,41 @@ static void test_passthrough(void)
     mock_stop(&m);
 }
 
+/*
+ * KAFKA_REPLICATION_FACTOR of the topics eventpipe creates (issue 18): as given when the
+ * cluster has that many brokers, refused (-1) when not; by default as many replicas as
+ * brokers, at most 3. (librdkafka 2.0's mock cluster names no controller, so its
+ * CreateTopics cannot be exercised here.)
+ */
+static void test_replication_factor(void)
+{
+    static const struct {
+        int setting, brokers, want;
+    } rows[] = {
+        {0, 1, 1}, {0, 3, 3}, {0, 5, 3}, {0, 0, 1}, {2, 3, 2}, {3, 3, 3}, {4, 3, -1}, {3, 1, -1},
+    };
+    ep_config_t cfg;
+    ep_kafka_opts_t opts;
+    char err[256] = "";
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK(ep__kafka_replication(rows[i].setting, rows[i].brokers) == rows[i].want,
+              "setting %d on %d brokers: %d, want %d", rows[i].setting, rows[i].brokers,
+              ep__kafka_replication(rows[i].setting, rows[i].brokers), rows[i].want);
+    }
+    ep_config_defaults(&cfg);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(opts.replication, 0);
+    EP_ASSERT_EQ(opts.partitions, 6);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_REPLICATION_FACTOR", "3"), 0);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(opts.replication, 3);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_REPLICATION_FACTOR", "-1"), 0);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)),
+                 EP_ECONFIG);
+    EP_ASSERT(strncmp(err, "KAFKA_REPLICATION_FACTOR: ", 26) == 0);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_round_trip),
     EP_TEST(test_key_user_id),
@@ -1016,6 +1051,7 @@ EP_TEST_LIST = {
     EP_TEST(test_offset_reset_counts_lost),
     EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
     EP_TEST(test_passthrough),
+    EP_TEST(test_replication_factor), /* no cluster */
     EP_TEST_END,
 };
 

@@ -682,7 +682,16 @@ static void *poll_main(void *arg)
     return NULL;
 }
 
-/* Creates name with the configured partition count if the cluster lacks it. */
+int ep__kafka_replication(int setting, int brokers)
+{
+    if (setting > 0) {
+        return setting <= brokers ? setting : -1;
+    }
+    return brokers < 1 ? 1 : brokers < REPLICATION_MAX ? brokers : REPLICATION_MAX;
+}
+
+/* Creates the topics with KAFKA_PARTITIONS and KAFKA_REPLICATION_FACTOR if the cluster lacks them.
+ */
 static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
@@ -701,7 +710,7 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         set_last_error(ctx, "metadata: %s", rd_kafka_err2str(err));
         return ep__kafka_err(err);
     }
-    rf = md->broker_cnt < REPLICATION_MAX ? md->broker_cnt : REPLICATION_MAX;
+    rf = ep__kafka_replication(ctx->replication, md->broker_cnt);
     if (atomic_load(&ctx->brokers_up) <= 0) {
         atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
     }
@@ -727,6 +736,17 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         }
         n_new++;
     }
+    if (n_new > 0 && rf < 0) {
+        /* The cluster would refuse it: say why, and stay not ready until brokers join. */
+        set_last_error(ctx,
+                       "KAFKA_REPLICATION_FACTOR: %d is more than the %d brokers of the cluster",
+                       ctx->replication, md->broker_cnt);
+        atomic_store(&ctx->topics_refused, 1);
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_NewTopic_destroy_array(nt, (size_t)n_new);
+        return EP_EUNAVAIL;
+    }
+    atomic_store(&ctx->topics_refused, 0);
     rd_kafka_metadata_destroy(md);
     if (n_new == 0) {
         return 0;
@@ -1071,6 +1091,7 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
     snprintf(ctx->client_id, sizeof(ctx->client_id), "%s",
              set->client_id[0] ? set->client_id : "eventpipe");
     ctx->partitions = set->partitions > 0 ? set->partitions : 1;
+    ctx->replication = set->replication;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
     atomic_init(&ctx->brokers_up, -1);
     pthread_mutex_init(&ctx->cons_lock, NULL);
@@ -1114,6 +1135,17 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
         rc = EP_ECONFIG;
         goto err;
     }
+    /*
+     * One bounded attempt now; the monitor thread keeps trying if the cluster is not there.
+     * Before the topic handles: their metadata requests would let a broker that auto-creates
+     * topics make them with its own defaults instead of KAFKA_PARTITIONS and
+     * KAFKA_REPLICATION_FACTOR.
+     */
+    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
+        atomic_store(&ctx->topics_ok, 1);
+    } else {
+        ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
+    }
     ctx->prod_topic = rd_kafka_topic_new(ctx->prod, ctx->topic, NULL);
     ctx->dlq_rkt = rd_kafka_topic_new(ctx->prod, ctx->dlq_topic, NULL);
     if (ctx->prod_topic == NULL || ctx->dlq_rkt == NULL) {
@@ -1121,12 +1153,6 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
                  ctx->dlq_topic, rd_kafka_err2str(rd_kafka_last_error()));
         rc = EP_ECONFIG;
         goto err;
-    }
-    /* One bounded attempt now; the monitor thread keeps trying if the cluster is not there. */
-    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
-        atomic_store(&ctx->topics_ok, 1);
-    } else {
-        ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
     }
     if ((rc = pthread_create(&ctx->poll_tid, NULL, poll_main, ctx)) != 0) {
         snprintf(err, errlen, "kafka: cannot start the poll thread: %s", strerror(rc));
@@ -1443,6 +1469,8 @@ static int kafka_ready(void *vctx, char *reason, size_t len)
         why = "fatal producer error";
     } else if (ctx->cons_err[0] && atomic_load(&ctx->cons) == NULL) {
         why = "consumer could not be created";
+    } else if (atomic_load(&ctx->topics_refused)) {
+        why = "cannot create its topics";
     } else if (atomic_load(&ctx->brokers_up) > 0) {
         return 1;
     }

@@ -62,6 +62,10 @@ static const ep_opt_t kafka_opt_rows[] = {
      "none|gzip|snappy|lz4|zstd", "Kafka producer compression"},
     {EP_OPT_INT, "KAFKA_PARTITIONS", "kafka-partitions", "6", N(partitions), 1, 100000, NULL,
      "partitions of a topic eventpipe creates"},
+    {EP_OPT_INT, "KAFKA_REPLICATION_FACTOR", "kafka-replication-factor", "0", N(replication), 0,
+     1000, NULL,
+     "replicas of each partition of a topic eventpipe creates (0: as many as brokers, at "
+     "most 3)"},
     {EP_OPT_INT, "KAFKA_MAX_RETRIES", "kafka-max-retries", "3", N(max_retries), 0, 1000, NULL,
      "publish retries (exponential backoff)"},
     {EP_OPT_INT, "KAFKA_BATCH_SIZE", "kafka-batch-size", "10000", N(batch_size), 1, 1000000, NULL,

@@ -28,6 +28,7 @@ typedef struct ep_kafka_opts_s {
     char group[128];      /* KAFKA_CONSUMER_GROUP */
     char compression[16]; /* KAFKA_COMPRESSION */
     int partitions;       /* KAFKA_PARTITIONS of a topic created here */
+    int replication;      /* KAFKA_REPLICATION_FACTOR of a topic created here (0: automatic) */
     int max_retries;      /* KAFKA_MAX_RETRIES */
     int batch_size;       /* KAFKA_BATCH_SIZE */
     int linger_ms;        /* KAFKA_LINGER_MS */
@@ -76,7 +77,8 @@ typedef struct kafka_ctx_s {
     char group[128];
     char client_id[64];
     int partitions;
-    int timeout_ms; /* bound for blocking broker calls (flush, DLQ delivery) */
+    int replication; /* 0: as many as brokers, at most REPLICATION_MAX */
+    int timeout_ms;  /* bound for blocking broker calls (flush, DLQ delivery) */
     kafka_prop_t *props;
     size_t n_props;
 
@@ -105,6 +107,7 @@ typedef struct kafka_ctx_s {
     pthread_mutex_t mon_lock;
     pthread_cond_t mon_cond;
     _Atomic int topics_ok;
+    _Atomic int topics_refused; /* KAFKA_REPLICATION_FACTOR above the broker count: not ready */
 
     /*
      * Broker health from the statistics and error callbacks: brokers up, 0 when
@@ -143,6 +146,13 @@ int ep__kafka_props_from_env(kafka_prop_t **props, size_t *n, char *err, size_t 
 
 /** Frees what ep__kafka_props_from_env returned. Accepts NULL. */
 void ep__kafka_props_free(kafka_prop_t *props, size_t n);
+
+/**
+ * The replication factor of a topic created here: KAFKA_REPLICATION_FACTOR when set
+ * (setting > 0) and the cluster has that many brokers, else -1 (refused); by default
+ * as many as brokers, at most 3.
+ */
+int ep__kafka_replication(int setting, int brokers);
 
 /**
  * Builds the producer's configuration (idempotent, batching, compression,

@@ -349,6 +349,7 @@ static int stream_ensure(ep_nats_ctx_t *ctx)
     sc.MaxAge = EP_NATS_STREAM_MAX_AGE;
     sc.MaxBytes = EP_NATS_STREAM_MAX_SIZE;
     sc.MaxMsgs = -1;
+    sc.Replicas = ctx->set.replicas;
     jerr = 0;
     s = js_AddStream(&si, ctx->js, &sc, &o, &jerr);
     if (s == NATS_OK || jerr == JSStreamNameExistErr) {
@@ -399,6 +400,7 @@ int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
          */
         cc.MaxDeliver = -1;
         cc.MaxAckPending = 20000;
+        cc.Replicas = ctx->set.replicas;
         jerr = 0;
         s = js_AddConsumer(&ci, ctx->js, ctx->set.stream, &cc, &o, &jerr);
         if (s != NATS_OK && jerr != JSConsumerNameExistErr && jerr != JSConsumerExistingActiveErr) {
@@ -522,6 +524,10 @@ static const ep_opt_t nats_opt_rows[] = {
      "durable pull consumer shared by processors"},
     {EP_OPT_STR, "NATS_DLQ_SUBJECT", "nats-dlq-subject", "diplom.dlq", S(dlq_subject), 0, 0, NULL,
      "subject of dead-lettered events"},
+    {EP_OPT_INT, "NATS_STREAM_REPLICAS", "nats-stream-replicas", "1",
+     offsetof(ep_nats_opts_t, replicas), 0, 1, 5, NULL,
+     "replicas of the stream and of the consumers eventpipe creates (3 on a 3-node JetStream "
+     "cluster; a single server takes 1)"},
 };
 
 #undef S

@@ -34,6 +34,7 @@ typedef struct ep_nats_opts_s {
     char subject[128];     /* NATS_SUBJECT */
     char durable[64];      /* NATS_DURABLE: the pull consumer */
     char dlq_subject[128]; /* NATS_DLQ_SUBJECT */
+    int replicas;          /* NATS_STREAM_REPLICAS of the stream and consumers created here */
 } ep_nats_opts_t;
 
 extern const ep_opt_table_t ep__nats_options;
