@@ -90,24 +90,26 @@ void ep_queue_provider_names(char *out, size_t len)
     }
 }
 
+/* Appends p's table (an empty one of its name when it has none) unless it is internal. */
+static void add_table(const ep_queue_provider_t *p, ep_opt_table_t *out, size_t max, size_t *n)
+{
+    static const ep_opt_table_t none;
+
+    if (*n < max && !(p->flags & EP_QUEUE_F_INTERNAL)) {
+        out[*n] = p->options ? *p->options : none;
+        out[(*n)++].name = p->name;
+    }
+}
+
 size_t ep_queue_option_tables(ep_opt_table_t *out, size_t max)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < MAX_BUILTIN + MAX_EXTRA_PROVIDERS && n < max; i++) {
-        const ep_queue_provider_t *p =
-            i < MAX_BUILTIN
-                ? builtin_providers[i]
-                : (i - MAX_BUILTIN < n_extra_providers ? extra_providers[i - MAX_BUILTIN] : NULL);
-        if (p == NULL || (p->flags & EP_QUEUE_F_INTERNAL)) {
-            continue;
-        }
-        if (p->options) {
-            out[n] = *p->options;
-        } else {
-            memset(&out[n], 0, sizeof(out[n]));
-        }
-        out[n++].name = p->name;
+    for (size_t i = 0; builtin_providers[i]; i++) {
+        add_table(builtin_providers[i], out, max, &n);
+    }
+    for (size_t i = 0; i < n_extra_providers; i++) {
+        add_table(extra_providers[i], out, max, &n);
     }
     return n;
 }
