@@ -444,13 +444,12 @@ static int check_providers(const ep_config_t *cfg, const ep_opt_table_t *provide
     return 0;
 }
 
-int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
-                   char **argv, char *err, size_t errlen)
+/* The environment: the core's options (given[i]: options[i]'s value), then the providers'. */
+static int load_env(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, const char **given,
+                    char *err, size_t errlen)
 {
-    const char *given[N_OPTIONS] = {0}; /* the value each option was given, if any */
     int rc;
 
-    ep_config_defaults(cfg);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
         /* An empty variable counts as unset, as in the seed. */
@@ -466,12 +465,19 @@ int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, 
             return rc;
         }
     }
+    return 0;
+}
+
+/* argv's flags (--name value or --name=value), after the environment; --help: EP_ENOENT. */
+static int load_flags(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
+                      char **argv, const char **given, char *err, size_t errlen)
+{
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *name, *eq, *val;
+        const char *a = argv[i], *name, *eq, *val;
         const ep_opt_table_t *t = NULL;
         const opt_t *o;
         size_t len;
+        int rc;
 
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             return EP_ENOENT;
@@ -505,7 +511,19 @@ int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, 
             return rc;
         }
     }
-    if ((rc = check_queue_type(cfg, providers, n, err, errlen)) != 0 ||
+    return 0;
+}
+
+int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
+                   char **argv, char *err, size_t errlen)
+{
+    const char *given[N_OPTIONS] = {0}; /* the value each option was given, if any */
+    int rc;
+
+    ep_config_defaults(cfg);
+    if ((rc = load_env(cfg, providers, n, given, err, errlen)) != 0 ||
+        (rc = load_flags(cfg, providers, n, argc, argv, given, err, errlen)) != 0 ||
+        (rc = check_queue_type(cfg, providers, n, err, errlen)) != 0 ||
         (rc = check_providers(cfg, providers, n, err, errlen)) != 0 ||
         (rc = check_relations(cfg, given, err, errlen)) != 0) {
         return rc;
