@@ -175,7 +175,7 @@ static double pool_noop(long long n)
     int64_t t0;
 
     ep_config_defaults(&cfg);
-    cfg.queue_size = 65536;
+    ep_config_put(&cfg, "QUEUE_SIZE", "65536");
     ep_queue_create("memory", &cfg, &q, err, sizeof(err));
     ep_worker_pool_create(q, NULL, 4, 64, &p);
     ep_worker_pool_start(p);
@@ -220,7 +220,11 @@ static double pool_only(long long n, int workers)
     int64_t timed = 0;
 
     ep_config_defaults(&cfg);
-    cfg.queue_size = POOL_CHUNK;
+    {
+        char v[32];
+        snprintf(v, sizeof(v), "%d", (int)POOL_CHUNK);
+        ep_config_put(&cfg, "QUEUE_SIZE", v);
+    }
     ep_queue_create("memory", &cfg, &q, err, sizeof(err));
     ep_worker_pool_create(q, NULL, workers, 64, &p);
     ep_worker_pool_start(p);

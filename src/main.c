@@ -6,6 +6,7 @@
 #include "base/ep_error.h"
 #include "base/ep_log.h"
 #include "base/ep_time.h"
+#include "queue/ep_queue.h"
 #include "tools/ep_tools.h"
 
 #include <pthread.h>
@@ -50,24 +51,22 @@ static int serve(const command_t *cmd, int argc, char **argv)
 {
     ep_config_t cfg;
     ep_app_t *app = NULL;
-    ep_log_level_t level;
     char err[512];
     sigset_t set;
     int64_t next_summary;
     int rc, sig;
 
-    rc = ep_config_load(&cfg, argc, argv, err, sizeof(err));
+    rc = ep_queue_config_load(&cfg, argc, argv, err, sizeof(err));
     if (rc == EP_ENOENT) {
         printf("Usage: eventpipe %s [options]\n%s\n\n", cmd->name, cmd->summary);
-        ep_config_usage(stdout);
+        ep_queue_config_usage(stdout);
         return 0;
     }
     if (rc != 0) {
         fprintf(stderr, "eventpipe %s: %s\n", cmd->name, err);
         return 2;
     }
-    ep_log_level_parse(cfg.log_level, &level);
-    ep_log_configure(level, strcmp(cfg.log_format, "json") == 0);
+    ep_log_configure((ep_log_level_t)cfg.log_level, cfg.log_format == EP_LOG_FORMAT_JSON);
     ep_log_set_app(cfg.app_name, cfg.app_version, cfg.app_env);
 
     /* Signals are taken by this thread only: every thread started later inherits the mask. */

@@ -20,21 +20,6 @@ void ep_log_configure(ep_log_level_t level, int json)
     log_json = json;
 }
 
-int ep_log_level_parse(const char *s, ep_log_level_t *out)
-{
-    for (int i = 0; i <= EP_LOG_OFF; i++) {
-        if (strcasecmp(s, level_names[i]) == 0) {
-            *out = (ep_log_level_t)i;
-            return 0;
-        }
-    }
-    if (strcasecmp(s, "warning") == 0) {
-        *out = EP_LOG_WARN;
-        return 0;
-    }
-    return EP_EINVAL;
-}
-
 int ep_log_enabled(ep_log_level_t level)
 {
     return level >= log_level;

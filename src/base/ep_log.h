@@ -28,8 +28,6 @@ void ep_log_configure(ep_log_level_t level, int json);
  * field out. Call before the threads that log start.
  */
 void ep_log_set_app(const char *name, const char *version, const char *env);
-/** Parses "debug|info|warn|error|off". Returns 0 or EP_EINVAL. */
-int ep_log_level_parse(const char *s, ep_log_level_t *out);
 int ep_log_enabled(ep_log_level_t level);
 
 /** Writes one line, atomically (one write(2)). Thread-safe. */

@@ -1,45 +1,37 @@
 /*
  * Configuration table: one row per option, with its environment variable, its
- * flag, its default and its bounds. Environment first, then flags.
+ * flag, its default and its bounds. Environment first, then flags. The queue
+ * providers' tables (src/queue/<name>/) are read the same way, checked at once
+ * and kept as text for their provider (ep_config_table_parse).
  */
 #include "config/ep_config.h"
 #include "base/ep_duration.h"
 #include "base/ep_error.h"
+#include "base/ep_mem.h"
 #include "base/ep_str.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-typedef enum {
-    OPT_INT,
-    OPT_I64,
-    OPT_STR,
-    OPT_PORT,
-    OPT_URL,
-    OPT_ENUM,
-    OPT_SIZE,
-    OPT_RATIO,      /* a double in [0, 1] */
-    OPT_DURATION_S, /* a duration stored in whole seconds; choices: a bare number's unit */
-    OPT_DURATION_MS /* a duration stored in whole milliseconds; choices: likewise */
-} opt_type_t;
-
-typedef struct {
-    opt_type_t type;
-    const char *env;
-    const char *flag;
-    const char *def;
-    size_t off;
-    size_t cap;          /* string capacity; a duration field's size (int or int64_t) */
-    int64_t min, max;    /* numbers; durations: in the field's unit */
-    const char *choices; /* OPT_ENUM: "a|b|c"; OPT_DURATION_*: a bare number's unit, "s" or "ms" */
-    const char *desc;
-} opt_t;
+/* The rows below use the short names of ep_opt.h's types. */
+typedef ep_opt_t opt_t;
+#define OPT_INT         EP_OPT_INT
+#define OPT_I64         EP_OPT_I64
+#define OPT_STR         EP_OPT_STR
+#define OPT_PORT        EP_OPT_PORT
+#define OPT_URL         EP_OPT_URL
+#define OPT_ENUM        EP_OPT_ENUM
+#define OPT_SIZE        EP_OPT_SIZE
+#define OPT_RATIO       EP_OPT_RATIO
+#define OPT_DURATION_S  EP_OPT_DURATION_S
+#define OPT_DURATION_MS EP_OPT_DURATION_MS
+#define OPT_BOOL        EP_OPT_BOOL
+#define OPT_CHOICE      EP_OPT_CHOICE
 
 #define S(f) offsetof(ep_config_t, f), sizeof(((ep_config_t *)0)->f)
 #define N(f) offsetof(ep_config_t, f), 0
@@ -66,57 +58,8 @@ static const opt_t options[] = {
      NULL, "where ingest and the gateway find the processor"},
     {OPT_URL, "ANALYTICS_URL", "analytics-url", "http://localhost:8083", S(analytics_url), 0, 0,
      NULL, "where the gateway finds analytics"},
-    {OPT_ENUM, "QUEUE_TYPE", "queue", "memory", S(queue_type), 0, 0,
-     "memory|disk|nats|kafka|composite", "queue provider"},
-    {OPT_I64, "QUEUE_SIZE", "queue-size", "1000", N(queue_size), 1, 100000000, NULL,
-     "capacity of the memory queue in events (memory only)"},
-    {OPT_URL, "NATS_URL", "nats-url", "nats://localhost:4222", S(nats_url), 0, 0, NULL,
-     "NATS server, or a comma-separated list (first reachable, in order)"},
-    {OPT_STR, "KAFKA_BROKERS", "kafka-brokers", "localhost:9092", S(kafka_brokers), 0, 0, NULL,
-     "Kafka bootstrap servers, comma-separated"},
-    {OPT_STR, "KAFKA_TOPIC", "kafka-topic", "diplom-messages", S(kafka_topic), 0, 0, NULL,
-     "Kafka topic"},
-    {OPT_STR, "KAFKA_CONSUMER_GROUP", "kafka-group", "processor-group", S(kafka_group), 0, 0, NULL,
-     "Kafka consumer group"},
-    {OPT_STR, "COMPOSITE_PROVIDERS", "composite-providers", "nats,kafka", S(composite_providers), 0,
-     0, NULL, "providers of the composite queue"},
-    {OPT_ENUM, "COMPOSITE_STRATEGY", "composite-strategy", "fail-fast", S(composite_strategy), 0, 0,
-     "fail-fast|best-effort", "composite write strategy"},
-    {OPT_STR, "QUEUE_DIR", "queue-dir", "./eventpipe-data/queue", S(queue_dir), 0, 0, NULL,
-     "directory of the disk queue"},
-    {OPT_STR, "QUEUE_FSYNC", "queue-fsync", "always", S(queue_fsync), 0, 0, NULL,
-     "disk queue fsync policy: always, never or an interval (a duration, 1ms-1h; bare "
-     "number: ms)"},
-    {OPT_SIZE, "QUEUE_SEGMENT_SIZE", "queue-segment-size", "67108864", N(queue_segment_bytes), 4096,
-     4294967295LL, NULL, "bytes per disk queue segment file"},
-    {OPT_SIZE, "QUEUE_RETENTION_BYTES", "queue-retention-bytes", "1073741824",
-     N(queue_retention_bytes), 0, INT64_MAX, NULL,
-     "disk queue: bytes kept at most, and un-acked bytes before 503 (0: no bound)"},
-    {OPT_DURATION_S, "QUEUE_RETENTION_AGE", "queue-retention-age", "168h", D(queue_retention_age_s),
-     0, INT64_MAX / 1000000000, "s",
-     "how long consumed disk queue data is kept at most, whole seconds (0: no age bound)"},
-    {OPT_STR, "NATS_STREAM", "nats-stream", "DIPLOM_STREAM", S(nats_stream), 0, 0, NULL,
-     "JetStream stream (subjects diplom.*)"},
-    {OPT_STR, "NATS_SUBJECT", "nats-subject", "diplom.messages", S(nats_subject), 0, 0, NULL,
-     "subject events are published to"},
-    {OPT_STR, "NATS_DURABLE", "nats-durable", "processor", S(nats_durable), 0, 0, NULL,
-     "durable pull consumer shared by processors"},
-    {OPT_STR, "NATS_DLQ_SUBJECT", "nats-dlq-subject", "diplom.dlq", S(nats_dlq_subject), 0, 0, NULL,
-     "subject of dead-lettered events"},
-    {OPT_ENUM, "KAFKA_COMPRESSION", "kafka-compression", "snappy", S(kafka_compression), 0, 0,
-     "none|gzip|snappy|lz4|zstd", "Kafka producer compression"},
-    {OPT_INT, "KAFKA_PARTITIONS", "kafka-partitions", "6", N(kafka_partitions), 1, 100000, NULL,
-     "partitions of a topic eventpipe creates"},
-    {OPT_INT, "KAFKA_MAX_RETRIES", "kafka-max-retries", "3", N(kafka_max_retries), 0, 1000, NULL,
-     "publish retries (exponential backoff)"},
-    {OPT_INT, "KAFKA_BATCH_SIZE", "kafka-batch-size", "10000", N(kafka_batch_size), 1, 1000000,
-     NULL, "most events in one producer batch (batch.num.messages)"},
-    {OPT_DURATION_MS, "KAFKA_LINGER_MS", "kafka-linger", "1ms", D(kafka_linger_ms), 0, 60000, "ms",
-     "how long the producer waits to fill a batch (every ingest answer waits for it)"},
-    {OPT_STR, "KAFKA_CLIENT_ID", "kafka-client-id", "eventpipe", S(kafka_client_id), 0, 0, NULL,
-     "Kafka client.id"},
-    {OPT_STR, "KAFKA_DLQ_TOPIC", "kafka-dlq-topic", "diplom-messages-dlq", S(kafka_dlq_topic), 0, 0,
-     NULL, "topic of dead-lettered events"},
+    {OPT_STR, "QUEUE_TYPE", "queue", "memory", S(queue_type), 0, 0, NULL,
+     "queue provider: one of those listed below"},
     {OPT_INT, "PROCESSOR_MAX_ATTEMPTS", "max-attempts", "5", N(max_attempts), 1, 1000, NULL,
      "processing attempts before an event is dead-lettered"},
     {OPT_DURATION_S, "DEDUP_WINDOW", "dedup-window", "5m", D(dedup_window_s), 0, 86400 * 7, "s",
@@ -206,16 +149,17 @@ static const opt_t options[] = {
      D(shutdown_timeout_ms), 0, 3600000, "s",
      "seed 003's name of SHUTDOWN_TIMEOUT (the same limit; both set and "
      "different: error)"},
-    {OPT_ENUM, "LOG_LEVEL", "log-level", "info", S(log_level), 0, 0, "debug|info|warn|error",
+    {OPT_CHOICE, "LOG_LEVEL", "log-level", "info", N(log_level), 0, 0, "debug|info|warn|error",
      "log level"},
-    {OPT_ENUM, "LOG_FORMAT", "log-format", "text", S(log_format), 0, 0, "text|json", "log format"},
+    {OPT_CHOICE, "LOG_FORMAT", "log-format", "text", N(log_format), 0, 0, "text|json",
+     "log format"},
     {OPT_DURATION_MS, "STATS_INTERVAL", "stats-interval", "1m", D(stats_interval_ms), 0, 86400000,
      "s", "time between summary log lines (0: none)"},
-    {OPT_ENUM, "ANALYTICS_PUSH", "analytics-push", "auto", S(analytics_push), 0, 0, "auto|on|off",
+    {OPT_CHOICE, "ANALYTICS_PUSH", "analytics-push", "auto", N(analytics_push), 0, 0, "auto|on|off",
      "a processor without the analytics role pushes deltas to ANALYTICS_URL (auto = on)"},
     {OPT_DURATION_MS, "ANALYTICS_PUSH_INTERVAL_MS", "analytics-push-interval", "1s",
      D(analytics_push_interval_ms), 50, 600000, "ms", "time between analytics delta pushes"},
-    {OPT_ENUM, "METRICS_ENABLED", "metrics", "true", S(metrics_enabled), 0, 0, "true|false",
+    {OPT_BOOL, "METRICS_ENABLED", "metrics", "true", N(metrics_enabled), 0, 0, NULL,
      "GET /metrics on every port and the request/event metrics behind it"},
     {OPT_RATIO, "ACCESS_LOG_SAMPLE", "access-log-sample", "0", N(access_log_sample), 0, 1, NULL,
      "fraction of requests written to the access log (0: none, 1: all)"},
@@ -228,8 +172,8 @@ static const opt_t options[] = {
      "need one (Authorization: Bearer <key> or X-API-Key)"},
     {OPT_STR, "API_KEYS_FILE", "api-keys-file", "", S(api_keys_file), 0, 0, NULL,
      "file of API keys, one a line: name key-or-sha256:<hex> [rate=N] [burst=N]"},
-    {OPT_ENUM, "API_KEYS_PROTECT_READS", "api-keys-protect-reads", "false",
-     S(api_keys_protect_reads), 0, 0, "true|false",
+    {OPT_BOOL, "API_KEYS_PROTECT_READS", "api-keys-protect-reads", "false",
+     N(api_keys_protect_reads), 0, 0, NULL,
      "reading routes (stats, status, analytics, lag) need an API key too"},
     {OPT_STR, "INTERNAL_TOKEN", "internal-token", "", S(internal_token), 0, 0, NULL,
      "Bearer token of role-to-role routes (/enqueue, /analytics/merge); unset: loopback only"},
@@ -256,209 +200,15 @@ static const opt_t options[] = {
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
-static int parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    while (isspace((unsigned char)*s)) {
-        s++;
-    }
-    if (*s == '\0') {
-        return -1;
-    }
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s) {
-        return -1;
-    }
-    while (isspace((unsigned char)*end)) {
-        end++;
-    }
-    if (*end != '\0') {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* "1048576", "512k", "1m", "1g" (binary units). */
-static int parse_size(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-    int64_t mul = 1;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || v < 0) {
-        return -1;
-    }
-    switch (tolower((unsigned char)*end)) {
-    case '\0':
-        break;
-    case 'k':
-        mul = 1024;
-        end++;
-        break;
-    case 'm':
-        mul = 1024 * 1024;
-        end++;
-        break;
-    case 'g':
-        mul = 1024 * 1024 * 1024;
-        end++;
-        break;
-    default:
-        return -1;
-    }
-    if (*end == 'b' || *end == 'B') {
-        end++;
-    }
-    if (*end != '\0' || v > INT64_MAX / mul) {
-        return -1;
-    }
-    *out = v * mul;
-    return 0;
-}
-
-/* A duration option's value, in its field's unit. */
-static int set_duration(char *field, const opt_t *o, const char *val, char *err, size_t errlen)
-{
-    int64_t unit = o->type == OPT_DURATION_S ? EP_S : EP_MS;
-    int64_t bare = strcmp(o->choices, "ms") == 0 ? EP_MS : EP_S;
-    int64_t ns, v;
-    const char *why = NULL;
-    char lo[32], hi[32];
-
-    if (ep_duration_parse_bare(val, bare, &ns, &why) != 0) {
-        snprintf(err, errlen, "%s: '%s' is not a duration: %s (a bare number is %s)", o->env, val,
-                 why, o->choices);
-        return EP_ECONFIG;
-    }
-    if (ns % unit != 0) {
-        snprintf(err, errlen, "%s: '%s' is finer than this setting takes (whole %s)", o->env, val,
-                 unit == EP_S ? "seconds" : "milliseconds");
-        return EP_ECONFIG;
-    }
-    v = ns / unit;
-    if (v < o->min || v > o->max) {
-        snprintf(err, errlen, "%s: '%s' is out of range [%s, %s]", o->env, val,
-                 ep_duration_format(o->min * unit, lo, sizeof(lo)),
-                 o->max > INT64_MAX / unit ? "2562047h"
-                                           : ep_duration_format(o->max * unit, hi, sizeof(hi)));
-        return EP_ECONFIG;
-    }
-    if (o->cap == sizeof(int64_t)) {
-        *(int64_t *)field = v;
-    } else {
-        *(int *)field = (int)v;
-    }
-    return 0;
-}
-
-static int set_opt(ep_config_t *cfg, const opt_t *o, const char *val, char *err, size_t errlen)
-{
-    char *base = (char *)cfg;
-    int64_t v = 0;
-
-    switch (o->type) {
-    case OPT_DURATION_S:
-    case OPT_DURATION_MS:
-        return set_duration(base + o->off, o, val, err, errlen);
-    case OPT_INT:
-    case OPT_I64:
-    case OPT_PORT:
-    case OPT_SIZE:
-        if ((o->type == OPT_SIZE ? parse_size(val, &v) : parse_int(val, &v)) != 0) {
-            snprintf(err, errlen, "%s: '%s' is not a%s number", o->env, val,
-                     o->type == OPT_SIZE ? " size" : "n integer");
-            return EP_ECONFIG;
-        }
-        if (v < o->min || v > o->max) {
-            snprintf(err, errlen, "%s: %lld is out of range [%lld, %lld]", o->env, (long long)v,
-                     (long long)o->min, (long long)o->max);
-            return EP_ECONFIG;
-        }
-        if (o->type == OPT_I64 || o->type == OPT_SIZE) {
-            *(int64_t *)(base + o->off) = v;
-        } else {
-            *(int *)(base + o->off) = (int)v;
-        }
-        return 0;
-    case OPT_RATIO: {
-        char *end;
-        double d;
-        errno = 0;
-        d = strtod(val, &end);
-        if (errno != 0 || end == val || *end != '\0' || !(d >= 0.0 && d <= 1.0)) {
-            snprintf(err, errlen, "%s: '%s' is not a number in [0, 1]", o->env, val);
-            return EP_ECONFIG;
-        }
-        *(double *)(base + o->off) = d;
-        return 0;
-    }
-    case OPT_ENUM: {
-        const char *c = o->choices;
-        size_t n = strlen(val);
-        while (*c) {
-            const char *bar = strchr(c, '|');
-            size_t len = bar ? (size_t)(bar - c) : strlen(c);
-            if (len == n && strncasecmp(c, val, n) == 0) {
-                snprintf(base + o->off, o->cap, "%.*s", (int)len, c);
-                return 0;
-            }
-            c += len + (bar ? 1 : 0);
-        }
-        snprintf(err, errlen, "%s: '%s' is not one of %s", o->env, val, o->choices);
-        return EP_ECONFIG;
-    }
-    case OPT_URL:
-        if (strstr(val, "://") == NULL || strlen(val) < 8) {
-            snprintf(err, errlen, "%s: '%s' is not a URL (expected scheme://host:port)", o->env,
-                     val);
-            return EP_ECONFIG;
-        }
-        /* fall through */
-    case OPT_STR:
-        if (strlen(val) >= o->cap) {
-            snprintf(err, errlen, "%s: value is longer than %zu bytes", o->env, o->cap - 1);
-            return EP_ECONFIG;
-        }
-        snprintf(base + o->off, o->cap, "%s", val);
-        /* A trailing slash on a URL would double up in "URL/path". */
-        if (o->type == OPT_URL) {
-            size_t len = strlen(base + o->off);
-            while (len > 0 && (base + o->off)[len - 1] == '/') {
-                (base + o->off)[--len] = '\0';
-            }
-        }
-        return 0;
-    }
-    return EP_ECONFIG;
-}
-
 void ep_config_defaults(ep_config_t *cfg)
 {
-    char err[256];
-
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        /* "": no default of its own (SERVER_ADDRESS, an alias such as SERVER_SHUTDOWN_TIMEOUT). */
-        int rc =
-            options[i].def[0] ? set_opt(cfg, &options[i], options[i].def, err, sizeof(err)) : 0;
-        (void)rc;
-    }
+    ep_opt_defaults(cfg, options, N_OPTIONS);
 }
 
 static const opt_t *find_env(const char *env)
 {
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        if (strcmp(options[i].env, env) == 0) {
-            return &options[i];
-        }
-    }
-    return NULL;
+    return ep_opt_find_env(options, N_OPTIONS, env);
 }
 
 /* SERVER_ADDRESS "host:port" (host: IPv4, "localhost" or empty for every address). */
@@ -469,8 +219,9 @@ static int server_address(ep_config_t *cfg, char *err, size_t errlen)
     int64_t port;
     struct in_addr ia;
 
-    if (colon == NULL || (size_t)(colon - a) >= sizeof(host) || parse_int(colon + 1, &port) != 0 ||
-        colon[1] < '0' || colon[1] > '9' || port > 65535) {
+    if (colon == NULL || (size_t)(colon - a) >= sizeof(host) ||
+        ep_opt_parse_int(colon + 1, &port) != 0 || colon[1] < '0' || colon[1] > '9' ||
+        port > 65535) {
         snprintf(err, errlen,
                  "SERVER_ADDRESS: '%s' is not host:port (e.g. :8080, 127.0.0.1:8080, "
                  "localhost:8080)",
@@ -517,31 +268,12 @@ static int check_relations(ep_config_t *cfg, const char *const *given, char *err
                  given[o_sst - options], given[o_st - options]);
         return EP_ECONFIG;
     }
-    if (strcmp(cfg->queue_fsync, "always") != 0 && strcmp(cfg->queue_fsync, "never") != 0 &&
-        (ep_duration_parse_bare(cfg->queue_fsync, EP_MS, &a, &why) != 0 || a < EP_MS ||
-         a > 3600 * EP_S || a % EP_MS != 0)) {
-        snprintf(err, errlen,
-                 "QUEUE_FSYNC: '%s' is not always, never or an interval of whole ms in [1ms, 1h] "
-                 "(e.g. 50ms; a bare number is ms)",
-                 cfg->queue_fsync);
-        return EP_ECONFIG;
-    }
-    if (cfg->metrics_port > 0 && strcmp(cfg->metrics_enabled, "true") != 0) {
+    if (cfg->metrics_port > 0 && !cfg->metrics_enabled) {
         snprintf(err, errlen,
                  "METRICS_PORT: set while METRICS_ENABLED=false (no /metrics to serve)");
         return EP_ECONFIG;
     }
     return 0;
-}
-
-static const opt_t *find_flag(const char *name, size_t len)
-{
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0) {
-            return &options[i];
-        }
-    }
-    return NULL;
 }
 
 /*
@@ -582,30 +314,187 @@ static int tls_check(ep_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
-int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+/* Removes the entry named name from provider_settings, if there is one. */
+static void drop_setting(ep_config_t *cfg, const char *name)
 {
-    const char *given[N_OPTIONS] = {0}; /* the value each option was given, if any */
+    char *p = cfg->provider_settings, *end = p + cfg->provider_settings_len;
+
+    while (p < end) {
+        char *val = p + strlen(p) + 1, *next = val + strlen(val) + 1;
+        if (strcmp(p, name) == 0) {
+            memmove(p, next, (size_t)(end - next));
+            cfg->provider_settings_len -= (size_t)(next - p);
+            return;
+        }
+        p = next;
+    }
+}
+
+int ep_config_put(ep_config_t *cfg, const char *name, const char *val)
+{
+    size_t nl = strlen(name) + 1, vl = strlen(val) + 1;
+
+    drop_setting(cfg, name);
+    if (cfg->provider_settings_len + nl + vl > sizeof(cfg->provider_settings)) {
+        return EP_E2BIG;
+    }
+    memcpy(cfg->provider_settings + cfg->provider_settings_len, name, nl);
+    memcpy(cfg->provider_settings + cfg->provider_settings_len + nl, val, vl);
+    cfg->provider_settings_len += nl + vl;
+    return 0;
+}
+
+int ep_config_table_parse(const ep_config_t *cfg, const ep_opt_table_t *t, void *opts, char *err,
+                          size_t errlen)
+{
+    const char *p = cfg->provider_settings, *end = p + cfg->provider_settings_len;
     int rc;
 
-    ep_config_defaults(cfg);
-    /* Seed 003 spells the broker list KAFKA_BROKER_LIST; KAFKA_BROKERS wins when both are set. */
-    if (getenv("KAFKA_BROKER_LIST") && *getenv("KAFKA_BROKER_LIST") && !getenv("KAFKA_BROKERS")) {
-        snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "%s", getenv("KAFKA_BROKER_LIST"));
+    memset(opts, 0, t->size);
+    ep_opt_defaults(opts, t->opts, t->n_opts);
+    while (p < end) {
+        const char *name = p, *val = p + strlen(p) + 1;
+        const ep_opt_t *o = ep_opt_find_env(t->opts, t->n_opts, name);
+        if (o && (rc = ep_opt_set(opts, o, val, err, errlen)) != 0) {
+            return rc;
+        }
+        p = val + strlen(val) + 1;
     }
+    return t->check ? t->check(opts, err, errlen) : 0;
+}
+
+/* The providers' row named by flag name[0..len), and its table in *t. */
+static const opt_t *find_provider_flag(const ep_opt_table_t *providers, size_t n, const char *name,
+                                       size_t len, const ep_opt_table_t **t)
+{
+    for (size_t i = 0; i < n; i++) {
+        const opt_t *o = ep_opt_find_flag(providers[i].opts, providers[i].n_opts, name, len);
+        if (o) {
+            *t = &providers[i];
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* A provider's setting: checked against its row at once ("NAME: why"), kept as text. */
+static int put_provider(ep_config_t *cfg, const ep_opt_table_t *t, const opt_t *o, const char *val,
+                        char *err, size_t errlen)
+{
+    void *scratch = ep_calloc(1, t->size);
+    int rc = ep_opt_set(scratch, o, val, err, errlen);
+
+    ep_free(scratch);
+    if (rc == 0 && ep_config_put(cfg, o->env, val) != 0) {
+        snprintf(err, errlen, "%s: the queue providers' settings exceed %zu bytes", o->env,
+                 sizeof(cfg->provider_settings));
+        rc = EP_ECONFIG;
+    }
+    return rc;
+}
+
+/* The providers' settings from the environment, in table order (an alias first: the name wins). */
+static int load_provider_env(ep_config_t *cfg, const ep_opt_table_t *t, char *err, size_t errlen)
+{
+    int rc;
+
+    for (size_t k = 0; t->aliases && t->aliases[k]; k += 2) {
+        const char *v = getenv(t->aliases[k]);
+        const opt_t *o = ep_opt_find_env(t->opts, t->n_opts, t->aliases[k + 1]);
+        if (o && v && *v && (rc = put_provider(cfg, t, o, v, err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < t->n_opts; i++) {
+        const char *v = getenv(t->opts[i].env);
+        /* An empty variable counts as unset, as in the seed. */
+        if (v && *v && (rc = put_provider(cfg, t, &t->opts[i], v, err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* QUEUE_TYPE names one of the providers (any case; kept as the provider spells it). */
+static int check_queue_type(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, char *err,
+                            size_t errlen)
+{
+    char names[256] = "";
+    size_t off = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(providers[i].name, cfg->queue_type) == 0) {
+            snprintf(cfg->queue_type, sizeof(cfg->queue_type), "%s", providers[i].name);
+            return 0;
+        }
+        if (off < sizeof(names)) {
+            int w =
+                snprintf(names + off, sizeof(names) - off, "%s%s", i ? "|" : "", providers[i].name);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    snprintf(err, errlen, "QUEUE_TYPE: '%s' is not one of %s", cfg->queue_type, names);
+    return EP_ECONFIG;
+}
+
+/* Every provider's settings together, as its provider will read them (its check included). */
+static int check_providers(const ep_config_t *cfg, const ep_opt_table_t *providers, size_t n,
+                           char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *opts;
+        int rc;
+
+        if (providers[i].n_opts == 0) {
+            continue;
+        }
+        opts = ep_malloc(providers[i].size);
+        rc = ep_config_table_parse(cfg, &providers[i], opts, err, errlen);
+        ep_free(opts);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The environment: the core's options (given[i]: options[i]'s value), then the providers'. */
+static int load_env(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, const char **given,
+                    char *err, size_t errlen)
+{
+    int rc;
+
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
         /* An empty variable counts as unset, as in the seed. */
-        if (v && *v && (rc = set_opt(cfg, &options[i], v, err, errlen)) != 0) {
+        if (v && *v && (rc = ep_opt_set(cfg, &options[i], v, err, errlen)) != 0) {
             return rc;
         }
         if (v && *v) {
             given[i] = v;
         }
     }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = load_provider_env(cfg, &providers[i], err, errlen)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* argv's flags (--name value or --name=value), after the environment; --help: EP_ENOENT. */
+static int load_flags(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
+                      char **argv, const char **given, char *err, size_t errlen)
+{
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *name, *eq, *val;
+        const char *a = argv[i], *name, *eq, *val;
+        const ep_opt_table_t *t = NULL;
         const opt_t *o;
+        size_t len;
+        int rc;
 
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             return EP_ENOENT;
@@ -616,8 +505,9 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
         }
         name = a + 2;
         eq = strchr(name, '=');
-        o = find_flag(name, eq ? (size_t)(eq - name) : strlen(name));
-        if (o == NULL) {
+        len = eq ? (size_t)(eq - name) : strlen(name);
+        o = ep_opt_find_flag(options, N_OPTIONS, name, len);
+        if (o == NULL && (o = find_provider_flag(providers, n, name, len, &t)) == NULL) {
             snprintf(err, errlen, "unknown option '%s' (see --help)", a);
             return EP_ECONFIG;
         }
@@ -629,28 +519,52 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
             snprintf(err, errlen, "option '--%s' needs a value (%s)", o->flag, o->env);
             return EP_ECONFIG;
         }
-        if ((rc = set_opt(cfg, o, val, err, errlen)) != 0) {
+        if (t != NULL) {
+            rc = put_provider(cfg, t, o, val, err, errlen);
+        } else if ((rc = ep_opt_set(cfg, o, val, err, errlen)) == 0) {
+            given[o - options] = val;
+        }
+        if (rc != 0) {
             return rc;
         }
-        given[o - options] = val;
     }
-    if ((rc = check_relations(cfg, given, err, errlen)) != 0) {
+    return 0;
+}
+
+int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
+                   char **argv, char *err, size_t errlen)
+{
+    const char *given[N_OPTIONS] = {0}; /* the value each option was given, if any */
+    int rc;
+
+    ep_config_defaults(cfg);
+    if ((rc = load_env(cfg, providers, n, given, err, errlen)) != 0 ||
+        (rc = load_flags(cfg, providers, n, argc, argv, given, err, errlen)) != 0 ||
+        (rc = check_queue_type(cfg, providers, n, err, errlen)) != 0 ||
+        (rc = check_providers(cfg, providers, n, err, errlen)) != 0 ||
+        (rc = check_relations(cfg, given, err, errlen)) != 0) {
         return rc;
     }
     return tls_check(cfg, err, errlen);
 }
 
-void ep_config_usage(FILE *f)
+void ep_config_usage(FILE *f, const ep_opt_table_t *providers, size_t n)
 {
     fprintf(f, "Options (flag, environment variable, default):\n");
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const opt_t *o = &options[i];
-        if (o->type == OPT_DURATION_S || o->type == OPT_DURATION_MS) {
-            fprintf(f, "  --%-22s %-22s %-24s [duration: 15s, 500ms, 1m30s; bare number: %s] %s\n",
-                    o->flag, o->env, o->def[0] ? o->def : "-", o->choices, o->desc);
-        } else {
-            fprintf(f, "  --%-22s %-22s %-24s %s\n", o->flag, o->env, o->def[0] ? o->def : "-",
-                    o->desc);
+    ep_opt_usage(f, options, N_OPTIONS);
+    if (n == 0) {
+        return;
+    }
+    fprintf(f, "\nQueue providers (QUEUE_TYPE):");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s %s", i ? "," : "", providers[i].name);
+    }
+    fprintf(f, "\n");
+    for (size_t i = 0; i < n; i++) {
+        if (providers[i].n_opts > 0) {
+            fprintf(f, "\nOptions of the %s queue (QUEUE_TYPE=%s):\n", providers[i].name,
+                    providers[i].name);
+            ep_opt_usage(f, providers[i].opts, providers[i].n_opts);
         }
     }
 }

@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config/ep_opt.h"
+
 /*
  * Configuration: the seeds' environment variables with their defaults, a
  * command-line flag for each (--queue-size 2000 or --queue-size=2000), flags
@@ -11,7 +13,15 @@
  * of truth (names, defaults, help text, validation). Durations are written as
  * Go writes them ("15s", "500ms", "1m30s"; see ep_duration.h); a bare number
  * keeps the option's historic unit (HTTP_IDLE_TIMEOUT=30 is 30 s).
+ *
+ * The queue providers own their settings (NATS_URL, KAFKA_TOPIC, QUEUE_DIR...):
+ * each has a table of its own (ep_opt_table_t), which ep_config_load reads from
+ * the environment and flags, validates and keeps as text in provider_settings,
+ * and --help lists per provider. QUEUE_TYPE must name one of those providers.
  */
+
+enum { EP_LOG_FORMAT_TEXT, EP_LOG_FORMAT_JSON };                              /* LOG_FORMAT */
+enum { EP_ANALYTICS_PUSH_AUTO, EP_ANALYTICS_PUSH_ON, EP_ANALYTICS_PUSH_OFF }; /* ANALYTICS_PUSH */
 
 typedef struct ep_config_s {
     /* ports and addresses */
@@ -26,35 +36,13 @@ typedef struct ep_config_s {
     char ingest_url[256];    /* INGEST_URL (http://localhost:8081) */
     char processor_url[256]; /* PROCESSOR_URL (http://localhost:8082) */
     char analytics_url[256]; /* ANALYTICS_URL (http://localhost:8083) */
-    /* queue */
-    char queue_type[32];           /* QUEUE_TYPE (memory) */
-    int64_t queue_size;            /* QUEUE_SIZE (1000) */
-    char nats_url[256];            /* NATS_URL */
-    char kafka_brokers[256];       /* KAFKA_BROKERS */
-    char kafka_topic[128];         /* KAFKA_TOPIC */
-    char kafka_group[128];         /* KAFKA_CONSUMER_GROUP */
-    char composite_providers[128]; /* COMPOSITE_PROVIDERS */
-    char composite_strategy[32];   /* COMPOSITE_STRATEGY */
-    /* disk queue */
-    char queue_dir[512];           /* QUEUE_DIR (./eventpipe-data/queue) */
-    char queue_fsync[32];          /* QUEUE_FSYNC: always | never | <interval ms> (always) */
-    int64_t queue_segment_bytes;   /* QUEUE_SEGMENT_SIZE (64 MiB) */
-    int64_t queue_retention_bytes; /* QUEUE_RETENTION_BYTES (1 GiB; 0 = no size bound) */
-    int64_t queue_retention_age_s; /* QUEUE_RETENTION_AGE seconds (7 days; 0 = no age bound) */
-    /* NATS JetStream */
-    char nats_stream[64];       /* NATS_STREAM (DIPLOM_STREAM) */
-    char nats_subject[128];     /* NATS_SUBJECT (diplom.messages) */
-    char nats_durable[64];      /* NATS_DURABLE (processor) */
-    char nats_dlq_subject[128]; /* NATS_DLQ_SUBJECT (diplom.dlq) */
-    /* Kafka (other KAFKA_* variables pass through to librdkafka: KAFKA_SASL_MECHANISM=x
-     * sets sasl.mechanism=x) */
-    char kafka_compression[16]; /* KAFKA_COMPRESSION (snappy) */
-    int kafka_partitions;       /* KAFKA_PARTITIONS for a topic created here (6) */
-    int kafka_max_retries;      /* KAFKA_MAX_RETRIES (3) */
-    int kafka_batch_size;       /* KAFKA_BATCH_SIZE (100; 10000 max per librdkafka batch) */
-    int kafka_linger_ms;        /* KAFKA_LINGER_MS (5) */
-    char kafka_client_id[64];   /* KAFKA_CLIENT_ID (eventpipe) */
-    char kafka_dlq_topic[128];  /* KAFKA_DLQ_TOPIC (diplom-messages-dlq) */
+    /* queue: the provider; its own settings live in its own table (src/queue/<name>/) */
+    char queue_type[32]; /* QUEUE_TYPE (memory): one of the registered providers */
+    /* The settings of the providers' tables as given (environment, then flags):
+     * "NAME\0value\0"..., one entry a name. A provider turns those of its table
+     * into its own options struct when a queue is made (ep_config_table_parse). */
+    char provider_settings[4096];
+    size_t provider_settings_len;
     /* processing */
     int max_attempts;       /* PROCESSOR_MAX_ATTEMPTS before dead-lettering (5) */
     int dedup_window_s;     /* DEDUP_WINDOW seconds a client id is remembered (300) */
@@ -99,27 +87,27 @@ typedef struct ep_config_s {
     int max_data_len;  /* EVENT_MAX_DATA (262144) */
     /* lifecycle and logs */
     int shutdown_timeout_ms; /* SHUTDOWN_TIMEOUT = SERVER_SHUTDOWN_TIMEOUT (10s) */
-    char log_level[16];      /* LOG_LEVEL (info) */
-    char log_format[16];     /* LOG_FORMAT (text) */
+    int log_level;           /* LOG_LEVEL (info): an ep_log_level_t, debug..error */
+    int log_format;          /* LOG_FORMAT (text): EP_LOG_FORMAT_* */
     int stats_interval_ms;   /* STATS_INTERVAL between summary log lines (60s; 0 = off) */
     /* analytics */
-    char analytics_push[8];         /* ANALYTICS_PUSH: auto | on | off (auto) */
+    int analytics_push;             /* ANALYTICS_PUSH (auto): EP_ANALYTICS_PUSH_* */
     int analytics_push_interval_ms; /* ANALYTICS_PUSH_INTERVAL_MS (1s) */
     /* observability */
-    char metrics_enabled[8];  /* METRICS_ENABLED: true | false (true) */
+    int metrics_enabled;      /* METRICS_ENABLED (true): 1 or 0 */
     double access_log_sample; /* ACCESS_LOG_SAMPLE fraction of requests logged, 0..1 (0) */
     /* browser access */
     char cors_allowed_origins[2048]; /* CORS_ALLOWED_ORIGINS: origins, or * ("": none) */
     /* access control (issue 15, README "Running eventpipe on the internet") */
-    char api_keys[4096];            /* API_KEYS: comma-separated keys, named key1, key2, ... */
-    char api_keys_file[512];        /* API_KEYS_FILE: "name key|sha256:<hex> [rate=N] [burst=N]" */
-    char api_keys_protect_reads[8]; /* API_KEYS_PROTECT_READS: true | false (false) */
-    char internal_token[256];       /* INTERNAL_TOKEN: Bearer token of role-to-role routes */
-    int64_t rate_limit;             /* RATE_LIMIT_EVENTS_PER_SEC per key or address (0 = off) */
-    int64_t rate_limit_burst;       /* RATE_LIMIT_BURST events (0 = one second's worth) */
-    char app_name[64];              /* APP_NAME (eventpipe): JSON log lines, app_info metric */
-    char app_version[64];           /* APP_VERSION (the build's version) */
-    char app_env[64];               /* APP_ENV (development) */
+    char api_keys[4096];        /* API_KEYS: comma-separated keys, named key1, key2, ... */
+    char api_keys_file[512];    /* API_KEYS_FILE: "name key|sha256:<hex> [rate=N] [burst=N]" */
+    int api_keys_protect_reads; /* API_KEYS_PROTECT_READS (false): 1 or 0 */
+    char internal_token[256];   /* INTERNAL_TOKEN: Bearer token of role-to-role routes */
+    int64_t rate_limit;         /* RATE_LIMIT_EVENTS_PER_SEC per key or address (0 = off) */
+    int64_t rate_limit_burst;   /* RATE_LIMIT_BURST events (0 = one second's worth) */
+    char app_name[64];          /* APP_NAME (eventpipe): JSON log lines, app_info metric */
+    char app_version[64];       /* APP_VERSION (the build's version) */
+    char app_env[64];           /* APP_ENV (development) */
     /* TLS (issue 15): "" = unset */
     char tls_cert_file[512];      /* TLS_CERT_FILE: PEM chain; with the key, every listener TLS */
     char tls_key_file[512];       /* TLS_KEY_FILE: PEM private key */
@@ -127,18 +115,36 @@ typedef struct ep_config_s {
     char tls_client_ca_file[512]; /* TLS_CLIENT_CA_FILE: mutual TLS, clients' CAs */
 } ep_config_t;
 
-/** Fills cfg with every default. */
+/** Fills cfg with every default of the core's table (no provider settings). */
 void ep_config_defaults(ep_config_t *cfg);
 
 /**
  * Loads the environment, then argv flags (argv[0] is skipped; parsing stops at
- * the first non-flag). On an invalid value or unknown flag returns EP_ECONFIG
- * and writes "NAME: why" into err. --help is reported as EP_ENOENT (caller
- * prints ep_config_usage and exits 0).
+ * the first non-flag), for the core's table and the n providers' tables (each
+ * named by its provider; QUEUE_TYPE must be one of those names when n > 0).
+ * On an invalid value or unknown flag returns EP_ECONFIG and writes "NAME: why"
+ * into err. --help is reported as EP_ENOENT (caller prints ep_config_usage and
+ * exits 0).
  */
-int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+int ep_config_load(ep_config_t *cfg, const ep_opt_table_t *providers, size_t n, int argc,
+                   char **argv, char *err, size_t errlen);
 
-/** Prints every option (flag, variable, default, description) to f. */
-void ep_config_usage(FILE *f);
+/** Prints every option (flag, variable, default, description) to f, providers' per provider. */
+void ep_config_usage(FILE *f, const ep_opt_table_t *providers, size_t n);
+
+/**
+ * Gives a provider's setting NAME the value val in cfg, as the environment
+ * would (replacing an earlier value); checked when the provider parses it.
+ * Returns 0 or EP_E2BIG (provider_settings is full).
+ */
+int ep_config_put(ep_config_t *cfg, const char *name, const char *val);
+
+/**
+ * Fills opts (t->size bytes, the owner's struct) from t's defaults, then the
+ * values cfg holds for t's names, then t->check. Returns 0 or EP_ECONFIG with
+ * "NAME: why" in err.
+ */
+int ep_config_table_parse(const ep_config_t *cfg, const ep_opt_table_t *t, void *opts, char *err,
+                          size_t errlen);
 
 #endif /* EP_CONFIG_H */

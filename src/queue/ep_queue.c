@@ -1,4 +1,5 @@
 #include "queue/ep_queue.h"
+#include "base/ep_counter.h"
 #include "base/ep_error.h"
 #include "base/ep_mem.h"
 
@@ -40,6 +41,8 @@ static const ep_queue_provider_t *const builtin_providers[] = {
 #endif
     &ep_queue_forward_provider,   NULL,
 };
+
+#define MAX_BUILTIN (sizeof(builtin_providers) / sizeof(builtin_providers[0]) - 1)
 
 /* Providers registered at run time (plugins, test doubles); filled before use. */
 #define MAX_EXTRA_PROVIDERS 8
@@ -87,22 +90,98 @@ void ep_queue_provider_names(char *out, size_t len)
     }
 }
 
-int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
-                         ep_queue_t **out, char *err, size_t errlen)
+/* Appends p's table (an empty one of its name when it has none) unless it is internal. */
+static void add_table(const ep_queue_provider_t *p, ep_opt_table_t *out, size_t max, size_t *n)
 {
+    static const ep_opt_table_t none;
+
+    if (*n < max && !(p->flags & EP_QUEUE_F_INTERNAL)) {
+        out[*n] = p->options ? *p->options : none;
+        out[(*n)++].name = p->name;
+    }
+}
+
+size_t ep_queue_option_tables(ep_opt_table_t *out, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; builtin_providers[i]; i++) {
+        add_table(builtin_providers[i], out, max, &n);
+    }
+    for (size_t i = 0; i < n_extra_providers; i++) {
+        add_table(extra_providers[i], out, max, &n);
+    }
+    return n;
+}
+
+#define MAX_TABLES (MAX_BUILTIN + MAX_EXTRA_PROVIDERS)
+
+int ep_queue_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    ep_opt_table_t tables[MAX_TABLES];
+    size_t n = ep_queue_option_tables(tables, MAX_TABLES);
+
+    return ep_config_load(cfg, tables, n, argc, argv, err, errlen);
+}
+
+void ep_queue_config_usage(FILE *f)
+{
+    ep_opt_table_t tables[MAX_TABLES];
+    size_t n = ep_queue_option_tables(tables, MAX_TABLES);
+
+    ep_config_usage(f, tables, n);
+}
+
+/* Parses the provider's options from cfg (opts: NULL when it has none), then the hook, then init.
+ */
+static int create(const ep_queue_provider_t *provider, const ep_config_t *cfg, const char *consumer,
+                  ep_queue_t **out, char *err, size_t errlen)
+{
+    const ep_opt_table_t *t = provider->options;
+    void *opts = NULL;
     ep_queue_t *q;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
+    if (t != NULL) {
+        opts = ep_malloc(t->size);
+        rc = ep_config_table_parse(cfg, t, opts, err, errlen);
+    }
+    if (rc == 0 && consumer != NULL) {
+        rc = provider->own_consumer(opts, consumer, err, errlen);
+    }
+    if (rc != 0) {
+        ep_free(opts);
+        return rc;
+    }
     q = ep_calloc(1, sizeof(*q));
     q->provider = provider;
-    rc = provider->init(cfg, &q->ctx, err, errlen);
+    rc = provider->init(cfg, opts, &q->ctx, err, errlen);
+    ep_free(opts);
     if (rc != 0) {
         ep_free(q);
         return rc;
     }
     *out = q;
     return 0;
+}
+
+int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                         ep_queue_t **out, char *err, size_t errlen)
+{
+    return create(provider, cfg, NULL, out, err, errlen);
+}
+
+int ep_queue_open_consumer(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                           const char *name, ep_queue_t **out, char *err, size_t errlen)
+{
+    if (provider->own_consumer == NULL) {
+        *out = NULL;
+        snprintf(err, errlen, "QUEUE_TYPE: the %s queue has no consumers of their own (wanted: %s)",
+                 provider->name, name);
+        return EP_ENOTSUP;
+    }
+    return create(provider, cfg, name, out, err, errlen);
 }
 
 int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, char *err,
@@ -118,6 +197,25 @@ int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, 
         return EP_EINVAL;
     }
     return ep_queue_create_with(p, cfg, out, err, errlen);
+}
+
+void ep_queue_counters_read(ep_queue_counters_t *c, ep_queue_stats_t *st)
+{
+    int64_t in_flight;
+
+    memset(st, 0, sizeof(*st));
+    /* The later-stage counters first, so in_flight errs on the high side, not negative. */
+    st->acked = ep_counter_get(&c->acked);
+    st->nacked = ep_counter_get(&c->nacked);
+    st->lost = ep_counter_get(&c->lost);
+    st->dequeued = ep_counter_get(&c->dequeued);
+    st->enqueued = ep_counter_get(&c->enqueued);
+    st->rejected_full = ep_counter_get(&c->rejected_full);
+    st->rejected_unavailable = ep_counter_get(&c->rejected_unavailable);
+    st->size = -1;
+    st->capacity = -1;
+    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
+    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 void ep_queue_destroy(ep_queue_t *q)

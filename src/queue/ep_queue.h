@@ -1,8 +1,10 @@
 #ifndef EP_QUEUE_H
 #define EP_QUEUE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/ep_buf.h"
 #include "config/ep_config.h"
@@ -20,11 +22,21 @@
  * and the callback is never invoked. ep_queue_consume() hands events to the
  * caller, who must give each back exactly once through ep_queue_ack() (done,
  * the provider frees it) or ep_queue_nack() (redeliver later).
+ *
+ * Options: a provider owns its settings, as a Fluent Bit plugin owns its
+ * config_map. Its table (options: names, flags, defaults, bounds, help, offsets
+ * into its own options struct) is what ep_queue_config_load reads, validates
+ * and lists in --help under its name; QUEUE_TYPE chooses among the registered
+ * providers by name. When a queue is made, its settings are parsed from the
+ * ep_config_t into a fresh options struct that init borrows. Nothing outside
+ * src/queue/ reads them: a role that needs a consumer of its own asks for one
+ * (ep_queue_open_consumer) instead of editing the provider's settings.
  */
 
 #define EP_QUEUE_API_V1 1
 
-#define EP_QUEUE_F_LOCAL 0x1 /* the queue lives in this process only (memory) */
+#define EP_QUEUE_F_LOCAL    0x1 /* the queue lives in this process only (memory) */
+#define EP_QUEUE_F_INTERNAL 0x2 /* not a QUEUE_TYPE: used by the roles themselves (forward) */
 
 typedef struct ep_queue_s ep_queue_t;
 
@@ -43,6 +55,31 @@ typedef struct ep_queue_stats_s {
     uint64_t lost; /* acknowledged events skipped without being processed (Kafka: offset reset) */
 } ep_queue_stats_t;
 
+/*
+ * The counters behind ep_queue_stats_t that every provider keeps, bumped once
+ * per batch (ep_counter_add). Publisher and consumer sides are a full cache line
+ * apart, so publishing threads and workers do not write the same line.
+ */
+#define EP_QUEUE_CACHE_LINE 64
+
+typedef struct ep_queue_counters_s {
+    _Atomic uint64_t enqueued; /* publisher side */
+    _Atomic uint64_t rejected_full;
+    _Atomic uint64_t rejected_unavailable;
+    char pad[EP_QUEUE_CACHE_LINE];
+    _Atomic uint64_t dequeued; /* consumer side */
+    _Atomic uint64_t acked;
+    _Atomic uint64_t nacked;
+    _Atomic uint64_t lost;
+} ep_queue_counters_t;
+
+/**
+ * Fills st from c: every counter, in_flight = dequeued - acked - nacked (read in
+ * that order, so it errs on the high side; never below 0), size and capacity -1
+ * (unknown: the provider sets what it knows after the call). Thread-safe.
+ */
+void ep_queue_counters_read(ep_queue_counters_t *c, ep_queue_stats_t *st);
+
 /**
  * Publish completion: status[i] is 0 or a negative EP_E* for evs[i] of the
  * publish call, in order. Called exactly once per successful publish call,
@@ -55,8 +92,12 @@ typedef struct ep_queue_provider_s {
     int api_version;  /* EP_QUEUE_API_V1; fields are only appended */
     const char *name; /* "memory" */
     unsigned flags;   /* EP_QUEUE_F_* */
-    /** Creates the instance from cfg into *ctx. Returns 0 or EP_E*, message in err. */
-    int (*init)(const ep_config_t *cfg, void **ctx, char *err, size_t errlen);
+    /**
+     * Creates the instance from cfg and opts into *ctx. opts is the provider's own
+     * options struct, parsed from cfg by its table (NULL when it has none), borrowed
+     * for the call: the instance copies what it keeps. Returns 0 or EP_E*, message in err.
+     */
+    int (*init)(const ep_config_t *cfg, const void *opts, void **ctx, char *err, size_t errlen);
     /**
      * Publishes evs[0..n). Returns 0 (ownership taken, cb will be called once) or
      * EP_EFULL / EP_ECLOSED / EP_EUNAVAIL / ... (nothing taken, cb never called).
@@ -98,6 +139,18 @@ typedef struct ep_queue_provider_s {
      * Kafka, {"total":n,"pending":n,...} for NATS). May be NULL (no lag to report).
      */
     void (*lag_json)(void *ctx, ep_buf_t *out);
+    /** Its settings: names, flags, defaults, bounds, help, offsets into its options struct
+     * (ep_opt.h; the table's name is the provider's). NULL: it has none. */
+    const ep_opt_table_t *options;
+    /**
+     * Turns opts (its options struct, parsed, before init) into those of a consumer
+     * of its own named name: the same events, with a position (offsets, acks) kept
+     * apart from the default consumer's (Kafka: group "<group>-<name>", NATS: durable
+     * "<durable>-<name>"). name is borrowed. Returns 0 or EP_E*, "NAME: why" in err.
+     * May be NULL: the provider has only the one consumer (ep_queue_open_consumer
+     * then answers EP_ENOTSUP).
+     */
+    int (*own_consumer)(void *opts, const char *name, char *err, size_t errlen);
 } ep_queue_provider_t;
 
 struct ep_queue_s {
@@ -120,6 +173,19 @@ const ep_queue_provider_t *ep_queue_provider_find(const char *name);
 void ep_queue_provider_names(char *out, size_t len);
 
 /**
+ * Fills out[0..max) with the option table of every provider QUEUE_TYPE can
+ * name (compiled-in and registered; not EP_QUEUE_F_INTERNAL ones), in order; a
+ * provider without options gets an empty table of its name. Returns the count.
+ */
+size_t ep_queue_option_tables(ep_opt_table_t *out, size_t max);
+
+/** ep_config_load with the options of every provider ep_queue_option_tables lists. */
+int ep_queue_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/** ep_config_usage with the registered providers and their options. */
+void ep_queue_config_usage(FILE *f);
+
+/**
  * Creates a queue of the named type from cfg. Returns 0 and *out, or EP_EINVAL
  * (unknown type) / the provider's error, with a message in err.
  */
@@ -129,6 +195,15 @@ int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, 
 /** Creates a queue from an explicit provider (tests, forwarders). Same contract. */
 int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t *cfg,
                          ep_queue_t **out, char *err, size_t errlen);
+
+/**
+ * Creates a queue of provider with a consumer of its own named name (a role
+ * reading the same events without taking them from the processor: "analytics"),
+ * through the provider's own_consumer. Same contract as ep_queue_create_with;
+ * EP_ENOTSUP (message in err) when the provider has only the one consumer.
+ */
+int ep_queue_open_consumer(const ep_queue_provider_t *provider, const ep_config_t *cfg,
+                           const char *name, ep_queue_t **out, char *err, size_t errlen);
 
 /** Destroys the queue and its provider instance. Accepts NULL. */
 void ep_queue_destroy(ep_queue_t *q);

@@ -102,7 +102,7 @@ int ep_access_create(const ep_config_t *cfg, ep_access_t **out, char *err, size_
         a->has_token = 1;
         ep_auth_sha256(cfg->internal_token, strlen(cfg->internal_token), a->token_digest);
     }
-    a->protect_reads = strcmp(cfg->api_keys_protect_reads, "true") == 0;
+    a->protect_reads = cfg->api_keys_protect_reads;
     if (a->protect_reads && a->keys.n == 0) {
         snprintf(err, errlen, "API_KEYS_PROTECT_READS: true needs API_KEYS or API_KEYS_FILE");
         rc = EP_ECONFIG;

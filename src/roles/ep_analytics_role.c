@@ -291,10 +291,10 @@ void ep__analytics_attach(ep_app_t *app)
         ep_worker_pool_set_hook(app->pool, on_batch, app->analytics);
         return;
     }
-    if (strcmp(app->cfg.analytics_push, "off") == 0) {
+    if (app->cfg.analytics_push == EP_ANALYTICS_PUSH_OFF) {
         return;
     }
-    if (!ep_queue_is_local(app->queue) && strcmp(app->cfg.analytics_push, "auto") == 0) {
+    if (!ep_queue_is_local(app->queue) && app->cfg.analytics_push == EP_ANALYTICS_PUSH_AUTO) {
         /* A broker queue: the analytics role reads it with its own consumer. */
         return;
     }
@@ -388,27 +388,29 @@ void ep__analytics_close(ep_app_t *app)
 int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, char *err,
                                   size_t errlen)
 {
-    ep_config_t cfg = app->cfg;
+    const ep_config_t *cfg = &app->cfg;
     int rc;
 
     if (app->analytics == NULL || (app->roles & EP_ROLE_PROCESSOR) ||
         (qp->flags & EP_QUEUE_F_LOCAL)) {
         return 0;
     }
-    snprintf(cfg.kafka_group, sizeof(cfg.kafka_group), "%.100s-analytics", app->cfg.kafka_group);
-    snprintf(cfg.nats_durable, sizeof(cfg.nats_durable), "%.40s-analytics", app->cfg.nats_durable);
-    if ((rc = ep_queue_create_with(qp, &cfg, &app->analytics_queue, err, errlen)) != 0) {
+    /* A consumer of its own (Kafka: group "<group>-analytics", NATS: durable
+     * "<durable>-analytics"): it reads every event without taking it from the processor. */
+    rc = ep_queue_open_consumer(qp, cfg, "analytics", &app->analytics_queue, err, errlen);
+    if (rc != 0) {
         return rc;
     }
-    rc = ep_worker_pool_create(app->analytics_queue, NULL, 1, cfg.batch_size, &app->analytics_pool);
+    rc =
+        ep_worker_pool_create(app->analytics_queue, NULL, 1, cfg->batch_size, &app->analytics_pool);
     if (rc != 0) {
         snprintf(err, errlen, "cannot create the analytics consumer: %s", ep_strerror(rc));
         return rc;
     }
-    ep_worker_pool_set_max_attempts(app->analytics_pool, cfg.max_attempts);
+    ep_worker_pool_set_max_attempts(app->analytics_pool, cfg->max_attempts);
     ep_worker_pool_set_hook(app->analytics_pool, on_batch, app->analytics);
     ep_worker_pool_set_obs(app->analytics_pool, app->obs);
-    ep_log_info("analytics", "reading the %s queue with its own consumer (%s / %s)", qp->name,
-                cfg.kafka_group, cfg.nats_durable);
+    ep_log_info("analytics", "reading the %s queue with a consumer of its own (\"analytics\")",
+                qp->name);
     return 0;
 }

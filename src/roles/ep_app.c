@@ -194,7 +194,7 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
             goto err;
         }
     }
-    if (strcmp(cfg->metrics_enabled, "true") == 0) {
+    if (cfg->metrics_enabled) {
         app->obs = ep_obs_create(); /* before anything that records into it */
     }
 

@@ -170,7 +170,7 @@ void ep__monitor_routes(ep_app_t *app, ep_http_server_t *srv)
 {
     srv_obs_t *o;
     double sample = app->cfg.access_log_sample;
-    int metrics = strcmp(app->cfg.metrics_enabled, "true") == 0;
+    int metrics = app->cfg.metrics_enabled;
 
     if (!metrics && !(sample > 0)) {
         return;

@@ -64,17 +64,26 @@ static inline void rm_tmp(void)
     tmp_dir[0] = '\0';
 }
 
+/* A provider setting given as a number (a bare number: bytes, seconds). */
+static inline void put_i64(ep_config_t *cfg, const char *name, int64_t v)
+{
+    char s[32];
+
+    snprintf(s, sizeof(s), "%lld", (long long)v);
+    EP_ASSERT_EQ(ep_config_put(cfg, name, s), 0);
+}
+
 static inline ep_config_t make_cfg(const char *fsync, int64_t seg, int64_t ret_bytes,
                                    int64_t ret_age)
 {
     ep_config_t cfg;
 
     ep_config_defaults(&cfg);
-    snprintf(cfg.queue_dir, sizeof(cfg.queue_dir), "%s", qdir());
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "%s", fsync);
-    cfg.queue_segment_bytes = seg;
-    cfg.queue_retention_bytes = ret_bytes;
-    cfg.queue_retention_age_s = ret_age;
+    ep_config_put(&cfg, "QUEUE_DIR", qdir());
+    ep_config_put(&cfg, "QUEUE_FSYNC", fsync);
+    put_i64(&cfg, "QUEUE_SEGMENT_SIZE", seg);
+    put_i64(&cfg, "QUEUE_RETENTION_BYTES", ret_bytes);
+    put_i64(&cfg, "QUEUE_RETENTION_AGE", ret_age);
     return cfg;
 }
 

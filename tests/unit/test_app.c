@@ -22,13 +22,13 @@ static ep_app_t *app_new(unsigned roles, const char *metrics, const char *url)
     ep_config_defaults(&cfg);
     cfg.api_port = cfg.ingest_port = cfg.processor_port = cfg.analytics_port = 0;
     snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
-    snprintf(cfg.metrics_enabled, sizeof(cfg.metrics_enabled), "%s", metrics);
+    cfg.metrics_enabled = strcmp(metrics, "true") == 0;
     snprintf(cfg.sink, sizeof(cfg.sink), "none");
     if (url) {
         snprintf(cfg.ingest_url, sizeof(cfg.ingest_url), "%s", url);
         snprintf(cfg.processor_url, sizeof(cfg.processor_url), "%s", url);
     }
-    snprintf(cfg.analytics_push, sizeof(cfg.analytics_push), "off");
+    cfg.analytics_push = EP_ANALYTICS_PUSH_OFF;
     cfg.http_threads = 1;
     cfg.workers = 1;
     if (ep_app_create(&cfg, roles, &app, err, sizeof(err)) != 0) {

@@ -277,7 +277,7 @@ static void test_access_config_errors(void)
     EP_ASSERT_EQ(ep_access_create(&cfg, &ac, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT_STR_EQ(err, "INTERNAL_TOKEN: 5 characters; at least 16 are needed");
     ep_config_defaults(&cfg);
-    snprintf(cfg.api_keys_protect_reads, sizeof(cfg.api_keys_protect_reads), "true");
+    cfg.api_keys_protect_reads = 1;
     EP_ASSERT_EQ(ep_access_create(&cfg, &ac, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(strstr(err, "API_KEYS_PROTECT_READS:") == err);
     ep_config_defaults(&cfg);

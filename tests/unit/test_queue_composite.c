@@ -49,9 +49,13 @@ static ep_queue_t *make(const char *providers, const char *strategy, int64_t siz
         EP_ASSERT_EQ(ep_queue_provider_register(&flaky), 0);
     }
     ep_config_defaults(&cfg);
-    cfg.queue_size = size;
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "%s", providers);
-    snprintf(cfg.composite_strategy, sizeof(cfg.composite_strategy), "%s", strategy);
+    {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld", (long long)size);
+        EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", v), 0);
+    }
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", providers), 0);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_STRATEGY", strategy), 0);
     if (ep_queue_create("composite", &cfg, &q, err, sizeof(err)) != 0) {
         EP__FAIL("create: %s", err);
     }
@@ -247,14 +251,14 @@ static void test_config_errors(void)
 
     ep_queue_destroy(make("memory", "fail-fast", 10)); /* registers the double */
     ep_config_defaults(&cfg);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory, bogus");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "memory, bogus"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(strstr(err, "COMPOSITE_PROVIDERS") && strstr(err, "bogus"));
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "memory,memory");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "memory,memory"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), "composite");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "composite"), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.composite_providers, sizeof(cfg.composite_providers), " , ");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", " , "), 0);
     EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(q == NULL);
 }
@@ -279,6 +283,45 @@ static void test_close_drains_every_provider(void)
     ep_queue_destroy(q);
 }
 
+/*
+ * A consumer of its own through the composite: each child that has consumers of
+ * its own gets the name (here a memory double that records it), the others are
+ * made as usual; a plain queue asks nobody.
+ */
+static char own_name[32];
+static int own_calls;
+
+static int own_consumer_hook(void *opts, const char *name, char *err, size_t errlen)
+{
+    own_calls++;
+    snprintf(own_name, sizeof(own_name), "%s", name);
+    return 0;
+}
+
+static void test_own_consumer_reaches_the_children(void)
+{
+    static ep_queue_provider_t named;
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256] = "";
+
+    named = ep_queue_memory_provider;
+    named.name = "named";
+    named.own_consumer = own_consumer_hook;
+    EP_ASSERT_EQ(ep_queue_provider_register(&named), 0);
+    ep_config_defaults(&cfg);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "COMPOSITE_PROVIDERS", "memory,named"), 0);
+    EP_ASSERT_EQ(ep_queue_create("composite", &cfg, &q, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(own_calls, 0);
+    ep_queue_destroy(q);
+    EP_ASSERT_EQ(ep_queue_open_consumer(ep_queue_provider_find("composite"), &cfg, "analytics", &q,
+                                        err, sizeof(err)),
+                 0);
+    EP_ASSERT_EQ(own_calls, 1);
+    EP_ASSERT_STR_EQ(own_name, "analytics");
+    ep_queue_destroy(q);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_fail_fast_dual_write_and_dedup),
     EP_TEST(test_fail_fast_reports_a_failed_provider),
@@ -287,6 +330,7 @@ EP_TEST_LIST = {
     EP_TEST(test_nack_lets_a_copy_through_again),
     EP_TEST(test_config_errors),
     EP_TEST(test_close_drains_every_provider),
+    EP_TEST(test_own_consumer_reaches_the_children),
     EP_TEST_END,
 };
 EP_TEST_MAIN()

@@ -64,15 +64,15 @@ static void test_bad_config(void)
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT(strstr(err, "QUEUE_FSYNC") != NULL);
     EP_ASSERT(q == NULL);
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "0");
+    ep_config_put(&cfg, "QUEUE_FSYNC", "0");
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "50x"); /* unknown unit */
+    ep_config_put(&cfg, "QUEUE_FSYNC", "50x"); /* unknown unit */
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "500us"); /* finer than whole ms */
+    ep_config_put(&cfg, "QUEUE_FSYNC", "500us"); /* finer than whole ms */
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_ECONFIG);
     /* A path under a regular file cannot be created. */
-    snprintf(cfg.queue_fsync, sizeof(cfg.queue_fsync), "always");
-    snprintf(cfg.queue_dir, sizeof(cfg.queue_dir), "/etc/hostname/q");
+    ep_config_put(&cfg, "QUEUE_FSYNC", "always");
+    ep_config_put(&cfg, "QUEUE_DIR", "/etc/hostname/q");
     EP_ASSERT_EQ(ep_queue_create("disk", &cfg, &q, err, sizeof(err)), EP_EIO);
     EP_ASSERT(strstr(err, "QUEUE_DIR") != NULL);
     rm_tmp();

@@ -67,11 +67,11 @@ static void mock_stop(mock_t *m)
 static void make_cfg(ep_config_t *cfg, const mock_t *m, const char *group)
 {
     ep_config_defaults(cfg);
-    snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "%s", m->bootstraps);
-    snprintf(cfg->kafka_topic, sizeof(cfg->kafka_topic), "%s", TOPIC);
-    snprintf(cfg->kafka_dlq_topic, sizeof(cfg->kafka_dlq_topic), "%s", DLQ);
-    snprintf(cfg->kafka_group, sizeof(cfg->kafka_group), "%s", group);
-    cfg->kafka_linger_ms = 2;
+    EP_ASSERT_EQ(ep_config_put(cfg, "KAFKA_BROKERS", m->bootstraps), 0);
+    EP_ASSERT_EQ(ep_config_put(cfg, "KAFKA_TOPIC", TOPIC), 0);
+    EP_ASSERT_EQ(ep_config_put(cfg, "KAFKA_DLQ_TOPIC", DLQ), 0);
+    EP_ASSERT_EQ(ep_config_put(cfg, "KAFKA_CONSUMER_GROUP", group), 0);
+    EP_ASSERT_EQ(ep_config_put(cfg, "KAFKA_LINGER_MS", "2ms"), 0);
 }
 
 static ep_queue_t *open_queue(const ep_config_t *cfg)
@@ -416,7 +416,7 @@ static void test_compression_lz4(void)
 
     mock_start(&m, 1, 2);
     make_cfg(&cfg, &m, "g-lz4");
-    snprintf(cfg.kafka_compression, sizeof(cfg.kafka_compression), "lz4");
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_COMPRESSION", "lz4"), 0);
     q = open_queue(&cfg);
     publish_ids(q, "lz4", 0, N, NULL);
     n = read_raw(&m, TOPIC, 2, &r, N, 10000);
@@ -844,7 +844,7 @@ static void test_offset_reset_counts_lost(void)
 
     mock_start(&m, 1, 1);
     make_cfg(&cfg, &m, "g-lost");
-    snprintf(cfg.kafka_compression, sizeof(cfg.kafka_compression), "none"); /* bytes count */
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_COMPRESSION", "none"), 0); /* bytes count */
     q = open_queue(&cfg);
     publish_ids(q, "early", 0, 10, NULL);
     EP_ASSERT_EQ(consume_n(q, evs, 10, 10000), 10);
@@ -922,16 +922,18 @@ static void test_client_settings(void)
 {
     kafka_ctx_t ctx;
     ep_config_t cfg;
+    ep_kafka_opts_t opts;
     rd_kafka_conf_t *conf;
     char v[64], err[256];
 
     memset(&ctx, 0, sizeof(ctx));
     ep_config_defaults(&cfg);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
     snprintf(ctx.brokers, sizeof(ctx.brokers), "127.0.0.1:1");
     snprintf(ctx.client_id, sizeof(ctx.client_id), "unit");
     snprintf(ctx.group, sizeof(ctx.group), "g-settings");
     EP_ASSERT_EQ(ep__kafka_props_from_env(&ctx.props, &ctx.n_props, err, sizeof(err)), 0);
-    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &conf, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &opts, &conf, err, sizeof(err)), 0);
     EP_ASSERT_STR_EQ(conf_value(conf, "socket.nagle.disable", v, sizeof(v)), "true");
     EP_ASSERT_STR_EQ(conf_value(conf, "batch.num.messages", v, sizeof(v)), "10000");
     EP_ASSERT_STR_EQ(conf_value(conf, "linger.ms", v, sizeof(v)), "1");
@@ -944,11 +946,12 @@ static void test_client_settings(void)
     ep__kafka_props_free(ctx.props, ctx.n_props);
 
     /* Own settings from the config; a passthrough variable wins over eventpipe's choice. */
-    cfg.kafka_batch_size = 250;
-    cfg.kafka_linger_ms = 7;
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_BATCH_SIZE", "250"), 0);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_LINGER_MS", "7ms"), 0);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
     setenv("KAFKA_SOCKET_NAGLE_DISABLE", "false", 1);
     EP_ASSERT_EQ(ep__kafka_props_from_env(&ctx.props, &ctx.n_props, err, sizeof(err)), 0);
-    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &conf, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(ep__kafka_producer_conf(&ctx, &cfg, &opts, &conf, err, sizeof(err)), 0);
     EP_ASSERT_STR_EQ(conf_value(conf, "socket.nagle.disable", v, sizeof(v)), "false");
     EP_ASSERT_STR_EQ(conf_value(conf, "batch.num.messages", v, sizeof(v)), "250");
     EP_ASSERT_STR_EQ(conf_value(conf, "linger.ms", v, sizeof(v)), "7");
@@ -999,6 +1002,41 @@ static void test_passthrough(void)
     mock_stop(&m);
 }
 
+/*
+ * KAFKA_REPLICATION_FACTOR of the topics eventpipe creates (issue 18): as given when the
+ * cluster has that many brokers, refused (-1) when not; by default as many replicas as
+ * brokers, at most 3. (librdkafka 2.0's mock cluster names no controller, so its
+ * CreateTopics cannot be exercised here.)
+ */
+static void test_replication_factor(void)
+{
+    static const struct {
+        int setting, brokers, want;
+    } rows[] = {
+        {0, 1, 1}, {0, 3, 3}, {0, 5, 3}, {0, 0, 1}, {2, 3, 2}, {3, 3, 3}, {4, 3, -1}, {3, 1, -1},
+    };
+    ep_config_t cfg;
+    ep_kafka_opts_t opts;
+    char err[256] = "";
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK(ep__kafka_replication(rows[i].setting, rows[i].brokers) == rows[i].want,
+              "setting %d on %d brokers: %d, want %d", rows[i].setting, rows[i].brokers,
+              ep__kafka_replication(rows[i].setting, rows[i].brokers), rows[i].want);
+    }
+    ep_config_defaults(&cfg);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(opts.replication, 0);
+    EP_ASSERT_EQ(opts.partitions, 6);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_REPLICATION_FACTOR", "3"), 0);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)), 0);
+    EP_ASSERT_EQ(opts.replication, 3);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "KAFKA_REPLICATION_FACTOR", "-1"), 0);
+    EP_ASSERT_EQ(ep_config_table_parse(&cfg, &ep__kafka_options, &opts, err, sizeof(err)),
+                 EP_ECONFIG);
+    EP_ASSERT(strncmp(err, "KAFKA_REPLICATION_FACTOR: ", 26) == 0);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_round_trip),
     EP_TEST(test_key_user_id),
@@ -1013,6 +1051,7 @@ EP_TEST_LIST = {
     EP_TEST(test_offset_reset_counts_lost),
     EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
     EP_TEST(test_passthrough),
+    EP_TEST(test_replication_factor), /* no cluster */
     EP_TEST_END,
 };
 

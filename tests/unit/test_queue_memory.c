@@ -31,7 +31,11 @@ static ep_queue_t *make_queue(int64_t size)
     char err[256] = "";
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.queue_size = size;
+    {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld", (long long)size);
+        EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", v), 0);
+    }
     EP_ASSERT_EQ(ep_queue_create("memory", &cfg, &q, err, sizeof(err)), 0);
     EP_ASSERT(q != NULL);
     return q;
@@ -79,11 +83,11 @@ static void test_rejects_bad_size(void)
     char err[256] = "";
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.queue_size = 0;
+    EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", "0"), 0);
     EP_ASSERT(ep_queue_create("memory", &cfg, &q, err, sizeof(err)) < 0);
     EP_ASSERT(q == NULL);
     EP_ASSERT(strstr(err, "QUEUE_SIZE") != NULL);
-    cfg.queue_size = -5;
+    EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", "-5"), 0);
     EP_ASSERT(ep_queue_create("memory", &cfg, &q, err, sizeof(err)) < 0);
 }
 

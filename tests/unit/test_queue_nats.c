@@ -25,7 +25,7 @@
 static void make_cfg(ep_config_t *cfg, const char *url)
 {
     ep_config_defaults(cfg);
-    snprintf(cfg->nats_url, sizeof(cfg->nats_url), "%s", url);
+    EP_ASSERT_EQ(ep_config_put(cfg, "NATS_URL", url), 0);
     cfg->max_attempts = 5;
     cfg->upstream_timeout_ms = 10000; /* a PubAck late on a loaded machine is no failure */
 }
@@ -576,6 +576,52 @@ static void test_bad_url_is_config_error(void)
     }
 }
 
+/*
+ * NATS_STREAM_REPLICAS (issue 18): the stream and consumers are made with that many
+ * replicas. A single server cannot keep R3: the queue stays not ready and says why,
+ * and makes no stream; with the default (1) the stream it makes has one replica.
+ */
+static void test_stream_replicas(void)
+{
+    ep_nats_server_t ns;
+    natsConnection *nc;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256] = "", reason[256] = "";
+    int64_t deadline;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    make_cfg(&cfg, ns.url);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "NATS_STREAM_REPLICAS", "3"), 0);
+    EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), 0);
+    deadline = ep_time_mono_ms() + WAIT_MS;
+    while (!strstr(reason, "replicas") && ep_time_mono_ms() < deadline) {
+        EP_ASSERT_EQ(ep_queue_ready(q, reason, sizeof(reason)), 0);
+        ep_time_sleep_ms(50);
+    }
+    if (strstr(reason, "NATS cannot create stream DIPLOM_STREAM") == NULL ||
+        strstr(reason, "replicas") == NULL) {
+        EP__FAIL("reason: %s", reason);
+    }
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    EP_ASSERT(js_GetStreamInfo(&si, js, "DIPLOM_STREAM", NULL, NULL) != NATS_OK);
+    ep_queue_destroy(q);
+
+    make_cfg(&cfg, ns.url); /* NATS_STREAM_REPLICAS: 1 */
+    q = make_queue(ns.url);
+    wait_ready(q);
+    EP_ASSERT_EQ(js_GetStreamInfo(&si, js, "DIPLOM_STREAM", NULL, NULL), NATS_OK);
+    EP_ASSERT_EQ(si->Config->Replicas, 1);
+    jsStreamInfo_Destroy(si);
+    ep_queue_destroy(q);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    ep_nats_server_cleanup(&ns);
+}
+
 static void test_stream_full_is_efull(void)
 {
     ep_nats_server_t ns;
@@ -805,6 +851,7 @@ EP_TEST_LIST = {
     EP_TEST(test_stats_and_lag_json),
     EP_TEST(test_concurrent_publish_consume),
     EP_TEST(test_destroy_with_publishes_in_flight),
+    EP_TEST(test_stream_replicas),
     EP_TEST_END,
 };
 

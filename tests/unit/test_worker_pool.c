@@ -26,7 +26,11 @@ static ep_queue_t *make_queue(int64_t size)
     char err[256] = "";
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.queue_size = size;
+    {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld", (long long)size);
+        EP_ASSERT_EQ(ep_config_put(&cfg, "QUEUE_SIZE", v), 0);
+    }
     EP_ASSERT_EQ(ep_queue_create("memory", &cfg, &q, err, sizeof(err)), 0);
     return q;
 }

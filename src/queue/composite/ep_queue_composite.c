@@ -17,6 +17,7 @@
  * without processing. A nack forgets the claim, so whichever copy comes next is
  * processed (at-least-once).
  */
+#include "base/ep_counter.h"
 #include "event/ep_dedup.h"
 #include "base/ep_error.h"
 #include "base/ep_log.h"
@@ -28,6 +29,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,7 +39,44 @@
 #define CLAIM_WINDOW_S 3600
 #define CLAIM_CAPACITY 200000
 
-typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t;
+typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t; /* COMPOSITE_STRATEGY */
+
+/* The composite's settings (its table below), and the consumer name own_consumer gives it. */
+typedef struct {
+    char providers[128]; /* COMPOSITE_PROVIDERS */
+    int strategy;        /* COMPOSITE_STRATEGY: a strategy_t */
+    char consumer[32];   /* a consumer of its own for each child that has one ("": none) */
+} composite_opts_t;
+
+static const ep_opt_t composite_opt_rows[] = {
+    {EP_OPT_STR, "COMPOSITE_PROVIDERS", "composite-providers", "nats,kafka",
+     offsetof(composite_opts_t, providers), sizeof(((composite_opts_t *)0)->providers), 0, 0, NULL,
+     "providers of the composite queue"},
+    {EP_OPT_CHOICE, "COMPOSITE_STRATEGY", "composite-strategy", "fail-fast",
+     offsetof(composite_opts_t, strategy), 0, 0, 0, "fail-fast|best-effort",
+     "composite write strategy"},
+};
+
+static const ep_opt_table_t composite_options = {
+    .name = "composite",
+    .opts = composite_opt_rows,
+    .n_opts = sizeof(composite_opt_rows) / sizeof(composite_opt_rows[0]),
+    .size = sizeof(composite_opts_t),
+};
+
+static int composite_own_consumer(void *vopts, const char *name, char *err, size_t errlen)
+{
+    composite_opts_t *opts = vopts;
+
+    if (name[0] == '\0' || strlen(name) >= sizeof(opts->consumer)) {
+        snprintf(err, errlen, "COMPOSITE_PROVIDERS: consumer name '%s' is empty or too long", name);
+        return EP_EINVAL;
+    }
+    snprintf(opts->consumer, sizeof(opts->consumer), "%s", name);
+    return 0;
+}
+
+extern const ep_queue_provider_t ep_queue_composite_provider;
 
 typedef struct child_s {
     ep_queue_t *q;
@@ -59,8 +98,8 @@ typedef struct composite_s {
     int pumps_started;
     atomic_int closed;
     atomic_int pumps_running;
-    atomic_uint_fast64_t enqueued, rejected, dequeued, acked, nacked, deduped;
-    atomic_uint_fast64_t rejected_unavailable; /* rejected: EP_EFULL; this: any other error */
+    ep_queue_counters_t counts; /* rejected_full: EP_EFULL; rejected_unavailable: any other error */
+    atomic_uint_fast64_t deduped;
 } composite_t;
 
 /* One publish call fanned out to the children. */
@@ -97,9 +136,9 @@ static void fan_finish(fan_t *f)
         ok += status[i] == 0;
         full += status[i] == EP_EFULL;
     }
-    atomic_fetch_add_explicit(&c->enqueued, ok, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->rejected, full, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->rejected_unavailable, f->n - ok - full, memory_order_relaxed);
+    ep_counter_add(&c->counts.enqueued, ok);
+    ep_counter_add(&c->counts.rejected_full, full);
+    ep_counter_add(&c->counts.rejected_unavailable, f->n - ok - full);
     if (f->cb) {
         f->cb(f->arg, f->n, status);
     }
@@ -293,7 +332,7 @@ static int composite_consume(void *ctx, ep_event_t **out, size_t max, int timeou
     start_pumps(c);
     n = ep_mpmc_pop_batch(c->inbox, (void **)out, max, timeout_ms);
     if (n > 0) {
-        atomic_fetch_add_explicit(&c->dequeued, (uint64_t)n, memory_order_relaxed);
+        ep_counter_add(&c->counts.dequeued, (uint64_t)n);
     }
     return n;
 }
@@ -367,7 +406,7 @@ static int composite_ack(void *ctx, ep_event_t **evs, size_t n)
 {
     composite_t *c = ctx;
 
-    atomic_fetch_add_explicit(&c->acked, n, memory_order_relaxed);
+    ep_counter_add(&c->counts.acked, n);
     return per_child(c, evs, n, do_ack, NULL);
 }
 
@@ -375,7 +414,7 @@ static int composite_nack(void *ctx, ep_event_t **evs, size_t n, int delay_ms)
 {
     composite_t *c = ctx;
 
-    atomic_fetch_add_explicit(&c->nacked, n, memory_order_relaxed);
+    ep_counter_add(&c->counts.nacked, n);
     return per_child(c, evs, n, do_nack, &delay_ms);
 }
 
@@ -392,13 +431,7 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
     int64_t size = 0;
     int unknown = 0;
 
-    memset(st, 0, sizeof(*st));
-    st->enqueued = atomic_load(&c->enqueued);
-    st->rejected_full = atomic_load(&c->rejected);
-    st->rejected_unavailable = atomic_load(&c->rejected_unavailable);
-    st->dequeued = atomic_load(&c->dequeued);
-    st->acked = atomic_load(&c->acked);
-    st->nacked = atomic_load(&c->nacked);
+    ep_queue_counters_read(&c->counts, st);
     for (int k = 0; k < c->n; k++) {
         ep_queue_stats_t cs;
         ep_queue_stats(c->child[k].q, &cs);
@@ -410,8 +443,6 @@ static void composite_stats(void *ctx, ep_queue_stats_t *st)
         }
     }
     st->size = unknown ? -1 : size + (int64_t)ep_mpmc_size(c->inbox);
-    st->capacity = -1;
-    st->in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
 }
 
 static void composite_stats_json(void *ctx, ep_buf_t *out)
@@ -549,6 +580,26 @@ static void composite_destroy(void *ctx)
 
 /* ------------------------------------------------------------ config */
 
+/* The providers a composite can wrap: any a QUEUE_TYPE can name, but a composite. */
+static int can_wrap(const ep_queue_provider_t *p)
+{
+    return p != NULL && !(p->flags & EP_QUEUE_F_INTERNAL) && p != &ep_queue_composite_provider;
+}
+
+static void wrappable_names(char *out, size_t len)
+{
+    ep_opt_table_t t[16];
+    size_t n = ep_queue_option_tables(t, 16), off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        if (can_wrap(ep_queue_provider_find(t[i].name))) {
+            int w = snprintf(out + off, len - off, "%s%s", off ? ", " : "", t[i].name);
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+}
+
 static int parse_providers(const char *spec, char names[][32], int *count, char *err, size_t errlen)
 {
     const char *p = spec;
@@ -580,13 +631,10 @@ static int parse_providers(const char *spec, char names[][32], int *count, char 
         }
         memcpy(names[n], start, len);
         names[n][len] = '\0';
-        if (strcmp(names[n], "composite") == 0 || ep_queue_provider_find(names[n]) == NULL ||
-            strcmp(names[n], "forward") == 0) {
+        if (!can_wrap(ep_queue_provider_find(names[n]))) {
             char avail[160];
-            ep_queue_provider_names(avail, sizeof(avail));
-            snprintf(err, errlen,
-                     "COMPOSITE_PROVIDERS: unknown provider '%s' (use memory, disk, "
-                     "nats or kafka; built here: %s)",
+            wrappable_names(avail, sizeof(avail));
+            snprintf(err, errlen, "COMPOSITE_PROVIDERS: unknown provider '%s' (built here: %s)",
                      names[n], avail);
             return EP_ECONFIG;
         }
@@ -606,23 +654,37 @@ static int parse_providers(const char *spec, char names[][32], int *count, char 
     return 0;
 }
 
-static int composite_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+/* Its children, each made as a queue of its own from the same cfg; a consumer of their own when
+ * the composite was asked for one (own_consumer), for those children that have one. */
+static int create_child(const char *name, const ep_config_t *cfg, const char *consumer,
+                        ep_queue_t **out, char *err, size_t errlen)
 {
+    const ep_queue_provider_t *p = ep_queue_provider_find(name);
+
+    if (consumer[0] && p->own_consumer) {
+        return ep_queue_open_consumer(p, cfg, consumer, out, err, errlen);
+    }
+    return ep_queue_create_with(p, cfg, out, err, errlen);
+}
+
+static int composite_init(const ep_config_t *cfg, const void *vopts, void **out, char *err,
+                          size_t errlen)
+{
+    const composite_opts_t *opts = vopts;
     char names[MAX_CHILDREN][32];
     composite_t *c;
     int n = 0, rc;
 
     *out = NULL;
-    if ((rc = parse_providers(cfg->composite_providers, names, &n, err, errlen)) != 0) {
+    if ((rc = parse_providers(opts->providers, names, &n, err, errlen)) != 0) {
         return rc;
     }
     c = ep_calloc(1, sizeof(*c));
-    c->strategy = strcmp(cfg->composite_strategy, "best-effort") == 0 ? STRATEGY_BEST_EFFORT
-                                                                      : STRATEGY_FAIL_FAST;
+    c->strategy = opts->strategy;
     pthread_mutex_init(&c->start_mu, NULL);
     for (int k = 0; k < n; k++) {
         char cerr[256] = "";
-        rc = ep_queue_create(names[k], cfg, &c->child[k].q, cerr, sizeof(cerr));
+        rc = create_child(names[k], cfg, opts->consumer, &c->child[k].q, cerr, sizeof(cerr));
         if (rc != 0) {
             snprintf(err, errlen, "COMPOSITE_PROVIDERS: provider '%s': %s", names[k], cerr);
             for (int j = 0; j < k; j++) {
@@ -662,4 +724,6 @@ const ep_queue_provider_t ep_queue_composite_provider = {
     .destroy = composite_destroy,
     .dead_letter = composite_dead_letter,
     .lag_json = composite_lag_json,
+    .options = &composite_options,
+    .own_consumer = composite_own_consumer,
 };

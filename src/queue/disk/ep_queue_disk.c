@@ -53,6 +53,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,33 +78,81 @@ void ep__disk_set_broken(disk_ctx_t *ctx, const char *fmt, const char *what, int
 
 /* --------------------------------------------------------------- provider */
 
-static int parse_fsync(const char *s, int *mode, int64_t *ms)
+/* The disk queue's settings (its table below); fsync_* are derived from fsync by disk_check. */
+typedef struct {
+    char dir[DISK_DIR_MAX];  /* QUEUE_DIR */
+    char fsync[32];          /* QUEUE_FSYNC: always | never | an interval */
+    int64_t segment_bytes;   /* QUEUE_SEGMENT_SIZE */
+    int64_t retention_bytes; /* QUEUE_RETENTION_BYTES (0: no bound) */
+    int64_t retention_age_s; /* QUEUE_RETENTION_AGE (0: no bound) */
+    int fsync_mode;          /* FSYNC_* */
+    int64_t fsync_interval_ms;
+} disk_opts_t;
+
+#define S(f) offsetof(disk_opts_t, f), sizeof(((disk_opts_t *)0)->f)
+#define N(f) offsetof(disk_opts_t, f), 0
+
+static const ep_opt_t disk_opt_rows[] = {
+    {EP_OPT_STR, "QUEUE_DIR", "queue-dir", "./eventpipe-data/queue", S(dir), 0, 0, NULL,
+     "directory of the disk queue"},
+    {EP_OPT_STR, "QUEUE_FSYNC", "queue-fsync", "always", S(fsync), 0, 0, NULL,
+     "disk queue fsync policy: always, never or an interval (a duration, 1ms-1h; bare "
+     "number: ms)"},
+    {EP_OPT_SIZE, "QUEUE_SEGMENT_SIZE", "queue-segment-size", "67108864", N(segment_bytes), 4096,
+     4294967295LL, NULL, "bytes per disk queue segment file"},
+    {EP_OPT_SIZE, "QUEUE_RETENTION_BYTES", "queue-retention-bytes", "1073741824",
+     N(retention_bytes), 0, INT64_MAX, NULL,
+     "disk queue: bytes kept at most, and un-acked bytes before 503 (0: no bound)"},
+    {EP_OPT_DURATION_S, "QUEUE_RETENTION_AGE", "queue-retention-age", "168h", S(retention_age_s), 0,
+     INT64_MAX / 1000000000, "s",
+     "how long consumed disk queue data is kept at most, whole seconds (0: no age bound)"},
+};
+
+#undef S
+#undef N
+
+/* QUEUE_FSYNC: always, never, or an interval (a duration, a bare number being ms; whole ms in
+ * [1ms, 1h]); the segment size. */
+static int disk_check(void *vopts, char *err, size_t errlen)
 {
+    disk_opts_t *o = vopts;
     const char *why;
     int64_t ns;
 
-    if (strcmp(s, "always") == 0) {
-        *mode = FSYNC_ALWAYS;
-        return 0;
+    if (strcmp(o->fsync, "always") == 0 || strcmp(o->fsync, "never") == 0) {
+        o->fsync_mode = o->fsync[0] == 'a' ? FSYNC_ALWAYS : FSYNC_NEVER;
+    } else if (ep_duration_parse_bare(o->fsync, EP_MS, &ns, &why) != 0 || ns % EP_MS != 0 ||
+               ns < EP_MS || ns > 3600 * EP_S) {
+        snprintf(err, errlen,
+                 "QUEUE_FSYNC: '%s' is not always, never or an interval of whole ms in [1ms, 1h] "
+                 "(e.g. 50ms; a bare number is ms)",
+                 o->fsync);
+        return EP_ECONFIG;
+    } else {
+        o->fsync_mode = FSYNC_EVERY;
+        o->fsync_interval_ms = ns / EP_MS;
     }
-    if (strcmp(s, "never") == 0) {
-        *mode = FSYNC_NEVER;
-        return 0;
-    }
-    /* An interval: a duration ("50ms", "1s"), a bare number being ms; whole ms in [1ms, 1h]. */
-    if (ep_duration_parse_bare(s, EP_MS, &ns, &why) != 0 || ns % EP_MS != 0 || ns < EP_MS ||
-        ns > 3600 * EP_S) {
+    if (o->segment_bytes < EP_DISK_HDR_SIZE * 2) {
+        snprintf(err, errlen, "QUEUE_SEGMENT_SIZE: %lld is too small", (long long)o->segment_bytes);
         return EP_ECONFIG;
     }
-    *mode = FSYNC_EVERY;
-    *ms = ns / EP_MS;
     return 0;
 }
 
+static const ep_opt_table_t disk_options = {
+    .name = "disk",
+    .opts = disk_opt_rows,
+    .n_opts = sizeof(disk_opt_rows) / sizeof(disk_opt_rows[0]),
+    .size = sizeof(disk_opts_t),
+    .check = disk_check,
+};
+
 static void disk_destroy(void *vctx);
 
-static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+static int disk_init(const ep_config_t *cfg, const void *vopts, void **out, char *err,
+                     size_t errlen)
 {
+    const disk_opts_t *opts = vopts;
     disk_ctx_t *ctx;
     pthread_condattr_t ca;
     uint64_t cursor = 0, want_seg;
@@ -131,28 +180,17 @@ static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errle
     ctx->bits_cap = 4096;
     ctx->bits = ep_calloc(ctx->bits_cap / 64, sizeof(uint64_t));
 
-    if (parse_fsync(cfg->queue_fsync, &ctx->fsync_mode, &ctx->fsync_interval_ms) != 0) {
-        snprintf(err, errlen,
-                 "QUEUE_FSYNC: '%s' is not valid (always, never or an interval, 1ms-1h)",
-                 cfg->queue_fsync);
-        rc = EP_ECONFIG;
-        goto err;
-    }
-    if (cfg->queue_segment_bytes < EP_DISK_HDR_SIZE * 2) {
-        snprintf(err, errlen, "QUEUE_SEGMENT_SIZE: %lld is too small",
-                 (long long)cfg->queue_segment_bytes);
-        rc = EP_ECONFIG;
-        goto err;
-    }
-    if (cfg->queue_dir[0] == '\0') {
+    if (opts->dir[0] == '\0') {
         snprintf(err, errlen, "QUEUE_DIR: empty");
         rc = EP_ECONFIG;
         goto err;
     }
-    snprintf(ctx->dir, sizeof(ctx->dir), "%s", cfg->queue_dir);
-    ctx->segment_bytes = cfg->queue_segment_bytes;
-    ctx->retention_bytes = cfg->queue_retention_bytes;
-    ctx->retention_age_s = cfg->queue_retention_age_s;
+    ctx->fsync_mode = opts->fsync_mode;
+    ctx->fsync_interval_ms = opts->fsync_interval_ms;
+    snprintf(ctx->dir, sizeof(ctx->dir), "%s", opts->dir);
+    ctx->segment_bytes = opts->segment_bytes;
+    ctx->retention_bytes = opts->retention_bytes;
+    ctx->retention_age_s = opts->retention_age_s;
 
     rc = ep__disk_mkdir_p(ctx->dir);
     if (rc == 0) {
@@ -246,7 +284,7 @@ static int disk_init(const ep_config_t *cfg, void **out, char *err, size_t errle
                 "%s: %zu segments, %" PRIu64 " records to deliver from sequence %" PRIu64
                 " (%" PRId64 " bytes), fsync %s",
                 ctx->dir, ctx->n_segs, ctx->next_seq - ctx->read_seq, ctx->read_seq, unacked,
-                cfg->queue_fsync);
+                opts->fsync);
     *out = ctx;
     return 0;
 
@@ -300,7 +338,7 @@ static int disk_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         atomic_load_explicit(&ctx->unacked_bytes, memory_order_relaxed) + bytes >
             ctx->retention_bytes) {
         rc = EP_EFULL;
-        ep_counter_add(&ctx->rejected_full, n);
+        ep_counter_add(&ctx->counts.rejected_full, n);
     }
     if (rc != 0) {
         /* All or nothing: the batch leaves no trace. */
@@ -510,4 +548,5 @@ const ep_queue_provider_t ep_queue_disk_provider = {
     .destroy = disk_destroy,
     .dead_letter = disk_dead_letter,
     .lag_json = ep__disk_lag_json,
+    .options = &disk_options,
 };

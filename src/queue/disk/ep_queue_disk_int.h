@@ -47,8 +47,8 @@ typedef struct pub_cb_s {
     size_t n;
 } pub_cb_t;
 
-/* The queue directory's longest path (QUEUE_DIR's buffer in ep_config.h). */
-#define DISK_DIR_MAX sizeof(((ep_config_t *)0)->queue_dir)
+/* The queue directory's longest path (QUEUE_DIR's buffer, disk_opts_t in ep_queue_disk.c). */
+#define DISK_DIR_MAX 512
 
 typedef struct disk_ctx_s {
     char dir[DISK_DIR_MAX];
@@ -128,7 +128,8 @@ typedef struct disk_ctx_s {
     int dlq_fd;
 
     /* Counters (relaxed atomics). */
-    _Atomic uint64_t enqueued, dequeued, acked, nacked, rejected_full, dlq_records;
+    ep_queue_counters_t counts;
+    _Atomic uint64_t dlq_records;
     _Atomic uint64_t fsyncs, synced_events;
     _Atomic int64_t unacked_bytes;
     _Atomic uint64_t next_seq_pub, read_seq_pub, floor_pub, rd_n;

@@ -337,7 +337,7 @@ int ep__disk_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
     for (size_t i = 0; i < got; i++) {
         out[i]->attempts++;
     }
-    ep_counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->counts.dequeued, got);
     return (int)got;
 }
 
@@ -360,7 +360,7 @@ int ep__disk_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     return 0;
 }
 
@@ -377,6 +377,6 @@ int ep__disk_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     atomic_fetch_add_explicit(&ctx->rd_n, n, memory_order_relaxed);
     pthread_cond_broadcast(&ctx->read_cond);
     pthread_mutex_unlock(&ctx->read_lock);
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     return 0;
 }

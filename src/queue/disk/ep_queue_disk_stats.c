@@ -87,20 +87,11 @@ void ep__disk_stats(void *vctx, ep_queue_stats_t *st)
 {
     disk_ctx_t *ctx = vctx;
     uint64_t rs, ns;
-    int64_t in_flight;
 
-    memset(st, 0, sizeof(*st));
-    st->acked = ep_counter_get(&ctx->acked);
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
+    ep_queue_counters_read(&ctx->counts, st);
     rs = ep_counter_get(&ctx->read_seq_pub);
     ns = ep_counter_get(&ctx->next_seq_pub);
     st->size = (int64_t)(ns > rs ? ns - rs : 0) + (int64_t)ep_counter_get(&ctx->rd_n);
-    st->capacity = -1;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 void ep__disk_stats_json(void *vctx, ep_buf_t *out)

@@ -172,7 +172,7 @@ static int write_batch(disk_ctx_t *ctx, size_t n)
             goto fail;
         }
     }
-    ep_counter_add(&ctx->enqueued, n);
+    ep_counter_add(&ctx->counts.enqueued, n);
     return 0;
 
 fail:

@@ -320,7 +320,7 @@ static void fwd_free(fwd_t *f)
     ep_free(f);
 }
 
-static int fwd_init(const ep_config_t *cfg, void **ctx, char *err, size_t errlen)
+static int fwd_init(const ep_config_t *cfg, const void *opts, void **ctx, char *err, size_t errlen)
 {
     fwd_t *f;
     size_t ulen = strnlen(cfg->processor_url, sizeof(cfg->processor_url));
@@ -555,7 +555,7 @@ static void fwd_destroy(void *ctx)
 const ep_queue_provider_t ep_queue_forward_provider = {
     .api_version = EP_QUEUE_API_V1,
     .name = "forward",
-    .flags = 0,
+    .flags = EP_QUEUE_F_INTERNAL,
     .init = fwd_init,
     .publish = fwd_publish,
     .consume = fwd_consume,

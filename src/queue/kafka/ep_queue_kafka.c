@@ -145,7 +145,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
         call->status[slot->idx] = rc;
         if (rc != 0 && rc != EP_EFULL) {
-            ep_counter_add(&ctx->rejected_unavail, 1);
+            ep_counter_add(&ctx->counts.rejected_unavailable, 1);
         }
         if (atomic_fetch_sub_explicit(&call->pending, 1, memory_order_acq_rel) == 1) {
             publish_done(call);
@@ -359,7 +359,7 @@ static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
 /* Counts and reports records an offset reset skipped. */
 static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
 {
-    ep_counter_add(&ctx->lost, (uint64_t)n);
+    ep_counter_add(&ctx->counts.lost, (uint64_t)n);
     ep_counter_add(&ctx->lost_resets, 1);
     set_last_error(ctx,
                    "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
@@ -682,7 +682,16 @@ static void *poll_main(void *arg)
     return NULL;
 }
 
-/* Creates name with the configured partition count if the cluster lacks it. */
+int ep__kafka_replication(int setting, int brokers)
+{
+    if (setting > 0) {
+        return setting <= brokers ? setting : -1;
+    }
+    return brokers < 1 ? 1 : brokers < REPLICATION_MAX ? brokers : REPLICATION_MAX;
+}
+
+/* Creates the topics with KAFKA_PARTITIONS and KAFKA_REPLICATION_FACTOR if the cluster lacks them.
+ */
 static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
@@ -701,7 +710,7 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         set_last_error(ctx, "metadata: %s", rd_kafka_err2str(err));
         return ep__kafka_err(err);
     }
-    rf = md->broker_cnt < REPLICATION_MAX ? md->broker_cnt : REPLICATION_MAX;
+    rf = ep__kafka_replication(ctx->replication, md->broker_cnt);
     if (atomic_load(&ctx->brokers_up) <= 0) {
         atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
     }
@@ -727,6 +736,17 @@ static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         }
         n_new++;
     }
+    if (n_new > 0 && rf < 0) {
+        /* The cluster would refuse it: say why, and stay not ready until brokers join. */
+        set_last_error(ctx,
+                       "KAFKA_REPLICATION_FACTOR: %d is more than the %d brokers of the cluster",
+                       ctx->replication, md->broker_cnt);
+        atomic_store(&ctx->topics_refused, 1);
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_NewTopic_destroy_array(nt, (size_t)n_new);
+        return EP_EUNAVAIL;
+    }
+    atomic_store(&ctx->topics_refused, 0);
     rd_kafka_metadata_destroy(md);
     if (n_new == 0) {
         return 0;
@@ -1035,7 +1055,7 @@ static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
     for (size_t i = 0; i < n; i++) {
         out[i]->attempts++;
     }
-    ep_counter_add(&ctx->dequeued, n);
+    ep_counter_add(&ctx->counts.dequeued, n);
     return (int)n;
 }
 
@@ -1043,8 +1063,10 @@ static int handed_out(kafka_ctx_t *ctx, ep_event_t **out, size_t n)
 
 static void kafka_destroy(void *vctx);
 
-static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char *err,
+                      size_t errlen)
 {
+    const ep_kafka_opts_t *set = vset;
     kafka_ctx_t *ctx;
     rd_kafka_conf_t *conf = NULL, *cconf = NULL;
     char errstr[512];
@@ -1052,24 +1074,24 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
 
     *out = NULL;
     ep__kafka_tsan_link();
-    if (cfg->kafka_brokers[0] == '\0') {
+    if (set->brokers[0] == '\0') {
         snprintf(err, errlen, "KAFKA_BROKERS: empty (host:port,...)");
         return EP_ECONFIG;
     }
-    if (cfg->kafka_topic[0] == '\0') {
+    if (set->topic[0] == '\0') {
         snprintf(err, errlen, "KAFKA_TOPIC: empty");
         return EP_ECONFIG;
     }
     ctx = ep_calloc(1, sizeof(*ctx));
-    snprintf(ctx->brokers, sizeof(ctx->brokers), "%s", cfg->kafka_brokers);
-    snprintf(ctx->topic, sizeof(ctx->topic), "%s", cfg->kafka_topic);
+    snprintf(ctx->brokers, sizeof(ctx->brokers), "%s", set->brokers);
+    snprintf(ctx->topic, sizeof(ctx->topic), "%s", set->topic);
     snprintf(ctx->dlq_topic, sizeof(ctx->dlq_topic), "%s",
-             cfg->kafka_dlq_topic[0] ? cfg->kafka_dlq_topic : "diplom-messages-dlq");
-    snprintf(ctx->group, sizeof(ctx->group), "%s",
-             cfg->kafka_group[0] ? cfg->kafka_group : "processor-group");
+             set->dlq_topic[0] ? set->dlq_topic : "diplom-messages-dlq");
+    snprintf(ctx->group, sizeof(ctx->group), "%s", set->group[0] ? set->group : "processor-group");
     snprintf(ctx->client_id, sizeof(ctx->client_id), "%s",
-             cfg->kafka_client_id[0] ? cfg->kafka_client_id : "eventpipe");
-    ctx->partitions = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 1;
+             set->client_id[0] ? set->client_id : "eventpipe");
+    ctx->partitions = set->partitions > 0 ? set->partitions : 1;
+    ctx->replication = set->replication;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
     atomic_init(&ctx->brokers_up, -1);
     pthread_mutex_init(&ctx->cons_lock, NULL);
@@ -1091,7 +1113,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
     if (rc != 0) {
         goto err;
     }
-    rc = ep__kafka_producer_conf(ctx, cfg, &conf, err, errlen);
+    rc = ep__kafka_producer_conf(ctx, cfg, set, &conf, err, errlen);
     if (rc != 0) {
         goto err;
     }
@@ -1113,6 +1135,17 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
         rc = EP_ECONFIG;
         goto err;
     }
+    /*
+     * One bounded attempt now; the monitor thread keeps trying if the cluster is not there.
+     * Before the topic handles: their metadata requests would let a broker that auto-creates
+     * topics make them with its own defaults instead of KAFKA_PARTITIONS and
+     * KAFKA_REPLICATION_FACTOR.
+     */
+    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
+        atomic_store(&ctx->topics_ok, 1);
+    } else {
+        ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
+    }
     ctx->prod_topic = rd_kafka_topic_new(ctx->prod, ctx->topic, NULL);
     ctx->dlq_rkt = rd_kafka_topic_new(ctx->prod, ctx->dlq_topic, NULL);
     if (ctx->prod_topic == NULL || ctx->dlq_rkt == NULL) {
@@ -1120,12 +1153,6 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
                  ctx->dlq_topic, rd_kafka_err2str(rd_kafka_last_error()));
         rc = EP_ECONFIG;
         goto err;
-    }
-    /* One bounded attempt now; the monitor thread keeps trying if the cluster is not there. */
-    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
-        atomic_store(&ctx->topics_ok, 1);
-    } else {
-        ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
     }
     if ((rc = pthread_create(&ctx->poll_tid, NULL, poll_main, ctx)) != 0) {
         snprintf(err, errlen, "kafka: cannot start the poll thread: %s", strerror(rc));
@@ -1140,8 +1167,7 @@ static int kafka_init(const ep_config_t *cfg, void **out, char *err, size_t errl
     }
     ctx->mon_started = 1;
     ep_log_info(LOG, "producer to %s, topic %s (compression %s, linger %d ms, batch %d)",
-                ctx->brokers, ctx->topic, cfg->kafka_compression, cfg->kafka_linger_ms,
-                cfg->kafka_batch_size);
+                ctx->brokers, ctx->topic, set->compression, set->linger_ms, set->batch_size);
     *out = ctx;
     return 0;
 
@@ -1170,7 +1196,7 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
          * would only wait for message.timeout.ms to fail the same way.
          */
         ep_counter_add(&ctx->rejected_down, n);
-        ep_counter_add(&ctx->rejected_unavail, n);
+        ep_counter_add(&ctx->counts.rejected_unavailable, n);
         return EP_EUNAVAIL;
     }
     if (n == 0) {
@@ -1204,7 +1230,8 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
     if (produced == 0) {
         /* Nothing queued: the caller keeps the events and no callback runs. */
         ep_free(call);
-        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n);
+        ep_counter_add(
+            rc == EP_EFULL ? &ctx->counts.rejected_full : &ctx->counts.rejected_unavailable, n);
         return rc;
     }
     if (produced < n) {
@@ -1212,10 +1239,12 @@ static int kafka_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb c
         for (size_t i = produced; i < n; i++) {
             call->status[i] = rc;
         }
-        ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->rejected_unavail, n - produced);
+        ep_counter_add(rc == EP_EFULL ? &ctx->counts.rejected_full
+                                      : &ctx->counts.rejected_unavailable,
+                       n - produced);
         atomic_fetch_sub_explicit(&call->pending, n - produced, memory_order_acq_rel);
     }
-    ep_counter_add(&ctx->enqueued, produced);
+    ep_counter_add(&ctx->counts.enqueued, produced);
     /* The records hold copies: the events are done with. */
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
@@ -1320,7 +1349,7 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     return 0;
 }
 
@@ -1333,7 +1362,7 @@ static int kafka_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     ep_redeliver_add(&ctx->retry, evs, n, not_before);
     atomic_fetch_add(&ctx->retry_n, n);
     pthread_mutex_unlock(&ctx->state_lock);
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     return 0;
 }
 
@@ -1385,21 +1414,10 @@ static int kafka_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char 
 static void kafka_stats(void *vctx, ep_queue_stats_t *st)
 {
     kafka_ctx_t *ctx = vctx;
-    int64_t in_flight;
 
-    memset(st, 0, sizeof(*st));
-    st->acked = ep_counter_get(&ctx->acked);
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
-    st->rejected_unavailable = ep_counter_get(&ctx->rejected_unavail);
-    st->lost = ep_counter_get(&ctx->lost);
+    ep_queue_counters_read(&ctx->counts, st);
     /* Waiting events = the consumer lag, known once this process consumes. */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
-    st->capacity = -1;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 static void kafka_stats_json(void *vctx, ep_buf_t *out)
@@ -1425,7 +1443,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
                   ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
-                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->lost),
+                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->counts.lost),
                   ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),
                   ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->commits),
                   rd_kafka_outq_len(ctx->prod));
@@ -1451,6 +1469,8 @@ static int kafka_ready(void *vctx, char *reason, size_t len)
         why = "fatal producer error";
     } else if (ctx->cons_err[0] && atomic_load(&ctx->cons) == NULL) {
         why = "consumer could not be created";
+    } else if (atomic_load(&ctx->topics_refused)) {
+        why = "cannot create its topics";
     } else if (atomic_load(&ctx->brokers_up) > 0) {
         return 1;
     }
@@ -1561,4 +1581,6 @@ const ep_queue_provider_t ep_queue_kafka_provider = {
     .destroy = kafka_destroy,
     .dead_letter = kafka_dead_letter,
     .lag_json = kafka_lag_json,
+    .options = &ep__kafka_options,
+    .own_consumer = ep__kafka_own_consumer,
 };

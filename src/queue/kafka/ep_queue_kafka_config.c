@@ -34,6 +34,7 @@
 #include "base/ep_str.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +47,64 @@ extern char **environ;
 #define MSG_TIMEOUT_SCAN_MS      2000 /* how late librdkafka may report a timed-out record */
 #define MSG_TIMEOUT_MAX_MS       30000
 
-/* eventpipe's own KAFKA_* settings (ep_config.c); every other KAFKA_* passes through. */
-static const char *const own_names[] = {
-    "KAFKA_BROKERS",     "KAFKA_BROKER_LIST", "KAFKA_TOPIC",       "KAFKA_CONSUMER_GROUP",
-    "KAFKA_COMPRESSION", "KAFKA_PARTITIONS",  "KAFKA_MAX_RETRIES", "KAFKA_BATCH_SIZE",
-    "KAFKA_LINGER_MS",   "KAFKA_CLIENT_ID",   "KAFKA_DLQ_TOPIC",   NULL,
+/* eventpipe's own KAFKA_* settings; every other KAFKA_* passes through (is_own_name). */
+#define S(f) offsetof(ep_kafka_opts_t, f), sizeof(((ep_kafka_opts_t *)0)->f)
+#define N(f) offsetof(ep_kafka_opts_t, f), 0
+
+static const ep_opt_t kafka_opt_rows[] = {
+    {EP_OPT_STR, "KAFKA_BROKERS", "kafka-brokers", "localhost:9092", S(brokers), 0, 0, NULL,
+     "Kafka bootstrap servers, comma-separated"},
+    {EP_OPT_STR, "KAFKA_TOPIC", "kafka-topic", "diplom-messages", S(topic), 0, 0, NULL,
+     "Kafka topic"},
+    {EP_OPT_STR, "KAFKA_CONSUMER_GROUP", "kafka-group", "processor-group", S(group), 0, 0, NULL,
+     "Kafka consumer group"},
+    {EP_OPT_ENUM, "KAFKA_COMPRESSION", "kafka-compression", "snappy", S(compression), 0, 0,
+     "none|gzip|snappy|lz4|zstd", "Kafka producer compression"},
+    {EP_OPT_INT, "KAFKA_PARTITIONS", "kafka-partitions", "6", N(partitions), 1, 100000, NULL,
+     "partitions of a topic eventpipe creates"},
+    {EP_OPT_INT, "KAFKA_REPLICATION_FACTOR", "kafka-replication-factor", "0", N(replication), 0,
+     1000, NULL,
+     "replicas of each partition of a topic eventpipe creates (0: as many as brokers, at "
+     "most 3)"},
+    {EP_OPT_INT, "KAFKA_MAX_RETRIES", "kafka-max-retries", "3", N(max_retries), 0, 1000, NULL,
+     "publish retries (exponential backoff)"},
+    {EP_OPT_INT, "KAFKA_BATCH_SIZE", "kafka-batch-size", "10000", N(batch_size), 1, 1000000, NULL,
+     "most events in one producer batch (batch.num.messages)"},
+    {EP_OPT_DURATION_MS, "KAFKA_LINGER_MS", "kafka-linger", "1ms", S(linger_ms), 0, 60000, "ms",
+     "how long the producer waits to fill a batch (every ingest answer waits for it)"},
+    {EP_OPT_STR, "KAFKA_CLIENT_ID", "kafka-client-id", "eventpipe", S(client_id), 0, 0, NULL,
+     "Kafka client.id"},
+    {EP_OPT_STR, "KAFKA_DLQ_TOPIC", "kafka-dlq-topic", "diplom-messages-dlq", S(dlq_topic), 0, 0,
+     NULL, "topic of dead-lettered events"},
 };
+
+#undef S
+#undef N
+
+/* Seed 003 spells the broker list KAFKA_BROKER_LIST; KAFKA_BROKERS wins when both are set. */
+static const char *const kafka_aliases[] = {"KAFKA_BROKER_LIST", "KAFKA_BROKERS", NULL};
+
+const ep_opt_table_t ep__kafka_options = {
+    .name = "kafka",
+    .opts = kafka_opt_rows,
+    .n_opts = sizeof(kafka_opt_rows) / sizeof(kafka_opt_rows[0]),
+    .size = sizeof(ep_kafka_opts_t),
+    .aliases = kafka_aliases,
+};
+
+int ep__kafka_own_consumer(void *opts, const char *name, char *err, size_t errlen)
+{
+    ep_kafka_opts_t *o = opts;
+    char group[sizeof(o->group)];
+
+    if (name[0] == '\0') {
+        snprintf(err, errlen, "KAFKA_CONSUMER_GROUP: empty consumer name");
+        return EP_EINVAL;
+    }
+    snprintf(group, sizeof(group), "%.100s-%.20s", o->group, name);
+    memcpy(o->group, group, sizeof(group));
+    return 0;
+}
 
 /*
  * Variables that Kafka distributions and container images set for the broker
@@ -76,7 +129,12 @@ static int in_list(const char *const *list, const char *name, size_t len)
 
 static int is_own_name(const char *name, size_t len)
 {
-    return in_list(own_names, name, len) || in_list(foreign_names, name, len);
+    for (size_t i = 0; i < ep__kafka_options.n_opts; i++) {
+        if (strlen(kafka_opt_rows[i].env) == len && memcmp(kafka_opt_rows[i].env, name, len) == 0) {
+            return 1;
+        }
+    }
+    return in_list(kafka_aliases, name, len) || in_list(foreign_names, name, len);
 }
 
 void ep__kafka_props_free(kafka_prop_t *props, size_t n)
@@ -174,13 +232,13 @@ static int apply_props(kafka_ctx_t *ctx, rd_kafka_conf_t *conf, char *err, size_
     return 0;
 }
 
-int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_conf_t **out,
-                            char *err, size_t errlen)
+int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_kafka_opts_t *opts,
+                            rd_kafka_conf_t **out, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     long long upstream = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
     long long timeout = upstream - MSG_TIMEOUT_SCAN_MS;
-    int batch = cfg->kafka_batch_size;
+    int batch = opts->batch_size;
 
     *out = NULL;
     if (timeout < upstream / 3) {
@@ -200,10 +258,10 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_c
         /* Idempotent: acks=all, no duplicates or reordering from retries. */
         set(conf, "kafka", "enable.idempotence", "true", err, errlen) ||
         set(conf, "kafka", "acks", "all", err, errlen) ||
-        set_int(conf, "KAFKA_LINGER_MS", "linger.ms", cfg->kafka_linger_ms, err, errlen) ||
+        set_int(conf, "KAFKA_LINGER_MS", "linger.ms", opts->linger_ms, err, errlen) ||
         set_int(conf, "KAFKA_BATCH_SIZE", "batch.num.messages", batch, err, errlen) ||
-        set(conf, "KAFKA_COMPRESSION", "compression.type", cfg->kafka_compression, err, errlen) ||
-        set_int(conf, "KAFKA_MAX_RETRIES", "message.send.max.retries", cfg->kafka_max_retries, err,
+        set(conf, "KAFKA_COMPRESSION", "compression.type", opts->compression, err, errlen) ||
+        set_int(conf, "KAFKA_MAX_RETRIES", "message.send.max.retries", opts->max_retries, err,
                 errlen) ||
         set_int(conf, "kafka", "retry.backoff.ms", RETRY_BACKOFF_MS, err, errlen) ||
         set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||

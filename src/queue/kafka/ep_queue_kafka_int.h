@@ -21,6 +21,26 @@
 #include <stdint.h>
 
 /* A KAFKA_<X> variable passed through to librdkafka as property x (lowercase, '_' -> '.'). */
+/* The provider's settings (its table, ep__kafka_options, in ep_queue_kafka_config.c). */
+typedef struct ep_kafka_opts_s {
+    char brokers[256];    /* KAFKA_BROKERS (seed 003: KAFKA_BROKER_LIST) */
+    char topic[128];      /* KAFKA_TOPIC */
+    char group[128];      /* KAFKA_CONSUMER_GROUP */
+    char compression[16]; /* KAFKA_COMPRESSION */
+    int partitions;       /* KAFKA_PARTITIONS of a topic created here */
+    int replication;      /* KAFKA_REPLICATION_FACTOR of a topic created here (0: automatic) */
+    int max_retries;      /* KAFKA_MAX_RETRIES */
+    int batch_size;       /* KAFKA_BATCH_SIZE */
+    int linger_ms;        /* KAFKA_LINGER_MS */
+    char client_id[64];   /* KAFKA_CLIENT_ID */
+    char dlq_topic[128];  /* KAFKA_DLQ_TOPIC */
+} ep_kafka_opts_t;
+
+extern const ep_opt_table_t ep__kafka_options;
+
+/* Makes opts those of a group of its own: "<KAFKA_CONSUMER_GROUP>-<name>" (own_consumer). */
+int ep__kafka_own_consumer(void *opts, const char *name, char *err, size_t errlen);
+
 typedef struct kafka_prop_s {
     char *name;  /* librdkafka property, e.g. "sasl.mechanism" */
     char *value; /* as given */
@@ -57,7 +77,8 @@ typedef struct kafka_ctx_s {
     char group[128];
     char client_id[64];
     int partitions;
-    int timeout_ms; /* bound for blocking broker calls (flush, DLQ delivery) */
+    int replication; /* 0: as many as brokers, at most REPLICATION_MAX */
+    int timeout_ms;  /* bound for blocking broker calls (flush, DLQ delivery) */
     kafka_prop_t *props;
     size_t n_props;
 
@@ -86,6 +107,7 @@ typedef struct kafka_ctx_s {
     pthread_mutex_t mon_lock;
     pthread_cond_t mon_cond;
     _Atomic int topics_ok;
+    _Atomic int topics_refused; /* KAFKA_REPLICATION_FACTOR above the broker count: not ready */
 
     /*
      * Broker health from the statistics and error callbacks: brokers up, 0 when
@@ -104,19 +126,14 @@ typedef struct kafka_ctx_s {
     _Atomic int closed;
 
     /* Counters. */
-    _Atomic uint64_t enqueued;
-    _Atomic uint64_t rejected_full;
-    _Atomic uint64_t rejected_down;    /* publishes refused at once: every broker known down */
-    _Atomic uint64_t rejected_unavail; /* publishes failed for another reason than full */
+    ep_queue_counters_t counts;     /* rejected_unavailable: failed for another reason than full;
+                                     * lost: records skipped by an offset reset, never processed */
+    _Atomic uint64_t rejected_down; /* publishes refused at once: every broker known down */
     _Atomic uint64_t delivered;
     _Atomic uint64_t delivery_failed;
-    _Atomic uint64_t dequeued;
-    _Atomic uint64_t acked;
-    _Atomic uint64_t nacked;
     _Atomic uint64_t poison;
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t commits;
-    _Atomic uint64_t lost;        /* records skipped by an offset reset, never processed */
     _Atomic uint64_t lost_resets; /* offset resets that skipped records */
 } kafka_ctx_t;
 
@@ -131,12 +148,19 @@ int ep__kafka_props_from_env(kafka_prop_t **props, size_t *n, char *err, size_t 
 void ep__kafka_props_free(kafka_prop_t *props, size_t n);
 
 /**
+ * The replication factor of a topic created here: KAFKA_REPLICATION_FACTOR when set
+ * (setting > 0) and the cluster has that many brokers, else -1 (refused); by default
+ * as many as brokers, at most 3.
+ */
+int ep__kafka_replication(int setting, int brokers);
+
+/**
  * Builds the producer's configuration (idempotent, batching, compression,
  * retries, bounded message timeout) with the passthrough properties applied
  * last. Returns 0 and a conf owned by the caller, or EP_ECONFIG with a message.
  */
-int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, rd_kafka_conf_t **out,
-                            char *err, size_t errlen);
+int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_kafka_opts_t *opts,
+                            rd_kafka_conf_t **out, char *err, size_t errlen);
 
 /**
  * Builds the consumer's configuration (group, manual commits, earliest reset),

@@ -22,6 +22,7 @@
 #include "base/ep_time.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,12 +54,7 @@ typedef struct mem_ctx_s {
     ep_redeliver_t redeliver;   /* nacked events waiting for their time, under lock */
     _Atomic size_t redeliver_n; /* lets consume skip the lock when the list is empty */
     char pad0[CACHE_LINE];
-    _Atomic uint64_t enqueued; /* publisher side */
-    _Atomic uint64_t rejected_full;
-    char pad1[CACHE_LINE - 2 * sizeof(uint64_t)];
-    _Atomic uint64_t dequeued; /* consumer side */
-    _Atomic uint64_t acked;
-    _Atomic uint64_t nacked;
+    ep_queue_counters_t counts; /* publisher and consumer sides a line apart */
     char pad2[CACHE_LINE];
 } mem_ctx_t;
 
@@ -91,28 +87,45 @@ static int handed_out(mem_ctx_t *ctx, ep_event_t **out, size_t n)
     for (size_t i = 0; i < n; i++) {
         out[i]->attempts++;
     }
-    ep_counter_add(&ctx->dequeued, n);
+    ep_counter_add(&ctx->counts.dequeued, n);
     return (int)n;
 }
 
-static int mem_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+/* The memory queue's settings (its table below). */
+typedef struct {
+    int64_t size; /* QUEUE_SIZE */
+} mem_opts_t;
+
+static const ep_opt_t mem_opt_rows[] = {
+    {EP_OPT_I64, "QUEUE_SIZE", "queue-size", "1000", offsetof(mem_opts_t, size), 0, 1, 100000000,
+     NULL, "capacity of the memory queue in events (memory only)"},
+};
+
+static const ep_opt_table_t mem_options = {
+    .name = "memory",
+    .opts = mem_opt_rows,
+    .n_opts = sizeof(mem_opt_rows) / sizeof(mem_opt_rows[0]),
+    .size = sizeof(mem_opts_t),
+};
+
+static int mem_init(const ep_config_t *cfg, const void *vopts, void **out, char *err, size_t errlen)
 {
+    const mem_opts_t *opts = vopts;
     mem_ctx_t *ctx;
     int rc;
 
     *out = NULL;
-    if (cfg->queue_size < 1) {
-        snprintf(err, errlen, "QUEUE_SIZE must be at least 1 (got %lld)",
-                 (long long)cfg->queue_size);
+    if (opts->size < 1) {
+        snprintf(err, errlen, "QUEUE_SIZE must be at least 1 (got %lld)", (long long)opts->size);
         return EP_ECONFIG;
     }
-    if ((uint64_t)cfg->queue_size > EP_MPMC_MAX_CAPACITY) {
+    if ((uint64_t)opts->size > EP_MPMC_MAX_CAPACITY) {
         snprintf(err, errlen, "QUEUE_SIZE must be at most %zu (got %lld)", EP_MPMC_MAX_CAPACITY,
-                 (long long)cfg->queue_size);
+                 (long long)opts->size);
         return EP_ECONFIG;
     }
     ctx = ep_calloc(1, sizeof(*ctx));
-    rc = ep_mpmc_create((size_t)cfg->queue_size, &ctx->ring);
+    rc = ep_mpmc_create((size_t)opts->size, &ctx->ring);
     if (rc != 0) {
         snprintf(err, errlen, "memory queue: %s", ep_strerror(rc));
         goto err;
@@ -125,13 +138,8 @@ static int mem_init(const ep_config_t *cfg, void **out, char *err, size_t errlen
      */
     ep_mpmc_set_linger(ctx->ring, LINGER_US, LINGER_WAKE_BATCH);
     pthread_mutex_init(&ctx->lock, NULL);
-    ctx->capacity = cfg->queue_size;
+    ctx->capacity = opts->size;
     atomic_init(&ctx->redeliver_n, 0);
-    atomic_init(&ctx->enqueued, 0);
-    atomic_init(&ctx->rejected_full, 0);
-    atomic_init(&ctx->dequeued, 0);
-    atomic_init(&ctx->acked, 0);
-    atomic_init(&ctx->nacked, 0);
     *out = ctx;
     return 0;
 
@@ -151,7 +159,7 @@ static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb,
     if (rc != 0) {
         if (rc == EP_EFULL) {
             /* Counted in events, like enqueued. */
-            ep_counter_add(&ctx->rejected_full, n);
+            ep_counter_add(&ctx->counts.rejected_full, n);
         }
         return rc;
     }
@@ -159,7 +167,7 @@ static int mem_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb,
     for (size_t i = 0; i < n; i++) {
         evs[i] = NULL;
     }
-    ep_counter_add(&ctx->enqueued, n);
+    ep_counter_add(&ctx->counts.enqueued, n);
     if (cb) {
         if (n > ZERO_STATUS_N) {
             status = ep_calloc(n, sizeof(int));
@@ -244,7 +252,7 @@ static int mem_ack(void *vctx, ep_event_t **evs, size_t n)
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     return 0;
 }
 
@@ -255,7 +263,7 @@ static int mem_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     if (n == 0) {
         return 0;
     }
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     /* Due now and room in the ring: the normal path, which also wakes consumers. */
     if (delay_ms <= 0 && ep_mpmc_push_batch(ctx->ring, (void *const *)evs, n) == 0) {
         return 0;
@@ -274,20 +282,11 @@ static int mem_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
 static void mem_stats(void *vctx, ep_queue_stats_t *st)
 {
     mem_ctx_t *ctx = vctx;
-    int64_t in_flight;
 
-    memset(st, 0, sizeof(*st));
-    /* Read the later-stage counters first so in_flight errs on the high side, not negative. */
-    st->acked = ep_counter_get(&ctx->acked);
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
+    ep_queue_counters_read(&ctx->counts, st);
     st->size = (int64_t)ep_mpmc_size(ctx->ring) +
                (int64_t)atomic_load_explicit(&ctx->redeliver_n, memory_order_relaxed);
     st->capacity = ctx->capacity;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 static void mem_stats_json(void *vctx, ep_buf_t *out)
@@ -356,4 +355,5 @@ const ep_queue_provider_t ep_queue_memory_provider = {
     .flush = NULL,
     .close = mem_close,
     .destroy = mem_destroy,
+    .options = &mem_options,
 };

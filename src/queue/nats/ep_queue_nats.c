@@ -111,8 +111,9 @@ static void batch_finish(ep_nats_ctx_t *ctx, ep_nats_batch_t *b)
         ok += b->status[i] == 0;
         full += b->status[i] == EP_EFULL;
     }
-    ep_counter_add(&ctx->enqueued, ok);
-    ep_counter_add(&ctx->rejected_full, full);
+    ep_counter_add(&ctx->counts.enqueued, ok);
+    ep_counter_add(&ctx->counts.rejected_full, full);
+    ep_counter_add(&ctx->counts.rejected_unavailable, b->n - ok - full);
     ep_counter_add(&ctx->publish_failed, b->n - ok - full);
     if (b->cb) {
         b->cb(b->arg, b->n, b->status);
@@ -173,7 +174,7 @@ void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
 
     if (pa == NULL) {
         rc = pae ? puback_error(pae) : EP_EUNAVAIL;
-        ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+        ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->set.subject,
                             pae && pae->ErrText ? pae->ErrText
                                                 : natsStatus_GetText(pae ? pae->Err : NATS_ERR));
     }
@@ -196,13 +197,13 @@ void ep__nats_fail_pending(ep_nats_ctx_t *ctx, natsMsg *msg, int err)
 
 /* ------------------------------------------------------------ provider operations */
 
-static int nats_init(const ep_config_t *cfg, void **out, char *err, size_t errlen)
+static int nats_init(const ep_config_t *cfg, const void *set, void **out, char *err, size_t errlen)
 {
     ep_nats_ctx_t *ctx = NULL;
     int rc;
 
     *out = NULL;
-    rc = ep__nats_ctx_create(cfg, &ctx, err, errlen);
+    rc = ep__nats_ctx_create(cfg, set, &ctx, err, errlen);
     if (rc == 0) {
         *out = ctx;
     }
@@ -240,8 +241,8 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
     }
     /* Fail fast while disconnected: nats.c would otherwise buffer until MaxWait. */
     if (!ep__nats_connected(ctx)) {
-        ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
-        ep_counter_add(&ctx->publish_refused, n);
+        ep__nats_note_error(ctx, "NATS disconnected from %s: reconnecting", ctx->set.url);
+        ep_counter_add(&ctx->counts.rejected_unavailable, n);
         return EP_EUNAVAIL;
     }
     b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
@@ -255,7 +256,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         b->slots[i].idx = (uint32_t)i;
         b->slots[i].next = NULL;
         b->status[i] = 0;
-        b->slots[i].msg = build_msg(ctx->cfg.nats_subject, evs[i], &buf);
+        b->slots[i].msg = build_msg(ctx->set.subject, evs[i], &buf);
         if (b->slots[i].msg == NULL) {
             rc = EP_ENOMEM;
             break;
@@ -304,11 +305,12 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
             for (size_t j = 0; j < n; j++) {
                 natsMsg_Destroy(b->slots[j].msg);
             }
-            ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->cfg.nats_subject,
+            ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->set.subject,
                                 natsStatus_GetText(s));
             ep_free(b);
             rc = publish_error(s);
-            ep_counter_add(rc == EP_EFULL ? &ctx->rejected_full : &ctx->publish_refused, n);
+            ep_counter_add(
+                rc == EP_EFULL ? &ctx->counts.rejected_full : &ctx->counts.rejected_unavailable, n);
             return rc;
         }
         {
@@ -344,8 +346,8 @@ static int dlq_publish(ep_nats_ctx_t *ctx, natsMsg *m, const char *msg_id)
     s = js_PublishMsg(&pa, ctx->js, m, &po, &jerr);
     jsPubAck_Destroy(pa);
     if (s != NATS_OK) {
-        ep__nats_note_error(ctx, "NATS dead-letter publish to %s failed: %s",
-                            ctx->cfg.nats_dlq_subject, natsStatus_GetText(s));
+        ep__nats_note_error(ctx, "NATS dead-letter publish to %s failed: %s", ctx->set.dlq_subject,
+                            natsStatus_GetText(s));
         return EP_EUNAVAIL;
     }
     return 0;
@@ -380,15 +382,14 @@ static void poison_out(ep_nats_ctx_t *ctx, natsMsg *msg, const char *reason, uin
     char msg_id[160];
 
     ep_counter_add(&ctx->poison, 1);
-    if (natsMsg_Create(&m, ctx->cfg.nats_dlq_subject, NULL, natsMsg_GetData(msg),
+    if (natsMsg_Create(&m, ctx->set.dlq_subject, NULL, natsMsg_GetData(msg),
                        natsMsg_GetDataLength(msg)) == NATS_OK) {
         dlq_headers(m, msg, reason, attempts, msg_id, sizeof(msg_id));
         if (dlq_publish(ctx, m, msg_id[0] ? msg_id : NULL) == 0) {
             natsMsg_Term(msg, NULL);
             natsMsg_Destroy(m);
             natsMsg_Destroy(msg);
-            ep__nats_note_error(ctx, "NATS message moved to %s: %s", ctx->cfg.nats_dlq_subject,
-                                reason);
+            ep__nats_note_error(ctx, "NATS message moved to %s: %s", ctx->set.dlq_subject, reason);
             return;
         }
         natsMsg_Destroy(m);
@@ -525,8 +526,8 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         ctx->consumer_ok = 0;
         if (ep__nats_connected(ctx)) {
             /* While disconnected the disconnection itself was logged. */
-            ep__nats_note_error(ctx, "NATS fetch from consumer %s failed: %s",
-                                ctx->cfg.nats_durable, why && *why ? why : natsStatus_GetText(s));
+            ep__nats_note_error(ctx, "NATS fetch from consumer %s failed: %s", ctx->set.durable,
+                                why && *why ? why : natsStatus_GetText(s));
         }
     }
     pthread_mutex_unlock(&ctx->fetch_lock);
@@ -540,7 +541,7 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     }
     got = take_msgs(ctx, &list, out, 0);
     natsMsgList_Destroy(&list);
-    ep_counter_add(&ctx->dequeued, got);
+    ep_counter_add(&ctx->counts.dequeued, got);
     return (int)got;
 }
 
@@ -571,7 +572,7 @@ static int nats_ack(void *vctx, ep_event_t **evs, size_t n)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->acked, n);
+    ep_counter_add(&ctx->counts.acked, n);
     if (failed) {
         ep_counter_add(&ctx->ack_failed, failed);
         ep__nats_note_error(
@@ -596,7 +597,7 @@ static int nats_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
         natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
-    ep_counter_add(&ctx->nacked, n);
+    ep_counter_add(&ctx->counts.nacked, n);
     return 0;
 }
 
@@ -615,7 +616,7 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
 
     for (size_t i = 0; i < n; i++) {
         ep_event_t *ev = evs[i];
-        natsMsg *orig = ev->qh, *m = build_msg(ctx->cfg.nats_dlq_subject, ev, &buf);
+        natsMsg *orig = ev->qh, *m = build_msg(ctx->set.dlq_subject, ev, &buf);
         int rc = EP_ENOMEM;
 
         if (m != NULL) {
@@ -629,9 +630,10 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
         if (rc == 0) {
             natsMsg_Ack(orig, NULL);
             ep_counter_add(&ctx->dead_lettered, 1);
+            ep_counter_add(&ctx->counts.acked, 1); /* done with, as an ack */
         } else {
             natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
-            ep_counter_add(&ctx->nacked, 1);
+            ep_counter_add(&ctx->counts.nacked, 1);
         }
         natsMsg_Destroy(orig);
         ep_event_destroy(ev);
@@ -644,25 +646,12 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
 static void nats_stats(void *vctx, ep_queue_stats_t *st)
 {
     ep_nats_ctx_t *ctx = vctx;
-    int64_t in_flight;
-    uint64_t done;
 
-    memset(st, 0, sizeof(*st));
-    done = ep_counter_get(&ctx->acked) + ep_counter_get(&ctx->dead_lettered);
-    st->acked = done;
-    st->nacked = ep_counter_get(&ctx->nacked);
-    st->dequeued = ep_counter_get(&ctx->dequeued);
-    st->enqueued = ep_counter_get(&ctx->enqueued);
-    st->rejected_full = ep_counter_get(&ctx->rejected_full);
-    st->rejected_unavailable =
-        ep_counter_get(&ctx->publish_failed) + ep_counter_get(&ctx->publish_refused);
+    ep_queue_counters_read(&ctx->counts, st);
     /* While disconnected the last figure is stale: unknown. */
     st->size = ep__nats_connected(ctx)
                    ? atomic_load_explicit(&ctx->num_pending, memory_order_relaxed)
                    : -1;
-    st->capacity = -1;
-    in_flight = (int64_t)(st->dequeued - st->acked - st->nacked);
-    st->in_flight = in_flight > 0 ? in_flight : 0;
 }
 
 /* Appends the server in use (of the NATS_URL list), without user or password, or null. */
@@ -692,7 +681,7 @@ static void nats_stats_json(void *vctx, ep_buf_t *out)
     put_server(ctx, out);
     ep_buf_printf(
         out, ",\"stream_ready\":%s,\"stream\":", atomic_load(&ctx->stream_ok) ? "true" : "false");
-    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_put_json_str(out, ctx->set.stream, strlen(ctx->set.stream));
     ep_buf_printf(out,
                   ",\"stream_messages\":%" PRId64 ",\"pending\":%" PRId64
                   ",\"ack_pending\":%" PRId64 ",\"redelivered\":%" PRId64
@@ -713,9 +702,9 @@ static void nats_lag_json(void *vctx, ep_buf_t *out)
                   "{\"total\":%" PRId64 ",\"pending\":%" PRId64 ",\"ack_pending\":%" PRId64
                   ",\"stream\":",
                   pending, pending, atomic_load(&ctx->num_ack_pending));
-    ep_buf_put_json_str(out, ctx->cfg.nats_stream, strlen(ctx->cfg.nats_stream));
+    ep_buf_put_json_str(out, ctx->set.stream, strlen(ctx->set.stream));
     ep_buf_puts(out, ",\"durable\":");
-    ep_buf_put_json_str(out, ctx->cfg.nats_durable, strlen(ctx->cfg.nats_durable));
+    ep_buf_put_json_str(out, ctx->set.durable, strlen(ctx->set.durable));
     ep_buf_putc(out, '}');
 }
 
@@ -728,12 +717,12 @@ static int nats_ready(void *vctx, char *reason, size_t len)
         return 0;
     }
     if (!ep__nats_connected(ctx)) {
-        snprintf(reason, len, "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+        snprintf(reason, len, "NATS disconnected from %s: reconnecting", ctx->set.url);
         return 0;
     }
     if (!atomic_load(&ctx->stream_ok)) {
         pthread_mutex_lock(&ctx->lock);
-        snprintf(reason, len, "NATS stream %s not confirmed yet (%s)", ctx->cfg.nats_stream,
+        snprintf(reason, len, "NATS stream %s not confirmed yet (%s)", ctx->set.stream,
                  ctx->last_error);
         pthread_mutex_unlock(&ctx->lock);
         return 0;
@@ -785,4 +774,6 @@ const ep_queue_provider_t ep_queue_nats_provider = {
     .destroy = nats_destroy,
     .dead_letter = nats_dead_letter,
     .lag_json = nats_lag_json,
+    .options = &ep__nats_options,
+    .own_consumer = ep__nats_own_consumer,
 };

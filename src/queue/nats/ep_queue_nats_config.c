@@ -28,6 +28,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,9 +249,9 @@ static void on_disconnected(natsConnection *nc, void *closure)
         /* Once per disconnection: logged every time, not rate-limited. */
         pthread_mutex_lock(&ctx->lock);
         snprintf(ctx->last_error, sizeof(ctx->last_error),
-                 "NATS disconnected from %s: reconnecting", ctx->cfg.nats_url);
+                 "NATS disconnected from %s: reconnecting", ctx->set.url);
         pthread_mutex_unlock(&ctx->lock);
-        ep_log_warn("nats", "disconnected from %s; reconnecting for ever", ctx->cfg.nats_url);
+        ep_log_warn("nats", "disconnected from %s; reconnecting for ever", ctx->set.url);
     }
 }
 
@@ -326,20 +327,20 @@ static int stream_ensure(ep_nats_ctx_t *ctx)
     natsStatus s;
 
     api_opts(&o);
-    s = js_GetStreamInfo(&si, ctx->js, ctx->cfg.nats_stream, &o, &jerr);
+    s = js_GetStreamInfo(&si, ctx->js, ctx->set.stream, &o, &jerr);
     if (s == NATS_OK) {
         atomic_store(&ctx->stream_msgs, (int64_t)si->State.Msgs);
         jsStreamInfo_Destroy(si);
         return 0;
     }
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-        ep__nats_note_error(ctx, "NATS stream %s: %s", ctx->cfg.nats_stream, nats_error_text(s));
+        ep__nats_note_error(ctx, "NATS stream %s: %s", ctx->set.stream, nats_error_text(s));
         return EP_EUNAVAIL;
     }
-    stream_subject(ctx->cfg.nats_subject, subj, sizeof(subj));
+    stream_subject(ctx->set.subject, subj, sizeof(subj));
     subjects[0] = subj;
     jsStreamConfig_Init(&sc);
-    sc.Name = ctx->cfg.nats_stream;
+    sc.Name = ctx->set.stream;
     sc.Subjects = subjects;
     sc.SubjectsLen = 1;
     sc.Retention = js_LimitsPolicy;
@@ -348,15 +349,16 @@ static int stream_ensure(ep_nats_ctx_t *ctx)
     sc.MaxAge = EP_NATS_STREAM_MAX_AGE;
     sc.MaxBytes = EP_NATS_STREAM_MAX_SIZE;
     sc.MaxMsgs = -1;
+    sc.Replicas = ctx->set.replicas;
     jerr = 0;
     s = js_AddStream(&si, ctx->js, &sc, &o, &jerr);
     if (s == NATS_OK || jerr == JSStreamNameExistErr) {
-        ep_log_info("nats", "stream %s %s (subjects %s)", ctx->cfg.nats_stream,
+        ep_log_info("nats", "stream %s %s (subjects %s)", ctx->set.stream,
                     s == NATS_OK ? "created" : "exists", subj);
         jsStreamInfo_Destroy(si);
         return 0;
     }
-    ep__nats_note_error(ctx, "NATS cannot create stream %s (subjects %s): %s", ctx->cfg.nats_stream,
+    ep__nats_note_error(ctx, "NATS cannot create stream %s (subjects %s): %s", ctx->set.stream,
                         subj, nats_error_text(s));
     return EP_EUNAVAIL;
 }
@@ -377,16 +379,16 @@ int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
     natsStatus s;
 
     api_opts(&o);
-    s = js_GetConsumerInfo(&ci, ctx->js, ctx->cfg.nats_stream, ctx->cfg.nats_durable, &o, &jerr);
+    s = js_GetConsumerInfo(&ci, ctx->js, ctx->set.stream, ctx->set.durable, &o, &jerr);
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
         if (jerr == JSStreamNotFoundErr && stream_ensure(ctx) != 0) {
             return EP_EUNAVAIL;
         }
         jsConsumerConfig_Init(&cc);
-        cc.Durable = ctx->cfg.nats_durable;
+        cc.Durable = ctx->set.durable;
         cc.AckPolicy = js_AckExplicit;
         cc.DeliverPolicy = js_DeliverAll;
-        cc.FilterSubject = ctx->cfg.nats_subject;
+        cc.FilterSubject = ctx->set.subject;
         cc.AckWait = (int64_t)EP_NATS_ACK_WAIT_MS * 1000000;
         /*
          * Unlimited deliveries: the worker pool dead-letters an event once its
@@ -398,33 +400,34 @@ int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
          */
         cc.MaxDeliver = -1;
         cc.MaxAckPending = 20000;
+        cc.Replicas = ctx->set.replicas;
         jerr = 0;
-        s = js_AddConsumer(&ci, ctx->js, ctx->cfg.nats_stream, &cc, &o, &jerr);
+        s = js_AddConsumer(&ci, ctx->js, ctx->set.stream, &cc, &o, &jerr);
         if (s != NATS_OK && jerr != JSConsumerNameExistErr && jerr != JSConsumerExistingActiveErr) {
-            ep__nats_note_error(ctx, "NATS cannot create consumer %s on %s: %s",
-                                ctx->cfg.nats_durable, ctx->cfg.nats_stream, nats_error_text(s));
+            ep__nats_note_error(ctx, "NATS cannot create consumer %s on %s: %s", ctx->set.durable,
+                                ctx->set.stream, nats_error_text(s));
             return EP_EUNAVAIL;
         }
         if (s == NATS_OK) {
-            ep_log_info("nats", "durable consumer %s created on %s (filter %s)",
-                        ctx->cfg.nats_durable, ctx->cfg.nats_stream, ctx->cfg.nats_subject);
+            ep_log_info("nats", "durable consumer %s created on %s (filter %s)", ctx->set.durable,
+                        ctx->set.stream, ctx->set.subject);
         }
     } else if (s != NATS_OK) {
-        ep__nats_note_error(ctx, "NATS consumer %s: %s", ctx->cfg.nats_durable, nats_error_text(s));
+        ep__nats_note_error(ctx, "NATS consumer %s: %s", ctx->set.durable, nats_error_text(s));
         return EP_EUNAVAIL;
     }
     jsConsumerInfo_Destroy(ci);
     if (ctx->sub == NULL) {
         /* Bind to the durable as it is (its settings are the operator's if it existed). */
         jsSubOptions_Init(&so);
-        so.Stream = ctx->cfg.nats_stream;
-        so.Consumer = ctx->cfg.nats_durable;
+        so.Stream = ctx->set.stream;
+        so.Consumer = ctx->set.durable;
         so.ManualAck = true;
-        s = js_PullSubscribe(&ctx->sub, ctx->js, NULL, ctx->cfg.nats_durable, &o, &so, &jerr);
+        s = js_PullSubscribe(&ctx->sub, ctx->js, NULL, ctx->set.durable, &o, &so, &jerr);
         if (s != NATS_OK) {
             ctx->sub = NULL;
-            ep__nats_note_error(ctx, "NATS cannot subscribe to consumer %s: %s",
-                                ctx->cfg.nats_durable, nats_error_text(s));
+            ep__nats_note_error(ctx, "NATS cannot subscribe to consumer %s: %s", ctx->set.durable,
+                                nats_error_text(s));
             return EP_EUNAVAIL;
         }
         natsSubscription_SetPendingLimits(ctx->sub, -1, -1);
@@ -443,7 +446,7 @@ static void refresh_figures(ep_nats_ctx_t *ctx)
     natsStatus s;
 
     api_opts(&o);
-    s = js_GetStreamInfo(&si, ctx->js, ctx->cfg.nats_stream, &o, &jerr);
+    s = js_GetStreamInfo(&si, ctx->js, ctx->set.stream, &o, &jerr);
     if (s == NATS_OK) {
         atomic_store(&ctx->stream_msgs, (int64_t)si->State.Msgs);
         jsStreamInfo_Destroy(si);
@@ -451,11 +454,11 @@ static void refresh_figures(ep_nats_ctx_t *ctx)
         /* Deleted behind our back (or a server with a fresh store): recreate it. */
         atomic_store(&ctx->stream_ok, 0);
         atomic_store(&ctx->stream_msgs, -1);
-        ep__nats_note_error(ctx, "NATS stream %s disappeared; recreating it", ctx->cfg.nats_stream);
+        ep__nats_note_error(ctx, "NATS stream %s disappeared; recreating it", ctx->set.stream);
         return;
     }
     jerr = 0;
-    s = js_GetConsumerInfo(&ci, ctx->js, ctx->cfg.nats_stream, ctx->cfg.nats_durable, &o, &jerr);
+    s = js_GetConsumerInfo(&ci, ctx->js, ctx->set.stream, ctx->set.durable, &o, &jerr);
     if (s == NATS_OK) {
         atomic_store(&ctx->num_pending, (int64_t)ci->NumPending);
         atomic_store(&ctx->num_ack_pending, ci->NumAckPending);
@@ -485,7 +488,7 @@ static void *keeper_main(void *arg)
                 atomic_store(&ctx->stream_ok, 1);
                 next_info = 0;
                 natsConnection_GetConnectedUrl(ctx->nc, url, sizeof(url));
-                ep_log_info("nats", "ready: stream %s on %s", ctx->cfg.nats_stream, url);
+                ep_log_info("nats", "ready: stream %s on %s", ctx->set.stream, url);
             }
             if (atomic_load(&ctx->stream_ok) && ep_time_mono_ms() >= next_info) {
                 refresh_figures(ctx);
@@ -506,6 +509,51 @@ static void *keeper_main(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------ settings */
+
+#define S(f) offsetof(ep_nats_opts_t, f), sizeof(((ep_nats_opts_t *)0)->f)
+
+static const ep_opt_t nats_opt_rows[] = {
+    {EP_OPT_URL, "NATS_URL", "nats-url", "nats://localhost:4222", S(url), 0, 0, NULL,
+     "NATS server, or a comma-separated list (first reachable, in order)"},
+    {EP_OPT_STR, "NATS_STREAM", "nats-stream", "DIPLOM_STREAM", S(stream), 0, 0, NULL,
+     "JetStream stream (subjects diplom.*)"},
+    {EP_OPT_STR, "NATS_SUBJECT", "nats-subject", "diplom.messages", S(subject), 0, 0, NULL,
+     "subject events are published to"},
+    {EP_OPT_STR, "NATS_DURABLE", "nats-durable", "processor", S(durable), 0, 0, NULL,
+     "durable pull consumer shared by processors"},
+    {EP_OPT_STR, "NATS_DLQ_SUBJECT", "nats-dlq-subject", "diplom.dlq", S(dlq_subject), 0, 0, NULL,
+     "subject of dead-lettered events"},
+    {EP_OPT_INT, "NATS_STREAM_REPLICAS", "nats-stream-replicas", "1",
+     offsetof(ep_nats_opts_t, replicas), 0, 1, 5, NULL,
+     "replicas of the stream and of the consumers eventpipe creates (3 on a 3-node JetStream "
+     "cluster; a single server takes 1)"},
+};
+
+#undef S
+
+const ep_opt_table_t ep__nats_options = {
+    .name = "nats",
+    .opts = nats_opt_rows,
+    .n_opts = sizeof(nats_opt_rows) / sizeof(nats_opt_rows[0]),
+    .size = sizeof(ep_nats_opts_t),
+};
+
+int ep__nats_own_consumer(void *opts, const char *name, char *err, size_t errlen)
+{
+    ep_nats_opts_t *o = opts;
+    char durable[sizeof(o->durable)];
+
+    if (name[0] == '\0' || strpbrk(name, ". *>") != NULL) {
+        snprintf(err, errlen,
+                 "NATS_DURABLE: consumer name '%s' is empty or has '.', ' ', '*' or '>'", name);
+        return EP_EINVAL;
+    }
+    snprintf(durable, sizeof(durable), "%.40s-%.20s", o->durable, name);
+    memcpy(o->durable, durable, sizeof(durable));
+    return 0;
+}
+
 /* ------------------------------------------------------------ create / destroy */
 
 /*
@@ -515,7 +563,8 @@ static void *keeper_main(void *arg)
  * connected, starts the keeper thread. Returns 0 and *out (free with
  * ep__nats_ctx_destroy), or EP_E* with err filled and nothing left behind.
  */
-int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, size_t errlen)
+int ep__nats_ctx_create(const ep_config_t *cfg, const ep_nats_opts_t *set, ep_nats_ctx_t **out,
+                        char *err, size_t errlen)
 {
     ep_nats_ctx_t *ctx;
     pthread_condattr_t ca;
@@ -525,24 +574,25 @@ int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, 
     int rc;
 
     *out = NULL;
-    if (!url_valid(cfg->nats_url, why, sizeof(why))) {
-        snprintf(err, errlen, "NATS_URL: '%s' is not a usable NATS URL: %s", cfg->nats_url, why);
+    if (!url_valid(set->url, why, sizeof(why))) {
+        snprintf(err, errlen, "NATS_URL: '%s' is not a usable NATS URL: %s", set->url, why);
         return EP_ECONFIG;
     }
-    if (cfg->nats_stream[0] == '\0' || cfg->nats_subject[0] == '\0' ||
-        cfg->nats_durable[0] == '\0' || cfg->nats_dlq_subject[0] == '\0') {
+    if (set->stream[0] == '\0' || set->subject[0] == '\0' || set->durable[0] == '\0' ||
+        set->dlq_subject[0] == '\0') {
         snprintf(err, errlen,
                  "NATS_STREAM, NATS_SUBJECT, NATS_DURABLE and NATS_DLQ_SUBJECT "
                  "must not be empty");
         return EP_ECONFIG;
     }
-    if (strpbrk(cfg->nats_durable, ". *>") != NULL) {
+    if (strpbrk(set->durable, ". *>") != NULL) {
         snprintf(err, errlen, "NATS_DURABLE: '%s' must not contain '.', ' ', '*' or '>'",
-                 cfg->nats_durable);
+                 set->durable);
         return EP_ECONFIG;
     }
     ctx = ep_calloc(1, sizeof(*ctx));
     ctx->cfg = *cfg;
+    ctx->set = *set;
     pthread_mutex_init(&ctx->pub_lock, NULL);
     pthread_mutex_init(&ctx->fetch_lock, NULL);
     pthread_mutex_init(&ctx->lock, NULL);
@@ -555,13 +605,13 @@ int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, 
     atomic_init(&ctx->num_ack_pending, -1);
     atomic_init(&ctx->num_redelivered, -1);
     atomic_init(&ctx->last_warn_ms, -WARN_EVERY_MS);
-    snprintf(ctx->last_error, sizeof(ctx->last_error), "NATS connecting to %s", cfg->nats_url);
+    snprintf(ctx->last_error, sizeof(ctx->last_error), "NATS connecting to %s", set->url);
 
     s = natsOptions_Create(&ctx->opts);
     if (s == NATS_OK) {
-        s = set_servers(ctx->opts, cfg->nats_url);
+        s = set_servers(ctx->opts, set->url);
         if (s != NATS_OK) {
-            snprintf(err, errlen, "NATS_URL: '%s' is not a usable NATS URL: %s", cfg->nats_url,
+            snprintf(err, errlen, "NATS_URL: '%s' is not a usable NATS URL: %s", set->url,
                      nats_error_text(s));
             rc = EP_ECONFIG;
             goto err;
@@ -612,9 +662,9 @@ int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, 
     s = natsConnection_Connect(&ctx->nc, ctx->opts);
     if (s == NATS_NOT_YET_CONNECTED) {
         ep_log_warn("nats", "NATS server %s not reachable yet; retrying in the background",
-                    cfg->nats_url);
+                    set->url);
     } else if (s != NATS_OK) {
-        snprintf(err, errlen, "NATS_URL: cannot use '%s': %s", cfg->nats_url, nats_error_text(s));
+        snprintf(err, errlen, "NATS_URL: cannot use '%s': %s", set->url, nats_error_text(s));
         rc = s == NATS_ADDRESS_MISSING || s == NATS_INVALID_ARG ? EP_ECONFIG : EP_EUNAVAIL;
         ctx->nc = NULL;
         goto err;

@@ -27,6 +27,22 @@
 #define EP_NATS_STREAM_MAX_SIZE (8LL << 30)                  /* bytes; DiscardNew beyond */
 #define EP_NATS_MAX_SERVERS     32                           /* entries in the NATS_URL list */
 
+/* The provider's settings (its table, ep__nats_options, in ep_queue_nats_config.c). */
+typedef struct ep_nats_opts_s {
+    char url[256];         /* NATS_URL: a server or a comma-separated list */
+    char stream[64];       /* NATS_STREAM */
+    char subject[128];     /* NATS_SUBJECT */
+    char durable[64];      /* NATS_DURABLE: the pull consumer */
+    char dlq_subject[128]; /* NATS_DLQ_SUBJECT */
+    int replicas;          /* NATS_STREAM_REPLICAS of the stream and consumers created here */
+} ep_nats_opts_t;
+
+extern const ep_opt_table_t ep__nats_options;
+
+/* Makes opts those of a durable of its own: "<NATS_DURABLE>-<name>" (the provider's own_consumer).
+ */
+int ep__nats_own_consumer(void *opts, const char *name, char *err, size_t errlen);
+
 typedef struct ep_nats_batch_s ep_nats_batch_t;
 
 /* One published message waiting for its PubAck; lives inside its batch. */
@@ -48,7 +64,8 @@ struct ep_nats_batch_s {
 };
 
 typedef struct ep_nats_ctx_s {
-    ep_config_t cfg; /* a copy: the strings are ours */
+    ep_config_t cfg;    /* a copy: the strings are ours */
+    ep_nats_opts_t set; /* its settings, a copy */
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
@@ -88,13 +105,9 @@ typedef struct ep_nats_ctx_s {
     _Atomic int64_t num_redelivered;
 
     /* Counters (relaxed). */
-    _Atomic uint64_t enqueued;
-    _Atomic uint64_t rejected_full;
-    _Atomic uint64_t publish_failed;  /* PubAck errors other than full */
-    _Atomic uint64_t publish_refused; /* publish calls refused at once, not full (events) */
-    _Atomic uint64_t dequeued;
-    _Atomic uint64_t acked;
-    _Atomic uint64_t nacked;
+    ep_queue_counters_t counts;      /* acked counts the dead-lettered too; rejected_unavailable
+                                      * the failed and the refused (not full) publishes */
+    _Atomic uint64_t publish_failed; /* PubAck errors other than full */
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t poison;
     _Atomic uint64_t ack_failed;
@@ -108,12 +121,13 @@ typedef struct ep_nats_ctx_s {
  */
 
 /**
- * Creates the context: validates cfg->nats_url (EP_ECONFIG naming NATS_URL when
+ * Creates the context: validates set->url (EP_ECONFIG naming NATS_URL when
  * unusable), connects in the background with reconnects for ever, starts the
  * keeper thread. A server that is down is not an error. Returns 0 and *out, or
  * EP_E* with a message in err. Not thread-safe with respect to the new context.
  */
-int ep__nats_ctx_create(const ep_config_t *cfg, ep_nats_ctx_t **out, char *err, size_t errlen);
+int ep__nats_ctx_create(const ep_config_t *cfg, const ep_nats_opts_t *set, ep_nats_ctx_t **out,
+                        char *err, size_t errlen);
 
 /**
  * Stops the keeper, fails the publishes still in flight (their callbacks run
