@@ -478,22 +478,20 @@ static void *worker_main(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: eventpipe bench [options]\n"
-               "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
-               "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
-               "  -c, --connections N  connections (64)\n"
-               "  -t, --threads N    load threads (1)\n"
-               "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
-               "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
-               "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
-               "  --batch B          events per request as NDJSON (1: one JSON event)\n"
-               "  --body JSON        the event to send (a seed 000 event by default)\n"
-               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
-               "  --cacert FILE      https://: PEM CAs to verify the server with (TLS_CA_FILE;\n"
-               "                     default the system store)\n"
-               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
-               "  --json             print the report as JSON\n"
-               "  --quiet            no progress line\n");
+    fprintf(
+        f,
+        "Usage: eventpipe bench [options]\n"
+        "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
+        "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
+        "  -c, --connections N  connections (64)\n"
+        "  -t, --threads N    load threads (1)\n"
+        "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
+        "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
+        "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
+        "  --batch B          events per request as NDJSON (1: one JSON event)\n"
+        "  --body JSON        the event to send (a seed 000 event by default)\n" EP_TOOL_CONN_HELP
+        "  --json             print the report as JSON\n"
+        "  --quiet            no progress line\n");
 }
 
 static int parse_url(const char *url, opts_t *o)
@@ -528,9 +526,10 @@ int ep_tool_bench(int argc, char **argv)
     uint64_t ok = 0, non2xx = 0, errors = 0, status[6] = {0};
     int64_t t0, t_end, next;
     double el;
-    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
-    int https;
+    ep_tool_conn_t conn;
+    int https, taken;
 
+    ep__tool_conn_init(&conn);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -549,7 +548,11 @@ int ep_tool_bench(int argc, char **argv)
             fprintf(stderr, "eventpipe bench: %s needs a value (see --help)\n", a);
             return 2;
         }
-        if (strcmp(a, "--url") == 0) {
+        if ((taken = ep__tool_conn_opt(&conn, "bench", a, v)) != 0) {
+            if (taken < 0) {
+                return 2;
+            }
+        } else if (strcmp(a, "--url") == 0) {
             url = v;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--connections") == 0) {
             o.connections = atoi(v);
@@ -577,18 +580,6 @@ int ep_tool_bench(int argc, char **argv)
             o.batch = atoi(v);
         } else if (strcmp(a, "--body") == 0) {
             o.body_arg = v;
-        } else if (strcmp(a, "--api-key") == 0) {
-            if (strpbrk(v, "\r\n") != NULL) {
-                fprintf(stderr, "eventpipe bench: --api-key holds a line break\n");
-                return 2;
-            }
-            o.api_key = v;
-        } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
-        } else if (strcmp(a, "--cert") == 0) {
-            cert = v;
-        } else if (strcmp(a, "--key") == 0) {
-            key = v;
         } else {
             fprintf(stderr, "eventpipe bench: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -601,12 +592,13 @@ int ep_tool_bench(int argc, char **argv)
         fprintf(stderr, "eventpipe bench: invalid options (see --help)\n");
         return 2;
     }
+    o.api_key = conn.api_key;
     if (o.threads > o.connections) {
         o.threads = o.connections;
     }
     if (https) {
         char err[600];
-        o.tls = ep_tls_client_ctx(cacert, cert, key, err, sizeof(err));
+        o.tls = ep_tls_client_ctx(conn.cacert, conn.cert, conn.key, err, sizeof(err));
         if (o.tls == NULL) {
             fprintf(stderr, "eventpipe bench: %s\n", err);
             return 2;

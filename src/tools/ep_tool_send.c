@@ -123,11 +123,7 @@ static void usage(FILE *f)
                "  --users U          distinct users (1000)\n"
                "  --path P           path for single events (/api/v1/events)\n"
                "  --event JSON       send this one event once (seed 004 example client)\n"
-               "  --seed S           random seed (fixed data sets)\n"
-               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
-               "  --cacert FILE      https://: PEM CAs to verify the server with (default\n"
-               "                     TLS_CA_FILE, else the system store)\n"
-               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
+               "  --seed S           random seed (fixed data sets)\n" EP_TOOL_CONN_HELP
                "  --quiet            no progress line\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
@@ -135,7 +131,7 @@ static void usage(FILE *f)
 int ep_tool_send(int argc, char **argv)
 {
     const char *base = "http://localhost:8080", *path = "/api/v1/events", *one = NULL;
-    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
+    ep_tool_conn_t conn;
     long long count = -1;
     double duration = 0, rate = 0;
     int batch = 1, conc = 8, users = 1000, quiet = 0;
@@ -145,8 +141,9 @@ int ep_tool_send(int argc, char **argv)
     ep_buf_t body = EP_BUF_INIT;
     long long sent = 0;
     int64_t t0, next_progress;
-    int tty = isatty(STDERR_FILENO);
+    int tty = isatty(STDERR_FILENO), taken;
 
+    ep__tool_conn_init(&conn);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -158,23 +155,14 @@ int ep_tool_send(int argc, char **argv)
         } else if (v == NULL) {
             fprintf(stderr, "eventpipe send: %s needs a value (see --help)\n", a);
             return 2;
-        } else if (strcmp(a, "--url") == 0) {
-            base = v;
-        } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
-        } else if (strcmp(a, "--cert") == 0) {
-            cert = v;
-        } else if (strcmp(a, "--key") == 0) {
-            key = v;
-        } else if (strcmp(a, "--path") == 0) {
-            path = v;
-        } else if (strcmp(a, "--api-key") == 0) {
-            if (strpbrk(v, "\r\n") != NULL || strlen(v) > 256) {
-                fprintf(stderr,
-                        "eventpipe send: --api-key must be one line of at most 256 bytes\n");
+        } else if ((taken = ep__tool_conn_opt(&conn, "send", a, v)) != 0) {
+            if (taken < 0) {
                 return 2;
             }
-            snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", v);
+        } else if (strcmp(a, "--url") == 0) {
+            base = v;
+        } else if (strcmp(a, "--path") == 0) {
+            path = v;
         } else if (strcmp(a, "--event") == 0) {
             one = v;
         } else if (strcmp(a, "--count") == 0) {
@@ -215,7 +203,10 @@ int ep_tool_send(int argc, char **argv)
         fprintf(stderr, "eventpipe send: cannot start the HTTP client\n");
         return 1;
     }
-    ep_http_client_set_tls(c, cacert, cert, key);
+    ep_http_client_set_tls(c, conn.cacert, conn.cert, conn.key);
+    if (conn.api_key) {
+        snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", conn.api_key);
+    }
     snprintf(url, sizeof(url), "%s%s", base, batch > 1 ? "/api/v1/events/batch" : path);
 
     t0 = ep_time_mono_ms();
