@@ -2,15 +2,19 @@
 #define EP_TEST_MHD_H
 
 /*
- * An in-process HTTP peer for the client-side tests (test_http_client,
- * test_queue_forward): a libmicrohttpd daemon on a free loopback port, and
- * the body a request handler gathers in pieces.
+ * Peers for the client-side tests (test_http_client, test_queue_forward): a
+ * libmicrohttpd daemon on a free loopback port, the body a request handler
+ * gathers in pieces, and a port that refuses connections.
  */
 #include "base/ep_mem.h"
 #include "ep_test.h"
 
+#include <arpa/inet.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* A request's body (the connection's con_cls), freed by ep_test_mhd_completed. */
 typedef struct ep_test_body_s {
@@ -78,6 +82,23 @@ static inline struct MHD_Daemon *ep_test_mhd_start(MHD_AccessHandlerCallback han
     *port = di->port;
     EP_ASSERT(*port > 0);
     return d;
+}
+
+/* A socket bound to a loopback port and never listening: connections to it are refused. */
+static inline int ep_test_refusing_socket(int *port)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    EP_ASSERT(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
 }
 
 #endif /* EP_TEST_MHD_H */

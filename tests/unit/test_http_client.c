@@ -153,17 +153,9 @@ static void url_of(char *out, size_t len, const char *path)
  */
 static int refusing_url(char *url, size_t len, const char *path)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port, fd = ep_test_refusing_socket(&port);
 
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(url, len, "http://127.0.0.1:%d%s", ntohs(sa.sin_port), path);
+    snprintf(url, len, "http://127.0.0.1:%d%s", port, path);
     return fd;
 }
 

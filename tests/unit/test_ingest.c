@@ -10,6 +10,7 @@
 #include "http/ep_http_client.h"
 #include "base/ep_mem.h"
 #include "ep_test.h"
+#include "ep_test_app.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,8 +51,6 @@ static int failing_publish(void *ctx, ep_event_t **evs, size_t n, ep_publish_cb 
 static ep_app_t *app_new(void)
 {
     ep_config_t cfg;
-    ep_app_t *app = NULL;
-    char err[256] = "";
 
     if (failing.name == NULL) {
         failing = ep_queue_memory_provider;
@@ -59,24 +58,10 @@ static ep_app_t *app_new(void)
         failing.publish = failing_publish;
         EP_ASSERT_EQ(ep_queue_provider_register(&failing), 0);
     }
-    ep_config_defaults(&cfg);
-    cfg.api_port = cfg.ingest_port = cfg.processor_port = cfg.analytics_port = 0;
-    snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
+    ep_test_app_config(&cfg);
     snprintf(cfg.queue_type, sizeof(cfg.queue_type), "failing");
-    snprintf(cfg.sink, sizeof(cfg.sink), "none");
-    snprintf(cfg.analytics_push, sizeof(cfg.analytics_push), "off");
-    cfg.http_threads = 1;
-    cfg.workers = 1;
     cfg.retry_after_s = 7;
-    if (ep_app_create(&cfg, EP_ROLE_INGEST | EP_ROLE_PROCESSOR, &app, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ep_app_create: %s\n", err);
-    }
-    EP_ASSERT(app != NULL);
-    if (ep_app_start(app, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ep_app_start: %s\n", err);
-        EP_ASSERT(0);
-    }
-    return app;
+    return ep_test_app_start(&cfg, EP_ROLE_INGEST | EP_ROLE_PROCESSOR);
 }
 
 static void app_free(ep_app_t *app)

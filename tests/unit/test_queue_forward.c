@@ -347,29 +347,12 @@ static void test_processor_full(void)
     srv_stop();
 }
 
-/* A socket bound to a loopback port and never listening: connections to it are refused. */
-static int refusing_socket(int *port)
-{
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static void test_processor_down(void)
 {
     static call_t calls[40];
     ep_queue_t *q;
     char reason[256] = "";
-    int port, fd = refusing_socket(&port);
+    int port, fd = ep_test_refusing_socket(&port);
 
     q = open_forward(port, OK_MS);
     /* Never claimed before the processor answered. */
@@ -457,7 +440,7 @@ static void test_ready_is_probed_before_claimed(void)
 {
     ep_queue_t *q;
     char reason[512] = "";
-    int port, fd = refusing_socket(&port);
+    int port, fd = ep_test_refusing_socket(&port);
 
     /* Nothing listens: not ready from the first call, and the reason says why. */
     q = open_forward(port, 1000);
