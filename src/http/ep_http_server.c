@@ -874,14 +874,17 @@ static int req_may_grow(const ep_http_req_t *r)
            ep_http_head_field(&r->head, "Content-Encoding") != NULL;
 }
 
-/* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
-static void start_request(conn_t *c, size_t skip, size_t hl)
+/*
+ * Copies the head (hl bytes at in + in_off + skip) into the request and parses
+ * it. 1: parsed; 0: refused (431 or 400, the connection closes after it).
+ */
+static int parse_head(conn_t *c, size_t skip, size_t hl)
 {
     ep_http_req_t *r = &c->req;
     ep_http_server_t *s = c->lp->srv;
     const char *head = c->in + c->in_off + skip;
-    const char *err, *origin;
-    char msg[160], allow[64];
+    const char *err;
+    char msg[160];
     int rc;
 
     c->in_off += skip + hl;
@@ -896,94 +899,133 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     memcpy(r->raw, head, hl);
     r->raw[hl] = '\0';
     rc = hl > s->opts.max_header ? 431 : ep_http_parse_head(r->raw, hl, &r->head, &err);
-    if (rc != 0) {
-        if (rc == 431 && hl > s->opts.max_header) {
-            memset(&r->head, 0, sizeof(r->head));
-            snprintf(msg, sizeof(msg), "request headers are larger than %zu bytes",
-                     s->opts.max_header);
-            err = msg;
-        }
-        if (r->head.method == NULL || r->head.path == NULL) {
-            r->head.method = r->head.path = (char *)"";
-        }
-        r->close_after = 1; /* the framing of what follows is unknown */
-        refuse(c, rc, err);
-        return;
+    if (rc == 0) {
+        return 1;
     }
-    r->method_bit = method_bit(r->head.method);
-    /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
-    r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
-    r->route = find_route(s, r->head.path);
-    origin = req_origin(&r->head);
+    if (rc == 431 && hl > s->opts.max_header) {
+        memset(&r->head, 0, sizeof(r->head));
+        snprintf(msg, sizeof(msg), "request headers are larger than %zu bytes", s->opts.max_header);
+        err = msg;
+    }
+    if (r->head.method == NULL || r->head.path == NULL) {
+        r->head.method = r->head.path = (char *)"";
+    }
+    r->close_after = 1; /* the framing of what follows is unknown */
+    refuse(c, rc, err);
+    return 0;
+}
+
+/*
+ * Checks a parsed request against its route and the server's state. Returns
+ * 0 (go on), -1 (answered: a CORS preflight), or the refusal's status with
+ * its message in msg.
+ */
+static int check_request(conn_t *c, char *msg, size_t len)
+{
+    ep_http_req_t *r = &c->req;
+    ep_http_server_t *s = c->lp->srv;
+    const char *origin = req_origin(&r->head);
+    char allow[64];
+
     if (origin != NULL && s->opts.cors != NULL) {
         r->cors_allow = ep_http_cors_allow(s->opts.cors, origin);
     }
     if (origin_refused(r, origin)) {
-        rc = 403;
-        snprintf(msg, sizeof(msg),
+        snprintf(msg, len,
                  "pages of the web origin %.60s may not call this server "
                  "(CORS_ALLOWED_ORIGINS)",
                  origin);
-    } else if (r->route == NULL) {
-        rc = 404;
-        snprintf(msg, sizeof(msg), "no such path");
-    } else if (is_preflight(r, origin)) {
+        return 403;
+    }
+    if (r->route == NULL) {
+        snprintf(msg, len, "no such path");
+        return 404;
+    }
+    if (is_preflight(r, origin)) {
         preflight(c); /* from an allowed origin */
-        return;
-    } else if ((r->route->methods & r->method_bit) == 0) {
-        rc = 405;
+        return -1;
+    }
+    if ((r->route->methods & r->method_bit) == 0) {
         allow_header(r->route->methods, allow, sizeof(allow));
         ep_http_req_add_header(r, "Allow", allow);
-        snprintf(msg, sizeof(msg), "method %s is not allowed here; use %s", r->head.method, allow);
-    } else if (r->head.content_length > 0 &&
-               (uint64_t)r->head.content_length > r->route->max_body) {
-        rc = 413;
-        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
-    } else if (mem_over(s) && !ep__http_loop_shed(c->lp, c) &&
-               (req_may_grow(r) || mem_over_hard(s))) {
+        snprintf(msg, len, "method %s is not allowed here; use %s", r->head.method, allow);
+        return 405;
+    }
+    if (r->head.content_length > 0 && (uint64_t)r->head.content_length > r->route->max_body) {
+        snprintf(msg, len, "request body is larger than %zu bytes", r->route->max_body);
+        return 413;
+    }
+    if (mem_over(s) && !ep__http_loop_shed(c->lp, c) && (req_may_grow(r) || mem_over_hard(s))) {
         /*
          * Over the soft limit: a request whose body may be large is refused
          * before its body is read (a 503 costs less than the work); small ones
          * go on up to the hard limit.
          */
-        rc = 503;
-        snprintf(msg, sizeof(msg),
-                 "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
+        snprintf(msg, len, "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
         count_kill(s, K_REFUSED_MEMORY);
         ep__http_shed_warn(s, c->lp->now,
                            "over the memory budget: new large requests are answered 503");
+        return 503;
     }
-    if (rc != 0) {
-        if (r->head.content_length > 0 || r->head.chunked) {
-            r->close_after = 1; /* its body stays unread */
+    return 0;
+}
+
+/* The request has a body: C_BODY, and "100 Continue" when the client waits for it. */
+static void body_begin(conn_t *c)
+{
+    ep_http_req_t *r = &c->req;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    c->state = C_BODY;
+    c->chunked = r->head.chunked;
+    c->body_left = r->head.chunked ? 0 : (uint64_t)r->head.content_length;
+    c->body_ns = c->lp->now;
+    c->body_got = 0;
+    c->body_offer = 16 * 1024;
+    c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
+    ep_http_chunked_init(&c->ch);
+    if (!r->head.expect_continue || c->in_off != c->in_len) {
+        return;
+    }
+    if (c->ssl) {
+        /*
+         * A TLS write that did not go whole would have to be retried before
+         * the answer (OpenSSL's rule): an empty socket takes it, so one that
+         * does not is given up on.
+         */
+        ep__http_tls_send_all(c, cont, sizeof(cont) - 1);
+        return;
+    }
+    ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    (void)w; /* an empty socket takes 25 bytes; if not, the client sends anyway */
+}
+
+/* A complete head of hl bytes at in + in_off + skip: parse, check, then the body or the handler. */
+static void start_request(conn_t *c, size_t skip, size_t hl)
+{
+    ep_http_req_t *r = &c->req;
+    char msg[160];
+    int rc;
+
+    if (!parse_head(c, skip, hl)) {
+        return;
+    }
+    r->method_bit = method_bit(r->head.method);
+    /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
+    r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
+    r->route = find_route(c->lp->srv, r->head.path);
+    if ((rc = check_request(c, msg, sizeof(msg))) != 0) {
+        if (rc > 0) {
+            if (r->head.content_length > 0 || r->head.chunked) {
+                r->close_after = 1; /* its body stays unread */
+            }
+            refuse(c, rc, msg);
         }
-        refuse(c, rc, msg);
         return;
     }
     c->heavy = req_may_grow(r);
     if (r->head.chunked || r->head.content_length > 0) {
-        c->state = C_BODY;
-        c->chunked = r->head.chunked;
-        c->body_left = r->head.chunked ? 0 : (uint64_t)r->head.content_length;
-        c->body_ns = c->lp->now;
-        c->body_got = 0;
-        c->body_offer = 16 * 1024;
-        c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
-        ep_http_chunked_init(&c->ch);
-        if (r->head.expect_continue && c->in_off == c->in_len) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            if (c->ssl) {
-                /*
-                 * A TLS write that did not go whole would have to be retried
-                 * before the answer (OpenSSL's rule): an empty socket takes it,
-                 * so one that does not is given up on.
-                 */
-                ep__http_tls_send_all(c, cont, sizeof(cont) - 1);
-                return;
-            }
-            ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
-            (void)w; /* an empty socket takes 25 bytes; if not, the client sends anyway */
-        }
+        body_begin(c);
         return;
     }
     dispatch(c);
