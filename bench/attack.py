@@ -545,6 +545,36 @@ async def connect_retrying(ctx, port, i, sem, rcvbuf=None):
     return None
 
 
+async def request_loop(ctx, connect, request, answers, sent=None):
+    """Until the run stops: sends request() on a connection from connect() (a
+    coroutine; None ends the loop) and reads the answer, counting it as
+    answers % status (and each send as sent, when given). A connection error is
+    counted (conn_errors); the connection is opened again after 0.1 s."""
+    s = None
+    while not ctx.stop.is_set():
+        try:
+            if s is None:
+                s = await connect()
+                if s is None:
+                    return
+            done, _ = await ctx.until_stop(ctx.loop.sock_sendall(s, request()))
+            if not done:
+                return
+            if sent:
+                ctx.count(sent)
+            done, r = await ctx.until_stop(read_response(ctx.loop, s))
+            if not done:
+                return
+            ctx.count(answers % r[0])
+        except (OSError, ValueError):
+            ctx.count("conn_errors")
+            if s is not None:
+                ctx.close(s)
+                s = None
+            if await ctx.sleep(0.1):
+                return
+
+
 # ------------------------------------------------------------------ payloads
 
 def varint(v):
@@ -616,28 +646,8 @@ async def atk_pb_enqueue(ctx):
     sem = asyncio.Semaphore(256)
 
     async def worker(i):
-        s = None
-        while not ctx.stop.is_set():
-            try:
-                if s is None:
-                    s = await connect_retrying(ctx, port, i, sem)
-                    if s is None:
-                        return
-                done, _ = await ctx.until_stop(ctx.loop.sock_sendall(s, bodies[i % 2]))
-                if not done:
-                    return
-                ctx.count("sent")
-                done, r = await ctx.until_stop(read_response(ctx.loop, s))
-                if not done:
-                    return
-                ctx.count("answers_%d" % r[0])
-            except (OSError, ValueError):
-                ctx.count("conn_errors")
-                if s is not None:
-                    ctx.close(s)
-                    s = None
-                if await ctx.sleep(0.1):
-                    return
+        await request_loop(ctx, lambda: connect_retrying(ctx, port, i, sem),
+                           lambda: bodies[i % 2], "answers_%d", sent="sent")
 
     await asyncio.gather(*(worker(i) for i in range(ctx.conns)))
 
@@ -895,30 +905,13 @@ async def atk_merge_forgery(ctx):
 
     # The rest of the time: 16 MiB deltas from a few connections.
     async def pound(i):
-        sk = None
-        seq = 0
-        while not ctx.stop.is_set():
-            try:
-                if sk is None:
-                    sk = await ctx.connect(port, i + 1)
-                seq += 1
-                done, _ = await ctx.until_stop(ctx.loop.sock_sendall(
-                    sk, http_req("POST", "/analytics/merge", port,
-                                 big_delta(base + 100 + i * 1000 + seq),
-                                 "application/octet-stream")))
-                if not done:
-                    return
-                done, r = await ctx.until_stop(read_response(loop, sk))
-                if not done:
-                    return
-                ctx.count("big_answers_%d" % r[0])
-            except (OSError, ValueError):
-                ctx.count("conn_errors")
-                if sk is not None:
-                    ctx.close(sk)
-                    sk = None
-                if await ctx.sleep(0.1):
-                    return
+        seq = [0]
+
+        def next_delta():
+            seq[0] += 1
+            return http_req("POST", "/analytics/merge", port,
+                            big_delta(base + 100 + i * 1000 + seq[0]), "application/octet-stream")
+        await request_loop(ctx, lambda: ctx.connect(port, i + 1), next_delta, "big_answers_%d")
 
     await asyncio.gather(*(pound(i) for i in range(ctx.conns)))
 

@@ -53,15 +53,10 @@
  * A connection closed while the round's events may still name it is freed at
  * the end of the round (C_DEAD, lp->dead); its buffers go at once.
  *
- * TLS (issue 15, opts.tls): a connection starts in C_TLS, the handshake, which
- * must finish within header_timeout_s of the accept; then every byte goes
- * through SSL_read / SSL_write on the same edge-triggered events (conn_recv,
- * conn_write: one branch on c->ssl, the plain path unchanged). An SSL_read
- * returns one record at most, so a TLS connection's socket counts as drained
- * only when the last recv under OpenSSL came short (ep_tls_io_t) and OpenSSL
- * holds nothing more (SSL_has_pending), or SSL_read said SSL_ERROR_WANT_READ.
- * A write that wants a read is retried on any event; a read that wants a write
- * on the next EPOLLOUT.
+ * TLS (issue 15, opts.tls): every byte goes through OpenSSL on the same
+ * edge-triggered events, one branch on c->ssl per read, write and close; the
+ * plain path is unchanged. The TLS I/O (handshake, SSL_read and SSL_write and
+ * their drained-socket rules) is in ep_http_server_tls.c.
  *
  * This file is the hot path: the loops, the connection state machine and the
  * answer writing, one unit so that the per-request steps stay static and
@@ -78,7 +73,6 @@
 #include "base/ep_mem.h"
 #include "base/ep_str.h"
 #include "base/ep_time.h"
-#include "http/ep_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,8 +80,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -409,6 +401,11 @@ static void conn_account(conn_t *c)
     }
 }
 
+void ep__http_conn_account(conn_t *c)
+{
+    conn_account(c);
+}
+
 /* Stops reading a large body until the server is back under its soft memory limit. */
 static void conn_pause(conn_t *c)
 {
@@ -440,9 +437,8 @@ void ep__http_conn_trim(conn_t *c)
     ep_buf_close(&r->body);
     ep_buf_close(&r->extra);
     ep_buf_close(&r->out);
-    /* OpenSSL allocates them again for the next record; refused while it holds unread bytes. */
-    if (c->ssl && !c->tls_idle && c->state == C_HEAD && SSL_free_buffers(c->ssl) == 1) {
-        c->tls_idle = 1;
+    if (c->ssl) {
+        ep__http_tls_trim(c);
     }
     if (r->raw_cap > 1024) {
         ep_free(r->raw);
@@ -499,8 +495,7 @@ void ep__http_conn_close(conn_t *c)
     }
     conn_unpause(c);
     if (c->ssl) {
-        SSL_free(c->ssl); /* no close_notify: a close here is an abort */
-        c->ssl = NULL;
+        ep__http_tls_free(c);
     }
     close(c->fd);
     if (c->in_request) {
@@ -545,43 +540,6 @@ void ep__http_loop_reap(loop_t *lp)
     }
 }
 
-/* conn_recv over TLS: one SSL_read (the same contract). */
-static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
-{
-    int n;
-
-    if (c->tls_idle) {
-        c->tls_idle = 0; /* the read allocates its buffers again */
-        conn_account(c);
-    }
-    ERR_clear_error();
-    n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (n > 0) {
-        c->rx_ns = c->lp->now;
-        /*
-         * One record at most per SSL_read: the socket is drained only when the
-         * last recv under it came short and OpenSSL holds nothing more.
-         */
-        if (c->tio.drained && !c->hup && !SSL_has_pending(c->ssl)) {
-            c->rd_pending = 0;
-        }
-        return n;
-    }
-    switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_READ:
-        c->rd_pending = 0;
-        return 0;
-    case SSL_ERROR_WANT_WRITE:
-        c->rd_pending = 0;
-        c->tls_rd_wants_wr = 1;
-        return 0;
-    default:
-        ERR_clear_error();
-        ep__http_conn_close(c); /* close_notify, end of stream or a TLS error */
-        return -1;
-    }
-}
-
 /*
  * One recv into buf. Returns the bytes read, 0 when there are none now, -1
  * when the connection ended (then it is closed). A read shorter than len has
@@ -590,7 +548,7 @@ static ssize_t tls_recv(conn_t *c, char *buf, size_t len)
 static ssize_t conn_recv(conn_t *c, char *buf, size_t len)
 {
     if (c->ssl) {
-        return tls_recv(c, buf, len);
+        return ep__http_tls_recv(c, buf, len);
     }
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
@@ -667,10 +625,7 @@ static void req_done(conn_t *c)
          * connection before the client has read the answer.
          */
         if (c->ssl) {
-            ERR_clear_error();
-            if (SSL_shutdown(c->ssl) < 0) { /* our close_notify; the peer's is not awaited */
-                ERR_clear_error();
-            }
+            ep__http_tls_shutdown(c);
         }
         shutdown(c->fd, SHUT_WR);
         ep_buf_close(&r->body);
@@ -688,95 +643,56 @@ static void req_done(conn_t *c)
     conn_account(c);
 }
 
-/*
- * conn_write over TLS. An answer that fits in one record (the usual small
- * one) is copied into one buffer first, so that head and body leave in one
- * record and one send; a larger one is written from where it is. A write
- * that must wait is retried later with the same bytes from the same out_off,
- * as OpenSSL requires (the buffer may move: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
- */
-static int tls_write(conn_t *c)
+/* One sendmsg of the answer from out_off: bytes sent, 0 when the socket is full, -1: closed. */
+static ssize_t plain_send(conn_t *c)
 {
     ep_http_req_t *r = &c->req;
-    size_t hl = r->out.len, total = hl + r->resp_len;
+    size_t hl = r->out.len;
+    struct iovec iov[2];
+    struct msghdr m;
+    ssize_t n;
 
-    if (c->out_off == 0) {
-        c->wr_ns = c->lp->now;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    if (c->out_off < hl) {
+        iov[m.msg_iovlen].iov_base = r->out.data + c->out_off;
+        iov[m.msg_iovlen++].iov_len = hl - c->out_off;
     }
-    while (c->out_off < total) {
-        char one[16384];
-        const char *p;
-        size_t len = total - c->out_off;
-        int n;
-
-        if (c->out_off < hl && len <= sizeof(one)) {
-            memcpy(one, r->out.data + c->out_off, hl - c->out_off);
-            if (r->resp_len) {
-                memcpy(one + hl - c->out_off, r->resp, r->resp_len);
-            }
-            p = one;
-        } else if (c->out_off < hl) {
-            p = r->out.data + c->out_off;
-            len = hl - c->out_off;
-        } else {
-            p = r->resp + (c->out_off - hl);
+    if (r->resp_len) {
+        size_t bo = c->out_off > hl ? c->out_off - hl : 0;
+        iov[m.msg_iovlen].iov_base = r->resp + bo;
+        iov[m.msg_iovlen++].iov_len = r->resp_len - bo;
+    }
+    for (;;) {
+        n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (n >= 0) {
+            return n;
         }
-        ERR_clear_error();
-        n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
-        if (n <= 0) {
-            int e = SSL_get_error(c->ssl, n);
-            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-                return 0; /* the next event on the connection runs it again */
-            }
-            ERR_clear_error();
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0; /* EPOLLOUT raises an edge when there is room */
+        }
+        if (errno != EINTR) {
             ep__http_conn_close(c);
             return -1;
         }
-        c->out_off += (size_t)n;
-        c->wr_ns = c->lp->now;
     }
-    req_done(c);
-    return 1;
 }
 
-/* Writes the answer. 1: all written (req_done ran); 0: the socket is full; -1: closed. */
+/*
+ * Writes the answer, plain or over TLS (ep__http_tls_send). 1: all written
+ * (req_done ran); 0: the socket is full; -1: closed.
+ */
 static int conn_write(conn_t *c)
 {
-    ep_http_req_t *r = &c->req;
-    size_t hl = r->out.len, total = hl + r->resp_len;
+    size_t total = c->req.out.len + c->req.resp_len;
 
-    if (c->ssl) {
-        return tls_write(c);
-    }
     if (c->out_off == 0) {
         c->wr_ns = c->wr_start_ns = c->lp->now; /* the send and write timeouts count from here */
     }
     while (c->out_off < total) {
-        struct iovec iov[2];
-        struct msghdr m;
-        ssize_t n;
-
-        memset(&m, 0, sizeof(m));
-        m.msg_iov = iov;
-        if (c->out_off < hl) {
-            iov[m.msg_iovlen].iov_base = r->out.data + c->out_off;
-            iov[m.msg_iovlen++].iov_len = hl - c->out_off;
-        }
-        if (r->resp_len) {
-            size_t bo = c->out_off > hl ? c->out_off - hl : 0;
-            iov[m.msg_iovlen].iov_base = r->resp + bo;
-            iov[m.msg_iovlen++].iov_len = r->resp_len - bo;
-        }
-        n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                return 0; /* EPOLLOUT raises an edge when there is room */
-            }
-            ep__http_conn_close(c);
-            return -1;
+        ssize_t n = c->ssl ? ep__http_tls_send(c) : plain_send(c);
+        if (n <= 0) {
+            return (int)n;
         }
         c->out_off += (size_t)n;
         c->wr_ns = c->lp->now;
@@ -958,14 +874,17 @@ static int req_may_grow(const ep_http_req_t *r)
            ep_http_head_field(&r->head, "Content-Encoding") != NULL;
 }
 
-/* A complete head of hl bytes at in + in_off + skip: parse, check, go on. */
-static void start_request(conn_t *c, size_t skip, size_t hl)
+/*
+ * Copies the head (hl bytes at in + in_off + skip) into the request and parses
+ * it. 1: parsed; 0: refused (431 or 400, the connection closes after it).
+ */
+static int parse_head(conn_t *c, size_t skip, size_t hl)
 {
     ep_http_req_t *r = &c->req;
     ep_http_server_t *s = c->lp->srv;
     const char *head = c->in + c->in_off + skip;
-    const char *err, *origin;
-    char msg[160], allow[64];
+    const char *err;
+    char msg[160];
     int rc;
 
     c->in_off += skip + hl;
@@ -980,98 +899,133 @@ static void start_request(conn_t *c, size_t skip, size_t hl)
     memcpy(r->raw, head, hl);
     r->raw[hl] = '\0';
     rc = hl > s->opts.max_header ? 431 : ep_http_parse_head(r->raw, hl, &r->head, &err);
-    if (rc != 0) {
-        if (rc == 431 && hl > s->opts.max_header) {
-            memset(&r->head, 0, sizeof(r->head));
-            snprintf(msg, sizeof(msg), "request headers are larger than %zu bytes",
-                     s->opts.max_header);
-            err = msg;
-        }
-        if (r->head.method == NULL || r->head.path == NULL) {
-            r->head.method = r->head.path = (char *)"";
-        }
-        r->close_after = 1; /* the framing of what follows is unknown */
-        refuse(c, rc, err);
-        return;
+    if (rc == 0) {
+        return 1;
     }
-    r->method_bit = method_bit(r->head.method);
-    /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
-    r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
-    r->route = find_route(s, r->head.path);
-    origin = req_origin(&r->head);
+    if (rc == 431 && hl > s->opts.max_header) {
+        memset(&r->head, 0, sizeof(r->head));
+        snprintf(msg, sizeof(msg), "request headers are larger than %zu bytes", s->opts.max_header);
+        err = msg;
+    }
+    if (r->head.method == NULL || r->head.path == NULL) {
+        r->head.method = r->head.path = (char *)"";
+    }
+    r->close_after = 1; /* the framing of what follows is unknown */
+    refuse(c, rc, err);
+    return 0;
+}
+
+/*
+ * Checks a parsed request against its route and the server's state. Returns
+ * 0 (go on), -1 (answered: a CORS preflight), or the refusal's status with
+ * its message in msg.
+ */
+static int check_request(conn_t *c, char *msg, size_t len)
+{
+    ep_http_req_t *r = &c->req;
+    ep_http_server_t *s = c->lp->srv;
+    const char *origin = req_origin(&r->head);
+    char allow[64];
+
     if (origin != NULL && s->opts.cors != NULL) {
         r->cors_allow = ep_http_cors_allow(s->opts.cors, origin);
     }
     if (origin_refused(r, origin)) {
-        rc = 403;
-        snprintf(msg, sizeof(msg),
+        snprintf(msg, len,
                  "pages of the web origin %.60s may not call this server "
                  "(CORS_ALLOWED_ORIGINS)",
                  origin);
-    } else if (r->route == NULL) {
-        rc = 404;
-        snprintf(msg, sizeof(msg), "no such path");
-    } else if (is_preflight(r, origin)) {
+        return 403;
+    }
+    if (r->route == NULL) {
+        snprintf(msg, len, "no such path");
+        return 404;
+    }
+    if (is_preflight(r, origin)) {
         preflight(c); /* from an allowed origin */
-        return;
-    } else if ((r->route->methods & r->method_bit) == 0) {
-        rc = 405;
+        return -1;
+    }
+    if ((r->route->methods & r->method_bit) == 0) {
         allow_header(r->route->methods, allow, sizeof(allow));
         ep_http_req_add_header(r, "Allow", allow);
-        snprintf(msg, sizeof(msg), "method %s is not allowed here; use %s", r->head.method, allow);
-    } else if (r->head.content_length > 0 &&
-               (uint64_t)r->head.content_length > r->route->max_body) {
-        rc = 413;
-        snprintf(msg, sizeof(msg), "request body is larger than %zu bytes", r->route->max_body);
-    } else if (mem_over(s) && !ep__http_loop_shed(c->lp, c) &&
-               (req_may_grow(r) || mem_over_hard(s))) {
+        snprintf(msg, len, "method %s is not allowed here; use %s", r->head.method, allow);
+        return 405;
+    }
+    if (r->head.content_length > 0 && (uint64_t)r->head.content_length > r->route->max_body) {
+        snprintf(msg, len, "request body is larger than %zu bytes", r->route->max_body);
+        return 413;
+    }
+    if (mem_over(s) && !ep__http_loop_shed(c->lp, c) && (req_may_grow(r) || mem_over_hard(s))) {
         /*
          * Over the soft limit: a request whose body may be large is refused
          * before its body is read (a 503 costs less than the work); small ones
          * go on up to the hard limit.
          */
-        rc = 503;
-        snprintf(msg, sizeof(msg),
-                 "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
+        snprintf(msg, len, "the server is over its memory budget (HTTP_MEMORY_LIMIT); retry later");
         count_kill(s, K_REFUSED_MEMORY);
         ep__http_shed_warn(s, c->lp->now,
                            "over the memory budget: new large requests are answered 503");
+        return 503;
     }
-    if (rc != 0) {
-        if (r->head.content_length > 0 || r->head.chunked) {
-            r->close_after = 1; /* its body stays unread */
+    return 0;
+}
+
+/* The request has a body: C_BODY, and "100 Continue" when the client waits for it. */
+static void body_begin(conn_t *c)
+{
+    ep_http_req_t *r = &c->req;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    c->state = C_BODY;
+    c->chunked = r->head.chunked;
+    c->body_left = r->head.chunked ? 0 : (uint64_t)r->head.content_length;
+    c->body_ns = c->lp->now;
+    c->body_got = 0;
+    c->body_offer = 16 * 1024;
+    c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
+    ep_http_chunked_init(&c->ch);
+    if (!r->head.expect_continue || c->in_off != c->in_len) {
+        return;
+    }
+    if (c->ssl) {
+        /*
+         * A TLS write that did not go whole would have to be retried before
+         * the answer (OpenSSL's rule): an empty socket takes it, so one that
+         * does not is given up on.
+         */
+        ep__http_tls_send_all(c, cont, sizeof(cont) - 1);
+        return;
+    }
+    ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    (void)w; /* an empty socket takes 25 bytes; if not, the client sends anyway */
+}
+
+/* A complete head of hl bytes at in + in_off + skip: parse, check, then the body or the handler. */
+static void start_request(conn_t *c, size_t skip, size_t hl)
+{
+    ep_http_req_t *r = &c->req;
+    char msg[160];
+    int rc;
+
+    if (!parse_head(c, skip, hl)) {
+        return;
+    }
+    r->method_bit = method_bit(r->head.method);
+    /* HTTP/1.0 has no chunked framing of its own: close after the answer (RFC 9112 6.1). */
+    r->close_after = !r->head.keep_alive || (r->head.chunked && r->head.minor == 0);
+    r->route = find_route(c->lp->srv, r->head.path);
+    if ((rc = check_request(c, msg, sizeof(msg))) != 0) {
+        if (rc > 0) {
+            if (r->head.content_length > 0 || r->head.chunked) {
+                r->close_after = 1; /* its body stays unread */
+            }
+            refuse(c, rc, msg);
         }
-        refuse(c, rc, msg);
         return;
     }
     c->heavy = req_may_grow(r);
     if (r->head.chunked || r->head.content_length > 0) {
-        c->state = C_BODY;
-        c->chunked = r->head.chunked;
-        c->body_left = r->head.chunked ? 0 : (uint64_t)r->head.content_length;
-        c->body_ns = c->lp->now;
-        c->body_got = 0;
-        c->body_offer = 16 * 1024;
-        c->big_body = r->head.chunked || r->head.content_length > SMALL_BODY;
-        ep_http_chunked_init(&c->ch);
-        if (r->head.expect_continue && c->in_off == c->in_len) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            if (c->ssl) {
-                /*
-                 * A TLS write that did not go whole would have to be retried
-                 * before the answer (OpenSSL's rule): an empty socket takes it,
-                 * so one that does not is given up on.
-                 */
-                ERR_clear_error();
-                if (SSL_write(c->ssl, cont, sizeof(cont) - 1) != (int)sizeof(cont) - 1) {
-                    ERR_clear_error();
-                    ep__http_conn_close(c);
-                }
-                return;
-            }
-            ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
-            (void)w; /* an empty socket takes 25 bytes; if not, the client sends anyway */
-        }
+        body_begin(c);
         return;
     }
     dispatch(c);
@@ -1187,34 +1141,6 @@ static void queue_write(conn_t *c)
     lp->wq_tail = c;
 }
 
-/* One step of the TLS handshake. 1: done (now C_HEAD); 0: it waits for the socket; -1: closed. */
-static int tls_handshake(conn_t *c)
-{
-    int n;
-
-    ERR_clear_error();
-    n = SSL_do_handshake(c->ssl);
-    if (n == 1) {
-        c->state = C_HEAD;
-        c->idle_ns = c->rx_ns = c->lp->now; /* HTTP_IDLE_TIMEOUT counts from here */
-        c->rd_pending = 1;                  /* the first request may have come with it */
-        return 1;
-    }
-    switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_READ:
-        c->rd_pending = 0;
-        return 0;
-    case SSL_ERROR_WANT_WRITE:
-        return 0; /* EPOLLOUT runs it again */
-    default:
-        /* Plain HTTP to this port, an unknown CA, no client certificate, a reset... */
-        ERR_clear_error();
-        count_kill(c->lp->srv, K_TLS_FAILED);
-        ep__http_conn_close(c);
-        return -1;
-    }
-}
-
 /* Drives a connection as far as it can go without waiting. */
 void ep__http_conn_run(conn_t *c)
 {
@@ -1223,7 +1149,7 @@ void ep__http_conn_run(conn_t *c)
     for (;;) {
         switch (c->state) {
         case C_TLS:
-            if (tls_handshake(c) <= 0) {
+            if (ep__http_tls_handshake(c) <= 0) {
                 return;
             }
             continue;
@@ -1371,16 +1297,14 @@ static void loop_accept(loop_t *lp)
         ep_buf_init(&c->req.extra);
         ep_buf_init(&c->req.out);
         c->idle_ns = c->rx_ns = lp->now;
-        if (s->opts.tls) {
-            c->tio.fd = fd;
-            c->ssl = ep_tls_accept(s->opts.tls, &c->tio);
-            c->state = C_TLS;
-        }
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
         ev.data.ptr = c;
-        if ((s->opts.tls && c->ssl == NULL) || epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            SSL_free(c->ssl);
+        if ((s->opts.tls && ep__http_tls_accept(c, s->opts.tls) != 0) ||
+            epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            if (c->ssl) {
+                ep__http_tls_free(c);
+            }
             close(fd);
             if (has_peer) {
                 ep__http_peer_release(s, peer);

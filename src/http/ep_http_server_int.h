@@ -6,6 +6,7 @@
  *                         table, and the request accessors handlers call
  *   ep_http_server_limits.c  deadlines, shedding over the memory budget, room at
  *                         the connection cap, the per-client refusal
+ *   ep_http_server_tls.c  the connections' TLS I/O: handshake, SSL_read, SSL_write
  */
 #ifndef EP_HTTP_SERVER_INT_H
 #define EP_HTTP_SERVER_INT_H
@@ -280,6 +281,8 @@ static inline void count_kill(ep_http_server_t *s, int kind)
 }
 
 void ep__http_conn_close(conn_t *c);
+/* Brings srv->mem_held up to date with the connection's buffers. Loop thread. */
+void ep__http_conn_account(conn_t *c);
 /* Frees the connections closed this round. Loop thread, or after the loop ended. */
 void ep__http_loop_reap(loop_t *lp);
 void *ep__http_loop_main(void *arg);
@@ -288,5 +291,26 @@ void *ep__http_loop_main(void *arg);
 /* Counts one more connection of addr. 0, or -1 (nothing counted) when it has the limit. */
 int ep__http_peer_acquire(ep_http_server_t *s, const uint8_t addr[16]);
 void ep__http_peer_release(ep_http_server_t *s, const uint8_t addr[16]);
+
+/*
+ * ep_http_server_tls.c: a connection's TLS I/O, on its loop thread. Those that
+ * return -1 have closed the connection (ep__http_conn_close) first.
+ */
+/* Starts the server side of TLS on c->fd (state C_TLS). 0, or -1: no SSL object. */
+int ep__http_tls_accept(conn_t *c, ep_tls_t *tls);
+/* Frees the SSL object without a close_notify (an abort). */
+void ep__http_tls_free(conn_t *c);
+/* One step of the handshake. 1: done (now C_HEAD); 0: it waits for the socket; -1: closed. */
+int ep__http_tls_handshake(conn_t *c);
+/* One SSL_read into buf: bytes read, 0 when none now (rd_pending cleared as drained), -1. */
+ssize_t ep__http_tls_recv(conn_t *c, char *buf, size_t len);
+/* One SSL_write of the answer from c->out_off: bytes written, 0 when it must wait, -1. */
+ssize_t ep__http_tls_send(conn_t *c);
+/* Writes p whole at once (a small interim answer). 0, or -1 (closed: it did not go whole). */
+int ep__http_tls_send_all(conn_t *c, const char *p, size_t len);
+/* Sends our close_notify (the peer's is not awaited). */
+void ep__http_tls_shutdown(conn_t *c);
+/* Frees OpenSSL's buffers of an idle connection (c->tls_idle), when it holds no unread bytes. */
+void ep__http_tls_trim(conn_t *c);
 
 #endif /* EP_HTTP_SERVER_INT_H */

@@ -156,15 +156,14 @@ void ep__monitor_close(ep_app_t *app);
 /** Routes every port serves: /health, /ready (with the given readiness function). */
 void ep__common_routes(ep_app_t *app, ep_http_server_t *srv,
                        int (*ready)(ep_app_t *, char *, size_t));
-/** Maps a publish error to an HTTP answer (503 with Retry-After, 400, ...). */
-void ep__respond_publish_error(ep_http_req_t *req, int err);
 /**
- * Answers a failed publish of one event whose id is id (len bytes; NULL: none):
- * 4xx when the queue refused it, else 503 with "messageId" and "maybe_kept"
+ * Answers a failed publish of one event whose id is id (len bytes; NULL: none)
+ * from ingest's one table of publish errors: 400 or 413 when the queue refused
+ * it, else 503 with Retry-After, "messageId" (when id) and "maybe_kept"
  * (whether the queue may have kept it anyway, see ep__publish_maybe_kept).
  */
-void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,
-                                  int retry_after_s);
+void ep__respond_publish_error(ep_http_req_t *req, int err, const char *id, size_t len,
+                               int retry_after_s);
 /** 1 when a publish that failed with err may still have kept the event, else 0. */
 int ep__publish_maybe_kept(int err);
 /**

@@ -1,46 +1,34 @@
+/* clang-format off: the route table below is laid out by hand. */
 /*
  * The ingest role: validates events and hands them to the queue.
  *
- *   POST /ingest, /events                   one event; 202 once the queue acknowledged it
- *   POST /events/async                      one event; 202 once it is handed to the queue
- *   POST /events/batch                      a JSON array or NDJSON (gzip allowed); per-event
- * results POST /api/v1/events/{user,order,payment} seed 003 typed events GET  /stats,
- * /api/v1/events/stats       counters
+ *   POST /ingest, /events                     one event; 202 once the queue acknowledged it
+ *   POST /events/async                        one event; 202 once it is handed to the queue
+ *   POST /events/batch                        a JSON array or NDJSON (gzip allowed); per-event
+ *                                             results (ep_ingest_batch.c)
+ *   POST /api/v1/events/{user,order,payment}  seed 003 typed events
+ *   GET  /stats, /api/v1/events/stats         counters
  *
  * Client-given ids are idempotent within DEDUP_WINDOW: a repeat is acknowledged
  * again (with "duplicate":true) and not enqueued twice.
+ *
+ * A failed publish is answered from one table (publish_errors), for single
+ * events, batches and the processor's /enqueue alike.
  */
+/* clang-format on */
+#include "roles/ep_ingest_int.h"
 #include "roles/ep_access.h"
-#include "roles/ep_app.h"
-#include "guard/ep_breaker.h"
-#include "event/ep_dedup.h"
 #include "base/ep_error.h"
-#include "event/ep_event.h"
-#include "event/ep_id.h"
 #include "base/ep_mem.h"
-#include "obs/ep_obs.h"
 #include "base/ep_str.h"
-#include "base/ep_time.h"
+#include "obs/ep_obs.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
-
-#define PUBLISH_CHUNK 256            /* events per publish call of a batch */
-#define ID_HEADER     "X-Message-Id" /* id (UUID) assigned by the gateway before its hop */
 
 /* ------------------------------------------------------------ shared bits */
-
-typedef enum { MODE_SYNC, MODE_ASYNC } mode_t_;
-
-typedef struct route_s {
-    ep_ingest_t *ig;
-    mode_t_ mode;
-    ep_event_parse_opts_t opts; /* typed routes: default source, forced type */
-    int typed_index;            /* -1, or 0..2 for user/order/payment */
-} route_t;
 
 static const char *const typed_names[3] = {"user", "order", "payment"};
 static const char *const typed_types[3] = {"user_created", "order_created", "payment_created"};
@@ -59,7 +47,7 @@ static void parser_key_init(void)
 }
 
 /* One parser per server thread, reused for every request. */
-static ep_event_parser_t *thread_parser(const ep_config_t *cfg)
+ep_event_parser_t *ep__ingest_parser(const ep_config_t *cfg)
 {
     ep_event_parser_t *p;
 
@@ -75,16 +63,6 @@ static ep_event_parser_t *thread_parser(const ep_config_t *cfg)
     return p;
 }
 
-static int64_t now_s(void)
-{
-    return ep_time_mono_ms() / 1000;
-}
-
-static void inc(atomic_uint_fast64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
 /*
  * A queue refuses an event with EP_EFULL, EP_ECLOSED, EP_EINVAL/EP_EVALIDATE,
  * EP_E2BIG or EP_ECONFIG (the processor refused ingest's INTERNAL_TOKEN) before
@@ -98,13 +76,8 @@ int ep__publish_maybe_kept(int err)
            err != EP_EVALIDATE && err != EP_E2BIG && err != EP_ECIRCUIT && err != EP_ECONFIG;
 }
 
-/*
- * Publishes through the hop's circuit breaker, when there is one: EP_ECIRCUIT
- * (nothing taken, nothing sent) while it is open. The callback must report the
- * outcome with report_published(); a synchronous failure is reported here.
- */
-static int publish(ep_ingest_t *ig, ep_breaker_pass_t *pass, ep_event_t **evs, size_t n,
-                   ep_publish_cb cb, void *arg)
+int ep__ingest_publish(ep_ingest_t *ig, ep_breaker_pass_t *pass, ep_event_t **evs, size_t n,
+                       ep_publish_cb cb, void *arg)
 {
     int rc;
 
@@ -122,29 +95,87 @@ static int publish(ep_ingest_t *ig, ep_breaker_pass_t *pass, ep_event_t **evs, s
     return rc;
 }
 
-static void report_published(ep_ingest_t *ig, const ep_breaker_pass_t *pass, size_t n,
-                             const int *status)
+void ep__ingest_report(ep_ingest_t *ig, const ep_breaker_pass_t *pass, size_t n, const int *status)
 {
     if (ig->breaker) {
         ep_breaker_record_status(ig->breaker, pass, n, status);
     }
 }
 
-/* Retry-After for a failed publish: the breaker's cool-down left while it is open. */
-static int retry_after_of(ep_ingest_t *ig, int err)
+int ep__ingest_retry_after(ep_ingest_t *ig, int err)
 {
     return err == EP_ECIRCUIT && ig->breaker ? ep_breaker_retry_after_s(ig->breaker)
                                              : ig->app->cfg.retry_after_s;
 }
 
-/* A 503 for a failed publish: what, the event's id, whether it may be kept, Retry-After. */
-static void respond_503(ep_http_req_t *req, const char *msg, int err, const char *id, size_t len,
-                        int retry_after_s)
-{
-    ep_buf_t b = EP_BUF_INIT;
-    char v[16];
+/*
+ * What a failed publish answers, one row per error (design.md section 2): 400
+ * or 413 when the queue refused the event (nothing kept; the same request
+ * fails again), 409 for an id still being stored, and 503 with Retry-After
+ * for the rest, also for an error without a row ("queue unavailable: ...").
+ */
+static const struct publish_error_s {
+    int err;
+    int status;
+    const char *msg;
+} publish_errors[] = {
+    {EP_EINVAL, 400, "the queue rejected the event as invalid"},
+    {EP_EVALIDATE, 400, "the queue rejected the event as invalid"},
+    {EP_E2BIG, 413, "the event is larger than the queue accepts"},
+    {EP_EAGAIN, 409, "an event with this id is still being stored; retry"},
+    {EP_EFULL, 503, "queue is full, retry later"},
+    {EP_ECLOSED, 503, "shutting down, retry on another instance"},
+    {EP_ECIRCUIT, 503, "circuit breaker open for the next hop; retry later"},
+};
 
-    /* A 503 says whether the event may be kept anyway, and under which id to retry it. */
+static const struct publish_error_s *publish_error_row(int err)
+{
+    for (size_t i = 0; i < sizeof(publish_errors) / sizeof(publish_errors[0]); i++) {
+        if (publish_errors[i].err == err) {
+            return &publish_errors[i];
+        }
+    }
+    return NULL;
+}
+
+int ep__ingest_error_status(int err)
+{
+    const struct publish_error_s *row = publish_error_row(err);
+
+    return row ? row->status : 503;
+}
+
+const char *ep__ingest_error_msg(ep_ingest_t *ig, int err, char *buf, size_t len)
+{
+    const struct publish_error_s *row = publish_error_row(err);
+
+    if (err == EP_ECIRCUIT && ig && ig->breaker) {
+        return ep_breaker_message(ig->breaker);
+    }
+    if (row) {
+        return row->msg;
+    }
+    snprintf(buf, len, "queue unavailable: %s", ep_strerror(err));
+    return buf;
+}
+
+/*
+ * Answers a failed publish of the event id (len bytes; NULL: none). ig: the
+ * ingest whose breaker speaks for EP_ECIRCUIT, or NULL. A 503 says whether
+ * the event may be kept anyway, and under which id to retry it.
+ */
+static void respond_publish_error(ep_ingest_t *ig, ep_http_req_t *req, int err, const char *id,
+                                  size_t len, int retry_after_s)
+{
+    char buf[160], v[16];
+    const char *msg = ep__ingest_error_msg(ig, err, buf, sizeof(buf));
+    int status = ep__ingest_error_status(err);
+    ep_buf_t b = EP_BUF_INIT;
+
+    if (status != 503) {
+        ep_http_respond_error(req, status, msg, NULL);
+        return;
+    }
     ep_buf_puts(&b, "{\"error\":");
     ep_buf_put_json_str(&b, msg, strlen(msg));
     if (id) {
@@ -158,94 +189,19 @@ static void respond_503(ep_http_req_t *req, const char *msg, int err, const char
     ep_http_respond_buf(req, 503, &b);
 }
 
-void ep__respond_publish_error_id(ep_http_req_t *req, int err, const char *id, size_t len,
-                                  int retry_after_s)
+void ep__respond_publish_error(ep_http_req_t *req, int err, const char *id, size_t len,
+                               int retry_after_s)
 {
-    char msg[160];
-
-    switch (err) {
-    case EP_EINVAL:
-    case EP_EVALIDATE:
-        ep_http_respond_error(req, 400, "the queue rejected the event as invalid", NULL);
-        return;
-    case EP_E2BIG:
-        ep_http_respond_error(req, 413, "the event is larger than the queue accepts", NULL);
-        return;
-    case EP_EFULL:
-        snprintf(msg, sizeof(msg), "queue is full, retry later");
-        break;
-    case EP_ECLOSED:
-        snprintf(msg, sizeof(msg), "shutting down, retry on another instance");
-        break;
-    case EP_ECIRCUIT:
-        snprintf(msg, sizeof(msg), "circuit breaker open for the next hop; retry later");
-        break;
-    default:
-        snprintf(msg, sizeof(msg), "queue unavailable: %s", ep_strerror(err));
-        break;
-    }
-    respond_503(req, msg, err, id, len, retry_after_s);
+    respond_publish_error(NULL, req, err, id, len, retry_after_s);
 }
 
 /* Answers a failed publish; while the hop's breaker is open, with its message and cool-down. */
 static void respond_failed(ep_ingest_t *ig, ep_http_req_t *req, int err, const char *id, size_t len)
 {
-    if (err == EP_ECIRCUIT && ig->breaker) {
-        respond_503(req, ep_breaker_message(ig->breaker), err, id, len, retry_after_of(ig, err));
-    } else {
-        ep__respond_publish_error_id(req, err, id, len, ig->app->cfg.retry_after_s);
-    }
+    respond_publish_error(ig, req, err, id, len, ep__ingest_retry_after(ig, err));
 }
 
-void ep__respond_publish_error(ep_http_req_t *req, int err)
-{
-    char msg[160];
-
-    switch (err) {
-    case EP_EFULL:
-        ep_http_respond_error(req, 503, "queue is full, retry later", NULL);
-        break;
-    case EP_ECLOSED:
-        ep_http_respond_error(req, 503, "shutting down, retry on another instance", NULL);
-        break;
-    case EP_EINVAL:
-    case EP_EVALIDATE:
-        ep_http_respond_error(req, 400, "the queue rejected the event as invalid", NULL);
-        break;
-    case EP_E2BIG:
-        ep_http_respond_error(req, 413, "the event is larger than the queue accepts", NULL);
-        break;
-    default:
-        snprintf(msg, sizeof(msg), "queue unavailable: %s", ep_strerror(err));
-        ep_http_respond_error(req, 503, msg, NULL);
-        break;
-    }
-}
-
-static const char *publish_error_text(ep_ingest_t *ig, int err)
-{
-    switch (err) {
-    case EP_ECIRCUIT:
-        return ig->breaker ? ep_breaker_message(ig->breaker) : "circuit breaker open, retry later";
-    case EP_EFULL:
-        return "queue is full, retry later";
-    case EP_ECLOSED:
-        return "shutting down, retry later";
-    case EP_EINVAL:
-    case EP_EVALIDATE:
-        return "the queue rejected the event as invalid";
-    case EP_EAGAIN:
-        return "an event with this id is still being stored; retry";
-    default:
-        return "queue unavailable, retry later";
-    }
-}
-
-/*
- * The gateway's X-Message-Id, when sent: 1 with *id set (NULL when absent), or
- * 0 after answering 400 (not a UUID).
- */
-static int id_header(ep_http_req_t *req, const char **id)
+int ep__ingest_id_header(ep_http_req_t *req, const char **id)
 {
     const char *h = ep_http_req_header(req, ID_HEADER);
 
@@ -261,8 +217,7 @@ static int id_header(ep_http_req_t *req, const char **id)
     return 1;
 }
 
-/* JSON, NDJSON, text and curl's default form type are read as JSON; others are refused. */
-static int content_type_ok(ep_http_req_t *req)
+int ep__ingest_content_type_ok(ep_http_req_t *req)
 {
     const char *ct = ep_http_req_header(req, "Content-Type");
 
@@ -276,35 +231,21 @@ static int content_type_ok(ep_http_req_t *req)
            strncasecmp(ct, EP_STRLIT("application/x-www-form-urlencoded")) == 0;
 }
 
-static int has_client_id(const ep_event_t *ev)
-{
-    return (ev->flags & EP_EVENT_F_ID_GENERATED) == 0;
-}
-
-/* The window key of a request's numbered ids: its base and a '*' (no event id is that). */
-#define RANGE_KEY_LEN (EP_UUID_STR_LEN + 1)
-
-static void range_key(const char *id, char *key)
+void ep__ingest_range_key(const char *id, char *key)
 {
     ep_id_base_of(id, key);
     key[EP_UUID_STR_LEN] = '*';
     key[RANGE_KEY_LEN] = '\0';
 }
 
-/*
- * Reserves an event id in the window. numbered: the id is this request's own
- * numbering (X-Message-Id). Else an id the gateway assigned once (UUID v8, see
- * ep_id_assigned_base) is also a repeat when the request that numbered it was
- * kept whole: such a request is remembered once, under its range key.
- */
-static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, int numbered,
-                                    int64_t now)
+ep_dedup_result_t ep__ingest_reserve_id(ep_dedup_t *d, const char *id, size_t len, int numbered,
+                                        int64_t now)
 {
     if (!numbered && ep_id_is_assigned(id, len)) {
         char key[RANGE_KEY_LEN + 1];
         ep_dedup_result_t r;
 
-        range_key(id, key);
+        ep__ingest_range_key(id, key);
         r = ep_dedup_reserve(d, key, RANGE_KEY_LEN, now);
         if (r != EP_DEDUP_NEW) {
             return r;
@@ -314,13 +255,18 @@ static ep_dedup_result_t reserve_id(ep_dedup_t *d, const char *id, size_t len, i
     return ep_dedup_reserve(d, id, len, now);
 }
 
-static void put_accepted(ep_buf_t *b, const char *id, size_t len, const char *status, int dup)
+/* 202 {"messageId":id,"status":status[,"duplicate":true]}. */
+static void respond_accepted(ep_http_req_t *req, const char *id, size_t len, const char *status,
+                             int dup)
 {
-    ep_buf_puts(b, "{\"messageId\":");
-    ep_buf_put_json_str(b, id, len);
-    ep_buf_puts(b, ",\"status\":\"");
-    ep_buf_puts(b, status);
-    ep_buf_puts(b, dup ? "\",\"duplicate\":true}" : "\"}");
+    ep_buf_t b = EP_BUF_INIT;
+
+    ep_buf_puts(&b, "{\"messageId\":");
+    ep_buf_put_json_str(&b, id, len);
+    ep_buf_puts(&b, ",\"status\":\"");
+    ep_buf_puts(&b, status);
+    ep_buf_puts(&b, dup ? "\",\"duplicate\":true}\n" : "\"}\n");
+    ep_http_respond_buf(req, 202, &b);
 }
 
 /* ------------------------------------------------------------ one event */
@@ -340,27 +286,24 @@ static void on_single_published(void *arg, size_t n, const int *status)
 {
     single_t *p = arg;
     ep_ingest_t *ig = p->ig;
-    ep_buf_t b = EP_BUF_INIT;
 
     ep_obs_publish_done(ig->app->obs, n, status, p->start_ns);
-    report_published(ig, &p->pass, n, status);
+    ep__ingest_report(ig, &p->pass, n, status);
     if (status[0] == 0) {
-        inc(&ig->sent, 1);
-        inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
-        inc(&ig->publish_count, 1);
+        ingest_inc(&ig->sent, 1);
+        ingest_inc(&ig->publish_us_sum, (uint64_t)((ep_time_mono_ns() - p->start_ns) / 1000));
+        ingest_inc(&ig->publish_count, 1);
         if (p->typed_index >= 0) {
-            inc(&ig->typed[p->typed_index], 1);
+            ingest_inc(&ig->typed[p->typed_index], 1);
         }
         if (p->dedup) {
-            ep_dedup_commit(ig->dedup, p->id, p->id_len, now_s());
+            ep_dedup_commit(ig->dedup, p->id, p->id_len, ingest_now_s());
         }
         if (p->req) {
-            put_accepted(&b, p->id, p->id_len, "accepted", 0);
-            ep_buf_putc(&b, '\n');
-            ep_http_respond_buf(p->req, 202, &b);
+            respond_accepted(p->req, p->id, p->id_len, "accepted", 0);
         }
     } else {
-        inc(&ig->failed, 1);
+        ingest_inc(&ig->failed, 1);
         if (p->dedup) {
             ep_dedup_release(ig->dedup, p->id, p->id_len);
         }
@@ -371,56 +314,53 @@ static void on_single_published(void *arg, size_t n, const int *status)
     ep_free(p);
 }
 
-static void on_single(void *arg, ep_http_req_t *req)
+/*
+ * Reads the one event of req: its content type, the gateway's X-Message-Id
+ * (then lid is the id it gives the event, else lid is ""), and the body.
+ * Returns the event, or NULL after answering 415 or 400.
+ */
+static ep_event_t *single_parse(const route_t *rt, ep_http_req_t *req, char *lid)
 {
-    route_t *rt = arg;
     ep_ingest_t *ig = rt->ig;
-    ep_event_t *ev = NULL;
-    ep_parse_err_t perr;
-    ep_event_parse_opts_t opts;
+    ep_event_parse_opts_t opts = rt->opts;
     const ep_event_parse_opts_t *o =
         rt->opts.event_type || rt->opts.default_source ? &rt->opts : NULL;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t perr;
     const char *hid;
-    char lid[EP_UUID_STR_LEN + 1];
-    single_t *p;
-    ep_access_who_t who;
-    int rc;
 
-    if (!ep_access_check(ig->app->access, req, EP_ACCESS_INGEST, &who)) {
-        return;
-    }
-    if (!content_type_ok(req)) {
-        inc(&ig->rejected, 1);
+    lid[0] = '\0';
+    if (!ep__ingest_content_type_ok(req)) {
+        ingest_inc(&ig->rejected, 1);
         ep_http_respond_error(req, 415, "unsupported Content-Type; send application/json",
                               "Content-Type");
-        return;
+        return NULL;
     }
-    if (!id_header(req, &hid)) {
-        inc(&ig->rejected, 1);
-        return;
+    if (!ep__ingest_id_header(req, &hid)) {
+        ingest_inc(&ig->rejected, 1);
+        return NULL;
     }
     if (hid) {
         /* The id the gateway assigned (and would name in a 503) when the body has none. */
         ep_id_uuid_add(hid, 0, lid);
-        opts = rt->opts;
         opts.id = lid;
         o = &opts;
     }
-    rc = ep_event_parser_parse_opts(thread_parser(&ig->app->cfg), ep_http_req_body(req),
-                                    ep_http_req_body_len(req), o, &ev, &perr);
-    if (rc != 0) {
-        inc(&ig->rejected, 1);
+    if (ep_event_parser_parse_opts(ep__ingest_parser(&ig->app->cfg), ep_http_req_body(req),
+                                   ep_http_req_body_len(req), o, &ev, &perr) != 0) {
+        ingest_inc(&ig->rejected, 1);
         ep_http_respond_error(req, 400, perr.msg, perr.field);
-        return;
+        return NULL;
     }
-    /* Charged once parsed, before anything is kept: a refusal (429) keeps nothing. */
-    if (!ep_access_charge(ig->app->access, req, &who, 1)) {
-        ep_event_destroy(ev);
-        return;
-    }
-    inc(&ig->received, 1);
-    p = ep_malloc(sizeof(*p));
-    p->ig = ig;
+    return ev;
+}
+
+/* The publish context of a parsed event; its id copied (the event goes to the queue). */
+static single_t *single_create(const route_t *rt, ep_http_req_t *req, const ep_event_t *ev)
+{
+    single_t *p = ep_malloc(sizeof(*p));
+
+    p->ig = rt->ig;
     p->req = req;
     p->dedup = 0;
     p->typed_index = rt->typed_index;
@@ -428,758 +368,104 @@ static void on_single(void *arg, ep_http_req_t *req)
     p->id_len = ev->id.len < sizeof(p->id) - 1 ? ev->id.len : sizeof(p->id) - 1;
     memcpy(p->id, ev->id.p, p->id_len);
     p->id[p->id_len] = '\0';
-
-    if (ig->dedup && has_client_id(ev)) {
-        ep_buf_t b = EP_BUF_INIT;
-        int numbered = hid && p->id_len == EP_UUID_STR_LEN && memcmp(p->id, lid, p->id_len) == 0;
-        switch (reserve_id(ig->dedup, p->id, p->id_len, numbered, now_s())) {
-        case EP_DEDUP_DONE:
-            inc(&ig->duplicates, 1);
-            put_accepted(&b, p->id, p->id_len, "accepted", 1);
-            ep_buf_putc(&b, '\n');
-            ep_http_respond_buf(req, 202, &b);
-            ep_event_destroy(ev);
-            ep_free(p);
-            return;
-        case EP_DEDUP_PENDING:
-            ep_http_respond_error(req, 409, "an event with this id is still being stored; retry",
-                                  "id");
-            ep_event_destroy(ev);
-            ep_free(p);
-            return;
-        case EP_DEDUP_NEW:
-            p->dedup = 1;
-            break;
-        }
-    }
-    if (rt->mode == MODE_ASYNC) {
-        /* Answer once buffered: the callback only counts. */
-        ep_buf_t b = EP_BUF_INIT;
-        char id[132];
-        size_t id_len = p->id_len;
-
-        memcpy(id, p->id, id_len + 1);
-        p->req = NULL;
-        rc = publish(ig, &p->pass, &ev, 1, on_single_published, p);
-        if (rc != 0) {
-            if (p->dedup) {
-                ep_dedup_release(ig->dedup, id, id_len);
-            }
-            ep_event_destroy(ev);
-            ep_free(p);
-            inc(&ig->failed, 1);
-            respond_failed(ig, req, rc, id, id_len);
-            return;
-        }
-        inc(&ig->async_accepted, 1);
-        put_accepted(&b, id, id_len, "buffered", 0);
-        ep_buf_putc(&b, '\n');
-        ep_http_respond_buf(req, 202, &b);
-        return;
-    }
-    rc = publish(ig, &p->pass, &ev, 1, on_single_published, p);
-    if (rc != 0) {
-        if (p->dedup) {
-            ep_dedup_release(ig->dedup, p->id, p->id_len);
-        }
-        inc(&ig->failed, 1);
-        respond_failed(ig, req, rc, p->id, p->id_len);
-        ep_event_destroy(ev);
-        ep_free(p);
-    }
-}
-
-/* ------------------------------------------------------------ batches */
-
-#define ITEM_PENDING  0
-#define ITEM_ACCEPTED 1
-#define ITEM_DUP      2
-#define ITEM_INVALID  3
-#define ITEM_FAILED   4
-
-typedef struct item_s {
-    uint8_t state;
-    uint8_t dedup;   /* id reserved in the window */
-    uint8_t derived; /* id numbered from the gateway's X-Message-Id, covered by batch->base */
-    uint32_t line;   /* 1-based line (NDJSON) or 0 */
-    uint32_t id_off; /* into batch->strs */
-    uint32_t id_len;
-    uint32_t err_off; /* message, then field, NUL-separated */
-    int err;          /* publish error */
-} item_t;
-
-typedef struct batch_s {
-    ep_ingest_t *ig;
-    ep_http_req_t *req;
-    int64_t start_ns;
-    size_t n;
-    item_t *items;
-    ep_buf_t strs;
-    atomic_int pending;           /* publish callbacks outstanding, +1 while publishing */
-    int base_reserved;            /* base holds the window's one entry for every derived item */
-    char base[RANGE_KEY_LEN + 1]; /* range key of the gateway's X-Message-Id */
-} batch_t;
-
-typedef struct chunk_s {
-    batch_t *b;
-    size_t n;
-    ep_breaker_pass_t pass;         /* from the hop's circuit breaker */
-    uint32_t idx[PUBLISH_CHUNK];    /* item index of each published event */
-    ep_event_t *evs[PUBLISH_CHUNK]; /* the events; the queue takes them */
-} chunk_t;
-
-static uint32_t keep_str(batch_t *b, const char *s, size_t n)
-{
-    uint32_t off = (uint32_t)b->strs.len;
-
-    ep_buf_append(&b->strs, s, n);
-    ep_buf_putc(&b->strs, '\0');
-    return off;
-}
-
-static void batch_finish(batch_t *b)
-{
-    ep_ingest_t *ig = b->ig;
-    size_t accepted = 0, dups = 0, invalid = 0, failed = 0, maybe = 0;
-    int first_err = 0, all_derived_kept = 1;
-    ep_buf_t out = EP_BUF_INIT;
-    int status;
-
-    /*
-     * The events numbered from the gateway's id are remembered as one entry (the
-     * base) when all of them were kept; otherwise each kept one is remembered.
-     */
-    for (size_t i = 0; b->base_reserved && i < b->n; i++) {
-        all_derived_kept &= !b->items[i].derived || b->items[i].state == ITEM_ACCEPTED;
-    }
-    if (b->base_reserved && all_derived_kept) {
-        ep_dedup_commit(ig->dedup, b->base, RANGE_KEY_LEN, now_s());
-    } else if (b->base_reserved) {
-        ep_dedup_release(ig->dedup, b->base, RANGE_KEY_LEN);
-        for (size_t i = 0; i < b->n; i++) {
-            item_t *it = &b->items[i];
-            if (it->derived && it->state == ITEM_ACCEPTED &&
-                ep_dedup_reserve(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s()) ==
-                    EP_DEDUP_NEW) {
-                ep_dedup_commit(ig->dedup, b->strs.data + it->id_off, it->id_len, now_s());
-            }
-        }
-    }
-
-    for (size_t i = 0; i < b->n; i++) {
-        item_t *it = &b->items[i];
-        const char *id = b->strs.data + it->id_off;
-        switch (it->state) {
-        case ITEM_ACCEPTED:
-            accepted++;
-            if (it->dedup) {
-                ep_dedup_commit(ig->dedup, id, it->id_len, now_s());
-            }
-            break;
-        case ITEM_DUP:
-            dups++;
-            break;
-        case ITEM_INVALID:
-            invalid++;
-            break;
-        default:
-            failed++;
-            maybe += (size_t)ep__publish_maybe_kept(it->err);
-            first_err = first_err ? first_err : it->err;
-            if (it->dedup) {
-                ep_dedup_release(ig->dedup, id, it->id_len);
-            }
-            break;
-        }
-    }
-    inc(&ig->sent, accepted);
-    inc(&ig->failed, failed);
-    inc(&ig->duplicates, dups);
-    if (accepted) {
-        inc(&ig->publish_us_sum,
-            (uint64_t)((ep_time_mono_ns() - b->start_ns) / 1000) * (uint64_t)accepted);
-        inc(&ig->publish_count, accepted);
-    }
-
-    ep_buf_reserve(&out, 64 + b->n * 64);
-    ep_buf_printf(&out, "{\"accepted\":%zu,\"rejected\":%zu,\"duplicates\":%zu,\"failed\":%zu,",
-                  accepted, invalid, dups, failed);
-    if (accepted + dups == 0 && first_err == EP_ECIRCUIT) {
-        const char *msg = publish_error_text(ig, first_err);
-        ep_buf_puts(&out, "\"error\":");
-        ep_buf_put_json_str(&out, msg, strlen(msg));
-        ep_buf_putc(&out, ',');
-    }
-    if (failed) {
-        /* Some failed events may be kept anyway: retry those with their "id". */
-        ep_buf_puts(&out, maybe ? "\"maybe_kept\":true," : "\"maybe_kept\":false,");
-    }
-    ep_buf_puts(&out, "\"results\":[");
-    for (size_t i = 0; i < b->n; i++) {
-        item_t *it = &b->items[i];
-        if (i) {
-            ep_buf_putc(&out, ',');
-        }
-        /* Per event: integers by hand, never printf. */
-        ep_buf_puts(&out, "{\"index\":");
-        ep_buf_put_u64(&out, i);
-        ep_buf_putc(&out, ',');
-        if (it->line) {
-            ep_buf_puts(&out, "\"line\":");
-            ep_buf_put_u64(&out, it->line);
-            ep_buf_putc(&out, ',');
-        }
-        if (it->state == ITEM_ACCEPTED || it->state == ITEM_DUP) {
-            ep_buf_puts(&out, "\"messageId\":");
-            ep_buf_put_json_str(&out, b->strs.data + it->id_off, it->id_len);
-            ep_buf_puts(&out, it->state == ITEM_DUP ? ",\"duplicate\":true}" : "}");
-        } else if (it->state == ITEM_INVALID) {
-            const char *msg = b->strs.data + it->err_off;
-            const char *field = msg + strlen(msg) + 1;
-            ep_buf_puts(&out, "\"error\":");
-            ep_buf_put_json_str(&out, msg, strlen(msg));
-            if (*field) {
-                ep_buf_puts(&out, ",\"field\":");
-                ep_buf_put_json_str(&out, field, strlen(field));
-            }
-            ep_buf_putc(&out, '}');
-        } else {
-            const char *msg = publish_error_text(ig, it->err);
-            if (it->id_len) {
-                ep_buf_puts(&out, "\"id\":");
-                ep_buf_put_json_str(&out, b->strs.data + it->id_off, it->id_len);
-                ep_buf_putc(&out, ',');
-            }
-            ep_buf_puts(&out, "\"error\":");
-            ep_buf_put_json_str(&out, msg, strlen(msg));
-            ep_buf_puts(&out, ep__publish_maybe_kept(it->err)
-                                  ? ",\"retry\":true,\"maybe_kept\":true}"
-                                  : ",\"retry\":true,\"maybe_kept\":false}");
-        }
-    }
-    ep_buf_puts(&out, "]}\n");
-
-    /*
-     * 202 when something was kept (per-event results say exactly what); 503 when
-     * nothing could be stored for queue reasons; 400 when nothing was valid.
-     */
-    if (accepted + dups > 0) {
-        status = 202;
-    } else if (failed > 0) {
-        status = first_err == EP_EINVAL ? 400 : 503;
-    } else {
-        status = 400;
-    }
-    if (status == 503) {
-        char v[16];
-        snprintf(v, sizeof(v), "%d", retry_after_of(ig, first_err));
-        ep_http_req_add_header(b->req, "Retry-After", v);
-    }
-    ep_http_respond_buf(b->req, status, &out);
-    ep_buf_close(&b->strs);
-    ep_free(b->items);
-    ep_free(b);
-}
-
-static void batch_release(batch_t *b)
-{
-    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1) {
-        batch_finish(b);
-    }
-}
-
-static void on_chunk_published(void *arg, size_t n, const int *status)
-{
-    chunk_t *c = arg;
-    batch_t *b = c->b;
-
-    ep_obs_publish_done(b->ig->app->obs, n, status, b->start_ns);
-    report_published(b->ig, &c->pass, n, status);
-    for (size_t i = 0; i < n; i++) {
-        item_t *it = &b->items[c->idx[i]];
-        if (status[i] == 0) {
-            it->state = ITEM_ACCEPTED;
-        } else {
-            it->state = ITEM_FAILED;
-            it->err = status[i];
-        }
-    }
-    ep_free(c);
-    batch_release(b);
+    return p;
 }
 
 /*
- * Publishes a chunk of a batch. On success the chunk belongs to its callback
- * (which may already have run); on failure its items are marked failed and the
- * error is returned so the rest of the batch is answered without trying.
+ * Reserves a client's id in the window (lid: the id X-Message-Id numbered, or
+ * ""). 1: publish it; 0: answered (a repeat: 202 with "duplicate"; an id
+ * still being stored: 409), and p and ev are freed.
  */
-static int flush_chunk(batch_t *b, chunk_t **cp)
+static int single_dedup(single_t *p, ep_http_req_t *req, ep_event_t *ev, const char *lid)
 {
-    chunk_t *c = *cp;
-    size_t cn = c->n;
-    int rc;
+    ep_ingest_t *ig = p->ig;
+    int numbered = lid[0] && p->id_len == EP_UUID_STR_LEN && memcmp(p->id, lid, p->id_len) == 0;
 
-    *cp = NULL;
-    atomic_fetch_add_explicit(&b->pending, 1, memory_order_relaxed);
-    rc = publish(b->ig, &c->pass, c->evs, cn, on_chunk_published, c);
-    if (rc == 0) {
-        return 0;
+    if (ig->dedup == NULL || !ingest_has_client_id(ev)) {
+        return 1;
     }
-    atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed);
-    for (size_t k = 0; k < cn; k++) {
-        item_t *it = &b->items[c->idx[k]];
-        it->state = ITEM_FAILED;
-        it->err = rc;
-        ep_event_destroy(c->evs[k]);
+    switch (ep__ingest_reserve_id(ig->dedup, p->id, p->id_len, numbered, ingest_now_s())) {
+    case EP_DEDUP_NEW:
+        p->dedup = 1;
+        return 1;
+    case EP_DEDUP_DONE:
+        ingest_inc(&ig->duplicates, 1);
+        respond_accepted(req, p->id, p->id_len, "accepted", 1);
+        break;
+    case EP_DEDUP_PENDING:
+        ep_http_respond_error(req, ep__ingest_error_status(EP_EAGAIN),
+                              ep__ingest_error_msg(ig, EP_EAGAIN, NULL, 0), "id");
+        break;
     }
-    ep_free(c);
-    return rc;
-}
-
-/* Inflates a gzip (or zlib) body into out, at most max bytes. Returns 0, EP_E2BIG or EP_EPARSE. */
-static int gunzip(const char *in, size_t len, size_t max, ep_buf_t *out)
-{
-    z_stream z;
-    int zr;
-
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, 15 + 32) != Z_OK) {
-        return EP_ENOMEM;
-    }
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    do {
-        ep_buf_reserve(out, 64 * 1024);
-        z.next_out = (Bytef *)out->data + out->len;
-        z.avail_out = (uInt)(out->cap - out->len - 1);
-        zr = inflate(&z, Z_NO_FLUSH);
-        out->len = (size_t)((char *)z.next_out - out->data);
-        out->data[out->len] = '\0';
-        if (out->len > max) {
-            inflateEnd(&z);
-            return EP_E2BIG;
-        }
-    } while (zr == Z_OK);
-    inflateEnd(&z);
-    return zr == Z_STREAM_END && z.avail_in == 0 ? 0 : EP_EPARSE;
-}
-
-/*
- * Splits a JSON array into its element slices without parsing them (strings and
- * nesting are tracked so commas inside values do not split). Returns 0, or
- * EP_EPARSE with *bad_at set when the array itself is malformed.
- */
-typedef struct slice_s {
-    const char *p;
-    size_t len;
-    uint32_t line;
-} slice_t;
-
-static int split_array(const char *s, size_t n, slice_t **out, size_t *count, size_t max_items,
-                       size_t *bad_at)
-{
-    size_t i = 0, cap = 64, k = 0, start = 0;
-    int depth = 0, in_str = 0, esc = 0, have = 0;
-    slice_t *v;
-
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
-        i++;
-    }
-    if (i >= n || s[i] != '[') {
-        *bad_at = i;
-        return EP_EPARSE;
-    }
-    v = ep_malloc(cap * sizeof(*v));
-    for (i++; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (esc) {
-                esc = 0;
-            } else if (c == '\\') {
-                esc = 1;
-            } else if (c == '"') {
-                in_str = 0;
-            }
-            continue;
-        }
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-            continue;
-        }
-        if (!have && depth == 0 && c != ',' && c != ']') {
-            have = 1;
-            start = i;
-        }
-        if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
-        } else if (depth == 0 && (c == ',' || c == ']')) {
-            if (!have) {
-                if (c == ']' && k == 0) {
-                    break; /* [] */
-                }
-                *bad_at = i;
-                ep_free(v);
-                return EP_EPARSE;
-            }
-            if (k == cap) {
-                cap *= 2;
-                v = ep_realloc(v, cap * sizeof(*v));
-            }
-            {
-                size_t end = i;
-                while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\n' ||
-                                       s[end - 1] == '\r' || s[end - 1] == '\t')) {
-                    end--;
-                }
-                v[k].p = s + start;
-                v[k].len = end - start;
-                v[k].line = 0;
-                k++;
-            }
-            have = 0;
-            if (k > max_items) {
-                /* Over BATCH_MAX_EVENTS: the caller answers 413 without reading the rest. */
-                *out = v;
-                *count = k;
-                return 0;
-            }
-            if (c == ']') {
-                break;
-            }
-        }
-    }
-    if (i >= n) {
-        *bad_at = n;
-        ep_free(v);
-        return EP_EPARSE;
-    }
-    for (i++; i < n; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
-            *bad_at = i;
-            ep_free(v);
-            return EP_EPARSE;
-        }
-    }
-    *out = v;
-    *count = k;
+    ep_event_destroy(ev);
+    ep_free(p);
     return 0;
 }
 
-/* Splits NDJSON into non-blank lines (1-based line numbers kept). */
-static void split_lines(const char *s, size_t n, slice_t **out, size_t *count, size_t max_items)
+/* A publish that took nothing: the id leaves the window, and 4xx/503 answers. Frees p and ev. */
+static void single_failed(single_t *p, ep_http_req_t *req, ep_event_t *ev, int err)
 {
-    size_t cap = 64, k = 0, start = 0;
-    uint32_t line = 1;
-    slice_t *v = ep_malloc(cap * sizeof(*v));
+    ep_ingest_t *ig = p->ig;
 
-    while (start <= n && k <= max_items) {
-        /* memchr finds the line end a vector at a time. */
-        const char *nl = start < n ? memchr(s + start, '\n', n - start) : NULL;
-        size_t i = nl ? (size_t)(nl - s) : n;
-        size_t a = start, b = i;
-
-        while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r')) {
-            a++;
-        }
-        while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r')) {
-            b--;
-        }
-        if (b > a) {
-            if (k == cap) {
-                cap *= 2;
-                v = ep_realloc(v, cap * sizeof(*v));
-            }
-            v[k].p = s + a;
-            v[k].len = b - a;
-            v[k].line = line;
-            k++;
-        }
-        start = i + 1;
-        line++;
+    if (p->dedup) {
+        ep_dedup_release(ig->dedup, p->id, p->id_len);
     }
-    *out = v;
-    *count = k;
+    ingest_inc(&ig->failed, 1);
+    respond_failed(ig, req, err, p->id, p->id_len);
+    ep_event_destroy(ev);
+    ep_free(p);
 }
 
-static void on_batch(void *arg, ep_http_req_t *req)
+/*
+ * Publishes the event. Sync: on_single_published answers. Async: answered
+ * here once buffered; the callback only counts (and may free p before the
+ * publish returns, hence the id's copy).
+ */
+static void single_publish(single_t *p, mode_t_ mode, ep_http_req_t *req, ep_event_t *ev)
+{
+    ep_ingest_t *ig = p->ig;
+    char id[sizeof(p->id)];
+    size_t id_len = p->id_len;
+    int rc;
+
+    if (mode == MODE_ASYNC) {
+        memcpy(id, p->id, id_len + 1);
+        p->req = NULL;
+    }
+    rc = ep__ingest_publish(ig, &p->pass, &ev, 1, on_single_published, p);
+    if (rc != 0) {
+        single_failed(p, req, ev, rc);
+    } else if (mode == MODE_ASYNC) {
+        ingest_inc(&ig->async_accepted, 1);
+        respond_accepted(req, id, id_len, "buffered", 0);
+    }
+}
+
+static void on_single(void *arg, ep_http_req_t *req)
 {
     route_t *rt = arg;
     ep_ingest_t *ig = rt->ig;
-    const ep_config_t *cfg = &ig->app->cfg;
-    const char *body = ep_http_req_body(req);
-    size_t len = ep_http_req_body_len(req), n = 0, max_items = (size_t)cfg->batch_max_events;
-    const char *enc = ep_http_req_header(req, "Content-Encoding");
-    ep_event_parser_t *parser = thread_parser(cfg);
-    ep_buf_t inflated = EP_BUF_INIT;
-    slice_t *sl = NULL;
-    batch_t *b;
-    chunk_t *chunk = NULL;
-    size_t i = 0;
-    char msg[160];
-    int queue_err = 0;
-    /* The events of one request share one receive time (one clock read). */
-    ep_event_parse_opts_t batch_opts = {.received_us = ep_time_now_us()};
-    const char *hid;
     char lid[EP_UUID_STR_LEN + 1];
     ep_access_who_t who;
+    ep_event_t *ev;
+    single_t *p;
 
     if (!ep_access_check(ig->app->access, req, EP_ACCESS_INGEST, &who)) {
         return;
     }
-    if (!content_type_ok(req)) {
-        ep_http_respond_error(req, 415,
-                              "unsupported Content-Type; send application/json (an array) or "
-                              "application/x-ndjson",
-                              "Content-Type");
+    if ((ev = single_parse(rt, req, lid)) == NULL) {
         return;
     }
-    if (!id_header(req, &hid)) {
+    /* Charged once parsed, before anything is kept: a refusal (429) keeps nothing. */
+    if (!ep_access_charge(ig->app->access, req, &who, 1)) {
+        ep_event_destroy(ev);
         return;
     }
-    if (enc && *enc && strcasecmp(enc, "identity") != 0) {
-        int rc;
-        if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "x-gzip") != 0) {
-            ep_http_respond_error(req, 415, "unsupported Content-Encoding; use gzip",
-                                  "Content-Encoding");
-            return;
-        }
-        rc = gunzip(body, len, (size_t)cfg->max_batch_body, &inflated);
-        if (rc != 0) {
-            ep_buf_close(&inflated);
-            if (rc == EP_E2BIG) {
-                snprintf(msg, sizeof(msg), "decompressed body is larger than %lld bytes",
-                         (long long)cfg->max_batch_body);
-                ep_http_respond_error(req, 413, msg, NULL);
-            } else {
-                ep_http_respond_error(req, 400, "body is not valid gzip", NULL);
-            }
-            return;
-        }
-        body = inflated.data ? inflated.data : "";
-        len = inflated.len;
+    ingest_inc(&ig->received, 1);
+    p = single_create(rt, req, ev);
+    if (single_dedup(p, req, ev, lid)) {
+        single_publish(p, rt->mode, req, ev);
     }
-    {
-        size_t j = 0;
-        while (j < len &&
-               (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n')) {
-            j++;
-        }
-        if (j == len) {
-            ep_buf_close(&inflated);
-            ep_http_respond_error(req, 400, "empty batch", NULL);
-            return;
-        }
-        if (body[j] == '[') {
-            size_t bad_at = 0;
-            if (split_array(body, len, &sl, &n, max_items, &bad_at) != 0) {
-                ep_buf_close(&inflated);
-                snprintf(msg, sizeof(msg), "malformed JSON array at byte %zu", bad_at);
-                ep_http_respond_error(req, 400, msg, NULL);
-                return;
-            }
-        } else {
-            split_lines(body, len, &sl, &n, max_items);
-        }
-    }
-    if (n > max_items) {
-        ep_free(sl);
-        ep_buf_close(&inflated);
-        snprintf(msg, sizeof(msg), "more than %zu events in one batch (BATCH_MAX_EVENTS)",
-                 max_items);
-        ep_http_respond_error(req, 413, msg, NULL);
-        return;
-    }
-    if (n == 0) {
-        ep_free(sl);
-        ep_buf_close(&inflated);
-        ep_http_respond_error(req, 400, "empty batch", NULL);
-        return;
-    }
-    /* A batch of n events costs n, charged before any of them is kept (429: none is). */
-    if (!ep_access_charge(ig->app->access, req, &who, n)) {
-        ep_free(sl);
-        ep_buf_close(&inflated);
-        return;
-    }
-
-    inc(&ig->batches, 1);
-    b = ep_calloc(1, sizeof(*b));
-    b->ig = ig;
-    b->req = req;
-    b->start_ns = ep_http_req_start_ns(req);
-    b->n = n;
-    b->items = ep_calloc(n, sizeof(item_t));
-    ep_buf_init(&b->strs);
-    ep_buf_putc(&b->strs, '\0');
-    atomic_store(&b->pending, 1);
-
-    for (i = 0; i < n; i++) {
-        item_t *it = &b->items[i];
-        ep_event_t *ev = NULL;
-        ep_parse_err_t perr;
-        int rc, numbered;
-
-        it->line = sl[i].line;
-        if (hid) {
-            /* Event i without an id gets the gateway's id + i (what its 503 would name). */
-            ep_id_uuid_add(hid, i, lid);
-            batch_opts.id = lid;
-        }
-        rc = ep_event_parser_parse_opts(parser, sl[i].p, sl[i].len, &batch_opts, &ev, &perr);
-        if (rc != 0) {
-            it->state = ITEM_INVALID;
-            it->err_off = keep_str(b, perr.msg, strlen(perr.msg));
-            keep_str(b, perr.field, strlen(perr.field));
-            inc(&ig->rejected, 1);
-            continue;
-        }
-        inc(&ig->received, 1);
-        it->id_off = keep_str(b, ev->id.p, ev->id.len);
-        it->id_len = ev->id.len;
-        numbered =
-            hid && ev->id.len == EP_UUID_STR_LEN && memcmp(ev->id.p, lid, EP_UUID_STR_LEN) == 0;
-        if (ig->dedup && numbered) {
-            /* Numbered from the gateway's id: one window entry for the whole request. */
-            if (b->base[0] == '\0') {
-                range_key(hid, b->base);
-                b->base_reserved =
-                    ep_dedup_reserve(ig->dedup, b->base, RANGE_KEY_LEN, now_s()) == EP_DEDUP_NEW;
-            }
-            it->derived = (uint8_t)b->base_reserved;
-        }
-        if (ig->dedup && has_client_id(ev) && !it->derived) {
-            ep_dedup_result_t d = reserve_id(ig->dedup, ev->id.p, ev->id.len, numbered, now_s());
-            if (d == EP_DEDUP_DONE) {
-                it->state = ITEM_DUP;
-                ep_event_destroy(ev);
-                continue;
-            }
-            if (d == EP_DEDUP_PENDING) {
-                it->state = ITEM_FAILED;
-                it->err = EP_EAGAIN;
-                ep_event_destroy(ev);
-                continue;
-            }
-            it->dedup = 1;
-        }
-        if (queue_err) {
-            it->state = ITEM_FAILED;
-            it->err = queue_err;
-            ep_event_destroy(ev);
-            continue;
-        }
-        if (chunk == NULL) {
-            chunk = ep_malloc(sizeof(*chunk));
-            chunk->b = b;
-            chunk->n = 0;
-        }
-        chunk->idx[chunk->n] = (uint32_t)i;
-        chunk->evs[chunk->n++] = ev;
-        if (chunk->n == PUBLISH_CHUNK) {
-            queue_err = flush_chunk(b, &chunk);
-        }
-    }
-    if (chunk != NULL) {
-        flush_chunk(b, &chunk);
-    }
-    ep_free(sl);
-    ep_buf_close(&inflated);
-    batch_release(b);
-}
-
-/*
- * Bound of one batch answer: per event two numbers of up to 20 digits, the keys
- * and punctuation of any result shape, and its texts (error message, field, id)
- * with every byte escaped as \u00XX.
- */
-size_t ep__ingest_batch_answer_max(const ep_config_t *cfg)
-{
-    const ep_event_limits_t lim = EP_EVENT_LIMITS_DEFAULT;
-    size_t texts = sizeof(((ep_parse_err_t *)0)->msg) + sizeof(((ep_parse_err_t *)0)->field) +
-                   lim.max_id_len + 64;
-    size_t item = 160 + 6 * texts;
-
-    return 256 + (size_t)cfg->batch_max_events * item;
-}
-
-/* The id ingest gives the event in json[0..len) at index i: its own, else base + i. */
-static void unknown_id(ep_event_parser_t *parser, const char *json, size_t len, const char *base,
-                       size_t i, ep_buf_t *out)
-{
-    ep_event_t *ev = NULL;
-    ep_parse_err_t perr;
-    char lid[EP_UUID_STR_LEN + 1];
-
-    if (ep_event_parser_parse(parser, json, len, &ev, &perr) == 0 && has_client_id(ev)) {
-        ep_buf_put_json_str(out, ev->id.p, ev->id.len);
-    } else {
-        ep_id_uuid_add(base, i, lid);
-        ep_buf_put_json_str(out, lid, EP_UUID_STR_LEN);
-    }
-    ep_event_destroy(ev);
-}
-
-void ep__ingest_unknown_answer(ep_app_t *app, int batch, const char *body, size_t len,
-                               const char *enc, const char *base_id, const char *error, int maybe,
-                               ep_buf_t *out)
-{
-    const ep_config_t *cfg = &app->cfg;
-    ep_event_parser_t *parser = thread_parser(cfg);
-    ep_buf_t inflated = EP_BUF_INIT;
-    slice_t *sl = NULL;
-    size_t n = 0, j = 0, bad_at = 0;
-
-    ep_buf_puts(out, "{\"error\":");
-    ep_buf_put_json_str(out, error, strlen(error));
-    if (!maybe || base_id == NULL) {
-        ep_buf_puts(out, ",\"maybe_kept\":false}\n");
-        return;
-    }
-    ep_buf_puts(out, ",\"maybe_kept\":true");
-    if (!batch) {
-        ep_buf_puts(out, ",\"messageId\":");
-        unknown_id(parser, body, len, base_id, 0, out);
-        ep_buf_puts(out, "}\n");
-        return;
-    }
-    /* The batch as ingest reads it: each event's id, so that a retry can reuse them. */
-    if (enc && *enc && strcasecmp(enc, "identity") != 0) {
-        int grc = gunzip(body, len, (size_t)cfg->max_batch_body, &inflated);
-        body = inflated.data ? inflated.data : "";
-        len = grc == 0 ? inflated.len : 0; /* ingest refused it: nothing listed */
-    }
-    while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n')) {
-        j++;
-    }
-    if (j < len && body[j] == '[') {
-        if (split_array(body, len, &sl, &n, (size_t)cfg->batch_max_events, &bad_at) != 0) {
-            sl = NULL;
-            n = 0;
-        }
-    } else if (j < len) {
-        split_lines(body, len, &sl, &n, (size_t)cfg->batch_max_events);
-    }
-    if (n > (size_t)cfg->batch_max_events) {
-        n = 0; /* ingest answers 413: nothing kept */
-    }
-    ep_buf_puts(out, ",\"results\":[");
-    for (size_t i = 0; i < n; i++) {
-        ep_buf_puts(out, i ? ",{\"index\":" : "{\"index\":");
-        ep_buf_put_u64(out, i);
-        if (sl[i].line) {
-            ep_buf_puts(out, ",\"line\":");
-            ep_buf_put_u64(out, sl[i].line);
-        }
-        ep_buf_puts(out, ",\"id\":");
-        unknown_id(parser, sl[i].p, sl[i].len, base_id, i, out);
-        ep_buf_putc(out, '}');
-    }
-    ep_buf_puts(out, "]}\n");
-    ep_free(sl);
-    ep_buf_close(&inflated);
 }
 
 /* ------------------------------------------------------------ stats */
@@ -1209,7 +495,7 @@ void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out)
                   ig->queue->provider->name, (long long)(qs.size < 0 ? 0 : qs.size));
     if (ig->dedup != NULL) {
         ep_dedup_stats_t ds;
-        ep_dedup_stats(ig->dedup, now_s(), &ds);
+        ep_dedup_stats(ig->dedup, ingest_now_s(), &ds);
         ep_buf_printf(out,
                       ",\"dedup\":{\"capacity\":%zu,\"size\":%zu,\"evicted\":%llu,"
                       "\"window_s\":%lld,\"effective_window_s\":%lld}",
@@ -1267,6 +553,23 @@ struct ep_ingest_routes_s {
     route_t sync, async, batch, typed[3];
 };
 
+static struct ep_ingest_routes_s *routes_create(ep_ingest_t *ig)
+{
+    struct ep_ingest_routes_s *r = ep_calloc(1, sizeof(*r));
+
+    r->sync = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+    r->async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
+    r->batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
+    for (int i = 0; i < 3; i++) {
+        r->typed[i] = (route_t){
+            .ig = ig,
+            .mode = MODE_SYNC,
+            .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
+            .typed_index = i};
+    }
+    return r;
+}
+
 void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
 {
     ep_ingest_t *ig = &app->ingest;
@@ -1280,34 +583,27 @@ void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway)
         ep_dedup_set_name(ig->dedup, "DEDUP_CAPACITY");
     }
     if (ig->routes == NULL) {
-        r = ig->routes = ep_calloc(1, sizeof(*r));
-        r->sync = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
-        r->async = (route_t){.ig = ig, .mode = MODE_ASYNC, .typed_index = -1};
-        r->batch = (route_t){.ig = ig, .mode = MODE_SYNC, .typed_index = -1};
-        for (int i = 0; i < 3; i++) {
-            r->typed[i] = (route_t){
-                .ig = ig,
-                .mode = MODE_SYNC,
-                .opts = {.default_source = "api", .event_type = typed_types[i], .require_data = 1},
-                .typed_index = i};
-        }
+        ig->routes = routes_create(ig);
     }
     r = ig->routes;
 
     /* The gateway's public paths on ingest too: a client works against either base URL. */
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest", on_single, &r->sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest", on_single, &r->sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events", on_single, &r->sync);
+    /* clang-format off */
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/ingest",       on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/ingest",          on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events",       on_single, &r->sync);
     ep_http_server_route(srv, EP_HTTP_POST, "/api/v1/events/async", on_single, &r->async);
-    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", on_batch, &r->batch,
-                            batch_body);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/api/v1/events/batch", ep__ingest_on_batch,
+                            &r->batch, batch_body);
     if (!as_gateway) {
         ep_access_route(app->access, srv, EP_HTTP_GET, "/stats", EP_ACCESS_READ, on_stats, app, 0);
     }
-    ep_http_server_route(srv, EP_HTTP_POST, "/ingest", on_single, &r->sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/events", on_single, &r->sync);
-    ep_http_server_route(srv, EP_HTTP_POST, "/events/async", on_single, &r->async);
-    ep_http_server_route_ex(srv, EP_HTTP_POST, "/events/batch", on_batch, &r->batch, batch_body);
+    ep_http_server_route(srv, EP_HTTP_POST, "/ingest",              on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events",              on_single, &r->sync);
+    ep_http_server_route(srv, EP_HTTP_POST, "/events/async",        on_single, &r->async);
+    ep_http_server_route_ex(srv, EP_HTTP_POST, "/events/batch",     ep__ingest_on_batch,
+                            &r->batch, batch_body);
+    /* clang-format on */
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "/api/v1/events/%s", typed_names[i]);
         ep_http_server_route(srv, EP_HTTP_POST, path, on_single, &r->typed[i]);

@@ -218,41 +218,85 @@ static void put1(ep_buf_t *out, const char *name, ep_metric_type_t type, const c
     ep_metrics_put_sample(out, name, 0, NULL, NULL, v);
 }
 
-static void put_queue(ep_buf_t *out, ep_queue_t *q, int what)
+/* A family with one label: n samples, label value lv[i] with v[i]. */
+static void put_by(ep_buf_t *out, const char *name, ep_metric_type_t type, const char *help,
+                   const char *const *label, size_t n, const char *const *lv, const double *v)
 {
-    ep_queue_stats_t st;
-    const char *lv[1];
-
-    if (q == NULL) {
-        return;
+    ep_metrics_put_family(out, name, type, help);
+    for (size_t i = 0; i < n; i++) {
+        ep_metrics_put_sample(out, name, 1, label, &lv[i], v[i]);
     }
-    ep_queue_stats(q, &st);
-    lv[0] = q->provider->name;
-    switch (what) {
+}
+
+/* The queue families, a sample per queue of the process (labelled by its provider). */
+static const struct queue_family_s {
+    const char *name;
+    ep_metric_type_t type;
+    const char *help;
+} queue_families[] = {
+    {"queue_size", EP_METRIC_GAUGE,
+     "Events waiting in the queue (by queue provider); no sample while unknown (a broker "
+     "unreachable)."},
+    {"queue_capacity", EP_METRIC_GAUGE,
+     "Bound of the queue in events; 0 when unbounded or unknown."},
+    {"ep_queue_enqueued_total", EP_METRIC_COUNTER, "Events accepted by the queue's publish."},
+    {"ep_queue_rejected_full_total", EP_METRIC_COUNTER,
+     "Publishes refused because the queue was full."},
+    {"ep_queue_rejected_unavailable_total", EP_METRIC_COUNTER,
+     "Publishes that failed for another reason than a full queue: a provider or broker "
+     "unreachable, timed out or closed."},
+    {"ep_queue_lost_events_total", EP_METRIC_COUNTER,
+     "Acknowledged events the queue skipped without processing them (Kafka: an offset reset "
+     "past unread records); should stay 0."},
+};
+
+/* The value of queue family k in *v; 0 when there is none (a size unknown). */
+static int queue_value(size_t k, const ep_queue_stats_t *st, double *v)
+{
+    switch (k) {
     case 0:
-        /* Unknown (a broker unreachable): no sample rather than a made-up 0. */
-        if (st.size >= 0) {
-            ep_metrics_put_sample(out, "queue_size", 1, l_queue, lv, (double)st.size);
-        }
-        break;
+        *v = (double)st->size;
+        return st->size >= 0; /* unknown: no sample rather than a made-up 0 */
     case 1:
-        ep_metrics_put_sample(out, "queue_capacity", 1, l_queue, lv,
-                              st.capacity < 0 ? 0 : (double)st.capacity);
-        break;
+        *v = st->capacity < 0 ? 0 : (double)st->capacity;
+        return 1;
     case 2:
-        ep_metrics_put_sample(out, "ep_queue_enqueued_total", 1, l_queue, lv, (double)st.enqueued);
-        break;
+        *v = (double)st->enqueued;
+        return 1;
     case 3:
-        ep_metrics_put_sample(out, "ep_queue_rejected_full_total", 1, l_queue, lv,
-                              (double)st.rejected_full);
-        break;
+        *v = (double)st->rejected_full;
+        return 1;
     case 4:
-        ep_metrics_put_sample(out, "ep_queue_rejected_unavailable_total", 1, l_queue, lv,
-                              (double)st.rejected_unavailable);
-        break;
-    case 5:
-        ep_metrics_put_sample(out, "ep_queue_lost_events_total", 1, l_queue, lv, (double)st.lost);
-        break;
+        *v = (double)st->rejected_unavailable;
+        return 1;
+    default:
+        *v = (double)st->lost;
+        return 1;
+    }
+}
+
+/* The processor's queue (or broker) and ingest's forwarder, when there are. */
+static void put_queues(ep_app_t *app, ep_buf_t *out)
+{
+    ep_queue_t *qs[2] = {app->queue, app->forward};
+    ep_queue_stats_t st[2];
+
+    for (int i = 0; i < 2; i++) {
+        if (qs[i]) {
+            ep_queue_stats(qs[i], &st[i]);
+        }
+    }
+    for (size_t k = 0; k < sizeof(queue_families) / sizeof(queue_families[0]); k++) {
+        const struct queue_family_s *f = &queue_families[k];
+        ep_metrics_put_family(out, f->name, f->type, f->help);
+        for (int i = 0; i < 2; i++) {
+            const char *lv[1];
+            double v;
+            if (qs[i] && queue_value(k, &st[i], &v)) {
+                lv[0] = qs[i]->provider->name;
+                ep_metrics_put_sample(out, f->name, 1, l_queue, lv, v);
+            }
+        }
     }
 }
 
@@ -330,7 +374,6 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
     ep_worker_pool_stats_t ps = {0};
     ep_ingest_t *ig = &app->ingest;
     char reason[200];
-    const char *lv[1];
 
     if (app->pool) {
         ep_worker_pool_stats(app->pool, &ps);
@@ -343,44 +386,19 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
                               "The application: APP_NAME, APP_VERSION, APP_ENV (always 1).");
         ep_metrics_put_sample(out, "app_info", 3, l_app, av, 1);
     }
-    ep_metrics_put_family(out, "queue_size", EP_METRIC_GAUGE,
-                          "Events waiting in the queue (by queue provider); no sample while "
-                          "unknown (a broker unreachable).");
-    put_queue(out, app->queue, 0);
-    put_queue(out, app->forward, 0);
-    ep_metrics_put_family(out, "queue_capacity", EP_METRIC_GAUGE,
-                          "Bound of the queue in events; 0 when unbounded or unknown.");
-    put_queue(out, app->queue, 1);
-    put_queue(out, app->forward, 1);
-    ep_metrics_put_family(out, "ep_queue_enqueued_total", EP_METRIC_COUNTER,
-                          "Events accepted by the queue's publish.");
-    put_queue(out, app->queue, 2);
-    put_queue(out, app->forward, 2);
-    ep_metrics_put_family(out, "ep_queue_rejected_full_total", EP_METRIC_COUNTER,
-                          "Publishes refused because the queue was full.");
-    put_queue(out, app->queue, 3);
-    put_queue(out, app->forward, 3);
-    ep_metrics_put_family(out, "ep_queue_rejected_unavailable_total", EP_METRIC_COUNTER,
-                          "Publishes that failed for another reason than a full queue: "
-                          "a provider or broker unreachable, timed out or closed.");
-    put_queue(out, app->queue, 4);
-    put_queue(out, app->forward, 4);
-    ep_metrics_put_family(out, "ep_queue_lost_events_total", EP_METRIC_COUNTER,
-                          "Acknowledged events the queue skipped without processing them "
-                          "(Kafka: an offset reset past unread records); should stay 0.");
-    put_queue(out, app->queue, 5);
-    put_queue(out, app->forward, 5);
+    put_queues(app, out);
 
     put1(out, "worker_pool_active", EP_METRIC_GAUGE, "Workers busy with a batch right now.",
          ps.active);
     put1(out, "worker_pool_size", EP_METRIC_GAUGE, "Configured worker threads.", ps.workers);
-    ep_metrics_put_family(out, "messages_processed_total", EP_METRIC_COUNTER,
-                          "Events the worker pool finished: success (in the output and acked) "
-                          "or error (each failed attempt).");
-    lv[0] = "success";
-    ep_metrics_put_sample(out, "messages_processed_total", 1, l_status, lv, (double)ps.processed);
-    lv[0] = "error";
-    ep_metrics_put_sample(out, "messages_processed_total", 1, l_status, lv, (double)ps.errors);
+    {
+        const char *lv[2] = {"success", "error"};
+        double v[2] = {(double)ps.processed, (double)ps.errors};
+        put_by(out, "messages_processed_total", EP_METRIC_COUNTER,
+               "Events the worker pool finished: success (in the output and acked) or error "
+               "(each failed attempt).",
+               l_status, 2, lv, v);
+    }
     put1(out, "events_processed_total", EP_METRIC_COUNTER,
          "Events processed, written to the output and acknowledged (exact).", (double)ps.processed);
     put1(out, "ep_worker_pool_batches_total", EP_METRIC_COUNTER,
@@ -415,18 +433,16 @@ void ep__monitor_collect(ep_app_t *app, ep_buf_t *out)
              (double)ds.effective_window_s);
     }
 
-    ep_metrics_put_family(out, "errors_total", EP_METRIC_COUNTER,
-                          "Errors by kind: publish (ingest publish failed), invalid_event "
-                          "(rejected by validation), processing (failed processing attempt), "
-                          "dead_letter (given up after every attempt).");
-    lv[0] = "publish";
-    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)atomic_load(&ig->failed));
-    lv[0] = "invalid_event";
-    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)atomic_load(&ig->rejected));
-    lv[0] = "processing";
-    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)ps.errors);
-    lv[0] = "dead_letter";
-    ep_metrics_put_sample(out, "errors_total", 1, l_kind, lv, (double)ps.dead_lettered);
+    {
+        const char *lv[4] = {"publish", "invalid_event", "processing", "dead_letter"};
+        double v[4] = {(double)atomic_load(&ig->failed), (double)atomic_load(&ig->rejected),
+                       (double)ps.errors, (double)ps.dead_lettered};
+        put_by(out, "errors_total", EP_METRIC_COUNTER,
+               "Errors by kind: publish (ingest publish failed), invalid_event (rejected by "
+               "validation), processing (failed processing attempt), dead_letter (given up "
+               "after every attempt).",
+               l_kind, 4, lv, v);
+    }
 
     put1(out, "kafka_consumer_lag_total", EP_METRIC_COUNTER,
          "Consumer lag in events as the queue reports it (Kafka: summed over partitions; "

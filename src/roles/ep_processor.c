@@ -21,6 +21,7 @@
 typedef struct enq_s {
     ep_http_req_t *req;
     size_t n;
+    int retry_after_s; /* RETRY_AFTER, for a 503 */
 } enq_t;
 
 static void on_enqueued(void *arg, size_t n, const int *status)
@@ -38,7 +39,7 @@ static void on_enqueued(void *arg, size_t n, const int *status)
     } else {
         for (size_t i = 0; i < n; i++) {
             if (status[i] != 0) {
-                ep__respond_publish_error(e->req, status[i]);
+                ep__respond_publish_error(e->req, status[i], NULL, 0, e->retry_after_s);
                 break;
             }
         }
@@ -84,13 +85,14 @@ static void on_enqueue(void *arg, ep_http_req_t *req)
     e = ep_malloc(sizeof(*e));
     e->req = req;
     e->n = n;
+    e->retry_after_s = app->cfg.retry_after_s;
     rc = ep_queue_publish(app->queue, evs, n, on_enqueued, e);
     if (rc != 0) {
         for (size_t i = 0; i < n; i++) {
             ep_event_destroy(evs[i]);
         }
         ep_free(e);
-        ep__respond_publish_error(req, rc);
+        ep__respond_publish_error(req, rc, NULL, 0, app->cfg.retry_after_s);
     }
     if (evs != &one) {
         ep_free(evs);

@@ -478,22 +478,20 @@ static void *worker_main(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: eventpipe bench [options]\n"
-               "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
-               "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
-               "  -c, --connections N  connections (64)\n"
-               "  -t, --threads N    load threads (1)\n"
-               "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
-               "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
-               "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
-               "  --batch B          events per request as NDJSON (1: one JSON event)\n"
-               "  --body JSON        the event to send (a seed 000 event by default)\n"
-               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
-               "  --cacert FILE      https://: PEM CAs to verify the server with (TLS_CA_FILE;\n"
-               "                     default the system store)\n"
-               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
-               "  --json             print the report as JSON\n"
-               "  --quiet            no progress line\n");
+    fprintf(
+        f,
+        "Usage: eventpipe bench [options]\n"
+        "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
+        "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
+        "  -c, --connections N  connections (64)\n"
+        "  -t, --threads N    load threads (1)\n"
+        "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
+        "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
+        "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
+        "  --batch B          events per request as NDJSON (1: one JSON event)\n"
+        "  --body JSON        the event to send (a seed 000 event by default)\n" EP_TOOL_CONN_HELP
+        "  --json             print the report as JSON\n"
+        "  --quiet            no progress line\n");
 }
 
 static int parse_url(const char *url, opts_t *o)
@@ -514,22 +512,13 @@ static int parse_url(const char *url, opts_t *o)
     return o->port > 0 ? https : -1;
 }
 
-int ep_tool_bench(int argc, char **argv)
+/*
+ * Reads the options into o, *url and conn. Returns -1 (run), or the exit
+ * status (0 after --help, 2 after a usage error on stderr).
+ */
+static int parse_args(int argc, char **argv, opts_t *o, const char **url, ep_tool_conn_t *conn)
 {
-    opts_t o = {.connections = 64, .threads = 1, .batch = 1, .duration_s = 10};
-    const char *url = "http://127.0.0.1:8080/api/v1/ingest";
-    const char *def_body =
-        "{\"source\":\"sensor-01\",\"data\":\"temperature:23.5\",\"metadata\":{\"location\":"
-        "\"warehouse-A\"}}";
-    ep_buf_t body = EP_BUF_INIT, req = EP_BUF_INIT;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    worker_t *ws;
-    ep_hist_t all;
-    uint64_t ok = 0, non2xx = 0, errors = 0, status[6] = {0};
-    int64_t t0, t_end, next;
-    double el;
-    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
-    int https;
+    int taken;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -538,62 +527,178 @@ int ep_tool_bench(int argc, char **argv)
             return 0;
         }
         if (strcmp(a, "--json") == 0) {
-            o.json = 1;
+            o->json = 1;
             continue;
         }
         if (strcmp(a, "--quiet") == 0) {
-            o.quiet = 1;
+            o->quiet = 1;
             continue;
         }
         if (v == NULL) {
             fprintf(stderr, "eventpipe bench: %s needs a value (see --help)\n", a);
             return 2;
         }
-        if (strcmp(a, "--url") == 0) {
-            url = v;
+        if ((taken = ep__tool_conn_opt(conn, "bench", a, v)) != 0) {
+            if (taken < 0) {
+                return 2;
+            }
+        } else if (strcmp(a, "--url") == 0) {
+            *url = v;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--connections") == 0) {
-            o.connections = atoi(v);
+            o->connections = atoi(v);
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            o.threads = atoi(v);
+            o->threads = atoi(v);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
             /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
             char *end;
             int64_t ns;
             const char *why;
-            o.duration_s = strtod(v, &end);
+            o->duration_s = strtod(v, &end);
             if (end == v || *end != '\0') {
                 if (ep_duration_parse(v, &ns, &why) != 0) {
                     fprintf(stderr, "eventpipe bench: --duration '%s': %s\n", v, why);
                     return 2;
                 }
-                o.duration_s = (double)ns / 1e9;
+                o->duration_s = (double)ns / 1e9;
             }
-            o.duration_given = 1;
+            o->duration_given = 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {
-            o.requests = atoll(v);
+            o->requests = atoll(v);
         } else if (strcmp(a, "--rate") == 0) {
-            o.rate = atof(v);
+            o->rate = atof(v);
         } else if (strcmp(a, "--batch") == 0) {
-            o.batch = atoi(v);
+            o->batch = atoi(v);
         } else if (strcmp(a, "--body") == 0) {
-            o.body_arg = v;
-        } else if (strcmp(a, "--api-key") == 0) {
-            if (strpbrk(v, "\r\n") != NULL) {
-                fprintf(stderr, "eventpipe bench: --api-key holds a line break\n");
-                return 2;
-            }
-            o.api_key = v;
-        } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
-        } else if (strcmp(a, "--cert") == 0) {
-            cert = v;
-        } else if (strcmp(a, "--key") == 0) {
-            key = v;
+            o->body_arg = v;
         } else {
             fprintf(stderr, "eventpipe bench: unknown option '%s' (see --help)\n", a);
             return 2;
         }
         i++;
+    }
+    return -1;
+}
+
+/* The request every connection sends: the event (o->batch times, as NDJSON) and its head. */
+static void build_request(const opts_t *o, ep_buf_t *req)
+{
+    const char *def_body =
+        "{\"source\":\"sensor-01\",\"data\":\"temperature:23.5\",\"metadata\":{\"location\":"
+        "\"warehouse-A\"}}";
+    ep_buf_t body = EP_BUF_INIT;
+
+    for (int k = 0; k < o->batch; k++) {
+        ep_buf_puts(&body, o->body_arg ? o->body_arg : def_body);
+        if (o->batch > 1) {
+            ep_buf_putc(&body, '\n');
+        }
+    }
+    ep_buf_printf(req,
+                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+                  o->path, o->host, o->port,
+                  o->batch > 1 ? "application/x-ndjson" : "application/json", body.len);
+    if (o->api_key) {
+        ep_buf_printf(req, "X-API-Key: %s\r\n", o->api_key);
+    }
+    ep_buf_puts(req, "\r\n");
+    ep_buf_append(req, body.data, body.len);
+    ep_buf_close(&body);
+}
+
+static uint64_t requests_done(const worker_t *ws, int n)
+{
+    uint64_t d = 0;
+
+    for (int i = 0; i < n; i++) {
+        d += atomic_load(&ws[i].done);
+    }
+    return d;
+}
+
+/* Waits, printing progress once a second, until the run's duration or request count is done. */
+static void wait_run(const opts_t *o, const worker_t *ws, int64_t t0)
+{
+    int64_t t_end = t0 + (int64_t)(o->duration_s * 1e9), next = t0 + 1000000000;
+
+    while (!atomic_load(&stop_flag)) {
+        int64_t now = ep_time_mono_ns();
+        if ((o->requests <= 0 || o->duration_given) && now >= t_end) {
+            break;
+        }
+        if (o->requests > 0 && (long long)requests_done(ws, o->threads) >= o->requests) {
+            break;
+        }
+        if (!o->quiet && now >= next) {
+            uint64_t d = requests_done(ws, o->threads);
+            fprintf(stderr, "  %.0fs: %llu requests (%.0f/s)\n", (double)(now - t0) / 1e9,
+                    (unsigned long long)d, (double)d / ((double)(now - t0) / 1e9));
+            next += 1000000000;
+        }
+        ep_time_sleep_ms(10);
+    }
+}
+
+/* Prints the workers' sums (JSON or text). Returns the exit status: 0 when every answer was 2xx. */
+static int report(const opts_t *o, const char *url, const worker_t *ws, double el)
+{
+    ep_hist_t all;
+    uint64_t ok = 0, non2xx = 0, errors = 0, status[6] = {0};
+
+    ep_hist_init(&all);
+    for (int i = 0; i < o->threads; i++) {
+        const worker_t *w = &ws[i];
+        ep_hist_merge(&all, &w->hist);
+        ok += w->ok;
+        non2xx += w->non2xx;
+        errors += w->errors;
+        for (int k = 0; k < 6; k++) {
+            status[k] += w->status[k];
+        }
+    }
+    if (o->json) {
+        printf("{\"url\":\"%s\",\"connections\":%d,\"threads\":%d,\"batch\":%d,\"rate\":%.0f,"
+               "\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,\"non2xx\":%llu,"
+               "\"socket_errors\":%llu,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
+               "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"p99_9\":%llu,"
+               "\"max\":%llu},\"status\":{\"2xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}}\n",
+               url, o->connections, o->threads, o->batch, o->rate, el,
+               (unsigned long long)all.count, (unsigned long long)ok, (unsigned long long)non2xx,
+               (unsigned long long)errors, (double)all.count / el, (double)ok * o->batch / el,
+               (unsigned long long)hist_pct(&all, 50), (unsigned long long)hist_pct(&all, 90),
+               (unsigned long long)hist_pct(&all, 99), (unsigned long long)hist_pct(&all, 99.9),
+               (unsigned long long)all.max, (unsigned long long)status[2],
+               (unsigned long long)status[4], (unsigned long long)status[5]);
+    } else {
+        printf("%s: %d connections, %d threads, batch %d%s, %.2f s\n", url, o->connections,
+               o->threads, o->batch, o->rate > 0 ? ", fixed rate" : "", el);
+        printf("  requests %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
+               (double)all.count / el, (double)ok * o->batch / el);
+        printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
+               (double)hist_pct(&all, 50) / 1000.0, (double)hist_pct(&all, 90) / 1000.0,
+               (double)hist_pct(&all, 99) / 1000.0, (double)hist_pct(&all, 99.9) / 1000.0,
+               (double)all.max / 1000.0);
+        printf("  2xx %llu, non-2xx %llu (4xx %llu, 5xx %llu), socket errors %llu\n",
+               (unsigned long long)ok, (unsigned long long)non2xx, (unsigned long long)status[4],
+               (unsigned long long)status[5], (unsigned long long)errors);
+    }
+    return errors == 0 && non2xx == 0 ? 0 : 1;
+}
+
+int ep_tool_bench(int argc, char **argv)
+{
+    opts_t o = {.connections = 64, .threads = 1, .batch = 1, .duration_s = 10};
+    const char *url = "http://127.0.0.1:8080/api/v1/ingest";
+    ep_buf_t req = EP_BUF_INIT;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    worker_t *ws;
+    int64_t t0;
+    double el;
+    ep_tool_conn_t conn;
+    int https, rc;
+
+    ep__tool_conn_init(&conn);
+    if ((rc = parse_args(argc, argv, &o, &url, &conn)) >= 0) {
+        return rc;
     }
     https = parse_url(url, &o);
     if (https < 0 || o.connections < 1 || o.threads < 1 || o.batch < 1 || o.rate < 0 ||
@@ -601,12 +706,13 @@ int ep_tool_bench(int argc, char **argv)
         fprintf(stderr, "eventpipe bench: invalid options (see --help)\n");
         return 2;
     }
+    o.api_key = conn.api_key;
     if (o.threads > o.connections) {
         o.threads = o.connections;
     }
     if (https) {
         char err[600];
-        o.tls = ep_tls_client_ctx(cacert, cert, key, err, sizeof(err));
+        o.tls = ep_tls_client_ctx(conn.cacert, conn.cert, conn.key, err, sizeof(err));
         if (o.tls == NULL) {
             fprintf(stderr, "eventpipe bench: %s\n", err);
             return 2;
@@ -617,21 +723,7 @@ int ep_tool_bench(int argc, char **argv)
         SSL_CTX_free(o.tls);
         return 1;
     }
-    for (int k = 0; k < o.batch; k++) {
-        ep_buf_puts(&body, o.body_arg ? o.body_arg : def_body);
-        if (o.batch > 1) {
-            ep_buf_putc(&body, '\n');
-        }
-    }
-    ep_buf_printf(&req,
-                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
-                  o.path, o.host, o.port, o.batch > 1 ? "application/x-ndjson" : "application/json",
-                  body.len);
-    if (o.api_key) {
-        ep_buf_printf(&req, "X-API-Key: %s\r\n", o.api_key);
-    }
-    ep_buf_puts(&req, "\r\n");
-    ep_buf_append(&req, body.data, body.len);
+    build_request(&o, &req);
     atomic_store(&stop_flag, 0);
     atomic_store(&budget, o.requests);
 
@@ -651,79 +743,16 @@ int ep_tool_bench(int argc, char **argv)
     freeaddrinfo(ai);
 
     t0 = ep_time_mono_ns();
-    t_end = t0 + (int64_t)(o.duration_s * 1e9);
-    next = t0 + 1000000000;
-    while (!atomic_load(&stop_flag)) {
-        int64_t now = ep_time_mono_ns();
-        if ((o.requests <= 0 || o.duration_given) && now >= t_end) {
-            break;
-        }
-        if (o.requests > 0) {
-            uint64_t d = 0;
-            for (int i = 0; i < o.threads; i++) {
-                d += atomic_load(&ws[i].done);
-            }
-            if ((long long)d >= o.requests) {
-                break;
-            }
-        }
-        if (!o.quiet && now >= next) {
-            uint64_t d = 0;
-            for (int i = 0; i < o.threads; i++) {
-                d += atomic_load(&ws[i].done);
-            }
-            fprintf(stderr, "  %.0fs: %llu requests (%.0f/s)\n", (double)(now - t0) / 1e9,
-                    (unsigned long long)d, (double)d / ((double)(now - t0) / 1e9));
-            next += 1000000000;
-        }
-        ep_time_sleep_ms(10);
-    }
+    wait_run(&o, ws, t0);
     atomic_store(&stop_flag, 1);
     for (int i = 0; i < o.threads; i++) {
         pthread_join(ws[i].tid, NULL);
     }
     /* Until the last answer: the requests answered while draining are in the counts. */
     el = (double)(ep_time_mono_ns() - t0) / 1e9;
-    ep_hist_init(&all);
-    for (int i = 0; i < o.threads; i++) {
-        worker_t *w = &ws[i];
-        ep_hist_merge(&all, &w->hist);
-        ok += w->ok;
-        non2xx += w->non2xx;
-        errors += w->errors;
-        for (int k = 0; k < 6; k++) {
-            status[k] += w->status[k];
-        }
-    }
-    if (o.json) {
-        printf("{\"url\":\"%s\",\"connections\":%d,\"threads\":%d,\"batch\":%d,\"rate\":%.0f,"
-               "\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,\"non2xx\":%llu,"
-               "\"socket_errors\":%llu,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
-               "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"p99_9\":%llu,"
-               "\"max\":%llu},\"status\":{\"2xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}}\n",
-               url, o.connections, o.threads, o.batch, o.rate, el, (unsigned long long)all.count,
-               (unsigned long long)ok, (unsigned long long)non2xx, (unsigned long long)errors,
-               (double)all.count / el, (double)ok * o.batch / el,
-               (unsigned long long)hist_pct(&all, 50), (unsigned long long)hist_pct(&all, 90),
-               (unsigned long long)hist_pct(&all, 99), (unsigned long long)hist_pct(&all, 99.9),
-               (unsigned long long)all.max, (unsigned long long)status[2],
-               (unsigned long long)status[4], (unsigned long long)status[5]);
-    } else {
-        printf("%s: %d connections, %d threads, batch %d%s, %.2f s\n", url, o.connections,
-               o.threads, o.batch, o.rate > 0 ? ", fixed rate" : "", el);
-        printf("  requests %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
-               (double)all.count / el, (double)ok * o.batch / el);
-        printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
-               (double)hist_pct(&all, 50) / 1000.0, (double)hist_pct(&all, 90) / 1000.0,
-               (double)hist_pct(&all, 99) / 1000.0, (double)hist_pct(&all, 99.9) / 1000.0,
-               (double)all.max / 1000.0);
-        printf("  2xx %llu, non-2xx %llu (4xx %llu, 5xx %llu), socket errors %llu\n",
-               (unsigned long long)ok, (unsigned long long)non2xx, (unsigned long long)status[4],
-               (unsigned long long)status[5], (unsigned long long)errors);
-    }
+    rc = report(&o, url, ws, el);
     ep_free(ws);
-    ep_buf_close(&body);
     ep_buf_close(&req);
     SSL_CTX_free(o.tls);
-    return errors == 0 && non2xx == 0 ? 0 : 1;
+    return rc;
 }

@@ -123,29 +123,24 @@ static void usage(FILE *f)
                "  --users U          distinct users (1000)\n"
                "  --path P           path for single events (/api/v1/events)\n"
                "  --event JSON       send this one event once (seed 004 example client)\n"
-               "  --seed S           random seed (fixed data sets)\n"
-               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
-               "  --cacert FILE      https://: PEM CAs to verify the server with (default\n"
-               "                     TLS_CA_FILE, else the system store)\n"
-               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
+               "  --seed S           random seed (fixed data sets)\n" EP_TOOL_CONN_HELP
                "  --quiet            no progress line\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
 
-int ep_tool_send(int argc, char **argv)
+/* The options of one run. */
+typedef struct send_opts_s {
+    const char *base, *path, *one; /* --url, --path, --event (NULL: synthetic events) */
+    long long count;               /* events to send; -1: until duration */
+    double duration, rate;
+    int batch, conc, users, quiet;
+    ep_tool_conn_t conn;
+} send_opts_t;
+
+/* Reads the options into o. Returns -1 (run), or the exit status (0 after --help, 2). */
+static int parse_args(int argc, char **argv, send_opts_t *o)
 {
-    const char *base = "http://localhost:8080", *path = "/api/v1/events", *one = NULL;
-    const char *cacert = getenv("TLS_CA_FILE"), *cert = NULL, *key = NULL;
-    long long count = -1;
-    double duration = 0, rate = 0;
-    int batch = 1, conc = 8, users = 1000, quiet = 0;
-    send_t s;
-    ep_http_client_t *c;
-    char url[512], key_hdr[300] = "";
-    ep_buf_t body = EP_BUF_INIT;
-    long long sent = 0;
-    int64_t t0, next_progress;
-    int tty = isatty(STDERR_FILENO);
+    int taken;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -153,42 +148,33 @@ int ep_tool_send(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (strcmp(a, "--quiet") == 0) {
-            quiet = 1;
+            o->quiet = 1;
             continue;
         } else if (v == NULL) {
             fprintf(stderr, "eventpipe send: %s needs a value (see --help)\n", a);
             return 2;
-        } else if (strcmp(a, "--url") == 0) {
-            base = v;
-        } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
-        } else if (strcmp(a, "--cert") == 0) {
-            cert = v;
-        } else if (strcmp(a, "--key") == 0) {
-            key = v;
-        } else if (strcmp(a, "--path") == 0) {
-            path = v;
-        } else if (strcmp(a, "--api-key") == 0) {
-            if (strpbrk(v, "\r\n") != NULL || strlen(v) > 256) {
-                fprintf(stderr,
-                        "eventpipe send: --api-key must be one line of at most 256 bytes\n");
+        } else if ((taken = ep__tool_conn_opt(&o->conn, "send", a, v)) != 0) {
+            if (taken < 0) {
                 return 2;
             }
-            snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", v);
+        } else if (strcmp(a, "--url") == 0) {
+            o->base = v;
+        } else if (strcmp(a, "--path") == 0) {
+            o->path = v;
         } else if (strcmp(a, "--event") == 0) {
-            one = v;
+            o->one = v;
         } else if (strcmp(a, "--count") == 0) {
-            count = atoll(v);
+            o->count = atoll(v);
         } else if (strcmp(a, "--duration") == 0) {
-            duration = atof(v);
+            o->duration = atof(v);
         } else if (strcmp(a, "--rate") == 0) {
-            rate = atof(v);
+            o->rate = atof(v);
         } else if (strcmp(a, "--batch") == 0) {
-            batch = atoi(v);
+            o->batch = atoi(v);
         } else if (strcmp(a, "--concurrency") == 0) {
-            conc = atoi(v);
+            o->conc = atoi(v);
         } else if (strcmp(a, "--users") == 0) {
-            users = atoi(v);
+            o->users = atoi(v);
         } else if (strcmp(a, "--seed") == 0) {
             rng_state = (uint64_t)atoll(v) * 0x9e3779b97f4a7c15ULL + 1;
         } else {
@@ -197,109 +183,153 @@ int ep_tool_send(int argc, char **argv)
         }
         i++;
     }
-    if (batch < 1 || conc < 1 || users < 1 || rate < 0 || duration < 0) {
+    if (o->batch < 1 || o->conc < 1 || o->users < 1 || o->rate < 0 || o->duration < 0) {
         fprintf(stderr, "eventpipe send: --batch, --concurrency and --users must be >= 1\n");
         return 2;
     }
-    if (count < 0) {
-        count = duration > 0 ? -1 : 1000;
+    if (o->count < 0) {
+        o->count = o->duration > 0 ? -1 : 1000;
     }
-    if (one) {
-        count = 1;
-        batch = 1;
+    if (o->one) {
+        o->count = 1;
+        o->batch = 1;
     }
-    memset(&s, 0, sizeof(s));
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cond, NULL);
-    if (ep_http_client_create(conc, &c) != 0) {
-        fprintf(stderr, "eventpipe send: cannot start the HTTP client\n");
-        return 1;
-    }
-    ep_http_client_set_tls(c, cacert, cert, key);
-    snprintf(url, sizeof(url), "%s%s", base, batch > 1 ? "/api/v1/events/batch" : path);
+    return -1;
+}
 
-    t0 = ep_time_mono_ms();
-    next_progress = t0 + 1000;
-    while (count < 0 || sent < count) {
+/* The body of one request of n events: --event, or n synthetic ones (NDJSON when batched). */
+static void fill_body(ep_buf_t *body, const send_opts_t *o, size_t n)
+{
+    ep_buf_reset(body);
+    if (o->one) {
+        ep_buf_puts(body, o->one);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        gen_event(body, o->users);
+        if (o->batch > 1) {
+            ep_buf_putc(body, '\n');
+        }
+    }
+}
+
+/* Waits until at most max - take requests are in flight, then counts take more (0, 0: drained). */
+static void wait_inflight(send_t *s, int max, int take)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->inflight > max - take) {
+        pthread_cond_wait(&s->cond, &s->mu);
+    }
+    s->inflight += take;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Sends until count or duration; returns the events sent. */
+static long long send_all(const send_opts_t *o, ep_http_client_t *c, send_t *s, int64_t t0, int tty)
+{
+    const char *url_path = o->batch > 1 ? "/api/v1/events/batch" : o->path;
+    char url[512], key_hdr[300] = "";
+    ep_http_request_opts_t ro = {.content_type =
+                                     o->batch > 1 ? "application/x-ndjson" : "application/json"};
+    ep_buf_t body = EP_BUF_INIT;
+    int64_t next_progress = t0 + 1000;
+    long long sent = 0;
+
+    snprintf(url, sizeof(url), "%s%s", o->base, url_path);
+    if (o->conn.api_key) {
+        snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", o->conn.api_key);
+        ro.headers = key_hdr;
+    }
+    while (o->count < 0 || sent < o->count) {
         int64_t now = ep_time_mono_ms();
-        size_t n = (size_t)batch;
+        size_t n = (size_t)o->batch;
         req_ctx_t *rc;
 
-        if (duration > 0 && now - t0 >= (int64_t)(duration * 1000)) {
+        if (o->duration > 0 && now - t0 >= (int64_t)(o->duration * 1000)) {
             break;
         }
-        if (count >= 0 && (long long)n > count - sent) {
-            n = (size_t)(count - sent);
+        if (o->count >= 0 && (long long)n > o->count - sent) {
+            n = (size_t)(o->count - sent);
         }
         /* Pace: event k leaves at t0 + k / rate. */
-        if (rate > 0) {
-            int64_t due = t0 + (int64_t)((double)sent * 1000.0 / rate);
+        if (o->rate > 0) {
+            int64_t due = t0 + (int64_t)((double)sent * 1000.0 / o->rate);
             if (due > now) {
                 ep_time_sleep_ms(due - now < 50 ? due - now : 50);
                 continue;
             }
         }
-        pthread_mutex_lock(&s.mu);
-        while (s.inflight >= conc) {
-            pthread_cond_wait(&s.cond, &s.mu);
-        }
-        s.inflight++;
-        pthread_mutex_unlock(&s.mu);
-
-        ep_buf_reset(&body);
-        if (one) {
-            ep_buf_puts(&body, one);
-        } else {
-            for (size_t k = 0; k < n; k++) {
-                gen_event(&body, users);
-                if (batch > 1) {
-                    ep_buf_putc(&body, '\n');
-                }
-            }
-        }
+        wait_inflight(s, o->conc, 1);
+        fill_body(&body, o, n);
         rc = ep_malloc(sizeof(*rc));
-        rc->s = &s;
+        rc->s = s;
         rc->events = n;
-        ep_http_request_opts_t o = {.content_type =
-                                        batch > 1 ? "application/x-ndjson" : "application/json",
-                                    .headers = key_hdr[0] ? key_hdr : NULL};
-        if (ep_http_client_request_ex(c, "POST", url, &o, body.data, body.len, 10000, on_done,
+        if (ep_http_client_request_ex(c, "POST", url, &ro, body.data, body.len, 10000, on_done,
                                       rc) != 0) {
             ep_free(rc);
             break;
         }
         sent += (long long)n;
-        if (!quiet && now >= next_progress) {
+        if (!o->quiet && now >= next_progress) {
             double el = (double)(now - t0) / 1000.0;
             fprintf(stderr, "%ssent=%lld ok=%llu failed=%llu rate=%.0f/s%s", tty ? "\r" : "", sent,
-                    (unsigned long long)atomic_load(&s.ok_events),
-                    (unsigned long long)atomic_load(&s.failed_events),
-                    (double)atomic_load(&s.ok_events) / (el > 0 ? el : 1), tty ? "" : "\n");
+                    (unsigned long long)atomic_load(&s->ok_events),
+                    (unsigned long long)atomic_load(&s->failed_events),
+                    (double)atomic_load(&s->ok_events) / (el > 0 ? el : 1), tty ? "" : "\n");
             next_progress += 1000;
         }
     }
-    pthread_mutex_lock(&s.mu);
-    while (s.inflight > 0) {
-        pthread_cond_wait(&s.cond, &s.mu);
-    }
-    pthread_mutex_unlock(&s.mu);
-    ep_http_client_destroy(c);
     ep_buf_close(&body);
-    {
-        double el = (double)(ep_time_mono_ms() - t0) / 1000.0;
-        unsigned long long ok = atomic_load(&s.ok_events), bad = atomic_load(&s.failed_events);
-        if (!quiet && tty) {
-            fprintf(stderr, "\n");
-        }
-        printf("sent %lld events in %llu requests over %.2f s: %llu accepted, %llu failed "
-               "(%.0f events/s)\n",
-               sent, (unsigned long long)atomic_load(&s.requests), el, ok, bad,
-               (double)ok / (el > 0 ? el : 1));
-        if (bad) {
-            printf("last error: %s\n", s.last_error);
-        }
-        pthread_mutex_destroy(&s.mu);
-        pthread_cond_destroy(&s.cond);
-        return bad ? 1 : 0;
+    return sent;
+}
+
+int ep_tool_send(int argc, char **argv)
+{
+    send_opts_t o = {.base = "http://localhost:8080",
+                     .path = "/api/v1/events",
+                     .count = -1,
+                     .batch = 1,
+                     .conc = 8,
+                     .users = 1000};
+    send_t s;
+    ep_http_client_t *c;
+    long long sent;
+    int64_t t0;
+    int tty = isatty(STDERR_FILENO), rc;
+    double el;
+    unsigned long long ok, bad;
+
+    ep__tool_conn_init(&o.conn);
+    if ((rc = parse_args(argc, argv, &o)) >= 0) {
+        return rc;
     }
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cond, NULL);
+    if (ep_http_client_create(o.conc, &c) != 0) {
+        fprintf(stderr, "eventpipe send: cannot start the HTTP client\n");
+        return 1;
+    }
+    ep_http_client_set_tls(c, o.conn.cacert, o.conn.cert, o.conn.key);
+    t0 = ep_time_mono_ms();
+    sent = send_all(&o, c, &s, t0, tty);
+    wait_inflight(&s, 0, 0);
+    ep_http_client_destroy(c);
+
+    el = (double)(ep_time_mono_ms() - t0) / 1000.0;
+    ok = atomic_load(&s.ok_events);
+    bad = atomic_load(&s.failed_events);
+    if (!o.quiet && tty) {
+        fprintf(stderr, "\n");
+    }
+    printf("sent %lld events in %llu requests over %.2f s: %llu accepted, %llu failed "
+           "(%.0f events/s)\n",
+           sent, (unsigned long long)atomic_load(&s.requests), el, ok, bad,
+           (double)ok / (el > 0 ? el : 1));
+    if (bad) {
+        printf("last error: %s\n", s.last_error);
+    }
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cond);
+    return bad ? 1 : 0;
 }

@@ -74,32 +74,24 @@ static void print_role(const char *name, const ep_json_node_t *role)
 
 int ep_tool_status(int argc, char **argv)
 {
-    const char *base = "http://localhost:8080", *cacert = getenv("TLS_CA_FILE"), *cert = NULL,
-               *key = NULL;
-    int json = 0, status = 0, rc, all_up = 1;
+    const char *base = "http://localhost:8080";
+    ep_tool_conn_t conn;
+    int json = 0, status = 0, rc, all_up = 1, taken = 0;
     ep_http_client_t *c;
     char url[512], errbuf[256], key_hdr[300] = "";
     char *body = NULL;
     ep_json_tree_t *tree;
     const ep_json_node_t *root;
 
+    ep__tool_conn_init(&conn);
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
-            base = argv[++i];
-        } else if (strcmp(argv[i], "--api-key") == 0 && i + 1 < argc) {
-            const char *k = argv[++i];
-            if (strpbrk(k, "\r\n") != NULL || strlen(k) > 256) {
-                fprintf(stderr, "eventpipe status: --api-key must be one line of at most 256 "
-                                "bytes\n");
+        if (i + 1 < argc && (taken = ep__tool_conn_opt(&conn, "status", argv[i], argv[i + 1]))) {
+            if (taken < 0) {
                 return 2;
             }
-            snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", k);
-        } else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
-            cacert = argv[++i];
-        } else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc) {
-            cert = argv[++i];
-        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
-            key = argv[++i];
+            i++;
+        } else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
+            base = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -121,7 +113,10 @@ int ep_tool_status(int argc, char **argv)
         fprintf(stderr, "eventpipe status: cannot start the HTTP client\n");
         return 1;
     }
-    ep_http_client_set_tls(c, cacert, cert, key);
+    ep_http_client_set_tls(c, conn.cacert, conn.cert, conn.key);
+    if (conn.api_key) {
+        snprintf(key_hdr, sizeof(key_hdr), "X-API-Key: %s", conn.api_key);
+    }
     {
         /* With API_KEYS_PROTECT_READS the status needs a key. */
         ep_http_request_opts_t o = {.headers = key_hdr[0] ? key_hdr : NULL};

@@ -16,4 +16,33 @@ int ep_tool_status(int argc, char **argv);
 /** `eventpipe bench`: the HTTP load generator (throughput and latency percentiles). */
 int ep_tool_bench(int argc, char **argv);
 
+/* ep_tool_conn.c: how every tool reaches a server (TLS files, an API key). */
+
+#define EP_TOOL_API_KEY_MAX 256 /* bytes of an --api-key */
+
+typedef struct ep_tool_conn_s {
+    const char *cacert;  /* --cacert, else TLS_CA_FILE; NULL: the system store */
+    const char *cert;    /* --cert (mutual TLS), or NULL */
+    const char *key;     /* --key, or NULL */
+    const char *api_key; /* --api-key, sent as X-API-Key; one line, or NULL */
+} ep_tool_conn_t;
+
+/* The --help lines of the options ep__tool_conn_opt takes. */
+#define EP_TOOL_CONN_HELP                                                                          \
+    "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"                           \
+    "  --cacert FILE      https://: PEM CAs to verify the server with (default\n"                  \
+    "                     TLS_CA_FILE, else the system store)\n"                                   \
+    "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
+
+/** The defaults: TLS_CA_FILE from the environment, nothing else. */
+void ep__tool_conn_init(ep_tool_conn_t *t);
+
+/**
+ * Takes option a with its value v (borrowed: argv) when it is --cacert,
+ * --cert, --key or --api-key. Returns 1 (taken), 0 (another option), or -1
+ * after printing "eventpipe TOOL: ..." to stderr (an --api-key that is not one
+ * line of at most EP_TOOL_API_KEY_MAX bytes).
+ */
+int ep__tool_conn_opt(ep_tool_conn_t *t, const char *tool, const char *a, const char *v);
+
 #endif /* EP_TOOLS_H */

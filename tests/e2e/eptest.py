@@ -91,6 +91,34 @@ def request(port, method, path, body=None, headers=None, timeout=10, conn=None):
             conn.close()
 
 
+def read_all(s, until=None):
+    """Every byte the peer sends on socket s until it closes the connection (or,
+    with until, until until(data) holds)."""
+    data = b""
+    while until is None or not until(data):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def raw_exchange(port, data, timeout=20, host="127.0.0.1", until=None):
+    """Sends the bytes data (b"": nothing) on a new connection and returns what the
+    server sends back until it closes the connection (see read_all)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        if data:
+            s.sendall(data)
+        return read_all(s, until)
+
+
+def parse_raw(out):
+    """A raw HTTP/1.1 answer (bytes) as a Response."""
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return Response(int(lines[0].split()[1]), [tuple(x.split(": ", 1)) for x in lines[1:]], body)
+
+
 def get_json(port, path, timeout=10):
     r = request(port, "GET", path, timeout=timeout)
     assert r.status == 200, (path, r)

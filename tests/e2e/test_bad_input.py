@@ -4,7 +4,7 @@ whole table, the number of processed events equals the number of 2xx answers."""
 import socket
 import time
 
-from eptest import Eventpipe, get_json, main, request, wait_for
+from eptest import Eventpipe, get_json, main, parse_raw, raw_exchange, read_all, request, wait_for
 
 GOOD = '{"source":"s","data":"ok"}'
 
@@ -54,23 +54,10 @@ def port_for(ep, path):
 def big_body_request(port, size):
     """Sends headers announcing a big body and a first piece of it, then reads the
     answer: the server refuses from the headers, without reading 5 MB."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n{" % size + b" " * 65536)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-        if b"\r\n\r\n" in out and out.rstrip().endswith(b"}"):
-            break
-    s.close()
-    head, _, body = out.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    hdrs = [tuple(x.split(": ", 1)) for x in lines[1:]]
-    from eptest import Response
-    return Response(int(lines[0].split()[1]), hdrs, body)
+    return parse_raw(raw_exchange(
+        port, b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n{" % size + b" " * 65536, timeout=30,
+        until=lambda out: b"\r\n\r\n" in out and out.rstrip().endswith(b"}")))
 
 
 def test_bad_input_table():
@@ -152,12 +139,7 @@ def test_slow_client_is_timed_out():
         s = socket.create_connection(("127.0.0.1", ep.api), timeout=60)
         s.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         t0 = time.time()
-        data = b""
-        while True:
-            part = s.recv(4096)
-            if not part:
-                break
-            data += part
+        data = read_all(s)
         # A 408 after the 1 s pause (HTTP_IDLE_TIMEOUT), not the default 30 s (margin for a
         # loaded machine), then closed.
         assert data.startswith(b"HTTP/1.1 408 ") and b"HTTP_IDLE_TIMEOUT" in data, data

@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 
-from eptest import EP_BIN, Eventpipe, free_port, get_json, main, wait_for
+from eptest import EP_BIN, Eventpipe, free_port, get_json, main, raw_exchange, wait_for
 
 ALLOWED = "http://app.test:8000"
 OTHER = "https://app.test"  # another scheme and port: another origin
@@ -213,22 +213,6 @@ def test_default_is_no_cross_origin_access_and_star_is_any():
         assert ep.stop() == 0
 
 
-def raw_answer(port, data):
-    s = socket.create_connection(("127.0.0.1", port), timeout=20)
-    try:
-        if data:
-            s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
-
-
 def raw_headers(out):
     head = out.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
     return int(head[0].split()[1]), [h.lower() for h in head[1:]]
@@ -258,12 +242,12 @@ def test_security_headers_on_every_answer():
             assert_secure(a, status)
         # A request the parser refuses, and the per-client connection limit's 503
         # (written by the server before any request is read).
-        status, hdrs = raw_headers(raw_answer(ep.api, b"BROKEN\r\n\r\n"))
+        status, hdrs = raw_headers(raw_exchange(ep.api, b"BROKEN\r\n\r\n"))
         assert status == 400 and "x-content-type-options: nosniff" in hdrs, hdrs
         assert "cache-control: no-store" in hdrs, hdrs
         held = [socket.create_connection(("127.0.0.1", ep.api), timeout=10) for _ in range(2)]
         try:
-            out = raw_answer(ep.api, b"")
+            out = raw_exchange(ep.api, b"")
         finally:
             for s in held:
                 s.close()

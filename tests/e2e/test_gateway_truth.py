@@ -16,7 +16,8 @@ import json
 import socket
 import threading
 
-from eptest import Eventpipe, free_port, get_json, main, request, seed_event, wait_for
+from eptest import (Eventpipe, free_port, get_json, main, raw_exchange, request, seed_event,
+                    wait_for)
 
 TIMEOUT_MS = "800"  # UPSTREAM_TIMEOUT_MS of the hop that never gets an answer
 
@@ -199,20 +200,12 @@ class HoldFirst:
     def answer(self, req):
         line, headers, body = req
         method, path = line.split(" ")[:2]
-        s = socket.create_connection(("127.0.0.1", self.ingest_port), timeout=30)
         head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n" % (
             method, path, len(body))
         for k in ("content-type", "content-encoding", "x-message-id"):
             if k in headers:
                 head += "%s: %s\r\n" % (k, headers[k])
-        s.sendall(head.encode() + b"\r\n" + body)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        s.close()
+        out = raw_exchange(self.ingest_port, head.encode() + b"\r\n" + body, timeout=30)
         if method == "POST" and path not in self.held:
             self.held[path] = out
             self.answered.set()

@@ -6,9 +6,8 @@ escaped: \\xNN in LOG_FORMAT=text (a backslash doubled, so an escape cannot be
 faked), \\u00NN in LOG_FORMAT=json, every line of which parses."""
 
 import json
-import socket
 
-from eptest import Eventpipe, main, wait_for
+from eptest import Eventpipe, main, raw_exchange, wait_for
 
 FORGED = b"2026-01-01T00:00:00.000Z info  [access] gateway GET /forged 200 0.1ms"
 
@@ -23,17 +22,8 @@ PATH_C = b"/c%5cx0a"
 
 
 def raw_get(port, target):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
+    data = raw_exchange(
+        port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=10)
     return int(data.split(b" ", 2)[1])
 
 

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from eptest import EP_BIN, Eventpipe, free_port, get_json, main, request, wait_for
+from eptest import EP_BIN, Eventpipe, free_port, get_json, main, raw_exchange, request, wait_for
 from test_gateway_truth import Downstream, big_answer_batch, silent
 
 
@@ -31,16 +31,10 @@ def post_events(port, n, prefix, host="127.0.0.1"):
     for i in range(n):
         eid = "%s-%d" % (prefix, i)
         body = json.dumps({"id": eid, "source": "seed003", "data": "x"}).encode()
-        with socket.create_connection((host, port), timeout=10) as s:
-            s.sendall(b"POST /api/v1/ingest HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                      % len(body) + body)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        data = raw_exchange(port, b"POST /api/v1/ingest HTTP/1.1\r\nHost: t\r\n"
+                            b"Connection: close\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(body) + body,
+                            timeout=10, host=host)
         if re.match(rb"HTTP/1\.1 2\d\d ", data):
             ok.append(eid)
     return ok

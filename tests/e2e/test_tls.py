@@ -11,6 +11,7 @@ import atexit
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import tempfile
 import time
 
 from eptest import EP_BIN, Eventpipe, free_port, main, seed_event, wait_for
+from test_gateway_truth import big_answer_batch
 
 
 def openssl(*args):
@@ -381,6 +383,41 @@ def test_handshake_must_finish_within_header_timeout():
         status, body, _ = curl("https://127.0.0.1:%d/api/v1/ingest" % p["ingest"], *ca,
                                data=seed_event(0))
         assert status == 202, (status, body)
+        wait_processed(p["processor"], 1, *ca)
+        assert ep.stop() == 0
+
+
+def test_write_timeout_cuts_a_tls_client_that_does_not_read():
+    """SERVER_WRITE_TIMEOUT holds over TLS as over plain HTTP: an answer the
+    client does not read is cut once it has been written for that long (before
+    issue 19 the TLS write path never started that clock: only
+    HTTP_SEND_TIMEOUT, here 5 minutes, would have ended it)."""
+    c = certs()
+    p = ports()
+    ca = ("--cacert", c["ca1"])
+    env = tls_env(c, p, SERVER_WRITE_TIMEOUT="1s", HTTP_SEND_TIMEOUT="5m",
+                  HTTP_IDLE_TIMEOUT="5m")
+    with Eventpipe("run", ports=p, env=env, wait=False) as ep:
+        wait_https(ep, p["ingest"], *ca)
+        # 30000 refused lines and one valid event: a small request, an answer over 16 MiB.
+        body = big_answer_batch(30000)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # our side holds little
+        raw.settimeout(60)
+        raw.connect(("127.0.0.1", p["ingest"]))
+        s = ssl.create_default_context(cafile=c["ca1"]).wrap_socket(
+            raw, server_hostname="127.0.0.1")
+        s.sendall(b"POST /events/batch HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        def cut():
+            metrics = curl("https://127.0.0.1:%d/metrics" % p["processor"], *ca)[1]
+            return re.search(r'ep_http_connections_closed_total\{server="ingest",'
+                             r'reason="send_timeout"\} [1-9]', metrics)
+        wait_for(cut, timeout=60, what="the ingest server cutting the unread TLS answer")
+        s.close()
+        # The 202 was given for the one valid event: it, and only it, is processed.
         wait_processed(p["processor"], 1, *ca)
         assert ep.stop() == 0
 

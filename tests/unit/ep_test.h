@@ -20,6 +20,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* EP_TEST_TSAN: built with ThreadSanitizer (gcc or clang); tests scale their load down. */
+#if defined(__SANITIZE_THREAD__)
+#define EP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EP_TEST_TSAN 1
+#endif
+#endif
+
 typedef struct {
     const char *name;
     void (*fn)(void);

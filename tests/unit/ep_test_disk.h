@@ -182,22 +182,7 @@ static inline int consume_all(ep_queue_t *q, ep_event_t **out, int max)
     return consume_wait(q, out, max, 100);
 }
 
-static inline int64_t stat_field(ep_queue_t *q, const char *key)
-{
-    ep_buf_t b = EP_BUF_INIT;
-    char pat[64];
-    const char *p;
-    int64_t v;
-
-    ep_queue_stats_json(q, &b);
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    p = strstr(b.data, pat);
-    EP_ASSERT(p != NULL);
-    v = (int64_t)strtod(p + strlen(pat), NULL);
-    ep_buf_close(&b);
-    return v;
-}
-
+/* The number after "key": in the queue's stats JSON (the key must be there). */
 static inline double stat_double(ep_queue_t *q, const char *key)
 {
     ep_buf_t b = EP_BUF_INIT;
@@ -212,6 +197,11 @@ static inline double stat_double(ep_queue_t *q, const char *key)
     v = strtod(p + strlen(pat), NULL);
     ep_buf_close(&b);
     return v;
+}
+
+static inline int64_t stat_field(ep_queue_t *q, const char *key)
+{
+    return (int64_t)stat_double(q, key);
 }
 
 /* Segment file names in the queue dir, sorted; returns the count. */

@@ -6,6 +6,7 @@
 #include "http/ep_http_client.h"
 #include "base/ep_mem.h"
 #include "ep_test.h"
+#include "ep_test_app.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,30 +17,14 @@
 static ep_app_t *app_new(unsigned roles, const char *metrics, const char *url)
 {
     ep_config_t cfg;
-    ep_app_t *app = NULL;
-    char err[256] = "";
 
-    ep_config_defaults(&cfg);
-    cfg.api_port = cfg.ingest_port = cfg.processor_port = cfg.analytics_port = 0;
-    snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
+    ep_test_app_config(&cfg);
     cfg.metrics_enabled = strcmp(metrics, "true") == 0;
-    snprintf(cfg.sink, sizeof(cfg.sink), "none");
     if (url) {
         snprintf(cfg.ingest_url, sizeof(cfg.ingest_url), "%s", url);
         snprintf(cfg.processor_url, sizeof(cfg.processor_url), "%s", url);
     }
-    cfg.analytics_push = EP_ANALYTICS_PUSH_OFF;
-    cfg.http_threads = 1;
-    cfg.workers = 1;
-    if (ep_app_create(&cfg, roles, &app, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ep_app_create: %s\n", err);
-    }
-    EP_ASSERT(app != NULL);
-    if (ep_app_start(app, err, sizeof(err)) != 0) {
-        fprintf(stderr, "ep_app_start: %s\n", err);
-        EP_ASSERT(0);
-    }
-    return app;
+    return ep_test_app_start(&cfg, roles);
 }
 
 static void url_of(char *url, size_t len, ep_http_server_t *srv, const char *path)

@@ -3,6 +3,7 @@
 #include "base/ep_mem.h"
 #include "base/ep_str.h"
 #include "ep_test.h"
+#include "ep_test_mhd.h"
 #include "base/ep_time.h"
 
 #include <arpa/inet.h>
@@ -37,12 +38,6 @@ typedef struct srv_s {
 } srv_t;
 
 static srv_t srv;
-
-typedef struct body_s {
-    char *p;
-    size_t len;
-    size_t cap;
-} body_t;
 
 static void note_port(struct MHD_Connection *conn)
 {
@@ -88,24 +83,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    body_t *b = *con_cls;
+    ep_test_body_t *b = NULL;
 
-    if (b == NULL) {
-        /* First call: headers only. */
-        b = ep_calloc(1, sizeof(*b));
-        *con_cls = b;
+    if (*con_cls == NULL) {
         note_port(conn);
-        return MHD_YES;
     }
-    if (*upload_size > 0) {
-        if (b->len + *upload_size + 1 > b->cap) {
-            /* Doubling: a 17 MiB body arrives in many small pieces. */
-            b->cap = (b->len + *upload_size + 1) * 2;
-            b->p = ep_realloc(b->p, b->cap);
-        }
-        memcpy(b->p + b->len, upload_data, *upload_size);
-        b->len += *upload_size;
-        *upload_size = 0;
+    if (ep_test_mhd_body(con_cls, upload_data, upload_size, &b)) {
         return MHD_YES;
     }
     atomic_fetch_add(&srv.requests, 1);
@@ -145,33 +128,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply(conn, 404, "text/plain", "not found", 9, NULL);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    body_t *b = *con_cls;
-
-    if (b) {
-        ep_free(b->p);
-        ep_free(b);
-        *con_cls = NULL;
-    }
-}
-
 static void srv_start(void)
 {
-    const union MHD_DaemonInfo *di;
-
     memset(&srv, 0, sizeof(srv));
     pthread_mutex_init(&srv.mu, NULL);
-    srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-                             on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_THREAD_POOL_SIZE, 4u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                             MHD_OPTION_END);
-    EP_ASSERT(srv.d != NULL);
-    di = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT);
-    EP_ASSERT(di != NULL);
-    srv.port = di->port;
-    EP_ASSERT(srv.port > 0);
+    srv.d = ep_test_mhd_start(on_request, &srv.port);
 }
 
 static void srv_stop(void)
@@ -184,6 +145,18 @@ static void srv_stop(void)
 static void url_of(char *out, size_t len, const char *path)
 {
     snprintf(out, len, "http://127.0.0.1:%d%s", srv.port, path);
+}
+
+/*
+ * A URL with path on a bound but never listening socket: connecting to it is
+ * refused. Returns the socket (close it after the test).
+ */
+static int refusing_url(char *url, size_t len, const char *path)
+{
+    int port, fd = ep_test_refusing_socket(&port);
+
+    snprintf(url, len, "http://127.0.0.1:%d%s", port, path);
+    return fd;
 }
 
 /* ------------------------------------------------------------ async bookkeeping */
@@ -503,21 +476,11 @@ static void test_refused(void)
 {
     ep_http_client_t *c;
     capture_t cap;
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     char url[128];
     int fd, status;
     int64_t t0;
 
-    /* A bound but never listening socket: connecting to it is refused. */
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(sa.sin_port));
+    fd = refusing_url(url, sizeof(url), "/x");
 
     EP_ASSERT_EQ(ep_http_client_create(4, &c), 0);
     t0 = ep_time_mono_ms();
@@ -703,19 +666,10 @@ static void test_refused_not_sent(void)
     ep_http_client_t *c;
     ex_capture_t cap;
     ep_http_request_opts_t o = {.content_type = "application/json"};
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     char url[128];
     int fd;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/xxxx", ntohs(sa.sin_port));
+    fd = refusing_url(url, sizeof(url), "/xxxx");
     EP_ASSERT_EQ(ep_http_client_create(4, &c), 0);
     EP_ASSERT_EQ(ex_run(c, url, &o, "{}", 2, OK_MS, &cap), 0);
     EP_ASSERT_EQ(cap.err, EP_ECONNREFUSED);

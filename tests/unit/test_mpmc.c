@@ -12,14 +12,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define EP_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EP_TEST_TSAN 1
-#endif
-#endif
-
 #ifdef EP_TEST_TSAN
 #define STRESS_ITEMS 500000
 #else

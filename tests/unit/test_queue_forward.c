@@ -4,6 +4,7 @@
 #include "queue/ep_queue.h"
 #include "base/ep_str.h"
 #include "ep_test.h"
+#include "ep_test_mhd.h"
 #include "base/ep_time.h"
 
 #include <arpa/inet.h>
@@ -39,11 +40,6 @@ typedef struct srv_s {
 
 static srv_t srv;
 
-typedef struct body_s {
-    char *p;
-    size_t len;
-} body_t;
-
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *text)
 {
     struct MHD_Response *resp;
@@ -59,7 +55,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const c
     return ret;
 }
 
-static void record_batch(const body_t *b)
+static void record_batch(const ep_test_body_t *b)
 {
     ep_event_t **evs = NULL;
     size_t n = 0;
@@ -88,19 +84,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    body_t *b = *con_cls;
+    ep_test_body_t *b = NULL;
     const char *ct;
     int delay;
 
-    if (b == NULL) {
-        *con_cls = ep_calloc(1, sizeof(*b));
-        return MHD_YES;
-    }
-    if (*upload_size > 0) {
-        b->p = ep_realloc(b->p, b->len + *upload_size + 1);
-        memcpy(b->p + b->len, upload_data, *upload_size);
-        b->len += *upload_size;
-        *upload_size = 0;
+    if (ep_test_mhd_body(con_cls, upload_data, upload_size, &b)) {
         return MHD_YES;
     }
     if (strcmp(url, "/health") == 0) {
@@ -132,33 +120,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return reply(conn, 202, "{\"status\":\"accepted\"}");
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    body_t *b = *con_cls;
-
-    if (b) {
-        ep_free(b->p);
-        ep_free(b);
-        *con_cls = NULL;
-    }
-}
-
 static void srv_start(int mode, int delay_ms)
 {
-    const union MHD_DaemonInfo *di;
-
     memset(&srv, 0, sizeof(srv));
     atomic_store(&srv.mode, mode);
     atomic_store(&srv.delay_ms, delay_ms);
-    srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-                             on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_THREAD_POOL_SIZE, 4u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                             MHD_OPTION_END);
-    EP_ASSERT(srv.d != NULL);
-    di = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT);
-    EP_ASSERT(di != NULL);
-    srv.port = di->port;
+    srv.d = ep_test_mhd_start(on_request, &srv.port);
 }
 
 static void srv_stop(void)
@@ -380,29 +347,12 @@ static void test_processor_full(void)
     srv_stop();
 }
 
-/* A socket bound to a loopback port and never listening: connections to it are refused. */
-static int refusing_socket(int *port)
-{
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    EP_ASSERT(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 static void test_processor_down(void)
 {
     static call_t calls[40];
     ep_queue_t *q;
     char reason[256] = "";
-    int port, fd = refusing_socket(&port);
+    int port, fd = ep_test_refusing_socket(&port);
 
     q = open_forward(port, OK_MS);
     /* Never claimed before the processor answered. */
@@ -441,8 +391,8 @@ static void test_recovers_when_processor_returns(void)
 
     memset(&srv, 0, sizeof(srv));
     srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,
-                             NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                             NULL, MHD_OPTION_END);
+                             NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+                             ep_test_mhd_completed, NULL, MHD_OPTION_END);
     if (srv.d == NULL) {
         /* Someone else took the port; nothing to test then. */
         ep_queue_destroy(q);
@@ -490,7 +440,7 @@ static void test_ready_is_probed_before_claimed(void)
 {
     ep_queue_t *q;
     char reason[512] = "";
-    int port, fd = refusing_socket(&port);
+    int port, fd = ep_test_refusing_socket(&port);
 
     /* Nothing listens: not ready from the first call, and the reason says why. */
     q = open_forward(port, 1000);

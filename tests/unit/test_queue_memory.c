@@ -16,14 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define EP_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EP_TEST_TSAN 1
-#endif
-#endif
-
 static ep_queue_t *make_queue(int64_t size)
 {
     ep_config_t cfg;

@@ -702,14 +702,6 @@ static void test_stats_and_lag_json(void)
 }
 
 /* Publishers and consumers at once, on one queue instance (as `eventpipe run` does). */
-#if defined(__SANITIZE_THREAD__)
-#define EP_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define EP_TEST_TSAN 1
-#endif
-#endif
-
 #define CC_PUB 4
 #ifdef EP_TEST_TSAN
 #define CC_EACH 100 /* TSan: fewer events, the same interleavings */
