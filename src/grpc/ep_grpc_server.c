@@ -884,7 +884,13 @@ static int conn_read(conn_t *c)
     loop_t *l = c->loop;
 
     if (c->handshaking) {
-        return conn_handshake(c);
+        if (conn_handshake(c) != 0) {
+            return -1;
+        }
+        if (c->handshaking) {
+            return 0;
+        }
+        /* Done: the client's first frames may already sit decrypted in OpenSSL. */
     }
     for (int rounds = 0; rounds < 4; rounds++) {
         ssize_t n;
@@ -914,6 +920,11 @@ static int conn_read(conn_t *c)
             return -1;
         }
         mark_dirty(c);
+        if (c->ssl) {
+            /* OpenSSL may hold bytes epoll cannot see: read until it wants the socket. */
+            rounds = 0;
+            continue;
+        }
         if (n < READ_CHUNK) {
             return 0;
         }
@@ -971,6 +982,10 @@ static void accept_all(loop_t *l)
                 conn_close(c);
                 continue;
             }
+            ep_tls_alpn_h2(c->ssl);
+            /* The write buffer grows and moves between a short write and its retry. */
+            SSL_set_mode(c->ssl,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
             SSL_set_accept_state(c->ssl);
             c->handshaking = 1;
             if (conn_handshake(c) != 0) {
@@ -1097,7 +1112,7 @@ static void *loop_main(void *arg)
                 }
                 if (!bad && (evs[i].events & EPOLLOUT)) {
                     if (c->handshaking) {
-                        bad = conn_handshake(c) != 0;
+                        bad = conn_read(c) != 0;
                     } else {
                         bad = conn_write(c) != 0;
                         mark_dirty(c);

@@ -222,9 +222,11 @@ int ep_grpc_gunzip(const uint8_t *in, size_t len, size_t max, ep_buf_t *out)
     z.next_in = (Bytef *)(uintptr_t)in;
     z.avail_in = (uInt)len;
     do {
-        ep_buf_reserve(out, 16 * 1024);
+        size_t room, left = max + 1 - (out->len - start); /* one byte past max tells E2BIG */
+        ep_buf_reserve(out, left < 16 * 1024 ? left : 16 * 1024);
+        room = out->cap - out->len - 1;
         z.next_out = (Bytef *)out->data + out->len;
-        z.avail_out = (uInt)(out->cap - out->len - 1);
+        z.avail_out = (uInt)(room < left ? room : left);
         zr = inflate(&z, Z_NO_FLUSH);
         out->len = (size_t)((char *)z.next_out - out->data);
         out->data[out->len] = '\0';

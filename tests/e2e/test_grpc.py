@@ -430,6 +430,34 @@ def test_unavailable_and_deadline_on_a_separate_ingest():
     stall.close()
 
 
+def test_tls_with_alpn_h2():
+    from test_tls import certs  # the CA and server certificate of the TLS tests (openssl)
+    cs = certs()
+    env, ports = grpc_env()
+    env.update({"TLS_CERT_FILE": cs["srv1"][0], "TLS_KEY_FILE": cs["srv1"][1]})
+    with Eventpipe("run", env=env, wait=False) as ep:
+        with open(cs["ca1"], "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        ch = grpc.secure_channel("127.0.0.1:%d" % ports["GRPC_PRODUCER_PORT"], creds)
+        send = unary(ch, "/eventpipe.v1.ProducerService/SendEvent", api.SendEventRequest,
+                     api.SendEventResponse)
+        ep.wait_log("listening")  # written once every listener is up
+        r = send(api.SendEventRequest(event=ev(id="tls-1", source="tls", event_type="e")),
+                 timeout=10)
+        assert r.message_id == "tls-1" and not r.duplicate, r
+        r = send(api.SendEventRequest(event=ev(id="tls-1", source="tls", event_type="e")),
+                 timeout=10)
+        assert r.duplicate, r
+        # Plain h2c to the TLS port gets nothing.
+        plain = grpc.insecure_channel("127.0.0.1:%d" % ports["GRPC_PRODUCER_PORT"])
+        code, _ = code_of(unary(plain, "/grpc.health.v1.Health/Check", health.HealthCheckRequest,
+                                health.HealthCheckResponse), health.HealthCheckRequest(),
+                          timeout=3)
+        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), code
+        plain.close()
+        ch.close()
+
+
 def h2_frames(sock, deadline):
     """Yields (type, flags, stream, payload) of the HTTP/2 frames read until deadline."""
     buf = b""
