@@ -128,7 +128,10 @@ static void usage(FILE *f)
                "  --cacert FILE      https://: PEM CAs to verify the server with (default\n"
                "                     TLS_CA_FILE, else the system store)\n"
                "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
-               "  --quiet            no progress line\n\n"
+               "  --quiet            no progress line\n"
+               "  --grpc             over gRPC (ProducerService.SendEvent, SendBatchEvents with\n"
+               "                     --batch); --url is host:port (grpc://, grpcs:// for TLS;\n"
+               "                     default 127.0.0.1:50051), --api-key goes in authorization\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
 
@@ -146,6 +149,11 @@ int ep_tool_send(int argc, char **argv)
     long long sent = 0;
     int64_t t0, next_progress;
     int tty = isatty(STDERR_FILENO);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--grpc") == 0) {
+            return ep_tool_send_grpc(argc, argv); /* issue 16 */
+        }
+    }
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

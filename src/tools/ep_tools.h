@@ -16,4 +16,8 @@ int ep_tool_status(int argc, char **argv);
 /** `eventpipe bench`: the HTTP load generator (throughput and latency percentiles). */
 int ep_tool_bench(int argc, char **argv);
 
+/** `eventpipe send --grpc` and `eventpipe bench --grpc`: the same over the gRPC API. */
+int ep_tool_send_grpc(int argc, char **argv);
+int ep_tool_bench_grpc(int argc, char **argv);
+
 #endif /* EP_TOOLS_H */

@@ -458,6 +458,34 @@ def test_tls_with_alpn_h2():
         ch.close()
 
 
+def test_send_and_bench_tools():
+    from eptest import EP_BIN
+    env, ports = grpc_env()
+    env["API_KEYS"] = "tool-key-0001-abcdefgh"
+    with Eventpipe("run", env=env) as ep:
+        url = "127.0.0.1:%d" % ports["GRPC_PRODUCER_PORT"]
+        key = ["--api-key", "tool-key-0001-abcdefgh"]
+        r = subprocess.run([EP_BIN, "send", "--grpc", "--url", url, "--count", "200", "--quiet"]
+                           + key, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "200 accepted, 0 failed" in r.stdout, r
+        r = subprocess.run([EP_BIN, "send", "--grpc", "--url", url, "--count", "300", "--batch",
+                            "50", "--quiet"] + key, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "300 accepted, 0 failed" in r.stdout, r
+        # Without the key every call is refused, and the tool says so.
+        r = subprocess.run([EP_BIN, "send", "--grpc", "--url", url, "--count", "5", "--quiet"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "UNAUTHENTICATED" in r.stdout, r
+        r = subprocess.run([EP_BIN, "bench", "--grpc", "--url", url, "-c", "4", "-n", "400",
+                            "--batch", "10", "--json", "--quiet"] + key,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r
+        js = json.loads(r.stdout)
+        assert js["ok"] == js["requests"] >= 400 and js["non2xx"] == 0, js
+        want = 200 + 300 + js["ok"] * 10
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == want,
+                 timeout=60, what="%d tool events processed" % want)
+
+
 def h2_frames(sock, deadline):
     """Yields (type, flags, stream, payload) of the HTTP/2 frames read until deadline."""
     buf = b""
