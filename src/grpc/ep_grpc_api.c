@@ -326,6 +326,17 @@ typedef struct batch_s {
     ep_buf_t errs;
 } batch_t;
 
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
 static void on_batch_done(void *arg)
 {
     batch_t *bt = arg;
@@ -334,8 +345,26 @@ static void on_batch_done(void *arg)
     int first_err = 0;
     ep_buf_t res = EP_BUF_INIT;
 
+    ep_buf_reserve(&res, bt->n * 48);
     for (size_t i = 0; i < bt->n; i++) {
-        size_t at = ep_pb_open(&res, 5);
+        size_t at;
+        if (!bt->invalid[i] && (bt->status[sub] == 0 || bt->status[sub] == EP_EEXIST)) {
+            /* The common case, its size known up front: no move of the bytes. */
+            const ep_str_t *id = &bt->ids[sub];
+            int dup = bt->status[sub] == EP_EEXIST;
+            size_t inner = (i ? 1 + varint_len(i) : 0) + (id->len ? 1 + varint_len(id->len) : 0) +
+                           id->len + (dup ? 2 : 0);
+            ep_pb_put_varint(&res, (5 << 3) | EP_PB_LEN);
+            ep_pb_put_varint(&res, inner);
+            ep_pb_put_uint(&res, 1, i);
+            ep_pb_put_bytes(&res, 2, id->p, id->len);
+            ep_pb_put_uint(&res, 3, (uint64_t)dup);
+            accepted += !dup;
+            dups += dup;
+            sub++;
+            continue;
+        }
+        at = ep_pb_open(&res, 5);
         ep_pb_put_uint(&res, 1, i);
         if (bt->invalid[i]) {
             const char *field = bt->errs.data + bt->err_off[i];
@@ -465,12 +494,15 @@ static void on_send_batch(void *arg, ep_grpc_call_t *call, const uint8_t *msg, s
         if (f.num != 1) {
             continue;
         }
-        snprintf(prefix, sizeof(prefix), "events[%zu].", i);
         bt->invalid[i] = 0;
         if (f.wt != EP_PB_LEN ||
-            ep_grpc_decode_event(f.p, f.len, NULL, prefix, now_us, &ev, &pe) != 0) {
+            ep_grpc_decode_event(f.p, f.len, NULL, "", now_us, &ev, &pe) != 0) {
+            /* The field is named from the batch: "events[3].source" (no printf per event). */
+            char field[sizeof(pe.field)];
+            snprintf(field, sizeof(field), "%s", f.wt != EP_PB_LEN ? "" : pe.field);
+            snprintf(prefix, sizeof(prefix), "events[%zu]%s", i, field[0] ? "." : "");
+            snprintf(pe.field, sizeof(pe.field), "%.30s%.64s", prefix, field);
             if (f.wt != EP_PB_LEN) {
-                snprintf(pe.field, sizeof(pe.field), "events[%zu]", i);
                 snprintf(pe.msg, sizeof(pe.msg), "wrong wire type");
             }
             bt->invalid[i] = 1;

@@ -100,15 +100,19 @@ int ep_pb_next(ep_pb_reader_t *r, ep_pb_field_t *f)
 
 void ep_pb_put_varint(ep_buf_t *b, uint64_t v)
 {
-    uint8_t tmp[10];
-    size_t n = 0;
+    uint8_t *p;
 
+    if (b->cap - b->len < 11) {
+        ep_buf_reserve(b, 11);
+    }
+    p = (uint8_t *)b->data + b->len;
     while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
+        *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    tmp[n++] = (uint8_t)v;
-    ep_buf_append(b, tmp, n);
+    *p++ = (uint8_t)v;
+    b->len = (size_t)((char *)p - b->data);
+    b->data[b->len] = '\0';
 }
 
 static void put_key(ep_buf_t *b, uint32_t num, int wt)
