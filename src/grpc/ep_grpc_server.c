@@ -425,8 +425,16 @@ static void call_pump(ep_grpc_call_t *k)
         const uint8_t *msg;
         size_t mlen, used;
         int compressed;
-        int r = ep_grpc_frame_next((const uint8_t *)k->in.data + k->in_off, k->in.len - k->in_off,
-                                   max, &msg, &mlen, &compressed, &used);
+        int r;
+
+        if (k->in_off >= 64 * 1024) {
+            /* A long stream: drop the handled bytes so the buffer stays bounded. */
+            memmove(k->in.data, k->in.data + k->in_off, k->in.len - k->in_off);
+            k->in.len -= k->in_off;
+            k->in_off = 0;
+        }
+        r = ep_grpc_frame_next((const uint8_t *)k->in.data + k->in_off, k->in.len - k->in_off, max,
+                               &msg, &mlen, &compressed, &used);
         if (r == EP_E2BIG) {
             char t[96];
             snprintf(t, sizeof(t), "message larger than the maximum of %zu bytes", max);
