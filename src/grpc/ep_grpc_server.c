@@ -1073,6 +1073,14 @@ static void do_quiesce(loop_t *l)
             c->goaway_sent = 1;
             mark_dirty(c);
         }
+        /* Health watchers hear the news now (NOT_SERVING), not at their next tick. */
+        for (ep_grpc_call_t *k = c->calls; k; k = k->next) {
+            if (k->method >= 0 && l->s->methods[k->method].kind == EP_GRPC_WATCH && !k->busy &&
+                !k->finished && k->nmsg > 0) {
+                k->next_tick_ms = 0;
+                invoke(k, (const uint8_t *)k->watch_msg.data, k->watch_msg.len);
+            }
+        }
     }
 }
 

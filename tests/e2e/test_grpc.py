@@ -536,15 +536,22 @@ def test_keepalive_ping_and_goaway_on_sigterm():
         assert 6 in seen, seen            # PING
         assert seen[-1] == "closed", seen  # the unanswered PING closed it
         s.close()
-        # SIGTERM: an open connection gets GOAWAY, and the process exits 0.
+        # SIGTERM: an open connection gets GOAWAY, a health watcher NOT_SERVING, and the
+        # process exits 0.
+        c = Client(port)
+        w = c.watch(health.HealthCheckRequest(service=""), timeout=30)
+        S = health.HealthCheckResponse
+        assert next(w).status == S.SERVING
         s = raw_h2(port)
         first = [f[0] for f in h2_frames(s, time.time() + 1)]
         assert 4 in first, first  # SETTINGS
         ep.proc.send_signal(signal.SIGTERM)
         seen = [f[0] for f in h2_frames(s, time.time() + 15)]
         assert 7 in seen, seen  # GOAWAY
+        assert next(w).status == S.NOT_SERVING
         assert ep.proc.wait(timeout=30) == 0, ep.log_text()[-2000:]
         s.close()
+        c.close()
 
 
 if __name__ == "__main__":
