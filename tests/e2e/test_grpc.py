@@ -430,6 +430,41 @@ def test_unavailable_and_deadline_on_a_separate_ingest():
     stall.close()
 
 
+def test_split_roles_answer_from_the_forwarders_thread():
+    # Separate ingest and processor: a call is answered from the forwarder's thread
+    # (the processor's /enqueue answer), not from the loop that read it.
+    p = {"api": free_port(), "ingest": free_port(), "processor": free_port(),
+         "analytics": free_port()}
+    env, ports = grpc_env()
+    with Eventpipe("processor", ports=p, env=env) as proc, \
+            Eventpipe("ingest", ports=p, env=env) as ing:
+        c = Client(ports["GRPC_PRODUCER_PORT"])
+        cc = Client(ports["GRPC_CONSUMER_PORT"])
+        results = []
+
+        def sender(k):
+            for i in range(50):
+                r = c.send(api.SendEventRequest(event=ev(
+                    id="split-%d-%d" % (k, i), source="split", event_type="e")), timeout=20)
+                results.append(r.message_id)
+
+        ts = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        r = c.batch(api.SendBatchEventsRequest(events=[
+            ev(source="split", event_type="b") for _ in range(300)]), timeout=20)
+        assert r.accepted == 300, r
+        assert len(set(results)) == 200, len(results)
+        wait_for(lambda: cc.consumer_stats(api.ConsumerStatsRequest(), timeout=10).processed
+                 == 500, timeout=30, what="500 events processed by the separate processor")
+        assert get_json(ing.ingest, "/stats")["TotalSent"] == 500
+        assert cc.consumer_health(api.HealthRequest(), timeout=10).healthy
+        c.close()
+        cc.close()
+
+
 def test_tls_with_alpn_h2():
     from test_tls import certs  # the CA and server certificate of the TLS tests (openssl)
     cs = certs()
