@@ -406,7 +406,7 @@ static int str_field(const ep_pb_field_t *f, ep_str_t *s, const char *prefix, co
 static int finish(ep_event_draft_t *d, kvs_t *k, const ep_event_limits_t *lim, const char *prefix,
                   int64_t received_us, ep_event_t **out, ep_parse_err_t *err)
 {
-    ep_parse_err_t local;
+    ep_parse_err_t local = {{0}, {0}, 0};
     ep_parse_err_t *e = err ? err : &local;
     int rc;
 
