@@ -384,6 +384,12 @@ def test_unavailable_and_deadline_on_a_separate_ingest():
             id="u-1", source="s", event_type="e")), timeout=20)
         assert code == grpc.StatusCode.UNAVAILABLE, (code, msg)
         assert "retry" in msg, msg
+        # Health follows /ready: 503 there, NOT_SERVING here, with the same reason.
+        assert request(ep.ingest, "GET", "/ready").status == 503
+        S = health.HealthCheckResponse
+        assert c.check(health.HealthCheckRequest(), timeout=10).status == S.NOT_SERVING
+        h = c.producer_health(api.HealthRequest(), timeout=10)
+        assert not h.healthy and h.status != "ok", h
         c.close()
     # A processor that accepts the connection and never answers: the client's
     # deadline (grpc-timeout) ends the call on the server before the hop's own timeout.
