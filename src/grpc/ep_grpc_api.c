@@ -169,28 +169,49 @@ typedef struct one_s {
     char id[ID_CAP];
 } one_t;
 
+/* A short string field into out at *n (len < 16384: at most a two-byte length). */
+static void put_small(uint8_t *out, size_t *n, uint32_t num, const char *p, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+    out[(*n)++] = (uint8_t)(num << 3 | EP_PB_LEN);
+    if (len >= 0x80) {
+        out[(*n)++] = (uint8_t)(len | 0x80);
+        out[(*n)++] = (uint8_t)(len >> 7);
+    } else {
+        out[(*n)++] = (uint8_t)len;
+    }
+    memcpy(out + *n, p, len);
+    *n += len;
+}
+
 static void on_one_done(void *arg)
 {
     one_t *o = arg;
-    ep_buf_t b = EP_BUF_INIT;
     int st = o->status[0];
 
     if (st == 0 || st == EP_EEXIST) {
-        ep_pb_put_bytes(&b, 1, o->id, o->ids[0].len);
+        /* SendEventResponse / IngestResponse, on the stack: no allocation per call. */
+        uint8_t out[ID_CAP + 32];
+        size_t n = 0;
+        put_small(out, &n, 1, o->id, o->ids[0].len);
         if (o->kind == 0) {
-            ep_pb_put_bytes(&b, 2, "accepted", 8);
-            ep_pb_put_uint(&b, 3, st == EP_EEXIST);
+            put_small(out, &n, 2, "accepted", 8);
+            if (st == EP_EEXIST) {
+                out[n++] = 3 << 3 | EP_PB_VARINT;
+                out[n++] = 1;
+            }
         } else {
-            ep_pb_put_bytes(&b, 2, st == EP_EEXIST ? "duplicate" : "accepted",
-                            st == EP_EEXIST ? 9 : 8);
+            put_small(out, &n, 2, st == EP_EEXIST ? "duplicate" : "accepted",
+                      st == EP_EEXIST ? 9 : 8);
         }
-        ep_grpc_answer(o->call, b.data ? b.data : "", b.len, o->kind == 2 ? -1 : EP_GRPC_OK, NULL);
+        ep_grpc_answer(o->call, out, n, o->kind == 2 ? -1 : EP_GRPC_OK, NULL);
     } else {
         char msg[256];
         error_text(o->api, st, msg, sizeof(msg));
         ep_grpc_answer(o->call, NULL, 0, code_of(st), msg);
     }
-    ep_buf_close(&b);
     ep_free(o);
 }
 

@@ -307,6 +307,19 @@ static int submit_headers(ep_grpc_call_t *k)
     return nghttp2_submit_response(k->conn->h2, k->stream_id, h, k->gzip_out ? 3 : 2, &dp);
 }
 
+/* grpc-status values, without a printf per call. */
+static const char *const code_text[EP_GRPC_CODES] = {
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"};
+
+static const char *code_str(int code, char *tmp, size_t len)
+{
+    if (code >= 0 && code < EP_GRPC_CODES) {
+        return code_text[code];
+    }
+    snprintf(tmp, len, "%d", code);
+    return tmp;
+}
+
 /* Ends the call with code (and text): trailers, or a trailers-only answer. */
 static void call_finish(ep_grpc_call_t *k, int code, const char *text)
 {
@@ -330,8 +343,8 @@ static void call_finish(ep_grpc_call_t *k, int code, const char *text)
         int nh = 4;
         nghttp2_nv h[4] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
                            NV("grpc-status", cs, 0), NV("grpc-message", enc, 0)};
-        snprintf(cs, sizeof(cs), "%d", code);
-        h[2].valuelen = strlen(cs);
+        h[2].value = (uint8_t *)(uintptr_t)code_str(code, cs, sizeof(cs));
+        h[2].valuelen = strlen((const char *)h[2].value);
         percent_encode(k->text, enc, sizeof(enc));
         h[3].valuelen = strlen(enc);
         if (h[3].valuelen == 0) {
@@ -364,8 +377,8 @@ static ssize_t data_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t l
             char enc[sizeof(k->text) * 3 + 1];
             char cs[12];
             nghttp2_nv t[2] = {NV("grpc-status", cs, 0), NV("grpc-message", enc, 0)};
-            snprintf(cs, sizeof(cs), "%d", k->code);
-            t[0].valuelen = strlen(cs);
+            t[0].value = (uint8_t *)(uintptr_t)code_str(k->code, cs, sizeof(cs));
+            t[0].valuelen = strlen((const char *)t[0].value);
             percent_encode(k->text, enc, sizeof(enc));
             t[1].valuelen = strlen(enc);
             *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
