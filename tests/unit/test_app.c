@@ -21,6 +21,7 @@ static ep_app_t *app_new(unsigned roles, const char *metrics, const char *url)
 
     ep_config_defaults(&cfg);
     cfg.api_port = cfg.ingest_port = cfg.processor_port = cfg.analytics_port = 0;
+    cfg.grpc_producer_port = cfg.grpc_consumer_port = cfg.grpc_analytics_port = 0; /* off */
     snprintf(cfg.bind_addr, sizeof(cfg.bind_addr), "127.0.0.1");
     snprintf(cfg.metrics_enabled, sizeof(cfg.metrics_enabled), "%s", metrics);
     snprintf(cfg.sink, sizeof(cfg.sink), "none");
