@@ -478,27 +478,25 @@ static void *worker_main(void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "Usage: eventpipe bench [options]\n"
-        "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
-        "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
-        "  -c, --connections N  connections (64)\n"
-        "  -t, --threads N    load threads (1)\n"
-        "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
-        "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
-        "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
-        "  --batch B          events per request as NDJSON (1: one JSON event)\n"
-        "  --body JSON        the event to send (a seed 000 event by default)\n"
-        "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
-        "  --cacert FILE      https://: PEM CAs to verify the server with (TLS_CA_FILE;\n"
-        "                     default the system store)\n"
-        "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
-        "  --json             print the report as JSON\n"
-        "  --quiet            no progress line\n"
-        "  --grpc             gRPC calls instead (SendEvent, SendBatchEvents with --batch):\n"
-        "                     --url host:port (grpc://, grpcs:// for TLS; default\n"
-        "                     127.0.0.1:50051), --streams S calls in flight per connection (1)\n");
+    fprintf(f, "Usage: eventpipe bench [options]\n"
+               "HTTP load generator for eventpipe (keep-alive connections, epoll).\n\n"
+               "  --url URL          target (http://127.0.0.1:8080/api/v1/ingest)\n"
+               "  -c, --connections N  connections (64)\n"
+               "  -t, --threads N    load threads (1)\n"
+               "  -d, --duration D  run time: seconds or a duration such as 30s, 1m30s (10)\n"
+               "  -n, --requests N   stop after N answered requests instead (-d still bounds it)\n"
+               "  --rate R           fixed rate in requests/s; latency from the scheduled time\n"
+               "  --batch B          events per request as NDJSON (1: one JSON event)\n"
+               "  --body JSON        the event to send (a seed 000 event by default)\n"
+               "  --api-key KEY      send X-API-Key: KEY (servers with API_KEYS)\n"
+               "  --cacert FILE      https://: PEM CAs to verify the server with (TLS_CA_FILE;\n"
+               "                     default the system store)\n"
+               "  --cert FILE, --key FILE  https://: client certificate and key (mutual TLS)\n"
+               "  --json             print the report as JSON\n"
+               "  --quiet            no progress line\n"
+               "  --grpc             gRPC: SendEvent (SendBatchEvents with --batch);\n"
+               "                     --url host:port (grpcs:// for TLS; 127.0.0.1:50051)\n"
+               "  --streams S        --grpc: calls in flight per connection (1)\n");
 }
 
 static int parse_url(const char *url, opts_t *o)
