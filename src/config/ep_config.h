@@ -30,9 +30,10 @@ typedef struct ep_config_s {
     int64_t grpc_max_message;          /* GRPC_MAX_MESSAGE_SIZE bytes (4 MiB) */
     int64_t grpc_keepalive_ms;         /* GRPC_KEEPALIVE_TIME (2h) */
     int64_t grpc_keepalive_timeout_ms; /* GRPC_KEEPALIVE_TIMEOUT (20s) */
-    char ingest_url[256];              /* INGEST_URL (http://localhost:8081) */
-    char processor_url[256];           /* PROCESSOR_URL (http://localhost:8082) */
-    char analytics_url[256];           /* ANALYTICS_URL (http://localhost:8083) */
+
+    char ingest_url[256];    /* INGEST_URL (http://localhost:8081) */
+    char processor_url[256]; /* PROCESSOR_URL (http://localhost:8082) */
+    char analytics_url[256]; /* ANALYTICS_URL (http://localhost:8083) */
     /* queue */
     char queue_type[32];           /* QUEUE_TYPE (memory) */
     int64_t queue_size;            /* QUEUE_SIZE (1000) */
