@@ -81,7 +81,8 @@ struct ep_app_s {
     struct ep_breaker_s *ingest_breaker; /* the gateway's hop to a remote ingest, or NULL */
     ep_http_cors_t *cors;                /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
     struct ep_access_s *access;          /* API keys, internal token, rate limits (ep_access.h) */
-    struct ep_tls_s *tls;       /* every listener's TLS (TLS_CERT_FILE), or NULL: plain HTTP */
+    struct ep_tls_s *tls; /* every listener's TLS (TLS_CERT_FILE), or NULL: plain HTTP */
+
     struct ep_grpc_api_s *grpc; /* the gRPC listeners of its roles (src/grpc/ep_grpc_api.h) */
 };
 
