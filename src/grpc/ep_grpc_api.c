@@ -811,7 +811,10 @@ static void on_health_watch(void *arg, ep_grpc_call_t *call, const uint8_t *msg,
     }
     *last = st + 1;
     ep_pb_put_uint(&b, 1, (uint64_t)st);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, -1, NULL);
+    /* Shutting down: the last word, then the stream ends, so GOAWAY can close the connection. */
+    ep_grpc_answer(call, b.data ? b.data : "", b.len,
+                   atomic_load(&p->api->quiesced) ? EP_GRPC_UNAVAILABLE : -1,
+                   atomic_load(&p->api->quiesced) ? "shutting down" : NULL);
     ep_buf_close(&b);
 }
 

@@ -762,6 +762,13 @@ static void conn_close(conn_t *c)
         SSL_free(c->ssl);
     }
     epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    /*
+     * Unread input makes close() send a reset, and a reset may make the peer drop
+     * what we sent last (a GOAWAY, a final status): read it off first.
+     */
+    for (int i = 0; i < 16 && recv(c->fd, l->rbuf, READ_CHUNK, MSG_DONTWAIT) > 0; i++) {
+    }
+    shutdown(c->fd, SHUT_WR);
     close(c->fd);
     if (c->prev) {
         c->prev->next = c->next;

@@ -590,6 +590,12 @@ def test_keepalive_ping_and_goaway_on_sigterm():
         seen = [f[0] for f in h2_frames(s, time.time() + 15)]
         assert 7 in seen, seen  # GOAWAY
         assert next(w).status == S.NOT_SERVING
+        try:  # then the stream ends (UNAVAILABLE: shutting down), not a reset
+            next(w)
+            raise AssertionError("Watch went on after NOT_SERVING")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+            assert e.details() == "shutting down", e.details()
         assert ep.proc.wait(timeout=30) == 0, ep.log_text()[-2000:]
         s.close()
         c.close()
