@@ -150,6 +150,9 @@ class Server:
                 "INGEST_URL": "http://%s:%d" % (TARGET, self.ports["ingest"]),
                 "PROCESSOR_URL": "http://%s:%d" % (TARGET, self.ports["processor"]),
                 "ANALYTICS_URL": "http://%s:%d" % (TARGET, self.ports["analytics"]),
+                "GRPC_PRODUCER_PORT": "0",  # HTTP attacks only; no fixed gRPC ports
+                "GRPC_CONSUMER_PORT": "0",
+                "GRPC_ANALYTICS_PORT": "0",
                 "BIND_ADDR": TARGET,
                 "LOG_LEVEL": "warn",
                 "QUEUE_DIR": os.path.join(self.dir, "queue"),

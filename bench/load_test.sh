@@ -122,6 +122,14 @@ start_server QUEUE_SIZE=1000000
 mark; row "batch of 100, 16 conns, memory" "$(bench -c 16 --batch 100 --url "http://127.0.0.1:$ING/events/batch")"
 stop_server
 
+# 2b. The gRPC API (issue 16) on ingest's producer port: unary SendEvent on as many
+# connections as the single-event row (one call in flight each), SendBatchEvents of 100
+# on as many as the batch row.
+start_server QUEUE_SIZE=1000000
+mark; row "gRPC SendEvent, 64 conns, memory" "$(bench --grpc -c 64 --url "127.0.0.1:$GRPC")"
+mark; row "gRPC SendBatchEvents of 100, 16 conns, memory" "$(bench --grpc -c 16 --batch 100 --url "127.0.0.1:$GRPC")"
+stop_server
+
 # 3. The durable disk queue, fsync on every group commit.
 ddir=$(mktemp -d)
 start_server QUEUE_TYPE=disk QUEUE_DIR="$ddir" QUEUE_FSYNC=always

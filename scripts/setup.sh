@@ -8,6 +8,7 @@ PKGS=(
     libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
     libssl-dev openssl
     libprotobuf-c-dev protobuf-c-compiler
+    libnghttp2-dev protobuf-compiler python3-grpcio python3-protobuf nghttp2-client
     libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format stress-ng
     prometheus chromium

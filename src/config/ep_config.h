@@ -33,6 +33,14 @@ typedef struct ep_config_s {
     int ingest_port;         /* INGEST_PORT (8081) */
     int processor_port;      /* PROCESSOR_PORT (8082) */
     int analytics_port;      /* ANALYTICS_PORT (8083) */
+    /* gRPC API (issue 16) */
+    int grpc_producer_port;            /* GRPC_PRODUCER_PORT (50051; 0: off) */
+    int grpc_consumer_port;            /* GRPC_CONSUMER_PORT (50052; 0: off) */
+    int grpc_analytics_port;           /* GRPC_ANALYTICS_PORT (50053; 0: off) */
+    int64_t grpc_max_message;          /* GRPC_MAX_MESSAGE_SIZE bytes (4 MiB) */
+    int64_t grpc_keepalive_ms;         /* GRPC_KEEPALIVE_TIME (2h) */
+    int64_t grpc_keepalive_timeout_ms; /* GRPC_KEEPALIVE_TIMEOUT (20s) */
+
     char ingest_url[256];    /* INGEST_URL (http://localhost:8081) */
     char processor_url[256]; /* PROCESSOR_URL (http://localhost:8082) */
     char analytics_url[256]; /* ANALYTICS_URL (http://localhost:8083) */

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -96,15 +97,24 @@ static int ctx_common(SSL_CTX *ctx)
            SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) == 1;
 }
 
+static const char h2_mark = 'h'; /* SSL app data of a gRPC connection (ep_tls_alpn_h2) */
+static const unsigned char alpn_h2[] = "\x02h2";
+
+void ep_tls_alpn_h2(SSL *ssl)
+{
+    SSL_set_app_data(ssl, (void *)(uintptr_t)&h2_mark);
+}
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
     unsigned char *sel = NULL;
+    int h2 = SSL_get_app_data(ssl) == (void *)(uintptr_t)&h2_mark;
 
-    (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto(&sel, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) ==
-        OPENSSL_NPN_NEGOTIATED) {
+    if (SSL_select_next_proto(&sel, outlen, h2 ? alpn_h2 : alpn_http11,
+                              h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_http11) - 1, in,
+                              inlen) == OPENSSL_NPN_NEGOTIATED) {
         *out = sel;
         return SSL_TLSEXT_ERR_OK;
     }

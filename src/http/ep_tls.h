@@ -48,6 +48,9 @@ typedef struct ep_tls_io_s {
  */
 SSL *ep_tls_accept(ep_tls_t *t, ep_tls_io_t *io);
 
+/** Marks a server-side SSL as HTTP/2 (the gRPC listeners): ALPN selects "h2", not http/1.1. */
+void ep_tls_alpn_h2(SSL *ssl);
+
 /** "subject, expires date" of the certificate in use, for logs. */
 void ep_tls_describe(ep_tls_t *t, char *out, size_t len);
 

@@ -529,3 +529,94 @@ void ep_access_log(const ep_access_t *a)
                     a->keys.n > 0 ? "API key" : "client address");
     }
 }
+
+/* ------------------------------------------------------------ without HTTP (gRPC, issue 16) */
+
+int ep_access_check_meta(ep_access_t *a, const char *authorization, const char *x_api_key,
+                         const uint8_t *peer, int cls, ep_access_who_t *who, const char **msg)
+{
+    const char *key;
+    size_t n;
+
+    who->key = -1;
+    who->has_addr = peer != NULL;
+    if (peer) {
+        memcpy(who->addr, peer, 16);
+    } else {
+        memset(who->addr, 0, 16);
+    }
+    *msg = NULL;
+    if (a->keys.n == 0 || (cls == EP_ACCESS_READ && !a->protect_reads)) {
+        return 0;
+    }
+    if (cls == EP_ACCESS_READ && a->has_token) {
+        const char *tok;
+        uint8_t d[EP_AUTH_DIGEST_SZ];
+        if (ep_auth_bearer(authorization, &tok, &n)) {
+            ep_auth_sha256(tok, n, d);
+            if (ep_auth_ct_equal(d, a->token_digest, sizeof(d))) {
+                return 0;
+            }
+        }
+    }
+    if (!ep_auth_credential(x_api_key, authorization, &key, &n)) {
+        atomic_fetch_add_explicit(&a->refused[R_MISSING_KEY], 1, memory_order_relaxed);
+        *msg = "an API key is required: send the metadata authorization: Bearer <key>";
+        return 401;
+    }
+    who->key = ep_auth_find(&a->keys, key, n);
+    if (who->key < 0) {
+        atomic_fetch_add_explicit(&a->refused[R_INVALID_KEY], 1, memory_order_relaxed);
+        *msg = "invalid API key";
+        return 401;
+    }
+    if (cls == EP_ACCESS_READ) {
+        atomic_fetch_add_explicit(&a->ks[who->key].accepted, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+int ep_access_charge_meta(ep_access_t *a, const ep_access_who_t *who, size_t n, char *msg,
+                          size_t msglen)
+{
+    ep_rate_result_t res;
+    const ep_rate_t *r;
+    int rc;
+
+    if (who->key >= 0) {
+        key_state_t *st = &a->ks[who->key];
+        if (st->limited) {
+            rc = ep_rate_take(&st->rate, &st->full_at, (int64_t)n, ep_time_mono_ns(), &res);
+            if (rc != 0) {
+                atomic_fetch_add_explicit(&st->rate_limited, 1, memory_order_relaxed);
+                r = &st->rate;
+                goto refused;
+            }
+        }
+        atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->events, n, memory_order_relaxed);
+        return 0;
+    }
+    if (!a->rate_on || a->keys.n > 0 || !who->has_addr) {
+        return 0;
+    }
+    rc = ep_rate_table_take(&a->addrs, &a->rate, who->addr, (int64_t)n, ep_time_mono_ns(), &res);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&a->addr_events, n, memory_order_relaxed);
+        return 0;
+    }
+    atomic_fetch_add_explicit(&a->addr_limited, 1, memory_order_relaxed);
+    r = &a->rate;
+refused:
+    if (rc == EP_E2BIG) {
+        snprintf(msg, msglen,
+                 "%zu events in one request are more than the rate limit's burst of %lld allows; "
+                 "send smaller batches",
+                 n, (long long)r->burst);
+        return 413;
+    }
+    snprintf(msg, msglen,
+             "rate limit exceeded: %lld events/s with a burst of %lld; retry after %lld s",
+             (long long)r->rate, (long long)r->burst, (long long)res.retry_s);
+    return 429;
+}

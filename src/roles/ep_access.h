@@ -85,4 +85,20 @@ void ep_access_hop_header(const ep_config_t *cfg, char *out, size_t len);
 /** 1 when addr (16 bytes, IPv4 mapped) is a loopback address: 127.0.0.0/8 or ::1. */
 int ep_access_is_loopback(const uint8_t addr[16]);
 
+/**
+ * ep_access_check for a transport without an ep_http_req_t (the gRPC API):
+ * EP_ACCESS_INGEST or EP_ACCESS_READ with the credentials of the
+ * authorization / x-api-key metadata (NULL when absent) and the peer (16
+ * bytes, or NULL). Returns 0 (go on; *who filled), or 401 with *msg saying why.
+ */
+int ep_access_check_meta(ep_access_t *a, const char *authorization, const char *x_api_key,
+                         const uint8_t *peer, int cls, ep_access_who_t *who, const char **msg);
+
+/**
+ * ep_access_charge without an ep_http_req_t: 0 (go on), 429 (rate limited) or
+ * 413 (more than the burst), with msg filled. Nothing may have been kept before.
+ */
+int ep_access_charge_meta(ep_access_t *a, const ep_access_who_t *who, size_t n, char *msg,
+                          size_t msglen);
+
 #endif /* EP_ACCESS_H */

@@ -11,6 +11,7 @@
 #include "base/ep_error.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
+#include "grpc/ep_grpc_api.h"
 #include "obs/ep_metrics.h"
 #include "roles/ep_monitor.h"
 #include "obs/ep_obs.h"
@@ -310,6 +311,9 @@ int ep_app_create(const ep_config_t *cfg, unsigned roles, ep_app_t **out, char *
         app->metrics_srv = new_server(app, "metrics", cfg->bind_addr, cfg->metrics_port);
         ep__common_routes(app, app->metrics_srv, NULL);
     }
+    if ((rc = ep__grpc_create(app, err, errlen)) != 0) { /* GRPC_*_PORT (issue 16) */
+        goto err;
+    }
     *out = app;
     return 0;
 err:
@@ -395,6 +399,7 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
 {
     ep_http_server_t *srvs[5] = {app->processor_srv, app->ingest_srv, app->gateway_srv,
                                  app->analytics_srv, app->metrics_srv};
+    char grpc_ports[128];
     int rc;
 
     if (app->pool && (rc = ep_worker_pool_start(app->pool)) != 0) {
@@ -416,6 +421,13 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         if ((rc = ep_http_server_start(srvs[i], err, errlen)) != 0) {
             return rc;
         }
+    }
+    if ((rc = ep__grpc_start(app, err, errlen)) != 0) {
+        return rc;
+    }
+    ep__grpc_describe(app, grpc_ports, sizeof(grpc_ports));
+    if (grpc_ports[0]) {
+        ep_log_info("app", "gRPC: %s", grpc_ports);
     }
     if (app->obs) {
         ep_metrics_collector_add(ep_obs_registry(app->obs), http_limits_collect, app);
@@ -449,7 +461,7 @@ static int64_t servers_in_flight(ep_app_t *app)
             n += st.in_flight;
         }
     }
-    return n;
+    return n + ep__grpc_busy(app); /* gRPC calls not answered yet */
 }
 
 int ep_app_stop(ep_app_t *app)
@@ -470,6 +482,7 @@ int ep_app_stop(ep_app_t *app)
             ep_http_server_quiesce(srvs[i]);
         }
     }
+    ep__grpc_quiesce(app); /* GOAWAY on every gRPC connection */
     /* 2. Let the requests being handled finish (their events reach the queue). */
     while (servers_in_flight(app) > 0 && ep_time_mono_ms() < deadline) {
         ep_time_sleep_ms(10);
@@ -491,6 +504,7 @@ int ep_app_stop(ep_app_t *app)
         ep_metrics_collector_remove(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
     if (app->abandoned == 0) {
+        ep__grpc_destroy(app);
         ep_http_server_destroy(app->gateway_srv);
         ep_http_server_destroy(app->ingest_srv);
         ep_http_server_destroy(app->processor_srv);
@@ -574,6 +588,7 @@ void ep_app_destroy(ep_app_t *app)
         ep_metrics_collector_remove(ep_obs_registry(app->obs), http_limits_collect, app);
         ep_metrics_collector_remove(ep_obs_registry(app->obs), ep_access_collect, app->access);
     }
+    ep__grpc_destroy(app);
     ep_http_server_destroy(app->gateway_srv);
     ep_http_server_destroy(app->ingest_srv);
     ep_http_server_destroy(app->processor_srv);

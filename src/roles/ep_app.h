@@ -82,6 +82,8 @@ struct ep_app_s {
     ep_http_cors_t *cors;                /* CORS_ALLOWED_ORIGINS of every server; NULL: none */
     struct ep_access_s *access;          /* API keys, internal token, rate limits (ep_access.h) */
     struct ep_tls_s *tls; /* every listener's TLS (TLS_CERT_FILE), or NULL: plain HTTP */
+
+    struct ep_grpc_api_s *grpc; /* the gRPC listeners of its roles (src/grpc/ep_grpc_api.h) */
 };
 
 /** Creates the process for `roles` from cfg (copied). Returns 0, or EP_E* with err filled. */
@@ -117,6 +119,22 @@ void ep_app_log_summary(ep_app_t *app);
 
 /* Role wiring (ep_ingest.c, ep_processor.c, ep_gateway.c). */
 void ep__ingest_routes(ep_app_t *app, ep_http_server_t *srv, int as_gateway);
+/*
+ * Ingest without HTTP (the gRPC API, issue 16): evs[0..n) are validated
+ * events (taken; the array's slots are set to NULL), ids[i] their ids and
+ * status[] n ints, both valid until cb. Does what the HTTP routes do after
+ * parsing: counters, de-duplication by client id, the hop's circuit breaker,
+ * publishing in chunks. cb(arg) runs once, on any thread (possibly before
+ * this returns), when status[i] holds each event's outcome: 0 kept, EP_EEXIST
+ * a repeat of a kept id (not enqueued again), EP_EAGAIN the same id is being
+ * stored right now, else the publish error (ep__publish_maybe_kept tells).
+ */
+typedef void (*ep_ingest_done_cb)(void *arg);
+void ep__ingest_submit(ep_ingest_t *ig, ep_event_t **evs, const ep_str_t *ids, int *status,
+                       size_t n, int64_t start_ns, ep_ingest_done_cb cb, void *arg);
+/** The words of a failed publish, as the batch results say them (valid until the thread calls
+ * again). */
+const char *ep__ingest_error_text(ep_ingest_t *ig, int err);
 /** Frees what the ingest role allocated (the idempotency window). */
 void ep__ingest_close(ep_app_t *app);
 void ep__ingest_stats_json(ep_app_t *app, ep_buf_t *out);

@@ -619,3 +619,157 @@ void ep__ingest_close(ep_app_t *app)
     ep_free(app->ingest.routes);
     app->ingest.routes = NULL;
 }
+
+/* ------------------------------------------------------------ without HTTP (gRPC, issue 16) */
+
+typedef struct sub_chunk_s {
+    struct submit_s *job;
+    ep_breaker_pass_t pass;
+    uint32_t first, n; /* into job->pub */
+} sub_chunk_t;
+
+typedef struct submit_s {
+    ep_ingest_t *ig;
+    const ep_str_t *ids;
+    int *status;
+    size_t n, npub;
+    int64_t start_ns;
+    ep_ingest_done_cb cb;
+    void *arg;
+    atomic_int pending;
+    uint8_t *dedup;   /* the id was reserved in the window */
+    uint32_t *idx;    /* pub slot -> event index */
+    ep_event_t **pub; /* the events to publish, in chunks */
+    sub_chunk_t chunks[];
+} submit_t;
+
+static void submit_finish(submit_t *j)
+{
+    ep_ingest_t *ig = j->ig;
+    size_t kept = 0, failed = 0, dups = 0;
+
+    for (size_t i = 0; i < j->n; i++) {
+        int st = j->status[i];
+        if (st == 0) {
+            kept++;
+            if (j->dedup[i]) {
+                ep_dedup_commit(ig->dedup, j->ids[i].p, j->ids[i].len, ingest_now_s());
+            }
+        } else if (st == EP_EEXIST) {
+            dups++;
+        } else {
+            failed += st != EP_EAGAIN;
+            if (j->dedup[i]) {
+                ep_dedup_release(ig->dedup, j->ids[i].p, j->ids[i].len);
+            }
+        }
+    }
+    ingest_inc(&ig->sent, kept);
+    ingest_inc(&ig->failed, failed);
+    ingest_inc(&ig->duplicates, dups);
+    if (kept) {
+        ingest_inc(&ig->publish_us_sum,
+                   (uint64_t)((ep_time_mono_ns() - j->start_ns) / 1000) * (uint64_t)kept);
+        ingest_inc(&ig->publish_count, kept);
+    }
+    j->cb(j->arg);
+    ep_free(j);
+}
+
+static void submit_release(submit_t *j)
+{
+    if (atomic_fetch_sub_explicit(&j->pending, 1, memory_order_acq_rel) == 1) {
+        submit_finish(j);
+    }
+}
+
+static void on_submit_published(void *arg, size_t n, const int *status)
+{
+    sub_chunk_t *c = arg;
+    submit_t *j = c->job;
+
+    ep_obs_publish_done(j->ig->app->obs, n, status, j->start_ns);
+    ep__ingest_report(j->ig, &c->pass, n, status);
+    for (size_t i = 0; i < n; i++) {
+        j->status[j->idx[c->first + i]] = status[i];
+    }
+    submit_release(j);
+}
+
+void ep__ingest_submit(ep_ingest_t *ig, ep_event_t **evs, const ep_str_t *ids, int *status,
+                       size_t n, int64_t start_ns, ep_ingest_done_cb cb, void *arg)
+{
+    size_t nch = (n + PUBLISH_CHUNK - 1) / PUBLISH_CHUNK;
+    size_t sz = sizeof(submit_t) + nch * sizeof(sub_chunk_t);
+    submit_t *j;
+    size_t npub = 0, k;
+    int rc = 0;
+    int64_t now = ingest_now_s();
+
+    sz = (sz + 7) & ~(size_t)7;
+    j = ep_malloc(sz + n * (sizeof(ep_event_t *) + sizeof(uint32_t) + 1));
+    j->pub = (ep_event_t **)((char *)j + sz);
+    j->idx = (uint32_t *)(j->pub + n);
+    j->dedup = (uint8_t *)(j->idx + n);
+    j->ig = ig;
+    j->ids = ids;
+    j->status = status;
+    j->n = n;
+    j->start_ns = start_ns;
+    j->cb = cb;
+    j->arg = arg;
+    atomic_init(&j->pending, 1);
+    ingest_inc(&ig->received, n);
+    for (size_t i = 0; i < n; i++) {
+        j->dedup[i] = 0;
+        status[i] = 1; /* not answered yet */
+        if (ig->dedup && ingest_has_client_id(evs[i])) {
+            switch (ep__ingest_reserve_id(ig->dedup, ids[i].p, ids[i].len, 0, now)) {
+            case EP_DEDUP_DONE:
+                status[i] = EP_EEXIST;
+                ep_event_destroy(evs[i]);
+                evs[i] = NULL;
+                continue;
+            case EP_DEDUP_PENDING:
+                status[i] = EP_EAGAIN;
+                ep_event_destroy(evs[i]);
+                evs[i] = NULL;
+                continue;
+            case EP_DEDUP_NEW:
+                j->dedup[i] = 1;
+                break;
+            }
+        }
+        j->idx[npub] = (uint32_t)i;
+        j->pub[npub++] = evs[i];
+        evs[i] = NULL;
+    }
+    j->npub = npub;
+    for (k = 0; k * PUBLISH_CHUNK < npub; k++) {
+        sub_chunk_t *c = &j->chunks[k];
+        c->job = j;
+        c->first = (uint32_t)(k * PUBLISH_CHUNK);
+        c->n = (uint32_t)(npub - c->first < PUBLISH_CHUNK ? npub - c->first : PUBLISH_CHUNK);
+        if (rc == 0) {
+            atomic_fetch_add_explicit(&j->pending, 1, memory_order_relaxed);
+            rc = ep__ingest_publish(ig, &c->pass, j->pub + c->first, c->n, on_submit_published, c);
+            if (rc == 0) {
+                continue;
+            }
+            atomic_fetch_sub_explicit(&j->pending, 1, memory_order_relaxed);
+        }
+        /* This chunk and the rest fail without trying: the queue refused. */
+        for (uint32_t i = 0; i < c->n; i++) {
+            status[j->idx[c->first + i]] = rc;
+            ep_event_destroy(j->pub[c->first + i]);
+        }
+    }
+    submit_release(j);
+}
+
+const char *ep__ingest_error_text(ep_ingest_t *ig, int err)
+{
+    static _Thread_local char buf[160]; /* the text of an error without a row */
+
+    return ep__ingest_error_msg(ig, err, buf, sizeof(buf));
+}

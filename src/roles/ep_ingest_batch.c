@@ -19,8 +19,6 @@
 #include <strings.h>
 #include <zlib.h>
 
-#define PUBLISH_CHUNK 256 /* events per publish call of a batch */
-
 /* ------------------------------------------------------------ reading the body */
 
 /* Inflates a gzip (or zlib) body into out, at most max bytes. Returns 0, EP_E2BIG or EP_EPARSE. */

@@ -19,6 +19,7 @@
 #define ID_HEADER "X-Message-Id" /* id (UUID) assigned by the gateway before its hop */
 
 /* The window key of a request's numbered ids: its base and a '*' (no event id is that). */
+#define PUBLISH_CHUNK 256 /* events per publish call of a batch (and of a gRPC submit) */
 #define RANGE_KEY_LEN (EP_UUID_STR_LEN + 1)
 
 typedef enum { MODE_SYNC, MODE_ASYNC } mode_t_;

@@ -491,7 +491,10 @@ static void usage(FILE *f)
         "  --batch B          events per request as NDJSON (1: one JSON event)\n"
         "  --body JSON        the event to send (a seed 000 event by default)\n" EP_TOOL_CONN_HELP
         "  --json             print the report as JSON\n"
-        "  --quiet            no progress line\n");
+        "  --quiet            no progress line\n"
+        "  --grpc             gRPC: SendEvent (SendBatchEvents with --batch);\n"
+        "                     --url host:port (grpcs:// for TLS; 127.0.0.1:50051)\n"
+        "  --streams S        --grpc: calls in flight per connection (1)\n");
 }
 
 static int parse_url(const char *url, opts_t *o)
@@ -686,6 +689,11 @@ static int report(const opts_t *o, const char *url, const worker_t *ws, double e
 
 int ep_tool_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--grpc") == 0) {
+            return ep_tool_bench_grpc(argc, argv); /* issue 16 */
+        }
+    }
     opts_t o = {.connections = 64, .threads = 1, .batch = 1, .duration_s = 10};
     const char *url = "http://127.0.0.1:8080/api/v1/ingest";
     ep_buf_t req = EP_BUF_INIT;

@@ -124,7 +124,10 @@ static void usage(FILE *f)
                "  --path P           path for single events (/api/v1/events)\n"
                "  --event JSON       send this one event once (seed 004 example client)\n"
                "  --seed S           random seed (fixed data sets)\n" EP_TOOL_CONN_HELP
-               "  --quiet            no progress line\n\n"
+               "  --quiet            no progress line\n"
+               "  --grpc             over gRPC (ProducerService.SendEvent, SendBatchEvents with\n"
+               "                     --batch); --url is host:port (grpc://, grpcs:// for TLS;\n"
+               "                     default 127.0.0.1:50051), --api-key goes in authorization\n\n"
                "Exit status: 0 when every event was accepted, 1 otherwise, 2 usage error.\n");
 }
 
@@ -285,6 +288,11 @@ static long long send_all(const send_opts_t *o, ep_http_client_t *c, send_t *s, 
 
 int ep_tool_send(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--grpc") == 0) {
+            return ep_tool_send_grpc(argc, argv); /* issue 16 */
+        }
+    }
     send_opts_t o = {.base = "http://localhost:8080",
                      .path = "/api/v1/events",
                      .count = -1,

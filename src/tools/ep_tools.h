@@ -45,4 +45,8 @@ void ep__tool_conn_init(ep_tool_conn_t *t);
  */
 int ep__tool_conn_opt(ep_tool_conn_t *t, const char *tool, const char *a, const char *v);
 
+/** `eventpipe send --grpc` and `eventpipe bench --grpc`: the same over the gRPC API. */
+int ep_tool_send_grpc(int argc, char **argv);
+int ep_tool_bench_grpc(int argc, char **argv);
+
 #endif /* EP_TOOLS_H */

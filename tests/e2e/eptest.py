@@ -177,6 +177,10 @@ class Eventpipe:
             "ANALYTICS_PORT": str(self.ports["analytics"]),
             "ANALYTICS_URL": "http://127.0.0.1:%d" % self.ports["analytics"],
             "LOG_LEVEL": "info",
+            # gRPC listeners (issue 16) only where a test asks for them (its env).
+            "GRPC_PRODUCER_PORT": "0",
+            "GRPC_CONSUMER_PORT": "0",
+            "GRPC_ANALYTICS_PORT": "0",
         })
         self.env.update(env or {})
         self.cmd = cmd

@@ -17,6 +17,7 @@ static inline void ep_test_app_config(ep_config_t *cfg)
 {
     ep_config_defaults(cfg);
     cfg->api_port = cfg->ingest_port = cfg->processor_port = cfg->analytics_port = 0;
+    cfg->grpc_producer_port = cfg->grpc_consumer_port = cfg->grpc_analytics_port = 0; /* off */
     snprintf(cfg->bind_addr, sizeof(cfg->bind_addr), "127.0.0.1");
     snprintf(cfg->sink, sizeof(cfg->sink), "none");
     cfg->analytics_push = EP_ANALYTICS_PUSH_OFF;
