@@ -2,7 +2,8 @@
 //
 //   node validate.mjs --tools DIR [--external-secret NAME]... FILE...
 //
-// FILE: multi-document YAML as `kubectl kustomize` or `helm template` prints it.
+// FILE: multi-document YAML as `kubectl kustomize` or `helm template` prints it; each
+// file is one render (references are looked up within it), many can be checked at once.
 // DIR: what scripts/k8s-tools.sh installed (kubernetes-models, typescript, js-yaml).
 // Every object is checked three ways; any finding exits 1 with one line per finding:
 //  1. schema: kubernetes-models' validator for its apiVersion/kind (ajv code generated
@@ -44,7 +45,12 @@ const ts = (await load("typescript/lib/typescript.js")).default;
 const findings = [];
 const objects = [];
 for (const file of files) {
-  const docs = yaml.loadAll(fs.readFileSync(file, "utf8"));
+  let docs = [];
+  try {
+    docs = yaml.loadAll(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    findings.push(`${file}: not YAML: ${e.reason ?? e.message} (line ${(e.mark?.line ?? -1) + 1})`);
+  }
   for (const doc of docs) {
     if (doc === null || doc === undefined) continue;
     if (typeof doc !== "object" || Array.isArray(doc)) {
@@ -54,7 +60,8 @@ for (const file of files) {
     objects.push({ file, obj: doc });
   }
 }
-if (objects.length === 0) findings.push(`${files.join(" ")}: no object rendered`);
+for (const file of files)
+  if (!objects.some((o) => o.file === file)) findings.push(`${file}: no object rendered`);
 
 const where = (o) =>
   `${o.file}: ${o.obj.kind ?? "?"}/${o.obj.metadata?.name ?? "?"}`;
@@ -135,9 +142,11 @@ for (const o of objects) {
   }
 }
 
-// 3. references and this project's rules
-const byKind = (k) => objects.filter((o) => o.obj.kind === k);
-const workloads = objects.filter((o) =>
+// 3. references and this project's rules, within each file (one render each)
+for (const file of files) {
+const inFile = objects.filter((o) => o.file === file);
+const byKind = (k) => inFile.filter((o) => o.obj.kind === k);
+const workloads = inFile.filter((o) =>
   ["Deployment", "StatefulSet", "DaemonSet"].includes(o.obj.kind),
 );
 const names = (k) => new Set(byKind(k).map((o) => o.obj.metadata?.name));
@@ -159,9 +168,6 @@ for (const w of workloads) {
     findings.push(`${where(w)}: Prometheus scrape annotations missing`);
   const pod = tpl.spec ?? {};
   const psc = pod.securityContext ?? {};
-  if (psc.runAsNonRoot !== true) findings.push(`${where(w)}: pod runAsNonRoot is not true`);
-  if (psc.seccompProfile?.type !== "RuntimeDefault")
-    findings.push(`${where(w)}: pod seccompProfile is not RuntimeDefault`);
   const volumes = new Set((pod.volumes ?? []).map((v) => v.name));
   for (const v of spec.volumeClaimTemplates ?? []) volumes.add(v.metadata?.name);
   for (const v of pod.volumes ?? []) {
@@ -174,6 +180,11 @@ for (const w of workloads) {
   for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
     const at = `${where(w)}: container ${c.name}`;
     const sc = c.securityContext ?? {};
+    // A container's own setting wins over the pod's.
+    if ((sc.runAsNonRoot ?? psc.runAsNonRoot) !== true) findings.push(`${at}: runAsNonRoot is not true`);
+    if ((sc.runAsUser ?? psc.runAsUser) === 0) findings.push(`${at}: runAsUser is 0`);
+    if ((sc.seccompProfile ?? psc.seccompProfile)?.type !== "RuntimeDefault")
+      findings.push(`${at}: seccompProfile is not RuntimeDefault`);
     if (sc.readOnlyRootFilesystem !== true) findings.push(`${at}: readOnlyRootFilesystem is not true`);
     if (sc.allowPrivilegeEscalation !== false) findings.push(`${at}: allowPrivilegeEscalation is not false`);
     if (sc.privileged === true) findings.push(`${at}: privileged`);
@@ -226,10 +237,11 @@ for (const h of byKind("HorizontalPodAutoscaler")) {
     findings.push(`${where(h)}: scaleTargetRef ${ref.kind}/${ref.name} is not in the render`);
 }
 const seen = new Set();
-for (const o of objects) {
+for (const o of inFile) {
   const key = `${o.obj.kind}/${o.obj.metadata?.namespace ?? ""}/${o.obj.metadata?.name}`;
   if (seen.has(key)) findings.push(`${where(o)}: defined twice`);
   seen.add(key);
+}
 }
 
 for (const f of findings) console.log(f);
