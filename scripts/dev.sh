@@ -190,7 +190,7 @@ docker-up | docker-up-full)
     say "QUEUE_TYPE=$QUEUE_TYPE stack is up: make health, make urls, make docker-logs"
     ;;
 docker-down)
-    if "$DOCKER" info >/dev/null 2>&1 || { [ -S /run/eventpipe-docker/docker.sock ] &&
+    if "$DOCKER" info >/dev/null 2>&1 || { [ -S ${EP_DOCKER_RUN:-/run/eventpipe-docker}/docker.sock ] &&
         eval "$(bash scripts/docker.sh env)" && DOCKER=/usr/bin/docker; }; then
         for q in $QUEUES; do
             QUEUE_TYPE=$q
@@ -203,7 +203,7 @@ docker-down)
     else
         say "no Docker engine is running"
     fi
-    [ -S /run/eventpipe-docker/docker.sock ] && bash scripts/docker.sh stop || true
+    [ -S ${EP_DOCKER_RUN:-/run/eventpipe-docker}/docker.sock ] && bash scripts/docker.sh stop || true
     ;;
 docker-logs)
     files=$(stack_files full)
