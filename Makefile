@@ -191,11 +191,13 @@ test-coverage: deps
 		-DCMAKE_C_FLAGS="--coverage -fprofile-update=atomic" >/dev/null
 	@cmake --build build-coverage -j$(JOBS)
 	@find build-coverage -name '*.gcda' -delete
-	-cd build-coverage && ctest --output-on-failure -j$(JOBS) -L '$(COVERAGE_LABELS)'
-	@mkdir -p build-coverage/coverage
+	@rc=0; (cd build-coverage && ctest --output-on-failure -j$(JOBS) -L '$(COVERAGE_LABELS)') || rc=$$?; \
+	mkdir -p build-coverage/coverage && \
 	gcovr -r . --object-directory build-coverage --filter 'src/' -j $(JOBS) \
-		--html-details build-coverage/coverage/index.html --print-summary
-	@echo "coverage report: build-coverage/coverage/index.html"
+		--html-details build-coverage/coverage/index.html --print-summary || exit 1; \
+	echo "coverage report: build-coverage/coverage/index.html"; \
+	[ $$rc -eq 0 ] || echo "test-coverage: some tests failed (the report covers the runs that finished)"; \
+	exit $$rc
 
 test-integration: integration-test
 

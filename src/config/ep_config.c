@@ -378,7 +378,7 @@ static int set_opt(ep_config_t *cfg, const opt_t *o, const char *val, char *err,
             snprintf(err, errlen, "%s: '%s' is not a number in [0, 1]", o->env, val);
             return EP_ECONFIG;
         }
-        *(double *)(base + o->off) = d;
+        memcpy(base + o->off, &d, sizeof(d)); /* the field is a double */
         return 0;
     }
     case OPT_ENUM: {
@@ -558,7 +558,7 @@ static int tls_check(ep_config_t *cfg, char *err, size_t errlen)
         for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
             char *u = (char *)cfg + urls[i].off;
             if (strcmp(u, urls[i].def) == 0) {
-                strcpy(u, urls[i].tls);
+                memcpy(u, urls[i].tls, strlen(urls[i].tls) + 1); /* fits: the field holds def */
             }
         }
     }
@@ -572,8 +572,9 @@ int ep_config_load(ep_config_t *cfg, int argc, char **argv, char *err, size_t er
 
     ep_config_defaults(cfg);
     /* Seed 003 spells the broker list KAFKA_BROKER_LIST; KAFKA_BROKERS wins when both are set. */
-    if (getenv("KAFKA_BROKER_LIST") && *getenv("KAFKA_BROKER_LIST") && !getenv("KAFKA_BROKERS")) {
-        snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "%s", getenv("KAFKA_BROKER_LIST"));
+    const char *broker_list = getenv("KAFKA_BROKER_LIST");
+    if (broker_list && *broker_list && !getenv("KAFKA_BROKERS")) {
+        snprintf(cfg->kafka_brokers, sizeof(cfg->kafka_brokers), "%s", broker_list);
     }
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
