@@ -1,4 +1,5 @@
-// Validates rendered Kubernetes manifests offline (deploy/validate/README.md).
+// Validates rendered Kubernetes manifests offline (docs/deployment.md, "Checking the
+// manifests offline").
 //
 //   node validate.mjs --tools DIR [--external-secret NAME]... FILE...
 //
