@@ -27,6 +27,10 @@ fi
 hash="$(cat "$src/package.json" "$src/package-lock.json" "$src/.npmrc" | sha256sum | cut -c1-16)"
 dir="${EP_K8S_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/eventpipe/k8s-tools-$hash}"
 
+# One installer at a time (concurrent test runs share the folder).
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$dir/.installed" ]; then
     echo "k8s-tools: installing into $dir (npm ci, about 40 MB)" >&2
     rm -rf "$dir"
