@@ -121,5 +121,95 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
+# --- The seeds' targets (issue 17): `make help` lists them. The ones that talk to
+# running services read HOST, API_PORT.., QUEUE_TYPE, API_KEY (scripts/dev.sh).
+SEED_TARGETS := help setup lint fmt tidy test-coverage test-integration test-performance \
+        test-services test-deploy docker-build docker-up docker-up-full docker-down docker-logs \
+        docker-run compose-up run-local stop logs switch-queue demo health health-check ready \
+        metrics lag urls create-topics list-topics kafka-console generate-data example
+.PHONY: $(SEED_TARGETS)
+DEV = bash scripts/dev.sh
+COVERAGE_LABELS ?= unit|e2e
+
+help:
+	@echo "eventpipe: make run (every role, one process) and make test (every test)."
+	@echo "  help              this list"
+	@echo ""
+	@echo "Build and test"
+	@echo "  build             compile (CMake, $(BUILD)/)"
+	@echo "  setup             install the Debian packages (scripts/setup.sh), then build"
+	@echo "  test              the whole suite, then Release, ASan and TSan builds"
+	@echo "  test-unit, test-e2e, test-asan, test-tsan, test-builds, fuzz"
+	@echo "  test-coverage     unit + e2e tests of a --coverage build, HTML report (gcovr)"
+	@echo "                    in build-coverage/coverage/index.html (COVERAGE_LABELS=$(COVERAGE_LABELS))"
+	@echo "  test-integration  = integration-test: 1,000 events through every queue type"
+	@echo "  test-performance  = load-test: throughput and latency scenarios (bench/)"
+	@echo "  test-deploy       render and validate deploy/k8s and deploy/helm offline"
+	@echo "  bench, load-test, soak, attack, test-under-load"
+	@echo "  lint              clang-tidy and cppcheck over src/ (clean, or it fails)"
+	@echo "  fmt               = format: clang-format -i every C file (format-check: verify)"
+	@echo "  tidy              says why there is nothing to tidy (go mod tidy in the seed)"
+	@echo ""
+	@echo "Run locally (QUEUE_TYPE=memory|disk|nats|kafka|composite, also from .env)"
+	@echo "  run               eventpipe run: every role in one process"
+	@echo "  run-local         gateway, ingest, processor, analytics as four processes"
+	@echo "  stop              stop the run-local processes"
+	@echo "  logs              the run-local logs (else the compose stack's)"
+	@echo "  switch-queue QUEUE=nats   write QUEUE_TYPE to .env (restarts run-local)"
+	@echo "  demo              eventpipe run + 1,000 events + its figures, then stop"
+	@echo ""
+	@echo "Docker (scripts/docker.sh starts a private engine where none is reachable)"
+	@echo "  docker-build      the image eventpipe:latest"
+	@echo "  docker-up         the compose stack deploy/compose/docker-compose.QUEUE_TYPE.yml"
+	@echo "  docker-up-full    the same with Prometheus (:9090) and Grafana (:3000)"
+	@echo "  docker-down       stop every stack (and the private engine)"
+	@echo "  docker-logs       the stack's logs (FOLLOW=1 follows)"
+	@echo "  docker-run        the image alone: eventpipe run, host network"
+	@echo "  compose-up        only the stack's brokers (nats, kafka) for run-local"
+	@echo "  create-topics, list-topics, kafka-console   Kafka topics in the kafka stack"
+	@echo ""
+	@echo "Talk to running services (HOST=localhost, API_KEY=...)"
+	@echo "  health, ready     GET /health or /ready of every role"
+	@echo "  health-check      /health, /ready and the gateway's /api/v1/status"
+	@echo "  metrics, lag, urls"
+	@echo "  generate-data     eventpipe send COUNT=1000 events (RATE=0: as fast as allowed)"
+	@echo "  example           the seeds' example events, then the analytics summary"
+	@echo "  test-services     the running services answer and process an event"
+
+setup: deps build
+
+lint: deps
+	@bash scripts/lint.sh
+
+fmt: format
+
+tidy:
+	@$(DEV) tidy
+
+test-coverage: deps
+	@cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_FLAGS="--coverage -fprofile-update=atomic" >/dev/null
+	@cmake --build build-coverage -j$(JOBS)
+	@find build-coverage -name '*.gcda' -delete
+	@rc=0; (cd build-coverage && ctest --output-on-failure -j$(JOBS) -L '$(COVERAGE_LABELS)') || rc=$$?; \
+	mkdir -p build-coverage/coverage && \
+	gcovr -r . --object-directory build-coverage --filter 'src/' -j $(JOBS) \
+		--html-details build-coverage/coverage/index.html --print-summary || exit 1; \
+	echo "coverage report: build-coverage/coverage/index.html"; \
+	[ $$rc -eq 0 ] || echo "test-coverage: some tests failed (the report covers the runs that finished)"; \
+	exit $$rc
+
+test-integration: integration-test
+
+test-performance: load-test
+
+test-deploy: build
+	cd $(BUILD) && ctest --output-on-failure -L deploy
+
+test-services docker-build docker-up docker-up-full docker-down docker-logs docker-run \
+compose-up run-local stop logs switch-queue demo health health-check ready metrics lag urls \
+create-topics list-topics kafka-console generate-data example:
+	@$(DEV) $@
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-release-gcc build-release-clang
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-release-gcc build-release-clang 		build-coverage build-lint

@@ -12,6 +12,7 @@ PKGS=(
     libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format stress-ng
     prometheus chromium
+    clang-tidy cppcheck gcovr
 )
 
 missing=()

@@ -447,7 +447,7 @@ int ep_analytics_timeseries_json(ep_analytics_t *a, int window_s, int bucket_s,
     int n = ep_window_series_check(window_s, bucket_s);
     int dim, nk = 0, has_other = 0;
     int64_t now_s, first = 0;
-    uint64_t *counts, keys[64];
+    uint64_t *counts, keys[64] = {0};
     part_t *p;
 
     if (n < 0) {
@@ -474,7 +474,7 @@ int ep_analytics_timeseries_json(ep_analytics_t *a, int window_s, int bucket_s,
                   "{\"window_seconds\":%d,\"bucket_seconds\":%d,\"dimension\":\"%s\","
                   "\"start\":%lld,\"end\":%lld,\"series\":[",
                   window_s, bucket_s, dimension, (long long)first,
-                  (long long)(first + (int64_t)n * bucket_s));
+                  (long long)first + (long long)n * bucket_s);
     for (int k = -1; k < nk + has_other; k++) {
         const char *name = "total";
         if (k >= 0 && k < nk) {

@@ -190,9 +190,13 @@ char *ep_buf_steal(ep_buf_t *b, size_t *len)
 {
     char *p;
 
-    if (b->data == NULL) {
-        ep_buf_putc(b, '\0');
-        b->len = 0;
+    if (b->data == NULL) { /* nothing appended yet: an empty string of its own */
+        p = ep_calloc(1, 1);
+        if (len) {
+            *len = 0;
+        }
+        ep_buf_init(b);
+        return p;
     }
     p = b->data;
     if (len) {

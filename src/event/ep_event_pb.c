@@ -734,14 +734,17 @@ int ep_event_batch_decode_pb_ex(const void *buf, size_t len, const ep_event_limi
     if (rc != 0) {
         return wire_err(err, "malformed protobuf DataBatch");
     }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     evs = ep_malloc((n ? n : 1) * sizeof(*evs));
     while (r.p < r.end) {
         pb_msg_t m;
         scratch_t sc;
 
-        (void)next_field(&r, &f); /* batch_count accepted the framing */
-        if (f.num != 1) {
-            continue;
+        if (next_field(&r, &f) != 0) {
+            break; /* not reached: batch_count accepted the framing */
+        }
+        if (f.num != 1 || f.wt != WT_LEN) {
+            continue; /* batch_count refused a field 1 of another wire type */
         }
         rc = decode_msg((const uint8_t *)f.bytes.p, f.bytes.len, &m, &sc, lim, err);
         if (rc == 0) {

@@ -151,10 +151,10 @@ void ep_id_uuid_add(const char *base, uint64_t i, char *out)
     uint64_t v = 0;
 
     for (int k = 0; k < 24; k++) {
-        out[k] = base[k] == '-' ? '-' : digits[hex_val(base[k])];
+        out[k] = base[k] == '-' ? '-' : digits[hex_val(base[k]) & 15];
     }
     for (int k = 24; k < 36; k++) {
-        v = (v << 4) | (uint64_t)hex_val(base[k]);
+        v = (v << 4) | (uint64_t)(hex_val(base[k]) & 15);
     }
     v = (v + i) & ((1ULL << 48) - 1);
     for (int k = 35; k >= 24; k--) {
@@ -180,5 +180,5 @@ int ep_id_is_assigned_base(const char *id, size_t len)
 void ep_id_base_of(const char *id, char *out)
 {
     ep_id_uuid_add(id, 0, out);
-    memcpy(out + 30, "000000", 6);
+    memcpy(out + 30, "000000", 6); /* NOLINT(bugprone-not-null-terminated-result): out[36] is */
 }

@@ -51,9 +51,9 @@ typedef struct ep_json_handlers_s {
 } ep_json_handlers_t;
 
 /* ep_json_walk's results. */
-#define EP_JSON_DONE    1  /* one complete value, or only whitespace (no handler called) */
-#define EP_JSON_STOPPED 0  /* a handler returned 0 */
-#define EP_JSON_SYNTAX  -1 /* a syntax error: err_off, err_why */
+#define EP_JSON_DONE    1    /* one complete value, or only whitespace (no handler called) */
+#define EP_JSON_STOPPED 0    /* a handler returned 0 */
+#define EP_JSON_SYNTAX  (-1) /* a syntax error: err_off, err_why */
 
 typedef struct ep_json_lex_s {
     /* After EP_JSON_SYNTAX, read-only for the caller. */

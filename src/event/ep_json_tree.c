@@ -249,6 +249,9 @@ const ep_json_node_t *ep_json_get(const ep_json_node_t *n, const char *const *pa
                 break;
             }
         }
+        if (c == NULL) {
+            return NULL;
+        }
         n = c;
     }
     return n;

@@ -210,7 +210,7 @@ void ep__http_refuse_per_client(ep_http_server_t *s, int fd)
                  "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                  body, s->opts.retry_after_s);
     memmove(msg + n, msg + 256, (size_t)body);
-    if (send(fd, msg, (size_t)(n + body), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    if (send(fd, msg, (size_t)n + (size_t)body, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         /* nothing more to do: the close below is the refusal */
     }
     shutdown(fd, SHUT_WR);

@@ -481,7 +481,7 @@ static void render_child(ep_buf_t *out, const ep_metric_t *f, const ep_metric_ch
 {
     const char *const *ln = (const char *const *)f->labels;
     const char *const *lv = (const char *const *)c->values;
-    uint64_t cum[EP_METRICS_MAX_BUCKETS], count;
+    uint64_t cum[EP_METRICS_MAX_BUCKETS] = {0}, count;
     double sum, g;
     uint64_t bits;
     char le[40];

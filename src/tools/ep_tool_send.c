@@ -51,7 +51,7 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
-#define PICK(arr) (arr[rnd() % (sizeof(arr) / sizeof(arr[0]))])
+#define PICK(arr) ((arr)[rnd() % (sizeof(arr) / sizeof((arr)[0]))])
 
 /* Appends one synthetic event as a JSON object. Users are skewed: a few are very active. */
 static void gen_event(ep_buf_t *b, int users)

@@ -207,6 +207,7 @@ static int composite_publish(void *ctx, ep_event_t **evs, size_t n, ep_publish_c
     pthread_mutex_init(&f->mu, NULL);
     /* One extra count keeps the fan alive until every child has been started. */
     atomic_store(&f->pending, c->n + 1);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     copy = ep_malloc(n * sizeof(*copy));
     for (int k = 0; k < c->n; k++) {
         child_t *ch = &c->child[k];
@@ -289,7 +290,6 @@ static void *pump_run(void *arg)
             }
             if (rc == EP_ECLOSED) {
                 ep_queue_nack(ch->q, batch, nk, 0);
-                nk = 0;
                 break;
             }
             ep_time_sleep_ms(1);
