@@ -16,4 +16,7 @@ int ep_tool_status(int argc, char **argv);
 /** `eventpipe bench`: the HTTP load generator (throughput and latency percentiles). */
 int ep_tool_bench(int argc, char **argv);
 
+/** `eventpipe healthcheck`: GET /health (or /ready) of a local role; the container HEALTHCHECK. */
+int ep_tool_healthcheck(int argc, char **argv);
+
 #endif /* EP_TOOLS_H */

@@ -1,0 +1,106 @@
+/*
+ * `eventpipe healthcheck [ROLE] [--ready]`: GET /health (or /ready) of one role of
+ * the eventpipe running beside it, for a container HEALTHCHECK or a Kubernetes exec
+ * probe, where there is no curl. Ports, listen address and TLS come from the same
+ * environment the server reads (API_PORT, SERVER_ADDRESS, INGEST_PORT, BIND_ADDR,
+ * TLS_*, ...), so the check follows the server's configuration.
+ *
+ * Exit status: 0 the role answered 200, 1 it did not (refused, timed out, another
+ * status, or a configuration the server would refuse too), 2 a usage error.
+ */
+#include "base/ep_error.h"
+#include "base/ep_mem.h"
+#include "config/ep_config.h"
+#include "http/ep_http_client.h"
+#include "tools/ep_tools.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CHECK_TIMEOUT_MS 3000 /* under Docker's default HEALTHCHECK --timeout (30 s) */
+
+/* The host to reach a listener bound to addr on: itself, or localhost for a wildcard. */
+static void host_of(const char *addr, char *out, size_t len)
+{
+    if (addr[0] == '\0' || strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0 ||
+        strcmp(addr, "[::]") == 0) {
+        snprintf(out, len, "localhost");
+    } else if (strchr(addr, ':') != NULL && addr[0] != '[') {
+        snprintf(out, len, "[%s]", addr); /* an IPv6 address in a URL */
+    } else {
+        snprintf(out, len, "%s", addr);
+    }
+}
+
+int ep_tool_healthcheck(int argc, char **argv)
+{
+    const char *role = "run", *path = "/health";
+    char *env_only[] = {argv[0], NULL};
+    char err[512], host[80], url[256];
+    char *body = NULL;
+    ep_config_t cfg;
+    ep_http_client_t *c;
+    int port, status = 0, rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ready") == 0) {
+            path = "/ready";
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("Usage: eventpipe healthcheck [run|gateway|ingest|processor|analytics] "
+                   "[--ready]\n"
+                   "GET /health (--ready: /ready) of that role of the eventpipe on this host\n"
+                   "(default run: the gateway port), with the ports, address and TLS settings\n"
+                   "of the environment. Exit status: 0 it answered 200, 1 it did not.\n");
+            return 0;
+        } else if (argv[i][0] != '-' && i == 1) {
+            role = argv[i];
+        } else {
+            fprintf(stderr, "eventpipe healthcheck: unknown argument '%s' (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    rc = ep_config_load(&cfg, 1, env_only, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "eventpipe healthcheck: %s\n", err);
+        return 1;
+    }
+    if (strcmp(role, "run") == 0 || strcmp(role, "gateway") == 0) {
+        port = cfg.api_port;
+        host_of(cfg.api_bind_addr[0] ? cfg.api_bind_addr : cfg.bind_addr, host, sizeof(host));
+    } else if (strcmp(role, "ingest") == 0 || strcmp(role, "processor") == 0 ||
+               strcmp(role, "analytics") == 0) {
+        port = role[0] == 'i'   ? cfg.ingest_port
+               : role[0] == 'p' ? cfg.processor_port
+                                : cfg.analytics_port;
+        host_of(cfg.bind_addr, host, sizeof(host));
+    } else {
+        fprintf(stderr,
+                "eventpipe healthcheck: unknown role '%s' (run, gateway, ingest, "
+                "processor or analytics)\n",
+                role);
+        return 2;
+    }
+    snprintf(url, sizeof(url), "%s://%s:%d%s", cfg.tls_cert_file[0] ? "https" : "http", host, port,
+             path);
+    if (ep_http_client_create(1, &c) != 0) {
+        fprintf(stderr, "eventpipe healthcheck: cannot start the HTTP client\n");
+        return 1;
+    }
+    /* A server that asks for client certificates gets the role's own (as its hops do). */
+    ep_http_client_set_tls(c, cfg.tls_ca_file, cfg.tls_client_ca_file[0] ? cfg.tls_cert_file : NULL,
+                           cfg.tls_client_ca_file[0] ? cfg.tls_key_file : NULL);
+    rc = ep_http_client_request_sync_ex(c, "GET", url, NULL, NULL, 0, CHECK_TIMEOUT_MS, &status,
+                                        &body);
+    ep_http_client_destroy(c);
+    ep_free(body);
+    if (rc != 0) {
+        fprintf(stderr, "eventpipe healthcheck: %s: %s\n", url, ep_strerror(rc));
+        return 1;
+    }
+    if (status != 200) {
+        fprintf(stderr, "eventpipe healthcheck: %s: status %d\n", url, status);
+        return 1;
+    }
+    printf("%s: 200\n", url);
+    return 0;
+}
