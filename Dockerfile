@@ -51,7 +51,7 @@ EXPOSE 8080 8081 8082 8083 50051 50052 50053
 
 # `eventpipe run` checks its gateway port; a container of one role runs
 # `eventpipe healthcheck <role>` instead (the compose files do).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=10s --retries=3 \
     CMD ["eventpipe", "healthcheck"]
 
 STOPSIGNAL SIGTERM

@@ -7,9 +7,10 @@
 #   scripts/docker.sh start      dockerd on a private socket, host networking only
 #   scripts/docker.sh images     debian:12-slim (debootstrap) + local nats-server and
 #                                prometheus images built from Debian packages
+#   scripts/docker.sh up         install, start, images (the tests' set-up)
 #   scripts/docker.sh env        prints `export DOCKER_HOST=...` for this engine
 #   scripts/docker.sh stop       stops that dockerd by its pid
-#   scripts/docker.sh exec CMD.. install, start, images, CMD with DOCKER_HOST set, stop
+#   scripts/docker.sh exec CMD.. up, CMD with DOCKER_HOST set, stop
 #
 # The engine never touches the machine's network set-up: no bridge, no iptables,
 # no forwarding or masquerading (--bridge=none --iptables=false --ip-forward=false
@@ -217,6 +218,11 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 base) cmd_base ;;
 images) cmd_images ;;
+up)
+    cmd_install
+    cmd_start
+    cmd_images
+    ;;
 env) echo "export DOCKER_HOST=$DOCKER_HOST DOCKER_BUILDKIT=1" ;;
 exec)
     shift
@@ -228,7 +234,7 @@ exec)
     "$@"
     ;;
 *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
