@@ -105,6 +105,10 @@ cmd_stop() {
         fi
     fi
     rm -f "$PIDFILE"
+    # dockerd leaves its bind mount of the host's network namespace behind.
+    if mountpoint -q "$EP_DOCKER_RUN/exec/netns/default" 2>/dev/null; then
+        umount "$EP_DOCKER_RUN/exec/netns/default" || true
+    fi
     say "dockerd stopped"
 }
 
