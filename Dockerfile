@@ -49,8 +49,8 @@ USER eventpipe:eventpipe
 # gateway, ingest, processor, analytics; gRPC producer, consumer, analytics (issue 16).
 EXPOSE 8080 8081 8082 8083 50051 50052 50053
 
-# `eventpipe run` checks its gateway port; a container of one role runs
-# `eventpipe healthcheck <role>` instead (the compose files do).
+# GET /health of the role the container runs (PID 1's: `eventpipe processor` checks the
+# processor port, `eventpipe run` the gateway port), with the container's settings.
 HEALTHCHECK --interval=5s --timeout=5s --start-period=10s --retries=3 \
     CMD ["eventpipe", "healthcheck"]
 

@@ -5,6 +5,10 @@
  * environment the server reads (API_PORT, SERVER_ADDRESS, INGEST_PORT, BIND_ADDR,
  * TLS_*, ...), so the check follows the server's configuration.
  *
+ * Without ROLE it checks the role of the eventpipe that is PID 1 (the server of its
+ * container: `docker run IMAGE eventpipe processor` needs no other HEALTHCHECK), else
+ * `run` (the gateway port).
+ *
  * Exit status: 0 the role answered 200, 1 it did not (refused, timed out, another
  * status, or a configuration the server would refuse too), 2 a usage error.
  */
@@ -32,9 +36,37 @@ static void host_of(const char *addr, char *out, size_t len)
     }
 }
 
+/* The role PID 1 serves when PID 1 is `eventpipe <role>`, else NULL. */
+static const char *pid1_role(void)
+{
+    static const char *const roles[] = {"run", "gateway", "ingest", "processor", "analytics"};
+    char cmd[256];
+    const char *arg, *base;
+    size_t n;
+    FILE *f = fopen("/proc/1/cmdline", "r");
+
+    if (f == NULL) {
+        return NULL;
+    }
+    n = fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    cmd[n] = '\0'; /* argv[0] NUL argv[1] NUL ... */
+    base = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+    arg = cmd + strlen(cmd) + 1;
+    if (strcmp(base, "eventpipe") != 0 || arg >= cmd + n) {
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strcmp(arg, roles[i]) == 0) {
+            return roles[i];
+        }
+    }
+    return NULL;
+}
+
 int ep_tool_healthcheck(int argc, char **argv)
 {
-    const char *role = "run", *path = "/health";
+    const char *role = NULL, *path = "/health";
     char *env_only[] = {argv[0], NULL};
     char err[512], host[80], url[256];
     char *body = NULL;
@@ -49,8 +81,9 @@ int ep_tool_healthcheck(int argc, char **argv)
             printf("Usage: eventpipe healthcheck [run|gateway|ingest|processor|analytics] "
                    "[--ready]\n"
                    "GET /health (--ready: /ready) of that role of the eventpipe on this host\n"
-                   "(default run: the gateway port), with the ports, address and TLS settings\n"
-                   "of the environment. Exit status: 0 it answered 200, 1 it did not.\n");
+                   "(default: the role of PID 1 when it is eventpipe, as in its container, else\n"
+                   "run: the gateway port), with the ports, address and TLS settings of the\n"
+                   "environment. Exit status: 0 it answered 200, 1 it did not.\n");
             return 0;
         } else if (argv[i][0] != '-' && i == 1) {
             role = argv[i];
@@ -58,6 +91,10 @@ int ep_tool_healthcheck(int argc, char **argv)
             fprintf(stderr, "eventpipe healthcheck: unknown argument '%s' (see --help)\n", argv[i]);
             return 2;
         }
+    }
+    if (role == NULL) {
+        const char *served = pid1_role();
+        role = served ? served : "run";
     }
     rc = ep_config_load(&cfg, 1, env_only, err, sizeof(err));
     if (rc != 0) {

@@ -13,7 +13,7 @@ from eptest import free_port
 SHUTDOWN_S = 10  # SHUTDOWN_TIMEOUT's default
 
 
-def start(name, env=None, volume=None):
+def start(name, env=None, volume=None, args=None):
     ports = {"API_PORT": free_port(), "INGEST_PORT": free_port(), "PROCESSOR_PORT": free_port(),
              "ANALYTICS_PORT": free_port()}
     e = {k: str(v) for k, v in ports.items()}
@@ -27,7 +27,7 @@ def start(name, env=None, volume=None):
         cmd += ["-v", "%s:/var/lib/eventpipe" % volume]
     for k, v in e.items():
         cmd += ["-e", "%s=%s" % (k, v)]
-    docker(*(cmd + [IMAGE]))
+    docker(*(cmd + [IMAGE] + list(args or [])))
     return ports
 
 
@@ -94,6 +94,23 @@ def test_non_root_healthy_processes_and_stops_cleanly():
     finally:
         docker("rm", "-f", name, check=False)
     assert interfaces() == links, "the engine changed this machine's interfaces"
+
+
+def test_one_role_is_healthy_with_the_image_healthcheck():
+    # `eventpipe healthcheck` without a role checks PID 1's role: the processor's port
+    # here, where nothing listens on the gateway port.
+    name = "ep-test-processor"
+    try:
+        ports = start(name, args=["eventpipe", "processor"])
+        wait_healthy(name)
+        r = docker("exec", name, "eventpipe", "healthcheck")
+        assert r.stdout.strip() == "http://localhost:%d/health: 200" % ports["PROCESSOR_PORT"], r
+        assert docker("exec", name, "eventpipe", "healthcheck", "gateway",
+                      check=False).returncode == 1
+        docker("stop", "-t", "30", name, timeout=120)
+        assert inspect(name, "{{.State.ExitCode}}") == "0", logs(name)
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 def test_disk_queue_in_the_volume_as_non_root():
