@@ -31,6 +31,14 @@ test: build format-check
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-tsan
 
+# Container tests (issue 17, ctest label docker): installs docker.io, docker-compose and
+# debootstrap, runs a private dockerd (scripts/docker.sh: host networking only, stopped
+# afterwards), builds the image from a clean clone of HEAD, runs it and the compose stacks.
+.PHONY: test-docker
+test-docker: deps
+	@cmake -S . -B build-docker -DEP_DOCKER_TESTS=ON >/dev/null
+	cd build-docker && ctest --output-on-failure -L docker
+
 # The whole CI (make test, three phases) ROUNDS times from fresh clones of HEAD
 # while stress-ng keeps every core busy, as on a shared machine.
 ROUNDS ?= 3

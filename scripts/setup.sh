@@ -15,6 +15,19 @@ PKGS=(
     clang-tidy cppcheck gcovr
 )
 
+# --build-only (the Dockerfile's build stage): just what configures and compiles eventpipe:
+# the compilers, build tools and -dev libraries of the list above, and python3 (CMake wants it).
+if [ "${1:-}" = "--build-only" ]; then
+    build=()
+    for p in "${PKGS[@]}"; do
+        case $p in
+        libclang-rt-*) ;;
+        build-essential | cmake | pkg-config | python3 | *-dev | *-compiler) build+=("$p") ;;
+        esac
+    done
+    PKGS=("${build[@]}")
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -43,6 +43,7 @@ static void usage(FILE *f)
     fprintf(f, "  %-10s %s\n", "send", "sends synthetic or given events (generate-data)");
     fprintf(f, "  %-10s %s\n", "status", "every role's health and stats as a table");
     fprintf(f, "  %-10s %s\n", "bench", "HTTP load generator: throughput and latency percentiles");
+    fprintf(f, "  %-10s %s\n", "healthcheck", "GET /health of a role on this host (exit 0 if 200)");
     fprintf(f, "\n  eventpipe <command> --help   options of a command\n");
     fprintf(f, "  eventpipe --version\n");
 }
@@ -141,6 +142,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench") == 0) {
         return ep_tool_bench(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "healthcheck") == 0) {
+        return ep_tool_healthcheck(argc - 1, argv + 1);
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {

@@ -38,19 +38,26 @@ int main(int argc, char **argv)
     cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv, cq, NULL);
     grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
-    if (!grpc_server_add_http2_port(srv, addr, cr)) { fprintf(stderr, "bind\n"); return 1; }
+    if (!grpc_server_add_http2_port(srv, addr, cr)) {
+        fprintf(stderr, "bind\n");
+        return 1;
+    }
     grpc_server_credentials_release(cr);
     grpc_server_start(srv);
     enum { N = 256 };
     call_t *calls = calloc(N, sizeof *calls);
-    for (int i = 0; i < N; i++) request(&calls[i]);
+    for (int i = 0; i < N; i++)
+        request(&calls[i]);
     char reply[20];
     memset(reply, 'x', sizeof reply);
-    reply[0] = 0x0a; reply[1] = 18;
-    printf("ready\n"); fflush(stdout);
+    reply[0] = 0x0a;
+    reply[1] = 18;
+    printf("ready\n");
+    fflush(stdout);
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE) break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            break;
         call_t *c = ev.tag;
         grpc_op ops[4];
         memset(ops, 0, sizeof ops);
@@ -62,7 +69,8 @@ int main(int argc, char **argv)
             grpc_call_start_batch(c->call, ops, 2, c, NULL);
         } else if (c->state == 1) {
             c->state = 2;
-            if (c->recv) grpc_byte_buffer_destroy(c->recv);
+            if (c->recv)
+                grpc_byte_buffer_destroy(c->recv);
             grpc_slice s = grpc_slice_from_copied_buffer(reply, sizeof reply);
             grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
             grpc_slice_unref(s);

@@ -49,4 +49,7 @@ int ep__tool_conn_opt(ep_tool_conn_t *t, const char *tool, const char *a, const 
 int ep_tool_send_grpc(int argc, char **argv);
 int ep_tool_bench_grpc(int argc, char **argv);
 
+/** `eventpipe healthcheck`: GET /health (or /ready) of a local role; the container HEALTHCHECK. */
+int ep_tool_healthcheck(int argc, char **argv);
+
 #endif /* EP_TOOLS_H */
