@@ -197,7 +197,7 @@ int ep_opt_set(void *base, const ep_opt_t *o, const char *val, char *err, size_t
             snprintf(err, errlen, "%s: '%s' is not a number in [0, 1]", o->env, val);
             return EP_ECONFIG;
         }
-        *(double *)field = d;
+        memcpy(field, &d, sizeof(d)); /* the field is a double */
         return 0;
     }
     case EP_OPT_ENUM:
