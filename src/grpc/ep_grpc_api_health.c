@@ -99,33 +99,47 @@ static uint64_t json_u64(const ep_json_node_t *root, const char *a, const char *
     return v && *v != '-' ? strtoull(v, NULL, 10) : 0;
 }
 
-/* ConsumerService.GetConsumerStats: the processor's GET /stats, typed and whole. */
-void ep__grpc_on_consumer_stats(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
+/*
+ * Answers a stats call: the role's JSON (stats), its typed fields (typed, from
+ * the parsed JSON) and the JSON whole as field json_num.
+ */
+static void answer_stats(port_t *p, ep_grpc_call_t *call,
+                         void (*stats)(ep_app_t *app, ep_buf_t *out),
+                         void (*typed)(ep_buf_t *b, const ep_json_node_t *root), uint32_t json_num)
 {
-    port_t *p = arg;
     ep_access_who_t who;
     ep_buf_t js = EP_BUF_INIT, b = EP_BUF_INIT;
     ep_json_tree_t *t = NULL;
 
-    (void)msg;
-    (void)len;
     if (!ep__grpc_access_ok(p->api, call, EP_ACCESS_READ, &who)) {
         return;
     }
-    ep__processor_stats_json(p->api->app, &js);
+    stats(p->api->app, &js);
     if (ep_json_tree_parse(js.data, js.len, 0, &t, NULL, 0) == 0) {
-        const ep_json_node_t *root = ep_json_tree_root(t);
-        ep_pb_put_uint(&b, 1, json_u64(root, "pool", "processed"));
-        ep_pb_put_uint(&b, 2, json_u64(root, "pool", "errors"));
-        ep_pb_put_uint(&b, 3, json_u64(root, "queue", "size"));
-        ep_pb_put_uint(&b, 4, json_u64(root, "queue", "capacity"));
-        ep_pb_put_uint(&b, 5, json_u64(root, "pool", "workers"));
+        typed(&b, ep_json_tree_root(t));
         ep_json_tree_free(t);
     }
-    ep_pb_put_bytes(&b, 6, js.data, js.len);
+    ep_pb_put_bytes(&b, json_num, js.data, js.len);
     ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
     ep_buf_close(&js);
     ep_buf_close(&b);
+}
+
+static void put_consumer_stats(ep_buf_t *b, const ep_json_node_t *root)
+{
+    ep_pb_put_uint(b, 1, json_u64(root, "pool", "processed"));
+    ep_pb_put_uint(b, 2, json_u64(root, "pool", "errors"));
+    ep_pb_put_uint(b, 3, json_u64(root, "queue", "size"));
+    ep_pb_put_uint(b, 4, json_u64(root, "queue", "capacity"));
+    ep_pb_put_uint(b, 5, json_u64(root, "pool", "workers"));
+}
+
+/* ConsumerService.GetConsumerStats: the processor's GET /stats, typed and whole. */
+void ep__grpc_on_consumer_stats(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    answer_stats(arg, call, ep__processor_stats_json, put_consumer_stats, 6);
 }
 
 static void put_counts(ep_buf_t *b, uint32_t num, const ep_json_node_t *obj)
@@ -144,34 +158,23 @@ static void put_counts(ep_buf_t *b, uint32_t num, const ep_json_node_t *obj)
     }
 }
 
+static void put_summary(ep_buf_t *b, const ep_json_node_t *root)
+{
+    static const char *const by_type[] = {"events_by_type", NULL};
+    static const char *const by_source[] = {"events_by_source", NULL};
+
+    ep_pb_put_uint(b, 1, json_u64(root, "total_events", NULL));
+    ep_pb_put_uint(b, 2, json_u64(root, "unique_users", NULL));
+    put_counts(b, 3, ep_json_get(root, by_type));
+    put_counts(b, 4, ep_json_get(root, by_source));
+}
+
 /* AnalyticsService.GetAnalyticsSummary: GET /analytics/summary, typed and whole. */
 void ep__grpc_on_summary(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
 {
-    port_t *p = arg;
-    ep_access_who_t who;
-    ep_buf_t js = EP_BUF_INIT, b = EP_BUF_INIT;
-    ep_json_tree_t *t = NULL;
-
     (void)msg;
     (void)len;
-    if (!ep__grpc_access_ok(p->api, call, EP_ACCESS_READ, &who)) {
-        return;
-    }
-    ep__analytics_stats_json(p->api->app, &js);
-    if (ep_json_tree_parse(js.data, js.len, 0, &t, NULL, 0) == 0) {
-        const ep_json_node_t *root = ep_json_tree_root(t);
-        static const char *const by_type[] = {"events_by_type", NULL};
-        static const char *const by_source[] = {"events_by_source", NULL};
-        ep_pb_put_uint(&b, 1, json_u64(root, "total_events", NULL));
-        ep_pb_put_uint(&b, 2, json_u64(root, "unique_users", NULL));
-        put_counts(&b, 3, ep_json_get(root, by_type));
-        put_counts(&b, 4, ep_json_get(root, by_source));
-        ep_json_tree_free(t);
-    }
-    ep_pb_put_bytes(&b, 5, js.data, js.len);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&js);
-    ep_buf_close(&b);
+    answer_stats(arg, call, ep__analytics_stats_json, put_summary, 5);
 }
 
 /* AnalyticsService.GetMetrics: the Prometheus text of GET /metrics. */
