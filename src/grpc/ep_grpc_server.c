@@ -25,9 +25,11 @@
 #include "grpc/ep_grpc_server_int.h"
 
 #include "base/ep_error.h"
+#include "base/ep_list.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
+#include "grpc/ep_grpc_h2.h"
 #include "grpc/ep_grpc_wire.h"
 
 #include <arpa/inet.h>
@@ -76,14 +78,7 @@ static void conn_close(conn_t *c)
     }
     shutdown(c->fd, SHUT_WR);
     close(c->fd);
-    if (c->prev) {
-        c->prev->next = c->next;
-    } else {
-        l->conns = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    EP_DLIST_UNLINK(l->conns, c);
     l->nconns--;
     ep_buf_close(&c->wbuf);
     ep_free(c);
@@ -142,16 +137,8 @@ static int conn_flush(conn_t *c)
         return 0;
     }
     for (;;) {
-        while (c->wbuf.len - c->woff < WBUF_HIGH) {
-            const uint8_t *d;
-            ssize_t n = nghttp2_session_mem_send(c->h2, &d);
-            if (n < 0) {
-                return -1;
-            }
-            if (n == 0) {
-                break;
-            }
-            ep_buf_append(&c->wbuf, d, (size_t)n);
+        if (ep_grpc_h2_fill(c->h2, &c->wbuf, c->woff, WBUF_HIGH) != 0) {
+            return -1;
         }
         if (c->wbuf.len == c->woff) {
             break;

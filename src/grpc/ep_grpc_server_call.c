@@ -7,6 +7,7 @@
 #include "grpc/ep_grpc_server_int.h"
 
 #include "base/ep_error.h"
+#include "base/ep_list.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
@@ -53,14 +54,7 @@ static void call_unlink(ep_grpc_call_t *k)
     if (c == NULL) {
         return;
     }
-    if (k->prev) {
-        k->prev->next = k->next;
-    } else {
-        c->calls = k->next;
-    }
-    if (k->next) {
-        k->next->prev = k->prev;
-    }
+    EP_DLIST_UNLINK(c->calls, k);
     k->prev = k->next = NULL;
     k->conn = NULL;
 }

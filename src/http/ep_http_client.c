@@ -1,6 +1,7 @@
 #include "http/ep_http_client.h"
 #include "base/ep_buf.h"
 #include "base/ep_error.h"
+#include "base/ep_list.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_str.h"
@@ -205,14 +206,7 @@ static void active_link(ep_http_client_t *c, req_t *r)
 
 static void active_unlink(ep_http_client_t *c, req_t *r)
 {
-    if (r->prev) {
-        r->prev->next = r->next;
-    } else {
-        c->active = r->next;
-    }
-    if (r->next) {
-        r->next->prev = r->prev;
-    }
+    EP_DLIST_UNLINK(c->active, r);
     r->next = r->prev = NULL;
 }
 
