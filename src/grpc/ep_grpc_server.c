@@ -649,12 +649,7 @@ void ep_grpc_server_destroy(ep_grpc_server_t *s)
         while (l->free_calls) {
             ep_grpc_call_t *k = l->free_calls;
             l->free_calls = k->free_next;
-            ep_buf_close(&k->in);
-            ep_buf_close(&k->out);
-            ep_buf_close(&k->watch_msg);
-            ep_buf_close(&k->hdrs);
-            ep_buf_close(&k->ans);
-            ep_free(k);
+            ep__grpc_call_destroy(k);
         }
         if (l->lfd >= 0) {
             close(l->lfd);

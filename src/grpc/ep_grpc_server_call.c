@@ -59,17 +59,22 @@ static void call_unlink(ep_grpc_call_t *k)
     k->conn = NULL;
 }
 
+void ep__grpc_call_destroy(ep_grpc_call_t *k)
+{
+    ep_buf_close(&k->in);
+    ep_buf_close(&k->out);
+    ep_buf_close(&k->watch_msg);
+    ep_buf_close(&k->hdrs);
+    ep_buf_close(&k->ans);
+    ep_free(k);
+}
+
 static void call_free(ep_grpc_call_t *k)
 {
     loop_t *l = k->loop;
 
     if (l->nfree >= FREE_CALLS || l->s == NULL) {
-        ep_buf_close(&k->in);
-        ep_buf_close(&k->out);
-        ep_buf_close(&k->watch_msg);
-        ep_buf_close(&k->hdrs);
-        ep_buf_close(&k->ans);
-        ep_free(k);
+        ep__grpc_call_destroy(k);
         return;
     }
     {

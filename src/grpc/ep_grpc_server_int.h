@@ -122,6 +122,9 @@ extern __thread loop_t *ep__grpc_tl_loop;
 
 /* ---- ep_grpc_server_call.c: calls, on their loop's thread. */
 
+/** Frees a call and its buffers (on no list any more). */
+void ep__grpc_call_destroy(ep_grpc_call_t *k);
+
 /** The stream is gone (closed, reset, or its connection closed). */
 void ep__grpc_call_closed(ep_grpc_call_t *k);
 
