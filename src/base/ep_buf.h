@@ -58,6 +58,16 @@ static inline void ep_buf_putc(ep_buf_t *b, char c)
         ep_buf_putc_slow(b, c);
     }
 }
+
+/* Appends s[0..n) and a '\0' (one of a table of strings); returns where it starts. */
+static inline size_t ep_buf_append_z(ep_buf_t *b, const char *s, size_t n)
+{
+    size_t off = b->len;
+
+    ep_buf_append(b, s, n);
+    ep_buf_putc(b, '\0');
+    return off;
+}
 void ep_buf_printf(ep_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ep_buf_vprintf(ep_buf_t *b, const char *fmt, va_list ap);
 void ep_buf_put_i64(ep_buf_t *b, int64_t v);

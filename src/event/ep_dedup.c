@@ -303,17 +303,38 @@ static shard_t *shard_of(ep_dedup_t *d, uint64_t h)
     return &d->shards[h % N_SHARDS];
 }
 
+/* Locks the shard of id and looks it up: *h its hash, *cell its index cell, *found whether known.
+ */
+static shard_t *lock_probe(ep_dedup_t *d, const char *id, size_t len, uint64_t *h, size_t *cell,
+                           int *found)
+{
+    shard_t *sh;
+
+    *h = hash_id(d->seed, id, len);
+    sh = shard_of(d, *h);
+    pthread_mutex_lock(&sh->mu);
+    *cell = probe(sh, *h, found);
+    return sh;
+}
+
+/* Unlocks sh; then, outside the lock, warns when an insert evicted a live entry. */
+static void unlock_warn(ep_dedup_t *d, shard_t *sh, int64_t evicted_age)
+{
+    pthread_mutex_unlock(&sh->mu);
+    if (evicted_age >= 0) {
+        warn_evicting(d, evicted_age);
+    }
+}
+
 ep_dedup_result_t ep_dedup_reserve(ep_dedup_t *d, const char *id, size_t len, int64_t now_s)
 {
-    uint64_t h = hash_id(d->seed, id, len);
-    shard_t *sh = shard_of(d, h);
-    ep_dedup_result_t res = EP_DEDUP_NEW;
-    int64_t evicted_age = -1;
+    uint64_t h;
     size_t cell;
     int found;
+    shard_t *sh = lock_probe(d, id, len, &h, &cell, &found);
+    ep_dedup_result_t res = EP_DEDUP_NEW;
+    int64_t evicted_age = -1;
 
-    pthread_mutex_lock(&sh->mu);
-    cell = probe(sh, h, &found);
     if (found) {
         size_t slot = (size_t)(sh->index[cell] & CELL_SLOT) - 1;
         entry_t *e = &sh->ring[slot];
@@ -326,23 +347,18 @@ ep_dedup_result_t ep_dedup_reserve(ep_dedup_t *d, const char *id, size_t len, in
     if (res == EP_DEDUP_NEW) {
         insert(d, sh, h, STATE_PENDING, now_s + PENDING_TTL_S, now_s, &evicted_age);
     }
-    pthread_mutex_unlock(&sh->mu);
-    if (evicted_age >= 0) {
-        warn_evicting(d, evicted_age);
-    }
+    unlock_warn(d, sh, evicted_age);
     return res;
 }
 
 void ep_dedup_commit(ep_dedup_t *d, const char *id, size_t len, int64_t now_s)
 {
-    uint64_t h = hash_id(d->seed, id, len);
-    shard_t *sh = shard_of(d, h);
-    int64_t evicted_age = -1;
+    uint64_t h;
     size_t cell;
     int found;
+    shard_t *sh = lock_probe(d, id, len, &h, &cell, &found);
+    int64_t evicted_age = -1;
 
-    pthread_mutex_lock(&sh->mu);
-    cell = probe(sh, h, &found);
     if (found) {
         entry_t *e = &sh->ring[(sh->index[cell] & CELL_SLOT) - 1];
         e->state = STATE_DONE;
@@ -351,21 +367,16 @@ void ep_dedup_commit(ep_dedup_t *d, const char *id, size_t len, int64_t now_s)
         /* Evicted while its event was being stored: the event is kept, remember it. */
         insert(d, sh, h, STATE_DONE, now_s + d->window_s, now_s, &evicted_age);
     }
-    pthread_mutex_unlock(&sh->mu);
-    if (evicted_age >= 0) {
-        warn_evicting(d, evicted_age);
-    }
+    unlock_warn(d, sh, evicted_age);
 }
 
 void ep_dedup_release(ep_dedup_t *d, const char *id, size_t len)
 {
-    uint64_t h = hash_id(d->seed, id, len);
-    shard_t *sh = shard_of(d, h);
+    uint64_t h;
     size_t cell;
     int found;
+    shard_t *sh = lock_probe(d, id, len, &h, &cell, &found);
 
-    pthread_mutex_lock(&sh->mu);
-    cell = probe(sh, h, &found);
     if (found) {
         size_t slot = (size_t)(sh->index[cell] & CELL_SLOT) - 1;
         if (sh->ring[slot].state == STATE_PENDING) {

@@ -49,11 +49,7 @@ typedef struct {
 
 static uint32_t add_text(build_t *b, const char *s, size_t n)
 {
-    uint32_t off = (uint32_t)b->text.len;
-
-    ep_buf_append(&b->text, s, n);
-    ep_buf_putc(&b->text, '\0');
-    return off;
+    return (uint32_t)ep_buf_append_z(&b->text, s, n);
 }
 
 static ep_json_node_t *add_node(build_t *b, ep_json_type_t type)

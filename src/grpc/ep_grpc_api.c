@@ -10,8 +10,11 @@
  * UNAUTHENTICATED, 409 (the same id being stored) -> ABORTED, 413/429 and a
  * full queue -> RESOURCE_EXHAUSTED, 503 -> UNAVAILABLE (saying whether the
  * event may be kept anyway).
+ *
+ * Health, stats and grpc.health.v1 are in ep_grpc_api_health.c.
  */
 #include "grpc/ep_grpc_api.h"
+#include "grpc/ep_grpc_api_int.h"
 #include "base/ep_buf.h"
 #include "base/ep_error.h"
 #include "base/ep_log.h"
@@ -31,36 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_SRV       3
-#define MAX_METHODS 32
-#define ID_CAP      132
-
-enum { SRV_PRODUCER, SRV_CONSUMER, SRV_ANALYTICS };
-static const char *const srv_names[N_SRV] = {"producer", "consumer", "analytics"};
+#define ID_CAP 132
 
 extern const unsigned char ep_grpc_descriptors[];
 extern const size_t ep_grpc_descriptors_len;
 
-typedef struct ep_grpc_api_s ep_grpc_api_t;
-
-/* One listener: its server and the metric cells of its methods. */
-typedef struct port_s {
-    ep_grpc_api_t *api;
-    int idx;
-    ep_grpc_server_t *srv;
-    const char *services[4]; /* the services it serves (health names) */
-    int nservices;
-    char svc[MAX_METHODS][64], meth[MAX_METHODS][48];
-    _Atomic(ep_metric_child_t *) handled[MAX_METHODS][EP_GRPC_CODES];
-    ep_metric_child_t *seconds[MAX_METHODS];
-} port_t;
-
-struct ep_grpc_api_s {
-    ep_app_t *app;
-    port_t ports[N_SRV];
-    ep_metric_t *handled, *seconds;
-    atomic_int quiesced;
-};
+const char *const ep__grpc_srv_names[N_SRV] = {"producer", "consumer", "analytics"};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -69,7 +48,7 @@ static ep_grpc_api_t *api_of(ep_app_t *app)
     return (ep_grpc_api_t *)app->grpc;
 }
 
-static int is_ready(ep_grpc_api_t *api, int which, char *reason, size_t len)
+int ep__grpc_is_ready(ep_grpc_api_t *api, int which, char *reason, size_t len)
 {
     ep_app_t *app = api->app;
 
@@ -89,7 +68,7 @@ static int is_ready(ep_grpc_api_t *api, int which, char *reason, size_t len)
 }
 
 /* The access check of a call: 0 (go on) or the call was answered UNAUTHENTICATED. */
-static int access_ok(ep_grpc_api_t *api, ep_grpc_call_t *call, int cls, ep_access_who_t *who)
+int ep__grpc_access_ok(ep_grpc_api_t *api, ep_grpc_call_t *call, int cls, ep_access_who_t *who)
 {
     uint8_t peer[16];
     const char *msg;
@@ -251,7 +230,7 @@ static void on_send_event(void *arg, ep_grpc_call_t *call, const uint8_t *msg, s
     ep_event_t *ev;
     ep_parse_err_t pe;
 
-    if (!access_ok(api, call, EP_ACCESS_INGEST, &who)) {
+    if (!ep__grpc_access_ok(api, call, EP_ACCESS_INGEST, &who)) {
         return;
     }
     ep_pb_reader_init(&r, msg, len);
@@ -293,7 +272,7 @@ static void ingest_message(port_t *p, ep_grpc_call_t *call, const uint8_t *msg, 
     ep_event_t *ev;
     ep_parse_err_t pe;
 
-    if (!access_ok(api, call, EP_ACCESS_INGEST, &who)) {
+    if (!ep__grpc_access_ok(api, call, EP_ACCESS_INGEST, &who)) {
         return;
     }
     if (ep_grpc_decode_ingest(msg, len, NULL, 0, &ev, &pe) != 0) {
@@ -459,7 +438,7 @@ static void on_send_batch(void *arg, ep_grpc_call_t *call, const uint8_t *msg, s
     int64_t now_us = ep_time_now_us();
     char *mem;
 
-    if (!access_ok(api, call, EP_ACCESS_INGEST, &who)) {
+    if (!ep__grpc_access_ok(api, call, EP_ACCESS_INGEST, &who)) {
         return;
     }
     ep_pb_reader_init(&r, msg, len);
@@ -561,263 +540,6 @@ static void on_send_batch(void *arg, ep_grpc_call_t *call, const uint8_t *msg, s
                       ep_grpc_call_start_ns(call), on_batch_done, bt);
 }
 
-/* ------------------------------------------------------------ health and stats */
-
-/* HealthResponse of a role: healthy = its readiness. */
-static void role_health(port_t *p, ep_grpc_call_t *call, int which, uint64_t processed)
-{
-    ep_grpc_api_t *api = p->api;
-    ep_buf_t b = EP_BUF_INIT;
-    char reason[256];
-    int ready = is_ready(api, which, reason, sizeof(reason));
-
-    ep_pb_put_uint(&b, 1, (uint64_t)ready);
-    ep_pb_put_bytes(&b, 2, srv_names[which], strlen(srv_names[which]));
-    if (ready) {
-        ep_pb_put_bytes(&b, 3, "ok", 2);
-    } else {
-        ep_pb_put_bytes(&b, 3, reason[0] ? reason : "not ready",
-                        strlen(reason[0] ? reason : "not ready"));
-    }
-    ep_pb_put_uint(&b, 4, (uint64_t)((ep_time_now_ms() - api->app->started_ms) / 1000));
-    ep_pb_put_uint(&b, 5, processed);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&b);
-}
-
-static uint64_t pool_processed(ep_app_t *app)
-{
-    ep_worker_pool_stats_t ps;
-
-    if (app->pool == NULL) {
-        return 0;
-    }
-    ep_worker_pool_stats(app->pool, &ps);
-    return ps.processed;
-}
-
-static void on_producer_health(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-
-    (void)msg;
-    (void)len;
-    role_health(p, call, SRV_PRODUCER,
-                atomic_load_explicit(&p->api->app->ingest.sent, memory_order_relaxed));
-}
-
-static void on_consumer_health(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-
-    (void)msg;
-    (void)len;
-    role_health(p, call, SRV_CONSUMER, pool_processed(p->api->app));
-}
-
-static void on_analytics_health(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    uint64_t total = 0;
-    ep_buf_t b = EP_BUF_INIT;
-    ep_json_tree_t *t = NULL;
-
-    (void)msg;
-    (void)len;
-    ep__analytics_stats_json(p->api->app, &b);
-    if (ep_json_tree_parse(b.data, b.len, 0, &t, NULL, 0) == 0) {
-        static const char *const path[] = {"total_events", NULL};
-        const char *v = ep_json_text(ep_json_get(ep_json_tree_root(t), path), NULL);
-        total = v ? strtoull(v, NULL, 10) : 0;
-        ep_json_tree_free(t);
-    }
-    ep_buf_close(&b);
-    role_health(p, call, SRV_ANALYTICS, total);
-}
-
-static uint64_t json_u64(const ep_json_node_t *root, const char *a, const char *b)
-{
-    const char *path[3] = {a, b, NULL};
-    const char *v = ep_json_text(ep_json_get(root, path), NULL);
-
-    return v && *v != '-' ? strtoull(v, NULL, 10) : 0;
-}
-
-/* ConsumerService.GetConsumerStats: the processor's GET /stats, typed and whole. */
-static void on_consumer_stats(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    ep_access_who_t who;
-    ep_buf_t js = EP_BUF_INIT, b = EP_BUF_INIT;
-    ep_json_tree_t *t = NULL;
-
-    (void)msg;
-    (void)len;
-    if (!access_ok(p->api, call, EP_ACCESS_READ, &who)) {
-        return;
-    }
-    ep__processor_stats_json(p->api->app, &js);
-    if (ep_json_tree_parse(js.data, js.len, 0, &t, NULL, 0) == 0) {
-        const ep_json_node_t *root = ep_json_tree_root(t);
-        ep_pb_put_uint(&b, 1, json_u64(root, "pool", "processed"));
-        ep_pb_put_uint(&b, 2, json_u64(root, "pool", "errors"));
-        ep_pb_put_uint(&b, 3, json_u64(root, "queue", "size"));
-        ep_pb_put_uint(&b, 4, json_u64(root, "queue", "capacity"));
-        ep_pb_put_uint(&b, 5, json_u64(root, "pool", "workers"));
-        ep_json_tree_free(t);
-    }
-    ep_pb_put_bytes(&b, 6, js.data, js.len);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&js);
-    ep_buf_close(&b);
-}
-
-static void put_counts(ep_buf_t *b, uint32_t num, const ep_json_node_t *obj)
-{
-    for (const ep_json_node_t *c = ep_json_first(obj); c; c = ep_json_next(c)) {
-        const char *k = ep_json_key(c);
-        const char *v = ep_json_text(c, NULL);
-        size_t at;
-        if (k == NULL || v == NULL) {
-            continue;
-        }
-        at = ep_pb_open(b, num);
-        ep_pb_put_bytes(b, 1, k, ep_json_key_len(c));
-        ep_pb_put_uint(b, 2, strtoull(v, NULL, 10));
-        ep_pb_close(b, at);
-    }
-}
-
-/* AnalyticsService.GetAnalyticsSummary: GET /analytics/summary, typed and whole. */
-static void on_summary(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    ep_access_who_t who;
-    ep_buf_t js = EP_BUF_INIT, b = EP_BUF_INIT;
-    ep_json_tree_t *t = NULL;
-
-    (void)msg;
-    (void)len;
-    if (!access_ok(p->api, call, EP_ACCESS_READ, &who)) {
-        return;
-    }
-    ep__analytics_stats_json(p->api->app, &js);
-    if (ep_json_tree_parse(js.data, js.len, 0, &t, NULL, 0) == 0) {
-        const ep_json_node_t *root = ep_json_tree_root(t);
-        static const char *const by_type[] = {"events_by_type", NULL};
-        static const char *const by_source[] = {"events_by_source", NULL};
-        ep_pb_put_uint(&b, 1, json_u64(root, "total_events", NULL));
-        ep_pb_put_uint(&b, 2, json_u64(root, "unique_users", NULL));
-        put_counts(&b, 3, ep_json_get(root, by_type));
-        put_counts(&b, 4, ep_json_get(root, by_source));
-        ep_json_tree_free(t);
-    }
-    ep_pb_put_bytes(&b, 5, js.data, js.len);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&js);
-    ep_buf_close(&b);
-}
-
-/* AnalyticsService.GetMetrics: the Prometheus text of GET /metrics. */
-static void on_metrics(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    ep_access_who_t who;
-    ep_buf_t text = EP_BUF_INIT, b = EP_BUF_INIT;
-
-    (void)msg;
-    (void)len;
-    if (!access_ok(p->api, call, EP_ACCESS_READ, &who)) {
-        return;
-    }
-    if (p->api->app->obs) {
-        ep_metrics_render(ep_obs_registry(p->api->app->obs), &text);
-    }
-    ep_pb_put_bytes(&b, 1, text.data, text.len);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&text);
-    ep_buf_close(&b);
-}
-
-/* ------------------------------------------------------------ grpc.health.v1 */
-
-enum { H_UNKNOWN = 0, H_SERVING = 1, H_NOT_SERVING = 2, H_SERVICE_UNKNOWN = 3 };
-
-/* The status of service on port p, or -1 when p does not serve it. */
-static int health_status(port_t *p, const uint8_t *name, size_t len)
-{
-    char reason[256];
-    int known = len == 0 || (len == 21 && memcmp(name, "grpc.health.v1.Health", 21) == 0);
-
-    for (int i = 0; i < p->nservices && !known; i++) {
-        known = strlen(p->services[i]) == len && memcmp(p->services[i], name, len) == 0;
-    }
-    if (!known) {
-        return -1;
-    }
-    return is_ready(p->api, p->idx, reason, sizeof(reason)) ? H_SERVING : H_NOT_SERVING;
-}
-
-static void health_request(const uint8_t *msg, size_t len, const uint8_t **name, size_t *nlen)
-{
-    ep_pb_reader_t r;
-    ep_pb_field_t f;
-
-    *name = (const uint8_t *)"";
-    *nlen = 0;
-    ep_pb_reader_init(&r, msg, len);
-    while (ep_pb_next(&r, &f) == 1) {
-        if (f.num == 1 && f.wt == EP_PB_LEN) {
-            *name = f.p;
-            *nlen = f.len;
-        }
-    }
-}
-
-static void on_health_check(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    const uint8_t *name;
-    size_t nlen;
-    int st;
-    ep_buf_t b = EP_BUF_INIT;
-
-    health_request(msg, len, &name, &nlen);
-    st = health_status(p, name, nlen);
-    if (st < 0) {
-        ep_grpc_answer(call, NULL, 0, EP_GRPC_NOT_FOUND, "unknown service");
-        return;
-    }
-    ep_pb_put_uint(&b, 1, (uint64_t)st);
-    ep_grpc_answer(call, b.data ? b.data : "", b.len, EP_GRPC_OK, NULL);
-    ep_buf_close(&b);
-}
-
-/* Watch: the status now, then each change (checked about once a second). */
-static void on_health_watch(void *arg, ep_grpc_call_t *call, const uint8_t *msg, size_t len)
-{
-    port_t *p = arg;
-    const uint8_t *name;
-    size_t nlen;
-    int st, *last = ep_grpc_call_state(call);
-    ep_buf_t b = EP_BUF_INIT;
-
-    health_request(msg, len, &name, &nlen);
-    st = health_status(p, name, nlen);
-    st = st < 0 ? H_SERVICE_UNKNOWN : st;
-    if (*last == st + 1) {
-        ep_grpc_answer(call, NULL, 0, -1, NULL); /* no change */
-        return;
-    }
-    *last = st + 1;
-    ep_pb_put_uint(&b, 1, (uint64_t)st);
-    /* Shutting down: the last word, then the stream ends, so GOAWAY can close the connection. */
-    ep_grpc_answer(call, b.data ? b.data : "", b.len,
-                   atomic_load(&p->api->quiesced) ? EP_GRPC_UNAVAILABLE : -1,
-                   atomic_load(&p->api->quiesced) ? "shutting down" : NULL);
-    ep_buf_close(&b);
-}
-
 /* ------------------------------------------------------------ metrics */
 
 static void observe(void *arg, int method, int code, int64_t start_ns)
@@ -915,7 +637,7 @@ int ep__grpc_create(ep_app_t *app, char *err, size_t errlen)
             continue;
         }
         memset(&o, 0, sizeof(o));
-        o.name = srv_names[i];
+        o.name = ep__grpc_srv_names[i];
         o.bind_addr = cfg->bind_addr;
         o.port = want[i].port;
         o.threads = 1;
@@ -932,27 +654,28 @@ int ep__grpc_create(ep_app_t *app, char *err, size_t errlen)
             add(p, "/eventpipe.v1.ProducerService/SendEvent", EP_GRPC_UNARY, on_send_event);
             add(p, "/eventpipe.v1.ProducerService/SendBatchEvents", EP_GRPC_UNARY, on_send_batch);
             add(p, "/eventpipe.v1.ProducerService/GetProducerHealth", EP_GRPC_UNARY,
-                on_producer_health);
+                ep__grpc_on_producer_health);
             add(p, "/eventpipe.v1.IngestService/Ingest", EP_GRPC_UNARY, on_ingest);
             add(p, "/eventpipe.v1.IngestService/IngestStream", EP_GRPC_STREAM, on_ingest_stream);
             break;
         case SRV_CONSUMER:
             p->services[p->nservices++] = "eventpipe.v1.ConsumerService";
             add(p, "/eventpipe.v1.ConsumerService/GetConsumerHealth", EP_GRPC_UNARY,
-                on_consumer_health);
+                ep__grpc_on_consumer_health);
             add(p, "/eventpipe.v1.ConsumerService/GetConsumerStats", EP_GRPC_UNARY,
-                on_consumer_stats);
+                ep__grpc_on_consumer_stats);
             break;
         default:
             p->services[p->nservices++] = "eventpipe.v1.AnalyticsService";
-            add(p, "/eventpipe.v1.AnalyticsService/GetAnalyticsSummary", EP_GRPC_UNARY, on_summary);
-            add(p, "/eventpipe.v1.AnalyticsService/GetMetrics", EP_GRPC_UNARY, on_metrics);
+            add(p, "/eventpipe.v1.AnalyticsService/GetAnalyticsSummary", EP_GRPC_UNARY,
+                ep__grpc_on_summary);
+            add(p, "/eventpipe.v1.AnalyticsService/GetMetrics", EP_GRPC_UNARY, ep__grpc_on_metrics);
             add(p, "/eventpipe.v1.AnalyticsService/GetAnalyticsHealth", EP_GRPC_UNARY,
-                on_analytics_health);
+                ep__grpc_on_analytics_health);
             break;
         }
-        add(p, "/grpc.health.v1.Health/Check", EP_GRPC_UNARY, on_health_check);
-        add(p, "/grpc.health.v1.Health/Watch", EP_GRPC_WATCH, on_health_watch);
+        add(p, "/grpc.health.v1.Health/Check", EP_GRPC_UNARY, ep__grpc_on_health_check);
+        add(p, "/grpc.health.v1.Health/Watch", EP_GRPC_WATCH, ep__grpc_on_health_watch);
         add(p, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", EP_GRPC_STREAM,
             on_reflection);
         add(p, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", EP_GRPC_STREAM,
@@ -1006,7 +729,7 @@ void ep__grpc_describe(ep_app_t *app, char *out, size_t len)
     out[0] = '\0';
     for (int i = 0; api && i < N_SRV; i++) {
         if (api->ports[i].srv && o < len) {
-            int w = snprintf(out + o, len - o, "%s%s :%d", o ? " " : "", srv_names[i],
+            int w = snprintf(out + o, len - o, "%s%s :%d", o ? " " : "", ep__grpc_srv_names[i],
                              ep_grpc_server_port(api->ports[i].srv));
             o += w > 0 ? (size_t)w : 0;
         }

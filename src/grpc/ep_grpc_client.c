@@ -8,6 +8,7 @@
 #include "base/ep_buf.h"
 #include "base/ep_error.h"
 #include "base/ep_mem.h"
+#include "grpc/ep_grpc_h2.h"
 #include "grpc/ep_grpc_wire.h"
 #include "http/ep_tls.h"
 
@@ -298,16 +299,8 @@ int ep_grpc_conn_inflight(const ep_grpc_conn_t *c)
 static int conn_write(ep_grpc_conn_t *c)
 {
     for (;;) {
-        while (c->wbuf.len - c->woff < 256 * 1024) {
-            const uint8_t *d;
-            ssize_t n = nghttp2_session_mem_send(c->h2, &d);
-            if (n < 0) {
-                return -1;
-            }
-            if (n == 0) {
-                break;
-            }
-            ep_buf_append(&c->wbuf, d, (size_t)n);
+        if (ep_grpc_h2_fill(c->h2, &c->wbuf, c->woff, 256 * 1024) != 0) {
+            return -1;
         }
         if (c->woff == c->wbuf.len) {
             ep_buf_reset(&c->wbuf);

@@ -1,9 +1,11 @@
 #include "http/ep_http_client.h"
 #include "base/ep_buf.h"
 #include "base/ep_error.h"
+#include "base/ep_list.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_str.h"
+#include "http/ep_http_curl.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -205,14 +207,7 @@ static void active_link(ep_http_client_t *c, req_t *r)
 
 static void active_unlink(ep_http_client_t *c, req_t *r)
 {
-    if (r->prev) {
-        r->prev->next = r->next;
-    } else {
-        c->active = r->next;
-    }
-    if (r->next) {
-        r->next->prev = r->prev;
-    }
+    EP_DLIST_UNLINK(c->active, r);
     r->next = r->prev = NULL;
 }
 
@@ -231,27 +226,13 @@ static void req_start(ep_http_client_t *c, req_t *r)
 
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr);
-    /* Service-to-service hops go direct: ignore http_proxy and friends. */
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    /* https://: TLS 1.2 at least, verified against TLS_CA_FILE (else the system store). */
-    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (c->tls_ca[0]) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
-    }
-    if (c->tls_cert[0]) {
-        curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert); /* sent when a server asks (mTLS) */
-        curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
-    }
+    /* Service-to-service hops go direct; https:// is verified against TLS_CA_FILE. */
+    ep_http_curl_setup(e, (long)r->timeout_ms, connect_ms, r->errbuf, on_body, r,
+                       c->tls_ca[0] ? c->tls_ca : NULL, c->tls_cert[0] ? c->tls_cert : NULL,
+                       c->tls_key);
 
     if (strcmp(r->method, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

@@ -68,6 +68,7 @@
  */
 #include "http/ep_http_server_int.h"
 #include "base/ep_error.h"
+#include "base/ep_list.h"
 #include "http/ep_http_parse.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
@@ -502,14 +503,7 @@ void ep__http_conn_close(conn_t *c)
         atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
         c->in_request = 0;
     }
-    if (c->prev) {
-        c->prev->next = c->next;
-    } else {
-        lp->conns = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
+    EP_DLIST_UNLINK(lp->conns, c);
     lp->n_conns--;
     atomic_fetch_sub_explicit(&s->n_conns, 1, memory_order_relaxed);
     if (c->has_peer) {

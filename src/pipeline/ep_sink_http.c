@@ -26,6 +26,7 @@
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
+#include "http/ep_http_curl.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -259,28 +260,13 @@ ep__sink_http_conn_t *ep__sink_http_conn_create(ep__sink_http_t *h)
     curl_easy_setopt(e, CURLOPT_URL, h->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(e, CURLOPT_XFERINFODATA, c);
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* straight to the receiver: no http_proxy */
-    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (h->tls_ca) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, h->tls_ca);
-    }
-    if (h->tls_cert) {
-        curl_easy_setopt(e, CURLOPT_SSLCERT, h->tls_cert); /* sent when the receiver asks */
-        if (h->tls_key) {
-            curl_easy_setopt(e, CURLOPT_SSLKEY, h->tls_key);
-        }
-    }
+    /* Straight to the receiver (no http_proxy); its certificate sent when asked. */
+    ep_http_curl_setup(e, (long)h->timeout_ms, connect_ms, c->errbuf, on_body, c, h->tls_ca,
+                       h->tls_cert, h->tls_key);
     return c;
 }
 

@@ -382,37 +382,61 @@ static void refuse_rate(ep_http_req_t *req, int rc, const ep_rate_t *r, const ep
     ep_http_respond(req, 429, NULL, msg, strlen(msg));
 }
 
-int ep_access_charge(ep_access_t *a, ep_http_req_t *req, const ep_access_who_t *who, size_t n)
+/*
+ * Takes n events from who's bucket: its key's (when the key is limited), else
+ * its address's (rate limiting by address, no keys). Counts the outcome.
+ * Returns 0 (taken; *charged 1 when a bucket was charged, *res its state), or
+ * the ep_rate error with *r the bucket that refused.
+ */
+static int charge(ep_access_t *a, const ep_access_who_t *who, size_t n, ep_rate_result_t *res,
+                  const ep_rate_t **r, int *charged)
 {
-    ep_rate_result_t res;
     int rc;
 
+    *charged = 0;
     if (who->key >= 0) {
         key_state_t *st = &a->ks[who->key];
         if (st->limited) {
-            rc = ep_rate_take(&st->rate, &st->full_at, (int64_t)n, ep_time_mono_ns(), &res);
+            rc = ep_rate_take(&st->rate, &st->full_at, (int64_t)n, ep_time_mono_ns(), res);
             if (rc != 0) {
                 atomic_fetch_add_explicit(&st->rate_limited, 1, memory_order_relaxed);
-                refuse_rate(req, rc, &st->rate, &res, n);
-                return 0;
+                *r = &st->rate;
+                return rc;
             }
-            ratelimit_headers(req, &res);
+            *charged = 1;
         }
         atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->events, n, memory_order_relaxed);
-        return 1;
-    }
-    if (!a->rate_on || a->keys.n > 0 || !who->has_addr) {
-        return 1;
-    }
-    rc = ep_rate_table_take(&a->addrs, &a->rate, who->addr, (int64_t)n, ep_time_mono_ns(), &res);
-    if (rc != 0) {
-        atomic_fetch_add_explicit(&a->addr_limited, 1, memory_order_relaxed);
-        refuse_rate(req, rc, &a->rate, &res, n);
         return 0;
     }
+    if (!a->rate_on || a->keys.n > 0 || !who->has_addr) {
+        return 0;
+    }
+    rc = ep_rate_table_take(&a->addrs, &a->rate, who->addr, (int64_t)n, ep_time_mono_ns(), res);
+    if (rc != 0) {
+        atomic_fetch_add_explicit(&a->addr_limited, 1, memory_order_relaxed);
+        *r = &a->rate;
+        return rc;
+    }
     atomic_fetch_add_explicit(&a->addr_events, n, memory_order_relaxed);
-    ratelimit_headers(req, &res);
+    *charged = 1;
+    return 0;
+}
+
+int ep_access_charge(ep_access_t *a, ep_http_req_t *req, const ep_access_who_t *who, size_t n)
+{
+    ep_rate_result_t res;
+    const ep_rate_t *r = NULL;
+    int charged;
+    int rc = charge(a, who, n, &res, &r, &charged);
+
+    if (rc != 0) {
+        refuse_rate(req, rc, r, &res, n);
+        return 0;
+    }
+    if (charged) {
+        ratelimit_headers(req, &res);
+    }
     return 1;
 }
 
@@ -580,34 +604,13 @@ int ep_access_charge_meta(ep_access_t *a, const ep_access_who_t *who, size_t n, 
                           size_t msglen)
 {
     ep_rate_result_t res;
-    const ep_rate_t *r;
-    int rc;
+    const ep_rate_t *r = NULL;
+    int charged;
+    int rc = charge(a, who, n, &res, &r, &charged);
 
-    if (who->key >= 0) {
-        key_state_t *st = &a->ks[who->key];
-        if (st->limited) {
-            rc = ep_rate_take(&st->rate, &st->full_at, (int64_t)n, ep_time_mono_ns(), &res);
-            if (rc != 0) {
-                atomic_fetch_add_explicit(&st->rate_limited, 1, memory_order_relaxed);
-                r = &st->rate;
-                goto refused;
-            }
-        }
-        atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st->events, n, memory_order_relaxed);
-        return 0;
-    }
-    if (!a->rate_on || a->keys.n > 0 || !who->has_addr) {
-        return 0;
-    }
-    rc = ep_rate_table_take(&a->addrs, &a->rate, who->addr, (int64_t)n, ep_time_mono_ns(), &res);
     if (rc == 0) {
-        atomic_fetch_add_explicit(&a->addr_events, n, memory_order_relaxed);
         return 0;
     }
-    atomic_fetch_add_explicit(&a->addr_limited, 1, memory_order_relaxed);
-    r = &a->rate;
-refused:
     if (rc == EP_E2BIG) {
         snprintf(msg, msglen,
                  "%zu events in one request are more than the rate limit's burst of %lld allows; "

@@ -287,11 +287,7 @@ typedef struct tally_s {
 
 static uint32_t keep_str(batch_t *b, const char *s, size_t n)
 {
-    uint32_t off = (uint32_t)b->strs.len;
-
-    ep_buf_append(&b->strs, s, n);
-    ep_buf_putc(&b->strs, '\0');
-    return off;
+    return (uint32_t)ep_buf_append_z(&b->strs, s, n);
 }
 
 static batch_t *batch_create(ep_ingest_t *ig, ep_http_req_t *req, size_t n)

@@ -553,16 +553,8 @@ static int parse_args(int argc, char **argv, opts_t *o, const char **url, ep_too
             o->threads = atoi(v);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
             /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
-            char *end;
-            int64_t ns;
-            const char *why;
-            o->duration_s = strtod(v, &end);
-            if (end == v || *end != '\0') {
-                if (ep_duration_parse(v, &ns, &why) != 0) {
-                    fprintf(stderr, "eventpipe bench: --duration '%s': %s\n", v, why);
-                    return 2;
-                }
-                o->duration_s = (double)ns / 1e9;
+            if (ep__tool_duration("bench", v, &o->duration_s) != 0) {
+                return 2;
             }
             o->duration_given = 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {

@@ -4,6 +4,8 @@
  */
 #include "tools/ep_tools.h"
 
+#include "base/ep_duration.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +35,21 @@ int ep__tool_conn_opt(ep_tool_conn_t *t, const char *tool, const char *a, const 
         return 0;
     }
     return 1;
+}
+
+int ep__tool_duration(const char *tool, const char *v, double *seconds)
+{
+    char *end;
+    int64_t ns;
+    const char *why;
+
+    *seconds = strtod(v, &end);
+    if (end == v || *end != '\0') {
+        if (ep_duration_parse(v, &ns, &why) != 0) {
+            fprintf(stderr, "eventpipe %s: --duration '%s': %s\n", tool, v, why);
+            return -1;
+        }
+        *seconds = (double)ns / 1e9;
+    }
+    return 0;
 }

@@ -57,10 +57,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return ep__tool_rand(&rng);
 }
 
 /* One synthetic eventpipe.v1.Event (seed 004's data), appended as field num of out. */
@@ -475,16 +472,9 @@ int ep_tool_bench_grpc(int argc, char **argv)
         } else if (strcmp(a, "--streams") == 0) {
             o.streams = atoi(v);
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
-            char *end;
-            int64_t ns;
-            const char *why;
-            o.duration_s = strtod(v, &end);
-            if (end == v || *end != '\0') {
-                if (ep_duration_parse(v, &ns, &why) != 0) {
-                    fprintf(stderr, "eventpipe bench: --duration '%s': %s\n", v, why);
-                    return 2;
-                }
-                o.duration_s = (double)ns / 1e9;
+            /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
+            if (ep__tool_duration("bench", v, &o.duration_s) != 0) {
+                return 2;
             }
             o.duration_given = 1;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {

@@ -45,10 +45,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return ep__tool_rand(&rng_state);
 }
 
 #define PICK(arr) ((arr)[rnd() % (sizeof(arr) / sizeof((arr)[0]))])

@@ -7,6 +7,8 @@
  * status: 0 success, 1 failure, 2 usage error.
  */
 
+#include <stdint.h>
+
 /** `eventpipe send`: the seed 004 example client and generate-data. */
 int ep_tool_send(int argc, char **argv);
 
@@ -44,6 +46,22 @@ void ep__tool_conn_init(ep_tool_conn_t *t);
  * line of at most EP_TOOL_API_KEY_MAX bytes).
  */
 int ep__tool_conn_opt(ep_tool_conn_t *t, const char *tool, const char *a, const char *v);
+
+/**
+ * Reads a --duration value v into *seconds: a number of seconds ("2.5") or a
+ * Go duration ("30s", "1m30s"). Returns 0, or -1 after printing
+ * "eventpipe TOOL: --duration 'v': why" to stderr.
+ */
+int ep__tool_duration(const char *tool, const char *v, double *seconds);
+
+/** One xorshift64 step of the tools' synthetic data (*s must not be 0; not for secrets). */
+static inline uint64_t ep__tool_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
 
 /** `eventpipe send --grpc` and `eventpipe bench --grpc`: the same over the gRPC API. */
 int ep_tool_send_grpc(int argc, char **argv);

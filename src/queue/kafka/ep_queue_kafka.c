@@ -34,12 +34,16 @@
  * new owner (at-least-once). Both eager and cooperative protocols work.
  *
  * Nothing here knows about test brokers: it talks to KAFKA_BROKERS.
+ *
+ * Split: ep_queue_kafka_offsets.c (offset tracking, commits, rebalance),
+ * ep_queue_kafka_admin.c (client callbacks, topics, broker probe, lag monitor),
+ * ep_queue_kafka_config.c (librdkafka configuration); this file keeps
+ * producing, consuming and the provider ops.
  */
 #include "queue/kafka/ep_queue_kafka_int.h"
 
 #include "base/ep_counter.h"
 #include "base/ep_error.h"
-#include "event/ep_json_tree.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
@@ -55,12 +59,10 @@
 #define LOG                   "kafka"
 #define POLL_INTERVAL_MS      50   /* producer poll: delivery reports, statistics */
 #define COMMIT_INTERVAL_MS    100  /* at most one asynchronous commit this often */
-#define MONITOR_INTERVAL_MS   1000 /* topic check and lag refresh */
 #define CONSUME_SLICE_MS      100  /* longest single consumer poll under cons_lock */
 #define CONSUME_BATCH_MAX     256  /* records taken from librdkafka's queue at once */
 #define INIT_TOPIC_TIMEOUT_MS 3000 /* bound for the first topic check at init */
 #define COMMIT_SYNC_TIMEOUT   1    /* marker: commit synchronously */
-#define REPLICATION_MAX       3
 
 enum { DR_PUBLISH = 1, DR_WAIT = 2 };
 
@@ -92,10 +94,7 @@ typedef struct dr_wait_s {
     int err; /* first failure, EP_E* */
 } dr_wait_t;
 
-static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
+void ep__kafka_set_error(kafka_ctx_t *ctx, const char *fmt, ...)
 {
     va_list ap;
 
@@ -104,17 +103,6 @@ static void set_last_error(kafka_ctx_t *ctx, const char *fmt, ...)
     vsnprintf(ctx->last_error, sizeof(ctx->last_error), fmt, ap);
     va_end(ap);
     pthread_mutex_unlock(&ctx->info_lock);
-}
-
-/* Events carry their partition as qh = partition + 1 (NULL: not from a record). */
-static void *part_handle(int32_t partition)
-{
-    return (void *)(uintptr_t)((uint32_t)partition + 1u);
-}
-
-static int32_t handle_part(const ep_event_t *ev)
-{
-    return (int32_t)((uintptr_t)ev->qh - 1u);
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -161,390 +149,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             pthread_cond_broadcast(&w->cv);
         }
         pthread_mutex_unlock(&w->mu);
-    }
-}
-
-/* 1 when v is a JSON string equal to s. */
-static int str_is(const ep_json_node_t *v, const char *s)
-{
-    const char *p = ep_json_str(v);
-
-    return p != NULL && strcmp(p, s) == 0;
-}
-
-/*
- * Statistics (once a second): counts the brokers the client is connected to.
- * Learned brokers (node id >= 0) count; a bootstrap connection counts as one
- * while no broker was learned yet.
- */
-static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
-{
-    kafka_ctx_t *ctx = opaque;
-    static const char *const brokers_path[] = {"brokers", NULL};
-    static const char *const nodeid_path[] = {"nodeid", NULL};
-    static const char *const state_path[] = {"state", NULL};
-    static const char *const source_path[] = {"source", NULL};
-    ep_json_tree_t *tree = NULL;
-    const ep_json_node_t *brokers = NULL;
-    int learned = 0, bootstrap = 0;
-
-    (void)rk;
-    if (ep_json_tree_parse(json, len, 0, &tree, NULL, 0) == 0) {
-        brokers = ep_json_get_type(ep_json_tree_root(tree), brokers_path, EP_JT_OBJECT);
-    }
-    for (const ep_json_node_t *b = ep_json_first(brokers); b; b = ep_json_next(b)) {
-        int64_t id;
-
-        if (!str_is(ep_json_get(b, state_path), "UP")) {
-            continue;
-        }
-        if (ep_json_int(ep_json_get(b, nodeid_path), &id) && id >= 0) {
-            learned++;
-        } else if (str_is(ep_json_get(b, source_path), "configured")) {
-            bootstrap = 1;
-        }
-    }
-    if (tree) {
-        atomic_store(&ctx->brokers_up, learned ? learned : bootstrap);
-        atomic_store(&ctx->stats_at_ms, ep_time_mono_ms());
-    }
-    ep_json_tree_free(tree);
-    return 0; /* librdkafka frees json */
-}
-
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    kafka_ctx_t *ctx = opaque;
-    char fatal[256];
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        atomic_store(&ctx->fatal, 1);
-        set_last_error(ctx, "fatal: %s", fatal);
-        ep_log_error(LOG, "%s: fatal error: %s", rd_kafka_name(rk), fatal);
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        atomic_store(&ctx->brokers_up, 0);
-    }
-    set_last_error(ctx, "%s", reason);
-    ep_log_warn(LOG, "%s: %s", rd_kafka_name(rk), reason);
-}
-
-static void note_offset_reset(kafka_ctx_t *ctx, const char *buf);
-
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    if (strcmp(fac, "OFFSET") == 0 && rd_kafka_type(rk) == RD_KAFKA_CONSUMER &&
-        strstr(buf, "offset reset (at offset ") != NULL && rd_kafka_opaque(rk) != NULL) {
-        note_offset_reset(rd_kafka_opaque(rk), buf);
-    }
-    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "will be ignored by this")) {
-        /* KAFKA_* passthrough feeds both clients: a consumer-only property is expected here. */
-        ep_log_debug(LOG, "%s: %s", fac, buf);
-        return;
-    }
-    if (level <= 3) {
-        ep_log_error(LOG, "%s: %s", fac, buf);
-    } else if (level == 4) {
-        ep_log_warn(LOG, "%s: %s", fac, buf);
-    } else if (level <= 6) {
-        ep_log_info(LOG, "%s: %s", fac, buf);
-    } else {
-        ep_log_debug(LOG, "%s: %s", fac, buf);
-    }
-}
-
-/* ------------------------------------------------------------ offset tracking (state_lock) */
-
-static kafka_part_t *part_find(kafka_ctx_t *ctx, int32_t partition)
-{
-    for (size_t i = 0; i < ctx->n_parts; i++) {
-        if (ctx->parts[i].partition == partition) {
-            return &ctx->parts[i];
-        }
-    }
-    return NULL;
-}
-
-static kafka_part_t *part_add(kafka_ctx_t *ctx, int32_t partition)
-{
-    kafka_part_t *p = part_find(ctx, partition);
-
-    if (p) {
-        return p;
-    }
-    if (ctx->n_parts == ctx->cap_parts) {
-        ctx->cap_parts = ctx->cap_parts ? ctx->cap_parts * 2 : 8;
-        ctx->parts = ep_realloc(ctx->parts, ctx->cap_parts * sizeof(*ctx->parts));
-    }
-    p = &ctx->parts[ctx->n_parts++];
-    memset(p, 0, sizeof(*p));
-    p->partition = partition;
-    p->commit_pos = -1;
-    p->committed = -1;
-    p->reset_from = -1;
-    return p;
-}
-
-static void part_remove(kafka_ctx_t *ctx, int32_t partition)
-{
-    for (size_t i = 0; i < ctx->n_parts; i++) {
-        if (ctx->parts[i].partition == partition) {
-            ep_free(ctx->parts[i].offs);
-            ctx->parts[i] = ctx->parts[--ctx->n_parts];
-            return;
-        }
-    }
-}
-
-/*
- * Lost records. When the offset a partition is fetched from is no longer on
- * the broker (retention deleted it before it was read, typically because the
- * consumer fell behind), librdkafka 2.0 applies auto.offset.reset=earliest by
- * itself and says so only in its log: "[thrd:main]: <topic> [<p>]: offset reset
- * (at offset <o>, broker <b>) to ...". (auto.offset.reset=error would report it as an
- * event, but stops the partition's fetcher with no way to restart it short of
- * a new assignment.) The offset is noted on the partition here; the first
- * record read at or past it tells how many were skipped (take_records), and
- * those acknowledged events are counted as lost, never silently.
- *
- * Readiness stays as it was: the records are gone, and taking the consumer out
- * of service would only let the next ones expire too. The loss shows in
- * /stats (kafka.lost), in ep_queue_lost_events_total (an alert rule fires on
- * any increase, deploy/prometheus/alerts.yml) and in an error log line.
- */
-static void note_offset_reset(kafka_ctx_t *ctx, const char *buf)
-{
-    size_t tl = strlen(ctx->topic);
-    const char *thrd = strstr(buf, "]: ");
-    int32_t partition;
-    long long at;
-    kafka_part_t *p;
-
-    if (buf[0] == '[' && thrd) {
-        buf = thrd + 3; /* "[thrd:main]: " */
-    }
-    if (strncmp(buf, ctx->topic, tl) != 0 ||
-        sscanf(buf + tl, " [%" SCNd32 "]: offset reset (at offset %lld,", &partition, &at) != 2 ||
-        at < 0) {
-        return; /* another topic, or a logical offset (no committed offset yet) */
-    }
-    pthread_mutex_lock(&ctx->state_lock);
-    p = part_add(ctx, partition);
-    if (p->reset_from < 0 || at < p->reset_from) {
-        p->reset_from = at;
-    }
-    pthread_mutex_unlock(&ctx->state_lock);
-}
-
-/*
- * Called with the offset of a record just read from p: returns how many
- * records a pending offset reset skipped before it (0 if none), and the first
- * skipped offset in *from.
- */
-static int64_t part_skipped(kafka_part_t *p, int64_t offset, int64_t *from)
-{
-    int64_t n;
-
-    if (p->reset_from < 0 || offset < p->reset_from) {
-        return 0; /* none pending, or records fetched before the reset point */
-    }
-    n = offset - p->reset_from;
-    *from = p->reset_from;
-    p->reset_from = -1;
-    return n;
-}
-
-/* Counts and reports records an offset reset skipped. */
-static void report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n)
-{
-    ep_counter_add(&ctx->counts.lost, (uint64_t)n);
-    ep_counter_add(&ctx->lost_resets, 1);
-    set_last_error(ctx,
-                   "%" PRId64 " acknowledged event(s) lost to an offset reset on %s[%" PRId32 "]",
-                   n, ctx->topic, partition);
-    ep_log_error(LOG,
-                 "%" PRId64 " acknowledged event(s) lost: %s[%" PRId32 "] offsets %" PRId64
-                 "..%" PRId64 " were no longer on the broker when the consumer got to them "
-                 "(retention removed them unread); reading resumed at %" PRId64,
-                 n, ctx->topic, partition, from, from + n - 1, from + n);
-}
-
-/* Records that offset was handed out. */
-static void part_append(kafka_part_t *p, int64_t offset)
-{
-    if (p->tail > p->head && offset <= p->offs[p->tail - 1].offset) {
-        /* The partition was rewound (offset reset): start the log again from here. */
-        p->head = p->tail = 0;
-    }
-    if (p->head == p->tail) {
-        p->head = p->tail = 0;
-    } else if (p->tail == p->cap && p->head > 0) {
-        memmove(p->offs, p->offs + p->head, (p->tail - p->head) * sizeof(*p->offs));
-        p->tail -= p->head;
-        p->head = 0;
-    }
-    if (p->tail == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 256;
-        p->offs = ep_realloc(p->offs, p->cap * sizeof(*p->offs));
-    }
-    p->offs[p->tail].offset = offset;
-    p->offs[p->tail].acked = 0;
-    p->tail++;
-}
-
-/* Marks offset done and advances the commit point over the acked prefix. Returns 1 if it moved. */
-static int part_ack(kafka_part_t *p, int64_t offset)
-{
-    size_t lo = p->head, hi = p->tail;
-    int64_t last = -1;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (p->offs[mid].offset < offset) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    if (lo == p->tail || p->offs[lo].offset != offset) {
-        return 0; /* not handed out by this assignment (stale ack after a rebalance) */
-    }
-    p->offs[lo].acked = 1;
-    while (p->head < p->tail && p->offs[p->head].acked) {
-        last = p->offs[p->head].offset;
-        p->head++;
-    }
-    if (last < 0) {
-        return 0;
-    }
-    /* Everything below the first offset still out (or past the last one) is done. */
-    p->commit_pos = p->head < p->tail ? p->offs[p->head].offset : last + 1;
-    return 1;
-}
-
-/* Builds the list of partitions whose commit point moved (optionally only those in only). */
-static rd_kafka_topic_partition_list_t *commit_list(kafka_ctx_t *ctx,
-                                                    const rd_kafka_topic_partition_list_t *only)
-{
-    rd_kafka_topic_partition_list_t *l = NULL;
-
-    for (size_t i = 0; i < ctx->n_parts; i++) {
-        kafka_part_t *p = &ctx->parts[i];
-
-        if (p->commit_pos < 0 || p->commit_pos <= p->committed) {
-            continue;
-        }
-        if (only && !rd_kafka_topic_partition_list_find(only, ctx->topic, p->partition)) {
-            continue;
-        }
-        if (l == NULL) {
-            l = rd_kafka_topic_partition_list_new((int)ctx->n_parts);
-        }
-        rd_kafka_topic_partition_list_add(l, ctx->topic, p->partition)->offset = p->commit_pos;
-        p->committed = p->commit_pos;
-    }
-    return l;
-}
-
-/* Commits every moved commit point; async or synchronous. Takes state_lock. */
-static void commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync)
-{
-    rd_kafka_topic_partition_list_t *l;
-    rd_kafka_resp_err_t err;
-
-    pthread_mutex_lock(&ctx->state_lock);
-    l = commit_list(ctx, NULL);
-    pthread_mutex_unlock(&ctx->state_lock);
-    if (l == NULL) {
-        return;
-    }
-    err = rd_kafka_commit(cons, l, sync ? 0 : 1);
-    ep_counter_add(&ctx->commits, 1);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-        ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-static int in_partition(const ep_event_t *ev, void *arg)
-{
-    return ev->qh != NULL && handle_part(ev) == *(int32_t *)arg;
-}
-
-/* Drops the redelivery entries of a revoked partition (the new owner gets them from Kafka). */
-static void retry_drop_partition(kafka_ctx_t *ctx, int32_t partition)
-{
-    size_t dropped = ep_redeliver_drop(&ctx->retry, in_partition, &partition);
-
-    if (dropped) {
-        atomic_fetch_sub(&ctx->retry_n, dropped);
-    }
-}
-
-static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
-{
-    (void)rk;
-    (void)offsets;
-    (void)opaque;
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-        ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
-    }
-}
-
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    kafka_ctx_t *ctx = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    rd_kafka_error_t *error = NULL;
-
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        ep_log_info(LOG, "assigned %d partition(s) of %s", parts->cnt, ctx->topic);
-        pthread_mutex_lock(&ctx->state_lock);
-        for (int i = 0; i < parts->cnt; i++) {
-            part_remove(ctx, parts->elems[i].partition);
-            part_add(ctx, parts->elems[i].partition);
-        }
-        pthread_mutex_unlock(&ctx->state_lock);
-        if (cooperative) {
-            error = rd_kafka_incremental_assign(rk, parts);
-        } else {
-            rd_kafka_assign(rk, parts);
-        }
-    } else {
-        rd_kafka_topic_partition_list_t *l;
-
-        ep_log_info(LOG, "revoked %d partition(s) of %s%s", parts->cnt, ctx->topic,
-                    rd_kafka_assignment_lost(rk) ? " (lost)" : "");
-        pthread_mutex_lock(&ctx->state_lock);
-        l = commit_list(ctx, parts);
-        for (int i = 0; i < parts->cnt; i++) {
-            part_remove(ctx, parts->elems[i].partition);
-            retry_drop_partition(ctx, parts->elems[i].partition);
-        }
-        pthread_mutex_unlock(&ctx->state_lock);
-        if (l && !rd_kafka_assignment_lost(rk)) {
-            rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, l, 0);
-            ep_counter_add(&ctx->commits, 1);
-            if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-                ep_log_warn(LOG, "commit on revocation failed: %s", rd_kafka_err2str(cerr));
-            }
-        }
-        if (l) {
-            rd_kafka_topic_partition_list_destroy(l);
-        }
-        if (cooperative) {
-            error = rd_kafka_incremental_unassign(rk, parts);
-        } else {
-            rd_kafka_assign(rk, NULL);
-        }
-    }
-    if (error) {
-        ep_log_warn(LOG, "rebalance: %s", rd_kafka_error_string(error));
-        rd_kafka_error_destroy(error);
     }
 }
 
@@ -676,216 +280,8 @@ static void *poll_main(void *arg)
             ep_time_mono_ms() - last_commit >= COMMIT_INTERVAL_MS) {
             atomic_store(&ctx->commit_dirty, 0);
             last_commit = ep_time_mono_ms();
-            commit_now(ctx, cons, 0);
+            ep__kafka_commit_now(ctx, cons, 0);
         }
-    }
-    return NULL;
-}
-
-int ep__kafka_replication(int setting, int brokers)
-{
-    if (setting > 0) {
-        return setting <= brokers ? setting : -1;
-    }
-    return brokers < 1 ? 1 : brokers < REPLICATION_MAX ? brokers : REPLICATION_MAX;
-}
-
-/* Creates the topics with KAFKA_PARTITIONS and KAFKA_REPLICATION_FACTOR if the cluster lacks them.
- */
-static int ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    const char *want[2] = {ctx->topic, ctx->dlq_topic};
-    rd_kafka_NewTopic_t *nt[2];
-    rd_kafka_AdminOptions_t *opts;
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
-    rd_kafka_resp_err_t err;
-    int n_new = 0, rf, rc = 0;
-    char errstr[256];
-
-    /* all_topics=1: a metadata request for one topic could auto-create it with defaults. */
-    err = rd_kafka_metadata(ctx->prod, 1, NULL, &md, timeout_ms);
-    if (err) {
-        set_last_error(ctx, "metadata: %s", rd_kafka_err2str(err));
-        return ep__kafka_err(err);
-    }
-    rf = ep__kafka_replication(ctx->replication, md->broker_cnt);
-    if (atomic_load(&ctx->brokers_up) <= 0) {
-        atomic_store(&ctx->brokers_up, md->broker_cnt > 0 ? 1 : 0);
-    }
-    for (int i = 0; i < 2; i++) {
-        int found = 0;
-
-        if (i == 1 && strcmp(want[0], want[1]) == 0) {
-            continue;
-        }
-        for (int t = 0; t < md->topic_cnt; t++) {
-            if (strcmp(md->topics[t].topic, want[i]) == 0 && md->topics[t].err == 0) {
-                found = 1;
-            }
-        }
-        if (found) {
-            continue;
-        }
-        nt[n_new] = rd_kafka_NewTopic_new(want[i], ctx->partitions, rf < 1 ? 1 : rf, errstr,
-                                          sizeof(errstr));
-        if (nt[n_new] == NULL) {
-            ep_log_warn(LOG, "cannot create topic %s: %s", want[i], errstr);
-            continue;
-        }
-        n_new++;
-    }
-    if (n_new > 0 && rf < 0) {
-        /* The cluster would refuse it: say why, and stay not ready until brokers join. */
-        set_last_error(ctx,
-                       "KAFKA_REPLICATION_FACTOR: %d is more than the %d brokers of the cluster",
-                       ctx->replication, md->broker_cnt);
-        atomic_store(&ctx->topics_refused, 1);
-        rd_kafka_metadata_destroy(md);
-        rd_kafka_NewTopic_destroy_array(nt, (size_t)n_new);
-        return EP_EUNAVAIL;
-    }
-    atomic_store(&ctx->topics_refused, 0);
-    rd_kafka_metadata_destroy(md);
-    if (n_new == 0) {
-        return 0;
-    }
-    opts = rd_kafka_AdminOptions_new(ctx->prod, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, errstr, sizeof(errstr));
-    q = rd_kafka_queue_new(ctx->prod);
-    rd_kafka_CreateTopics(ctx->prod, nt, (size_t)n_new, opts, q);
-    ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-    if (ev == NULL) {
-        rc = EP_ETIMEDOUT;
-    } else if (rd_kafka_event_error(ev)) {
-        err = rd_kafka_event_error(ev);
-        rc = ep__kafka_err(err);
-        if (rc != EP_EUNAVAIL) {
-            /* E.g. a broker without CreateTopics: rely on existing or auto-created topics. */
-            ep_log_warn(LOG, "cannot create topics (%s); they must exist or be auto-created",
-                        rd_kafka_event_error_string(ev));
-            rc = 0;
-        }
-    } else {
-        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
-
-        for (size_t i = 0; i < cnt; i++) {
-            err = rd_kafka_topic_result_error(tr[i]);
-            if (err == 0) {
-                ep_log_info(LOG, "created topic %s (%d partitions, replication %d)",
-                            rd_kafka_topic_result_name(tr[i]), ctx->partitions, rf);
-            } else if (err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                ep_log_warn(LOG, "cannot create topic %s: %s", rd_kafka_topic_result_name(tr[i]),
-                            rd_kafka_topic_result_error_string(tr[i]));
-            }
-        }
-    }
-    if (ev) {
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_NewTopic_destroy_array(nt, (size_t)n_new);
-    return rc;
-}
-
-/*
- * While every broker is known to be down, publishes are refused without
- * producing, so nothing else may make the producer reach for the cluster: a
- * metadata request does (bounded), and success says a broker answers again.
- */
-static void probe_brokers(kafka_ctx_t *ctx)
-{
-    const struct rd_kafka_metadata *md = NULL;
-
-    if (rd_kafka_metadata(ctx->prod, 1, NULL, &md, MONITOR_INTERVAL_MS) != 0) {
-        return;
-    }
-    if (md->broker_cnt > 0) {
-        int none = 0;
-        atomic_compare_exchange_strong(&ctx->brokers_up, &none, 1);
-    }
-    rd_kafka_metadata_destroy(md);
-}
-
-/* Refreshes the lag JSON from the group's committed offsets and the high watermarks. */
-static void refresh_lag(kafka_ctx_t *ctx)
-{
-    rd_kafka_t *cons = atomic_load(&ctx->cons);
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    ep_buf_t b = EP_BUF_INIT;
-    int64_t total = 0;
-
-    ep_buf_puts(&b, "{\"topic\":");
-    ep_buf_put_json_str(&b, ctx->topic, strlen(ctx->topic));
-    ep_buf_puts(&b, ",\"group\":");
-    ep_buf_put_json_str(&b, ctx->group, strlen(ctx->group));
-    ep_buf_puts(&b, ",\"partitions\":[");
-    if (cons && rd_kafka_assignment(cons, &parts) == 0 && parts->cnt > 0) {
-        rd_kafka_topic_partition_list_sort(parts, NULL, NULL);
-        if (rd_kafka_committed(cons, parts, MONITOR_INTERVAL_MS) != 0) {
-            for (int i = 0; i < parts->cnt; i++) {
-                parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-            }
-        }
-        for (int i = 0; i < parts->cnt; i++) {
-            rd_kafka_topic_partition_t *tp = &parts->elems[i];
-            int64_t lo = -1, hi = -1, committed = tp->offset, lag;
-
-            rd_kafka_get_watermark_offsets(cons, tp->topic, tp->partition, &lo, &hi);
-            if (hi < 0 || (committed < 0 && lo < 0)) {
-                rd_kafka_query_watermark_offsets(cons, tp->topic, tp->partition, &lo, &hi, 500);
-            }
-            if (committed < 0) {
-                committed = lo > 0 ? lo : 0;
-            }
-            lag = hi >= committed ? hi - committed : 0;
-            total += lag;
-            ep_buf_printf(&b,
-                          "%s{\"partition\":%" PRId32 ",\"committed\":%" PRId64
-                          ",\"high_watermark\":%" PRId64 ",\"lag\":%" PRId64 "}",
-                          i ? "," : "", tp->partition, committed, hi, lag);
-        }
-    }
-    if (parts) {
-        rd_kafka_topic_partition_list_destroy(parts);
-    }
-    ep_buf_puts(&b, "]}");
-    pthread_mutex_lock(&ctx->info_lock);
-    ep_buf_reset(&ctx->lag_json);
-    ep_buf_printf(&ctx->lag_json, "{\"total\":%" PRId64 ",", total);
-    ep_buf_append(&ctx->lag_json, b.data + 1, b.len - 1);
-    pthread_mutex_unlock(&ctx->info_lock);
-    atomic_store(&ctx->lag_total, total);
-    atomic_store(&ctx->lag_at_ms, ep_time_mono_ms());
-    ep_buf_close(&b);
-}
-
-static void *monitor_main(void *arg)
-{
-    kafka_ctx_t *ctx = arg;
-
-    while (!atomic_load(&ctx->stop)) {
-        struct timespec ts;
-
-        if (!atomic_load(&ctx->topics_ok) && ensure_topics(ctx, MONITOR_INTERVAL_MS) == 0) {
-            atomic_store(&ctx->topics_ok, 1);
-        }
-        if (atomic_load(&ctx->brokers_up) == 0) {
-            probe_brokers(ctx);
-        }
-        if (atomic_load(&ctx->cons)) {
-            refresh_lag(ctx);
-        }
-        ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, MONITOR_INTERVAL_MS);
-        pthread_mutex_lock(&ctx->mon_lock);
-        if (!atomic_load(&ctx->stop)) {
-            pthread_cond_timedwait(&ctx->mon_cond, &ctx->mon_lock, &ts);
-        }
-        pthread_mutex_unlock(&ctx->mon_lock);
     }
     return NULL;
 }
@@ -914,10 +310,10 @@ static rd_kafka_t *ensure_consumer(kafka_ctx_t *ctx)
         goto err;
     }
     rd_kafka_conf_set_opaque(conf, ctx);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    rd_kafka_conf_set_error_cb(conf, ep__kafka_on_error);
+    rd_kafka_conf_set_log_cb(conf, ep__kafka_on_log);
+    rd_kafka_conf_set_rebalance_cb(conf, ep__kafka_on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, ep__kafka_on_commit);
     cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (cons == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -964,7 +360,7 @@ static size_t take_due(kafka_ctx_t *ctx, ep_event_t **out, size_t max, int64_t *
 static void consumer_error(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
 {
     if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        set_last_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
+        ep__kafka_set_error(ctx, "consumer: %s", rd_kafka_message_errstr(m));
         ep_log_warn(LOG, "consumer: %s", rd_kafka_message_errstr(m));
     }
 }
@@ -988,8 +384,8 @@ static void take_poison(kafka_ctx_t *ctx, const rd_kafka_message_t *m)
     ep_log_warn(LOG, "undecodable record %s[%" PRId32 "]@%" PRId64 " moved to %s", ctx->topic,
                 m->partition, m->offset, ctx->dlq_topic);
     pthread_mutex_lock(&ctx->state_lock);
-    p = part_find(ctx, m->partition);
-    if (p && part_ack(p, m->offset)) {
+    p = ep__kafka_part_find(ctx, m->partition);
+    if (p && ep__kafka_part_ack(p, m->offset)) {
         atomic_store(&ctx->commit_dirty, 1);
     }
     pthread_mutex_unlock(&ctx->state_lock);
@@ -1025,12 +421,13 @@ static void take_records(kafka_ctx_t *ctx, rd_kafka_message_t **ms, size_t n, ep
             continue;
         }
         if (p == NULL || p->partition != ms[i]->partition) {
-            p = part_add(ctx, ms[i]->partition); /* may move ctx->parts: p is always fresh */
+            p = ep__kafka_part_add(ctx,
+                                   ms[i]->partition); /* may move ctx->parts: p is always fresh */
         }
-        part_append(p, ms[i]->offset);
-        skipped = part_skipped(p, ms[i]->offset, &from);
+        ep__kafka_part_append(p, ms[i]->offset);
+        skipped = ep__kafka_part_skipped(p, ms[i]->offset, &from);
         if (skipped > 0) {
-            report_lost(ctx, ms[i]->partition, from, skipped); /* rare: once per reset */
+            ep__kafka_report_lost(ctx, ms[i]->partition, from, skipped); /* rare: once per reset */
         }
     }
     pthread_mutex_unlock(&ctx->state_lock);
@@ -1125,9 +522,9 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
     rd_kafka_conf_destroy(cconf);
     rd_kafka_conf_set_opaque(conf, ctx);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_stats_cb(conf, on_stats);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, ep__kafka_on_stats);
+    rd_kafka_conf_set_error_cb(conf, ep__kafka_on_error);
+    rd_kafka_conf_set_log_cb(conf, ep__kafka_on_log);
     ctx->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (ctx->prod == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -1141,7 +538,7 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
      * topics make them with its own defaults instead of KAFKA_PARTITIONS and
      * KAFKA_REPLICATION_FACTOR.
      */
-    if (ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
+    if (ep__kafka_ensure_topics(ctx, INIT_TOPIC_TIMEOUT_MS) == 0) {
         atomic_store(&ctx->topics_ok, 1);
     } else {
         ep_log_warn(LOG, "brokers %s not reachable yet; will keep trying", ctx->brokers);
@@ -1160,7 +557,7 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
         goto err;
     }
     ctx->poll_started = 1;
-    if ((rc = pthread_create(&ctx->mon_tid, NULL, monitor_main, ctx)) != 0) {
+    if ((rc = pthread_create(&ctx->mon_tid, NULL, ep__kafka_monitor_main, ctx)) != 0) {
         snprintf(err, errlen, "kafka: cannot start the monitor thread: %s", strerror(rc));
         rc = EP__ERR(rc);
         goto err;
@@ -1336,10 +733,10 @@ static int kafka_ack(void *vctx, ep_event_t **evs, size_t n)
             continue;
         }
         if (p == NULL || p->partition != handle_part(evs[i])) {
-            p = part_find(ctx, handle_part(evs[i]));
+            p = ep__kafka_part_find(ctx, handle_part(evs[i]));
         }
         if (p) {
-            moved |= part_ack(p, (int64_t)evs[i]->qseq);
+            moved |= ep__kafka_part_ack(p, (int64_t)evs[i]->qseq);
         }
     }
     pthread_mutex_unlock(&ctx->state_lock);
@@ -1530,7 +927,7 @@ static void kafka_destroy(void *vctx)
     cons = atomic_load(&ctx->cons);
     if (cons) {
         /* Final commit of the acked prefix, then leave the group (revocation commits too). */
-        commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
+        ep__kafka_commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
         rd_kafka_consumer_close(cons);
         rd_kafka_queue_destroy(ctx->cons_q);
         rd_kafka_destroy(cons);

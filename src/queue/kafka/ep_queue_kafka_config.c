@@ -232,6 +232,19 @@ static int apply_props(kafka_ctx_t *ctx, rd_kafka_conf_t *conf, char *err, size_
     return 0;
 }
 
+/* What both clients share (reconnection, the socket), then the passthrough, last. */
+static int set_shared(kafka_ctx_t *ctx, rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    if (set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
+        set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
+        set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
+        /* As the Java client: a request behind an unacknowledged one is not held back. */
+        set(conf, "kafka", "socket.nagle.disable", "true", err, errlen)) {
+        return EP_ECONFIG;
+    }
+    return apply_props(ctx, conf, err, errlen);
+}
+
 int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_kafka_opts_t *opts,
                             rd_kafka_conf_t **out, char *err, size_t errlen)
 {
@@ -264,18 +277,13 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_k
         set_int(conf, "KAFKA_MAX_RETRIES", "message.send.max.retries", opts->max_retries, err,
                 errlen) ||
         set_int(conf, "kafka", "retry.backoff.ms", RETRY_BACKOFF_MS, err, errlen) ||
-        set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
-        set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
         /* A publish always completes: delivered, or failed for good within UPSTREAM_TIMEOUT_MS. */
         set_int(conf, "UPSTREAM_TIMEOUT_MS", "message.timeout.ms", timeout, err, errlen) ||
         /* Same partition for a key as the Java client's default partitioner. */
         set(conf, "kafka", "partitioner", "murmur2_random", err, errlen) ||
         /* Broker states for ready() and stats, once a second. */
         set(conf, "kafka", "statistics.interval.ms", "1000", err, errlen) ||
-        set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
-        /* As the Java client: a request behind an unacknowledged one is not held back. */
-        set(conf, "kafka", "socket.nagle.disable", "true", err, errlen) ||
-        apply_props(ctx, conf, err, errlen)) {
+        set_shared(ctx, conf, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return EP_ECONFIG;
     }
@@ -295,12 +303,7 @@ int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, 
         set(conf, "kafka", "enable.auto.commit", "false", err, errlen) ||
         set(conf, "kafka", "enable.auto.offset.store", "false", err, errlen) ||
         set(conf, "kafka", "auto.offset.reset", "earliest", err, errlen) ||
-        set_int(conf, "kafka", "reconnect.backoff.ms", RECONNECT_BACKOFF_MS, err, errlen) ||
-        set_int(conf, "kafka", "reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS, err, errlen) ||
-        set(conf, "kafka", "log.connection.close", "false", err, errlen) ||
-        /* As the Java client: a request behind an unacknowledged one is not held back. */
-        set(conf, "kafka", "socket.nagle.disable", "true", err, errlen) ||
-        apply_props(ctx, conf, err, errlen)) {
+        set_shared(ctx, conf, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return EP_ECONFIG;
     }

@@ -3,8 +3,10 @@
 
 /*
  * Private layout of the "kafka" queue provider, shared by ep_queue_kafka.c
- * (provider ops, threads, offset tracking) and ep_queue_kafka_config.c
- * (librdkafka configuration, passthrough, error mapping). Nothing here leaves
+ * (provider ops, producing, consuming), ep_queue_kafka_offsets.c (offset
+ * tracking, commits, rebalance), ep_queue_kafka_admin.c (client callbacks,
+ * topics, lag) and ep_queue_kafka_config.c (librdkafka configuration,
+ * passthrough, error mapping). Nothing here leaves
  * src/queue/kafka/: rd_kafka_resp_err_t is mapped to EP_E* at this boundary.
  */
 
@@ -173,5 +175,71 @@ void ep__kafka_tsan_link(void);
 
 /** Maps a librdkafka error to EP_E* (0 for no error). Thread-safe. */
 int ep__kafka_err(rd_kafka_resp_err_t err);
+
+/** Sets the last error that /stats and readiness report (under info_lock). */
+void ep__kafka_set_error(kafka_ctx_t *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Events carry their partition as qh = partition + 1 (NULL: not from a record). */
+static inline void *part_handle(int32_t partition)
+{
+    return (void *)(uintptr_t)((uint32_t)partition + 1u);
+}
+
+static inline int32_t handle_part(const ep_event_t *ev)
+{
+    return (int32_t)((uintptr_t)ev->qh - 1u);
+}
+
+/* ---- ep_queue_kafka_offsets.c: offset tracking, under state_lock unless said. */
+
+/** The tracking of partition, or NULL. */
+kafka_part_t *ep__kafka_part_find(kafka_ctx_t *ctx, int32_t partition);
+
+/** The tracking of partition, added if missing (may move ctx->parts). */
+kafka_part_t *ep__kafka_part_add(kafka_ctx_t *ctx, int32_t partition);
+
+/** Records that offset was handed out. */
+void ep__kafka_part_append(kafka_part_t *p, int64_t offset);
+
+/** Marks offset done and advances the commit point over the acked prefix; 1 if it moved. */
+int ep__kafka_part_ack(kafka_part_t *p, int64_t offset);
+
+/** How many records a pending offset reset skipped before offset (0: none); first in *from. */
+int64_t ep__kafka_part_skipped(kafka_part_t *p, int64_t offset, int64_t *from);
+
+/** Counts and reports records an offset reset skipped. */
+void ep__kafka_report_lost(kafka_ctx_t *ctx, int32_t partition, int64_t from, int64_t n);
+
+/** Notes an offset reset from librdkafka's log line buf (takes state_lock). */
+void ep__kafka_note_offset_reset(kafka_ctx_t *ctx, const char *buf);
+
+/** Commits every moved commit point; async, or synchronous if sync. Takes state_lock. */
+void ep__kafka_commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync);
+
+/** The consumer's offset commit callback. */
+void ep__kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
+/** The consumer's rebalance callback (eager and cooperative). */
+void ep__kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+/* ---- ep_queue_kafka_admin.c: client callbacks, topics, lag. */
+
+/** Statistics callback: counts the brokers up. */
+int ep__kafka_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque);
+
+/** Error callback of both clients. */
+void ep__kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
+
+/** Log callback of both clients (notes offset resets). */
+void ep__kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+/** Creates the topics if the cluster lacks them. Returns 0 or EP_E*. */
+int ep__kafka_ensure_topics(kafka_ctx_t *ctx, int timeout_ms);
+
+/** The monitor thread: topic check, broker probe, lag refresh, until ctx->stop. */
+void *ep__kafka_monitor_main(void *arg);
 
 #endif /* EP_QUEUE_KAFKA_INT_H */

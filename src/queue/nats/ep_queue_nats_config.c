@@ -315,6 +315,19 @@ static void api_opts(jsOptions *o)
     o->Wait = EP_NATS_API_WAIT_MS;
 }
 
+/* Reads the stream's message count into ctx->stream_msgs; the lookup's status. */
+static natsStatus stream_msgs(ep_nats_ctx_t *ctx, jsOptions *o, jsErrCode *jerr)
+{
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_GetStreamInfo(&si, ctx->js, ctx->set.stream, o, jerr);
+
+    if (s == NATS_OK) {
+        atomic_store(&ctx->stream_msgs, (int64_t)si->State.Msgs);
+        jsStreamInfo_Destroy(si);
+    }
+    return s;
+}
+
 /* Finds or creates the stream. Returns 0 or EP_EUNAVAIL (noted). Any thread. */
 static int stream_ensure(ep_nats_ctx_t *ctx)
 {
@@ -327,10 +340,8 @@ static int stream_ensure(ep_nats_ctx_t *ctx)
     natsStatus s;
 
     api_opts(&o);
-    s = js_GetStreamInfo(&si, ctx->js, ctx->set.stream, &o, &jerr);
+    s = stream_msgs(ctx, &o, &jerr);
     if (s == NATS_OK) {
-        atomic_store(&ctx->stream_msgs, (int64_t)si->State.Msgs);
-        jsStreamInfo_Destroy(si);
         return 0;
     }
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
@@ -439,18 +450,14 @@ int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
 /* Reads the stream and consumer figures. Keeper thread only. */
 static void refresh_figures(ep_nats_ctx_t *ctx)
 {
-    jsStreamInfo *si = NULL;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     jsOptions o;
     natsStatus s;
 
     api_opts(&o);
-    s = js_GetStreamInfo(&si, ctx->js, ctx->set.stream, &o, &jerr);
-    if (s == NATS_OK) {
-        atomic_store(&ctx->stream_msgs, (int64_t)si->State.Msgs);
-        jsStreamInfo_Destroy(si);
-    } else if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+    s = stream_msgs(ctx, &o, &jerr);
+    if (s != NATS_OK && (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)) {
         /* Deleted behind our back (or a server with a fresh store): recreate it. */
         atomic_store(&ctx->stream_ok, 0);
         atomic_store(&ctx->stream_msgs, -1);
