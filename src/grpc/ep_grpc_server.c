@@ -258,7 +258,7 @@ static void accept_all(loop_t *l)
     ep_grpc_server_t *s = l->s;
 
     for (;;) {
-        struct sockaddr_storage sa;
+        struct sockaddr_storage sa = {0};
         socklen_t sl = sizeof(sa);
         int one = 1;
         int fd = accept4(l->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -527,7 +527,7 @@ void ep_grpc_server_set_observer(ep_grpc_server_t *s, ep_grpc_observe_cb cb, voi
 
 static int listen_on(ep_grpc_server_t *s, int port, char *err, size_t errlen)
 {
-    struct sockaddr_storage sa;
+    struct sockaddr_storage sa = {0};
     socklen_t sl;
     int fd, one = 1;
 
@@ -587,11 +587,18 @@ int ep_grpc_server_start(ep_grpc_server_t *s, char *err, size_t errlen)
             return EP_EIO;
         }
         if (port == 0) {
-            struct sockaddr_storage sa;
+            union {
+                struct sockaddr a;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+            } sa;
             socklen_t sl = sizeof(sa);
-            getsockname(l->lfd, (struct sockaddr *)&sa, &sl);
-            port = ntohs(sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
-                                                 : ((struct sockaddr_in6 *)&sa)->sin6_port);
+            memset(&sa, 0, sizeof(sa));
+            if (getsockname(l->lfd, &sa.a, &sl) != 0) {
+                snprintf(err, errlen, "gRPC listener: getsockname: %s", strerror(errno));
+                return EP_EIO;
+            }
+            port = ntohs(sa.a.sa_family == AF_INET ? sa.in.sin_port : sa.in6.sin6_port);
         }
         ev.events = EPOLLIN;
         ev.data.ptr = &l->lfd;

@@ -353,6 +353,7 @@ static void *bench_main(void *arg)
 {
     bworker_t *w = arg;
     const bopts_t *o = w->o;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     ep_grpc_conn_t **cs = ep_calloc((size_t)w->nconn, sizeof(*cs));
     struct pollfd *pf = ep_calloc((size_t)w->nconn, sizeof(*pf));
     int limited = atomic_load(&bbudget) > 0, live = 0;
