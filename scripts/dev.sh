@@ -32,7 +32,6 @@ COUNT=${COUNT:-1000}
 RATE=${RATE:-0}
 IMAGE=${EVENTPIPE_IMAGE:-eventpipe:latest}
 RUNDIR="$ROOT/$BUILD/run-local"
-PROJECT=eventpipe
 QUEUES="memory disk nats kafka composite"
 KAFKA_TOPIC=${KAFKA_TOPIC:-diplom-messages}
 KAFKA_DLQ_TOPIC=${KAFKA_DLQ_TOPIC:-diplom-messages-dlq}
@@ -55,21 +54,66 @@ curl_() {
 }
 
 # --- Docker -------------------------------------------------------------------
+# An engine of the machine's own (DOCKER_HOST or the default socket) is used as it is,
+# with the compose files as they are. Otherwise the project's private engine
+# (scripts/docker.sh: --bridge=none, no registry): the stacks run there rendered for
+# host networking by scripts/compose_host.py (as the container tests run them), with
+# the local nats-server and Prometheus images; an image the engine lacks is named.
 DOCKER=${DOCKER:-docker}
-docker_engine() {
-    if "$DOCKER" info >/dev/null 2>&1; then
-        return 0
-    fi
-    say "no reachable Docker engine: starting the project's private one (scripts/docker.sh)"
-    bash scripts/docker.sh install
-    bash scripts/docker.sh start
-    bash scripts/docker.sh images
+PRIVATE=0
+EP_DOCKER_RUN=${EP_DOCKER_RUN:-/run/eventpipe-docker}
+PRIVATE_HOST="unix://$EP_DOCKER_RUN/docker.sock"
+MARK="$EP_DOCKER_RUN/started-by-make"   # the engine a make target started (docker-down stops it)
+PROJECT=${COMPOSE_PROJECT_NAME:-eventpipe}
+RENDERED="$ROOT/$BUILD/compose/$PROJECT.json"
+
+use_private() {
     eval "$(bash scripts/docker.sh env)"
     DOCKER=/usr/bin/docker
+    PRIVATE=1
+    export NATS_IMAGE=${NATS_IMAGE:-eventpipe-local/nats-server:debian12}
+    export PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-eventpipe-local/prometheus:debian12}
+}
+
+engine_up() { # an engine that answers now (none is started)
+    if [ "${DOCKER_HOST:-}" != "$PRIVATE_HOST" ] && "$DOCKER" info >/dev/null 2>&1; then
+        return 0
+    fi
+    use_private
+    "$DOCKER" info >/dev/null 2>&1
+}
+
+docker_engine() { # an engine, the private one started when none answers
+    engine_up && [ $PRIVATE = 0 ] && return 0
+    if ! "$DOCKER" info >/dev/null 2>&1; then
+        say "no reachable Docker engine: starting the project's private one (scripts/docker.sh:" \
+            "host networking only, no registry; 'make docker-down' stops it)"
+        bash scripts/docker.sh install
+        bash scripts/docker.sh start
+        : >"$MARK"
+    fi
+    "$DOCKER" image inspect debian:12-slim "$NATS_IMAGE" "$PROMETHEUS_IMAGE" >/dev/null 2>&1 ||
+        bash scripts/docker.sh images
+}
+
+have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+missing_image() { # SERVICE IMAGE: why it cannot run, how to get the image
+    local var
+    var=$(echo "$1" | tr 'a-z-' 'A-Z_')_IMAGE
+    case "$1" in gateway | ingest | processor | analytics) var=EVENTPIPE_IMAGE ;; esac
+    say "$1: image $2 is not in the project's private Docker engine, which reaches no registry."
+    say "  Get it where a registry is reachable: docker pull $2 && docker save -o image.tar $2"
+    say "  then load it here: eval \"\$(bash scripts/docker.sh env)\" && /usr/bin/docker load -i image.tar"
+    say "  (or set $var to an image this engine has: /usr/bin/docker images)"
+}
+
+build_image() {
+    "$DOCKER" build --network host -t "$IMAGE" .
 }
 
 compose() {
-    if "$DOCKER" compose version >/dev/null 2>&1; then
+    if [ $PRIVATE = 0 ] && "$DOCKER" compose version >/dev/null 2>&1; then
         "$DOCKER" compose -p "$PROJECT" "$@"
     elif command -v docker-compose >/dev/null 2>&1; then
         docker-compose -p "$PROJECT" "$@"
@@ -86,18 +130,83 @@ stack_files() {
     if [ "${1:-}" = full ]; then echo "-f deploy/compose/docker-compose.monitoring.yml"; fi
 }
 
-kafka_exec() {
-    if ! "$DOCKER" info >/dev/null 2>&1; then
-        eval "$(bash scripts/docker.sh env)"
-        DOCKER=/usr/bin/docker
+# stack_up full|"" [SERVICE...]: the QUEUE_TYPE stack (all services, or those) in the
+# background; on the private engine rendered for host networking into RENDERED.
+stack_up() {
+    local full=$1 files
+    shift
+    files=$(stack_files "$full")
+    if [ $PRIVATE = 0 ]; then
+        # shellcheck disable=SC2086
+        compose $files up -d --build "$@"
+        return
     fi
-    local files
-    files=$(stack_files)
+    export EVENTPIPE_IMAGE=$IMAGE
+    local drop=() lines svc img bad=0
     # shellcheck disable=SC2086
-    compose $files ps --services --filter status=running 2>/dev/null | grep -qx kafka ||
-        die "no running kafka service: start one with QUEUE_TYPE=kafka make docker-up"
-    # shellcheck disable=SC2086
-    compose $files exec -T kafka "$@"
+    lines=$(/usr/bin/python3 scripts/compose_host.py render "$RENDERED.new" ${files//-f /}) || exit 1
+    while read -r svc img; do
+        if [ "$svc" = grafana ] && ! have_image "$img"; then
+            missing_image grafana "$img"
+            say "docker-up-full: Grafana is left out; the stack runs with Prometheus (:9090) only."
+            drop=(--without grafana)
+        fi
+    done <<<"$lines"
+    if [ ${#drop[@]} -gt 0 ]; then
+        # shellcheck disable=SC2086
+        lines=$(/usr/bin/python3 scripts/compose_host.py render "$RENDERED.new" "${drop[@]}" \
+            ${files//-f /}) || exit 1
+    fi
+    while read -r svc img; do
+        [ $# -eq 0 ] || [[ " $* " == *" $svc "* ]] || continue
+        have_image "$img" || { missing_image "$svc" "$img"; bad=1; }
+    done <<<"$lines"
+    [ $bad = 0 ] || die "QUEUE_TYPE=$QUEUE_TYPE: nothing started (an image is missing)"
+    mv "$RENDERED.new" "$RENDERED"
+    compose -f "$RENDERED" up -d --no-build "$@"
+}
+
+wait_healthy() { # SECONDS: every container of the project healthy (or without a healthcheck)
+    local ids states end=$((SECONDS + $1))
+    while [ $SECONDS -lt $end ]; do
+        ids=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+        [ -n "$ids" ] || die "no container of compose project $PROJECT"
+        # shellcheck disable=SC2086
+        states=$("$DOCKER" inspect -f \
+            '{{index .Config.Labels "com.docker.compose.service"}}={{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' $ids)
+        if ! grep -qv -e '=healthy$' -e '=running$' <<<"$states"; then
+            say "healthy: $(tr '\n' ' ' <<<"$states")"
+            return 0
+        fi
+        sleep 1
+    done
+    die "not healthy after $1 s: $(tr '\n' ' ' <<<"$states")(make docker-logs)"
+}
+
+compose_project() { # compose arguments for the stack a docker-up started
+    if [ $PRIVATE = 1 ]; then
+        [ -f "$RENDERED" ] || die "no stack started by 'make docker-up' here ($RENDERED)"
+        echo "-f $RENDERED"
+    else
+        stack_files full
+    fi
+}
+
+kafka_exec() {
+    engine_up || die "no Docker engine is running: Kafka runs in the kafka stack (QUEUE_TYPE=kafka make docker-up)"
+    local c
+    c=$("$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+        --filter label=com.docker.compose.service=kafka | head -n 1)
+    if [ -z "$c" ]; then
+        say "no running kafka container in compose project $PROJECT: start the kafka stack"
+        say "with 'QUEUE_TYPE=kafka make docker-up' (or QUEUE_TYPE=kafka make compose-up)."
+        local img=${KAFKA_IMAGE:-apache/kafka:3.7.0}
+        [ $PRIVATE = 1 ] && ! have_image "$img" && missing_image kafka "$img"
+        exit 1
+    fi
+    local t=()
+    [ -t 0 ] && [ -t 1 ] && t=(-t)
+    "$DOCKER" exec -i "${t[@]}" "$c" "$@"
 }
 
 # --- local processes (run-local) ----------------------------------------------
@@ -177,58 +286,70 @@ processed() { # the processor's processed count (from /stats)
 case "${1:-}" in
 docker-build)
     docker_engine
-    "$DOCKER" build --network host -t "$IMAGE" .
+    build_image
     ;;
 docker-up | docker-up-full)
     need_queue "$QUEUE_TYPE"
     docker_engine
     full=""
     [ "$1" = docker-up-full ] && full=full
-    files=$(stack_files $full)
-    # shellcheck disable=SC2086
-    compose $files up -d --build
+    [ $PRIVATE = 0 ] || build_image  # compose's --build cannot build on host networking
+    stack_up "$full"
+    wait_healthy 300
     say "QUEUE_TYPE=$QUEUE_TYPE stack is up: make health, make urls, make docker-logs"
     ;;
 docker-down)
-    if "$DOCKER" info >/dev/null 2>&1 || { [ -S ${EP_DOCKER_RUN:-/run/eventpipe-docker}/docker.sock ] &&
-        eval "$(bash scripts/docker.sh env)" && DOCKER=/usr/bin/docker; }; then
-        for q in $QUEUES; do
-            QUEUE_TYPE=$q
-            [ -f "deploy/compose/docker-compose.$q.yml" ] || continue
-            files=$(stack_files full)
-            # shellcheck disable=SC2086
-            compose $files down --remove-orphans 2>/dev/null || true
-        done
+    if engine_up; then
+        if [ $PRIVATE = 1 ]; then
+            if [ -f "$RENDERED" ]; then compose -f "$RENDERED" down --remove-orphans || true; fi
+        else
+            for q in $QUEUES; do
+                QUEUE_TYPE=$q
+                files=$(stack_files full)
+                # shellcheck disable=SC2086
+                compose $files down --remove-orphans 2>/dev/null || true
+            done
+        fi
+        left=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+        # shellcheck disable=SC2086
+        [ -z "$left" ] || "$DOCKER" rm -f $left >/dev/null
         "$DOCKER" rm -f eventpipe >/dev/null 2>&1 || true
+        say "compose project $PROJECT and container eventpipe stopped"
     else
-        say "no Docker engine is running"
+        say "no Docker engine is running: nothing to stop"
     fi
-    [ -S ${EP_DOCKER_RUN:-/run/eventpipe-docker}/docker.sock ] && bash scripts/docker.sh stop || true
+    if [ -f "$MARK" ]; then
+        rm -f "$MARK"
+        bash scripts/docker.sh stop
+    fi
     ;;
 docker-logs)
-    files=$(stack_files full)
-    docker_engine
-    # shellcheck disable=SC2086
-    compose $files logs --tail=200 ${FOLLOW:+-f}
+    engine_up || die "no Docker engine is running: start a stack with 'make docker-up'"
+    # shellcheck disable=SC2046
+    compose $(compose_project) logs --no-color --tail=200 ${FOLLOW:+-f}
     ;;
 docker-run)
     need_queue "$QUEUE_TYPE"
     docker_engine
+    have_image "$IMAGE" || build_image
     "$DOCKER" run -d --rm --name eventpipe --network host -e QUEUE_TYPE="$QUEUE_TYPE" "$IMAGE"
+    wait_ok "http://127.0.0.1:$API_PORT/ready" 60 ||
+        die "eventpipe run did not become ready on :$API_PORT: $DOCKER logs eventpipe"
     say "eventpipe run (every role, one container) on :$API_PORT-:$ANALYTICS_PORT; 'make docker-down' stops it"
     ;;
 compose-up)
     # seed 003: the infrastructure only (the brokers), for `make run-local` against it
-    files=$(stack_files)
-    docker_engine
+    need_queue "$QUEUE_TYPE"
     case "$QUEUE_TYPE" in
     nats) svcs="nats" ;;
     kafka) svcs="kafka" ;;
     composite) svcs="nats kafka" ;;
     *) say "QUEUE_TYPE=$QUEUE_TYPE needs no broker: nothing to start (make run-local)"; exit 0 ;;
     esac
+    docker_engine
     # shellcheck disable=SC2086
-    compose $files up -d $svcs
+    stack_up "" $svcs
+    wait_healthy 120
     ;;
 run-local) local_start ;;
 stop)

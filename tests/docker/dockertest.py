@@ -1,12 +1,7 @@
 """Helpers for the container tests (ctest -L docker, `make test-docker`): the
 private Docker engine of scripts/docker.sh, docker and docker-compose commands,
-and the compose stacks rendered for host networking.
-
-The engine runs with --bridge=none (this machine's network is never touched), so
-a stack runs here as `docker-compose config` renders it with every service on the
-host's network: published ports dropped, `network_mode: host`, and the service
-names mapped to 127.0.0.1 in each container's /etc/hosts, so that the files'
-own URLs (http://ingest:8081, nats://nats:4222) work unchanged."""
+and the compose stacks rendered for host networking (scripts/compose_host.py, which
+`make docker-up` uses as well: the engine runs with --bridge=none)."""
 
 import json
 import os
@@ -20,11 +15,13 @@ import yaml  # python3-yaml, a dependency of Debian's docker-compose
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
+import compose_host  # noqa: E402  (the rendering `make docker-up` uses too)
+from compose_host import COMPOSE, host_network  # noqa: E402,F401
 from eptest import get_json, main, request, wait_for  # noqa: E402,F401
 
 DOCKER = "/usr/bin/docker"  # Debian's client; another may come first in PATH
-COMPOSE = "/usr/bin/docker-compose"
 COMPOSE_DIR = os.path.join(ROOT, "deploy", "compose")
 STACKS = ("memory", "disk", "nats", "kafka", "composite")
 IMAGE = os.environ.get("EP_TEST_IMAGE", "eventpipe:test")
@@ -73,23 +70,7 @@ def compose_file(stack):
 
 def compose_config(files, env=None):
     """The merged configuration docker-compose renders from files."""
-    args = [COMPOSE]
-    for f in files:
-        args += ["-f", f]
-    return yaml.safe_load(run(args + ["config"], env=env).stdout)
-
-
-def host_network(config):
-    """config (as compose_config returns it) with every service on the host's network."""
-    names = sorted(config["services"])
-    for svc in config["services"].values():
-        svc.pop("ports", None)
-        svc.pop("networks", None)
-        svc["network_mode"] = "host"
-        svc["extra_hosts"] = ["%s:127.0.0.1" % n for n in names]
-    config.pop("networks", None)
-    config["version"] = "2.4"
-    return config
+    return compose_host.compose_config(files, env=env, run=run)
 
 
 def ports_free(ports):
