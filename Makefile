@@ -95,10 +95,16 @@ fuzz: deps
 # processed: 1,000 events each through memory (eventpipe run, and gateway, ingest
 # and processor as three processes), nats (a real nats-server), kafka
 # (librdkafka's mock cluster over TCP) and composite(nats,kafka); the disk queue
-# under load killed with SIGKILL 20 times (at least 200 acknowledged events).
+# under load killed with SIGKILL 20 times (at least 200 acknowledged events); and the
+# cluster label: a 3-node NATS JetStream cluster and a 3-broker Kafka mock under faults.
 integration-test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) \
-		-R 'e2e\.test_(run_flow|split_flow|nats|kafka|composite|disk_crash)$$'
+		-R 'e2e\.test_(run_flow|split_flow|nats|kafka|composite|disk_crash)$$|^cluster\.'
+
+# The scale-out and fault tests alone (issue 18, label cluster; also part of make test).
+.PHONY: test-cluster
+test-cluster: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -L cluster
 
 # Microbenchmarks of the hot-path pieces, then POST /api/v1/ingest under wrk.
 bench: build
