@@ -474,81 +474,94 @@ static void expect_all(const uint8_t *result, size_t n, uint8_t v)
     }
 }
 
+/* One HTTP sink test's set-up: the receiver with its script (codes[0..n_codes), then
+ * code_after), a sink on it with the options o, a worker, and n events "<prefix>-<i>" with
+ * room for their results. hook_close undoes all of it. */
+typedef struct {
+    ep_sink_t *s;
+    ep_sink_worker_t *w;
+    ep_event_t **evs;
+    uint8_t *result;
+    size_t n;
+} hook_t;
+
+static void hook_open(hook_t *h, const ep_sink_opts_t *o, const unsigned *codes, int n_codes,
+                      unsigned code_after, size_t n, const char *prefix)
+{
+    char url[128], err[256];
+
+    rx_start(codes, n_codes, code_after);
+    rx_url(url, sizeof(url));
+    h->s = NULL;
+    EP_ASSERT_EQ(ep_sink_create_ex(url, o, &h->s, err, sizeof(err)), 0);
+    h->w = ep_sink_worker_create(h->s);
+    h->evs = make_events(n, prefix);
+    h->result = ep_calloc(n, 1);
+    h->n = n;
+}
+
+/* Delivers events [from, from + n) and returns how many were delivered. */
+static size_t hook_deliver(hook_t *h, size_t from, size_t n)
+{
+    return ep_sink_deliver(h->s, h->w, h->evs + from, n, h->result + from);
+}
+
+static void hook_close(hook_t *h)
+{
+    ep_sink_worker_destroy(h->w);
+    ep_sink_destroy(h->s);
+    rx_stop();
+    free_events(h->evs, h->n);
+    ep_free(h->result);
+}
+
 /* Batches of PROCESSOR_SINK_BATCH events, NDJSON, on one kept-alive connection. */
 static void test_http_batches_keepalive(void)
 {
     ep_sink_opts_t o = fast_opts(0);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(1200, "k");
-    uint8_t result[1200];
     ep_sink_stats_t st;
-    char url[128], err[256];
+    hook_t h;
     int linger = -1;
 
-    rx_start(NULL, 0, 200);
-    rx_url(url, sizeof(url));
     o.batch_events = 500;
     o.linger_ms = 7;
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    EP_ASSERT_EQ(ep_sink_gather(s, &linger), 500);
+    hook_open(&h, &o, NULL, 0, 200, 1200, "k");
+    EP_ASSERT_EQ(ep_sink_gather(h.s, &linger), 500);
     EP_ASSERT_EQ(linger, 7);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 1000, result), 1000);
-    expect_all(result, 1000, EP_SINK_DELIVERED);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs + 1000, 200, result), 200);
-    expect_all(result, 200, EP_SINK_DELIVERED);
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 1000), 1000);
+    EP_ASSERT_EQ(hook_deliver(&h, 1000, 200), 200);
+    expect_all(h.result, 1200, EP_SINK_DELIVERED);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 3); /* 500 + 500, then 200 */
     EP_ASSERT_EQ(atomic_load(&rx.bad_type), 0);
     EP_ASSERT_EQ(rx.n_ports, 1); /* one connection, kept alive */
     check_accepted_once("k", 1200);
-    ep_sink_stats(s, &st);
+    ep_sink_stats(h.s, &st);
     EP_ASSERT_EQ(st.requests, 3);
     EP_ASSERT_EQ(st.delivered, 1200);
     EP_ASSERT_EQ(st.failures + st.retries + st.failed + st.rejected, 0);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 1200);
+    hook_close(&h);
 }
 
 /* PROCESSOR_SINK_BATCH_BYTES splits a batch; one line larger than it still goes, alone. */
 static void test_http_batch_bytes(void)
 {
     ep_sink_opts_t o = fast_opts(0);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(100, "b");
-    uint8_t result[100];
-    char url[128], err[256];
+    hook_t h;
 
-    rx_start(NULL, 0, 200);
-    rx_url(url, sizeof(url));
     o.batch_bytes = 1024; /* a line is ~170 bytes: about 6 a POST */
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 100, result), 100);
+    hook_open(&h, &o, NULL, 0, 200, 100, "b");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 100), 100);
     EP_ASSERT(atomic_load(&rx.requests) >= 100 * 100 / 1024);
     EP_ASSERT(rx.max_body <= 1024);
     check_accepted_once("b", 100);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 100);
+    hook_close(&h);
 
     o.batch_bytes = 16; /* smaller than any line: one event per POST */
-    evs = make_events(5, "one");
-    rx_start(NULL, 0, 200);
-    rx_url(url, sizeof(url));
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 5, result), 5);
+    hook_open(&h, &o, NULL, 0, 200, 5, "one");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 5), 5);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 5);
     check_accepted_once("one", 5);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 5);
+    hook_close(&h);
 }
 
 /* 503, 500, 408, 429 are retried; the batch arrives once, after the 200. */
@@ -557,25 +570,18 @@ static void test_http_retries_then_ok(void)
     static const unsigned codes[] = {503, 500, 408, 429};
     ep_sink_opts_t o = fast_opts(4);
     ep_metrics_t *m;
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(10, "r");
-    uint8_t result[10];
     ep_sink_stats_t st;
     ep_buf_t text = EP_BUF_INIT;
-    char url[128], err[256];
+    hook_t h;
 
     ep_metrics_create(0, &m);
     o.metrics = m;
-    rx_start(codes, 4, 200);
-    rx_url(url, sizeof(url));
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 10, result), 10);
-    expect_all(result, 10, EP_SINK_DELIVERED);
+    hook_open(&h, &o, codes, 4, 200, 10, "r");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 10), 10);
+    expect_all(h.result, 10, EP_SINK_DELIVERED);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 5);
     check_accepted_once("r", 10);
-    ep_sink_stats(s, &st);
+    ep_sink_stats(h.s, &st);
     EP_ASSERT_EQ(st.requests, 5);
     EP_ASSERT_EQ(st.failures, 4);
     EP_ASSERT_EQ(st.retries, 4);
@@ -589,11 +595,8 @@ static void test_http_retries_then_ok(void)
     EP_ASSERT(strstr(text.data, "ep_sink_retries_total 4\n") != NULL);
     EP_ASSERT(strstr(text.data, "ep_sink_request_seconds_count 5\n") != NULL);
     ep_buf_close(&text);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
+    hook_close(&h);
     ep_metrics_destroy(m);
-    rx_stop();
-    free_events(evs, 10);
 }
 
 /* A 400 (or 404, 413) is final: no retry, the events come back rejected. */
@@ -603,28 +606,18 @@ static void test_http_rejected_not_retried(void)
 
     for (int k = 0; k < 3; k++) {
         ep_sink_opts_t o = fast_opts(5);
-        ep_sink_t *s = NULL;
-        ep_sink_worker_t *w;
-        ep_event_t **evs = make_events(3, "x");
-        uint8_t result[3];
         ep_sink_stats_t st;
-        char url[128], err[256];
+        hook_t h;
 
-        rx_start(NULL, 0, finals[k]);
-        rx_url(url, sizeof(url));
-        EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-        w = ep_sink_worker_create(s);
-        EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 3, result), 0);
-        expect_all(result, 3, EP_SINK_REJECTED);
+        hook_open(&h, &o, NULL, 0, finals[k], 3, "x");
+        EP_ASSERT_EQ(hook_deliver(&h, 0, 3), 0);
+        expect_all(h.result, 3, EP_SINK_REJECTED);
         EP_ASSERT_EQ(atomic_load(&rx.requests), 1);
-        ep_sink_stats(s, &st);
+        ep_sink_stats(h.s, &st);
         EP_ASSERT_EQ(st.rejected, 3);
         EP_ASSERT_EQ(st.retries, 0);
-        EP_ASSERT_EQ(ep_sink_write(s, evs, 3, NULL), EP_EIO);
-        ep_sink_worker_destroy(w);
-        ep_sink_destroy(s);
-        rx_stop();
-        free_events(evs, 3);
+        EP_ASSERT_EQ(ep_sink_write(h.s, h.evs, 3, NULL), EP_EIO);
+        hook_close(&h);
     }
 }
 
@@ -632,95 +625,65 @@ static void test_http_rejected_not_retried(void)
 static void test_http_retries_exhausted(void)
 {
     ep_sink_opts_t o = fast_opts(3);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(4, "e");
-    uint8_t result[4];
     ep_sink_stats_t st;
-    char url[128], err[256];
+    hook_t h;
 
-    rx_start(NULL, 0, 503);
-    rx_url(url, sizeof(url));
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 4, result), 0);
-    expect_all(result, 4, EP_SINK_FAILED);
+    hook_open(&h, &o, NULL, 0, 503, 4, "e");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 4), 0);
+    expect_all(h.result, 4, EP_SINK_FAILED);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 4);
     EP_ASSERT_EQ(rx.accepted.len, 0);
-    ep_sink_stats(s, &st);
+    ep_sink_stats(h.s, &st);
     EP_ASSERT_EQ(st.failed, 4);
     EP_ASSERT_EQ(st.retries, 3);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 4);
+    hook_close(&h);
 }
 
 /* The delays grow: with backoff 40 ms the 3rd retry waits at least 80 ms (half of 160). */
 static void test_http_backoff_grows(void)
 {
     ep_sink_opts_t o = fast_opts(3);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(1, "g");
-    uint8_t result[1];
-    char url[128], err[256];
+    hook_t h;
 
     o.backoff_ms = 40;
     o.backoff_max_ms = 1000;
-    rx_start(NULL, 0, 500);
-    rx_url(url, sizeof(url));
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 1, result), 0);
+    hook_open(&h, &o, NULL, 0, 500, 1, "g");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 1), 0);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 4);
     /* Lower bounds only (equal jitter: at least half of 40, 80, 160 ms). */
     EP_ASSERT(rx.req_ms[1] - rx.req_ms[0] >= 20 - 1);
     EP_ASSERT(rx.req_ms[2] - rx.req_ms[1] >= 40 - 1);
     EP_ASSERT(rx.req_ms[3] - rx.req_ms[2] >= 80 - 1);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 1);
+    hook_close(&h);
 }
 
 /* One delivery, several POSTs with different answers: each run of events gets its own result. */
 static void test_http_results_per_post(void)
 {
     static const unsigned codes[] = {200, 400, 503, 200};
-    ep_sink_opts_t o = fast_opts(0);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(8, "m");
-    uint8_t result[8];
     static const uint8_t want[8] = {EP_SINK_DELIVERED, EP_SINK_DELIVERED, EP_SINK_REJECTED,
                                     EP_SINK_REJECTED,  EP_SINK_FAILED,    EP_SINK_FAILED,
                                     EP_SINK_DELIVERED, EP_SINK_DELIVERED};
+    ep_sink_opts_t o = fast_opts(0);
     ep_sink_stats_t st;
-    char url[128], err[256];
+    hook_t h;
 
-    rx_start(codes, 4, 500);
-    rx_url(url, sizeof(url));
     o.batch_events = 2;
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 8, result), 4);
+    hook_open(&h, &o, codes, 4, 500, 8, "m");
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 8), 4);
     for (int i = 0; i < 8; i++) {
-        EP_ASSERT_EQ(result[i], want[i]);
+        EP_ASSERT_EQ(h.result[i], want[i]);
     }
     EP_ASSERT_EQ(atomic_load(&rx.requests), 4);
     ep_buf_putc(&rx.accepted, '\0');
     EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-0\"") != NULL);
     EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-7\"") != NULL);
     EP_ASSERT(strstr(rx.accepted.data, "\"id\":\"m-2\"") == NULL);
-    ep_sink_stats(s, &st);
+    ep_sink_stats(h.s, &st);
     EP_ASSERT_EQ(st.delivered, 4);
     EP_ASSERT_EQ(st.rejected, 2);
     EP_ASSERT_EQ(st.failed, 2);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 8);
+    hook_close(&h);
 }
 
 /* A Retry-After replaces the (here 1 ms) backoff. */
@@ -728,25 +691,15 @@ static void test_http_retry_after(void)
 {
     static const unsigned codes[] = {429};
     ep_sink_opts_t o = fast_opts(2);
-    ep_sink_t *s = NULL;
-    ep_sink_worker_t *w;
-    ep_event_t **evs = make_events(2, "ra");
-    uint8_t result[2];
-    char url[128], err[256];
+    hook_t h;
 
-    rx_start(codes, 1, 200);
+    hook_open(&h, &o, codes, 1, 200, 2, "ra");
     rx.retry_after = "1";
-    rx_url(url, sizeof(url));
-    EP_ASSERT_EQ(ep_sink_create_ex(url, &o, &s, err, sizeof(err)), 0);
-    w = ep_sink_worker_create(s);
-    EP_ASSERT_EQ(ep_sink_deliver(s, w, evs, 2, result), 2);
+    EP_ASSERT_EQ(hook_deliver(&h, 0, 2), 2);
     EP_ASSERT_EQ(atomic_load(&rx.requests), 2);
     EP_ASSERT(rx.req_ms[1] - rx.req_ms[0] >= 900);
     check_accepted_once("ra", 2);
-    ep_sink_worker_destroy(w);
-    ep_sink_destroy(s);
-    rx_stop();
-    free_events(evs, 2);
+    hook_close(&h);
 }
 
 /* Nothing listening: transport errors are retried, then the events come back failed. */
