@@ -51,7 +51,7 @@ static size_t n_extra_providers;
 
 int ep_queue_provider_register(const ep_queue_provider_t *p)
 {
-    if (p == NULL || p->api_version != EP_QUEUE_API_V1 || ep_queue_provider_find(p->name)) {
+    if (p == NULL || p->api_version != EP_QUEUE_API_VERSION || ep_queue_provider_find(p->name)) {
         return EP_EINVAL;
     }
     if (n_extra_providers == MAX_EXTRA_PROVIDERS) {

@@ -33,7 +33,13 @@
  * (ep_queue_open_consumer) instead of editing the provider's settings.
  */
 
-#define EP_QUEUE_API_V1 1
+/*
+ * The provider struct's version. 2 (issue 19): init receives the provider's parsed
+ * options (opts), and options / own_consumer were appended. A provider built for
+ * version 1 would be called with the wrong init signature, so registration refuses it.
+ */
+#define EP_QUEUE_API_V2      2
+#define EP_QUEUE_API_VERSION EP_QUEUE_API_V2
 
 #define EP_QUEUE_F_LOCAL    0x1 /* the queue lives in this process only (memory) */
 #define EP_QUEUE_F_INTERNAL 0x2 /* not a QUEUE_TYPE: used by the roles themselves (forward) */
@@ -89,7 +95,7 @@ void ep_queue_counters_read(ep_queue_counters_t *c, ep_queue_stats_t *st);
 typedef void (*ep_publish_cb)(void *arg, size_t n, const int *status);
 
 typedef struct ep_queue_provider_s {
-    int api_version;  /* EP_QUEUE_API_V1; fields are only appended */
+    int api_version;  /* EP_QUEUE_API_VERSION; fields are only appended within a version */
     const char *name; /* "memory" */
     unsigned flags;   /* EP_QUEUE_F_* */
     /**
@@ -162,7 +168,7 @@ struct ep_queue_s {
 /**
  * Registers a provider besides the compiled-in ones (a plugin, a test double).
  * Call at start-up, before any lookup; not thread-safe. Returns 0, EP_EINVAL
- * (bad version or name taken) or EP_E2BIG (too many).
+ * (api_version is not EP_QUEUE_API_VERSION, or the name is taken) or EP_E2BIG (too many).
  */
 int ep_queue_provider_register(const ep_queue_provider_t *p);
 

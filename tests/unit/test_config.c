@@ -464,7 +464,7 @@ static int echo_own_consumer(void *opts, const char *name, char *err, size_t err
 }
 
 static const ep_queue_provider_t echo_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "echo",
     .init = echo_init,
     .destroy = ep_free,
@@ -486,7 +486,16 @@ static void test_runtime_provider_can_be_chosen(void)
     setenv("QUEUE_TYPE", "echo", 1);
     EP_ASSERT_EQ(ep_queue_config_load(&c, 1, argv, err, sizeof(err)), EP_ECONFIG);
     EP_ASSERT_STR_EQ(err, "QUEUE_TYPE: 'echo' is not one of memory|disk|nats|kafka|composite");
+    /* A provider built for the version-1 struct (init without opts) is refused. */
+    {
+        ep_queue_provider_t v1 = echo_provider;
+
+        v1.api_version = 1;
+        EP_ASSERT_EQ(ep_queue_provider_register(&v1), EP_EINVAL);
+        EP_ASSERT(ep_queue_provider_find("echo") == NULL);
+    }
     EP_ASSERT_EQ(ep_queue_provider_register(&echo_provider), 0);
+    EP_ASSERT_EQ(ep_queue_provider_register(&echo_provider), EP_EINVAL); /* name taken */
     EP_ASSERT_EQ(ep_queue_config_load(&c, 3, argv, err, sizeof(err)), 0);
     EP_ASSERT_STR_EQ(c.queue_type, "echo");
     EP_ASSERT_EQ(ep_queue_config_load(&c, 3, bad, err, sizeof(err)), EP_ECONFIG);

@@ -64,7 +64,7 @@ static void test_provider_shape(void)
 
     EP_ASSERT(p != NULL);
     EP_ASSERT_STR_EQ(p->name, "memory");
-    EP_ASSERT_EQ(p->api_version, EP_QUEUE_API_V1);
+    EP_ASSERT_EQ(p->api_version, EP_QUEUE_API_VERSION);
     EP_ASSERT(p->flags & EP_QUEUE_F_LOCAL);
 }
 

@@ -708,7 +708,7 @@ static int composite_init(const ep_config_t *cfg, const void *vopts, void **out,
 }
 
 const ep_queue_provider_t ep_queue_composite_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "composite",
     .flags = 0,
     .init = composite_init,

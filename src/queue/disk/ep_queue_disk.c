@@ -532,7 +532,7 @@ static void disk_destroy(void *vctx)
 }
 
 const ep_queue_provider_t ep_queue_disk_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "disk",
     .flags = EP_QUEUE_F_LOCAL,
     .init = disk_init,

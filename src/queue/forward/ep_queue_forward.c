@@ -553,7 +553,7 @@ static void fwd_destroy(void *ctx)
 }
 
 const ep_queue_provider_t ep_queue_forward_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "forward",
     .flags = EP_QUEUE_F_INTERNAL,
     .init = fwd_init,

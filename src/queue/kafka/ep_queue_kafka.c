@@ -962,7 +962,7 @@ static void kafka_destroy(void *vctx)
 }
 
 const ep_queue_provider_t ep_queue_kafka_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "kafka",
     .flags = 0,
     .init = kafka_init,

@@ -341,7 +341,7 @@ static void mem_destroy(void *vctx)
 }
 
 const ep_queue_provider_t ep_queue_memory_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "memory",
     .flags = EP_QUEUE_F_LOCAL,
     .init = mem_init,

@@ -758,7 +758,7 @@ static void nats_destroy(void *vctx)
 
 /* The provider, registered by ep_queue.c when built with EP_WITH_NATS. */
 const ep_queue_provider_t ep_queue_nats_provider = {
-    .api_version = EP_QUEUE_API_V1,
+    .api_version = EP_QUEUE_API_VERSION,
     .name = "nats",
     .flags = 0,
     .init = nats_init,
