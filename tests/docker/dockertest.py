@@ -23,7 +23,7 @@ from eptest import get_json, main, request, wait_for  # noqa: E402,F401
 
 DOCKER = "/usr/bin/docker"  # Debian's client; another may come first in PATH
 COMPOSE_DIR = os.path.join(ROOT, "deploy", "compose")
-STACKS = ("memory", "disk", "nats", "kafka", "composite")
+STACKS = ("memory", "disk", "nats", "kafka", "composite", "nats-cluster")
 IMAGE = os.environ.get("EP_TEST_IMAGE", "eventpipe:test")
 NATS_IMAGE = "eventpipe-local/nats-server:debian12"
 PROMETHEUS_IMAGE = "eventpipe-local/prometheus:debian12"

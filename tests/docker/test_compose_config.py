@@ -16,7 +16,7 @@ import yaml
 
 ROLES = {"gateway", "ingest", "processor", "analytics"}
 BROKERS = {"memory": set(), "disk": set(), "nats": {"nats"}, "kafka": {"kafka"},
-           "composite": {"nats", "kafka"}}
+           "composite": {"nats", "kafka"}, "nats-cluster": {"nats1", "nats2", "nats3"}}
 MONITORING = os.path.join(COMPOSE_DIR, "docker-compose.monitoring.yml")
 
 
@@ -33,7 +33,7 @@ def check_stack(stack, cfg):
         if name in ROLES:
             assert svc["command"] == ["eventpipe", name], (stack, name, svc["command"])
             assert svc["healthcheck"]["test"][:4] == ["CMD", "eventpipe", "healthcheck", name]
-            assert svc["environment"]["QUEUE_TYPE"] == stack, (stack, name)
+            assert svc["environment"]["QUEUE_TYPE"] == stack.split("-")[0], (stack, name)
             assert svc["environment"]["INTERNAL_TOKEN"], (stack, name)
             # SIGTERM drains within SHUTDOWN_TIMEOUT (10s) before compose would SIGKILL.
             assert svc["stop_grace_period"] == "20s", (stack, name)
