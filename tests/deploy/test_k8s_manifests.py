@@ -169,7 +169,17 @@ def main():
         expect_queue(docs(tdir, path), q, f"chart queue.type={q}")
         rendered += 1
 
+    # the replication settings reach the roles (issue 18)
+    nats_cfg = config_of(docs(tdir, os.path.join(out, "helm-nats.yaml")))
+    check(nats_cfg.get("NATS_STREAM_REPLICAS") == "3" and nats_cfg.get("NATS_URL", "").count(",") == 2,
+          f"chart nats values: {nats_cfg.get('NATS_URL')} / {nats_cfg.get('NATS_STREAM_REPLICAS')}")
+    kafka_cfg = config_of(docs(tdir, os.path.join(out, "helm-queue-kafka.yaml")))
+    check(kafka_cfg.get("KAFKA_REPLICATION_FACTOR") == "0", "chart: KAFKA_REPLICATION_FACTOR missing")
+
     # bad input fails
+    r = run([helm, "template", "ep", CHART, "--set", "queue.nats.streamReplicas=0"])
+    check(r.returncode != 0 and "streamReplicas" in r.stderr,
+          f"chart accepted queue.nats.streamReplicas=0: {r.returncode} {r.stderr}")
     r = run([helm, "template", "ep", CHART, "--set", "queue.type=redis"])
     check(r.returncode != 0 and "queue/type" in r.stderr,
           f"chart accepted queue.type=redis: {r.returncode} {r.stderr}")
