@@ -390,15 +390,20 @@ static void *bench_main(void *arg)
                 bslot_t *sl = ep_malloc(sizeof(*sl));
                 sl->w = w;
                 sl->start_ns = ep_time_mono_ns();
-                if (ep_grpc_conn_call(cs[i], o->path, o->auth, o->msg.data, o->msg.len, 30000,
-                                      on_bench, sl) != 0) {
+                if (ep_grpc_conn_call_ref(cs[i], o->path, o->auth, o->msg.data, o->msg.len, 30000,
+                                          on_bench, sl) != 0) {
                     ep_free(sl);
                     break;
                 }
                 started = 1;
             }
-            /* Only the connections with news or new calls: no syscall for idle ones. */
-            if ((started || pf[i].revents) && ep_grpc_conn_io(cs[i]) != 0) {
+            /*
+             * Only the connections with news or new calls: no syscall for idle ones, and
+             * no read where poll saw nothing (new calls only need writing).
+             */
+            if ((pf[i].revents ? ep_grpc_conn_io(cs[i])
+                 : started     ? ep_grpc_conn_flush(cs[i])
+                               : 0) != 0) {
                 ep_grpc_conn_close(cs[i]);
                 cs[i] = NULL;
                 pf[i].fd = -1;
