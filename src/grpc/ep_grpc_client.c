@@ -30,7 +30,10 @@
 typedef struct ccall_s {
     ep_grpc_client_cb cb;
     void *arg;
-    ep_buf_t req;
+    ep_buf_t req;       /* the framed request, when copied */
+    const uint8_t *ref; /* or the caller's message (ep_grpc_conn_call_ref) */
+    size_t ref_len;
+    uint8_t prefix[EP_GRPC_PREFIX]; /* and its frame prefix */
     size_t req_off;
     ep_buf_t resp;
     int http_status;
@@ -54,17 +57,28 @@ static ssize_t req_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t le
                         nghttp2_data_source *src, void *user)
 {
     ccall_t *k = src->ptr;
-    size_t n = k->req.len - k->req_off;
+    size_t total = k->ref ? EP_GRPC_PREFIX + k->ref_len : k->req.len, n = 0;
 
     (void)h2;
     (void)id;
     (void)user;
-    if (n > len) {
-        n = len;
+    if (k->ref == NULL) {
+        n = total - k->req_off < len ? total - k->req_off : len;
+        memcpy(buf, k->req.data + k->req_off, n);
+    } else {
+        /* The prefix, then the caller's bytes: no copy of the message per call. */
+        while (n < len && k->req_off + n < total) {
+            size_t at = k->req_off + n, m;
+            const uint8_t *from =
+                at < EP_GRPC_PREFIX ? k->prefix + at : k->ref + (at - EP_GRPC_PREFIX);
+            m = at < EP_GRPC_PREFIX ? EP_GRPC_PREFIX - at : total - at;
+            m = m < len - n ? m : len - n;
+            memcpy(buf + n, from, m);
+            n += m;
+        }
     }
-    memcpy(buf, k->req.data + k->req_off, n);
     k->req_off += n;
-    if (k->req_off == k->req.len) {
+    if (k->req_off == total) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     }
     return (ssize_t)n;
@@ -231,8 +245,9 @@ int ep_grpc_conn_open(const char *host, int port, SSL_CTX *tls, int timeout_ms,
     return 0;
 }
 
-int ep_grpc_conn_call(ep_grpc_conn_t *c, const char *path, const char *authorization,
-                      const void *msg, size_t len, int timeout_ms, ep_grpc_client_cb cb, void *arg)
+static int call_start(ep_grpc_conn_t *c, const char *path, const char *authorization,
+                      const void *msg, size_t len, int borrow, int timeout_ms, ep_grpc_client_cb cb,
+                      void *arg)
 {
     ccall_t *k = ep_calloc(1, sizeof(*k));
     char to[24];
@@ -267,8 +282,18 @@ int ep_grpc_conn_call(ep_grpc_conn_t *c, const char *path, const char *authoriza
     k->cb = cb;
     k->arg = arg;
     k->code = -1;
-    ep_grpc_frame_prefix(&k->req, len, 0);
-    ep_buf_append(&k->req, msg, len);
+    if (borrow) {
+        k->ref = msg;
+        k->ref_len = len;
+        k->prefix[0] = 0;
+        k->prefix[1] = (uint8_t)(len >> 24);
+        k->prefix[2] = (uint8_t)(len >> 16);
+        k->prefix[3] = (uint8_t)(len >> 8);
+        k->prefix[4] = (uint8_t)len;
+    } else {
+        ep_grpc_frame_prefix(&k->req, len, 0);
+        ep_buf_append(&k->req, msg, len);
+    }
     dp.source.ptr = k;
     dp.read_callback = req_read;
     id = nghttp2_submit_request(c->h2, NULL, h, n, &dp, k);
@@ -279,6 +304,19 @@ int ep_grpc_conn_call(ep_grpc_conn_t *c, const char *path, const char *authoriza
     }
     c->inflight++;
     return 0;
+}
+
+int ep_grpc_conn_call(ep_grpc_conn_t *c, const char *path, const char *authorization,
+                      const void *msg, size_t len, int timeout_ms, ep_grpc_client_cb cb, void *arg)
+{
+    return call_start(c, path, authorization, msg, len, 0, timeout_ms, cb, arg);
+}
+
+int ep_grpc_conn_call_ref(ep_grpc_conn_t *c, const char *path, const char *authorization,
+                          const void *msg, size_t len, int timeout_ms, ep_grpc_client_cb cb,
+                          void *arg)
+{
+    return call_start(c, path, authorization, msg, len, 1, timeout_ms, cb, arg);
 }
 
 int ep_grpc_conn_fd(const ep_grpc_conn_t *c)
@@ -361,7 +399,15 @@ int ep_grpc_conn_io(ep_grpc_conn_t *c)
         if (nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0) {
             return -1;
         }
+        if (c->ssl == NULL && (size_t)n < sizeof(buf)) {
+            break; /* a short read emptied the socket: no recv just to hear EAGAIN */
+        }
     }
+    return conn_write(c);
+}
+
+int ep_grpc_conn_flush(ep_grpc_conn_t *c)
+{
     return conn_write(c);
 }
 

@@ -37,6 +37,14 @@ int ep_grpc_conn_open(const char *host, int port, SSL_CTX *tls, int timeout_ms,
 int ep_grpc_conn_call(ep_grpc_conn_t *c, const char *path, const char *authorization,
                       const void *msg, size_t len, int timeout_ms, ep_grpc_client_cb cb, void *arg);
 
+/**
+ * ep_grpc_conn_call without the copy: msg must stay unchanged until cb has run
+ * (the bench sends one fixed message on every call).
+ */
+int ep_grpc_conn_call_ref(ep_grpc_conn_t *c, const char *path, const char *authorization,
+                          const void *msg, size_t len, int timeout_ms, ep_grpc_client_cb cb,
+                          void *arg);
+
 /** The socket, for the caller's poll/epoll (read; and write while ep_grpc_conn_want_write). */
 int ep_grpc_conn_fd(const ep_grpc_conn_t *c);
 
@@ -45,6 +53,9 @@ int ep_grpc_conn_want_write(const ep_grpc_conn_t *c);
 
 /** Reads what arrived and writes what waits (runs callbacks). 0, or -1: the connection is dead. */
 int ep_grpc_conn_io(ep_grpc_conn_t *c);
+
+/** Writes what waits, without reading (after starting calls). 0, or -1: dead. */
+int ep_grpc_conn_flush(ep_grpc_conn_t *c);
 
 /** Calls in flight. */
 int ep_grpc_conn_inflight(const ep_grpc_conn_t *c);

@@ -8,7 +8,9 @@
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -309,10 +311,15 @@ int64_t ep_grpc_timeout_ms(const char *v, size_t len)
 #define STACK_KV   16
 #define TS_SECONDS INT64_C(100000000000) /* below: seconds, from here on: milliseconds */
 
+#define NUM_TEXT 32 /* "%.17g" of a double and its NUL fit */
+
 typedef struct kvs_s {
     ep_kv_t stack[STACK_KV];
     ep_kv_t *kv;
     uint32_t n, cap, max;
+    char num_stack[STACK_KV][NUM_TEXT]; /* the text of typed_properties numbers */
+    char (*num)[NUM_TEXT];
+    uint32_t nnum, num_cap;
 } kvs_t;
 
 static void kvs_init(kvs_t *k, uint32_t max)
@@ -321,6 +328,9 @@ static void kvs_init(kvs_t *k, uint32_t max)
     k->n = 0;
     k->cap = STACK_KV;
     k->max = max;
+    k->num = k->num_stack;
+    k->nnum = 0;
+    k->num_cap = STACK_KV;
 }
 
 static void kvs_close(kvs_t *k)
@@ -328,6 +338,24 @@ static void kvs_close(kvs_t *k)
     if (k->kv != k->stack) {
         ep_free(k->kv);
     }
+    if (k->num != k->num_stack) {
+        ep_free(k->num);
+    }
+}
+
+/* Appends kv (the caller checked k->n < k->max). */
+static void kvs_push(kvs_t *k, const ep_kv_t *kv)
+{
+    if (k->n == k->cap) {
+        ep_kv_t *nk = ep_malloc((size_t)k->max * sizeof(*nk));
+        memcpy(nk, k->kv, (size_t)k->n * sizeof(*nk));
+        if (k->kv != k->stack) {
+            ep_free(k->kv);
+        }
+        k->kv = nk;
+        k->cap = k->max;
+    }
+    k->kv[k->n++] = *kv;
 }
 
 static int verr(ep_parse_err_t *err, int code, const char *prefix, const char *field,
@@ -377,14 +405,118 @@ static int add_entry(kvs_t *k, const ep_pb_field_t *f, const char *prefix, const
     if (rc < 0) {
         return verr(err, EP_EPARSE, prefix, map, "malformed map entry");
     }
-    if (k->n == k->cap) {
-        ep_kv_t *nk = ep_malloc((size_t)k->max * sizeof(*nk));
-        memcpy(nk, k->kv, (size_t)k->n * sizeof(*nk));
-        kvs_close(k);
-        k->kv = nk;
-        k->cap = k->max;
+    kvs_push(k, &kv);
+    return 0;
+}
+
+/*
+ * The shortest "%.*g" text that reads back as v (JSON number syntax: v is
+ * finite). Into out[NUM_TEXT]; returns its length.
+ */
+static size_t number_text(double v, char *out)
+{
+    int n = 0;
+
+    for (int prec = 1; prec <= 17; prec++) {
+        n = snprintf(out, NUM_TEXT, "%.*g", prec, v);
+        if (strtod(out, NULL) == v) {
+            break;
+        }
     }
-    k->kv[k->n++] = kv;
+    return (size_t)n;
+}
+
+/*
+ * A map<string, google.protobuf.Value> entry (typed_properties) into k:
+ * number_value (2) and bool_value (4) keep their JSON type, string_value (3) is
+ * a string, null_value (1) skips the entry (JSON null), struct_value (5) and
+ * list_value (6) are refused like nested values in JSON. 0, or EP_E*.
+ */
+static int add_typed_entry(kvs_t *k, const ep_pb_field_t *f, const char *prefix,
+                           ep_parse_err_t *err)
+{
+    static const char *const map = "typed_properties";
+    ep_pb_reader_t r, vr;
+    ep_pb_field_t e, v;
+    ep_kv_t kv = {{"", 0}, {"", 0}, EP_VAL_STRING};
+    int rc, kind = 0; /* the Value's field number: 0 none yet */
+    double num = 0;
+
+    if (f->wt != EP_PB_LEN) {
+        return verr(err, EP_EPARSE, prefix, map, "wrong wire type");
+    }
+    if (k->n >= k->max) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "too many metadata entries (at most %u)", k->max);
+        return verr(err, EP_EVALIDATE, prefix, map, msg);
+    }
+    ep_pb_reader_init(&r, f->p, f->len);
+    while ((rc = ep_pb_next(&r, &e)) == 1) {
+        if (e.num == 1 && e.wt == EP_PB_LEN) {
+            kv.key.p = (const char *)e.p;
+            kv.key.len = (uint32_t)e.len;
+        } else if (e.num == 2 && e.wt == EP_PB_LEN) {
+            kind = 0; /* a repeated value field: the last one counts (protobuf's merge) */
+            ep_pb_reader_init(&vr, e.p, e.len);
+            while ((rc = ep_pb_next(&vr, &v)) == 1) {
+                static const int wt_of[7] = {
+                    0, EP_PB_VARINT, EP_PB_I64, EP_PB_LEN, EP_PB_VARINT, EP_PB_LEN, EP_PB_LEN};
+                if (v.num < 1 || v.num > 6) {
+                    continue; /* unknown fields are skipped */
+                }
+                if (v.wt != wt_of[v.num]) {
+                    return verr(err, EP_EPARSE, prefix, map, "wrong wire type in a Value");
+                }
+                kind = (int)v.num; /* a oneof: the last one set counts */
+                if (kind == 2) {
+                    memcpy(&num, &v.v, sizeof(num));
+                } else if (kind == 3) {
+                    kv.val.p = (const char *)v.p;
+                    kv.val.len = (uint32_t)v.len;
+                } else if (kind == 4) {
+                    kv.val.p = v.v ? "true" : "false";
+                    kv.val.len = v.v ? 4 : 5;
+                }
+            }
+            if (rc < 0) {
+                break;
+            }
+        } else if (e.num == 1 || e.num == 2) {
+            return verr(err, EP_EPARSE, prefix, map, "wrong wire type in a map entry");
+        }
+    }
+    if (rc < 0) {
+        return verr(err, EP_EPARSE, prefix, map, "malformed map entry");
+    }
+    switch (kind) {
+    case 1:
+        return 0; /* null: absent, as a JSON null */
+    case 2:
+        if (!isfinite(num)) {
+            return verr(err, EP_EVALIDATE, prefix, map, "a number must be finite");
+        }
+        if (k->nnum == k->num_cap) {
+            /* More numbers than the stack holds: one block for the rest of the event. */
+            k->num = ep_malloc((size_t)k->max * sizeof(*k->num));
+            k->num_cap = k->max;
+            k->nnum = 0;
+        }
+        kv.val.p = k->num[k->nnum];
+        kv.val.len = (uint32_t)number_text(num, k->num[k->nnum++]);
+        kv.type = EP_VAL_NUMBER;
+        break;
+    case 4:
+        kv.type = EP_VAL_BOOL;
+        break;
+    case 3:
+        break;
+    case 0:
+        return verr(err, EP_EVALIDATE, prefix, map, "a value must be set (Value has no kind)");
+    default:
+        return verr(err, EP_EVALIDATE, prefix, map,
+                    "must be a string, number or boolean, not a struct or list");
+    }
+    kvs_push(k, &kv);
     return 0;
 }
 
@@ -482,6 +614,9 @@ int ep_grpc_decode_event(const uint8_t *buf, size_t len, const ep_event_limits_t
             break;
         case 8:
             rc = add_entry(&k, &f, prefix, "metadata", err);
+            break;
+        case 9:
+            rc = add_typed_entry(&k, &f, prefix, err);
             break;
         default:
             break; /* unknown fields are skipped (protobuf's rule) */

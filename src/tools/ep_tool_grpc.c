@@ -149,27 +149,28 @@ static void on_sent(void *arg, int code, const char *message, const uint8_t *msg
     ep_free(c);
 }
 
-int ep_tool_send_grpc(int argc, char **argv)
-{
-    const char *target = "127.0.0.1:50051", *api_key = NULL, *cacert = getenv("TLS_CA_FILE");
-    long long count = -1, sent = 0;
-    double duration = 0, rate = 0;
-    int batch = 1, conc = 8, users = 1000, quiet = 0, port, tls;
-    char host[256], auth[300], err[600];
-    ep_grpc_conn_t *c = NULL;
-    SSL_CTX *ctx;
-    sendst_t s;
-    ep_buf_t msg = EP_BUF_INIT;
-    int64_t t0;
-    double el;
+typedef struct sendopts_s {
+    const char *target, *api_key, *cacert;
+    long long count;
+    double duration, rate;
+    int batch, conc, users, quiet, port, tls;
+    char host[256];
+    char auth[300]; /* "Bearer <api key>" */
+} sendopts_t;
 
+/*
+ * Reads the options into o. Returns -1 (run), or the exit status (2 after a
+ * usage error on stderr).
+ */
+static int send_parse(int argc, char **argv, sendopts_t *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--grpc") == 0) {
             continue;
         }
         if (strcmp(a, "--quiet") == 0) {
-            quiet = 1;
+            o->quiet = 1;
             continue;
         }
         if (v == NULL) {
@@ -177,90 +178,88 @@ int ep_tool_send_grpc(int argc, char **argv)
             return 2;
         }
         if (strcmp(a, "--url") == 0) {
-            target = v;
+            o->target = v;
         } else if (strcmp(a, "--count") == 0) {
-            count = atoll(v);
+            o->count = atoll(v);
         } else if (strcmp(a, "--duration") == 0) {
-            duration = atof(v);
+            o->duration = atof(v);
         } else if (strcmp(a, "--rate") == 0) {
-            rate = atof(v);
+            o->rate = atof(v);
         } else if (strcmp(a, "--batch") == 0) {
-            batch = atoi(v);
+            o->batch = atoi(v);
         } else if (strcmp(a, "--concurrency") == 0) {
-            conc = atoi(v);
+            o->conc = atoi(v);
         } else if (strcmp(a, "--users") == 0) {
-            users = atoi(v);
+            o->users = atoi(v);
         } else if (strcmp(a, "--seed") == 0) {
             rng = strtoull(v, NULL, 10) | 1;
         } else if (strcmp(a, "--api-key") == 0) {
-            api_key = v;
+            o->api_key = v;
         } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
+            o->cacert = v;
         } else {
             fprintf(stderr, "eventpipe send: %s is not available with --grpc (see --help)\n", a);
             return 2;
         }
         i++;
     }
-    tls = parse_target(target, host, sizeof(host), &port);
-    if (tls < 0 || batch < 1 || conc < 1 || users < 1 || rate < 0 || duration < 0) {
+    o->tls = parse_target(o->target, o->host, sizeof(o->host), &o->port);
+    if (o->tls < 0 || o->batch < 1 || o->conc < 1 || o->users < 1 || o->rate < 0 ||
+        o->duration < 0) {
         fprintf(stderr, "eventpipe send: with --grpc, --url is host:port (grpc:// or grpcs://); "
                         "--batch, --concurrency and --users must be >= 1\n");
         return 2;
     }
-    if (count < 0) {
-        count = duration > 0 ? -1 : 1000;
+    if (o->count < 0) {
+        o->count = o->duration > 0 ? -1 : 1000;
     }
-    if (api_key) {
-        snprintf(auth, sizeof(auth), "Bearer %s", api_key);
+    if (o->api_key) {
+        snprintf(o->auth, sizeof(o->auth), "Bearer %s", o->api_key);
     }
-    ctx = client_tls(tls, cacert, "send");
-    if (tls && ctx == NULL) {
-        return 2;
-    }
-    if (ep_grpc_conn_open(host, port, ctx, 10000, &c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "eventpipe send: %s\n", err);
-        SSL_CTX_free(ctx);
-        return 1;
-    }
-    memset(&s, 0, sizeof(s));
-    s.batch = batch;
-    t0 = ep_time_mono_ms();
-    while (count < 0 || sent < count) {
+    return -1;
+}
+
+/* Calls until count or duration, at most conc in flight; returns the events sent. */
+static long long send_all(const sendopts_t *o, ep_grpc_conn_t *c, sendst_t *s, int64_t t0)
+{
+    ep_buf_t msg = EP_BUF_INIT;
+    long long sent = 0;
+
+    while (o->count < 0 || sent < o->count) {
         int64_t now = ep_time_mono_ms();
-        size_t n = (size_t)batch;
+        size_t n = (size_t)o->batch;
         sendcall_t *k;
-        if (duration > 0 && now - t0 >= (int64_t)(duration * 1000)) {
+        if (o->duration > 0 && now - t0 >= (int64_t)(o->duration * 1000)) {
             break;
         }
-        if (count >= 0 && (long long)n > count - sent) {
-            n = (size_t)(count - sent);
+        if (o->count >= 0 && (long long)n > o->count - sent) {
+            n = (size_t)(o->count - sent);
         }
-        if (rate > 0 && t0 + (int64_t)((double)sent * 1000.0 / rate) > now) {
+        if (o->rate > 0 && t0 + (int64_t)((double)sent * 1000.0 / o->rate) > now) {
             if (ep_grpc_conn_wait(c, 5) != 0) {
                 break;
             }
             continue;
         }
-        if (ep_grpc_conn_inflight(c) >= conc) {
+        if (ep_grpc_conn_inflight(c) >= o->conc) {
             if (ep_grpc_conn_wait(c, 100) != 0) {
                 break;
             }
             continue;
         }
         ep_buf_reset(&msg);
-        if (batch > 1) {
+        if (o->batch > 1) {
             for (size_t j = 0; j < n; j++) {
-                gen_event(&msg, 1, users);
+                gen_event(&msg, 1, o->users);
             }
         } else {
-            gen_event(&msg, 1, users); /* SendEventRequest.event */
+            gen_event(&msg, 1, o->users); /* SendEventRequest.event */
         }
         k = ep_malloc(sizeof(*k));
-        k->s = &s;
+        k->s = s;
         k->n = n;
-        if (ep_grpc_conn_call(c, batch > 1 ? P_BATCH : P_SEND, api_key ? auth : NULL, msg.data,
-                              msg.len, 10000, on_sent, k) != 0) {
+        if (ep_grpc_conn_call(c, o->batch > 1 ? P_BATCH : P_SEND, o->api_key ? o->auth : NULL,
+                              msg.data, msg.len, 10000, on_sent, k) != 0) {
             ep_free(k);
             break;
         }
@@ -269,14 +268,50 @@ int ep_tool_send_grpc(int argc, char **argv)
             break;
         }
     }
+    ep_buf_close(&msg);
+    return sent;
+}
+
+int ep_tool_send_grpc(int argc, char **argv)
+{
+    sendopts_t o = {.target = "127.0.0.1:50051",
+                    .cacert = getenv("TLS_CA_FILE"),
+                    .count = -1,
+                    .batch = 1,
+                    .conc = 8,
+                    .users = 1000};
+    char err[600];
+    ep_grpc_conn_t *c = NULL;
+    SSL_CTX *ctx;
+    sendst_t s;
+    long long sent;
+    int64_t t0;
+    double el;
+    int rc;
+
+    if ((rc = send_parse(argc, argv, &o)) >= 0) {
+        return rc;
+    }
+    ctx = client_tls(o.tls, o.cacert, "send");
+    if (o.tls && ctx == NULL) {
+        return 2;
+    }
+    if (ep_grpc_conn_open(o.host, o.port, ctx, 10000, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "eventpipe send: %s\n", err);
+        SSL_CTX_free(ctx);
+        return 1;
+    }
+    memset(&s, 0, sizeof(s));
+    s.batch = o.batch;
+    t0 = ep_time_mono_ms();
+    sent = send_all(&o, c, &s, t0);
     while (ep_grpc_conn_inflight(c) > 0 && ep_grpc_conn_wait(c, 1000) == 0) {
     }
     ep_grpc_conn_close(c); /* calls still in flight end as failed */
     SSL_CTX_free(ctx);
-    ep_buf_close(&msg);
     el = (double)(ep_time_mono_ms() - t0) / 1000.0;
-    if (!quiet) {
-        fprintf(stderr, "gRPC %s:%d\n", host, port);
+    if (!o.quiet) {
+        fprintf(stderr, "gRPC %s:%d\n", o.host, o.port);
     }
     printf("sent %lld events in %llu calls over %.2f s: %llu accepted, %llu failed "
            "(%.0f events/s)\n",
@@ -390,15 +425,20 @@ static void *bench_main(void *arg)
                 bslot_t *sl = ep_malloc(sizeof(*sl));
                 sl->w = w;
                 sl->start_ns = ep_time_mono_ns();
-                if (ep_grpc_conn_call(cs[i], o->path, o->auth, o->msg.data, o->msg.len, 30000,
-                                      on_bench, sl) != 0) {
+                if (ep_grpc_conn_call_ref(cs[i], o->path, o->auth, o->msg.data, o->msg.len, 30000,
+                                          on_bench, sl) != 0) {
                     ep_free(sl);
                     break;
                 }
                 started = 1;
             }
-            /* Only the connections with news or new calls: no syscall for idle ones. */
-            if ((started || pf[i].revents) && ep_grpc_conn_io(cs[i]) != 0) {
+            /*
+             * Only the connections with news or new calls: no syscall for idle ones, and
+             * no read where poll saw nothing (new calls only need writing).
+             */
+            if ((pf[i].revents ? ep_grpc_conn_io(cs[i])
+                 : started     ? ep_grpc_conn_flush(cs[i])
+                               : 0) != 0) {
                 ep_grpc_conn_close(cs[i]);
                 cs[i] = NULL;
                 pf[i].fd = -1;
@@ -429,16 +469,150 @@ static void *bench_main(void *arg)
     return NULL;
 }
 
+/*
+ * Reads the options into o (and the TLS and key settings into the rest).
+ * Returns -1 (run), or the exit status (2 after a usage error on stderr).
+ */
+static int bench_parse(int argc, char **argv, bopts_t *o, const char **target, const char **cacert,
+                       const char **api_key)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--grpc") == 0) {
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (strcmp(a, "--quiet") == 0) {
+            o->quiet = 1;
+            continue;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "eventpipe bench: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--url") == 0) {
+            *target = v;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--connections") == 0) {
+            o->connections = atoi(v);
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            o->threads = atoi(v);
+        } else if (strcmp(a, "--streams") == 0) {
+            o->streams = atoi(v);
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
+            /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
+            if (ep__tool_duration("bench", v, &o->duration_s) != 0) {
+                return 2;
+            }
+            o->duration_given = 1;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {
+            o->requests = atoll(v);
+        } else if (strcmp(a, "--batch") == 0) {
+            o->batch = atoi(v);
+        } else if (strcmp(a, "--api-key") == 0) {
+            *api_key = v;
+        } else if (strcmp(a, "--cacert") == 0) {
+            *cacert = v;
+        } else {
+            fprintf(stderr, "eventpipe bench: %s is not available with --grpc (see --help)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    return -1;
+}
+
+/* The bench's fixed event (as the HTTP bench's default body), once or --batch times. */
+static void bench_message(bopts_t *o)
+{
+    for (int k = 0; k < o->batch; k++) {
+        size_t at = ep_pb_open(&o->msg, 1);
+        ep_pb_put_bytes(&o->msg, 6, "sensor-01", 9);
+        ep_pb_put_bytes(&o->msg, 7, "temperature:23.5", 16);
+        ep_pb_put_map_entry(&o->msg, 8, "location", 8, "warehouse-A", 11);
+        ep_pb_close(&o->msg, at);
+    }
+    o->path = o->batch > 1 ? P_BATCH : P_SEND;
+}
+
+/* Waits, printing progress once a second, until the run's duration or call count is done. */
+static void bench_wait(const bopts_t *o, const bworker_t *ws, int64_t t0)
+{
+    int64_t t_end = t0 + (int64_t)(o->duration_s * 1e9), next = t0 + 1000000000;
+
+    for (;;) {
+        int64_t now = ep_time_mono_ns();
+        uint64_t d = 0;
+        for (int i = 0; i < o->threads; i++) {
+            d += atomic_load(&ws[i].done);
+        }
+        /* -n alone runs to its count; -d bounds it too when given. */
+        if ((o->requests > 0 && (long long)d >= o->requests) ||
+            ((o->requests <= 0 || o->duration_given) && now >= t_end)) {
+            break;
+        }
+        if (!o->quiet && now >= next) {
+            fprintf(stderr, "  %.0fs: %llu calls (%.0f/s)\n", (double)(now - t0) / 1e9,
+                    (unsigned long long)d, (double)d / ((double)(now - t0) / 1e9));
+            next += 1000000000;
+        }
+        ep_time_sleep_ms(10);
+    }
+}
+
+/* Prints the workers' sums (JSON or text). Returns the exit status: 0 when every call was OK. */
+static int bench_report(const bopts_t *o, int tls, const bworker_t *ws, double el)
+{
+    ep_hist_t all;
+    uint64_t ok = 0, bad = 0, errors = 0;
+
+    ep_hist_init(&all);
+    for (int i = 0; i < o->threads; i++) {
+        ep_hist_merge(&all, &ws[i].hist);
+        ok += ws[i].ok;
+        bad += ws[i].bad;
+        errors += ws[i].errors;
+    }
+    if (o->json) {
+        printf("{\"url\":\"grpc%s://%s:%d%s\",\"connections\":%d,\"threads\":%d,\"streams\":%d,"
+               "\"batch\":%d,\"rate\":0,\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,"
+               "\"non2xx\":%llu,\"socket_errors\":%llu,\"requests_per_s\":%.1f,"
+               "\"events_per_s\":%.1f,\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
+               "\"p99_9\":%llu,\"max\":%llu}}\n",
+               tls ? "s" : "", o->host, o->port, o->path, o->connections, o->threads, o->streams,
+               o->batch, el, (unsigned long long)all.count, (unsigned long long)ok,
+               (unsigned long long)bad, (unsigned long long)errors, (double)all.count / el,
+               (double)ok * o->batch / el, (unsigned long long)ep_hist_percentile(&all, 0.50),
+               (unsigned long long)ep_hist_percentile(&all, 0.90),
+               (unsigned long long)ep_hist_percentile(&all, 0.99),
+               (unsigned long long)ep_hist_percentile(&all, 0.999), (unsigned long long)all.max);
+    } else {
+        printf("grpc%s://%s:%d%s: %d connections x %d streams, %d threads, batch %d, %.2f s\n",
+               tls ? "s" : "", o->host, o->port, o->path, o->connections, o->streams, o->threads,
+               o->batch, el);
+        printf("  calls %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
+               (double)all.count / el, (double)ok * o->batch / el);
+        printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
+               (double)ep_hist_percentile(&all, 0.50) / 1000.0,
+               (double)ep_hist_percentile(&all, 0.90) / 1000.0,
+               (double)ep_hist_percentile(&all, 0.99) / 1000.0,
+               (double)ep_hist_percentile(&all, 0.999) / 1000.0, (double)all.max / 1000.0);
+        printf("  OK %llu, other status %llu, connection errors %llu\n", (unsigned long long)ok,
+               (unsigned long long)bad, (unsigned long long)errors);
+    }
+    return errors == 0 && bad == 0 ? 0 : 1;
+}
+
 int ep_tool_bench_grpc(int argc, char **argv)
 {
     bopts_t o;
     const char *target = "127.0.0.1:50051", *cacert = getenv("TLS_CA_FILE"), *api_key = NULL;
     char auth[300];
-    int tls;
+    int tls, rc;
     bworker_t *ws;
-    ep_hist_t all;
-    uint64_t ok = 0, bad = 0, errors = 0;
-    int64_t t0, t_end, next;
+    int64_t t0;
     double el;
 
     memset(&o, 0, sizeof(o));
@@ -447,50 +621,8 @@ int ep_tool_bench_grpc(int argc, char **argv)
     o.streams = 1;
     o.batch = 1;
     o.duration_s = 10;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--grpc") == 0) {
-            continue;
-        }
-        if (strcmp(a, "--json") == 0) {
-            o.json = 1;
-            continue;
-        }
-        if (strcmp(a, "--quiet") == 0) {
-            o.quiet = 1;
-            continue;
-        }
-        if (v == NULL) {
-            fprintf(stderr, "eventpipe bench: %s needs a value (see --help)\n", a);
-            return 2;
-        }
-        if (strcmp(a, "--url") == 0) {
-            target = v;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--connections") == 0) {
-            o.connections = atoi(v);
-        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            o.threads = atoi(v);
-        } else if (strcmp(a, "--streams") == 0) {
-            o.streams = atoi(v);
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
-            /* A number of seconds ("2.5"), or a Go duration ("30s", "1m30s"). */
-            if (ep__tool_duration("bench", v, &o.duration_s) != 0) {
-                return 2;
-            }
-            o.duration_given = 1;
-        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--requests") == 0) {
-            o.requests = atoll(v);
-        } else if (strcmp(a, "--batch") == 0) {
-            o.batch = atoi(v);
-        } else if (strcmp(a, "--api-key") == 0) {
-            api_key = v;
-        } else if (strcmp(a, "--cacert") == 0) {
-            cacert = v;
-        } else {
-            fprintf(stderr, "eventpipe bench: %s is not available with --grpc (see --help)\n", a);
-            return 2;
-        }
-        i++;
+    if ((rc = bench_parse(argc, argv, &o, &target, &cacert, &api_key)) >= 0) {
+        return rc;
     }
     tls = parse_target(target, o.host, sizeof(o.host), &o.port);
     if (tls < 0 || o.connections < 1 || o.threads < 1 || o.streams < 1 || o.batch < 1 ||
@@ -510,15 +642,7 @@ int ep_tool_bench_grpc(int argc, char **argv)
         snprintf(auth, sizeof(auth), "Bearer %s", api_key);
         o.auth = auth;
     }
-    /* The bench's fixed event (as the HTTP bench's default body), once or --batch times. */
-    for (int k = 0; k < o.batch; k++) {
-        size_t at = ep_pb_open(&o.msg, 1);
-        ep_pb_put_bytes(&o.msg, 6, "sensor-01", 9);
-        ep_pb_put_bytes(&o.msg, 7, "temperature:23.5", 16);
-        ep_pb_put_map_entry(&o.msg, 8, "location", 8, "warehouse-A", 11);
-        ep_pb_close(&o.msg, at);
-    }
-    o.path = o.batch > 1 ? P_BATCH : P_SEND;
+    bench_message(&o);
     atomic_store(&bstop, 0);
     atomic_store(&bbudget, o.requests);
     ws = ep_calloc((size_t)o.threads, sizeof(*ws));
@@ -529,67 +653,15 @@ int ep_tool_bench_grpc(int argc, char **argv)
         ws[i].nconn = o.connections / o.threads + (i < o.connections % o.threads);
         pthread_create(&ws[i].tid, NULL, bench_main, &ws[i]);
     }
-    t_end = t0 + (int64_t)(o.duration_s * 1e9);
-    next = t0 + 1000000000;
-    for (;;) {
-        int64_t now = ep_time_mono_ns();
-        uint64_t d = 0;
-        for (int i = 0; i < o.threads; i++) {
-            d += atomic_load(&ws[i].done);
-        }
-        /* -n alone runs to its count; -d bounds it too when given. */
-        if ((o.requests > 0 && (long long)d >= o.requests) ||
-            ((o.requests <= 0 || o.duration_given) && now >= t_end)) {
-            break;
-        }
-        if (!o.quiet && now >= next) {
-            fprintf(stderr, "  %.0fs: %llu calls (%.0f/s)\n", (double)(now - t0) / 1e9,
-                    (unsigned long long)d, (double)d / ((double)(now - t0) / 1e9));
-            next += 1000000000;
-        }
-        ep_time_sleep_ms(10);
-    }
+    bench_wait(&o, ws, t0);
     atomic_store(&bstop, 1);
     for (int i = 0; i < o.threads; i++) {
         pthread_join(ws[i].tid, NULL);
     }
     el = (double)(ep_time_mono_ns() - t0) / 1e9;
-    ep_hist_init(&all);
-    for (int i = 0; i < o.threads; i++) {
-        ep_hist_merge(&all, &ws[i].hist);
-        ok += ws[i].ok;
-        bad += ws[i].bad;
-        errors += ws[i].errors;
-    }
-    if (o.json) {
-        printf("{\"url\":\"grpc%s://%s:%d%s\",\"connections\":%d,\"threads\":%d,\"streams\":%d,"
-               "\"batch\":%d,\"rate\":0,\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,"
-               "\"non2xx\":%llu,\"socket_errors\":%llu,\"requests_per_s\":%.1f,"
-               "\"events_per_s\":%.1f,\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
-               "\"p99_9\":%llu,\"max\":%llu}}\n",
-               tls ? "s" : "", o.host, o.port, o.path, o.connections, o.threads, o.streams, o.batch,
-               el, (unsigned long long)all.count, (unsigned long long)ok, (unsigned long long)bad,
-               (unsigned long long)errors, (double)all.count / el, (double)ok * o.batch / el,
-               (unsigned long long)ep_hist_percentile(&all, 0.50),
-               (unsigned long long)ep_hist_percentile(&all, 0.90),
-               (unsigned long long)ep_hist_percentile(&all, 0.99),
-               (unsigned long long)ep_hist_percentile(&all, 0.999), (unsigned long long)all.max);
-    } else {
-        printf("grpc%s://%s:%d%s: %d connections x %d streams, %d threads, batch %d, %.2f s\n",
-               tls ? "s" : "", o.host, o.port, o.path, o.connections, o.streams, o.threads, o.batch,
-               el);
-        printf("  calls %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
-               (double)all.count / el, (double)ok * o.batch / el);
-        printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
-               (double)ep_hist_percentile(&all, 0.50) / 1000.0,
-               (double)ep_hist_percentile(&all, 0.90) / 1000.0,
-               (double)ep_hist_percentile(&all, 0.99) / 1000.0,
-               (double)ep_hist_percentile(&all, 0.999) / 1000.0, (double)all.max / 1000.0);
-        printf("  OK %llu, other status %llu, connection errors %llu\n", (unsigned long long)ok,
-               (unsigned long long)bad, (unsigned long long)errors);
-    }
+    rc = bench_report(&o, tls, ws, el);
     ep_free(ws);
     ep_buf_close(&o.msg);
     SSL_CTX_free(o.tls);
-    return errors == 0 && bad == 0 ? 0 : 1;
+    return rc;
 }

@@ -245,6 +245,41 @@ def test_every_rpc_and_events_counted_like_rest():
             x.close()
 
 
+def test_typed_properties_numbers_and_booleans():
+    """Map values: properties/metadata are strings in the proto; numbers and booleans go in
+    typed_properties (google.protobuf.Value; the types are checked in unit.test_grpc_wire
+    against the same JSON event). Here: kept over the wire, refused as JSON refuses."""
+    from google.protobuf import struct_pb2
+    env, ports = grpc_env()
+    with Eventpipe("run", env=env) as ep:
+        c = Client(ports["GRPC_PRODUCER_PORT"])
+        tp = {"temperature": struct_pb2.Value(number_value=23.5),
+              "in_stock": struct_pb2.Value(bool_value=True),
+              "label": struct_pb2.Value(string_value="x"),
+              "gone": struct_pb2.Value(null_value=0)}
+        r = c.send(api.SendEventRequest(event=ev(
+            id="typed-g", source="s", event_type="t", properties={"page": "/"},
+            typed_properties=tp)), timeout=10)
+        assert r.message_id == "typed-g" and r.status == "accepted", r
+        r = c.batch(api.SendBatchEventsRequest(events=[
+            ev(source="s", event_type="t", typed_properties={
+                "n": struct_pb2.Value(number_value=i)}) for i in range(3)]), timeout=10)
+        assert r.accepted == 3, r
+        lst = struct_pb2.Value(list_value=struct_pb2.ListValue())
+        for bad, why in (({"n": lst}, "not a struct or list"),
+                         ({"page": struct_pb2.Value(number_value=1)}, "duplicate"),
+                         ({"x": struct_pb2.Value(number_value=float("inf"))}, "finite"),
+                         ({"x": struct_pb2.Value()}, "must be set")):
+            code, msg = code_of(c.send, api.SendEventRequest(event=ev(
+                source="s", event_type="t", properties={"page": "/"},
+                typed_properties=bad)), timeout=10)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and why in msg, (bad, msg)
+            assert msg.startswith("event.typed_properties") or "page" in msg, msg
+        wait_for(lambda: get_json(ep.processor, "/stats")["pool"]["processed"] == 4,
+                 timeout=30, what="typed events processed")
+        c.close()
+
+
 def test_health_reflection_gzip_and_unknown_method():
     env, ports = grpc_env()
     with Eventpipe("run", env=env) as ep:
@@ -275,7 +310,8 @@ def test_health_reflection_gzip_and_unknown_method():
         from google.protobuf import descriptor_pb2
         files = [descriptor_pb2.FileDescriptorProto.FromString(b)
                  for b in out[1].file_descriptor_response.file_descriptor_proto]
-        assert [f.name for f in files] == ["eventpipe_api.proto", "eventpipe.proto"], files
+        assert [f.name for f in files] == ["eventpipe_api.proto", "eventpipe.proto",
+                                           "google/protobuf/struct.proto"], files
         assert [m.name for m in files[0].service[0].method] == [
             "SendEvent", "SendBatchEvents", "GetProducerHealth"], files[0]
         assert out[2].error_response.error_code == 5, out[2]

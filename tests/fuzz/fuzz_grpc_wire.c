@@ -3,7 +3,8 @@
  * ep_grpc_reflect.c). The first byte picks what the rest is fed to:
  *   0 the gRPC message framing (ep_grpc_frame_next), walked to the end
  *   1 an eventpipe.v1.Event (ep_grpc_decode_event); a decoded event is
- *     encoded again and must decode to the same fields
+ *     encoded again and must decode to the same fields (typed_properties
+ *     numbers and booleans to the same text and type)
  *   2 a diplom.v1.IngestRequest (ep_grpc_decode_ingest)
  *   3 a grpc-timeout value
  *   4 a ServerReflectionRequest, answered from the embedded descriptor set;
@@ -67,8 +68,27 @@ static void event_round_trip(const ep_event_t *ev)
     ep_pb_put_bytes(&b, 6, ev->source.p, ev->source.len);
     ep_pb_put_bytes(&b, 7, ev->data.p, ev->data.len);
     for (uint32_t i = 0; i < ev->n_meta; i++) {
-        ep_pb_put_map_entry(&b, 8, ev->meta[i].key.p, ev->meta[i].key.len, ev->meta[i].val.p,
-                            ev->meta[i].val.len);
+        const ep_kv_t *kv = &ev->meta[i];
+        size_t at, v;
+        double num;
+        if (kv->type == EP_VAL_STRING) {
+            ep_pb_put_map_entry(&b, 8, kv->key.p, kv->key.len, kv->val.p, kv->val.len);
+            continue;
+        }
+        /* A typed_properties entry: its text must come back the same (shortest round trip). */
+        at = ep_pb_open(&b, 9);
+        ep_pb_put_bytes(&b, 1, kv->key.p, kv->key.len);
+        v = ep_pb_open(&b, 2);
+        if (kv->type == EP_VAL_BOOL) {
+            ep_pb_put_varint(&b, (4 << 3) | EP_PB_VARINT);
+            ep_pb_put_varint(&b, kv->val.len == 4);
+        } else {
+            num = strtod(kv->val.p, NULL);
+            ep_pb_put_varint(&b, (2 << 3) | EP_PB_I64);
+            ep_buf_append(&b, &num, sizeof(num));
+        }
+        ep_pb_close(&b, v);
+        ep_pb_close(&b, at);
     }
     CHECK(ep_grpc_decode_event((const uint8_t *)(b.data ? b.data : ""), b.len, NULL, "", 0, &again,
                                &pe) == 0);
@@ -79,6 +99,7 @@ static void event_round_trip(const ep_event_t *ev)
     for (uint32_t i = 0; i < ev->n_meta; i++) {
         CHECK(same(&ev->meta[i].key, &again->meta[i].key));
         CHECK(same(&ev->meta[i].val, &again->meta[i].val));
+        CHECK(ev->meta[i].type == again->meta[i].type);
     }
     ep_event_destroy(again);
     ep_buf_close(&b);

@@ -13,6 +13,7 @@
 
 #include "ep_test.h"
 
+#include <math.h>
 #include <zlib.h>
 
 extern const unsigned char ep_grpc_descriptors[];
@@ -247,6 +248,136 @@ static void test_event_rules(void)
     ep_buf_close(&b);
 }
 
+/* One typed_properties (field 9) entry: kind is the google.protobuf.Value field number. */
+static void typed(ep_buf_t *b, const char *key, int kind, double num, const char *str)
+{
+    size_t at = ep_pb_open(b, 9), v;
+
+    ep_pb_put_bytes(b, 1, key, strlen(key));
+    v = ep_pb_open(b, 2);
+    switch (kind) {
+    case 1: /* null_value */
+    case 4: /* bool_value */
+        ep_pb_put_varint(b, ((uint64_t)kind << 3) | EP_PB_VARINT);
+        ep_pb_put_varint(b, str != NULL);
+        break;
+    case 2: /* number_value */
+        ep_pb_put_varint(b, (2 << 3) | EP_PB_I64);
+        ep_buf_append(b, &num, sizeof(num));
+        break;
+    case 3: /* string_value */
+    case 6: /* list_value */
+        ep_pb_put_bytes_always(b, (uint32_t)kind, str, strlen(str));
+        break;
+    default: /* no kind */
+        break;
+    }
+    ep_pb_close(b, v);
+    ep_pb_close(b, at);
+}
+
+/* The event's JSON (ep_event_to_json), of a gRPC Event or of a JSON text. */
+static void json_of(const ep_buf_t *pb, const char *json, ep_buf_t *out)
+{
+    ep_event_t *ev = NULL;
+    ep_parse_err_t pe;
+
+    if (pb) {
+        EP_ASSERT_EQ(
+            ep_grpc_decode_event((const uint8_t *)pb->data, pb->len, NULL, "", 0, &ev, &pe), 0);
+    } else {
+        EP_ASSERT_EQ(ep_event_parse_json(json, strlen(json), NULL, &ev, &pe), 0);
+    }
+    ep_buf_reset(out);
+    ep_event_to_json(ev, out);
+    ep_event_destroy(ev);
+}
+
+/* typed_properties: numbers and booleans keep their JSON type, as the same JSON event's do. */
+static void test_typed_properties(void)
+{
+    ep_buf_t b = EP_BUF_INIT, got = EP_BUF_INIT, want = EP_BUF_INIT, json = EP_BUF_INIT;
+    ep_event_t *ev = NULL;
+    ep_parse_err_t pe;
+    static const struct {
+        const char *key;
+        int kind;
+        double num;
+        const char *str, *json;
+    } vals[] = {{"temperature", 2, 23.5, NULL, "23.5"}, {"count", 2, 42, NULL, "42"},
+                {"tiny", 2, 0.1, NULL, "0.1"},          {"big", 2, 1e21, NULL, "1e+21"},
+                {"neg", 2, -0.5, NULL, "-0.5"},         {"third", 2, 1.0 / 3, NULL, NULL},
+                {"in_stock", 4, 0, "", "true"},         {"off", 4, 0, NULL, "false"},
+                {"label", 3, 0, "x", "\"x\""},          {"gone", 1, 0, NULL, "null"}};
+
+    ep_buf_puts(&json, "{\"id\":\"t1\",\"source\":\"s\",\"event_type\":\"t\",\"timestamp\":"
+                       "1640995200,\"properties\":{\"page\":\"/\"");
+    ep_pb_put_bytes(&b, 1, "t1", 2);
+    ep_pb_put_bytes(&b, 3, "t", 1);
+    ep_pb_put_map_entry(&b, 4, "page", 4, "/", 1);
+    ep_pb_put_uint(&b, 5, 1640995200);
+    ep_pb_put_bytes(&b, 6, "s", 1);
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        typed(&b, vals[i].key, vals[i].kind, vals[i].num, vals[i].str);
+        ep_buf_printf(&json, ",\"%s\":%s", vals[i].key,
+                      vals[i].json ? vals[i].json : "0.3333333333333333");
+    }
+    ep_buf_puts(&json, "}}");
+    json_of(&b, NULL, &got);
+    json_of(NULL, json.data, &want);
+    EP_ASSERT_STR_EQ(got.data, want.data);
+    EP_ASSERT(strstr(got.data, "\"temperature\":23.5,\"count\":42,") != NULL);
+    EP_ASSERT(strstr(got.data, "\"in_stock\":true,\"off\":false,\"label\":\"x\"}") != NULL);
+
+    /* More numbers than the decoder's stack holds (16): the rest in one block. */
+    ep_buf_reset(&b);
+    ep_pb_put_bytes(&b, 6, "s", 1);
+    ep_pb_put_bytes(&b, 3, "t", 1);
+    for (int i = 0; i < 40; i++) {
+        char k[8];
+        snprintf(k, sizeof(k), "n%d", i);
+        typed(&b, k, 2, i + 0.25, NULL);
+    }
+    EP_ASSERT_EQ(ep_grpc_decode_event((const uint8_t *)b.data, b.len, NULL, "", 0, &ev, &pe), 0);
+    EP_ASSERT_EQ(ev->n_meta, 40);
+    EP_ASSERT_STR_EQ(ev->meta[39].val.p, "39.25");
+    EP_ASSERT_EQ(ev->meta[39].type, EP_VAL_NUMBER);
+    EP_ASSERT_STR_EQ(ev->meta[3].val.p, "3.25");
+    ep_event_destroy(ev);
+
+    /* Refused: nested, not finite, no kind, a key also in properties, a wrong wire type. */
+    for (int c = 0; c < 5; c++) {
+        static const char *const why[] = {"struct or list", "finite", "must be set", "duplicate",
+                                          "wrong wire type"};
+        ep_buf_reset(&b);
+        ep_pb_put_bytes(&b, 6, "s", 1);
+        ep_pb_put_bytes(&b, 3, "t", 1);
+        ep_pb_put_map_entry(&b, 4, "page", 4, "/", 1);
+        if (c == 0) {
+            typed(&b, "x", 6, 0, "");
+        } else if (c == 1) {
+            typed(&b, "x", 2, INFINITY, NULL);
+        } else if (c == 2) {
+            typed(&b, "x", 0, 0, NULL);
+        } else if (c == 3) {
+            typed(&b, "page", 2, 1, NULL);
+        } else {
+            typed(&b, "x", 3, 0, "y");
+            b.data[b.len - 3] = (char)((2 << 3) | EP_PB_LEN); /* number_value as bytes */
+        }
+        ev = NULL;
+        EP_ASSERT_NE(
+            ep_grpc_decode_event((const uint8_t *)b.data, b.len, NULL, "event.", 0, &ev, &pe), 0);
+        EP_ASSERT(ev == NULL);
+        EP_ASSERT(strstr(pe.msg, why[c]) != NULL);
+    }
+    EP_ASSERT_STR_EQ(pe.field, "event.typed_properties");
+    ep_buf_close(&b);
+    ep_buf_close(&got);
+    ep_buf_close(&want);
+    ep_buf_close(&json);
+}
+
 static void test_reflection(void)
 {
     static const char *const svc[] = {"eventpipe.v1.ProducerService"};
@@ -267,7 +398,8 @@ static void test_reflection(void)
             }
         }
     }
-    EP_ASSERT_EQ(files, 2); /* eventpipe_api.proto and the eventpipe.proto it imports */
+    /* eventpipe_api.proto and what it imports: eventpipe.proto, google/protobuf/struct.proto */
+    EP_ASSERT_EQ(files, 3);
     /* A name that only starts like a symbol is not one. */
     ep_buf_reset(&req);
     ep_buf_reset(&out);
@@ -301,6 +433,7 @@ EP_TEST_LIST = {
     EP_TEST(test_timeout),
     EP_TEST(test_gzip_cap),
     EP_TEST(test_event_rules),
+    EP_TEST(test_typed_properties),
     EP_TEST(test_reflection),
     EP_TEST_END,
 };
