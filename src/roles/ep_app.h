@@ -72,6 +72,7 @@ struct ep_app_s {
     ep_http_server_t *metrics_srv;    /* METRICS_PORT: /metrics and /health only */
     ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
     ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
+    _Atomic int analytics_caught_up;  /* analytics_queue came within a batch of its end once */
     ep_obs_t *obs;                    /* the metric registry; NULL when METRICS_ENABLED=false */
     struct ep_srv_obs_s *observers;   /* per-server answer observers (ep_monitor.c) */
     ep_ready_route_t ready_routes[4]; /* one per port that serves GET /ready */
