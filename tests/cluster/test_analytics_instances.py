@@ -63,7 +63,7 @@ def kill9(ep):
     ep.log.close()
 
 
-def two_instances_scenario(env, ready=None, after_kill=None, after_stop=None):
+def two_instances_scenario(env, ready=None, after_kill=None, after_stop=None, meddle=None):
     p = {"api": free_port(), "ingest": free_port(), "processor": free_port(),
          "analytics": free_port()}
     pa, pb = dict(p), dict(p, analytics=free_port())
@@ -80,6 +80,8 @@ def two_instances_scenario(env, ready=None, after_kill=None, after_stop=None):
 
             # kill -9 one instance, send more: the survivor stays exact.
             kill9(b)
+            if meddle:
+                meddle(a)
             send_all(p["ingest"], known_events(300, prefix="r2"), path="/ingest")
             wait_exact([pa["analytics"]], 600, p["processor"], "the survivor")
             if after_kill:
@@ -134,14 +136,30 @@ def test_nats_two_analytics_instances_exact():
             for name, cfg in cons.items():
                 assert re.fullmatch(r"processor-analytics-[0-9a-f]{12}", name), name
                 assert cfg.get("inactive_threshold") == 300 * 10**9, cfg
-                assert cfg.get("deliver_policy") == "all", cfg
+            # The killed one's from the start; the survivor's made again after meddle()
+            # from the sequence after the 300 it had read.
+            starts = sorted((cfg["deliver_policy"], cfg.get("opt_start_seq", 0))
+                            for cfg in cons.values())
+            assert starts == [("all", 0), ("by_start_sequence", 301)], cons
+
+        def meddle(a):
+            # The server drops the survivor's durable (as after a disconnection longer than
+            # its inactivity threshold): it is made again from the next unread sequence, not
+            # from the start, so nothing is counted twice.
+            tag = re.search(r'"analytics-([0-9a-f]{12})"', a.log_text()).group(1)
+            c = NatsClient(ns.port)
+            try:
+                r = c.js_api("CONSUMER.DELETE.DIPLOM_STREAM.processor-analytics-" + tag)
+            finally:
+                c.close()
+            assert r.get("success") is True, r
 
         def after_stop():
             # A clean stop removes its own durable; the killed one's is left to the threshold.
             assert len(analytics_consumers(ns)) == 1, analytics_consumers(ns)
 
         two_instances_scenario({"QUEUE_TYPE": "nats", "NATS_URL": ns.url},
-                               after_kill=after_kill, after_stop=after_stop)
+                               after_kill=after_kill, after_stop=after_stop, meddle=meddle)
 
 
 def test_kafka_two_analytics_instances_exact():
