@@ -200,7 +200,8 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len)
     /* Replaying the retained stream: ready once within a batch of its end (then for good:
      * a backlog under load later is lag, not a partial summary). */
     ep_queue_stats(app->analytics_queue, &st);
-    if (st.size >= 0 && st.size <= app->cfg.batch_size) {
+    /* Still at the broker, plus read and not yet counted (the hook runs before the ack). */
+    if (st.size >= 0 && st.size + st.in_flight <= app->cfg.batch_size) {
         if (atomic_exchange(&app->analytics_caught_up, 1) == 0) {
             ep_log_info("analytics", "caught up with the stream (%llu events read)",
                         (unsigned long long)st.dequeued);
@@ -211,7 +212,7 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len)
         snprintf(reason, len, "analytics: replaying the stream; its end is not known yet");
     } else {
         snprintf(reason, len, "analytics: replaying the stream, %lld events behind",
-                 (long long)st.size);
+                 (long long)(st.size + st.in_flight));
     }
     return 0;
 }
