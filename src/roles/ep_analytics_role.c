@@ -212,7 +212,7 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len)
         snprintf(reason, len, "analytics: replaying the stream; its end is not known yet");
     } else {
         snprintf(reason, len, "analytics: replaying the stream, %lld events behind",
-                 (long long)(st.size + st.in_flight));
+                 (long long)st.size + (long long)st.in_flight);
     }
     return 0;
 }

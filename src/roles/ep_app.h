@@ -157,8 +157,9 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len);
 void ep__analytics_attach(ep_app_t *app);
 /**
  * For an analytics role without a processor in the process and a broker queue:
- * creates its own consumer (group/durable "<name>-analytics") feeding the
- * aggregate. Returns 0 or EP_E* with err filled; nothing to do otherwise.
+ * creates a consumer of this process alone (group/durable "<name>-analytics-<tag>",
+ * from the stream's start) feeding the aggregate: a full replica. Returns 0 or EP_E*
+ * with err filled; nothing to do otherwise.
  */
 int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, char *err,
                                   size_t errlen);
