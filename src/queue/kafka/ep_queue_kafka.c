@@ -825,6 +825,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
     rd_kafka_t *cons = atomic_load(&ctx->cons);
     int brokers_up = atomic_load(&ctx->brokers_up);
     size_t assigned;
+    int64_t lag = atomic_load(&ctx->lag_total); /* -1: unknown, shown as 0 */
 
     pthread_mutex_lock(&ctx->state_lock);
     assigned = ctx->n_parts;
@@ -840,12 +841,12 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
                   ",\"outq\":%d}",
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
-                  cons && atomic_load(&ctx->lag_total) > 0 ? atomic_load(&ctx->lag_total) : 0,
-                  atomic_load(&ctx->retry_n), ep_counter_get(&ctx->delivered),
-                  ep_counter_get(&ctx->delivery_failed), ep_counter_get(&ctx->rejected_down),
-                  ep_counter_get(&ctx->counts.lost), ep_counter_get(&ctx->lost_resets),
-                  ep_counter_get(&ctx->poison), ep_counter_get(&ctx->dead_lettered),
-                  ep_counter_get(&ctx->commits), rd_kafka_outq_len(ctx->prod));
+                  cons && lag > 0 ? lag : 0, atomic_load(&ctx->retry_n),
+                  ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
+                  ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->counts.lost),
+                  ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),
+                  ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->commits),
+                  rd_kafka_outq_len(ctx->prod));
 }
 
 static void kafka_lag_json(void *vctx, ep_buf_t *out)
