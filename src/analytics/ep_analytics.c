@@ -260,7 +260,12 @@ static void part_add(part_t *p, const ep_event_t *ev, int64_t now_us)
     if ((page = page_of(ev)) != NULL) {
         ep_topk_add(&p->top_pages, page->p, page->len, 1);
     }
-    ep_window_add(&p->win, now_us / 1000000, th, sh, 1);
+    /* Windows by the time ingest accepted the event (now when absent, or ahead of this
+     * clock): an analytics replica replaying the stream puts the events where they were. */
+    ep_window_add(&p->win,
+                  (ev->received_us > 0 && ev->received_us < now_us ? ev->received_us : now_us) /
+                      1000000,
+                  th, sh, 1);
     if (ev->received_us > 0) {
         ep_hist_record(&p->latency,
                        done > ev->received_us ? (uint64_t)(done - ev->received_us) : 0);

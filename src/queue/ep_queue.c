@@ -3,8 +3,13 @@
 #include "base/ep_error.h"
 #include "base/ep_mem.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /*
  * Compiled-in providers. Each broker is built behind its CMake option
@@ -182,6 +187,31 @@ int ep_queue_open_consumer(const ep_queue_provider_t *provider, const ep_config_
         return EP_ENOTSUP;
     }
     return create(provider, cfg, name, out, err, errlen);
+}
+
+static char instance_tag[13];
+static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
+
+static void instance_tag_init(void)
+{
+    uint64_t r = 0;
+    struct timespec ts;
+
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        /* No entropy yet (early boot): the clock and the pid still tell processes apart. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+            ((uint64_t)getpid() << 32) ^ (uint64_t)getpid();
+        r *= 0x9e3779b97f4a7c15ull;
+    }
+    snprintf(instance_tag, sizeof(instance_tag), "%012llx",
+             (unsigned long long)(r & 0xffffffffffffull));
+}
+
+const char *ep_queue_instance_tag(void)
+{
+    pthread_once(&instance_once, instance_tag_init);
+    return instance_tag;
 }
 
 int ep_queue_create(const char *type, const ep_config_t *cfg, ep_queue_t **out, char *err,

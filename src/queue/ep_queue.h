@@ -150,9 +150,11 @@ typedef struct ep_queue_provider_s {
     const ep_opt_table_t *options;
     /**
      * Turns opts (its options struct, parsed, before init) into those of a consumer
-     * of its own named name: the same events, with a position (offsets, acks) kept
-     * apart from the default consumer's (Kafka: group "<group>-<name>", NATS: durable
-     * "<durable>-<name>"). name is borrowed. Returns 0 or EP_E*, "NAME: why" in err.
+     * of this process alone named name: every retained event from the start of the
+     * topic/stream, with a position (offsets, acks) nobody else shares (Kafka: group
+     * "<group>-<name>-<tag>", NATS: durable "<durable>-<name>-<tag>", tag from
+     * ep_queue_instance_tag), so each process that opens one reads everything.
+     * name is borrowed. Returns 0 or EP_E*, "NAME: why" in err.
      * May be NULL: the provider has only the one consumer (ep_queue_open_consumer
      * then answers EP_ENOTSUP).
      */
@@ -203,13 +205,19 @@ int ep_queue_create_with(const ep_queue_provider_t *provider, const ep_config_t 
                          ep_queue_t **out, char *err, size_t errlen);
 
 /**
- * Creates a queue of provider with a consumer of its own named name (a role
- * reading the same events without taking them from the processor: "analytics"),
+ * Creates a queue of provider with a consumer of this process alone named name (a
+ * role reading every event without taking it from the processor: "analytics"),
  * through the provider's own_consumer. Same contract as ep_queue_create_with;
  * EP_ENOTSUP (message in err) when the provider has only the one consumer.
  */
 int ep_queue_open_consumer(const ep_queue_provider_t *provider, const ep_config_t *cfg,
                            const char *name, ep_queue_t **out, char *err, size_t errlen);
+
+/**
+ * This process's instance tag: 12 lower-case hex digits, random, the same for every
+ * call in one process (own_consumer names). Thread-safe.
+ */
+const char *ep_queue_instance_tag(void);
 
 /** Destroys the queue and its provider instance. Accepts NULL. */
 void ep_queue_destroy(ep_queue_t *q);

@@ -16,10 +16,15 @@
  * an unclear failure is not counted twice.
  *
  * With a broker queue (kafka, nats, composite) `eventpipe analytics` reads the
- * topic/stream itself with a consumer group / durable of its own
- * ("<KAFKA_CONSUMER_GROUP>-analytics", "<NATS_DURABLE>-analytics") through a
+ * topic/stream itself with a consumer of this process alone
+ * ("<KAFKA_CONSUMER_GROUP>-analytics-<tag>", "<NATS_DURABLE>-analytics-<tag>",
+ * ep_queue_open_consumer) from the start of what the broker retains, through a
  * one-worker pool whose hook feeds the aggregate; processors then push nothing
- * (ANALYTICS_PUSH=auto), so nothing is counted twice.
+ * (ANALYTICS_PUSH=auto), so nothing is counted twice. Every analytics process is
+ * thus a full replica of the aggregate, rebuilt from the stream at start: any of
+ * them answers the whole summary, and one that dies takes nothing from the others
+ * (docs/architecture.md, "Analytics and brokers"). /ready says not ready until the
+ * replay came within one PROCESSOR_BATCH of the stream's end.
  */
 #include "analytics/ep_analytics.h"
 #include "roles/ep_access.h"
@@ -184,9 +189,32 @@ static void on_stats(void *arg, ep_http_req_t *req)
 
 int ep__analytics_ready(ep_app_t *app, char *reason, size_t len)
 {
-    (void)reason;
-    (void)len;
-    return app->analytics != NULL;
+    ep_queue_stats_t st;
+
+    if (app->analytics == NULL) {
+        return 0;
+    }
+    if (app->analytics_queue == NULL || atomic_load(&app->analytics_caught_up)) {
+        return 1;
+    }
+    /* Replaying the retained stream: ready once within a batch of its end (then for good:
+     * a backlog under load later is lag, not a partial summary). */
+    ep_queue_stats(app->analytics_queue, &st);
+    /* Still at the broker, plus read and not yet counted (the hook runs before the ack). */
+    if (st.size >= 0 && st.size + st.in_flight <= app->cfg.batch_size) {
+        if (atomic_exchange(&app->analytics_caught_up, 1) == 0) {
+            ep_log_info("analytics", "caught up with the stream (%llu events read)",
+                        (unsigned long long)st.dequeued);
+        }
+        return 1;
+    }
+    if (st.size < 0) {
+        snprintf(reason, len, "analytics: replaying the stream; its end is not known yet");
+    } else {
+        snprintf(reason, len, "analytics: replaying the stream, %lld events behind",
+                 (long long)st.size + (long long)st.in_flight);
+    }
+    return 0;
 }
 
 void ep__analytics_routes(ep_app_t *app, ep_http_server_t *srv)
@@ -395,8 +423,9 @@ int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, 
         (qp->flags & EP_QUEUE_F_LOCAL)) {
         return 0;
     }
-    /* A consumer of its own (Kafka: group "<group>-analytics", NATS: durable
-     * "<durable>-analytics"): it reads every event without taking it from the processor. */
+    /* A consumer of this process alone (Kafka: group "<group>-analytics-<tag>", NATS: durable
+     * "<durable>-analytics-<tag>"): it reads every retained event from the start, without
+     * taking it from the processors or from other analytics processes. */
     rc = ep_queue_open_consumer(qp, cfg, "analytics", &app->analytics_queue, err, errlen);
     if (rc != 0) {
         return rc;
@@ -410,7 +439,9 @@ int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, 
     ep_worker_pool_set_max_attempts(app->analytics_pool, cfg->max_attempts);
     ep_worker_pool_set_hook(app->analytics_pool, on_batch, app->analytics);
     ep_worker_pool_set_obs(app->analytics_pool, app->obs);
-    ep_log_info("analytics", "reading the %s queue with a consumer of its own (\"analytics\")",
-                qp->name);
+    ep_log_info("analytics",
+                "reading the whole retained %s queue with a consumer of this process "
+                "(\"analytics-%s\"); the summary is rebuilt from it",
+                qp->name, ep_queue_instance_tag());
     return 0;
 }

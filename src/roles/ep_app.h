@@ -72,6 +72,7 @@ struct ep_app_s {
     ep_http_server_t *metrics_srv;    /* METRICS_PORT: /metrics and /health only */
     ep_queue_t *analytics_queue;      /* analytics' own consumer of a broker queue, or NULL */
     ep_worker_pool_t *analytics_pool; /* feeds the aggregate from analytics_queue */
+    _Atomic int analytics_caught_up;  /* analytics_queue came within a batch of its end once */
     ep_obs_t *obs;                    /* the metric registry; NULL when METRICS_ENABLED=false */
     struct ep_srv_obs_s *observers;   /* per-server answer observers (ep_monitor.c) */
     ep_ready_route_t ready_routes[4]; /* one per port that serves GET /ready */
@@ -156,8 +157,9 @@ int ep__analytics_ready(ep_app_t *app, char *reason, size_t len);
 void ep__analytics_attach(ep_app_t *app);
 /**
  * For an analytics role without a processor in the process and a broker queue:
- * creates its own consumer (group/durable "<name>-analytics") feeding the
- * aggregate. Returns 0 or EP_E* with err filled; nothing to do otherwise.
+ * creates a consumer of this process alone (group/durable "<name>-analytics-<tag>",
+ * from the stream's start) feeding the aggregate: a full replica. Returns 0 or EP_E*
+ * with err filled; nothing to do otherwise.
  */
 int ep__analytics_consumer_create(ep_app_t *app, const ep_queue_provider_t *qp, char *err,
                                   size_t errlen);

@@ -305,6 +305,9 @@ static void test_timeseries_json(void)
     ep_analytics_set_clock(a, fake_clock, NULL);
     ep_analytics_add_batch(a, evs, 300);
     fake_now_us += 25 * 1000000LL;
+    for (int i = 0; i < 30; i++) {
+        evs[i]->received_us = fake_now_us; /* accepted now */
+    }
     ep_analytics_add_batch(a, evs, 30);
     EP_ASSERT_EQ(ep_analytics_timeseries_json(a, 300, 10, "event_type", &b), 0);
     v = yajl_tree_parse(b.data, err, sizeof(err));
@@ -323,7 +326,10 @@ static void test_timeseries_json(void)
         yajl_val counts = YAJL_GET_OBJECT(YAJL_GET_ARRAY(series)->values[0])->values[1];
         EP_ASSERT_EQ(YAJL_GET_ARRAY(counts)->len, 60);
         EP_ASSERT_EQ(YAJL_GET_INTEGER(YAJL_GET_ARRAY(counts)->values[59]), 30);
-        EP_ASSERT_EQ(YAJL_GET_INTEGER(YAJL_GET_ARRAY(counts)->values[34]), 300);
+        /* The first 300 were accepted 10 ms before NOW_S: windows go by received_us (an
+         * analytics replica replaying the stream later puts them in the same second). */
+        EP_ASSERT_EQ(YAJL_GET_INTEGER(YAJL_GET_ARRAY(counts)->values[33]), 300);
+        EP_ASSERT_EQ(YAJL_GET_INTEGER(YAJL_GET_ARRAY(counts)->values[34]), 0);
     }
     yajl_tree_free(v);
     ep_buf_reset(&b);

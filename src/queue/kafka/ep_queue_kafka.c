@@ -491,6 +491,7 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
     ctx->replication = set->replication;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
     atomic_init(&ctx->brokers_up, -1);
+    atomic_init(&ctx->lag_total, -1); /* unknown until measured with an assignment */
     pthread_mutex_init(&ctx->cons_lock, NULL);
     pthread_mutex_init(&ctx->state_lock, NULL);
     pthread_mutex_init(&ctx->info_lock, NULL);
@@ -813,7 +814,8 @@ static void kafka_stats(void *vctx, ep_queue_stats_t *st)
     kafka_ctx_t *ctx = vctx;
 
     ep_queue_counters_read(&ctx->counts, st);
-    /* Waiting events = the consumer lag, known once this process consumes. */
+    /* Waiting events = the consumer lag, known once this process has partitions (-1 before:
+     * an analytics replica is not "caught up" before its group's first assignment). */
     st->size = atomic_load(&ctx->cons) ? atomic_load(&ctx->lag_total) : -1;
 }
 
@@ -823,6 +825,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
     rd_kafka_t *cons = atomic_load(&ctx->cons);
     int brokers_up = atomic_load(&ctx->brokers_up);
     size_t assigned;
+    int64_t lag = atomic_load(&ctx->lag_total); /* -1: unknown, shown as 0 */
 
     pthread_mutex_lock(&ctx->state_lock);
     assigned = ctx->n_parts;
@@ -838,7 +841,7 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
                   ",\"outq\":%d}",
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
-                  cons ? atomic_load(&ctx->lag_total) : 0, atomic_load(&ctx->retry_n),
+                  cons && lag > 0 ? lag : 0, atomic_load(&ctx->retry_n),
                   ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
                   ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->counts.lost),
                   ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),

@@ -248,6 +248,7 @@ static void refresh_lag(kafka_ctx_t *ctx)
     rd_kafka_topic_partition_list_t *parts = NULL;
     ep_buf_t b = EP_BUF_INIT;
     int64_t total = 0;
+    int known = 0; /* measured with an assignment */
 
     ep_buf_puts(&b, "{\"topic\":");
     ep_buf_put_json_str(&b, ctx->topic, strlen(ctx->topic));
@@ -255,6 +256,7 @@ static void refresh_lag(kafka_ctx_t *ctx)
     ep_buf_put_json_str(&b, ctx->group, strlen(ctx->group));
     ep_buf_puts(&b, ",\"partitions\":[");
     if (cons && rd_kafka_assignment(cons, &parts) == 0 && parts->cnt > 0) {
+        known = 1;
         rd_kafka_topic_partition_list_sort(parts, NULL, NULL);
         if (rd_kafka_committed(cons, parts, MONITOR_INTERVAL_MS) != 0) {
             for (int i = 0; i < parts->cnt; i++) {
@@ -289,7 +291,7 @@ static void refresh_lag(kafka_ctx_t *ctx)
     ep_buf_printf(&ctx->lag_json, "{\"total\":%" PRId64 ",", total);
     ep_buf_append(&ctx->lag_json, b.data + 1, b.len - 1);
     pthread_mutex_unlock(&ctx->info_lock);
-    atomic_store(&ctx->lag_total, total);
+    atomic_store(&ctx->lag_total, known ? total : -1);
     atomic_store(&ctx->lag_at_ms, ep_time_mono_ms());
     ep_buf_close(&b);
 }

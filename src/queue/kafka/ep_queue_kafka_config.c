@@ -101,7 +101,8 @@ int ep__kafka_own_consumer(void *opts, const char *name, char *err, size_t errle
         snprintf(err, errlen, "KAFKA_CONSUMER_GROUP: empty consumer name");
         return EP_EINVAL;
     }
-    snprintf(group, sizeof(group), "%.100s-%.20s", o->group, name);
+    /* A group of this process alone: a new one starts at the earliest offset. */
+    snprintf(group, sizeof(group), "%.90s-%.20s-%s", o->group, name, ep_queue_instance_tag());
     memcpy(o->group, group, sizeof(group));
     return 0;
 }

@@ -541,6 +541,15 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     }
     got = take_msgs(ctx, &list, out, 0);
     natsMsgList_Destroy(&list);
+    if (ctx->set.replica && got > 0) {
+        /* One consumer thread reads a replica durable; a batch is in stream order. */
+        uint64_t last = atomic_load(&ctx->replica_seq);
+
+        for (size_t i = 0; i < got; i++) {
+            last = out[i]->qseq > last ? out[i]->qseq : last;
+        }
+        atomic_store(&ctx->replica_seq, last);
+    }
     ep_counter_add(&ctx->counts.dequeued, got);
     return (int)got;
 }

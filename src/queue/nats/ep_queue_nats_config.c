@@ -412,6 +412,17 @@ int ep__nats_consumer_ensure(ep_nats_ctx_t *ctx)
         cc.MaxDeliver = -1;
         cc.MaxAckPending = 20000;
         cc.Replicas = ctx->set.replicas;
+        if (ctx->set.replica) {
+            /* This process's alone: gone after it stops pulling; made again (the server
+             * removed it during a long disconnection) from the next unread sequence. */
+            uint64_t last = atomic_load(&ctx->replica_seq);
+
+            cc.InactiveThreshold = (int64_t)EP_NATS_REPLICA_IDLE_MS * 1000000;
+            if (last > 0) {
+                cc.DeliverPolicy = js_DeliverByStartSequence;
+                cc.OptStartSeq = last + 1;
+            }
+        }
         jerr = 0;
         s = js_AddConsumer(&ci, ctx->js, ctx->set.stream, &cc, &o, &jerr);
         if (s != NATS_OK && jerr != JSConsumerNameExistErr && jerr != JSConsumerExistingActiveErr) {
@@ -556,8 +567,10 @@ int ep__nats_own_consumer(void *opts, const char *name, char *err, size_t errlen
                  "NATS_DURABLE: consumer name '%s' is empty or has '.', ' ', '*' or '>'", name);
         return EP_EINVAL;
     }
-    snprintf(durable, sizeof(durable), "%.40s-%.20s", o->durable, name);
+    /* 30 + 1 + 16 + 1 + 12 characters: within NATS_DURABLE's 63. */
+    snprintf(durable, sizeof(durable), "%.30s-%.16s-%s", o->durable, name, ep_queue_instance_tag());
     memcpy(o->durable, durable, sizeof(durable));
+    o->replica = 1;
     return 0;
 }
 
@@ -757,6 +770,15 @@ void ep__nats_ctx_destroy(ep_nats_ctx_t *ctx)
                 pending.Msgs[i] = NULL;
             }
             natsMsgList_Destroy(&pending);
+        }
+    }
+    if (ctx->set.replica && ctx->js != NULL && ep__nats_connected(ctx)) {
+        /* A replica durable is this process's alone: gone now, not after its idle threshold. */
+        jsOptions o;
+
+        api_opts(&o);
+        if (js_DeleteConsumer(ctx->js, ctx->set.stream, ctx->set.durable, &o, NULL) == NATS_OK) {
+            ep_log_info("nats", "durable consumer %s removed", ctx->set.durable);
         }
     }
     if (ctx->sub != NULL) {

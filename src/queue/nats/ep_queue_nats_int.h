@@ -26,6 +26,7 @@
 #define EP_NATS_STREAM_MAX_AGE  (24LL * 3600 * 1000000000LL) /* ns; Limits retention */
 #define EP_NATS_STREAM_MAX_SIZE (8LL << 30)                  /* bytes; DiscardNew beyond */
 #define EP_NATS_MAX_SERVERS     32                           /* entries in the NATS_URL list */
+#define EP_NATS_REPLICA_IDLE_MS (5 * 60 * 1000) /* a replica durable's InactiveThreshold */
 
 /* The provider's settings (its table, ep__nats_options, in ep_queue_nats_config.c). */
 typedef struct ep_nats_opts_s {
@@ -35,12 +36,14 @@ typedef struct ep_nats_opts_s {
     char durable[64];      /* NATS_DURABLE: the pull consumer */
     char dlq_subject[128]; /* NATS_DLQ_SUBJECT */
     int replicas;          /* NATS_STREAM_REPLICAS of the stream and consumers created here */
+    int replica; /* own_consumer: the durable is this process's alone (see ep__nats_own_consumer) */
 } ep_nats_opts_t;
 
 extern const ep_opt_table_t ep__nats_options;
 
-/* Makes opts those of a durable of its own: "<NATS_DURABLE>-<name>" (the provider's own_consumer).
- */
+/* Makes opts those of a durable of this process alone, "<NATS_DURABLE>-<name>-<instance tag>",
+ * reading the stream from its start; the server removes it after EP_NATS_REPLICA_IDLE_MS without
+ * pull requests (the process died). The provider's own_consumer. */
 int ep__nats_own_consumer(void *opts, const char *name, char *err, size_t errlen);
 
 typedef struct ep_nats_batch_s ep_nats_batch_t;
@@ -97,6 +100,9 @@ typedef struct ep_nats_ctx_s {
      * durable up again (another server of the list, or one restarted with an empty store,
      * lacks it, and a pull request to a missing durable only times out). */
     _Atomic int consumer_recheck;
+    /* A replica durable (set.replica): the highest stream sequence handed out, so a durable the
+     * server removed meanwhile (a long disconnection) is made again from the next one. */
+    _Atomic uint64_t replica_seq;
 
     /* Figures from the broker, -1 when unknown. */
     _Atomic int64_t stream_msgs;
