@@ -436,7 +436,9 @@ def test_kill9_stream_leader_node_and_restart():
         on_victim = [k for k, s in enumerate(servers) if s == rig.cluster.url(leader)]
         ing_on_victim = [k for k in range(2) if k == leader]
         assert on_victim or ing_on_victim, (leader, servers)
-        print("  killing n%d (stream leader); processors on %r" % (leader, servers), flush=True)
+        print("  killing n%d (stream leader); ingests on n0, n1; processors on %r" % (
+            leader, ["n%d" % rig.cluster.ports.index(int(s.rsplit(":", 1)[1])) for s in servers]),
+            flush=True)
         before = dict(load.acked_by_port)
         t_kill = time.time()
         rig.cluster.kill(leader)
@@ -468,32 +470,41 @@ def test_kill9_stream_leader_node_and_restart():
         verify(rig.cluster, load, rig.sinks, len(rig.procs) * IN_FLIGHT + load.maybe_kept,
                "%d processors x %d in flight + %d maybe-kept retries" %
                (len(rig.procs), IN_FLIGHT, load.maybe_kept))
-        si = rig.cluster.stream_info()
-        assert len(si["cluster"]["replicas"]) == 2, si["cluster"]
+        # The restarted node caught up: a leader and two current followers.
+        wait_for(lambda: (lambda c: c.get("leader") and len(c.get("replicas", [])) == 2 and all(
+            r.get("current") for r in c["replicas"]))(rig.cluster.stream_info()["cluster"]),
+            60, what="stream replicas current again")
         for e in rig.procs + rig.ingests:
             assert e.stop() == 0
 
 
 def test_sigterm_processor_mid_load():
-    """SIGTERM of a processor mid-load: it exits 0 after processing and acking what it held,
-    so nothing it processed is processed again."""
+    """SIGTERM of a processor mid-load while it holds a consumed batch (its sink write is
+    blocked on a full named pipe): it finishes that write, acks, and exits 0, so nothing it
+    processed is processed again."""
     with Rig(ingests=1) as rig:
-        for _ in range(3):
-            rig.add_processor()
+        victim = rig.add_processor(fifo=True, PROCESSOR_WORKERS="1")
+        rig.add_processor()
+        rig.add_processor()
         load = rig.loader(prefix="term")
-        victim = rig.procs[0]
-        wait_for(lambda: len(read_sink(rig.sinks[0])) > 200, 60, what="victim processing")
-        t0 = time.time()
+        wait_for(lambda: len(sink_lines([rig.sinks[0]])) > 200, 60, what="victim processing")
+        rig.fifo.pause()
+        wait_for(lambda: rig.fifo.full(), 60, what="victim's pipe full")
+        held = get_json(victim.processor, "/stats")["queue"]["in_flight"]
+        assert held > 0, held
+        victim.proc.send_signal(signal.SIGTERM)
+        time.sleep(1)  # it is still inside the write: the pipe is not read
+        assert victim.proc.poll() is None, victim.proc.returncode
+        rig.fifo.resume()
         rc = victim.stop(signal.SIGTERM, timeout=60)
-        took = time.time() - t0
         assert rc == 0, rc
         n = len(load.acked)
         load.wait_acked(n + 1500)
         load.finish()
-        verify(rig.cluster, load, rig.sinks, 0,
-               "the stopped processor acked all it processed; AckWait 30 s")
-        print("  SIGTERM: exit 0 after %.1fs, %d events in its sink" %
-              (took, len(read_sink(rig.sinks[0]))))
+        # Its acks went out before it exited and AckWait is 30 s: no event comes back.
+        verify(rig.cluster, load, rig.sinks, 0, "the stopped processor acked all it processed")
+        print("  SIGTERM with %d events held: exit 0, %d lines in its sink" %
+              (held, len(sink_lines([rig.sinks[0]]))))
         for e in rig.procs[1:] + rig.ingests:
             assert e.stop() == 0
 
