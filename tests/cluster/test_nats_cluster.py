@@ -1,13 +1,19 @@
 """Faults on a 3-node NATS JetStream cluster (issue 18): ingest and several
-processors as separate `eventpipe` processes on NATS_URL=<all three nodes>,
-NATS_STREAM_REPLICAS=3, a load generator posting batches and single events
-with unique client ids and retrying what was not acknowledged. Each test
-injects one fault mid-load and then checks, from the processors' file sinks:
+processors as separate `eventpipe` processes on NATS_URL=<all three nodes>
+(each process's list starting at another node), NATS_STREAM_REPLICAS=3, a
+load generator posting batches and single events with unique client ids and
+retrying what was not acknowledged. Each test injects one fault mid-load and
+then checks, from the processors' file sinks:
 
 - every id that got a 2xx was processed (at least once);
 - nothing was processed that was not sent;
 - duplicates (sink lines beyond one per id) stay within what was in flight
   when the fault hit (the bound of each test is stated where it is asserted).
+
+A processor that must be caught holding events (kill -9, SIGTERM) writes to a
+named pipe that the test stops reading: its worker then blocks inside the sink
+write with a consumed, unacknowledged batch, and /stats queue.in_flight says
+how many events it holds.
 
 Every wait is on a real condition with a generous limit (the machine may be
 busy); no assertion is about speed."""
@@ -525,7 +531,8 @@ def test_whole_cluster_down_not_ready_then_recovers():
             r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(
                 request(port, "GET", "/ready")), 30, what="not ready without NATS")
             assert "NATS" in r.json()["error"], r
-        r = request(ing.ingest, "POST", "/ingest", {"id": "while-down", "source": "cl", "data": "x"})
+        r = request(ing.ingest, "POST", "/ingest",
+                    {"id": "while-down", "source": "cl", "data": "x"})
         assert r.status == 503 and r.headers.get("retry-after"), r
         for i in range(rig.cluster.size):
             rig.cluster.start(i, wait=False)
