@@ -8,6 +8,11 @@ standard library, so the tests can inject raw messages and read subjects.
         c = NatsClient(ns.port)
         c.publish("diplom.messages", b"garbage")
         c.js_api("STREAM.INFO.DIPLOM_STREAM")
+
+    with NatsCluster() as cl:          # 3 nodes, JetStream, one cluster
+        cl.urls                        # "nats://127.0.0.1:a,nats://127.0.0.1:b,..." (NATS_URL)
+        cl.kill(1); cl.start(1)        # kill -9 node 1, restart it on its ports and store
+        cl.stream_leader()             # index of the node leading DIPLOM_STREAM
 """
 
 import json
@@ -18,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from eptest import free_port
 
@@ -253,3 +259,209 @@ class NatsClient:
             out.append((headers, data))
         self.sock.sendall(b"UNSUB %d\r\n" % sid)
         return out
+
+
+class NatsCluster:
+    """Three nats-server nodes with JetStream forming one cluster on 127.0.0.1.
+
+    Each node has its own client, route and monitoring port (free ports picked
+    once, kept across restarts), its own server_name (n0, n1, n2) and store
+    directory; the configuration files live in one temporary directory that
+    __exit__ removes together with every node it started. The cluster is up
+    once every node answers, sees the same JetStream meta leader and reports
+    all three peers (start() waits for that)."""
+
+    NAME = "ep-cluster"
+
+    def __init__(self, size=3, start=True, timeout=60):
+        if not os.path.exists(NATS_SERVER):
+            raise AssertionError("nats-server is not installed (scripts/setup.sh installs it)")
+        self.size = size
+        self.dir = tempfile.mkdtemp(prefix="ep-natscl-")
+        self.ports = [free_port() for _ in range(size)]
+        self.routes = [free_port() for _ in range(size)]
+        self.monitors = [free_port() for _ in range(size)]
+        self.procs = [None] * size
+        for i in range(size):
+            os.makedirs(self.store(i))
+            with open(self.conf_path(i), "w") as f:
+                f.write(self._conf(i))
+        if start:
+            try:
+                for i in range(size):
+                    self.start(i, wait=False)
+                self.wait_healthy(timeout)
+            except BaseException:
+                self.close()
+                raise
+
+    def store(self, i):
+        return os.path.join(self.dir, "n%d" % i, "store")
+
+    def conf_path(self, i):
+        return os.path.join(self.dir, "n%d.conf" % i)
+
+    def log_path(self, i):
+        return os.path.join(self.dir, "n%d.log" % i)
+
+    def name(self, i):
+        return "n%d" % i
+
+    def _conf(self, i):
+        routes = ",\n    ".join("nats-route://127.0.0.1:%d" % p for p in self.routes)
+        return ("server_name: n%d\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"
+                "jetstream {\n  store_dir: \"%s\"\n}\n"
+                "cluster {\n  name: %s\n  listen: 127.0.0.1:%d\n  routes: [\n    %s\n  ]\n}\n"
+                % (i, self.ports[i], self.monitors[i], self.store(i), self.NAME,
+                   self.routes[i], routes))
+
+    def url(self, i):
+        return "nats://127.0.0.1:%d" % self.ports[i]
+
+    @property
+    def urls(self):
+        """Every node as a comma-separated list, as NATS_URL takes it."""
+        return ",".join(self.url(i) for i in range(self.size))
+
+    def running(self, i):
+        return self.procs[i] is not None and self.procs[i].poll() is None
+
+    def start(self, i, wait=True, timeout=60):
+        """Starts node i (again) on its ports and store; with wait, until the cluster is whole."""
+        if self.running(i):
+            return self
+        log = open(self.log_path(i), "ab")
+        self.procs[i] = subprocess.Popen([NATS_SERVER, "-c", self.conf_path(i)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def stop(self, i, sig=signal.SIGTERM):
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs[i] = None
+
+    def kill(self, i):
+        """kill -9 of node i."""
+        self.stop(i, signal.SIGKILL)
+
+    def jsz(self, i, timeout=2):
+        """The node's /jsz monitoring answer (JetStream and meta group state)."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.monitors[i],
+                                    timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def meta_state(self):
+        """(leader name, why not whole or None) as the running nodes see the meta group."""
+        leaders = set()
+        for i in range(self.size):
+            if not self.running(i):
+                return None, "n%d is not running" % i
+            try:
+                mc = self.jsz(i).get("meta_cluster") or {}
+            except OSError as e:
+                return None, "n%d /jsz: %s" % (i, e)
+            if not mc.get("leader"):
+                return None, "n%d sees no meta leader" % i
+            leaders.add(mc["leader"])
+            peers = mc.get("replicas") or []
+            # The leader lists the other peers; each must be current.
+            if mc.get("leader") == self.name(i):
+                if len(peers) != self.size - 1 or not all(p.get("current") for p in peers):
+                    return None, "leader n%d: peers %r" % (i, peers)
+        if len(leaders) != 1:
+            return None, "nodes disagree on the meta leader: %r" % sorted(leaders)
+        return leaders.pop(), None
+
+    def wait_healthy(self, timeout=60):
+        """Until every node runs, agrees on one meta leader with all peers current, and
+        answers a JetStream API call."""
+        deadline = time.time() + timeout
+        why = None
+        while time.time() < deadline:
+            for i in range(self.size):
+                if self.procs[i] is not None and self.procs[i].poll() is not None:
+                    raise AssertionError("nats-server n%d exited: %s" %
+                                         (i, self.log_text(i)[-2000:]))
+            leader, why = self.meta_state()
+            if leader is not None:
+                try:
+                    for i in range(self.size):
+                        c = NatsClient(self.ports[i], timeout=2)
+                        try:
+                            info = c.js_api("INFO")
+                        finally:
+                            c.close()
+                        if "error" in info:
+                            raise AssertionError("n%d: %r" % (i, info["error"]))
+                    return leader
+                except (OSError, AssertionError) as e:
+                    why = str(e)
+            time.sleep(0.1)
+        raise AssertionError("NATS cluster not whole after %ss: %s" % (timeout, why))
+
+    def client(self, i=None, timeout=5):
+        """A NatsClient on node i, or on the first running node."""
+        for k in ([i] if i is not None else range(self.size)):
+            if self.running(k):
+                return NatsClient(self.ports[k], timeout=timeout)
+        raise AssertionError("no NATS node is running")
+
+    def js_api(self, what, body=None):
+        """A JetStream API call through the first running node that answers it."""
+        err = None
+        for i in range(self.size):
+            if not self.running(i):
+                continue
+            try:
+                c = NatsClient(self.ports[i], timeout=3)
+                try:
+                    return c.js_api(what, body)
+                finally:
+                    c.close()
+            except (OSError, AssertionError) as e:
+                err = e
+        raise AssertionError("JetStream API %s: no node answered (%s)" % (what, err))
+
+    def stream_info(self, stream="DIPLOM_STREAM"):
+        return self.js_api("STREAM.INFO." + stream)
+
+    def index_of(self, name):
+        return int(name[1:]) if name and name[0] == "n" and name[1:].isdigit() else None
+
+    def stream_leader(self, stream="DIPLOM_STREAM"):
+        """Index of the node leading the stream (from STREAM.INFO cluster.leader), or None."""
+        info = self.stream_info(stream)
+        return self.index_of((info.get("cluster") or {}).get("leader"))
+
+    def log_text(self, i):
+        try:
+            with open(self.log_path(i), "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self):
+        for i in range(self.size):
+            self.stop(i)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            import sys
+            for i in range(self.size):
+                sys.stderr.write("---- nats-server n%d log (tail) ----\n%s\n" %
+                                 (i, self.log_text(i)[-1500:]))
+        self.close()
+        return False
