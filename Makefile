@@ -119,6 +119,13 @@ load-test: build
 	@bash bench/load_test.sh $(BUILD)/eventpipe $(if $(WRITE_DOCS),--write-docs,)
 	@bash bench/disk_bench.sh $(BUILD)/eventpipe
 
+# Events/s with 1, 2, 4 and 8 processor processes on NATS (a real nats-server) and Kafka
+# (the mock), webhook sink to a receiver answering after 20 ms (issue 18); about 5 minutes.
+# SCALE_ARGS: e.g. --queues nats --procs 1,2 --write-docs (docs/benchmarks.md).
+.PHONY: scale-bench
+scale-bench: build
+	@python3 bench/scale_bench.py $(SCALE_ARGS)
+
 # RSS over a long fixed-rate single-event run (SOAK_DURATION=600 s; SOAK_RATE=0: closed loop).
 soak: build
 	@bash bench/soak.sh $(BUILD)/eventpipe
