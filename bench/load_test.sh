@@ -174,7 +174,7 @@ nats_dir=""
 start_nats() {
     nats_dir=$(mktemp -d)
     nats_port=$(free_port)
-    nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_dir/store" >"$nats_dir/log" 2>&1 &
+    "$nats_bin" -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_dir/store" >"$nats_dir/log" 2>&1 &
     nats_pid=$!
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && return 0
@@ -196,7 +196,8 @@ wait_ready() { # the processor's /ready: stream and consumer there
     echo "warning: processor not ready" >&2
 }
 trap 'stop_server; stop_nats; rm -rf "$tls_dir"' EXIT
-if command -v nats-server >/dev/null; then
+nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+if [ -x "$nats_bin" ]; then
     start_nats
     start_server QUEUE_TYPE=nats NATS_URL="nats://127.0.0.1:$nats_port" PROCESSOR_BATCH=256
     wait_ready
