@@ -166,7 +166,7 @@ help:
 	@echo "  test-integration  = integration-test: 1,000 events through every queue type"
 	@echo "  test-performance  = load-test: throughput and latency scenarios (bench/)"
 	@echo "  test-deploy       render and validate deploy/k8s and deploy/helm offline"
-	@echo "  bench, load-test, soak, attack, test-under-load"
+	@echo "  bench, load-test, scale-bench, soak, attack, test-under-load"
 	@echo "  lint              clang-tidy and cppcheck over src/ (clean, or it fails)"
 	@echo "  fmt               = format: clang-format -i every C file (format-check: verify)"
 	@echo "  tidy              says why there is nothing to tidy (go mod tidy in the seed)"
