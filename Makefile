@@ -119,6 +119,13 @@ load-test: build
 	@bash bench/load_test.sh $(BUILD)/eventpipe $(if $(WRITE_DOCS),--write-docs,)
 	@bash bench/disk_bench.sh $(BUILD)/eventpipe
 
+# Events/s with 1, 2, 4 and 8 processor processes on NATS (a real nats-server) and Kafka
+# (the mock), webhook sink to a receiver answering after 20 ms (issue 18); about 5 minutes.
+# SCALE_ARGS: e.g. --queues nats --procs 1,2 --write-docs (docs/benchmarks.md).
+.PHONY: scale-bench
+scale-bench: build
+	@python3 bench/scale_bench.py $(SCALE_ARGS)
+
 # RSS over a long fixed-rate single-event run (SOAK_DURATION=600 s; SOAK_RATE=0: closed loop).
 soak: build
 	@bash bench/soak.sh $(BUILD)/eventpipe
@@ -159,7 +166,7 @@ help:
 	@echo "  test-integration  = integration-test: 1,000 events through every queue type"
 	@echo "  test-performance  = load-test: throughput and latency scenarios (bench/)"
 	@echo "  test-deploy       render and validate deploy/k8s and deploy/helm offline"
-	@echo "  bench, load-test, soak, attack, test-under-load"
+	@echo "  bench, load-test, scale-bench, soak, attack, test-under-load"
 	@echo "  lint              clang-tidy and cppcheck over src/ (clean, or it fails)"
 	@echo "  fmt               = format: clang-format -i every C file (format-check: verify)"
 	@echo "  tidy              says why there is nothing to tidy (go mod tidy in the seed)"

@@ -164,6 +164,78 @@ if [ -x "$mock_bin" ]; then
     rm -f "$mock_out"
 fi
 
+# 5. NATS JetStream (issue 18): a real nats-server started here (file store under /tmp),
+# batches of 100 on ingest; the 2xx only after the PubAck (JetStream stored the event).
+# Then composite(nats,kafka), fail-fast: the 2xx only after both stored it. nats-server is
+# not pinned (it shares both CPUs with the server and the load generator).
+# PROCESSOR_BATCH=256: a worker pulls up to 256 messages per fetch (the provider's most).
+nats_pid=""
+nats_dir=""
+start_nats() {
+    nats_dir=$(mktemp -d)
+    nats_port=$(free_port)
+    "$nats_bin" -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_dir/store" >"$nats_dir/log" 2>&1 &
+    nats_pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nats-server did not start" >&2
+    exit 1
+}
+stop_nats() {
+    if [ -n "$nats_pid" ]; then
+        kill "$nats_pid" 2>/dev/null || true
+        wait "$nats_pid" 2>/dev/null || true
+    fi
+    [ -n "$nats_dir" ] && rm -rf "$nats_dir"
+    nats_pid="" nats_dir=""
+}
+wait_ready() { # the processor's /ready: stream and consumer there
+    for _ in $(seq 200); do
+        curl -sf "http://127.0.0.1:$PROC/ready" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "warning: processor not ready" >&2
+}
+trap 'stop_server; stop_nats; rm -rf "$tls_dir"' EXIT
+nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+if [ -x "$nats_bin" ]; then
+    start_nats
+    start_server QUEUE_TYPE=nats NATS_URL="nats://127.0.0.1:$nats_port" PROCESSOR_BATCH=256
+    wait_ready
+    mark
+    row "batch of 100, 16 conns, nats (nats-server)" \
+        "$(bench -c 16 --batch 100 --url "http://127.0.0.1:$ING/events/batch")"
+    stop_server
+    stop_nats
+    mock_bin=$(dirname "$BIN")/ep_kafka_mock
+    if [ -x "$mock_bin" ]; then
+        start_nats
+        mock_out=$(mktemp)
+        "$mock_bin" --no-stdin --brokers 1 --topic events:4 --topic events.dlq:1 >"$mock_out" 2>&1 &
+        mock_pid=$!
+        for _ in $(seq 50); do [ -s "$mock_out" ] && break; sleep 0.1; done
+        start_server QUEUE_TYPE=composite COMPOSITE_PROVIDERS=nats,kafka \
+            COMPOSITE_STRATEGY=fail-fast NATS_URL="nats://127.0.0.1:$nats_port" \
+            KAFKA_BROKERS="$(head -1 "$mock_out")" KAFKA_TOPIC=events KAFKA_DLQ_TOPIC=events.dlq \
+            KAFKA_COMPRESSION=lz4 PROCESSOR_BATCH=256
+        wait_ready
+        for _ in $(seq 100); do # the mock's first consumer-group join
+            curl -s "http://127.0.0.1:$PROC/stats" | grep -q '"assigned_partitions":[1-9]' && break
+            sleep 0.1
+        done
+        mark
+        row "batch of 100, 16 conns, composite (nats + kafka mock, fail-fast)" \
+            "$(bench -c 16 --batch 100 --url "http://127.0.0.1:$ING/events/batch")"
+        stop_server
+        kill "$mock_pid" 2>/dev/null || true
+        wait "$mock_pid" 2>/dev/null || true
+        rm -f "$mock_out"
+        stop_nats
+    fi
+fi
+
 read -r total1 steal1 < <(cpu_ticks)
 steal=$(awk -v t=$((total1 - total0)) -v s=$((steal1 - steal0)) 'BEGIN { printf "%.1f", t ? 100 * s / t : 0 }')
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg), CPU steal ${steal}%"
@@ -178,6 +250,9 @@ table=$(printf '%s\n' \
     "wrk, single event, 64 connections (independent client): ${wrk_line:-wrk not installed}" \
     "" \
     "Kafka: acknowledged events lost to an offset reset (retention overtaking the consumer): ${kafka_lost}" \
+    "" \
+    "NATS and composite: a real nats-server (not pinned, JetStream file store under /tmp)" \
+    "started by the script; PROCESSOR_BATCH=256." \
     "" \
     "Reference (issue 7), Fluent Bit 5.1.1 on this kind of machine, HTTP input to null output," \
     "pinned to one core, wrk on the other, 64 connections: 32,700 single events/s (p99 3.9 ms," \
