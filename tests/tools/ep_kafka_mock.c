@@ -6,10 +6,10 @@
  *   ep_kafka_mock [--brokers N] [--topic NAME:PARTITIONS[:RF]]... [--no-stdin]
  *
  * A topic gets min(N, 3) replicas: the mock of librdkafka 2.0.2 ignores the
- * factor it is given, so any other RF is refused. Its
- * partition leaders are spread round robin: partition P is led by broker
- * P % N + 1. The mock keeps one log per partition whatever its leader, so a
- * replica list is metadata only: nothing is copied between brokers.
+ * factor it is given, so any other RF is refused. Its partition leaders are
+ * spread round robin: partition P is led by broker P % N + 1. The mock keeps
+ * one log per partition whatever its leader, so a replica list is metadata
+ * only: nothing is copied between brokers.
  *
  * Prints the bootstrap servers ("127.0.0.1:port,...") as its first stdout
  * line, then reads commands from stdin, one per line, answering "ok" or
@@ -21,6 +21,7 @@
  *   leader TOPIC P ID       make broker ID the leader of partition P (-1: none)
  *   leaders TOPIC           "ok P:LEADER:REPLICAS:ISR ...", from a metadata request
  *   coordinator GROUP ID    make broker ID the coordinator of consumer group GROUP
+ *   errors APIKEY N ERR     the next N requests with that API key fail with error ERR
  *   produce TOPIC VALUE     append one raw record (key "raw"), answers once stored
  *   count TOPIC             "ok N": records in the topic (high - low watermarks)
  *   quit                    exit
@@ -234,6 +235,15 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
         if (print_leaders(mc, arg1) != 0) {
             reply(0, "no such topic");
         }
+    } else if (strcmp(verb, "errors") == 0 && n >= 4 && arg2 > 0 && arg2 <= 1000) {
+        /* errors APIKEY COUNT ERR: the next COUNT requests of that kind fail with ERR. */
+        rd_kafka_resp_err_t errs[1000];
+
+        for (int i = 0; i < arg2; i++) {
+            errs[i] = (rd_kafka_resp_err_t)arg3;
+        }
+        rd_kafka_mock_push_request_errors_array(mc, (int16_t)atoi(arg1), (size_t)arg2, errs);
+        reply(1, NULL);
     } else if (strcmp(verb, "coordinator") == 0 && n >= 3) {
         reply(rd_kafka_mock_coordinator_set(mc, "group", arg1, arg2) == 0,
               "cannot set coordinator");
@@ -242,8 +252,11 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
     } else if (strcmp(verb, "up") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_up(mc, atoi(arg1)) == 0, "no such broker");
     } else {
-        reply(0, "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
-                 "ID | leader TOPIC P ID | leaders TOPIC | coordinator GROUP ID | quit)");
+        reply(
+            0,
+            "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
+            "ID | leader TOPIC P ID | leaders TOPIC | coordinator GROUP ID | errors APIKEY N ERR | "
+            "quit)");
     }
     return 0;
 }
