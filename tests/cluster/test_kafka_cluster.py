@@ -449,6 +449,10 @@ def test_f_sigterm_processor_commits():
                 wait_for(lambda: len(read_sink(sinks[1])) >= 200, timeout=60,
                          what="the victim processing")
                 assert p1.stop(sig=signal.SIGTERM, timeout=STOP_WAIT) == 0
+                # It finished what it held and the broker took its last commit: leaving the
+                # group it handed nothing past the broker's commit point to the next owner.
+                assert "revoked" in p1.log_text() and revoked_in_flight(p1) == 0, [
+                    line for line in p1.log_text().splitlines() if "commit" in line][-6:]
                 wait_for(settled([p0]), timeout=60, what="the survivor owns every partition")
                 with Eventpipe("processor", env=kafka_env(mock, sinks[2])) as p2:
                     wait_for(settled([p0, p2]), timeout=90, what="the restart owns partitions")
