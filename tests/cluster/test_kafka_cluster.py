@@ -5,7 +5,8 @@ led by broker P % 3 + 1), KAFKA_BROKERS naming all three, while a load
 generator posts events with unique ids and records which ids got a 2xx.
 
   (a) the topic as eventpipe sees it; /ready 503 with every broker down, 200 again
-  (b) a leader broker down, its leadership moved (as a controller would), back
+  (b) a leader broker down, its leadership moved (as a controller would), back;
+      a client started meanwhile with the dead broker first in KAFKA_BROKERS
   (c) a leader broker down with no new leader, back
   (d) kill -9 a processor      (e) a processor added      (f) SIGTERM a processor
   (g) commits the broker refused are sent again
@@ -323,6 +324,21 @@ def test_b_broker_down_leadership_moves_then_back():
                 before = load.n_acked()
                 wait_for(lambda: load.n_acked() >= before + 500, timeout=90,
                          what="events acknowledged with broker 2 down")
+                # A client started now, with the dead broker first in KAFKA_BROKERS,
+                # bootstraps from the next one and takes events.
+                hosts = mock.bootstraps.split(",")
+                late_env = kafka_env(mock, KAFKA_BROKERS=",".join(
+                    [hosts[victim - 1]] + [h for h in hosts if h != hosts[victim - 1]]))
+                with Eventpipe("ingest", env=late_env) as late:
+                    wait_for(lambda: ready(late.ingest), timeout=60,
+                             what="a new ingest ready with the first broker of its list down")
+                    r = request(late.ingest, "POST", "/ingest",
+                                {"id": "b-late-0", "source": "late", "data": "x"}, timeout=60)
+                    assert 200 <= r.status < 300, (r.status, r.body)
+                    with load.lock:
+                        load.sent.add("b-late-0")
+                        load.acked.add("b-late-0")
+                    assert late.stop(timeout=STOP_WAIT) == 0
                 mock.command("up %d" % victim)
                 for p in moved:
                     mock.command("leader %s %d %d" % (TOPIC, p, victim))
