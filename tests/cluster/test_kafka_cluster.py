@@ -507,12 +507,21 @@ def test_f_sigterm_processor_commits():
 
 
 OFFSET_COMMIT = 8               # Kafka API key
-REBALANCE_IN_PROGRESS = 27      # an error librdkafka hands to the commit callback, no retry
+# An error librdkafka hands to the commit callback without retrying it or rejoining the
+# group (REBALANCE_IN_PROGRESS would make the member rejoin: a rebalance, not a refusal).
+INVALID_COMMIT_OFFSET_SIZE = 28
+
+
+def all_committed(port, n_events):
+    """Every partition assigned and committed up to its end, the ends summing to n_events."""
+    parts = get_json(port, "/lag")["partitions"]
+    return (len(parts) == PARTS and sum(p["high_watermark"] for p in parts) == n_events and
+            all(p["committed"] == p["high_watermark"] for p in parts))
 
 
 def test_g_failed_commits_are_sent_again():
     """The broker refuses the commits that follow the last events of a burst (the mock
-    answers the next 20 OffsetCommit requests with REBALANCE_IN_PROGRESS); then nothing
+    answers the next 20 OffsetCommit requests with INVALID_COMMIT_OFFSET_SIZE); then nothing
     new arrives to move the commit points. The refused offsets must still reach the
     broker: the lag drains to 0, and a processor that takes over after a kill -9 (no
     commit at exit) processes nothing again."""
@@ -525,14 +534,14 @@ def test_g_failed_commits_are_sent_again():
                 load = LoadGen(ing.ingest, "g").start()
                 try:
                     wait_for(lambda: load.n_acked() >= 200, timeout=60, what="load flowing")
-                    mock.command("errors %d 20 %d" % (OFFSET_COMMIT, REBALANCE_IN_PROGRESS))
+                    mock.command("errors %d 20 %d" % (OFFSET_COMMIT, INVALID_COMMIT_OFFSET_SIZE))
                 finally:
                     load.stop()
                 wait_for(lambda: set(sink_lines(s1)) >= load.acked, timeout=60,
                          what="processed")
                 wait_for(lambda: "offset commit failed" in p1.log_text(), timeout=30,
                          what="commits refused")
-                wait_for(lambda: get_json(p1.processor, "/lag")["total"] == 0, timeout=60,
+                wait_for(lambda: all_committed(p1.processor, len(load.sent)), timeout=60,
                          what="every processed offset committed after the refusals")
                 p1.proc.send_signal(signal.SIGKILL)
                 p1.proc.wait()
