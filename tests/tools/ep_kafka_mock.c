@@ -3,14 +3,25 @@
  * (rdkafka_mock.h). It listens on localhost TCP and speaks the Kafka protocol,
  * so eventpipe's producer and consumer run unchanged against it.
  *
- *   ep_kafka_mock [--brokers N] [--topic NAME:PARTITIONS]... [--no-stdin]
+ *   ep_kafka_mock [--brokers N] [--topic NAME:PARTITIONS[:RF]]... [--no-stdin]
+ *
+ * A topic gets min(N, 3) replicas: the mock of librdkafka 2.0.2 ignores the
+ * factor it is given, so any other RF is refused. Its partition leaders are
+ * spread round robin: partition P is led by broker P % N + 1. The mock keeps
+ * one log per partition whatever its leader, so a replica list is metadata
+ * only: nothing is copied between brokers.
  *
  * Prints the bootstrap servers ("127.0.0.1:port,...") as its first stdout
  * line, then reads commands from stdin, one per line, answering "ok" or
  * "error: ..." on stdout:
  *
- *   topic NAME PARTITIONS   create a topic
- *   down ID | up ID         stop / restart broker ID (1..N; -1 = all)
+ *   topic NAME PARTITIONS [RF]  create a topic
+ *   down ID | up ID         stop / restart broker ID (1..N; -1 = all); the mock
+ *                           moves no leadership by itself (a controller would)
+ *   leader TOPIC P ID       make broker ID the leader of partition P (-1: none)
+ *   leaders TOPIC           "ok P:LEADER:REPLICAS:ISR ...", from a metadata request
+ *   coordinator GROUP ID    make broker ID the coordinator of consumer group GROUP
+ *   errors APIKEY N ERR     the next N requests with that API key fail with error ERR
  *   produce TOPIC VALUE     append one raw record (key "raw"), answers once stored
  *   count TOPIC             "ok N": records in the topic (high - low watermarks)
  *   quit                    exit
@@ -36,24 +47,47 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
+/* Leaders round robin over the brokers: partition p led by broker p % brokers + 1. */
+static int spread_leaders(rd_kafka_mock_cluster_t *mc, const char *name, int parts, int brokers)
+{
+    for (int p = 0; p < parts; p++) {
+        if (rd_kafka_mock_partition_set_leader(mc, name, p, p % brokers + 1) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* NAME:PARTITIONS[:RF]; RF defaults to min(brokers, 3). */
 static int create_topic(rd_kafka_mock_cluster_t *mc, const char *spec, int brokers)
 {
     char name[256];
-    const char *colon = strrchr(spec, ':');
-    int parts = 1;
+    const char *colon = strchr(spec, ':');
+    int parts = 1, rf = brokers < 3 ? brokers : 3;
     size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
     rd_kafka_resp_err_t err;
 
     if (colon) {
+        const char *colon2 = strchr(colon + 1, ':');
+
         parts = atoi(colon + 1);
+        if (colon2) {
+            rf = atoi(colon2 + 1);
+        }
     }
     if (len == 0 || len >= sizeof(name) || parts < 1) {
         return -1;
     }
+    if (rf != (brokers < 3 ? brokers : 3)) {
+        /* librdkafka 2.0.2's mock ignores the factor it is given: refuse rather than pretend. */
+        fprintf(stderr, "%s: the mock gives every partition min(brokers, 3) = %d replicas\n", spec,
+                brokers < 3 ? brokers : 3);
+        return -1;
+    }
     memcpy(name, spec, len);
     name[len] = '\0';
-    err = rd_kafka_mock_topic_create(mc, name, parts, brokers < 3 ? brokers : 3);
-    return err ? -1 : 0;
+    err = rd_kafka_mock_topic_create(mc, name, parts, rf);
+    return err ? -1 : spread_leaders(mc, name, parts, brokers);
 }
 
 static void reply(int ok, const char *what)
@@ -81,7 +115,7 @@ static rd_kafka_t *client(rd_kafka_mock_cluster_t *mc)
     conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), errstr,
                       sizeof(errstr));
-    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr));
     client_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     return client_rk;
 }
@@ -129,14 +163,45 @@ static long long count_records(rd_kafka_mock_cluster_t *mc, const char *topic)
     return total;
 }
 
+/* Prints "ok P:LEADER:REPLICAS:ISR ..." for topic from a fresh metadata request. */
+static int print_leaders(rd_kafka_mock_cluster_t *mc, const char *topic)
+{
+    rd_kafka_t *rk = client(mc);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    int rc = -1;
+
+    if (rk == NULL) {
+        return -1;
+    }
+    rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == 0 && md->topic_cnt == 1 &&
+        md->topics[0].err == 0) {
+        printf("ok");
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+            const struct rd_kafka_metadata_partition *mp = &md->topics[0].partitions[p];
+
+            printf(" %d:%d:%d:%d", (int)mp->id, (int)mp->leader, mp->replica_cnt, mp->isr_cnt);
+        }
+        printf("\n");
+        fflush(stdout);
+        rc = 0;
+    }
+    if (md) {
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
 /* Runs one stdin command. Returns 1 to quit. */
 static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
 {
     char verb[32], arg1[256];
-    int arg2 = 1, n;
+    int arg2 = 1, arg3 = 0, n;
 
     line[strcspn(line, "\r\n")] = '\0';
-    n = sscanf(line, "%31s %255s %d", verb, arg1, &arg2);
+    n = sscanf(line, "%31s %255s %d %d", verb, arg1, &arg2, &arg3);
     if (n < 1) {
         return 0;
     }
@@ -146,7 +211,11 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
     }
     if (strcmp(verb, "topic") == 0 && n >= 2) {
         char spec[300];
-        snprintf(spec, sizeof(spec), "%s:%d", arg1, arg2);
+        if (n >= 4) {
+            snprintf(spec, sizeof(spec), "%s:%d:%d", arg1, arg2, arg3);
+        } else {
+            snprintf(spec, sizeof(spec), "%s:%d", arg1, arg2);
+        }
         reply(create_topic(mc, spec, brokers) == 0, "cannot create topic");
     } else if (strcmp(verb, "produce") == 0 && n >= 2) {
         const char *value = strstr(line, arg1) + strlen(arg1);
@@ -160,13 +229,34 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
         } else {
             reply(0, "no such topic");
         }
+    } else if (strcmp(verb, "leader") == 0 && n >= 4) {
+        reply(rd_kafka_mock_partition_set_leader(mc, arg1, arg2, arg3) == 0, "cannot set leader");
+    } else if (strcmp(verb, "leaders") == 0 && n >= 2) {
+        if (print_leaders(mc, arg1) != 0) {
+            reply(0, "no such topic");
+        }
+    } else if (strcmp(verb, "errors") == 0 && n >= 4 && arg2 > 0 && arg2 <= 1000) {
+        /* errors APIKEY COUNT ERR: the next COUNT requests of that kind fail with ERR. */
+        rd_kafka_resp_err_t errs[1000];
+
+        for (int i = 0; i < arg2; i++) {
+            errs[i] = (rd_kafka_resp_err_t)arg3;
+        }
+        rd_kafka_mock_push_request_errors_array(mc, (int16_t)atoi(arg1), (size_t)arg2, errs);
+        reply(1, NULL);
+    } else if (strcmp(verb, "coordinator") == 0 && n >= 3) {
+        reply(rd_kafka_mock_coordinator_set(mc, "group", arg1, arg2) == 0,
+              "cannot set coordinator");
     } else if (strcmp(verb, "down") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_down(mc, atoi(arg1)) == 0, "no such broker");
     } else if (strcmp(verb, "up") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_up(mc, atoi(arg1)) == 0, "no such broker");
     } else {
-        reply(0, "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
-                 "ID | quit)");
+        reply(
+            0,
+            "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
+            "ID | leader TOPIC P ID | leaders TOPIC | coordinator GROUP ID | errors APIKEY N ERR | "
+            "quit)");
     }
     return 0;
 }
@@ -188,7 +278,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
             i++; /* created below, once the cluster exists */
         } else {
-            fprintf(stderr, "usage: %s [--brokers N] [--topic NAME:PARTITIONS]... [--no-stdin]\n",
+            fprintf(stderr,
+                    "usage: %s [--brokers N] [--topic NAME:PARTITIONS[:RF]]... [--no-stdin]\n",
                     argv[0]);
             return 2;
         }

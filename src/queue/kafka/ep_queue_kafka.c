@@ -839,14 +839,16 @@ static void kafka_stats_json(void *vctx, ep_buf_t *out)
                   ",\"retry_pending\":%zu,\"delivered\":%" PRIu64 ",\"delivery_failed\":%" PRIu64
                   ",\"rejected_down\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"lost_resets\":%" PRIu64
                   ",\"poison\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"commits\":%" PRIu64
-                  ",\"outq\":%d}",
+                  ",\"outq\":%d,\"topic_partitions\":%d,\"topic_replicas\":%d"
+                  ",\"revoked_in_flight\":%" PRIu64 "}",
                   brokers_up > 0 ? brokers_up : 0, cons ? "true" : "false", assigned,
                   cons && lag > 0 ? lag : 0, atomic_load(&ctx->retry_n),
                   ep_counter_get(&ctx->delivered), ep_counter_get(&ctx->delivery_failed),
                   ep_counter_get(&ctx->rejected_down), ep_counter_get(&ctx->counts.lost),
                   ep_counter_get(&ctx->lost_resets), ep_counter_get(&ctx->poison),
                   ep_counter_get(&ctx->dead_lettered), ep_counter_get(&ctx->commits),
-                  rd_kafka_outq_len(ctx->prod));
+                  rd_kafka_outq_len(ctx->prod), atomic_load(&ctx->topic_partitions),
+                  atomic_load(&ctx->topic_replicas), ep_counter_get(&ctx->revoked_in_flight));
 }
 
 static void kafka_lag_json(void *vctx, ep_buf_t *out)

@@ -120,6 +120,37 @@ int ep__kafka_replication(int setting, int brokers)
     return brokers < 1 ? 1 : brokers < REPLICATION_MAX ? brokers : REPLICATION_MAX;
 }
 
+/*
+ * Records the partitions and replicas of an existing KAFKA_TOPIC, and says when they
+ * differ from KAFKA_PARTITIONS / KAFKA_REPLICATION_FACTOR: those apply only to topics
+ * created here, so an existing topic keeps its own (adding partitions moves keys).
+ */
+static void note_topic(kafka_ctx_t *ctx, const struct rd_kafka_metadata_topic *t)
+{
+    int replicas = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : 0;
+
+    for (int p = 1; p < t->partition_cnt; p++) {
+        if (t->partitions[p].replica_cnt < replicas) {
+            replicas = t->partitions[p].replica_cnt;
+        }
+    }
+    atomic_store(&ctx->topic_partitions, t->partition_cnt);
+    atomic_store(&ctx->topic_replicas, replicas);
+    if (t->partition_cnt != ctx->partitions) {
+        ep_log_warn(LOG,
+                    "topic %s exists with %d partitions, not KAFKA_PARTITIONS=%d (that applies "
+                    "only to a topic eventpipe creates)",
+                    t->topic, t->partition_cnt, ctx->partitions);
+    }
+    if (ctx->replication > 0 && replicas < ctx->replication) {
+        ep_log_warn(LOG,
+                    "topic %s exists with %d replicas per partition, fewer than "
+                    "KAFKA_REPLICATION_FACTOR=%d",
+                    t->topic, replicas, ctx->replication);
+    }
+    ep_log_info(LOG, "topic %s: %d partitions, %d replicas", t->topic, t->partition_cnt, replicas);
+}
+
 /* Creates the topics with KAFKA_PARTITIONS and KAFKA_REPLICATION_FACTOR if the cluster lacks them.
  */
 int ep__kafka_ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
@@ -153,6 +184,9 @@ int ep__kafka_ensure_topics(kafka_ctx_t *ctx, int timeout_ms)
         for (int t = 0; t < md->topic_cnt; t++) {
             if (strcmp(md->topics[t].topic, want[i]) == 0 && md->topics[t].err == 0) {
                 found = 1;
+                if (i == 0) {
+                    note_topic(ctx, &md->topics[t]);
+                }
             }
         }
         if (found) {

@@ -69,6 +69,8 @@ typedef struct kafka_part_s {
     int64_t commit_pos; /* next offset to commit; -1 while nothing was acked */
     int64_t committed;  /* last commit_pos handed to rd_kafka_commit; -1 none */
     int64_t reset_from; /* offset librdkafka could not fetch and reset from; -1 none */
+    int64_t confirmed;  /* highest commit the broker accepted in this assignment; -1 none */
+    int64_t first;      /* first offset handed out in this assignment; -1 none */
 } kafka_part_t;
 
 typedef struct kafka_ctx_s {
@@ -110,6 +112,9 @@ typedef struct kafka_ctx_s {
     pthread_cond_t mon_cond;
     _Atomic int topics_ok;
     _Atomic int topics_refused; /* KAFKA_REPLICATION_FACTOR above the broker count: not ready */
+    /* KAFKA_TOPIC as the cluster's metadata showed it (0 until seen): /stats topic_*. */
+    _Atomic int topic_partitions;
+    _Atomic int topic_replicas; /* the fewest replicas of any of its partitions */
 
     /*
      * Broker health from the statistics and error callbacks: brokers up, 0 when
@@ -137,6 +142,9 @@ typedef struct kafka_ctx_s {
     _Atomic uint64_t dead_lettered;
     _Atomic uint64_t commits;
     _Atomic uint64_t lost_resets; /* offset resets that skipped records */
+    /* Records handed out past the offset the broker holds for a partition when it was
+     * revoked: the new owner reads them again, so they bound a rebalance's duplicates. */
+    _Atomic uint64_t revoked_in_flight;
 } kafka_ctx_t;
 
 /*

@@ -45,6 +45,8 @@ kafka_part_t *ep__kafka_part_add(kafka_ctx_t *ctx, int32_t partition)
     p->commit_pos = -1;
     p->committed = -1;
     p->reset_from = -1;
+    p->confirmed = -1;
+    p->first = -1;
     return p;
 }
 
@@ -153,6 +155,9 @@ void ep__kafka_part_append(kafka_part_t *p, int64_t offset)
     p->offs[p->tail].offset = offset;
     p->offs[p->tail].acked = 0;
     p->tail++;
+    if (p->first < 0) {
+        p->first = offset;
+    }
 }
 
 /* Marks offset done and advances the commit point over the acked prefix. Returns 1 if it moved. */
@@ -185,16 +190,21 @@ int ep__kafka_part_ack(kafka_part_t *p, int64_t offset)
     return 1;
 }
 
-/* Builds the list of partitions whose commit point moved (optionally only those in only). */
-static rd_kafka_topic_partition_list_t *commit_list(kafka_ctx_t *ctx,
-                                                    const rd_kafka_topic_partition_list_t *only)
+/*
+ * Builds the list of partitions whose commit point moved (optionally only those in only).
+ * force: every partition with a commit point, whether or not it was sent before: at
+ * revocation and at the end an earlier asynchronous commit may still be in flight and
+ * fail (a rebalance in progress), and nothing would send its offset again.
+ */
+static rd_kafka_topic_partition_list_t *
+commit_list(kafka_ctx_t *ctx, const rd_kafka_topic_partition_list_t *only, int force)
 {
     rd_kafka_topic_partition_list_t *l = NULL;
 
     for (size_t i = 0; i < ctx->n_parts; i++) {
         kafka_part_t *p = &ctx->parts[i];
 
-        if (p->commit_pos < 0 || p->commit_pos <= p->committed) {
+        if (p->commit_pos < 0 || (!force && p->commit_pos <= p->committed)) {
             continue;
         }
         if (only && !rd_kafka_topic_partition_list_find(only, ctx->topic, p->partition)) {
@@ -216,7 +226,7 @@ void ep__kafka_commit_now(kafka_ctx_t *ctx, rd_kafka_t *cons, int sync)
     rd_kafka_resp_err_t err;
 
     pthread_mutex_lock(&ctx->state_lock);
-    l = commit_list(ctx, NULL);
+    l = commit_list(ctx, NULL, sync);
     pthread_mutex_unlock(&ctx->state_lock);
     if (l == NULL) {
         return;
@@ -244,14 +254,49 @@ static void retry_drop_partition(kafka_ctx_t *ctx, int32_t partition)
     }
 }
 
+/*
+ * A failed commit (e.g. "rebalance in progress") is sent again: its partitions are marked
+ * as never committed, so the next commit (the poll thread's, or the one at revocation)
+ * includes them. Without this the broker kept the older offset and the next owner of the
+ * partition processed everything since then a second time.
+ */
 void ep__kafka_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
+    kafka_ctx_t *ctx = opaque;
+    int again = 0;
+
     (void)rk;
-    (void)offsets;
-    (void)opaque;
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        return;
+    }
+    if (err) {
         ep_log_warn(LOG, "offset commit failed: %s", rd_kafka_err2str(err));
+    }
+    if (ctx == NULL || offsets == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ctx->state_lock);
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        kafka_part_t *p;
+
+        if (strcmp(tp->topic, ctx->topic) != 0) {
+            continue;
+        }
+        p = ep__kafka_part_find(ctx, tp->partition);
+        if (err == 0 && tp->err == 0) {
+            if (p && tp->offset > p->confirmed) {
+                p->confirmed = tp->offset;
+            }
+        } else if (p && p->committed == tp->offset) {
+            p->committed = -1;
+            again = 1;
+        }
+    }
+    pthread_mutex_unlock(&ctx->state_lock);
+    if (again) {
+        atomic_store(&ctx->commit_dirty, 1);
     }
 }
 
@@ -277,23 +322,40 @@ void ep__kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
     } else {
         rd_kafka_topic_partition_list_t *l;
+        uint64_t in_flight = 0, unconfirmed = 0;
+        int commit_failed = rd_kafka_assignment_lost(rk);
 
-        ep_log_info(LOG, "revoked %d partition(s) of %s%s", parts->cnt, ctx->topic,
-                    rd_kafka_assignment_lost(rk) ? " (lost)" : "");
         pthread_mutex_lock(&ctx->state_lock);
-        l = commit_list(ctx, parts);
+        l = commit_list(ctx, parts, 1);
         for (int i = 0; i < parts->cnt; i++) {
+            kafka_part_t *p = ep__kafka_part_find(ctx, parts->elems[i].partition);
+            int64_t base = p && p->confirmed >= 0 ? p->confirmed : p ? p->first : -1;
+
+            /* Handed out, not below the commit point: the new owner gets them again ... */
+            in_flight += p ? p->tail - p->head : 0;
+            /* ... and, if this commit fails, everything since the broker's last one. */
+            if (p && base >= 0 && p->commit_pos > base) {
+                unconfirmed += (uint64_t)(p->commit_pos - base);
+            }
             part_remove(ctx, parts->elems[i].partition);
             retry_drop_partition(ctx, parts->elems[i].partition);
         }
         pthread_mutex_unlock(&ctx->state_lock);
-        if (l && !rd_kafka_assignment_lost(rk)) {
+        if (l && !commit_failed) {
             rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, l, 0);
             ep_counter_add(&ctx->commits, 1);
             if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
                 ep_log_warn(LOG, "commit on revocation failed: %s", rd_kafka_err2str(cerr));
+                commit_failed = 1;
             }
         }
+        in_flight += commit_failed ? unconfirmed : 0;
+        ep_counter_add(&ctx->revoked_in_flight, in_flight);
+        ep_log_info(LOG,
+                    "revoked %d partition(s) of %s%s; %" PRIu64 " in flight past the broker's "
+                    "commit point go to the new owner",
+                    parts->cnt, ctx->topic, rd_kafka_assignment_lost(rk) ? " (lost)" : "",
+                    in_flight);
         if (l) {
             rd_kafka_topic_partition_list_destroy(l);
         }
