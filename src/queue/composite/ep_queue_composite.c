@@ -54,6 +54,7 @@
 /* Test-only overrides (ep__composite_test_limits); 0: the constants above. */
 static size_t test_claim_capacity;
 static uint64_t test_pace_lead;
+static int64_t test_pace_recent_ms;
 
 typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t; /* COMPOSITE_STRATEGY */
 
@@ -121,6 +122,7 @@ typedef struct composite_s {
     atomic_int pumps_running;
     pthread_mutex_t pace_mu; /* the children's pacing state; taken once per batch */
     uint64_t pace_lead;
+    int64_t pace_recent_ms;
     ep_queue_counters_t counts; /* rejected_full: EP_EFULL; rejected_unavailable: any other error */
     atomic_uint_fast64_t deduped;
 } composite_t;
@@ -275,7 +277,7 @@ static int pace_must_wait(composite_t *c, int k, int64_t now)
     pthread_mutex_lock(&c->pace_mu);
     for (int j = 0; j < c->n && !wait; j++) {
         const child_t *o = &c->child[j];
-        wait = j != k && o->backlog_ms != 0 && now - o->backlog_ms <= PACE_RECENT_MS &&
+        wait = j != k && o->backlog_ms != 0 && now - o->backlog_ms <= c->pace_recent_ms &&
                c->child[k].pace_read > o->pace_read + c->pace_lead;
     }
     pthread_mutex_unlock(&c->pace_mu);
@@ -812,6 +814,7 @@ static int composite_init(const ep_config_t *cfg, const void *vopts, void **out,
     c->n = n;
     pthread_mutex_init(&c->pace_mu, NULL);
     c->pace_lead = test_pace_lead ? test_pace_lead : PACE_LEAD;
+    c->pace_recent_ms = test_pace_recent_ms ? test_pace_recent_ms : PACE_RECENT_MS;
     c->claims =
         ep_dedup_create(CLAIM_WINDOW_S, test_claim_capacity ? test_claim_capacity : CLAIM_CAPACITY);
     ep_dedup_set_name(c->claims, "the composite queue's claim table: capacity");
@@ -823,12 +826,14 @@ static int composite_init(const ep_config_t *cfg, const void *vopts, void **out,
     return 0;
 }
 
-/* Tests only: a smaller claim table and lead for composites created afterwards (0: default). */
-void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead);
-void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead)
+/* Tests only: the claim table's size, the lead and PACE_RECENT_MS for composites created
+ * afterwards (0: the defaults). */
+void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead, int64_t recent_ms);
+void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead, int64_t recent_ms)
 {
     test_claim_capacity = claim_capacity;
     test_pace_lead = pace_lead;
+    test_pace_recent_ms = recent_ms;
 }
 
 const ep_queue_provider_t ep_queue_composite_provider = {
