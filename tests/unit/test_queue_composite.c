@@ -4,6 +4,7 @@
  * provider figures, reading from every provider with de-duplication by id.
  */
 #include "base/ep_error.h"
+#include "base/ep_time.h"
 #include "queue/ep_queue.h"
 #include "ep_test.h"
 
@@ -298,6 +299,170 @@ static int own_consumer_hook(void *opts, const char *name, char *err, size_t err
     return 0;
 }
 
+/*
+ * Pacing (the claim table holds only the newest ids): a "slow" memory double
+ * reads one batch per few milliseconds, the plain memory queue as fast as the
+ * workers take them. Without pacing the fast pump claims far more ids than the
+ * table holds before the slow one reads their copies, which are then processed
+ * again. The table and the lead are made small here (ep__composite_test_limits).
+ * A provider whose reads fail or find nothing must hold nobody back at once.
+ */
+void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead, int64_t recent_ms);
+
+static atomic_int slow_down; /* 1: the slow double's reads fail (EP_EUNAVAIL) */
+static atomic_int slow_reads;
+static int slow_down_after; /* >0: goes down by itself after this many reads with events */
+
+static int slow_consume(void *ctx, ep_event_t **out, size_t max, int timeout_ms)
+{
+    int n;
+
+    if (atomic_load(&slow_down)) {
+        ep_time_sleep_ms(5);
+        return EP_EUNAVAIL;
+    }
+    ep_time_sleep_ms(4);
+    n = ep_queue_memory_provider.consume(ctx, out, max, timeout_ms);
+    if (n > 0 && atomic_fetch_add(&slow_reads, 1) + 1 == slow_down_after) {
+        atomic_store(&slow_down, 1);
+    }
+    return n;
+}
+
+static ep_queue_t *make_paced(int64_t size, int64_t recent_ms)
+{
+    static ep_queue_provider_t slow;
+
+    if (slow.name == NULL) {
+        slow = ep_queue_memory_provider;
+        slow.name = "slow";
+        slow.consume = slow_consume;
+        EP_ASSERT_EQ(ep_queue_provider_register(&slow), 0);
+    }
+    atomic_store(&slow_down, 0);
+    atomic_store(&slow_reads, 0);
+    /* A big read counts as catching up for recent_ms, so a busy machine does not end pacing. */
+    ep__composite_test_limits(6400, 500, recent_ms);
+    return make("memory,slow", "fail-fast", size);
+}
+
+/* Reads until want ids were seen (each at most once) or limit_ms passed; returns ids seen. */
+static int read_ids(ep_queue_t *q, char *seen, int max_id, int want, int64_t limit_ms)
+{
+    ep_event_t *out[256];
+    int total = 0;
+    int64_t end = ep_time_mono_ms() + limit_ms;
+
+    while (total < want && ep_time_mono_ms() < end) {
+        int n = ep_queue_consume(q, out, 256, 100);
+        for (int i = 0; i < n; i++) {
+            int id = atoi(out[i]->id.p + 1);
+            EP_ASSERT(id >= 0 && id < max_id);
+            if (seen[id]) {
+                EP__FAIL("id e%d processed twice", id);
+            }
+            seen[id] = 1;
+        }
+        if (n > 0) {
+            total += n;
+            ep_queue_ack(q, out, (size_t)n);
+        }
+    }
+    return total;
+}
+
+/* Closes q and reads until it is drained; returns the events read (each id at most once). */
+static int close_and_drain(ep_queue_t *q, char *seen, int max_id)
+{
+    ep_event_t *out[256];
+    int total = 0, n;
+    int64_t end = ep_time_mono_ms() + 60000;
+
+    ep_queue_close(q);
+    while ((n = ep_queue_consume(q, out, 256, 100)) != EP_ECLOSED) {
+        EP_ASSERT(ep_time_mono_ms() < end); /* closing must not hang */
+        for (int i = 0; i < n; i++) {
+            int id = atoi(out[i]->id.p + 1);
+            EP_ASSERT(id >= 0 && id < max_id);
+            if (seen[id]) {
+                EP__FAIL("id e%d processed twice", id);
+            }
+            seen[id] = 1;
+        }
+        if (n > 0) {
+            total += n;
+            ep_queue_ack(q, out, (size_t)n);
+        }
+    }
+    return total;
+}
+
+static void test_fast_provider_is_paced_so_copies_are_recognized(void)
+{
+    enum { N = 40000 };
+    ep_queue_t *q = make_paced(N, 10000);
+    static char seen[N];
+    ep_buf_t js = EP_BUF_INIT;
+
+    memset(seen, 0, sizeof(seen));
+    slow_down_after = 0;
+    for (int i = 0; i < N; i += 64) {
+        EP_ASSERT_EQ(publish_n(q, i, 64 < N - i ? 64 : N - i), 0);
+    }
+    EP_ASSERT_EQ(read_ids(q, seen, N, N, 120000), N);
+    EP_ASSERT_EQ(close_and_drain(q, seen, N), 0); /* the late copies are all duplicates */
+    ep_queue_stats_json(q, &js);
+    EP_ASSERT(strstr(js.data, "\"deduplicated\":40000") != NULL);
+    EP_ASSERT(strstr(js.data, "\"paced_ms\":") != NULL);
+    ep_buf_close(&js);
+    ep_queue_destroy(q);
+    ep__composite_test_limits(0, 0, 0);
+}
+
+/* A provider that stops delivering (here: its reads fail) does not hold the other back. */
+static void test_a_provider_going_down_does_not_stall_the_other(void)
+{
+    enum { N = 3000 };
+    ep_queue_t *q = make_paced(N, 60000);
+    static char seen[N];
+
+    memset(seen, 0, sizeof(seen));
+    slow_down_after = 2; /* two big batches (catching up), then down */
+    for (int i = 0; i < N; i += 64) {
+        EP_ASSERT_EQ(publish_n(q, i, 64 < N - i ? 64 : N - i), 0);
+    }
+    /* Everything arrives through the fast provider, long before the 60 s window ends. */
+    EP_ASSERT_EQ(read_ids(q, seen, N, N, 30000), N);
+    EP_ASSERT_EQ(atomic_load(&slow_down), 1);
+    atomic_store(&slow_down, 0);
+    slow_down_after = 0;
+    /* Back up: closing drains the slow provider, whose copies are all duplicates. */
+    EP_ASSERT_EQ(close_and_drain(q, seen, N), 0);
+    ep_queue_destroy(q);
+    ep__composite_test_limits(0, 0, 0);
+}
+
+/* Closing while one provider is far ahead and the other catching up drains both. */
+static void test_close_while_paced_drains(void)
+{
+    enum { N = 20000 };
+    ep_queue_t *q = make_paced(N, 10000);
+    static char seen[N];
+    int total;
+
+    memset(seen, 0, sizeof(seen));
+    slow_down_after = 0;
+    for (int i = 0; i < N; i += 64) {
+        EP_ASSERT_EQ(publish_n(q, i, 64 < N - i ? 64 : N - i), 0);
+    }
+    total = read_ids(q, seen, N, 2000, 60000);
+    EP_ASSERT(total >= 2000);
+    total += close_and_drain(q, seen, N);
+    EP_ASSERT_EQ(total, N);
+    ep_queue_destroy(q);
+    ep__composite_test_limits(0, 0, 0);
+}
+
 static void test_own_consumer_reaches_the_children(void)
 {
     static ep_queue_provider_t named;
@@ -331,6 +496,9 @@ EP_TEST_LIST = {
     EP_TEST(test_config_errors),
     EP_TEST(test_close_drains_every_provider),
     EP_TEST(test_own_consumer_reaches_the_children),
+    EP_TEST(test_fast_provider_is_paced_so_copies_are_recognized),
+    EP_TEST(test_a_provider_going_down_does_not_stall_the_other),
+    EP_TEST(test_close_while_paced_drains),
     EP_TEST_END,
 };
 EP_TEST_MAIN()

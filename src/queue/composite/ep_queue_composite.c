@@ -16,6 +16,15 @@
  * is handed to the workers; later copies are acknowledged on their provider
  * without processing. A nack forgets the claim, so whichever copy comes next is
  * processed (at-least-once).
+ *
+ * The claim table holds CLAIM_CAPACITY ids, oldest evicted first, so a late copy
+ * is only recognized while its id is among the newest claims. Pumps are therefore
+ * paced: one waits (before reading, holding nothing) while it has read more than
+ * PACE_LEAD events beyond another provider that is catching up (its last read,
+ * within PACE_RECENT_MS, brought at least half a batch). A provider that is down,
+ * failing or empty holds nobody back, so pacing delays but never stalls; the
+ * counts restart together whenever every provider was found empty, so a
+ * difference left by an outage (best-effort) does not last.
  */
 #include "base/ep_counter.h"
 #include "event/ep_dedup.h"
@@ -38,6 +47,14 @@
 #define INBOX_CAPACITY 8192
 #define CLAIM_WINDOW_S 3600
 #define CLAIM_CAPACITY 200000
+#define PACE_LEAD      (CLAIM_CAPACITY / 4) /* events one pump may read ahead of a catching-up one */
+#define PACE_RECENT_MS 1000                 /* a big batch this recent means "catching up" */
+#define PACE_STEP_MS   2
+
+/* Test-only overrides (ep__composite_test_limits); 0: the constants above. */
+static size_t test_claim_capacity;
+static uint64_t test_pace_lead;
+static int64_t test_pace_recent_ms;
 
 typedef enum { STRATEGY_FAIL_FAST, STRATEGY_BEST_EFFORT } strategy_t; /* COMPOSITE_STRATEGY */
 
@@ -86,6 +103,11 @@ typedef struct child_s {
     pthread_t pump;
     int pump_started;
     atomic_int pump_done;
+    atomic_uint_fast64_t paced_ms; /* time its pump waited for a slower provider */
+    /* Pacing state, under the composite's pace_mu. */
+    uint64_t pace_read; /* events read since the counts last restarted */
+    int64_t backlog_ms; /* when a read last brought a big batch, or the pumps started */
+    int pace_idle;      /* the last read found nothing (empty, failing or closed) */
 } child_t;
 
 typedef struct composite_s {
@@ -98,6 +120,9 @@ typedef struct composite_s {
     int pumps_started;
     atomic_int closed;
     atomic_int pumps_running;
+    pthread_mutex_t pace_mu; /* the children's pacing state; taken once per batch */
+    uint64_t pace_lead;
+    int64_t pace_recent_ms;
     ep_queue_counters_t counts; /* rejected_full: EP_EFULL; rejected_unavailable: any other error */
     atomic_uint_fast64_t deduped;
 } composite_t;
@@ -244,19 +269,98 @@ typedef struct pump_arg_s {
     int idx;
 } pump_arg_t;
 
+/* Whether pump k must wait: it is more than pace_lead ahead of a provider catching up. */
+static int pace_must_wait(composite_t *c, int k, int64_t now)
+{
+    int wait = 0;
+
+    pthread_mutex_lock(&c->pace_mu);
+    for (int j = 0; j < c->n && !wait; j++) {
+        const child_t *o = &c->child[j];
+        wait = j != k && o->backlog_ms != 0 && now - o->backlog_ms <= c->pace_recent_ms &&
+               c->child[k].pace_read > o->pace_read + c->pace_lead;
+    }
+    pthread_mutex_unlock(&c->pace_mu);
+    return wait;
+}
+
+/*
+ * Waits, in small sleeps, while pump k is too far ahead. Also while closing, so the
+ * drain is de-duplicated too: the slowest pump never waits, so the drain always ends.
+ */
+static void pace(composite_t *c, int k)
+{
+    int64_t start = ep_time_mono_ms(), now = start;
+
+    if (c->n < 2) {
+        return;
+    }
+    while (pace_must_wait(c, k, now)) {
+        ep_time_sleep_ms(PACE_STEP_MS);
+        now = ep_time_mono_ms();
+    }
+    if (now > start) {
+        atomic_fetch_add_explicit(&c->child[k].paced_ms, (uint64_t)(now - start),
+                                  memory_order_relaxed);
+    }
+}
+
+/* Records what a read of pump k returned (n: events, or an error). */
+static void pace_note(composite_t *c, int k, int n)
+{
+    child_t *ch = &c->child[k];
+    int all_idle = 1;
+
+    pthread_mutex_lock(&c->pace_mu);
+    ch->pace_idle = n <= 0;
+    if (n > 0) {
+        ch->pace_read += (uint64_t)n;
+    }
+    if (n >= PUMP_BATCH / 2) {
+        ch->backlog_ms = ep_time_mono_ms();
+    } else if (n <= 0) {
+        ch->backlog_ms = 0; /* empty, failing or closed: nobody waits for it */
+    }
+    for (int j = 0; j < c->n; j++) {
+        all_idle &= c->child[j].pace_idle;
+    }
+    if (all_idle) {
+        /* Every provider is drained: whatever difference there was is settled. */
+        for (int j = 0; j < c->n; j++) {
+            c->child[j].pace_read = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->pace_mu);
+}
+
+/* A pump waiting for room in the inbox with a big batch is still catching up. */
+static void pace_still_busy(composite_t *c, int k)
+{
+    pthread_mutex_lock(&c->pace_mu);
+    if (c->child[k].backlog_ms != 0) {
+        c->child[k].backlog_ms = ep_time_mono_ms();
+    }
+    pthread_mutex_unlock(&c->pace_mu);
+}
+
 static void *pump_run(void *arg)
 {
     pump_arg_t *pa = arg;
     composite_t *c = pa->c;
     child_t *ch = &c->child[pa->idx];
     uint32_t idx = (uint32_t)pa->idx;
+    int pa_idx = pa->idx;
     ep_event_t *batch[PUMP_BATCH], *dups[PUMP_BATCH];
 
     ep_free(pa);
     for (;;) {
-        int n = ep_queue_consume(ch->q, batch, PUMP_BATCH, 200);
+        int n, big;
         size_t nd = 0, nk = 0;
 
+        pace(c, pa_idx);
+        n = ep_queue_consume(ch->q, batch, PUMP_BATCH, 200);
+        pace_note(c, pa_idx, n);
+        big = n >= PUMP_BATCH / 2;
         if (n == EP_ECLOSED) {
             break;
         }
@@ -292,6 +396,9 @@ static void *pump_run(void *arg)
                 ep_queue_nack(ch->q, batch, nk, 0);
                 break;
             }
+            if (big) {
+                pace_still_busy(c, pa_idx);
+            }
             ep_time_sleep_ms(1);
         }
     }
@@ -309,6 +416,12 @@ static void start_pumps(composite_t *c)
     if (!c->pumps_started) {
         c->pumps_started = 1;
         atomic_store(&c->pumps_running, c->n);
+        /* Until its first read, every provider is presumed to have a backlog. */
+        pthread_mutex_lock(&c->pace_mu);
+        for (int k = 0; k < c->n; k++) {
+            c->child[k].backlog_ms = ep_time_mono_ms();
+        }
+        pthread_mutex_unlock(&c->pace_mu);
         for (int k = 0; k < c->n; k++) {
             pump_arg_t *pa = ep_malloc(sizeof(*pa));
             pa->c = c;
@@ -462,14 +575,15 @@ static void composite_stats_json(void *ctx, ep_buf_t *out)
         ep_buf_printf(out,
                       "%s\"%s\":{\"ready\":%s,\"published\":%llu,\"failed\":%llu,"
                       "\"failed_full\":%llu,\"failed_unavailable\":%llu,"
-                      "\"consumed\":%llu,\"duplicates\":%llu,\"size\":%lld",
+                      "\"consumed\":%llu,\"duplicates\":%llu,\"paced_ms\":%llu,\"size\":%lld",
                       k ? "," : "", ch->name, ready ? "true" : "false",
                       (unsigned long long)atomic_load(&ch->published),
                       (unsigned long long)atomic_load(&ch->failed),
                       (unsigned long long)atomic_load(&ch->failed_full),
                       (unsigned long long)atomic_load(&ch->failed_unavailable),
                       (unsigned long long)atomic_load(&ch->consumed),
-                      (unsigned long long)atomic_load(&ch->duplicates), (long long)cs.size);
+                      (unsigned long long)atomic_load(&ch->duplicates),
+                      (unsigned long long)atomic_load(&ch->paced_ms), (long long)cs.size);
         if (!ready) {
             ep_buf_puts(out, ",\"error\":");
             ep_buf_put_json_str(out, reason, strlen(reason));
@@ -575,6 +689,7 @@ static void composite_destroy(void *ctx)
     ep_mpmc_destroy(c->inbox);
     ep_dedup_destroy(c->claims);
     pthread_mutex_destroy(&c->start_mu);
+    pthread_mutex_destroy(&c->pace_mu);
     ep_free(c);
 }
 
@@ -697,7 +812,11 @@ static int composite_init(const ep_config_t *cfg, const void *vopts, void **out,
         snprintf(c->child[k].name, sizeof(c->child[k].name), "%.31s", names[k]);
     }
     c->n = n;
-    c->claims = ep_dedup_create(CLAIM_WINDOW_S, CLAIM_CAPACITY);
+    pthread_mutex_init(&c->pace_mu, NULL);
+    c->pace_lead = test_pace_lead ? test_pace_lead : PACE_LEAD;
+    c->pace_recent_ms = test_pace_recent_ms ? test_pace_recent_ms : PACE_RECENT_MS;
+    c->claims =
+        ep_dedup_create(CLAIM_WINDOW_S, test_claim_capacity ? test_claim_capacity : CLAIM_CAPACITY);
     ep_dedup_set_name(c->claims, "the composite queue's claim table: capacity");
     ep_mpmc_create(INBOX_CAPACITY, &c->inbox);
     ep_log_info("queue", "composite over %s%s%s%s%s (%s)", names[0], n > 1 ? "," : "",
@@ -705,6 +824,16 @@ static int composite_init(const ep_config_t *cfg, const void *vopts, void **out,
                 c->strategy == STRATEGY_FAIL_FAST ? "fail-fast" : "best-effort");
     *out = c;
     return 0;
+}
+
+/* Tests only: the claim table's size, the lead and PACE_RECENT_MS for composites created
+ * afterwards (0: the defaults). */
+void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead, int64_t recent_ms);
+void ep__composite_test_limits(size_t claim_capacity, uint64_t pace_lead, int64_t recent_ms)
+{
+    test_claim_capacity = claim_capacity;
+    test_pace_lead = pace_lead;
+    test_pace_recent_ms = recent_ms;
 }
 
 const ep_queue_provider_t ep_queue_composite_provider = {
