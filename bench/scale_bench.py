@@ -49,7 +49,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
@@ -84,43 +83,9 @@ def loadavg():
         return f.read().split()[0]
 
 
-class Receiver:
-    """The downstream: answers every POST after delay_s, counts the lines it answered."""
-
-    def __init__(self, delay_s):
-        self.lines = self.posts = 0
-        self.lock = threading.Lock()
-        recv = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                time.sleep(delay_s)
-                with recv.lock:
-                    recv.lines += body.count(b"\n")
-                    recv.posts += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.srv.request_queue_size = 128
-        self.port = self.srv.server_address[1]
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def count(self):
-        with self.lock:
-            return self.lines, self.posts
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+# The downstream: bench/sink_bench.py's receiver (answers every POST after delay_s and
+# counts the lines it answered).
+from sink_bench import Receiver  # noqa: E402
 
 
 def get_json(port, path, timeout=5):

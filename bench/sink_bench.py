@@ -35,6 +35,8 @@ def free_port():
 
 
 class Receiver:
+    """The downstream: answers every POST after delay_s, counts the lines it answered."""
+
     def __init__(self, delay_s):
         self.lines = self.posts = 0
         self.lock = threading.Lock()
@@ -57,10 +59,17 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # the listen backlog: up to 8 processors connect at once
+
+        self.srv = Server(("127.0.0.1", 0), H)
         self.port = self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def count(self):
+        with self.lock:
+            return self.lines, self.posts
 
     def close(self):
         self.srv.shutdown()

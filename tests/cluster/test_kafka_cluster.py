@@ -44,7 +44,7 @@ import threading
 import time
 
 import eptest
-from eptest import Eventpipe, get_json, request, wait_for
+from eptest import Eventpipe, get_json, ready, request, wait_for
 from ep_kafka import MockKafka, mock_path
 
 TOPIC = "cluster-events"
@@ -92,13 +92,6 @@ def leaders(mock, topic=TOPIC):
 
 def stats(port):
     return get_json(port, "/stats")["queue"]["kafka"]
-
-
-def ready(port):
-    try:
-        return request(port, "GET", "/ready", timeout=5).status == 200
-    except OSError:
-        return False
 
 
 class LoadGen:

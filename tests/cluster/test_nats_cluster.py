@@ -32,7 +32,7 @@ import threading
 import time
 
 from ep_nats import NatsCluster
-from eptest import Eventpipe, get_json, main, read_sink, request, wait_for
+from eptest import Eventpipe, get_json, main, read_sink, ready, request, wait_for
 
 WORKERS, BATCH = 4, 64  # PROCESSOR_WORKERS, PROCESSOR_BATCH of every processor here
 IN_FLIGHT = WORKERS * BATCH  # most events one processor holds between consume and ack
@@ -47,13 +47,6 @@ def env_for(cluster, sink="/dev/null", first=0, **extra):
            "PROCESSOR_BATCH": str(BATCH), "LOG_LEVEL": "info"}
     env.update(extra)
     return env
-
-
-def ready(port):
-    try:
-        return request(port, "GET", "/ready", timeout=5).status == 200
-    except OSError:
-        return False
 
 
 class Loader:

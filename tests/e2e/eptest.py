@@ -125,6 +125,14 @@ def get_json(port, path, timeout=10):
     return r.json()
 
 
+def ready(port):
+    """True when GET /ready on port answers 200 (False on any other answer or no answer)."""
+    try:
+        return request(port, "GET", "/ready", timeout=5).status == 200
+    except OSError:
+        return False
+
+
 def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
     deadline = time.time() + timeout
     last = None
