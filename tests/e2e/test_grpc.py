@@ -16,14 +16,9 @@ and GetAnalyticsSummary exactly like REST events."""
 import os
 import sys
 
-try:
-    import grpc
-except ImportError:
-    # Debian's python3-grpcio lives with Debian's python: run there.
-    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != \
-            os.path.realpath("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    raise
+from eptest import debian_module  # noqa: E402
+
+grpc = debian_module("grpc")  # python3-grpcio
 
 import importlib.util
 import json
