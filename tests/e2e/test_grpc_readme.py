@@ -13,7 +13,6 @@ grpcurl's output). The lines after a command that start with `# ` are its
 expected output: service names for `list`, a JSON object for a call."""
 
 import os
-import sys
 
 from eptest import debian_module  # noqa: E402
 
