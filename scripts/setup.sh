@@ -3,11 +3,12 @@
 # Idempotent: only missing packages are installed, with apt-get, as root.
 set -euo pipefail
 
+# libprotobuf-dev: google/protobuf/struct.proto, which proto/eventpipe_api.proto imports.
 PKGS=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libmicrohttpd-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
     libssl-dev openssl
-    libprotobuf-c-dev protobuf-c-compiler
+    libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
     libnghttp2-dev protobuf-compiler python3-grpcio python3-protobuf nghttp2-client
     libnats-dev nats-server librdkafka-dev
     python3 curl wrk clang-format stress-ng
