@@ -254,10 +254,11 @@ local_stop() {
     return $((1 - any))
 }
 
-wait_ok() { # URL SECONDS
+wait_ok() { # URL SECONDS [PID]: 0 once URL answers 2xx; 1 at the deadline or once PID is gone
     local i
     for i in $(seq 1 $(($2 * 10))); do
         curl -fsS --max-time 2 -o /dev/null "$1" 2>/dev/null && return 0
+        [ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1
@@ -443,7 +444,10 @@ demo)
     "$BIN" run >"$ROOT/$BUILD/demo.log" 2>&1 &
     pid=$!
     trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-    wait_ok "http://127.0.0.1:$API_PORT/ready" 30 || die "eventpipe run did not start; see $BUILD/demo.log"
+    wait_ok "http://127.0.0.1:$API_PORT/ready" 60 $pid || {
+        tail -n 5 "$ROOT/$BUILD/demo.log" >&2
+        die "eventpipe run did not start; see $BUILD/demo.log"
+    }
     "$BIN" send --url "http://127.0.0.1:$API_PORT" --count "$COUNT" --batch 10
     for _ in $(seq 1 100); do
         [ "$(HOST=127.0.0.1 processed)" -ge "$COUNT" ] && break

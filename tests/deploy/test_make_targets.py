@@ -6,9 +6,11 @@ test-services, switch-queue, logs, stop, demo); tidy says why it does nothing; b
 input (an unknown queue type) is refused with a message."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import eptest
 
@@ -54,6 +56,14 @@ def sandbox():
     return d
 
 
+def free_ports():
+    """Every listener on a free port: the gRPC defaults (50051-50053) may be taken on a
+    shared machine, and `eventpipe run` refuses to start when one is."""
+    return {k: str(eptest.free_port()) for k in
+            ("API_PORT", "INGEST_PORT", "PROCESSOR_PORT", "ANALYTICS_PORT",
+             "GRPC_PRODUCER_PORT", "GRPC_CONSUMER_PORT", "GRPC_ANALYTICS_PORT")}
+
+
 def dev(d, target, env, timeout=120):
     """scripts/dev.sh through make, skipping the build step (the binary is given)."""
     e = dict(os.environ)
@@ -82,8 +92,7 @@ def test_switch_queue_refuses_unknown_and_writes_env():
 
 def test_run_local_roles_and_the_targets_that_talk_to_them():
     d = sandbox()
-    ports = {k: str(eptest.free_port()) for k in
-             ("API_PORT", "INGEST_PORT", "PROCESSOR_PORT", "ANALYTICS_PORT")}
+    ports = free_ports()
     env = dict(ports, HOST="127.0.0.1", QUEUE_TYPE="memory", BUILD="build")
     try:
         r = dev(d, "run-local", env)
@@ -128,13 +137,30 @@ def test_run_local_roles_and_the_targets_that_talk_to_them():
 
 def test_demo():
     d = sandbox()
-    ports = {k: str(eptest.free_port()) for k in
-             ("API_PORT", "INGEST_PORT", "PROCESSOR_PORT", "ANALYTICS_PORT")}
+    ports = free_ports()
     try:
         r = dev(d, "demo", dict(ports, COUNT="300"), timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "processed" in r.stdout and '"total' in r.stdout, r.stdout
     finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_demo_says_why_when_a_port_is_taken():
+    d = sandbox()
+    ports = free_ports()
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    ports["GRPC_PRODUCER_PORT"] = str(taken.getsockname()[1])
+    try:
+        t0 = time.monotonic()
+        r = dev(d, "demo", dict(ports, COUNT="10"), timeout=120)
+        # It stops as soon as `eventpipe run` exits, not at the 60 s deadline.
+        assert r.returncode != 0 and time.monotonic() - t0 < 30, r.stdout + r.stderr
+        assert "Address already in use" in r.stderr and "did not start" in r.stderr, r.stderr
+    finally:
+        taken.close()
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -76,8 +76,9 @@ def test_every_role_of_every_stack_accepts_its_environment():
         services = compose_config([compose_file(stack)])["services"]
         for role in ROLES:
             env = dict(services[role]["environment"])
-            env.update({"API_PORT": free_port(), "INGEST_PORT": free_port(),
-                        "PROCESSOR_PORT": free_port(), "ANALYTICS_PORT": free_port()})
+            env.update({k: free_port() for k in (
+                "API_PORT", "INGEST_PORT", "PROCESSOR_PORT", "ANALYTICS_PORT",
+                "GRPC_PRODUCER_PORT", "GRPC_CONSUMER_PORT", "GRPC_ANALYTICS_PORT")})
             name = "ep-test-env-%s-%s" % (stack, role)
             docker("rm", "-f", name, check=False)
             args = ["run", "-d", "--name", name, "--network", "host"]

@@ -14,8 +14,10 @@ SHUTDOWN_S = 10  # SHUTDOWN_TIMEOUT's default
 
 
 def start(name, env=None, volume=None, args=None):
-    ports = {"API_PORT": free_port(), "INGEST_PORT": free_port(), "PROCESSOR_PORT": free_port(),
-             "ANALYTICS_PORT": free_port()}
+    # every listener on a free port: the host's 50051-50053 may be taken on a shared machine
+    ports = {k: free_port() for k in ("API_PORT", "INGEST_PORT", "PROCESSOR_PORT",
+                                      "ANALYTICS_PORT", "GRPC_PRODUCER_PORT",
+                                      "GRPC_CONSUMER_PORT", "GRPC_ANALYTICS_PORT")}
     e = {k: str(v) for k, v in ports.items()}
     e.update({"INGEST_URL": "http://localhost:%d" % ports["INGEST_PORT"],
               "PROCESSOR_URL": "http://localhost:%d" % ports["PROCESSOR_PORT"],
