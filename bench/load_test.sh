@@ -209,6 +209,20 @@ if [ -x "$nats_bin" ]; then
         "$(bench -c 16 --batch 100 --url "http://127.0.0.1:$ING/events/batch")"
     stop_server
     stop_nats
+    # The same with each batch in one JetStream message (NATS_BATCH_EVENTS=100): at full
+    # speed, and at issue 18's target rate (150,000 events/s) to show processing keeping up.
+    start_nats
+    start_server QUEUE_TYPE=nats NATS_URL="nats://127.0.0.1:$nats_port" PROCESSOR_BATCH=256 \
+        NATS_BATCH_EVENTS=100
+    wait_ready
+    mark
+    row "batch of 100, 16 conns, nats, NATS_BATCH_EVENTS=100" \
+        "$(bench -c 16 --batch 100 --url "http://127.0.0.1:$ING/events/batch")"
+    mark
+    row "batch of 100, fixed 150k events/s, nats, NATS_BATCH_EVENTS=100" \
+        "$(bench -c 16 --batch 100 --rate 1500 --url "http://127.0.0.1:$ING/events/batch")"
+    stop_server
+    stop_nats
     mock_bin=$(dirname "$BIN")/ep_kafka_mock
     if [ -x "$mock_bin" ]; then
         start_nats
@@ -252,7 +266,8 @@ table=$(printf '%s\n' \
     "Kafka: acknowledged events lost to an offset reset (retention overtaking the consumer): ${kafka_lost}" \
     "" \
     "NATS and composite: a real nats-server (not pinned, JetStream file store under /tmp)" \
-    "started by the script; PROCESSOR_BATCH=256." \
+    "started by the script; PROCESSOR_BATCH=256. NATS_BATCH_EVENTS=100 stores each batch of" \
+    "100 as one JetStream message; the default (1) keeps one message per event, as the seed." \
     "" \
     "Reference (issue 7), Fluent Bit 5.1.1 on this kind of machine, HTTP input to null output," \
     "pinned to one core, wrk on the other, 64 connections: 32,700 single events/s (p99 3.9 ms," \

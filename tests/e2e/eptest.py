@@ -335,8 +335,10 @@ class Load:
     """Background senders: `threads` keep-alive connections posting events
     until stopped; records the ids of every 2xx answer and the other statuses."""
 
-    def __init__(self, port, path="/api/v1/ingest", threads=4, prefix="load"):
-        self.port, self.path, self.prefix = port, path, prefix
+    def __init__(self, port, path="/api/v1/ingest", threads=4, prefix="load", batch=0):
+        """batch > 0: each request is a JSON array of that many events (a batch path);
+        the ids the answer gives a messageId count as acknowledged."""
+        self.port, self.path, self.prefix, self.batch = port, path, prefix, batch
         self.ok_ids = []
         self.statuses = {}
         self.errors = 0
@@ -354,17 +356,21 @@ class Load:
         conn = None
         i = 0
         while not self.stop_flag.is_set():
-            eid = "%s-%d-%d" % (self.prefix, k, i)
-            i += 1
+            ids = ["%s-%d-%d" % (self.prefix, k, i + j) for j in range(max(self.batch, 1))]
+            i += len(ids)
+            evs = [{"id": eid, "source": "load", "data": "x"} for eid in ids]
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                r = request(self.port, "POST", self.path,
-                            {"id": eid, "source": "load", "data": "x"}, conn=conn)
+                r = request(self.port, "POST", self.path, evs if self.batch else evs[0],
+                            conn=conn)
+                ok = []
+                if 200 <= r.status < 300:
+                    ok = ids if not self.batch else [
+                        ids[x["index"]] for x in r.json()["results"] if "messageId" in x]
                 with self.lock:
                     self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
-                    if 200 <= r.status < 300:
-                        self.ok_ids.append(eid)
+                    self.ok_ids += ok
                 if r.headers.get("connection", "").lower() == "close":
                     conn.close()
                     conn = None

@@ -142,6 +142,50 @@ def test_kill9_processor_loses_nothing():
             assert ing.stop() == 0
 
 
+def test_packed_messages_kill9_and_sigterm_lose_nothing():
+    """NATS_BATCH_EVENTS=100: batches of 100 go into one message each. kill -9 of a
+    processor holding parts of messages, and SIGTERM of the next: every acknowledged
+    event is processed, and the duplicates stay within the messages the killed one held."""
+    with NatsServer() as ns:
+        sinks = [os.path.join(ns.dir, "sink-%d.ndjson" % k) for k in range(3)]
+        packed = {"NATS_BATCH_EVENTS": "100"}
+        with Eventpipe("ingest", env=nats_env(ns, "/dev/null", **packed)) as ing:
+            wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 30,
+                     what="ingest ready")
+            c = NatsClient(ns.port)
+            c.add_consumer("processor", ack_wait_s=5)
+            load = Load(ing.ingest, path="/events/batch", threads=2, prefix="pk",
+                        batch=100).start()
+            with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1:
+                wait_for(lambda: len(sink_ids(sinks[0])) > 2000, 30, what="events flowing")
+                p1.proc.kill()  # kill -9, with messages partly processed
+                p1.proc.wait()
+            # Everything the killed one held: its ack-pending messages, 100 events each.
+            held = c.js_api("CONSUMER.INFO.DIPLOM_STREAM.processor")["num_ack_pending"]
+            with Eventpipe("processor", env=nats_env(ns, sinks[1])) as p2:
+                wait_for(lambda: len(sink_ids(sinks[1])) > 2000, 30, what="p2 processing")
+                assert p2.stop() == 0  # SIGTERM mid-load: it finishes what it holds
+            with Eventpipe("processor", env=nats_env(ns, sinks[2])) as p3:
+                time.sleep(0.5)
+                load.stop()
+                ok = set(load.ok_ids)
+                assert len(ok) > 4000, load.statuses
+                wait_for(lambda: set(sink_ids(*sinks)) >= ok, 60,
+                         what="every acknowledged event processed")
+                got = sink_ids(*sinks)
+                assert all(g.startswith("pk-") for g in got), got[:5]
+                dups = len(got) - len(set(got))
+                print("  packed kill -9 + SIGTERM: %d acknowledged in %s, %d processed, %d "
+                      "duplicates (killed processor held %d messages)" % (
+                          len(ok), load.statuses, len(set(got)), dups, held))
+                assert dups <= held * 100, (dups, held)
+                st = get_json(p3.processor, "/stats")
+                assert st["queue"]["nats"]["poison"] == 0, st
+                assert p3.stop() == 0
+            c.close()
+            assert ing.stop() == 0
+
+
 def test_nats_down_503_then_recovers():
     with NatsServer() as ns:
         sink = os.path.join(ns.dir, "sink.ndjson")

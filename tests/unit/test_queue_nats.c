@@ -828,6 +828,230 @@ static void test_destroy_with_publishes_in_flight(void)
     ep_nats_server_cleanup(&ns);
 }
 
+/* ------------------------------------------------------------ packed messages */
+
+/* A queue whose publishes put up to batch_events events in one message. */
+static ep_queue_t *make_packing_queue(const char *url, const char *batch_events)
+{
+    ep_config_t cfg;
+    ep_queue_t *q = NULL;
+    char err[256] = "";
+
+    make_cfg(&cfg, url);
+    EP_ASSERT_EQ(ep_config_put(&cfg, "NATS_BATCH_EVENTS", batch_events), 0);
+    EP_ASSERT_EQ(ep_queue_create("nats", &cfg, &q, err, sizeof(err)), 0);
+    wait_ready(q);
+    return q;
+}
+
+/* Publishes prefix-0 .. prefix-(n-1) in one call and waits for its callback. */
+static void publish_one_call(ep_queue_t *q, const char *prefix, int n, pub_rec_t *r)
+{
+    ep_event_t **evs = ep_malloc((size_t)n * sizeof(*evs));
+    int calls = pub_rec_calls(r);
+
+    for (int i = 0; i < n; i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s-%d", prefix, i);
+        evs[i] = make_event(id);
+    }
+    EP_ASSERT_EQ(ep_queue_publish(q, evs, (size_t)n, on_publish, r), 0);
+    wait_calls(r, calls + 1);
+    ep_free(evs);
+}
+
+static uint64_t stream_msgs(const char *url)
+{
+    natsConnection *nc = test_conn(url);
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    uint64_t n;
+
+    EP_ASSERT_EQ(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    EP_ASSERT_EQ(js_GetStreamInfo(&si, js, "DIPLOM_STREAM", NULL, NULL), NATS_OK);
+    n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return n;
+}
+
+/* Consumes exactly n events (fails otherwise) into out, at most max per call. */
+static void consume_n(ep_queue_t *q, ep_event_t **out, int n, size_t max)
+{
+    int got = 0;
+    int64_t deadline = ep_time_mono_ms() + WAIT_MS;
+
+    while (got < n && ep_time_mono_ms() < deadline) {
+        size_t room = (size_t)(n - got) < max ? (size_t)(n - got) : max;
+        int k = ep_queue_consume(q, out + got, room, 200);
+
+        EP_ASSERT(k >= 0);
+        got += k;
+    }
+    EP_ASSERT_EQ(got, n);
+}
+
+static void test_packed_messages_round_trip(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *pub, *con;
+    pub_rec_t r;
+    int seen[250] = {0};
+    ep_queue_stats_t st;
+    ep_event_t *out[8];
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    pub = make_packing_queue(ns.url, "100");
+    con = make_queue(ns.url); /* reads packed messages whatever its own setting */
+    wait_ready(con);
+    pub_rec_init(&r);
+    publish_one_call(pub, "pk", 250, &r);
+    EP_ASSERT_EQ(r.ok, 250);
+    EP_ASSERT_EQ(stream_msgs(ns.url), 3); /* 100 + 100 + 50 */
+    /* The same batch again is the same three messages: the duplicate window drops them. */
+    publish_one_call(pub, "pk", 250, &r);
+    EP_ASSERT_EQ(r.ok, 500);
+    EP_ASSERT_EQ(stream_msgs(ns.url), 3);
+    /* 32 at a time: what a call has no room for waits for the next. */
+    EP_ASSERT_EQ(consume_ids(con, "pk", 250, seen, 1), 250);
+    for (int i = 0; i < 250; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+    EP_ASSERT_EQ(ep_queue_consume(con, out, 8, 500), 0); /* every message acknowledged */
+    ep_queue_stats(con, &st);
+    EP_ASSERT_EQ(st.dequeued, 250);
+    EP_ASSERT_EQ(st.acked, 250);
+    EP_ASSERT_EQ(st.in_flight, 0);
+    ep_queue_destroy(con);
+    ep_queue_destroy(pub);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_packed_nack_redelivers_the_message_and_dead_letter_acks(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    natsConnection *nc;
+    natsSubscription *dlq = NULL;
+    natsMsg *m;
+    pub_rec_t r;
+    ep_event_t *out[16], *ev = NULL;
+    const char *h = NULL;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_packing_queue(ns.url, "10");
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    pub_rec_init(&r);
+    publish_one_call(q, "pn", 10, &r);
+    consume_n(q, out, 10, 16);
+    for (int i = 0; i < 10; i++) {
+        EP_ASSERT_EQ(out[i]->attempts, 1);
+    }
+    /* Event 3 dead-lettered, event 5 nacked, the rest acked: the message comes back whole. */
+    EP_ASSERT_EQ(ep_queue_dead_letter(q, &out[3], 1, "refused"), 0);
+    m = next_dlq(dlq);
+    EP_ASSERT_EQ(ep_event_decode_pb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &ev), 0);
+    EP_ASSERT_STR_EQ(ev->id.p, "pn-3");
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Event-Id", &h), NATS_OK);
+    EP_ASSERT_STR_EQ(h, "pn-3");
+    ep_event_destroy(ev);
+    natsMsg_Destroy(m);
+    EP_ASSERT_EQ(ep_queue_nack(q, &out[5], 1, 0), 0);
+    EP_ASSERT_EQ(ep_queue_ack(q, out, 3), 0);
+    EP_ASSERT_EQ(ep_queue_ack(q, &out[4], 1), 0);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 16, 300), 0); /* held until its last event */
+    EP_ASSERT_EQ(ep_queue_ack(q, &out[6], 4), 0);
+    consume_n(q, out, 10, 16);
+    for (int i = 0; i < 10; i++) {
+        EP_ASSERT_EQ(out[i]->attempts, 2);
+    }
+    /* This time one is dead-lettered and nine acked: done, nothing comes back. */
+    EP_ASSERT_EQ(ep_queue_dead_letter(q, &out[0], 1, "refused"), 0);
+    m = next_dlq(dlq);
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Event-Id", &h), NATS_OK);
+    EP_ASSERT_STR_EQ(h, "pn-0");
+    natsMsg_Destroy(m);
+    EP_ASSERT_EQ(ep_queue_ack(q, &out[1], 9), 0);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 16, 500), 0);
+    EP_ASSERT_EQ(natsSubscription_NextMsg(&m, dlq, 200), NATS_TIMEOUT);
+    natsSubscription_Destroy(dlq);
+    natsConnection_Destroy(nc);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_packed_events_not_taken_are_drained_or_given_back(void)
+{
+    ep_nats_server_t ns;
+    ep_queue_t *q, *q2;
+    pub_rec_t r;
+    ep_event_t *out[100];
+    int seen[100] = {0};
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_packing_queue(ns.url, "100");
+    pub_rec_init(&r);
+    /* Closed with 90 fetched and not handed out: consume drains them, then says closed. */
+    publish_one_call(q, "pd", 100, &r);
+    consume_n(q, out, 10, 10);
+    ep_queue_close(q);
+    consume_n(q, out + 10, 90, 100);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 100, 100), EP_ECLOSED);
+    EP_ASSERT_EQ(ep_queue_ack(q, out, 100), 0);
+    ep_queue_destroy(q);
+    q = make_packing_queue(ns.url, "100");
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 100, 500), 0);
+    /* Destroyed with 90 not handed out: the message comes back whole to the next one. */
+    publish_one_call(q, "pe", 100, &r);
+    consume_n(q, out, 10, 10);
+    EP_ASSERT_EQ(ep_queue_ack(q, out, 10), 0);
+    ep_queue_destroy(q);
+    q2 = make_queue(ns.url);
+    wait_ready(q2);
+    EP_ASSERT_EQ(consume_ids(q2, "pe", 100, seen, 1), 100);
+    for (int i = 0; i < 100; i++) {
+        EP_ASSERT_EQ(seen[i], 1);
+    }
+    ep_queue_destroy(q2);
+    ep_nats_server_cleanup(&ns);
+}
+
+static void test_packed_poison_goes_to_dlq(void)
+{
+    static const char garbage[] = "\x0a\xff\xff\xff not a DataBatch";
+    ep_nats_server_t ns;
+    ep_queue_t *q;
+    natsConnection *nc;
+    natsSubscription *dlq = NULL;
+    natsMsg *m = NULL, *raw = NULL;
+    ep_event_t *out[8];
+    const char *reason = NULL;
+
+    EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
+    q = make_queue(ns.url);
+    wait_ready(q);
+    nc = test_conn(ns.url);
+    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
+    EP_ASSERT_EQ(natsMsg_Create(&raw, "diplom.messages", NULL, garbage, sizeof(garbage) - 1),
+                 NATS_OK);
+    EP_ASSERT_EQ(natsMsgHeader_Set(raw, "Ep-Events", "5"), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_PublishMsg(nc, raw), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    natsMsg_Destroy(raw);
+    EP_ASSERT_EQ(ep_queue_consume(q, out, 8, 1000), 0);
+    m = next_dlq(dlq);
+    EP_ASSERT_EQ(natsMsgHeader_Get(m, "Ep-Dlq-Reason", &reason), NATS_OK);
+    EP_ASSERT(strstr(reason, "DataBatch") != NULL);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(dlq);
+    natsConnection_Destroy(nc);
+    ep_queue_destroy(q);
+    ep_nats_server_cleanup(&ns);
+}
+
 EP_TEST_LIST = {
     EP_TEST(test_round_trip_exact_ids),
     EP_TEST(test_nack_redelivers_and_counts_attempts),
@@ -844,6 +1068,10 @@ EP_TEST_LIST = {
     EP_TEST(test_concurrent_publish_consume),
     EP_TEST(test_destroy_with_publishes_in_flight),
     EP_TEST(test_stream_replicas),
+    EP_TEST(test_packed_messages_round_trip),
+    EP_TEST(test_packed_nack_redelivers_the_message_and_dead_letter_acks),
+    EP_TEST(test_packed_events_not_taken_are_drained_or_given_back),
+    EP_TEST(test_packed_poison_goes_to_dlq),
     EP_TEST_END,
 };
 

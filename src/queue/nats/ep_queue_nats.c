@@ -3,7 +3,11 @@
  *
  * Publish: each event is encoded once as a protobuf DataMessage and published
  * asynchronously to NATS_SUBJECT with its id as Nats-Msg-Id (JetStream drops
- * a repeat within the stream's duplicate window). The call's callback fires
+ * a repeat within the stream's duplicate window). With NATS_BATCH_EVENTS > 1
+ * up to that many events of one call go into one message instead, a DataBatch
+ * with an Ep-Events header, whose Nats-Msg-Id is a hash of their ids (a client
+ * resending the same batch sends the same message); the server then stores,
+ * delivers and acknowledges one message for them all. The call's callback fires
  * once, after every message of the call got its PubAck, an error or its
  * MaxWait timeout; so a 2xx upstream means the broker stored the event.
  * PubAcks arrive on a nats.c thread with the original natsMsg; a small
@@ -14,8 +18,9 @@
  * subscription): first a no-wait request for up to max messages, and when
  * nothing is there a waiting request for one, so an idle worker wakes as soon
  * as a message arrives. The natsMsg stays in ev->qh until ack, nack or
- * dead_letter. A message that does not decode is published raw to the
- * dead-letter subject and terminated, never handed to the workers.
+ * dead_letter; the events of a packed message share it through an
+ * ep_nats_pack_t, and what a call had no room for waits in ctx->spare. A message that does not
+ * decode is published raw to the dead-letter subject and terminated, never handed to the workers.
  *
  * Connection, stream policy and the keeper thread: ep_queue_nats_config.c.
  */
@@ -39,9 +44,15 @@
 #define HDR_EVENT_ID    "Ep-Event-Id"
 #define HDR_ORIG_SUBJ   "Ep-Original-Subject"
 #define HDR_ORIG_SEQ    "Ep-Original-Seq"
-#define DLQ_RETRY_MS    5000 /* redelivery delay when a dead-letter publish failed */
+#define HDR_EVENTS      "Ep-Events" /* a packed message: a DataBatch of this many events */
+#define DLQ_RETRY_MS    5000        /* redelivery delay when a dead-letter publish failed */
 #define POISON_RETRY_MS 1000
 #define CRASH_MARGIN    3 /* deliveries past max_attempts before consume dead-letters */
+/* Packed messages: a pull asks for this many calls' worth of events, so the workers after
+ * the one fetching take theirs from the spare list instead of each waiting a round trip. */
+#ifndef FETCH_AHEAD
+#define FETCH_AHEAD 4
+#endif
 
 static const int empty_status[1];
 
@@ -126,7 +137,9 @@ static void slot_done(ep_nats_ctx_t *ctx, ep_nats_slot_t *s, int status)
 {
     ep_nats_batch_t *b = s->batch;
 
-    b->status[s->idx] = status;
+    for (uint32_t i = 0; i < s->cnt; i++) {
+        b->status[s->idx + i] = status;
+    }
     if (atomic_fetch_sub_explicit(&b->left, 1, memory_order_acq_rel) == 1) {
         batch_finish(ctx, b);
     }
@@ -210,7 +223,7 @@ static int nats_init(const ep_config_t *cfg, const void *set, void **out, char *
     return rc;
 }
 
-/* Encodes evs[i] into a new message for the subject. */
+/* Encodes ev into a new message for the subject. */
 static natsMsg *build_msg(const char *subject, const ep_event_t *ev, ep_buf_t *buf)
 {
     natsMsg *m = NULL;
@@ -223,11 +236,96 @@ static natsMsg *build_msg(const char *subject, const ep_event_t *ev, ep_buf_t *b
     return m;
 }
 
+/* How many of evs[0..n) go into the next message: at most max, and fewer once their
+ * sizes pass EP_NATS_PACK_BYTES (one event always goes). */
+static size_t pack_count(ep_event_t *const *evs, size_t n, size_t max)
+{
+    size_t k = 1, bytes = evs[0]->size;
+
+    while (k < n && k < max && bytes + evs[k]->size <= EP_NATS_PACK_BYTES) {
+        bytes += evs[k++]->size;
+    }
+    return k;
+}
+
+#define PACK_ID_LEN 64 /* "ep-pack-" + 32 hex digits + "-" + count */
+
+/* A packed message of evs[0..k) with its Ep-Events header; its Nats-Msg-Id into id: two
+ * 64-bit FNV-1a hashes of the ids (different bases) and k, so the same batch sent again
+ * is the same message to the duplicate window. */
+static natsMsg *build_pack(const char *subject, ep_event_t *const *evs, size_t k, ep_buf_t *buf,
+                           char *id)
+{
+    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+    natsMsg *m = NULL;
+    char count[24];
+
+    ep_buf_reset(buf);
+    ep_event_batch_encode_pb(evs, k, buf);
+    if (natsMsg_Create(&m, subject, NULL, buf->data, (int)buf->len) != NATS_OK) {
+        return NULL;
+    }
+    snprintf(count, sizeof(count), "%zu", k);
+    if (natsMsgHeader_Set(m, HDR_EVENTS, count) != NATS_OK) {
+        natsMsg_Destroy(m);
+        return NULL;
+    }
+    for (size_t i = 0; i < k; i++) {
+        for (size_t j = 0; j <= evs[i]->id.len; j++) { /* a NUL ends each id */
+            unsigned char c = j < evs[i]->id.len ? (unsigned char)evs[i]->id.p[j] : 0;
+
+            h1 = (h1 ^ c) * 0x100000001b3ull;
+            h2 = (h2 ^ c) * 0x100000001b3ull;
+            h2 ^= h2 >> 29;
+        }
+    }
+    snprintf(id, PACK_ID_LEN, "ep-pack-%016" PRIx64 "%016" PRIx64 "-%zu", h1, h2, k);
+    return m;
+}
+
+/*
+ * Builds the messages of evs[0..n) into b's slots: slot m carries events idx..idx+cnt,
+ * and ids[m] its Nats-Msg-Id (a packed one is written into pack_ids). Returns how many
+ * messages, or 0 when out of memory (then none is left).
+ */
+static size_t build_msgs(ep_nats_ctx_t *ctx, ep_nats_batch_t *b, ep_event_t **evs, size_t n,
+                         const char **ids, char *pack_ids)
+{
+    ep_buf_t buf = EP_BUF_INIT;
+    size_t m = 0, max = (size_t)ctx->set.batch_events;
+
+    for (size_t i = 0; i < n; m++) {
+        size_t k = max > 1 ? pack_count(evs + i, n - i, max) : 1;
+        ep_nats_slot_t *slot = &b->slots[m];
+
+        *slot = (ep_nats_slot_t){.batch = b, .idx = (uint32_t)i, .cnt = (uint32_t)k};
+        if (k > 1) {
+            slot->msg = build_pack(ctx->set.subject, evs + i, k, &buf, pack_ids + m * PACK_ID_LEN);
+            ids[m] = pack_ids + m * PACK_ID_LEN;
+        } else {
+            slot->msg = build_msg(ctx->set.subject, evs[i], &buf);
+            ids[m] = header_safe(evs[i]->id.p, evs[i]->id.len) ? evs[i]->id.p : NULL;
+        }
+        if (slot->msg == NULL) {
+            for (size_t j = 0; j < m; j++) {
+                natsMsg_Destroy(b->slots[j].msg);
+            }
+            m = 0;
+            break;
+        }
+        i += k;
+    }
+    ep_buf_close(&buf);
+    return m;
+}
+
 static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb, void *arg)
 {
     ep_nats_ctx_t *ctx = vctx;
     ep_nats_batch_t *b;
-    ep_buf_t buf = EP_BUF_INIT;
+    const char **ids;
+    char *pack_ids = NULL;
+    size_t msgs;
     int rc = 0;
 
     if (atomic_load(&ctx->closed)) {
@@ -245,51 +343,43 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         ep_counter_add(&ctx->counts.rejected_unavailable, n);
         return EP_EUNAVAIL;
     }
-    b = ep_malloc(sizeof(*b) + n * sizeof(ep_nats_slot_t) + n * sizeof(int));
+    /* The call, its slots, the statuses and the message ids in one block. */
+    b = ep_malloc(sizeof(*b) + n * (sizeof(ep_nats_slot_t) + sizeof(int) + sizeof(char *)) +
+                  sizeof(int));
     b->cb = cb;
     b->arg = arg;
     b->n = n;
     b->status = (int *)(void *)&b->slots[n];
-    atomic_init(&b->left, n + 1);
-    for (size_t i = 0; i < n; i++) {
-        b->slots[i].batch = b;
-        b->slots[i].idx = (uint32_t)i;
-        b->slots[i].next = NULL;
-        b->status[i] = 0;
-        b->slots[i].msg = build_msg(ctx->set.subject, evs[i], &buf);
-        if (b->slots[i].msg == NULL) {
-            rc = EP_ENOMEM;
-            break;
-        }
+    ids = (const char **)(void *)(b->status + n + (n & 1));
+    memset(b->status, 0, n * sizeof(int));
+    if (ctx->set.batch_events > 1 && n > 1) {
+        pack_ids = ep_malloc(n * PACK_ID_LEN);
     }
-    ep_buf_close(&buf);
-    if (rc != 0) {
-        for (size_t i = 0; i < n; i++) {
-            natsMsg_Destroy(b->slots[i].msg);
-        }
+    msgs = build_msgs(ctx, b, evs, n, ids, pack_ids);
+    if (msgs == 0) {
+        ep_free(pack_ids);
         ep_free(b);
-        return rc;
+        return EP_ENOMEM;
     }
+    atomic_init(&b->left, msgs + 1);
     atomic_store(&ctx->async_used, 1);
     /* Every message is in the map before the first can be acknowledged. */
     pthread_mutex_lock(&ctx->pub_lock);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < msgs; i++) {
         ep_nats_slot_t **head = &ctx->pub_map[slot_bucket(b->slots[i].msg)];
         b->slots[i].next = *head;
         *head = &b->slots[i];
     }
     pthread_mutex_unlock(&ctx->pub_lock);
 
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < msgs; i++) {
         natsMsg *m = b->slots[i].msg;
         jsPubOptions po;
         natsStatus s;
 
         jsPubOptions_Init(&po);
         po.MaxWait = ctx->cfg.upstream_timeout_ms;
-        if (header_safe(evs[i]->id.p, evs[i]->id.len)) {
-            po.MsgId = evs[i]->id.p;
-        }
+        po.MsgId = ids[i];
         s = js_PublishMsgAsync(ctx->js, &m, &po);
         if (s == NATS_OK) {
             continue;
@@ -298,15 +388,16 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
         if (i == 0) {
             /* Nothing went out: undo everything, the caller keeps the events. */
             pthread_mutex_lock(&ctx->pub_lock);
-            for (size_t j = 0; j < n; j++) {
+            for (size_t j = 0; j < msgs; j++) {
                 slot_take_locked(ctx, b->slots[j].msg);
             }
             pthread_mutex_unlock(&ctx->pub_lock);
-            for (size_t j = 0; j < n; j++) {
+            for (size_t j = 0; j < msgs; j++) {
                 natsMsg_Destroy(b->slots[j].msg);
             }
             ep__nats_note_error(ctx, "NATS publish to %s failed: %s", ctx->set.subject,
                                 natsStatus_GetText(s));
+            ep_free(pack_ids);
             ep_free(b);
             rc = publish_error(s);
             ep_counter_add(
@@ -321,6 +412,7 @@ static int nats_publish(void *vctx, ep_event_t **evs, size_t n, ep_publish_cb cb
             }
         }
     }
+    ep_free(pack_ids);
     /* Ownership was taken; the broker has the bytes. */
     for (size_t i = 0; i < n; i++) {
         ep_event_destroy(evs[i]);
@@ -399,15 +491,182 @@ static void poison_out(ep_nats_ctx_t *ctx, natsMsg *msg, const char *reason, uin
     natsMsg_Destroy(msg);
 }
 
-/* Turns fetched messages into events in out; returns how many. */
-static size_t take_msgs(ep_nats_ctx_t *ctx, natsMsgList *list, ep_event_t **out, size_t got)
+/* ------------------------------------------------------------ packed messages */
+
+#define PACK_TAG ((uintptr_t)1) /* ev->qh of an event of a packed message: pack | 1 */
+
+/* The pack ev belongs to, or NULL when ev->qh is its own natsMsg. */
+static ep_nats_pack_t *ev_pack(const ep_event_t *ev)
+{
+    uintptr_t h = (uintptr_t)ev->qh;
+
+    return (h & PACK_TAG) ? (ep_nats_pack_t *)(h & ~PACK_TAG) : NULL;
+}
+
+static natsMsg *ev_msg(const ep_event_t *ev)
+{
+    ep_nats_pack_t *p = ev_pack(ev);
+
+    return p ? p->msg : ev->qh;
+}
+
+/*
+ * Gives back one event of p; nak_ms >= 0 asks for the whole message again after that
+ * delay. When this was its last event p is freed, and the message is either nak'ed here
+ * (some event asked) or returned for the caller to acknowledge and destroy; otherwise
+ * NULL. Thread-safe: the events of one message may be with different workers.
+ */
+static natsMsg *pack_put(ep_nats_pack_t *p, int nak_ms)
+{
+    natsMsg *m;
+    int nak;
+
+    if (nak_ms >= 0) {
+        int cur = atomic_load(&p->nak_ms);
+
+        while (cur < nak_ms && !atomic_compare_exchange_weak(&p->nak_ms, &cur, nak_ms)) {
+        }
+    }
+    if (atomic_fetch_sub_explicit(&p->left, 1, memory_order_acq_rel) != 1) {
+        return NULL;
+    }
+    m = p->msg;
+    nak = atomic_load(&p->nak_ms);
+    ep_free(p);
+    if (nak < 0) {
+        return m;
+    }
+    if (nak > 0) {
+        natsMsg_NakWithDelay(m, nak, NULL);
+    } else {
+        natsMsg_Nak(m, NULL);
+    }
+    natsMsg_Destroy(m);
+    return NULL;
+}
+
+/* Events a consume call had no room for, gathered without fetch_lock. */
+typedef struct extra_s {
+    ep_event_t **evs;
+    size_t n, cap;
+} extra_t;
+
+static void extra_push(extra_t *x, ep_event_t *ev)
+{
+    if (x->n == x->cap) {
+        x->cap = x->cap ? 2 * x->cap : 256;
+        x->evs = ep_realloc(x->evs, x->cap * sizeof(*x->evs));
+    }
+    x->evs[x->n++] = ev;
+}
+
+/* Keeps x's events for the next consume calls and empties x. Takes fetch_lock. */
+static void spare_keep(ep_nats_ctx_t *ctx, extra_t *x)
+{
+    pthread_mutex_lock(&ctx->fetch_lock);
+    if (ctx->spare_n + x->n > ctx->spare_cap) {
+        ctx->spare_cap = ctx->spare_n + x->n;
+        ctx->spare = ep_realloc(ctx->spare, ctx->spare_cap * sizeof(*ctx->spare));
+    }
+    memcpy(ctx->spare + ctx->spare_n, x->evs, x->n * sizeof(*x->evs));
+    ctx->spare_n += x->n;
+    atomic_store(&ctx->spare_avail, ctx->spare_n - ctx->spare_off);
+    pthread_mutex_unlock(&ctx->fetch_lock);
+    ep_free(x->evs);
+    *x = (extra_t){0};
+}
+
+/* Moves up to max kept events into out. Call with fetch_lock held. */
+static size_t spare_take(ep_nats_ctx_t *ctx, ep_event_t **out, size_t max)
+{
+    size_t k = ctx->spare_n - ctx->spare_off;
+
+    k = k < max ? k : max;
+    memcpy(out, ctx->spare + ctx->spare_off, k * sizeof(*out));
+    ctx->spare_off += k;
+    if (ctx->spare_off == ctx->spare_n) {
+        ctx->spare_off = ctx->spare_n = 0;
+    }
+    atomic_store(&ctx->spare_avail, ctx->spare_n - ctx->spare_off);
+    return k;
+}
+
+void ep__nats_drop_spare(ep_nats_ctx_t *ctx)
+{
+    /* Not handed out: the messages come back to whoever consumes next. */
+    for (size_t i = ctx->spare_off; i < ctx->spare_n; i++) {
+        pack_put(ev_pack(ctx->spare[i]), 0);
+        ep_event_destroy(ctx->spare[i]);
+    }
+    ep_free(ctx->spare);
+    ctx->spare = NULL;
+    ctx->spare_off = ctx->spare_n = ctx->spare_cap = 0;
+    atomic_store(&ctx->spare_avail, 0);
+}
+
+/* The events of a packed message: out while there is room (*got < max), then the spare
+ * list. Returns how many, or 0 when msg was moved to the dead-letter subject. */
+static size_t take_pack(ep_nats_ctx_t *ctx, natsMsg *msg, uint64_t delivered, uint64_t limit,
+                        uint64_t seq, ep_event_t **out, size_t *got, size_t max, extra_t *x)
+{
+    ep_event_t **evs = NULL;
+    ep_nats_pack_t *p;
+    size_t k = 0;
+
+    if (ep_event_batch_decode_pb_ex(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), NULL,
+                                    EP_NATS_PACK_MAX, &evs, &k, NULL) != 0 ||
+        k == 0) {
+        if (evs != NULL) {
+            ep_free(evs);
+        }
+        poison_out(ctx, msg, "undecodable: not a protobuf DataBatch", delivered);
+        return 0;
+    }
+    if (delivered > limit) {
+        char reason[128];
+
+        for (size_t j = 0; j < k; j++) {
+            ep_event_destroy(evs[j]);
+        }
+        ep_free(evs);
+        snprintf(reason, sizeof(reason), "delivered %" PRIu64 " times without an acknowledgement",
+                 delivered);
+        poison_out(ctx, msg, reason, delivered);
+        return 0;
+    }
+    p = ep_malloc(sizeof(*p));
+    p->msg = msg;
+    atomic_init(&p->left, (uint32_t)k);
+    atomic_init(&p->nak_ms, -1);
+    for (size_t j = 0; j < k; j++) {
+        ep_event_t *ev = evs[j];
+
+        ev->attempts = delivered > UINT32_MAX ? UINT32_MAX : (uint32_t)delivered;
+        ev->qh = (void *)((uintptr_t)p | PACK_TAG);
+        ev->qseq = seq;
+        if (*got < max) {
+            out[(*got)++] = ev;
+        } else {
+            extra_push(x, ev);
+        }
+    }
+    ep_free(evs);
+    return k;
+}
+
+/* Turns fetched messages into events: up to max in out (returns how many), the rest of
+ * a packed message's events into the spare list. Call without fetch_lock. */
+static size_t take_msgs(ep_nats_ctx_t *ctx, natsMsgList *list, ep_event_t **out, size_t max)
 {
     uint64_t limit =
         (uint64_t)(ctx->cfg.max_attempts > 0 ? ctx->cfg.max_attempts : 1) + CRASH_MARGIN;
+    size_t got = 0, events = 0;
+    extra_t x = {0};
 
     for (int i = 0; i < list->Count; i++) {
         natsMsg *msg = list->Msgs[i];
         jsMsgMetaData *meta = NULL;
+        const char *packed = NULL;
         ep_event_t *ev = NULL;
         uint64_t delivered = 1, seq = 0;
 
@@ -416,6 +675,10 @@ static size_t take_msgs(ep_nats_ctx_t *ctx, natsMsgList *list, ep_event_t **out,
             delivered = meta->NumDelivered;
             seq = meta->Sequence.Stream;
             jsMsgMetaData_Destroy(meta);
+        }
+        if (natsMsgHeader_Get(msg, HDR_EVENTS, &packed) == NATS_OK) {
+            events += take_pack(ctx, msg, delivered, limit, seq, out, &got, max, &x);
+            continue;
         }
         if (ep_event_decode_pb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &ev) !=
             0) {
@@ -434,7 +697,23 @@ static size_t take_msgs(ep_nats_ctx_t *ctx, natsMsgList *list, ep_event_t **out,
         ev->attempts = delivered > UINT32_MAX ? UINT32_MAX : (uint32_t)delivered;
         ev->qh = msg;
         ev->qseq = seq;
-        out[got++] = ev;
+        events++;
+        if (got < max) {
+            out[got++] = ev;
+        } else {
+            extra_push(&x, ev); /* after a packed message filled out */
+        }
+    }
+    if (list->Count > 0) {
+        /* Events per message, smoothed: the next pull asks for about max events' worth. */
+        size_t cur = events / (size_t)list->Count;
+        size_t was = atomic_load_explicit(&ctx->per_msg, memory_order_relaxed);
+
+        atomic_store_explicit(&ctx->per_msg, (uint32_t)((3 * was + (cur ? cur : 1) + 3) / 4),
+                              memory_order_relaxed);
+    }
+    if (x.n > 0) {
+        spare_keep(ctx, &x);
     }
     return got;
 }
@@ -465,6 +744,22 @@ static int fetch_lock(ep_nats_ctx_t *ctx, int64_t deadline)
     return pthread_mutex_timedlock(&ctx->fetch_lock, &ts) == 0;
 }
 
+/* Counts out[0..got) as handed out; a replica durable remembers how far it read. */
+static size_t taken(ep_nats_ctx_t *ctx, ep_event_t **out, size_t got)
+{
+    if (ctx->set.replica && got > 0) {
+        /* One consumer thread reads a replica durable; a batch is in stream order. */
+        uint64_t last = atomic_load(&ctx->replica_seq);
+
+        for (size_t i = 0; i < got; i++) {
+            last = out[i]->qseq > last ? out[i]->qseq : last;
+        }
+        atomic_store(&ctx->replica_seq, last);
+    }
+    ep_counter_add(&ctx->counts.dequeued, got);
+    return got;
+}
+
 static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms)
 {
     ep_nats_ctx_t *ctx = vctx;
@@ -473,19 +768,22 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     jsFetchRequest req;
     natsStatus s;
     int64_t left;
-    size_t got;
+    size_t got, per;
 
-    if (atomic_load(&ctx->closed)) {
+    /* Closed: what was fetched already is still handed out (its messages are ours). */
+    if (atomic_load(&ctx->closed) && atomic_load(&ctx->spare_avail) == 0) {
         return EP_ECLOSED;
     }
     if (max == 0) {
         return 0;
     }
-    if (max > EP_NATS_FETCH_MAX) {
-        max = EP_NATS_FETCH_MAX;
-    }
     if (!fetch_lock(ctx, deadline)) {
-        return atomic_load(&ctx->closed) ? EP_ECLOSED : 0;
+        return atomic_load(&ctx->closed) && atomic_load(&ctx->spare_avail) == 0 ? EP_ECLOSED : 0;
+    }
+    if (ctx->spare_n > ctx->spare_off) {
+        got = spare_take(ctx, out, max);
+        pthread_mutex_unlock(&ctx->fetch_lock);
+        return (int)taken(ctx, out, got);
     }
     if (atomic_load(&ctx->closed)) {
         pthread_mutex_unlock(&ctx->fetch_lock);
@@ -504,7 +802,10 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
     /* What is there now, up to max, without waiting. */
     left = deadline - ep_time_mono_ms();
     jsFetchRequest_Init(&req);
-    req.Batch = (int)max;
+    /* Packed messages carry per_msg events each, so fewer messages are asked for. */
+    per = atomic_load_explicit(&ctx->per_msg, memory_order_relaxed);
+    per = per > 1 ? (FETCH_AHEAD * max + per - 1) / per : max;
+    req.Batch = (int)(per > EP_NATS_FETCH_MAX ? EP_NATS_FETCH_MAX : per > 0 ? per : 1);
     req.NoWait = true;
     req.Expires = (int64_t)(left > 1000 ? left : 1000) * 1000000;
     s = natsSubscription_FetchRequest(&list, ctx->sub, &req);
@@ -530,8 +831,8 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
                                 why && *why ? why : natsStatus_GetText(s));
         }
     }
-    pthread_mutex_unlock(&ctx->fetch_lock);
     if (list.Count == 0) {
+        pthread_mutex_unlock(&ctx->fetch_lock);
         natsMsgList_Destroy(&list);
         if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
             left = deadline - ep_time_mono_ms();
@@ -539,47 +840,45 @@ static int nats_consume(void *vctx, ep_event_t **out, size_t max, int timeout_ms
         }
         return 0;
     }
-    got = take_msgs(ctx, &list, out, 0);
+    pthread_mutex_unlock(&ctx->fetch_lock);
+    got = take_msgs(ctx, &list, out, max);
     natsMsgList_Destroy(&list);
-    if (ctx->set.replica && got > 0) {
-        /* One consumer thread reads a replica durable; a batch is in stream order. */
-        uint64_t last = atomic_load(&ctx->replica_seq);
-
-        for (size_t i = 0; i < got; i++) {
-            last = out[i]->qseq > last ? out[i]->qseq : last;
-        }
-        atomic_store(&ctx->replica_seq, last);
-    }
-    ep_counter_add(&ctx->counts.dequeued, got);
-    return (int)got;
+    return (int)taken(ctx, out, got);
 }
 
 static int nats_ack(void *vctx, ep_event_t **evs, size_t n)
 {
     ep_nats_ctx_t *ctx = vctx;
     uint64_t failed = 0;
+    natsMsg *last = NULL;
     jsOptions o;
 
     jsOptions_Init(&o);
     o.Wait = EP_NATS_API_WAIT_MS;
     for (size_t i = 0; i < n; i++) {
-        natsMsg *msg = evs[i]->qh;
-        natsStatus s;
+        ep_nats_pack_t *p = ev_pack(evs[i]);
+        /* A packed message is acknowledged with the last of its events. */
+        natsMsg *msg = p ? pack_put(p, -1) : evs[i]->qh;
 
+        ep_event_destroy(evs[i]);
+        if (msg == NULL) {
+            continue;
+        }
         /*
-         * Plain acks, and a synchronous one for the last of the batch: the
-         * server handles a connection's acks in order, so its reply confirms
-         * them all for one round trip. A lost ack means a redelivery
+         * Plain acks, and a synchronous one for the last message of the call:
+         * the server handles a connection's acks in order, so its reply
+         * confirms them all for one round trip. A lost ack means a redelivery
          * (at-least-once), never a loss.
          */
-        if (i + 1 < n) {
-            s = natsMsg_Ack(msg, NULL);
-        } else {
-            s = natsMsg_AckSync(msg, &o, NULL);
+        if (last != NULL) {
+            failed += natsMsg_Ack(last, NULL) != NATS_OK;
+            natsMsg_Destroy(last);
         }
-        failed += s != NATS_OK;
-        natsMsg_Destroy(msg);
-        ep_event_destroy(evs[i]);
+        last = msg;
+    }
+    if (last != NULL) {
+        failed += natsMsg_AckSync(last, &o, NULL) != NATS_OK;
+        natsMsg_Destroy(last);
     }
     ep_counter_add(&ctx->counts.acked, n);
     if (failed) {
@@ -596,14 +895,20 @@ static int nats_nack(void *vctx, ep_event_t **evs, size_t n, int delay_ms)
     ep_nats_ctx_t *ctx = vctx;
 
     for (size_t i = 0; i < n; i++) {
+        ep_nats_pack_t *p = ev_pack(evs[i]);
         natsMsg *msg = evs[i]->qh;
 
-        if (delay_ms > 0) {
-            natsMsg_NakWithDelay(msg, delay_ms, NULL);
+        if (p != NULL) {
+            /* The whole message comes back, with the events already done. */
+            pack_put(p, delay_ms > 0 ? delay_ms : 0);
         } else {
-            natsMsg_Nak(msg, NULL);
+            if (delay_ms > 0) {
+                natsMsg_NakWithDelay(msg, delay_ms, NULL);
+            } else {
+                natsMsg_Nak(msg, NULL);
+            }
+            natsMsg_Destroy(msg);
         }
-        natsMsg_Destroy(msg);
         ep_event_destroy(evs[i]);
     }
     ep_counter_add(&ctx->counts.nacked, n);
@@ -625,23 +930,44 @@ static int nats_dead_letter(void *vctx, ep_event_t **evs, size_t n, const char *
 
     for (size_t i = 0; i < n; i++) {
         ep_event_t *ev = evs[i];
-        natsMsg *orig = ev->qh, *m = build_msg(ctx->set.dlq_subject, ev, &buf);
+        ep_nats_pack_t *p = ev_pack(ev);
+        natsMsg *orig = ev_msg(ev), *m = build_msg(ctx->set.dlq_subject, ev, &buf);
         int rc = EP_ENOMEM;
 
         if (m != NULL) {
             dlq_headers(m, orig, reason ? reason : "failed", ev->attempts, msg_id, sizeof(msg_id));
+            if (p != NULL && msg_id[0]) {
+                /* The events of a packed message share its sequence: tell them apart. */
+                size_t l = strlen(msg_id);
+                uint64_t h = 0xcbf29ce484222325ull;
+
+                for (size_t j = 0; j < ev->id.len; j++) {
+                    h = (h ^ (unsigned char)ev->id.p[j]) * 0x100000001b3ull;
+                }
+                snprintf(msg_id + l, sizeof(msg_id) - l, "-%016" PRIx64, h);
+            }
             if (header_safe(ev->id.p, ev->id.len)) {
                 natsMsgHeader_Set(m, HDR_EVENT_ID, ev->id.p);
             }
             rc = dlq_publish(ctx, m, msg_id[0] ? msg_id : NULL);
             natsMsg_Destroy(m);
         }
-        if (rc == 0) {
+        if (p != NULL) {
+            /* Done with, as an ack; or the message comes back, and this event is
+             * dead-lettered then. */
+            orig = pack_put(p, rc == 0 ? -1 : DLQ_RETRY_MS);
+            if (orig != NULL) {
+                natsMsg_Ack(orig, NULL);
+            }
+        } else if (rc == 0) {
             natsMsg_Ack(orig, NULL);
+        } else {
+            natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
+        }
+        if (rc == 0) {
             ep_counter_add(&ctx->dead_lettered, 1);
             ep_counter_add(&ctx->counts.acked, 1); /* done with, as an ack */
         } else {
-            natsMsg_NakWithDelay(orig, DLQ_RETRY_MS, NULL);
             ep_counter_add(&ctx->counts.nacked, 1);
         }
         natsMsg_Destroy(orig);

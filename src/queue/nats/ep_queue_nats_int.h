@@ -27,6 +27,8 @@
 #define EP_NATS_STREAM_MAX_SIZE (8LL << 30)                  /* bytes; DiscardNew beyond */
 #define EP_NATS_MAX_SERVERS     32                           /* entries in the NATS_URL list */
 #define EP_NATS_REPLICA_IDLE_MS (5 * 60 * 1000) /* a replica durable's InactiveThreshold */
+#define EP_NATS_PACK_MAX        1000            /* most events in one message (both ways) */
+#define EP_NATS_PACK_BYTES      (256 * 1024)    /* a packed message stops growing past this */
 
 /* The provider's settings (its table, ep__nats_options, in ep_queue_nats_config.c). */
 typedef struct ep_nats_opts_s {
@@ -36,6 +38,7 @@ typedef struct ep_nats_opts_s {
     char durable[64];      /* NATS_DURABLE: the pull consumer */
     char dlq_subject[128]; /* NATS_DLQ_SUBJECT */
     int replicas;          /* NATS_STREAM_REPLICAS of the stream and consumers created here */
+    int batch_events;      /* NATS_BATCH_EVENTS: most events per published message */
     int replica; /* own_consumer: the durable is this process's alone (see ep__nats_own_consumer) */
 } ep_nats_opts_t;
 
@@ -53,8 +56,21 @@ typedef struct ep_nats_slot_s {
     natsMsg *msg;                /* key of the in-flight map */
     struct ep_nats_slot_s *next; /* hash chain */
     ep_nats_batch_t *batch;
-    uint32_t idx; /* position in the publish call */
+    uint32_t idx; /* position of its first event in the publish call */
+    uint32_t cnt; /* events it carries (a packed message: more than one) */
 } ep_nats_slot_t;
+
+/*
+ * A consumed message that carries several events (NATS_BATCH_EVENTS > 1 at the
+ * publisher): each of its events holds it (ev->qh, tagged with the low bit), and
+ * the message is acknowledged once every event was acked or dead-lettered, or
+ * nak'ed (all of it comes back) when any was nacked.
+ */
+typedef struct ep_nats_pack_s {
+    natsMsg *msg;
+    _Atomic uint32_t left; /* events not yet given back */
+    _Atomic int nak_ms;    /* -1: ack at the end; else nak with this delay (the largest asked) */
+} ep_nats_pack_t;
 
 /* One publish call: the callback fires when left drops to zero. */
 struct ep_nats_batch_s {
@@ -82,6 +98,13 @@ typedef struct ep_nats_ctx_s {
     pthread_mutex_t fetch_lock;
     natsSubscription *sub;
     int consumer_ok; /* the durable is known to exist (under fetch_lock) */
+    /* Events of packed messages fetched beyond what the consume call had room for, handed
+     * out first by the next one (under fetch_lock; spare_avail readable without it). */
+    ep_event_t **spare;
+    size_t spare_off, spare_n, spare_cap;
+    _Atomic size_t spare_avail;
+    _Atomic uint32_t
+        per_msg; /* events per fetched message, smoothed: sizes the next pull request */
 
     /* Keeper thread: (re)ensures the stream, refreshes the figures. */
     pthread_t keeper;
@@ -160,6 +183,9 @@ void ep__nats_kick(ep_nats_ctx_t *ctx);
 
 /** The PubAck handler installed on the JetStream context (runs on a nats.c thread). */
 void ep__nats_ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
+/** Gives back the consumed events no caller took (destroy path, before the connection closes). */
+void ep__nats_drop_spare(ep_nats_ctx_t *ctx);
 
 /** Fails a message nats.c handed back unacknowledged (destroy path). */
 void ep__nats_fail_pending(ep_nats_ctx_t *ctx, natsMsg *msg, int err);
