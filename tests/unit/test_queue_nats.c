@@ -180,6 +180,17 @@ static natsConnection *test_conn(const char *url)
     return nc;
 }
 
+/* A connection of the test's own (*nc) subscribed to the dead-letter subject. */
+static natsSubscription *dlq_watch(const char *url, natsConnection **nc)
+{
+    natsSubscription *sub = NULL;
+
+    *nc = test_conn(url);
+    EP_ASSERT_EQ(natsConnection_SubscribeSync(&sub, *nc, "diplom.dlq"), NATS_OK);
+    EP_ASSERT_EQ(natsConnection_Flush(*nc), NATS_OK);
+    return sub;
+}
+
 /* ------------------------------------------------------------ tests */
 
 static void test_round_trip_exact_ids(void)
@@ -270,7 +281,7 @@ static void test_poison_goes_to_dlq_never_to_consumers(void)
     ep_nats_server_t ns;
     ep_queue_t *q;
     natsConnection *nc;
-    natsSubscription *dlq = NULL;
+    natsSubscription *dlq;
     natsMsg *m;
     pub_rec_t r;
     ep_event_t *out[8];
@@ -281,9 +292,7 @@ static void test_poison_goes_to_dlq_never_to_consumers(void)
     EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
     q = make_queue(ns.url);
     wait_ready(q);
-    nc = test_conn(ns.url);
-    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
-    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    dlq = dlq_watch(ns.url, &nc);
     /* Raw bytes straight onto the subject (the stream stores them), then a good event. */
     EP_ASSERT_EQ(natsConnection_Publish(nc, "diplom.messages", garbage, sizeof(garbage) - 1),
                  NATS_OK);
@@ -327,7 +336,7 @@ static void test_dead_letter_moves_event(void)
     ep_nats_server_t ns;
     ep_queue_t *q;
     natsConnection *nc;
-    natsSubscription *dlq = NULL;
+    natsSubscription *dlq;
     natsMsg *m;
     pub_rec_t r;
     ep_event_t *out[4], *ev = NULL;
@@ -336,9 +345,7 @@ static void test_dead_letter_moves_event(void)
     EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
     q = make_queue(ns.url);
     wait_ready(q);
-    nc = test_conn(ns.url);
-    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
-    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    dlq = dlq_watch(ns.url, &nc);
     pub_rec_init(&r);
     publish_ids(q, "dl", 1, 1, &r);
     EP_ASSERT_EQ(ep_queue_consume(q, out, 4, WAIT_MS), 1);
@@ -933,7 +940,7 @@ static void test_packed_nack_redelivers_the_message_and_dead_letter_acks(void)
     ep_nats_server_t ns;
     ep_queue_t *q;
     natsConnection *nc;
-    natsSubscription *dlq = NULL;
+    natsSubscription *dlq;
     natsMsg *m;
     pub_rec_t r;
     ep_event_t *out[16], *ev = NULL;
@@ -941,9 +948,7 @@ static void test_packed_nack_redelivers_the_message_and_dead_letter_acks(void)
 
     EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
     q = make_packing_queue(ns.url, "10");
-    nc = test_conn(ns.url);
-    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
-    EP_ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+    dlq = dlq_watch(ns.url, &nc);
     pub_rec_init(&r);
     publish_one_call(q, "pn", 10, &r);
     consume_n(q, out, 10, 16);
@@ -1025,7 +1030,7 @@ static void test_packed_poison_goes_to_dlq(void)
     ep_nats_server_t ns;
     ep_queue_t *q;
     natsConnection *nc;
-    natsSubscription *dlq = NULL;
+    natsSubscription *dlq;
     natsMsg *m = NULL, *raw = NULL;
     ep_event_t *out[8];
     const char *reason = NULL;
@@ -1033,8 +1038,7 @@ static void test_packed_poison_goes_to_dlq(void)
     EP_ASSERT_EQ(ep_nats_server_start(&ns, 0), 0);
     q = make_queue(ns.url);
     wait_ready(q);
-    nc = test_conn(ns.url);
-    EP_ASSERT_EQ(natsConnection_SubscribeSync(&dlq, nc, "diplom.dlq"), NATS_OK);
+    dlq = dlq_watch(ns.url, &nc);
     EP_ASSERT_EQ(natsMsg_Create(&raw, "diplom.messages", NULL, garbage, sizeof(garbage) - 1),
                  NATS_OK);
     EP_ASSERT_EQ(natsMsgHeader_Set(raw, "Ep-Events", "5"), NATS_OK);
