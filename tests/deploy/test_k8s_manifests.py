@@ -171,6 +171,8 @@ def main():
 
     # the replication settings reach the roles (issue 18)
     nats_cfg = config_of(docs(tdir, os.path.join(out, "helm-nats.yaml")))
+    check(nats_cfg.get("NATS_BATCH_EVENTS") == "100",
+          f"chart nats values: NATS_BATCH_EVENTS {nats_cfg.get('NATS_BATCH_EVENTS')}")
     check(nats_cfg.get("NATS_STREAM_REPLICAS") == "3" and nats_cfg.get("NATS_URL", "").count(",") == 2,
           f"chart nats values: {nats_cfg.get('NATS_URL')} / {nats_cfg.get('NATS_STREAM_REPLICAS')}")
     kafka_cfg = config_of(docs(tdir, os.path.join(out, "helm-queue-kafka.yaml")))

@@ -555,7 +555,7 @@ static void extra_push(extra_t *x, ep_event_t *ev)
 {
     if (x->n == x->cap) {
         x->cap = x->cap ? 2 * x->cap : 256;
-        x->evs = ep_realloc(x->evs, x->cap * sizeof(*x->evs));
+        x->evs = ep_realloc(x->evs, x->cap * sizeof(ep_event_t *));
     }
     x->evs[x->n++] = ev;
 }
@@ -566,9 +566,9 @@ static void spare_keep(ep_nats_ctx_t *ctx, extra_t *x)
     pthread_mutex_lock(&ctx->fetch_lock);
     if (ctx->spare_n + x->n > ctx->spare_cap) {
         ctx->spare_cap = ctx->spare_n + x->n;
-        ctx->spare = ep_realloc(ctx->spare, ctx->spare_cap * sizeof(*ctx->spare));
+        ctx->spare = ep_realloc(ctx->spare, ctx->spare_cap * sizeof(ep_event_t *));
     }
-    memcpy(ctx->spare + ctx->spare_n, x->evs, x->n * sizeof(*x->evs));
+    memcpy(ctx->spare + ctx->spare_n, x->evs, x->n * sizeof(ep_event_t *));
     ctx->spare_n += x->n;
     atomic_store(&ctx->spare_avail, ctx->spare_n - ctx->spare_off);
     pthread_mutex_unlock(&ctx->fetch_lock);
@@ -582,7 +582,7 @@ static size_t spare_take(ep_nats_ctx_t *ctx, ep_event_t **out, size_t max)
     size_t k = ctx->spare_n - ctx->spare_off;
 
     k = k < max ? k : max;
-    memcpy(out, ctx->spare + ctx->spare_off, k * sizeof(*out));
+    memcpy(out, ctx->spare + ctx->spare_off, k * sizeof(ep_event_t *));
     ctx->spare_off += k;
     if (ctx->spare_off == ctx->spare_n) {
         ctx->spare_off = ctx->spare_n = 0;
