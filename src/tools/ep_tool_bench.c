@@ -654,24 +654,26 @@ static int report(const opts_t *o, const char *url, const worker_t *ws, double e
         printf("{\"url\":\"%s\",\"connections\":%d,\"threads\":%d,\"batch\":%d,\"rate\":%.0f,"
                "\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,\"non2xx\":%llu,"
                "\"socket_errors\":%llu,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
-               "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,\"p99_9\":%llu,"
+               "\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p95\":%llu,\"p99\":%llu,\"p99_9\":%llu,"
                "\"max\":%llu},\"status\":{\"2xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}}\n",
                url, o->connections, o->threads, o->batch, o->rate, el,
                (unsigned long long)all.count, (unsigned long long)ok, (unsigned long long)non2xx,
                (unsigned long long)errors, (double)all.count / el, (double)ok * o->batch / el,
                (unsigned long long)hist_pct(&all, 50), (unsigned long long)hist_pct(&all, 90),
-               (unsigned long long)hist_pct(&all, 99), (unsigned long long)hist_pct(&all, 99.9),
-               (unsigned long long)all.max, (unsigned long long)status[2],
-               (unsigned long long)status[4], (unsigned long long)status[5]);
+               (unsigned long long)hist_pct(&all, 95), (unsigned long long)hist_pct(&all, 99),
+               (unsigned long long)hist_pct(&all, 99.9), (unsigned long long)all.max,
+               (unsigned long long)status[2], (unsigned long long)status[4],
+               (unsigned long long)status[5]);
     } else {
         printf("%s: %d connections, %d threads, batch %d%s, %.2f s\n", url, o->connections,
                o->threads, o->batch, o->rate > 0 ? ", fixed rate" : "", el);
         printf("  requests %llu (%.0f/s), events %.0f/s\n", (unsigned long long)all.count,
                (double)all.count / el, (double)ok * o->batch / el);
-        printf("  latency p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
+        printf("  latency p50 %.3f ms, p90 %.3f ms, p95 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, "
+               "max %.3f ms\n",
                (double)hist_pct(&all, 50) / 1000.0, (double)hist_pct(&all, 90) / 1000.0,
-               (double)hist_pct(&all, 99) / 1000.0, (double)hist_pct(&all, 99.9) / 1000.0,
-               (double)all.max / 1000.0);
+               (double)hist_pct(&all, 95) / 1000.0, (double)hist_pct(&all, 99) / 1000.0,
+               (double)hist_pct(&all, 99.9) / 1000.0, (double)all.max / 1000.0);
         printf("  2xx %llu, non-2xx %llu (4xx %llu, 5xx %llu), socket errors %llu\n",
                (unsigned long long)ok, (unsigned long long)non2xx, (unsigned long long)status[4],
                (unsigned long long)status[5], (unsigned long long)errors);

@@ -579,13 +579,15 @@ static int bench_report(const bopts_t *o, int tls, const bworker_t *ws, double e
         printf("{\"url\":\"grpc%s://%s:%d%s\",\"connections\":%d,\"threads\":%d,\"streams\":%d,"
                "\"batch\":%d,\"rate\":0,\"duration_s\":%.3f,\"requests\":%llu,\"ok\":%llu,"
                "\"non2xx\":%llu,\"socket_errors\":%llu,\"requests_per_s\":%.1f,"
-               "\"events_per_s\":%.1f,\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
+               "\"events_per_s\":%.1f,\"latency_us\":{\"p50\":%llu,\"p90\":%llu,\"p95\":%llu,"
+               "\"p99\":%llu,"
                "\"p99_9\":%llu,\"max\":%llu}}\n",
                tls ? "s" : "", o->host, o->port, o->path, o->connections, o->threads, o->streams,
                o->batch, el, (unsigned long long)all.count, (unsigned long long)ok,
                (unsigned long long)bad, (unsigned long long)errors, (double)all.count / el,
                (double)ok * o->batch / el, (unsigned long long)ep_hist_percentile(&all, 0.50),
                (unsigned long long)ep_hist_percentile(&all, 0.90),
+               (unsigned long long)ep_hist_percentile(&all, 0.95),
                (unsigned long long)ep_hist_percentile(&all, 0.99),
                (unsigned long long)ep_hist_percentile(&all, 0.999), (unsigned long long)all.max);
     } else {
