@@ -2,6 +2,7 @@
 ports, talk HTTP to it, and run test_* functions with a closing summary line.
 Only the Python standard library is used."""
 
+import atexit
 import http.client
 import json
 import os
@@ -34,12 +35,52 @@ def _port_range():
 
 
 _given = set()
+# Ports handed out by any test process now running: one file per port, holding the pid of
+# the process it was given to (tests run in parallel, each picking ports at random).
+_PORT_DIR = os.path.join(tempfile.gettempdir(), "eptest-ports-%d" % os.getuid())
+
+
+def _claim(port):
+    """1 when port is now this process's among concurrent test processes: its file is
+    created exclusively, or taken over from a process that is gone."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    path = os.path.join(_PORT_DIR, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read() or "0")
+            except (OSError, ValueError):
+                return False
+            if pid == os.getpid() or (pid and os.path.exists("/proc/%d" % pid)):
+                return False
+            try:
+                os.unlink(path)  # its process ended without releasing it
+            except OSError:
+                return False
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+@atexit.register
+def _release_ports():
+    for port in _given:
+        try:
+            os.unlink(os.path.join(_PORT_DIR, str(port)))
+        except OSError:
+            pass
 
 
 def free_port():
     """A port nobody listens on now, picked at random outside the ephemeral
-    range and never handed out twice by this process, so concurrent tests and
-    their clients rarely collide; Eventpipe retries a start that still does."""
+    range and never handed out twice while this process runs, by it or by any
+    other test process (_claim), so concurrent tests and their clients rarely
+    collide; Eventpipe retries a start that still does."""
     lo, hi = _port_range()
     for _ in range(1000):
         port = random.randint(lo, hi)
@@ -50,6 +91,8 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if not _claim(port):
+            continue  # another test process has it, maybe not yet bound
         _given.add(port)
         return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
