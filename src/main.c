@@ -4,6 +4,7 @@
 #include "roles/ep_app.h"
 #include "config/ep_config.h"
 #include "base/ep_error.h"
+#include "base/ep_exit.h"
 #include "base/ep_log.h"
 #include "base/ep_time.h"
 #include "queue/ep_queue.h"
@@ -120,6 +121,12 @@ static int serve(const command_t *cmd, int argc, char **argv)
     }
     ep_app_destroy(app);
     ep_log_info("app", "stopped%s", rc == 0 ? "" : " (shutdown deadline reached)");
+    if (ep_exit_fast_requested()) {
+        /* A component left a thread it could not stop (it said which): no atexit handlers. */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc == 0 ? 0 : 1);
+    }
     return rc == 0 ? 0 : 1;
 }
 

@@ -9,6 +9,8 @@ cluster on localhost TCP), with the real eventpipe binary.
       processed at least once
   (d) GET /lag reports per-partition lag
   (e) an undecodable record ends in the dead-letter topic
+  (f) SIGTERM while the broker has stopped answering: the processor exits 0
+      within its shutdown bounds, saying that it left the group unfinished
 """
 
 import os
@@ -195,6 +197,38 @@ def test_e_undecodable_record_goes_to_dlq():
             # The poison record does not hold the partition back: everything is committed.
             wait_for(lambda: lag_of(ep.processor)["total"] == 0, timeout=10, what="lag 0")
             assert ep.stop() == 0
+
+
+def test_f_sigterm_with_a_broker_that_stopped_answering():
+    """Leaving the group is bounded (15 s): a broker that stops answering (every answer
+    90 s late) holds the final commit and the LeaveGroup, and librdkafka 2.0.2 was also
+    seen never to return from the close when the group rebalanced then. The processor
+    still exits, with status 0, within SHUTDOWN_TIMEOUT + 15 s + the producer's flush
+    bound, and says what it left unfinished. Everything was committed before, so the
+    group's offsets are at the end."""
+    with MockKafka(brokers=1, topics={TOPIC: 2, DLQ: 1}) as mock:
+        d = eptest.tempfile.mkdtemp(prefix="ep-kafka-")
+        sink = os.path.join(d, "sink.ndjson")
+        with Eventpipe("processor", env=kafka_env(mock, sink)) as p, \
+                Eventpipe("ingest", env=kafka_env(mock)) as ing:
+            wait_for(lambda: kafka_stats(p.processor)["assigned_partitions"] == 2,
+                     timeout=20, what="partitions assigned")
+            ok = send_events(ing.ingest, ["f-%d" % i for i in range(40)], path="/ingest")
+            assert len(ok) == 40, len(ok)
+            wait_for(lambda: sink_ids(sink) >= set(ok), timeout=30, what="processed")
+            wait_for(lambda: lag_of(p.processor)["total"] == 0, timeout=15,
+                     what="everything committed")
+            assert ing.stop() == 0
+            mock.command("rtt 1 90000")
+            t0 = time.time()
+            assert p.stop(timeout=60) == 0
+            took = time.time() - t0
+            log = p.log_text()
+            print("  (f) exit %.1f s after SIGTERM" % took)
+            assert "did not finish within 15 s" in log, log[-2000:]
+            assert "stopped" in log.splitlines()[-1], log[-2000:]
+            assert took < 45, took
+
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@
  *   leader TOPIC P ID       make broker ID the leader of partition P (-1: none)
  *   leaders TOPIC           "ok P:LEADER:REPLICAS:ISR ...", from a metadata request
  *   coordinator GROUP ID    make broker ID the coordinator of consumer group GROUP
+ *   rtt ID MS               broker ID answers every request MS milliseconds late (0: on time)
  *   errors APIKEY N ERR     the next N requests with that API key fail with error ERR
  *   produce TOPIC VALUE     append one raw record (key "raw"), answers once stored
  *   count TOPIC             "ok N": records in the topic (high - low watermarks)
@@ -247,16 +248,17 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line, int brokers)
     } else if (strcmp(verb, "coordinator") == 0 && n >= 3) {
         reply(rd_kafka_mock_coordinator_set(mc, "group", arg1, arg2) == 0,
               "cannot set coordinator");
+    } else if (strcmp(verb, "rtt") == 0 && n >= 3 && arg2 >= 0) {
+        reply(rd_kafka_mock_broker_set_rtt(mc, atoi(arg1), arg2) == 0, "no such broker");
     } else if (strcmp(verb, "down") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_down(mc, atoi(arg1)) == 0, "no such broker");
     } else if (strcmp(verb, "up") == 0 && n >= 2) {
         reply(rd_kafka_mock_broker_set_up(mc, atoi(arg1)) == 0, "no such broker");
     } else {
-        reply(
-            0,
-            "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
-            "ID | leader TOPIC P ID | leaders TOPIC | coordinator GROUP ID | errors APIKEY N ERR | "
-            "quit)");
+        reply(0,
+              "unknown command (topic NAME N | produce TOPIC VALUE | count TOPIC | down ID | up "
+              "ID | rtt ID MS | leader TOPIC P ID | leaders TOPIC | coordinator GROUP ID | errors "
+              "APIKEY N ERR | quit)");
     }
     return 0;
 }

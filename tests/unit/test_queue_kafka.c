@@ -9,6 +9,7 @@
 #ifdef EP_WITH_KAFKA
 
 #include "base/ep_error.h"
+#include "base/ep_exit.h"
 #include "event/ep_event.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
@@ -787,6 +788,94 @@ static void test_slow_broker_answer_bound(void)
     mock_stop(&m);
 }
 
+/*
+ * Leaving the group at destroy is bounded. With the broker answering nothing for a
+ * minute, the final commit and the close wait for it; destroy gives up after its
+ * 15 s (LEAVE_TIMEOUT_MS), leaves that thread running and asks for _exit, as
+ * `eventpipe processor` then does. Without the bound destroy took the whole minute.
+ */
+static void test_leave_group_bounded(void)
+{
+    enum { N = 5 };
+    mock_t m;
+    ep_config_t cfg;
+    ep_queue_t *q;
+    ep_event_t *got[N];
+    int64_t t0, took;
+
+    mock_start(&m, 1, 1);
+    make_cfg(&cfg, &m, "g-leave");
+    q = open_queue(&cfg);
+    publish_ids(q, "leave", 0, N, NULL);
+    EP_ASSERT_EQ(consume_n(q, got, N, 15000), N);
+    EP_ASSERT_EQ(ep_queue_ack(q, got, N), 0);
+    wait_committed(&m, "g-leave", 0, N);
+    EP_ASSERT_EQ(ep_exit_fast_requested(), 0);
+
+    EP_ASSERT_EQ(rd_kafka_mock_broker_set_rtt(m.mc, 1, 60000), 0);
+    ep_queue_close(q);
+    t0 = ep_time_mono_ms();
+    ep_queue_destroy(q);
+    took = ep_time_mono_ms() - t0;
+    CHECK(took >= 14000 && took < 25000, "destroy took %lld ms", (long long)took);
+    EP_ASSERT_EQ(ep_exit_fast_requested(), 1);
+    mock_stop(&m); /* the leaving thread's requests fail: it ends and frees the rest */
+}
+
+/*
+ * The cooperative protocol (KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky,
+ * read from the configuration, not asked of librdkafka in the callback): partitions
+ * are assigned and revoked incrementally, the revocation commits, and a member that
+ * takes them over reads only what came after. Shown by a destroy that returns at
+ * once (no bound reached) and no record read twice.
+ */
+static void test_cooperative_rebalance(void)
+{
+    enum { N = 20, M = 10 };
+    mock_t m;
+    ep_config_t cfg;
+    ep_queue_t *q1, *q2;
+    ep_event_t *got[N + M];
+    int64_t t0;
+
+    setenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY", "cooperative-sticky", 1);
+    mock_start(&m, 1, 4);
+    make_cfg(&cfg, &m, "g-coop");
+    q1 = open_queue(&cfg);
+    publish_ids(q1, "coop", 0, N, NULL);
+    EP_ASSERT_EQ(consume_n(q1, got, N, 15000), N);
+    EP_ASSERT_EQ(ep_queue_ack(q1, got, N), 0);
+    /* Committed before the second member joins (the mock refuses commits mid-rebalance). */
+    for (int64_t end = ep_time_mono_ms() + 10000, sum = 0; sum != N; ep_time_sleep_ms(100)) {
+        CHECK(ep_time_mono_ms() < end, "committed %lld of %d", (long long)sum, N);
+        sum = 0;
+        for (int p = 0; p < 4; p++) {
+            int64_t off = committed(&m, "g-coop", p);
+            sum += off > 0 ? off : 0;
+        }
+    }
+    q2 = open_queue(&cfg);
+    EP_ASSERT_EQ(ep_queue_consume(q2, got, 1, 300), 0); /* joins the group */
+    ep_queue_close(q1);
+    t0 = ep_time_mono_ms();
+    ep_queue_destroy(q1);
+    CHECK(ep_time_mono_ms() - t0 < 10000, "destroy took %lld ms",
+          (long long)(ep_time_mono_ms() - t0));
+    EP_ASSERT_EQ(ep_exit_fast_requested(), 0);
+    publish_ids(q2, "coop-later", 0, M, NULL);
+    EP_ASSERT_EQ(consume_n(q2, got, M, 20000), M);
+    for (int i = 0; i < M; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "coop-later-%d", i);
+        EP_ASSERT(find_id(got, M, id) >= 0);
+    }
+    EP_ASSERT_EQ(ep_queue_consume(q2, got + M, 5, 500), 0);
+    EP_ASSERT_EQ(ep_queue_ack(q2, got, M), 0);
+    ep_queue_destroy(q2);
+    mock_stop(&m);
+    unsetenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY");
+}
+
 /* Publishes n events of size bytes each (ids prefix-<i>) and waits for every acknowledgement. */
 static void publish_big(ep_queue_t *q, const char *prefix, int n, size_t size)
 {
@@ -1048,6 +1137,8 @@ EP_TEST_LIST = {
     EP_TEST(test_dead_letter),
     EP_TEST(test_brokers_down),
     EP_TEST(test_slow_broker_answer_bound),
+    EP_TEST(test_leave_group_bounded),
+    EP_TEST(test_cooperative_rebalance),
     EP_TEST(test_offset_reset_counts_lost),
     EP_TEST(test_client_settings), /* no cluster: the clients' configuration only */
     EP_TEST(test_passthrough),

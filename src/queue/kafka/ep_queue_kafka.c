@@ -44,6 +44,7 @@
 
 #include "base/ep_counter.h"
 #include "base/ep_error.h"
+#include "base/ep_exit.h"
 #include "base/ep_log.h"
 #include "base/ep_mem.h"
 #include "base/ep_time.h"
@@ -57,12 +58,17 @@
 #include <time.h>
 
 #define LOG                   "kafka"
-#define POLL_INTERVAL_MS      50   /* producer poll: delivery reports, statistics */
-#define COMMIT_INTERVAL_MS    100  /* at most one asynchronous commit this often */
-#define CONSUME_SLICE_MS      100  /* longest single consumer poll under cons_lock */
-#define CONSUME_BATCH_MAX     256  /* records taken from librdkafka's queue at once */
-#define INIT_TOPIC_TIMEOUT_MS 3000 /* bound for the first topic check at init */
-#define COMMIT_SYNC_TIMEOUT   1    /* marker: commit synchronously */
+#define POLL_INTERVAL_MS      50    /* producer poll: delivery reports, statistics */
+#define COMMIT_INTERVAL_MS    100   /* at most one asynchronous commit this often */
+#define CONSUME_SLICE_MS      100   /* longest single consumer poll under cons_lock */
+#define CONSUME_BATCH_MAX     256   /* records taken from librdkafka's queue at once */
+#define INIT_TOPIC_TIMEOUT_MS 3000  /* bound for the first topic check at init */
+#define COMMIT_SYNC_TIMEOUT   1     /* marker: commit synchronously */
+#define LEAVE_TIMEOUT_MS      15000 /* bound for leaving the group at destroy */
+
+/* How far leaving the group got (leave_step), and who waits for whom (leave_state). */
+enum { LEAVE_COMMIT, LEAVE_CLOSE, LEAVE_DESTROY, LEAVE_FINISHED };
+enum { LEAVE_RUNNING, LEAVE_DONE, LEAVE_ABANDONED };
 
 enum { DR_PUBLISH = 1, DR_WAIT = 2 };
 
@@ -490,6 +496,7 @@ static int kafka_init(const ep_config_t *cfg, const void *vset, void **out, char
     ctx->partitions = set->partitions > 0 ? set->partitions : 1;
     ctx->replication = set->replication;
     ctx->timeout_ms = cfg->upstream_timeout_ms > 0 ? cfg->upstream_timeout_ms : 3000;
+    atomic_init(&ctx->refs, 1); /* the caller; the leaving thread takes one at destroy */
     atomic_init(&ctx->brokers_up, -1);
     atomic_init(&ctx->lag_total, -1); /* unknown until measured with an assignment */
     pthread_mutex_init(&ctx->cons_lock, NULL);
@@ -910,6 +917,113 @@ static void kafka_close(void *vctx)
     atomic_store(&ctx->commit_dirty, 1);
 }
 
+/* Frees ctx and what the consumer side left in it (un-acked redeliveries are not
+ * committed: Kafka hands them out again). The producer is gone already. */
+static void ctx_free(kafka_ctx_t *ctx)
+{
+    ep_redeliver_drop(&ctx->retry, NULL, NULL);
+    for (size_t i = 0; i < ctx->n_parts; i++) {
+        ep_free(ctx->parts[i].offs);
+    }
+    ep_free(ctx->parts);
+    ep__kafka_props_free(ctx->props, ctx->n_props);
+    ep_buf_close(&ctx->lag_json);
+    pthread_cond_destroy(&ctx->mon_cond);
+    pthread_mutex_destroy(&ctx->mon_lock);
+    pthread_mutex_destroy(&ctx->info_lock);
+    pthread_mutex_destroy(&ctx->state_lock);
+    pthread_mutex_destroy(&ctx->cons_lock);
+    ep_free(ctx);
+}
+
+/* Drops one of ctx's two owners at destroy (the destroying thread, the leaving one);
+ * the last one frees it. */
+static void ctx_release(kafka_ctx_t *ctx)
+{
+    if (atomic_fetch_sub(&ctx->refs, 1) == 1) {
+        ctx_free(ctx);
+    }
+}
+
+/* Thread: the final commit of the acked prefix, then leaving the group (the revocation
+ * commits too), then the consumer's end. */
+static void *leave_main(void *arg)
+{
+    kafka_ctx_t *ctx = arg;
+    rd_kafka_t *cons = atomic_load(&ctx->cons);
+    int abandoned;
+
+    ep__kafka_commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
+    atomic_store(&ctx->leave_step, LEAVE_CLOSE);
+    rd_kafka_consumer_close(cons);
+    atomic_store(&ctx->leave_step, LEAVE_DESTROY);
+    rd_kafka_queue_destroy(ctx->cons_q);
+    rd_kafka_destroy(cons);
+    atomic_store(&ctx->leave_step, LEAVE_FINISHED);
+    pthread_mutex_lock(&ctx->mon_lock);
+    abandoned = ctx->leave_state == LEAVE_ABANDONED;
+    ctx->leave_state = LEAVE_DONE;
+    pthread_cond_broadcast(&ctx->mon_cond);
+    pthread_mutex_unlock(&ctx->mon_lock);
+    if (abandoned) {
+        ep_log_info(LOG, "the consumer left group %s after all, past the deadline", ctx->group);
+    }
+    ctx_release(ctx);
+    return NULL;
+}
+
+/*
+ * Leaves the group on a thread of its own and waits LEAVE_TIMEOUT_MS at most.
+ * librdkafka 2.0.2 was seen never to return from rd_kafka_consumer_close when the
+ * group rebalanced as the member left (CI, a processor's SIGTERM right after another
+ * member's). Past the deadline that thread is left running: the process must then
+ * end with _exit (ep_exit_fast_request), and the group drops the member at its
+ * session timeout. Takes one reference of ctx for the thread.
+ */
+static void leave_group(kafka_ctx_t *ctx)
+{
+    static const char *const steps[] = {"the final offset commit",
+                                        "rd_kafka_consumer_close (leaving the group)",
+                                        "rd_kafka_destroy of the consumer", "done"};
+    pthread_attr_t attr;
+    pthread_t tid;
+    struct timespec ts;
+    int step, done, rc;
+
+    atomic_fetch_add(&ctx->refs, 1);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, leave_main, ctx);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        leave_main(ctx); /* no thread to spare: unbounded, as before */
+        return;
+    }
+    ep_time_deadline_ts(&ts, CLOCK_MONOTONIC, LEAVE_TIMEOUT_MS);
+    pthread_mutex_lock(&ctx->mon_lock);
+    while (ctx->leave_state == LEAVE_RUNNING &&
+           pthread_cond_timedwait(&ctx->mon_cond, &ctx->mon_lock, &ts) != ETIMEDOUT) {
+    }
+    done = ctx->leave_state == LEAVE_DONE;
+    if (!done) {
+        ctx->leave_state = LEAVE_ABANDONED;
+    }
+    pthread_mutex_unlock(&ctx->mon_lock);
+    if (done) {
+        return;
+    }
+    step = atomic_load(&ctx->leave_step);
+    ep_exit_fast_request();
+    ep_log_warn(LOG,
+                "leaving consumer group %s did not finish within %d s (stuck in %s); going on "
+                "without it: the group drops this member after its session timeout, and the "
+                "next owners read from the offsets the broker holds%s",
+                ctx->group, LEAVE_TIMEOUT_MS / 1000, steps[step],
+                step == LEAVE_COMMIT ? " (events acknowledged since the last accepted commit "
+                                       "are processed again)"
+                                     : "");
+}
+
 static void kafka_destroy(void *vctx)
 {
     kafka_ctx_t *ctx = vctx;
@@ -931,14 +1045,8 @@ static void kafka_destroy(void *vctx)
     }
     cons = atomic_load(&ctx->cons);
     if (cons) {
-        /* Final commit of the acked prefix, then leave the group (revocation commits too). */
-        ep__kafka_commit_now(ctx, cons, COMMIT_SYNC_TIMEOUT);
-        rd_kafka_consumer_close(cons);
-        rd_kafka_queue_destroy(ctx->cons_q);
-        rd_kafka_destroy(cons);
+        leave_group(ctx);
     }
-    /* Un-acked redeliveries are not committed: Kafka hands them out again. */
-    ep_redeliver_drop(&ctx->retry, NULL, NULL);
     if (ctx->prod) {
         /* Deliver what can be delivered, then fail the rest so every callback runs once. */
         rd_kafka_flush(ctx->prod, ctx->timeout_ms);
@@ -952,18 +1060,7 @@ static void kafka_destroy(void *vctx)
         }
         rd_kafka_destroy(ctx->prod);
     }
-    for (size_t i = 0; i < ctx->n_parts; i++) {
-        ep_free(ctx->parts[i].offs);
-    }
-    ep_free(ctx->parts);
-    ep__kafka_props_free(ctx->props, ctx->n_props);
-    ep_buf_close(&ctx->lag_json);
-    pthread_cond_destroy(&ctx->mon_cond);
-    pthread_mutex_destroy(&ctx->mon_lock);
-    pthread_mutex_destroy(&ctx->info_lock);
-    pthread_mutex_destroy(&ctx->state_lock);
-    pthread_mutex_destroy(&ctx->cons_lock);
-    ep_free(ctx);
+    ctx_release(ctx);
 }
 
 const ep_queue_provider_t ep_queue_kafka_provider = {

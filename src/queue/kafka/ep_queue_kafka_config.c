@@ -292,6 +292,18 @@ int ep__kafka_producer_conf(kafka_ctx_t *ctx, const ep_config_t *cfg, const ep_k
     return 0;
 }
 
+/* 1 when the (possibly passed-through) partition.assignment.strategy is cooperative: librdkafka
+ * refuses to mix cooperative and eager assignors, so one cooperative name decides. */
+static int is_cooperative(rd_kafka_conf_t *conf)
+{
+    char strategy[256];
+    size_t n = sizeof(strategy);
+
+    return rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy, &n) ==
+               RD_KAFKA_CONF_OK &&
+           strstr(strategy, "cooperative") != NULL;
+}
+
 int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -308,6 +320,7 @@ int ep__kafka_consumer_conf(kafka_ctx_t *ctx, rd_kafka_conf_t **out, char *err, 
         rd_kafka_conf_destroy(conf);
         return EP_ECONFIG;
     }
+    ctx->cooperative = is_cooperative(conf);
     *out = conf;
     return 0;
 }

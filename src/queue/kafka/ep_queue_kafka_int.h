@@ -95,6 +95,18 @@ typedef struct kafka_ctx_s {
     _Atomic(rd_kafka_t *) cons;
     rd_kafka_queue_t *cons_q; /* its queue (records, callbacks), for batch reads */
     char cons_err[256];
+    /* partition.assignment.strategy is cooperative: read from the configuration, because
+     * rd_kafka_rebalance_protocol() may block when called from a callback during close. */
+    int cooperative;
+    /*
+     * Leaving the group at destroy runs on a thread of its own (the final commit,
+     * rd_kafka_consumer_close, rd_kafka_destroy). librdkafka 2.0.2 was seen never to
+     * return from the close when the group rebalanced at that moment, so destroy waits
+     * LEAVE_TIMEOUT_MS at most, then leaves that thread running and ctx to it.
+     */
+    _Atomic int leave_step; /* LEAVE_* of ep_queue_kafka.c: how far it got */
+    int leave_state;        /* under mon_lock: LEAVE_RUNNING, LEAVE_DONE, LEAVE_ABANDONED */
+    _Atomic int refs;       /* owners at destroy: its caller, the leaving thread */
 
     /* Commit tracking and the nack redelivery list, under state_lock. */
     pthread_mutex_t state_lock;
