@@ -176,8 +176,18 @@ static int print_leaders(rd_kafka_mock_cluster_t *mc, const char *topic)
         return -1;
     }
     rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == 0 && md->topic_cnt == 1 &&
-        md->topics[0].err == 0) {
+    /* A few tries: the request may have gone to a broker that was just taken down. */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (md) {
+            rd_kafka_metadata_destroy(md);
+            md = NULL;
+        }
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == 0 && md->topic_cnt == 1 &&
+            md->topics[0].err == 0) {
+            break;
+        }
+    }
+    if (md && md->topic_cnt == 1 && md->topics[0].err == 0) {
         printf("ok");
         for (int p = 0; p < md->topics[0].partition_cnt; p++) {
             const struct rd_kafka_metadata_partition *mp = &md->topics[0].partitions[p];
