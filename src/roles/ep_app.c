@@ -414,6 +414,14 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the analytics consumer: %s", ep_strerror(rc));
         return rc;
     }
+    /*
+     * gRPC first: an HTTP /health that answers then means every listener is up. A client
+     * that waited for /health and then called gRPC got "connection refused" on a busy
+     * machine when the HTTP servers started first.
+     */
+    if ((rc = ep__grpc_start(app, err, errlen)) != 0) {
+        return rc;
+    }
     for (int i = 0; i < 5; i++) {
         if (srvs[i] == NULL) {
             continue;
@@ -421,9 +429,6 @@ int ep_app_start(ep_app_t *app, char *err, size_t errlen)
         if ((rc = ep_http_server_start(srvs[i], err, errlen)) != 0) {
             return rc;
         }
-    }
-    if ((rc = ep__grpc_start(app, err, errlen)) != 0) {
-        return rc;
     }
     ep__grpc_describe(app, grpc_ports, sizeof(grpc_ports));
     if (grpc_ports[0]) {

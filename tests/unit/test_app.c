@@ -8,8 +8,11 @@
 #include "ep_test.h"
 #include "ep_test_app.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define EVENT "{\"source\":\"test\",\"data\":\"hello\",\"metadata\":{\"type\":\"demo\"}}"
 
@@ -49,6 +52,35 @@ static int call(ep_http_client_t *c, const char *method, ep_http_server_t *srv, 
         ep_free(b);
     }
     return status;
+}
+
+/*
+ * The gRPC listeners start before the HTTP ones, so an HTTP /health that answers means
+ * every listener is up: with a gRPC port taken, start fails before any HTTP server
+ * listens (the HTTP server got its port, and answered, when it started first).
+ */
+static void test_grpc_listens_before_http(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ep_config_t cfg;
+    ep_app_t *app = NULL;
+    char err[256] = "";
+
+    EP_ASSERT(fd >= 0);
+    EP_ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    EP_ASSERT_EQ(listen(fd, 1), 0);
+    EP_ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    ep_test_app_config(&cfg);
+    cfg.grpc_producer_port = ntohs(sa.sin_port); /* taken */
+    EP_ASSERT_EQ(ep_app_create(&cfg, EP_ROLE_INGEST | EP_ROLE_PROCESSOR, &app, err, sizeof(err)),
+                 0);
+    EP_ASSERT(ep_app_start(app, err, sizeof(err)) != 0);
+    EP_ASSERT(strstr(err, "Address already in use") != NULL);
+    EP_ASSERT_EQ(ep_http_server_port(app->ingest_srv), 0); /* never listened */
+    ep_app_destroy(app);
+    close(fd);
 }
 
 /* Ingest routes and readiness routes answer for their own app. */
@@ -181,6 +213,7 @@ static void test_two_gateways_proxy_to_their_ingest(void)
 }
 
 EP_TEST_LIST = {
+    EP_TEST(test_grpc_listens_before_http),
     EP_TEST(test_two_ingest_apps),
     EP_TEST(test_two_apps_ready),
     EP_TEST(test_two_apps_metrics),
