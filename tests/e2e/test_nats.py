@@ -4,6 +4,7 @@ processor, the server going away and coming back, poison messages."""
 
 import http.client
 import os
+import re
 import threading
 import time
 
@@ -153,7 +154,9 @@ def test_packed_messages_kill9_and_sigterm_lose_nothing():
             wait_for(lambda: request(ing.ingest, "GET", "/ready").status == 200, 30,
                      what="ingest ready")
             c = NatsClient(ns.port)
-            c.add_consumer("processor", ack_wait_s=5)
+            # AckWait 20 s: longer than any message waits in a processor on a busy machine
+            # (with 5 s, messages still being processed came back: more duplicates than held).
+            c.add_consumer("processor", ack_wait_s=20)
             load = Load(ing.ingest, path="/events/batch", threads=2, prefix="pk",
                         batch=100).start()
             with Eventpipe("processor", env=nats_env(ns, sinks[0])) as p1:
@@ -168,6 +171,9 @@ def test_packed_messages_kill9_and_sigterm_lose_nothing():
             with Eventpipe("processor", env=nats_env(ns, sinks[1])) as p2:
                 wait_for(lambda: len(sink_ids(sinks[1])) > 2000, 30, what="p2 processing")
                 assert p2.stop() == 0  # SIGTERM mid-load: it finishes what it holds
+            # Packed messages it had handed out in part when it stopped come back whole.
+            m = re.findall(r"events of (\d+) packed messages were not handed out", p2.log_text())
+            held2 = sum(int(x) for x in m)
             with Eventpipe("processor", env=nats_env(ns, sinks[2])) as p3:
                 time.sleep(0.5)
                 load.stop()
@@ -179,9 +185,9 @@ def test_packed_messages_kill9_and_sigterm_lose_nothing():
                 assert all(g.startswith("pk-") for g in got), got[:5]
                 dups = len(got) - len(set(got))
                 print("  packed kill -9 + SIGTERM: %d acknowledged in %s, %d processed, %d "
-                      "duplicates (killed processor held %d messages)" % (
-                          len(ok), load.statuses, len(set(got)), dups, held))
-                assert dups <= held * 100, (dups, held)
+                      "duplicates (the killed processor held %d messages, the stopped one "
+                      "left %d in part)" % (len(ok), load.statuses, len(set(got)), dups, held, held2))
+                assert dups <= (held + held2) * 100, (dups, held, held2)
                 st = get_json(p3.processor, "/stats")
                 assert st["queue"]["nats"]["poison"] == 0, st
                 assert p3.stop() == 0

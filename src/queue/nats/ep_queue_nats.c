@@ -593,7 +593,19 @@ static size_t spare_take(ep_nats_ctx_t *ctx, ep_event_t **out, size_t max)
 
 void ep__nats_drop_spare(ep_nats_ctx_t *ctx)
 {
-    /* Not handed out: the messages come back to whoever consumes next. */
+    size_t msgs = 0;
+
+    /* Not handed out: the messages come back whole to whoever consumes next, so their
+     * events that were handed out are processed again. Said, so it can be counted. */
+    for (size_t i = ctx->spare_off; i < ctx->spare_n; i++) {
+        msgs += i == ctx->spare_off || ev_pack(ctx->spare[i]) != ev_pack(ctx->spare[i - 1]);
+    }
+    if (msgs > 0) {
+        ep_log_warn("nats",
+                    "%zu events of %zu packed messages were not handed out before the end: "
+                    "those messages come back whole",
+                    ctx->spare_n - ctx->spare_off, msgs);
+    }
     for (size_t i = ctx->spare_off; i < ctx->spare_n; i++) {
         pack_put(ev_pack(ctx->spare[i]), 0);
         ep_event_destroy(ctx->spare[i]);
