@@ -82,7 +82,13 @@ def ports_free(ports):
                 s.bind(("0.0.0.0", p))
             except OSError:
                 busy.append(p)
-    assert not busy, "ports the stack needs are taken on this machine: %s" % busy
+    if busy:
+        # Say who holds them (seen once in a run under load, gone a few minutes later).
+        held = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        who = [line for line in held.splitlines()
+               if any(line.split()[3].endswith(":%d" % p) for p in busy if len(line.split()) > 3)]
+        raise AssertionError("ports the stack needs are taken on this machine: %s\n%s" %
+                             (busy, "\n".join(who) or held))
 
 
 def interfaces():
