@@ -7,7 +7,8 @@
 #   scripts/docker.sh start      dockerd on a private socket, host networking only
 #   scripts/docker.sh images     debian:12-slim (debootstrap) + local nats-server and
 #                                prometheus images built from Debian packages
-#   scripts/docker.sh up         install, start, images (the tests' set-up)
+#   scripts/docker.sh up         install, start, images
+#   scripts/docker.sh test-up    up, then removes containers an interrupted test run left
 #   scripts/docker.sh env        prints `export DOCKER_HOST=...` for this engine
 #   scripts/docker.sh stop       stops that dockerd by its pid
 #   scripts/docker.sh exec CMD.. up, CMD with DOCKER_HOST set, stop
@@ -227,6 +228,20 @@ up)
     cmd_start
     cmd_images
     ;;
+test-up)
+    # The test fixture: up, then remove the containers an interrupted test run left
+    # (compose projects eptest-*). Their restart policy brings them back with the
+    # engine, holding the stack ports (8080-8083) the next run needs.
+    cmd_install
+    cmd_start
+    cmd_images
+    left=$("$DOCKER" ps -aq --filter name=^eptest-)
+    if [ -n "$left" ]; then
+        say "removing $(echo "$left" | wc -l) container(s) an earlier test run left"
+        # shellcheck disable=SC2086
+        "$DOCKER" rm -f $left >/dev/null
+    fi
+    ;;
 env) echo "export DOCKER_HOST=$DOCKER_HOST DOCKER_BUILDKIT=1" ;;
 exec)
     shift
@@ -238,7 +253,7 @@ exec)
     "$@"
     ;;
 *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
